@@ -1,0 +1,535 @@
+/* vl2 - the engine's command line, on the public API (vl2.h) only.
+ *
+ *   vl2 eval --model DIR --case CASE.json [--images DIR] [--max-new-tokens N]
+ *            [--logits-out FILE] [--threads N]
+ *       Builds the prompt of one golden-format case exactly as the official processor does,
+ *       runs it, and prints one JSON object: input_ids, images_spatial_crop, tiles_sha256,
+ *       greedy_ids (N argmax steps, not stopping at eos), greedy_top10_ids/_logits, text and
+ *       timings. --logits-out writes the float32 little-endian logits at the last prompt
+ *       position. This output is a contract the tests and benchmarks rely on.
+ *
+ *   vl2 run --model DIR [--image FILE]... --prompt TEXT [sampling options]
+ *       Streams an answer for people.
+ *
+ * Errors: exit status 1 (2 for usage) and one line on stderr.
+ */
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vl2.h"
+
+static int fail(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vl2: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static int usage(GOptionContext *ctx, const char *msg)
+{
+    fprintf(stderr, "vl2: %s\n", msg);
+    g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
+    fputs(help, stderr);
+    return 2;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Conversations from golden-format case files
+ */
+
+typedef struct {
+    GPtrArray *strings;          /* owned contents */
+    GArray *messages;            /* vl2_message */
+    GArray *images;              /* vl2_image, all messages */
+    char *system_prompt;
+} conversation;
+
+static void conversation_clear(conversation *c)
+{
+    if (c->strings)
+        g_ptr_array_unref(c->strings);
+    if (c->messages)
+        g_array_unref(c->messages);
+    if (c->images) {
+        for (guint i = 0; i < c->images->len; i++)
+            g_free((void *)g_array_index(c->images, vl2_image, i).rgb);
+        g_array_unref(c->images);
+    }
+    g_free(c->system_prompt);
+    memset(c, 0, sizeof *c);
+}
+
+static bool parse_role(const char *s, vl2_role *role)
+{
+    if (!strcmp(s, "<|User|>") || !strcmp(s, "user")) {
+        *role = VL2_ROLE_USER;
+        return true;
+    }
+    if (!strcmp(s, "<|Assistant|>") || !strcmp(s, "assistant")) {
+        *role = VL2_ROLE_ASSISTANT;
+        return true;
+    }
+    return false;
+}
+
+/* Reads CASE.json: {conversation: [{role, content, images?}], system_prompt?}. */
+static bool load_case(const char *path, const char *images_dir, conversation *c, char **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) gerr = NULL;
+    if (!json_parser_load_from_file(parser, path, &gerr)) {
+        *error = g_strdup_printf("%s: %s", path, gerr->message);
+        return false;
+    }
+    JsonNode *root = json_parser_get_root(parser);
+    JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+    JsonNode *conv = o ? json_object_get_member(o, "conversation") : NULL;
+    if (!conv || !JSON_NODE_HOLDS_ARRAY(conv)) {
+        *error = g_strdup_printf("%s: no \"conversation\" list", path);
+        return false;
+    }
+    c->strings = g_ptr_array_new_with_free_func(g_free);
+    c->messages = g_array_new(FALSE, TRUE, sizeof(vl2_message));
+    c->images = g_array_new(FALSE, TRUE, sizeof(vl2_image));
+    if (o && json_object_has_member(o, "system_prompt") &&
+        JSON_NODE_HOLDS_VALUE(json_object_get_member(o, "system_prompt")))
+        c->system_prompt = g_strdup(json_object_get_string_member(o, "system_prompt"));
+
+    JsonArray *a = json_node_get_array(conv);
+    GArray *counts = g_array_new(FALSE, TRUE, sizeof(int));
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonNode *mn = json_array_get_element(a, i);
+        JsonObject *mo = JSON_NODE_HOLDS_OBJECT(mn) ? json_node_get_object(mn) : NULL;
+        const char *role = mo ? json_object_get_string_member_with_default(mo, "role", NULL) : NULL;
+        const char *content =
+            mo ? json_object_get_string_member_with_default(mo, "content", NULL) : NULL;
+        vl2_message msg = { 0 };
+        if (!role || !content || !parse_role(role, &msg.role)) {
+            *error = g_strdup_printf("%s: message %u needs a role (<|User|> or <|Assistant|>) "
+                                     "and a content string", path, i + 1);
+            g_array_unref(counts);
+            return false;
+        }
+        char *text = g_strdup(content);
+        g_ptr_array_add(c->strings, text);
+        msg.content = text;
+        int n_images = 0;
+        JsonNode *imgs = json_object_get_member(mo, "images");
+        if (imgs && JSON_NODE_HOLDS_ARRAY(imgs)) {
+            JsonArray *ia = json_node_get_array(imgs);
+            for (guint k = 0; k < json_array_get_length(ia); k++) {
+                const char *name = json_array_get_string_element(ia, k);
+                g_autofree char *file = g_build_filename(images_dir, name ? name : "", NULL);
+                *error = g_strdup_printf("%s: cannot use image %s: images are not supported by "
+                                         "this build yet", path, file);
+                g_array_unref(counts);
+                return false;
+            }
+        }
+        g_array_append_val(counts, n_images);
+        g_array_append_val(c->messages, msg);
+    }
+    /* Point each message at its slice of the image array (stable now). */
+    guint next = 0;
+    for (guint i = 0; i < c->messages->len; i++) {
+        vl2_message *m = &g_array_index(c->messages, vl2_message, i);
+        m->n_images = g_array_index(counts, int, i);
+        m->images = m->n_images ? &g_array_index(c->images, vl2_image, next) : NULL;
+        next += (guint)m->n_images;
+    }
+    g_array_unref(counts);
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * eval
+ */
+
+typedef struct {
+    int32_t id;
+    float logit;
+} scored;
+
+static int by_logit_desc(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->logit != y->logit)
+        return x->logit > y->logit ? -1 : 1;
+    return x->id - y->id;
+}
+
+/* The 10 largest logits, in descending order (ties: lower id first, like a stable argmax). */
+static void top10(const float *logits, int n, scored *out)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (k < 10) {
+            out[k++] = (scored){ i, logits[i] };
+            qsort(out, (size_t)k, sizeof *out, by_logit_desc);
+        } else if (logits[i] > out[9].logit) {
+            out[9] = (scored){ i, logits[i] };
+            qsort(out, 10, sizeof *out, by_logit_desc);
+        }
+    }
+}
+
+static char *tiles_sha256(const vl2_prompt *p)
+{
+    int n = vl2_prompt_n_tiles(p);
+    if (n == 0)
+        return NULL;
+    size_t size = (size_t)vl2_prompt_tile_size(p) * (size_t)vl2_prompt_tile_size(p) * 3;
+    GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+    for (int i = 0; i < n; i++)
+        g_checksum_update(sum, vl2_prompt_tile(p, i), (gssize)size);
+    char *hex = g_strdup(g_checksum_get_string(sum));
+    g_checksum_free(sum);
+    return hex;
+}
+
+static bool write_logits(const char *path, const float *logits, int n, char **error)
+{
+    /* float32 little-endian, as the machines this runs on store it */
+    g_autoptr(GError) gerr = NULL;
+    if (!g_file_set_contents(path, (const char *)logits, (gssize)n * (gssize)sizeof(float),
+                             &gerr)) {
+        *error = g_strdup_printf("%s: %s", path, gerr->message);
+        return false;
+    }
+    return true;
+}
+
+static void add_ids(JsonBuilder *b, const char *name, const int32_t *ids, size_t n)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_begin_array(b);
+    for (size_t i = 0; i < n; i++)
+        json_builder_add_int_value(b, ids[i]);
+    json_builder_end_array(b);
+}
+
+/* [steps][10] of the top-10 ids or their logits. */
+static void add_top10(JsonBuilder *b, const char *name, const scored *top, int steps, bool logits)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_begin_array(b);
+    for (int i = 0; i < steps; i++) {
+        json_builder_begin_array(b);
+        for (int k = 0; k < 10; k++) {
+            const scored *e = &top[(size_t)i * 10 + k];
+            if (logits)
+                json_builder_add_double_value(b, e->logit);
+            else
+                json_builder_add_int_value(b, e->id);
+        }
+        json_builder_end_array(b);
+    }
+    json_builder_end_array(b);
+}
+
+/* Runs the greedy steps after a prefill and prints the eval JSON. Returns the exit status. */
+static int eval_report(vl2_model *model, const vl2_prompt *prompt, vl2_session *s, int max_new,
+                       const char *logits_out)
+{
+    vl2_error err;
+    char *error = NULL;
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    if (logits_out && !write_logits(logits_out, vl2_session_logits(s), info.n_vocab, &error)) {
+        fail("%s", error);
+        g_free(error);
+        return 1;
+    }
+
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    add_ids(b, "input_ids", vl2_prompt_ids(prompt), vl2_prompt_n_tokens(prompt));
+    json_builder_set_member_name(b, "images_spatial_crop");
+    json_builder_begin_array(b);
+    for (int i = 0; i < vl2_prompt_n_images(prompt); i++) {
+        int w, h;
+        vl2_prompt_image_grid(prompt, i, &w, &h);
+        json_builder_begin_array(b);
+        json_builder_add_int_value(b, w);
+        json_builder_add_int_value(b, h);
+        json_builder_end_array(b);
+    }
+    json_builder_end_array(b);
+    g_autofree char *sha = tiles_sha256(prompt);
+    json_builder_set_member_name(b, "tiles_sha256");
+    if (sha)
+        json_builder_add_string_value(b, sha);
+    else
+        json_builder_add_null_value(b);
+
+    /* Greedy steps straight from the logits: argmax, fed back, eos included. */
+    int32_t *greedy = g_new0(int32_t, max_new > 0 ? max_new : 1);
+    scored *top = g_new0(scored, (size_t)(max_new > 0 ? max_new : 1) * 10);
+    for (int step = 0; step < max_new; step++) {
+        top10(vl2_session_logits(s), info.n_vocab, top + (size_t)step * 10);
+        greedy[step] = top[(size_t)step * 10].id;
+        if (step + 1 < max_new && vl2_session_feed(s, greedy[step], &err) != VL2_OK) {
+            fail("%s", err.message);
+            g_free(greedy);
+            g_free(top);
+            return 1;
+        }
+    }
+    add_ids(b, "greedy_ids", greedy, (size_t)max_new);
+    add_top10(b, "greedy_top10_ids", top, max_new, false);
+    add_top10(b, "greedy_top10_logits", top, max_new, true);
+    char *text = vl2_detokenize(model, greedy, (size_t)max_new, false);
+    json_builder_set_member_name(b, "text");
+    json_builder_add_string_value(b, text ? text : "");
+    free(text);
+    g_free(greedy);
+    g_free(top);
+
+    vl2_timings t;
+    vl2_session_get_timings(s, &t);
+    json_builder_set_member_name(b, "timings");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "load_s");
+    json_builder_add_double_value(b, info.load_seconds);
+    json_builder_set_member_name(b, "vision_s");
+    json_builder_add_double_value(b, t.vision_seconds);
+    json_builder_set_member_name(b, "prefill_s");
+    json_builder_add_double_value(b, t.prefill_seconds);
+    json_builder_set_member_name(b, "decode_s");
+    json_builder_add_double_value(b, t.decode_seconds);
+    json_builder_set_member_name(b, "tiles");
+    json_builder_add_int_value(b, t.n_tiles);
+    json_builder_set_member_name(b, "prompt_tokens");
+    json_builder_add_int_value(b, t.n_prompt_tokens);
+    json_builder_set_member_name(b, "decoded_tokens");
+    json_builder_add_int_value(b, t.n_decoded);
+    json_builder_set_member_name(b, "threads");
+    json_builder_add_int_value(b, info.n_threads);
+    json_builder_end_object(b);
+    json_builder_end_object(b);
+
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    JsonNode *root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    g_autofree char *json = json_generator_to_data(gen, NULL);
+    json_node_unref(root);
+    puts(json);
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    g_autofree char *model_dir = NULL, *case_path = NULL, *images_dir = NULL, *logits_out = NULL;
+    int max_new = 12, threads = 0;
+    GOptionEntry entries[] = {
+        { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder", "DIR" },
+        { "case", 0, 0, G_OPTION_ARG_FILENAME, &case_path, "Case file (golden cases.json entry)",
+          "CASE.json" },
+        { "images", 0, 0, G_OPTION_ARG_FILENAME, &images_dir,
+          "Folder the case's image names resolve against (default: the case's folder)", "DIR" },
+        { "max-new-tokens", 0, 0, G_OPTION_ARG_INT, &max_new, "Greedy steps (default 12)", "N" },
+        { "logits-out", 0, 0, G_OPTION_ARG_FILENAME, &logits_out,
+          "Write float32 logits at the last prompt position", "FILE" },
+        { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Worker threads (default: all CPUs)", "N" },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("- evaluate one case");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) gerr = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &gerr))
+        return usage(ctx, gerr->message);
+    if (!model_dir || !case_path)
+        return usage(ctx, "eval needs --model and --case");
+    if (max_new < 0)
+        return usage(ctx, "--max-new-tokens must be >= 0");
+    if (!images_dir)
+        images_dir = g_path_get_dirname(case_path);
+
+    conversation c = { 0 };
+    char *error = NULL;
+    if (!load_case(case_path, images_dir, &c, &error)) {
+        int r = fail("%s", error);
+        g_free(error);
+        conversation_clear(&c);
+        return r;
+    }
+
+    vl2_error err;
+    vl2_model *model = NULL;
+    vl2_session *s = NULL;
+    vl2_prompt *prompt = NULL;
+    int rc = 1;
+    vl2_model_params mp = vl2_model_default_params();
+    mp.n_threads = threads;
+    if (vl2_model_load(model_dir, &mp, &model, &err) != VL2_OK) {
+        fail("%s", err.message);
+        goto out;
+    }
+    /* eval reproduces the official processor, whose token ids never carry system_prompt */
+    vl2_conversation conv = { (const vl2_message *)c.messages->data, (int)c.messages->len, NULL };
+    if (vl2_prompt_new(model, &conv, &prompt, &err) != VL2_OK ||
+        vl2_session_new(model, NULL, &s, &err) != VL2_OK) {
+        fail("%s", err.message);
+        goto out;
+    }
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.temperature = 0;
+    gp.repetition_penalty = 1;
+    if (vl2_session_prefill(s, prompt, &gp, &err) != VL2_OK) {
+        fail("%s", err.message);
+        goto out;
+    }
+    rc = eval_report(model, prompt, s, max_new, logits_out);
+out:
+    vl2_prompt_free(prompt);
+    vl2_session_free(s);
+    vl2_model_free(model);
+    conversation_clear(&c);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * run
+ */
+
+static bool show_progress(float fraction, void *user_data)
+{
+    if (isatty(fileno(stderr))) {
+        fprintf(stderr, "\r%s %3.0f%%", (const char *)user_data, fraction * 100);
+        if (fraction >= 1)
+            fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+    return true;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    g_autofree char *model_dir = NULL, *prompt_text = NULL, *system = NULL;
+    g_auto(GStrv) images = NULL;
+    vl2_generate_params gp = vl2_generate_default_params();
+    double temperature = gp.temperature, top_p = gp.top_p, penalty = gp.repetition_penalty;
+    int top_k = gp.top_k, max_new = gp.max_new_tokens, threads = 0, n_ctx = 0;
+    gint64 seed = -1;
+    GOptionEntry entries[] = {
+        { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder", "DIR" },
+        { "image", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &images, "Image to ask about (repeatable)",
+          "FILE" },
+        { "prompt", 0, 0, G_OPTION_ARG_STRING, &prompt_text, "The question", "TEXT" },
+        { "system", 0, 0, G_OPTION_ARG_STRING, &system, "System prompt", "TEXT" },
+        { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &temperature, "Sampling temperature "
+          "(default 0.4; 0 = greedy)", "T" },
+        { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p, "Nucleus sampling mass (default 0.9)", "P" },
+        { "top-k", 0, 0, G_OPTION_ARG_INT, &top_k, "Keep the K most likely (default 50)", "K" },
+        { "repetition-penalty", 0, 0, G_OPTION_ARG_DOUBLE, &penalty,
+          "Repetition penalty (default 1.1)", "R" },
+        { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default: random)", "N" },
+        { "max-new-tokens", 0, 0, G_OPTION_ARG_INT, &max_new, "Answer length limit "
+          "(default 512)", "N" },
+        { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Worker threads (default: all CPUs)", "N" },
+        { "ctx", 0, 0, G_OPTION_ARG_INT, &n_ctx, "Context size (default: the model's)", "N" },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("- answer a question about images");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) gerr = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &gerr))
+        return usage(ctx, gerr->message);
+    if (!model_dir || !prompt_text)
+        return usage(ctx, "run needs --model and --prompt");
+    if (images && images[0])
+        return fail("images are not supported by this build yet");
+
+    vl2_error err;
+    vl2_model *model = NULL;
+    vl2_session *s = NULL;
+    vl2_prompt *prompt = NULL;
+    int rc = 1;
+    vl2_model_params mp = vl2_model_default_params();
+    mp.n_threads = threads;
+    mp.progress = show_progress;
+    mp.progress_user_data = "loading";
+    if (vl2_model_load(model_dir, &mp, &model, &err) != VL2_OK) {
+        fail("%s", err.message);
+        goto out;
+    }
+    vl2_message msg = { VL2_ROLE_USER, prompt_text, NULL, 0 };
+    vl2_conversation conv = { &msg, 1, system };
+    vl2_session_params sp = vl2_session_default_params();
+    sp.n_ctx = n_ctx;
+    if (vl2_prompt_new(model, &conv, &prompt, &err) != VL2_OK ||
+        vl2_session_new(model, &sp, &s, &err) != VL2_OK) {
+        fail("%s", err.message);
+        goto out;
+    }
+    gp.temperature = (float)temperature;
+    gp.top_p = (float)top_p;
+    gp.top_k = top_k;
+    gp.repetition_penalty = (float)penalty;
+    gp.max_new_tokens = max_new;
+    if (seed >= 0)
+        gp.seed = (uint64_t)seed;
+    gp.progress = show_progress;
+    gp.progress_user_data = "reading";
+    if (vl2_session_prefill(s, prompt, &gp, &err) != VL2_OK) {
+        fail("%s", err.message);
+        goto out;
+    }
+    vl2_step step;
+    do {
+        if (vl2_session_step(s, &step, &err) != VL2_OK) {
+            fail("%s", err.message);
+            goto out;
+        }
+        fputs(step.text, stdout);
+        fflush(stdout);
+    } while (step.stop == VL2_STOP_NONE);
+    fputc('\n', stdout);
+
+    vl2_timings t;
+    vl2_session_get_timings(s, &t);
+    static const char *why[] = { "", "end of answer", "stop string", "length limit",
+                                 "context full" };
+    fprintf(stderr, "[%d prompt tokens in %.2f s; %d tokens at %.1f tokens/s; %s]\n",
+            t.n_prompt_tokens, t.prefill_seconds, t.n_decoded + 1,
+            t.decode_seconds > 0 ? t.n_decoded / t.decode_seconds : 0.0, why[step.stop]);
+    rc = 0;
+out:
+    vl2_prompt_free(prompt);
+    vl2_session_free(s);
+    vl2_model_free(model);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: vl2 COMMAND [OPTIONS]\n"
+        "\n"
+        "Commands:\n"
+        "  run    answer a question (about images) with a DeepSeek-VL2 checkpoint\n"
+        "  eval   evaluate one golden-format case and print JSON\n"
+        "\n"
+        "Run 'vl2 COMMAND --help' for a command's options.\n";
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "eval"))
+        return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "run"))
+        return cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, "vl2: unknown command '%s'\n\n%s", argv[1], help);
+    return 2;
+}

@@ -1,0 +1,656 @@
+/* decoder.c - the DeepSeekMoE language model (DeepseekV2ForCausalLM in modeling_deepseek.py).
+ *
+ * Data flow for T new positions starting at n_past, hidden size D:
+ *
+ *   embeds [T, D] -> for each layer:
+ *       x = RMSNorm(h)                          input_layernorm
+ *       h += Attention(x)                       MHA (Tiny) or MLA (Small, full), KV cache
+ *       x = RMSNorm(h)                          post_attention_layernorm
+ *       h += MLP(x)  or  MoE(x) + shared(x)     layer 0 dense, the rest MoE
+ *   -> RMSNorm(h[T-1]) -> lm_head -> logits [n_vocab]
+ *
+ * Attention. MHA is transformers' LlamaAttention: q/k/v projections, RoPE rotate-half over the
+ * whole head, softmax(q k^T / sqrt(head_dim)). MLA follows DeepseekV2Attention's eager path,
+ * which is already the "absorbed" form: the cache holds the normalised latent c (kv_lora_rank)
+ * and one rotated rope key shared by all heads; a query's nope part is multiplied into kv_b's
+ * key rows (q_abs = q_nope W_kb, kv_lora_rank wide), scores are q_pe.k_pe + q_abs.c, the
+ * probability-weighted latent goes through kv_b's value rows. MLA rotates q_pe/k_pe after
+ * DeepSeek's interleave permutation (even elements first, then odd); MHA does not permute.
+ *
+ * MoE. The router scores every expert in float32 (softmax, or sigmoid plus a correction bias
+ * for choosing only), picks num_experts_per_tok of them (greedy, group-limited, or noaux_tc),
+ * and the chosen experts' SwiGLU outputs are summed with their weights; shared experts are one
+ * wider SwiGLU added on top. Tokens are grouped by expert so each active expert runs once.
+ *
+ * Scores for one query row at a time: a 3000-token prompt never materialises more than
+ * n_ctx floats of scores per task.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decoder.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * RoPE tables (DeepseekV2RotaryEmbedding and its linear / dynamic / yarn variants)
+ */
+
+static double yarn_get_mscale(double scale, double mscale)
+{
+    return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+static double yarn_correction_dim(double n_rot, int dim, double base, int max_pos)
+{
+    return (dim * log(max_pos / (n_rot * 2 * M_PI))) / (2 * log(base));
+}
+
+vl2_status vl2_decoder_init(vl2_model *m, vl2_error *err)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    const vl2_rope_scaling *rs = &lm->rope_scaling;
+    int dim = lm->use_mla ? lm->qk_rope_head_dim : lm->head_dim;
+    int half = dim / 2;
+
+    if (!lm->use_mla && lm->has_rope_scaling && rs->type == VL2_ROPE_YARN)
+        return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "%s/config.json: yarn rope_scaling is only "
+                             "defined for MLA models (use_mla true)", m->dir);
+    m->rope_dim = dim;
+    m->rope_inv_freq = malloc((size_t)half * sizeof(float));
+    if (!m->rope_inv_freq)
+        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for rope tables");
+    m->rope_pos_div = 1.0f;
+    m->rope_mscale = 1.0f;
+
+    /* The reference computes these in float32: base ** (arange(0, dim, 2) / dim). */
+    const float base = (float)lm->rope_theta;
+    for (int i = 0; i < half; i++)
+        m->rope_inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)dim);
+
+    if (lm->has_rope_scaling && rs->type == VL2_ROPE_LINEAR) {
+        m->rope_pos_div = (float)rs->factor;
+    } else if (lm->has_rope_scaling && rs->type == VL2_ROPE_YARN) {
+        double lo = floor(yarn_correction_dim(rs->beta_fast, dim, lm->rope_theta,
+                                              rs->original_max_position_embeddings));
+        double hi = ceil(yarn_correction_dim(rs->beta_slow, dim, lm->rope_theta,
+                                             rs->original_max_position_embeddings));
+        if (lo < 0)
+            lo = 0;
+        if (hi > dim - 1)
+            hi = dim - 1;
+        if (lo == hi)
+            hi += 0.001; /* as yarn_linear_ramp_mask avoids the singularity */
+        for (int i = 0; i < half; i++) {
+            float extra = m->rope_inv_freq[i];
+            float inter = 1.0f / ((float)rs->factor * powf(base, (float)(2 * i) / (float)dim));
+            float ramp = (float)((i - lo) / (hi - lo));
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            float mask = 1.0f - ramp;
+            m->rope_inv_freq[i] = inter * (1 - mask) + extra * mask;
+        }
+        m->rope_mscale = (float)(yarn_get_mscale(rs->factor, rs->mscale) /
+                                 yarn_get_mscale(rs->factor, rs->mscale_all_dim));
+    }
+    /* DynamicNTK differs from plain RoPE only beyond max_position_embeddings, which the KV cache
+     * never exceeds. */
+
+    if (lm->use_mla) {
+        double scale = pow(lm->qk_nope_head_dim + lm->qk_rope_head_dim, -0.5);
+        if (lm->has_rope_scaling && rs->mscale_all_dim != 0) {
+            double ms = yarn_get_mscale(rs->factor, rs->mscale_all_dim);
+            scale *= ms * ms;
+        }
+        m->attn_scale = (float)scale;
+    } else {
+        m->attn_scale = (float)pow(lm->head_dim, -0.5);
+    }
+    return VL2_OK;
+}
+
+/* cos/sin of every rotary frequency at one position, scaled by yarn's mscale. */
+static void rope_angles(const vl2_model *m, int pos, float *cs, float *sn)
+{
+    float p = (float)pos / m->rope_pos_div;
+    for (int i = 0; i < m->rope_dim / 2; i++) {
+        float f = p * m->rope_inv_freq[i];
+        cs[i] = cosf(f) * m->rope_mscale;
+        sn[i] = sinf(f) * m->rope_mscale;
+    }
+}
+
+/* x*cos + rotate_half(x)*sin. With `interleaved`, x is first permuted to (x0, x2, ..., x1, x3,
+ * ...) like apply_rotary_pos_emb in modeling_deepseek.py; the result stays permuted, which is
+ * harmless because queries and keys get the same permutation. */
+static void rope_apply(float *x, int dim, const float *cs, const float *sn, bool interleaved)
+{
+    int half = dim / 2;
+    float tmp[1024];
+    float *buf = dim <= 1024 ? tmp : malloc((size_t)dim * sizeof(float));
+    if (!buf)
+        return;
+    memcpy(buf, x, (size_t)dim * sizeof(float));
+    for (int i = 0; i < half; i++) {
+        float a = interleaved ? buf[2 * i] : buf[i];
+        float b = interleaved ? buf[2 * i + 1] : buf[i + half];
+        x[i] = a * cs[i] - b * sn[i];
+        x[i + half] = b * cs[i] + a * sn[i];
+    }
+    if (buf != tmp)
+        free(buf);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * KV cache
+ */
+
+size_t vl2_kv_cache_bytes_per_token(const vl2_model *m)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    size_t per_layer = lm->use_mla
+                           ? (size_t)(lm->kv_lora_rank + lm->qk_rope_head_dim)
+                           : 2 * (size_t)lm->num_key_value_heads * (size_t)lm->head_dim;
+    return per_layer * sizeof(float) * (size_t)lm->num_hidden_layers;
+}
+
+vl2_status vl2_kv_cache_init(vl2_kv_cache *kv, const vl2_model *m, int n_ctx, vl2_error *err)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    memset(kv, 0, sizeof *kv);
+    kv->n_ctx = n_ctx;
+    kv->n_layers = lm->num_hidden_layers;
+    if (lm->use_mla) {
+        kv->k_dim = lm->kv_lora_rank;
+        kv->v_dim = lm->qk_rope_head_dim;
+    } else {
+        kv->k_dim = kv->v_dim = lm->num_key_value_heads * lm->head_dim;
+    }
+    kv->k = calloc((size_t)kv->n_layers, sizeof *kv->k);
+    kv->v = calloc((size_t)kv->n_layers, sizeof *kv->v);
+    if (!kv->k || !kv->v)
+        goto oom;
+    for (int l = 0; l < kv->n_layers; l++) {
+        kv->k[l] = malloc((size_t)n_ctx * (size_t)kv->k_dim * sizeof(float));
+        kv->v[l] = malloc((size_t)n_ctx * (size_t)kv->v_dim * sizeof(float));
+        if (!kv->k[l] || !kv->v[l])
+            goto oom;
+    }
+    return VL2_OK;
+oom:
+    vl2_kv_cache_free(kv);
+    return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for a KV cache of %d tokens "
+                         "(%.1f MB)", n_ctx,
+                         (double)n_ctx * (double)vl2_kv_cache_bytes_per_token(m) / 1e6);
+}
+
+void vl2_kv_cache_free(vl2_kv_cache *kv)
+{
+    for (int l = 0; l < kv->n_layers; l++) {
+        if (kv->k)
+            free(kv->k[l]);
+        if (kv->v)
+            free(kv->v[l]);
+    }
+    free(kv->k);
+    free(kv->v);
+    memset(kv, 0, sizeof *kv);
+}
+
+void vl2_decoder_embed(const vl2_model *m, int32_t id, float *out)
+{
+    vl2_tensor_row(&m->embed, id, out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention
+ */
+
+/* Queries per attention task: small enough to balance, large enough to amortise dispatch. */
+#define Q_BLOCK 16
+
+typedef struct {
+    const vl2_model *m;
+    const vl2_layer *L;
+    const vl2_kv_cache *kv;
+    int layer, n_past, T;
+    const float *q;              /* [T][ldq] */
+    size_t ldq;
+    float *out;                  /* [T][ldo] */
+    size_t ldo;
+    bool failed;
+} attn_job;
+
+static void mha_task(void *ctx, int task, int thread)
+{
+    attn_job *j = ctx;
+    const vl2_lm_config *lm = &j->m->cfg.lm;
+    const int H = lm->num_attention_heads, hd = lm->head_dim;
+    const int group = H / lm->num_key_value_heads;
+    const int h = task % H, t0 = (task / H) * Q_BLOCK;
+    const int t1 = t0 + Q_BLOCK < j->T ? t0 + Q_BLOCK : j->T;
+    const float *K = j->kv->k[j->layer], *V = j->kv->v[j->layer];
+    const int kvo = (h / group) * hd, kd = j->kv->k_dim;
+
+    float *s = malloc((size_t)(j->n_past + j->T) * sizeof(float));
+    if (!s) {
+        j->failed = true;
+        return;
+    }
+    for (int t = t0; t < t1; t++) {
+        const float *qv = j->q + (size_t)t * j->ldq + (size_t)h * hd;
+        int n = j->n_past + t + 1; /* causal: keys up to and including this position */
+        for (int i = 0; i < n; i++)
+            s[i] = vl2_dot(qv, K + (size_t)i * kd + kvo, hd) * j->m->attn_scale;
+        vl2_softmax(s, n);
+        float *o = j->out + (size_t)t * j->ldo + (size_t)h * hd;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int i = 0; i < n; i++)
+            vl2_axpy(s[i], V + (size_t)i * kd + kvo, hd, o);
+    }
+    free(s);
+}
+
+static void mla_task(void *ctx, int task, int thread)
+{
+    attn_job *j = ctx;
+    const vl2_lm_config *lm = &j->m->cfg.lm;
+    const int H = lm->num_attention_heads, nope = lm->qk_nope_head_dim;
+    const int rope = lm->qk_rope_head_dim, r = lm->kv_lora_rank, vd = lm->v_head_dim;
+    const int h = task % H, t0 = (task / H) * Q_BLOCK;
+    const int t1 = t0 + Q_BLOCK < j->T ? t0 + Q_BLOCK : j->T;
+    const float *C = j->kv->k[j->layer], *KPE = j->kv->v[j->layer];
+    /* kv_b_proj.weight viewed [H, nope + v, r]: rows [0, nope) absorb into queries, rows
+     * [nope, nope + v) map the attended latent to values. */
+    const vl2_tensor *kvb = &j->L->kv_b;
+    const size_t head_row = (size_t)h * (size_t)(nope + vd);
+
+    float *s = malloc((size_t)(j->n_past + j->T) * sizeof(float));
+    float *qa = malloc((size_t)r * 2 * sizeof(float));
+    if (!s || !qa) {
+        free(s);
+        free(qa);
+        j->failed = true;
+        return;
+    }
+    float *lat = qa + r;
+    for (int t = t0; t < t1; t++) {
+        const float *qh = j->q + (size_t)t * j->ldq + (size_t)h * (nope + rope);
+        memset(qa, 0, (size_t)r * sizeof(float));
+        for (int d = 0; d < nope; d++)
+            vl2_axpy_w(qh[d], kvb->data, kvb->dtype, (head_row + (size_t)d) * (size_t)r, r, qa);
+        int n = j->n_past + t + 1;
+        for (int i = 0; i < n; i++)
+            s[i] = (vl2_dot(qh + nope, KPE + (size_t)i * rope, rope) +
+                    vl2_dot(qa, C + (size_t)i * r, r)) * j->m->attn_scale;
+        vl2_softmax(s, n);
+        memset(lat, 0, (size_t)r * sizeof(float));
+        for (int i = 0; i < n; i++)
+            vl2_axpy(s[i], C + (size_t)i * r, r, lat);
+        float *o = j->out + (size_t)t * j->ldo + (size_t)h * vd;
+        for (int v = 0; v < vd; v++)
+            o[v] = vl2_dot_w(kvb->data, kvb->dtype, (head_row + (size_t)(nope + v)) * (size_t)r,
+                             lat, r);
+    }
+    free(s);
+    free(qa);
+}
+
+/* Scratch for one forward pass, sized from T and the config. */
+typedef struct {
+    float *h, *x, *q, *k, *v, *ckv, *att, *tmp;
+    float *gate, *up, *act, *ffn_out;
+    float *router, *route_w, *slot_out, *gather;
+    int *route_idx, *expert_tokens, *expert_count;
+} scratch;
+
+static void scratch_free(scratch *s)
+{
+    float **fs[] = { &s->h, &s->x, &s->q, &s->k, &s->v, &s->ckv, &s->att, &s->tmp, &s->gate,
+                     &s->up, &s->act, &s->ffn_out, &s->router, &s->route_w, &s->slot_out,
+                     &s->gather };
+    for (size_t i = 0; i < G_N_ELEMENTS(fs); i++)
+        free(*fs[i]);
+    free(s->route_idx);
+    free(s->expert_tokens);
+    free(s->expert_count);
+    memset(s, 0, sizeof *s);
+}
+
+static bool scratch_alloc(scratch *s, const vl2_lm_config *lm, int T)
+{
+    memset(s, 0, sizeof *s);
+    const size_t D = (size_t)lm->hidden_size, H = (size_t)lm->num_attention_heads;
+    size_t qdim, kdim = 0, odim;
+    if (lm->use_mla) {
+        qdim = H * (size_t)(lm->qk_nope_head_dim + lm->qk_rope_head_dim);
+        odim = H * (size_t)lm->v_head_dim;
+    } else {
+        qdim = H * (size_t)lm->head_dim;
+        kdim = (size_t)lm->num_key_value_heads * (size_t)lm->head_dim;
+        odim = qdim;
+    }
+    size_t inter = (size_t)lm->intermediate_size;
+    size_t moe_inter = (size_t)lm->moe_intermediate_size * (size_t)(lm->n_shared_experts > 1
+                                                                         ? lm->n_shared_experts
+                                                                         : 1);
+    if (moe_inter > inter)
+        inter = moe_inter;
+    const size_t E = (size_t)lm->n_routed_experts, K = (size_t)lm->num_experts_per_tok;
+    const size_t t = (size_t)T;
+    size_t lora = (size_t)(lm->q_lora_rank > 0 ? lm->q_lora_rank : 0);
+    size_t ckv = lm->use_mla ? (size_t)(lm->kv_lora_rank + lm->qk_rope_head_dim) : 0;
+
+    s->h = malloc(t * D * sizeof(float));
+    s->x = malloc(t * D * sizeof(float));
+    s->q = malloc(t * qdim * sizeof(float));
+    s->att = malloc(t * odim * sizeof(float));
+    s->ffn_out = malloc(t * D * sizeof(float));
+    s->gate = malloc(t * inter * sizeof(float));
+    s->up = malloc(t * inter * sizeof(float));
+    bool ok = s->h && s->x && s->q && s->att && s->ffn_out && s->gate && s->up;
+    if (kdim) {
+        s->k = malloc(t * kdim * sizeof(float));
+        s->v = malloc(t * kdim * sizeof(float));
+        ok = ok && s->k && s->v;
+    }
+    if (ckv) {
+        s->ckv = malloc(t * ckv * sizeof(float));
+        ok = ok && s->ckv;
+    }
+    if (lora) {
+        s->tmp = malloc(t * lora * sizeof(float));
+        ok = ok && s->tmp;
+    }
+    if (E) {
+        s->router = malloc(t * E * sizeof(float));
+        s->route_w = malloc(t * K * sizeof(float));
+        s->slot_out = malloc(t * K * D * sizeof(float));
+        s->gather = malloc(t * D * sizeof(float));
+        s->route_idx = malloc(t * K * sizeof(int));
+        s->expert_tokens = malloc(t * K * sizeof(int));
+        s->expert_count = malloc((E + 1) * sizeof(int));
+        ok = ok && s->router && s->route_w && s->slot_out && s->gather && s->route_idx &&
+             s->expert_tokens && s->expert_count;
+    }
+    if (!ok)
+        scratch_free(s);
+    return ok;
+}
+
+static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int il, int n_past,
+                      int T, scratch *s)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    const vl2_layer *L = &m->layers[il];
+    const int H = lm->num_attention_heads, D = lm->hidden_size;
+    float cs[512], sn[512];
+
+    attn_job j = { m, L, kv, il, n_past, T, s->q, 0, s->att, 0, false };
+    if (!lm->use_mla) {
+        const int hd = lm->head_dim, kd = kv->k_dim;
+        vl2_linear(pool, &L->wq, L->bq.data ? &L->bq : NULL, s->x, T, s->q);
+        vl2_linear(pool, &L->wk, L->bk.data ? &L->bk : NULL, s->x, T, s->k);
+        vl2_linear(pool, &L->wv, L->bv.data ? &L->bv : NULL, s->x, T, s->v);
+        for (int t = 0; t < T; t++) {
+            rope_angles(m, n_past + t, cs, sn);
+            for (int h = 0; h < H; h++)
+                rope_apply(s->q + (size_t)t * H * hd + (size_t)h * hd, hd, cs, sn, false);
+            for (int h = 0; h < lm->num_key_value_heads; h++)
+                rope_apply(s->k + (size_t)t * kd + (size_t)h * hd, hd, cs, sn, false);
+            memcpy(kv->k[il] + (size_t)(n_past + t) * kd, s->k + (size_t)t * kd,
+                   (size_t)kd * sizeof(float));
+            memcpy(kv->v[il] + (size_t)(n_past + t) * kd, s->v + (size_t)t * kd,
+                   (size_t)kd * sizeof(float));
+        }
+        j.ldq = (size_t)H * hd;
+        j.ldo = (size_t)H * hd;
+        vl2_pool_run(pool, H * ((T + Q_BLOCK - 1) / Q_BLOCK), mha_task, &j);
+    } else {
+        const int nope = lm->qk_nope_head_dim, rope = lm->qk_rope_head_dim;
+        const int r = lm->kv_lora_rank, qhd = nope + rope;
+        if (lm->q_lora_rank == 0) {
+            vl2_linear(pool, &L->wq, NULL, s->x, T, s->q);
+        } else {
+            const int qr = lm->q_lora_rank;
+            vl2_linear(pool, &L->q_a, L->q_a_b.data ? &L->q_a_b : NULL, s->x, T, s->tmp);
+            /* q_a_layernorm and kv_a_layernorm are built with the RMSNorm default eps (1e-6),
+             * not config.rms_norm_eps. */
+            for (int t = 0; t < T; t++)
+                vl2_rmsnorm(s->tmp + (size_t)t * qr, &L->q_a_norm, qr, 1e-6f,
+                            s->tmp + (size_t)t * qr);
+            vl2_linear(pool, &L->q_b, NULL, s->tmp, T, s->q);
+        }
+        vl2_linear(pool, &L->kv_a, L->kv_a_b.data ? &L->kv_a_b : NULL, s->x, T, s->ckv);
+        for (int t = 0; t < T; t++) {
+            float *c = s->ckv + (size_t)t * (r + rope);
+            rope_angles(m, n_past + t, cs, sn);
+            for (int h = 0; h < H; h++)
+                rope_apply(s->q + (size_t)t * H * qhd + (size_t)h * qhd + nope, rope, cs, sn,
+                           true);
+            rope_apply(c + r, rope, cs, sn, true);
+            vl2_rmsnorm(c, &L->kv_a_norm, r, 1e-6f, kv->k[il] + (size_t)(n_past + t) * r);
+            memcpy(kv->v[il] + (size_t)(n_past + t) * rope, c + r, (size_t)rope * sizeof(float));
+        }
+        j.ldq = (size_t)H * qhd;
+        j.ldo = (size_t)H * lm->v_head_dim;
+        vl2_pool_run(pool, H * ((T + Q_BLOCK - 1) / Q_BLOCK), mla_task, &j);
+    }
+    if (j.failed)
+        return false;
+    /* o_proj; the residual add happens in the caller */
+    vl2_linear(pool, &L->wo, L->bo.data ? &L->bo : NULL, s->att, T, s->ffn_out);
+    for (size_t i = 0; i < (size_t)T * D; i++)
+        s->h[i] += s->ffn_out[i];
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Feed-forward: dense SwiGLU and the MoE
+ */
+
+static void swiglu_ffn(vl2_pool *pool, const vl2_ffn *f, const float *x, int T, scratch *s,
+                       float *out)
+{
+    const int inter = (int)f->gate.shape[0];
+    vl2_linear(pool, &f->gate, NULL, x, T, s->gate);
+    vl2_linear(pool, &f->up, NULL, x, T, s->up);
+    vl2_swiglu(s->gate, s->up, T * inter, s->gate);
+    vl2_linear(pool, &f->down, NULL, s->gate, T, out);
+}
+
+/* Index of the largest of n values not yet taken; ties go to the lower index. */
+static int argmax_free(const float *v, int n, const bool *taken)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (!taken[i] && (best < 0 || v[i] > v[best]))
+            best = i;
+    return best;
+}
+
+/* MoEGate.forward for one token: chosen experts and their weights. */
+static void route(const vl2_lm_config *lm, const vl2_layer *L, float *scores, int *idx, float *w)
+{
+    const int E = lm->n_routed_experts, K = lm->num_experts_per_tok;
+    bool taken[MAX_ROUTED_EXPERTS];
+    float choice[MAX_ROUTED_EXPERTS];
+
+    if (lm->scoring_func == VL2_SCORING_SOFTMAX)
+        vl2_softmax(scores, E);
+    else
+        for (int e = 0; e < E; e++)
+            scores[e] = vl2_sigmoid(scores[e]);
+
+    /* What experts are chosen by: the scores, plus the correction bias for noaux_tc. */
+    for (int e = 0; e < E; e++)
+        choice[e] = scores[e];
+    if (lm->topk_method == VL2_TOPK_NOAUX_TC)
+        for (int e = 0; e < E; e++) {
+            float b;
+            vl2_to_f32(L->router_bias.data, L->router_bias.dtype, (size_t)e, 1, &b);
+            choice[e] += b;
+        }
+
+    if (lm->topk_method != VL2_TOPK_GREEDY && lm->n_group > 1) {
+        /* Group score: the best expert (group_limited_greedy) or the sum of the best two
+         * (noaux_tc). Experts outside the topk_group best groups are set to 0.0, not -inf,
+         * exactly as the reference's masked_fill does; they can still win against negative
+         * scores. */
+        const int G = lm->n_group, per = E / G;
+        float gs[MAX_ROUTED_EXPERTS];
+        bool gtaken[MAX_ROUTED_EXPERTS] = { false };
+        for (int g = 0; g < G; g++) {
+            const float *c = choice + g * per;
+            if (lm->topk_method == VL2_TOPK_GROUP_LIMITED_GREEDY) {
+                float mx = c[0];
+                for (int i = 1; i < per; i++)
+                    mx = c[i] > mx ? c[i] : mx;
+                gs[g] = mx;
+            } else {
+                float a = -INFINITY, b = -INFINITY;
+                for (int i = 0; i < per; i++) {
+                    if (c[i] > a) {
+                        b = a;
+                        a = c[i];
+                    } else if (c[i] > b) {
+                        b = c[i];
+                    }
+                }
+                gs[g] = a + b;
+            }
+        }
+        for (int k = 0; k < lm->topk_group; k++)
+            gtaken[argmax_free(gs, G, gtaken)] = true;
+        for (int g = 0; g < G; g++)
+            if (!gtaken[g])
+                for (int i = 0; i < per; i++)
+                    choice[g * per + i] = 0.0f;
+    }
+
+    memset(taken, 0, (size_t)E * sizeof(bool));
+    float sum = 0;
+    for (int k = 0; k < K; k++) {
+        int e = argmax_free(choice, E, taken);
+        taken[e] = true;
+        idx[k] = e;
+        /* noaux_tc weighs by the unbiased score; the others by the (masked) choice score,
+         * which equals the score for every expert that can be chosen. */
+        w[k] = lm->topk_method == VL2_TOPK_NOAUX_TC ? scores[e] : choice[e];
+        sum += w[k];
+    }
+    float scale = (float)lm->routed_scaling_factor;
+    if (K > 1 && lm->norm_topk_prob) {
+        float denom = sum + 1e-20f;
+        for (int k = 0; k < K; k++)
+            w[k] = w[k] / denom * scale;
+    } else {
+        for (int k = 0; k < K; k++)
+            w[k] *= scale;
+    }
+}
+
+static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int T, scratch *s)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    const int E = lm->n_routed_experts, K = lm->num_experts_per_tok, D = lm->hidden_size;
+
+    /* The router runs in float32 on float32 activations (F.linear(x.float(), w.float())). */
+    vl2_linear(pool, &L->router, NULL, s->x, T, s->router);
+    for (int t = 0; t < T; t++)
+        route(lm, L, s->router + (size_t)t * E, s->route_idx + (size_t)t * K,
+              s->route_w + (size_t)t * K);
+
+    /* Group (token, slot) pairs by expert: a counting sort. */
+    int *count = s->expert_count;
+    memset(count, 0, (size_t)(E + 1) * sizeof(int));
+    for (int i = 0; i < T * K; i++)
+        count[s->route_idx[i] + 1]++;
+    for (int e = 0; e < E; e++)
+        count[e + 1] += count[e];
+    int *fill = malloc((size_t)E * sizeof(int));
+    if (!fill)
+        return;
+    memcpy(fill, count, (size_t)E * sizeof(int));
+    for (int i = 0; i < T * K; i++)
+        s->expert_tokens[fill[s->route_idx[i]]++] = i;
+    free(fill);
+
+    for (int e = 0; e < E; e++) {
+        int n = count[e + 1] - count[e];
+        if (!n)
+            continue;
+        const int *slots = s->expert_tokens + count[e];
+        for (int i = 0; i < n; i++)
+            memcpy(s->gather + (size_t)i * D, s->x + (size_t)(slots[i] / K) * D,
+                   (size_t)D * sizeof(float));
+        swiglu_ffn(pool, &L->experts[e], s->gather, n, s, s->ffn_out);
+        for (int i = 0; i < n; i++)
+            memcpy(s->slot_out + (size_t)slots[i] * D, s->ffn_out + (size_t)i * D,
+                   (size_t)D * sizeof(float));
+    }
+
+    /* y = sum_k w_k expert_k(x), then + shared(x), then the residual: the reference's order. */
+    float *y = s->gather;
+    for (int t = 0; t < T; t++) {
+        float *yt = y + (size_t)t * D;
+        memset(yt, 0, (size_t)D * sizeof(float));
+        for (int k = 0; k < K; k++)
+            vl2_axpy(s->route_w[t * K + k], s->slot_out + ((size_t)t * K + k) * D, D, yt);
+    }
+    if (lm->n_shared_experts > 0) {
+        swiglu_ffn(pool, &L->shared, s->x, T, s, s->ffn_out);
+        for (size_t i = 0; i < (size_t)T * D; i++)
+            y[i] += s->ffn_out[i];
+    }
+    for (size_t i = 0; i < (size_t)T * D; i++)
+        s->h[i] += y[i];
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The forward pass
+ */
+
+vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int n_past,
+                               const float *embeds, int T, vl2_forward_out *out, vl2_error *err)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    const int D = lm->hidden_size;
+    if (T <= 0 || n_past < 0 || n_past + T > kv->n_ctx)
+        return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "%d positions after %d do not fit the "
+                             "context of %d tokens", T, n_past, kv->n_ctx);
+    scratch s;
+    if (!scratch_alloc(&s, lm, T))
+        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for a forward pass of %d "
+                             "positions", T);
+    memcpy(s.h, embeds, (size_t)T * D * sizeof(float));
+    const float eps = (float)lm->rms_norm_eps;
+
+    for (int il = 0; il < lm->num_hidden_layers; il++) {
+        const vl2_layer *L = &m->layers[il];
+        for (int t = 0; t < T; t++)
+            vl2_rmsnorm(s.h + (size_t)t * D, &L->attn_norm, D, eps, s.x + (size_t)t * D);
+        if (!attention(m, pool, kv, il, n_past, T, &s)) {
+            scratch_free(&s);
+            return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in attention");
+        }
+        for (int t = 0; t < T; t++)
+            vl2_rmsnorm(s.h + (size_t)t * D, &L->ffn_norm, D, eps, s.x + (size_t)t * D);
+        if (L->is_moe) {
+            moe_ffn(m, pool, L, T, &s);
+        } else {
+            swiglu_ffn(pool, &L->dense, s.x, T, &s, s.ffn_out);
+            for (size_t i = 0; i < (size_t)T * D; i++)
+                s.h[i] += s.ffn_out[i];
+        }
+        if (out && out->hidden_per_layer)
+            memcpy(out->hidden_per_layer + (size_t)il * D, s.h + (size_t)(T - 1) * D,
+                   (size_t)D * sizeof(float));
+    }
+    if (out && out->logits) {
+        float *last = s.x;
+        vl2_rmsnorm(s.h + (size_t)(T - 1) * D, &m->final_norm, D, eps, last);
+        const vl2_tensor *head = lm->tie_word_embeddings ? &m->embed : &m->lm_head;
+        vl2_linear(pool, head, NULL, last, 1, out->logits);
+    }
+    scratch_free(&s);
+    return VL2_OK;
+}

@@ -1,0 +1,40 @@
+/* decoder.h - the DeepSeekMoE language model over a KV cache (decoder.c). */
+#ifndef VL2_DECODER_H
+#define VL2_DECODER_H
+
+#include "kernels.h"
+
+/* Per layer, per position:
+ *   MHA: key and value rows, num_key_value_heads * head_dim floats each.
+ *   MLA: the compressed latent after kv_a_layernorm (kv_lora_rank floats) and the shared
+ *        rotated rope key (qk_rope_head_dim floats) - never per-head keys and values. */
+typedef struct vl2_kv_cache {
+    int n_ctx;
+    int n_layers;
+    int k_dim, v_dim;            /* floats per position: MHA k/v; MLA latent/rope key */
+    float **k, **v;              /* [n_layers] -> [n_ctx][k_dim], [n_ctx][v_dim] */
+} vl2_kv_cache;
+
+vl2_status vl2_kv_cache_init(vl2_kv_cache *kv, const vl2_model *m, int n_ctx, vl2_error *err);
+void vl2_kv_cache_free(vl2_kv_cache *kv);
+size_t vl2_kv_cache_bytes_per_token(const vl2_model *m);
+
+/* Fills the model's rope tables and attention scale from the config (model.c calls it). */
+vl2_status vl2_decoder_init(vl2_model *m, vl2_error *err);
+
+/* What a forward pass may report besides logits. */
+typedef struct vl2_forward_out {
+    float *logits;               /* [n_vocab] at the last position, or NULL */
+    float *hidden_per_layer;     /* [n_layers][hidden]: residual after each layer at the last
+                                  * position, or NULL */
+} vl2_forward_out;
+
+/* Runs positions [n_past, n_past + T) given their input embeddings [T][hidden], writing
+ * their keys and values into the cache. Requires n_past + T <= kv->n_ctx. */
+vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int n_past,
+                               const float *embeds, int T, vl2_forward_out *out, vl2_error *err);
+
+/* Input embedding of one token id. */
+void vl2_decoder_embed(const vl2_model *m, int32_t id, float *out);
+
+#endif /* VL2_DECODER_H */

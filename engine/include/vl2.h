@@ -1,0 +1,281 @@
+/* vl2.h - libvl2: DeepSeek-VL2 (Tiny, Small, full) running in-process on the CPU.
+ *
+ * The only public header of the engine. Plain C, no GLib types.
+ *
+ * A model is immutable once loaded and may be shared by several sessions and threads.
+ * A session owns the KV cache, scratch buffers and sampler state; use one session from
+ * one thread at a time. Nothing here prints, exits or aborts: every call that can fail
+ * returns a vl2_status and, when given a vl2_error, fills it with a message that names
+ * the file and the problem.
+ *
+ * Usage (error handling shortened):
+ *
+ *     vl2_error err;
+ *     vl2_model *model;
+ *     vl2_model_params mp = vl2_model_default_params();
+ *     if (vl2_model_load("/models/deepseek-vl2-tiny", &mp, &model, &err) != VL2_OK) {
+ *         fprintf(stderr, "%s\n", err.message);
+ *         return 1;
+ *     }
+ *
+ *     vl2_message msg[2] = {
+ *         { VL2_ROLE_USER, "<image>\nWhat is written on the sign?", &image, 1 },
+ *         { VL2_ROLE_ASSISTANT, "", NULL, 0 },   // the turn to generate
+ *     };
+ *     vl2_conversation conv = { msg, 2, NULL };
+ *     vl2_prompt *prompt;
+ *     vl2_prompt_new(model, &conv, &prompt, &err);
+ *
+ *     vl2_session *s;
+ *     vl2_session_params sp = vl2_session_default_params();
+ *     vl2_session_new(model, &sp, &s, &err);
+ *
+ *     vl2_generate_params gp = vl2_generate_default_params();
+ *     vl2_session_prefill(s, prompt, &gp, &err);
+ *     vl2_step step;
+ *     do {
+ *         if (vl2_session_step(s, &step, &err) != VL2_OK)
+ *             break;
+ *         fputs(step.text, stdout);
+ *     } while (step.stop == VL2_STOP_NONE);
+ *
+ *     vl2_prompt_free(prompt);
+ *     vl2_session_free(s);
+ *     vl2_model_free(model);
+ */
+#ifndef VL2_H
+#define VL2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Status and errors
+ */
+
+typedef enum {
+    VL2_OK = 0,
+    VL2_ERR_INVALID_ARGUMENT, /* a NULL, empty or out-of-range argument; a call out of order */
+    VL2_ERR_IO,               /* a file could not be opened, read or mapped */
+    VL2_ERR_FORMAT,           /* a file is malformed or disagrees with the config */
+    VL2_ERR_UNSUPPORTED,      /* well-formed, but not something this engine runs */
+    VL2_ERR_NO_MEMORY,        /* an allocation failed */
+    VL2_ERR_CONTEXT_OVERFLOW, /* the prompt (plus generation) does not fit the context */
+    VL2_ERR_CANCELLED,        /* a progress callback asked to stop */
+    VL2_ERR_IMAGE,            /* an image is empty, too large or inconsistent with the prompt */
+} vl2_status;
+
+#define VL2_ERROR_MESSAGE_SIZE 1024
+
+typedef struct vl2_error {
+    vl2_status code;
+    char message[VL2_ERROR_MESSAGE_SIZE]; /* one line, UTF-8, no trailing newline */
+} vl2_error;
+
+/* A short constant name for a status ("ok", "io error", ...). Never NULL. */
+const char *vl2_status_name(vl2_status status);
+
+/* Called from the thread doing the work with the fraction done so far (0..1).
+ * Return false to cancel: the call in progress then returns VL2_ERR_CANCELLED. */
+typedef bool (*vl2_progress_fn)(float fraction, void *user_data);
+
+/* ---------------------------------------------------------------------------------------------
+ * Model: config.json + tokenizer.json + safetensors (single file or sharded), memory-mapped.
+ */
+
+typedef struct vl2_model vl2_model;
+
+typedef struct vl2_model_params {
+    int n_threads;               /* worker threads for the hot loops; 0 = number of CPUs */
+    vl2_progress_fn progress;    /* optional, called while tensors are validated and bound */
+    void *progress_user_data;
+} vl2_model_params;
+
+vl2_model_params vl2_model_default_params(void);
+
+/* Loads the Hugging Face style checkpoint folder `dir`. On success *out_model owns the mapped
+ * weights until vl2_model_free(). */
+vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_model **out_model,
+                          vl2_error *err);
+void vl2_model_free(vl2_model *model);
+
+typedef struct vl2_model_info {
+    const char *variant;       /* "tiny" (MHA), "small" (MLA) or "base" (MLA, sigmoid router) */
+    int64_t n_params;          /* every parameter in the checkpoint */
+    int64_t n_bytes;           /* bytes of mapped tensor data */
+    int n_vocab;
+    int n_ctx_max;             /* max_position_embeddings */
+    int n_layers;
+    int hidden_size;
+    int n_threads;
+    int32_t bos_id, eos_id, pad_id, image_id;
+    double load_seconds;
+} vl2_model_info;
+
+void vl2_model_get_info(const vl2_model *model, vl2_model_info *info);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer (byte-level BPE of tokenizer.json; added and special tokens are matched first)
+ */
+
+/* Encodes UTF-8 text without adding bos/eos. Writes up to `max_ids` ids and sets *n_ids to the
+ * number the text needs (call with max_ids 0 to measure). */
+vl2_status vl2_tokenize(const vl2_model *model, const char *text, size_t text_len, int32_t *ids,
+                        size_t max_ids, size_t *n_ids, vl2_error *err);
+
+/* Decodes ids to UTF-8 text like the reference tokenizer's decode: special tokens kept unless
+ * skip_special, byte sequences that are not valid UTF-8 become U+FFFD. Returns a malloc()ed
+ * string (free() it) or NULL on allocation failure or an id out of range. */
+char *vl2_detokenize(const vl2_model *model, const int32_t *ids, size_t n_ids, bool skip_special);
+
+/* ---------------------------------------------------------------------------------------------
+ * Conversations and prompts
+ */
+
+typedef enum { VL2_ROLE_USER, VL2_ROLE_ASSISTANT } vl2_role;
+
+/* Raw 8-bit RGB pixels, row-major; stride in bytes (>= 3 * width). Decoding files is the
+ * caller's job (the CLI and the app use GdkPixbuf). */
+typedef struct vl2_image {
+    int width, height, stride;
+    const uint8_t *rgb;
+} vl2_image;
+
+/* One turn. User content may hold "<image>" placeholders, one per entry of `images`. An
+ * assistant turn with empty content marks where generation starts and must come last. */
+typedef struct vl2_message {
+    vl2_role role;
+    const char *content;      /* UTF-8 */
+    const vl2_image *images;  /* user turns only */
+    int n_images;
+} vl2_message;
+
+typedef struct vl2_conversation {
+    const vl2_message *messages;
+    int n_messages;
+    /* Optional system prompt, a feature of this engine: rendered as the reference's sft_format
+     * shows it (text, a blank line, then the first turn). NULL or "" reproduces the official
+     * processor's token ids exactly, which never contain a system prompt. */
+    const char *system_prompt;
+} vl2_conversation;
+
+/* The processor's output: token ids (image positions hold the <image> id) and the tiles. */
+typedef struct vl2_prompt vl2_prompt;
+
+vl2_status vl2_prompt_new(const vl2_model *model, const vl2_conversation *conv,
+                          vl2_prompt **out_prompt, vl2_error *err);
+void vl2_prompt_free(vl2_prompt *prompt);
+size_t vl2_prompt_n_tokens(const vl2_prompt *prompt);
+const int32_t *vl2_prompt_ids(const vl2_prompt *prompt);
+int vl2_prompt_n_images(const vl2_prompt *prompt);
+/* Tile grid of image i: [width_tiles, height_tiles] like the reference's images_spatial_crop. */
+void vl2_prompt_image_grid(const vl2_prompt *prompt, int i, int *width_tiles, int *height_tiles);
+/* Tiles in processor order (per image: global view, then local tiles row-major), each
+ * tile_size x tile_size x 3 bytes. */
+int vl2_prompt_n_tiles(const vl2_prompt *prompt);
+int vl2_prompt_tile_size(const vl2_prompt *prompt);
+const uint8_t *vl2_prompt_tile(const vl2_prompt *prompt, int i);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sessions: KV cache, prefill and the caller-driven decode loop
+ */
+
+typedef struct vl2_session vl2_session;
+
+typedef struct vl2_session_params {
+    int n_ctx;                /* KV cache capacity in tokens; 0 = max_position_embeddings */
+} vl2_session_params;
+
+vl2_session_params vl2_session_default_params(void);
+
+vl2_status vl2_session_new(const vl2_model *model, const vl2_session_params *params,
+                           vl2_session **out_session, vl2_error *err);
+void vl2_session_free(vl2_session *session);
+
+/* Sampling and stopping for one generation. Defaults follow the official inference example:
+ * temperature 0.4, top_p 0.9, repetition_penalty 1.1, and top_k 50 (the transformers default
+ * that example inherits). temperature <= 0 means greedy (argmax). */
+/* Added to one token's logit before sampling (OpenAI's logit_bias; -INFINITY bans a token). */
+typedef struct vl2_logit_bias {
+    int32_t id;
+    float bias;
+} vl2_logit_bias;
+
+/* A seed that asks for a fresh random seed on every prefill. */
+#define VL2_SEED_RANDOM UINT64_MAX
+
+typedef struct vl2_generate_params {
+    float temperature;
+    float top_p;               /* 1 = off */
+    int top_k;                 /* 0 = off */
+    float repetition_penalty;  /* 1 = off; applies to prompt and generated ids, like transformers */
+    uint64_t seed;             /* same seed, same prompt, same answer; default VL2_SEED_RANDOM */
+    int max_new_tokens;        /* 0 = until eos or the context is full; default 512 */
+    bool stop_at_eos;
+    const char *const *stop_strings; /* generation ends before the first occurrence of any */
+    int n_stop_strings;
+    const vl2_logit_bias *logit_bias;
+    int n_logit_bias;
+    vl2_progress_fn progress;  /* optional, called during vision encoding and prefill */
+    void *progress_user_data;
+} vl2_generate_params;
+
+vl2_generate_params vl2_generate_default_params(void);
+
+/* Starts a generation: encodes the prompt's images, then runs the prompt through the decoder.
+ * Cached positions shared with the previous prompt (same ids and the same images) are reused.
+ * The prompt is copied; it may be freed afterwards. */
+vl2_status vl2_session_prefill(vl2_session *session, const vl2_prompt *prompt,
+                               const vl2_generate_params *params, vl2_error *err);
+
+typedef enum {
+    VL2_STOP_NONE = 0,   /* more to come: call vl2_session_step() again */
+    VL2_STOP_EOS,        /* the model ended its answer */
+    VL2_STOP_STRING,     /* a stop string appeared (it is not part of the text) */
+    VL2_STOP_LENGTH,     /* max_new_tokens reached */
+    VL2_STOP_CONTEXT,    /* the KV cache is full */
+} vl2_stop_reason;
+
+typedef struct vl2_step {
+    int32_t id;          /* the token sampled by this step */
+    const char *text;    /* UTF-8 text completed by this step, possibly ""; never a broken
+                          * character; valid until the next call on the session */
+    vl2_stop_reason stop;
+} vl2_step;
+
+/* Samples one token from the current logits, appends it, and (unless the generation stops)
+ * runs the decoder one position to produce the next logits. */
+vl2_status vl2_session_step(vl2_session *session, vl2_step *out, vl2_error *err);
+
+/* Lower level, for evaluation tools. The logits (n_vocab floats) at the last position run
+ * through the decoder; valid until the next call that runs the decoder. */
+const float *vl2_session_logits(const vl2_session *session);
+/* Appends one token without sampling and runs the decoder one position. */
+vl2_status vl2_session_feed(vl2_session *session, int32_t id, vl2_error *err);
+/* Number of positions in the KV cache. */
+int vl2_session_n_past(const vl2_session *session);
+/* Forget everything cached. */
+void vl2_session_reset(vl2_session *session);
+
+typedef struct vl2_timings {
+    double vision_seconds;     /* tiling done by the prompt is not included */
+    double prefill_seconds;
+    double decode_seconds;
+    int n_tiles;               /* tiles encoded by the last prefill */
+    int n_prompt_tokens;       /* positions computed by the last prefill (cache reuse excluded) */
+    int n_reused_tokens;       /* positions the last prefill took from the cache */
+    int n_decoded;             /* positions decoded one at a time since the last prefill */
+} vl2_timings;
+
+void vl2_session_get_timings(const vl2_session *session, vl2_timings *timings);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VL2_H */

@@ -1,0 +1,82 @@
+/* kernels.h - the numeric building blocks and the worker pool (kernels.c, threads.c).
+ *
+ * All activations are float32, row-major. Weights stay in their checkpoint dtype (BF16, F16 or
+ * F32) inside the mapping and are widened on the fly. Every kernel has a plain scalar reference
+ * (the *_ref functions) that the tests compare the fast paths against.
+ */
+#ifndef VL2_KERNELS_H
+#define VL2_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vl2-private.h"
+
+/* ---- worker pool ---------------------------------------------------------------------------- */
+
+typedef struct vl2_pool vl2_pool;
+typedef void (*vl2_task_fn)(void *ctx, int task, int thread);
+
+vl2_pool *vl2_pool_new(int n_threads);
+void vl2_pool_free(vl2_pool *pool);
+int vl2_pool_size(const vl2_pool *pool);
+/* Runs fn(ctx, i, thread) for i in [0, n_tasks) on the pool; thread is in [0, size). */
+void vl2_pool_run(vl2_pool *pool, int n_tasks, vl2_task_fn fn, void *ctx);
+
+/* ---- conversions ------------------------------------------------------------------------------ */
+
+static inline float vl2_bf16_to_f32(uint16_t b)
+{
+    union { uint32_t u; float f; } v = { (uint32_t)b << 16 };
+    return v.f;
+}
+
+float vl2_f16_to_f32(uint16_t h);
+
+/* Widens n elements of `src` (dtype t) starting at element `offset` to float32. */
+void vl2_to_f32(const void *src, vl2_dtype t, size_t offset, size_t n, float *dst);
+
+/* Row `row` of a 2-D tensor as float32 (embedding lookup). */
+void vl2_tensor_row(const vl2_tensor *t, int64_t row, float *dst);
+
+/* ---- matrix products -------------------------------------------------------------------------- */
+
+/* A weight matrix view: n_out rows of n_in elements, row r at element (first + r * stride). */
+typedef struct vl2_matrix {
+    const void *data;
+    vl2_dtype dtype;
+    int n_out, n_in;
+    size_t first, stride;
+} vl2_matrix;
+
+vl2_matrix vl2_matrix_of(const vl2_tensor *t);
+
+/* y[t][o] = bias[o] + sum_i x[t][i] * W[o][i] for t < T; x rows ldx apart, y rows ldy apart.
+ * bias may be NULL. Threads over output rows (and tokens for large T). */
+void vl2_matmul(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias, const float *x,
+                int T, size_t ldx, float *y, size_t ldy);
+/* Shorthand for a whole tensor with dense x and y. */
+void vl2_linear(vl2_pool *pool, const vl2_tensor *w, const vl2_tensor *bias, const float *x, int T,
+                float *y);
+void vl2_matmul_ref(const vl2_matrix *w, const vl2_tensor *bias, const float *x, int T, size_t ldx,
+                    float *y, size_t ldy);
+
+/* ---- elementwise and row kernels ---------------------------------------------------------------- */
+
+/* out = w * x / sqrt(mean(x^2) + eps), DeepseekV2RMSNorm */
+void vl2_rmsnorm(const float *x, const vl2_tensor *w, int n, float eps, float *out);
+void vl2_softmax(float *x, int n);
+float vl2_silu(float x);
+float vl2_sigmoid(float x);
+/* out[i] = silu(gate[i]) * up[i] */
+void vl2_swiglu(const float *gate, const float *up, int n, float *out);
+float vl2_dot(const float *a, const float *b, int n);
+/* y += a * x */
+void vl2_axpy(float a, const float *x, int n, float *y);
+/* Rows of weights in their own dtype, element `offset` onwards:
+ * vl2_dot_w = sum_i w[i] * x[i];  vl2_axpy_w: y[i] += a * w[i]. */
+float vl2_dot_w(const void *w, vl2_dtype t, size_t offset, const float *x, int n);
+void vl2_axpy_w(float a, const void *w, vl2_dtype t, size_t offset, int n, float *y);
+
+#endif /* VL2_KERNELS_H */

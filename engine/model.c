@@ -1,0 +1,603 @@
+/* model.c - the public API: loading a checkpoint folder, sessions, prefill and the decode loop.
+ *
+ * Loading reads config.json (config.c), tokenizer.json (tokenizer.c) and the safetensors files
+ * (weights.c), then binds every tensor the config implies to a field of the model, checking
+ * names, dtypes and shapes. The model is immutable afterwards.
+ *
+ * A session owns the KV cache, the worker pool and the sampler. vl2_session_prefill() runs a
+ * prompt through the decoder in chunks (bounded scratch memory, progress and cancellation
+ * between chunks), reusing the cached prefix it shares with what the session computed before,
+ * so a chat pays only for its new turn. vl2_session_step() samples, decodes the token's bytes
+ * into complete UTF-8 text, holds back text that may be the start of a stop string, and feeds
+ * the token back unless the generation ends.
+ */
+#include <cblas.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decoder.h"
+
+/* Positions run through the decoder at once during prefill. */
+#define PREFILL_CHUNK 256
+
+/* ---------------------------------------------------------------------------------------------
+ * Defaults
+ */
+
+vl2_model_params vl2_model_default_params(void)
+{
+    return (vl2_model_params){ .n_threads = 0 };
+}
+
+vl2_session_params vl2_session_default_params(void)
+{
+    return (vl2_session_params){ .n_ctx = 0 };
+}
+
+vl2_generate_params vl2_generate_default_params(void)
+{
+    return (vl2_generate_params){
+        .temperature = 0.4f,
+        .top_p = 0.9f,
+        .top_k = 50,
+        .repetition_penalty = 1.1f,
+        .seed = VL2_SEED_RANDOM,
+        .max_new_tokens = 512,
+        .stop_at_eos = true,
+    };
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Loading
+ */
+
+static double now_seconds(void)
+{
+    return (double)g_get_monotonic_time() / 1e6;
+}
+
+/* The special tokens the processor uses come from the tokenizer's own config (its bos_token,
+ * eos_token, pad_token strings); config.json's ids are the fallback. */
+static int32_t special_id(const vl2_tokenizer *tok, JsonObject *tc, const char *key, int32_t def)
+{
+    if (!tc || !json_object_has_member(tc, key))
+        return def;
+    JsonNode *n = json_object_get_member(tc, key);
+    const char *content = NULL;
+    if (JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING)
+        content = json_node_get_string(n);
+    else if (JSON_NODE_HOLDS_OBJECT(n) &&
+             json_object_has_member(json_node_get_object(n), "content"))
+        content = json_object_get_string_member(json_node_get_object(n), "content");
+    int32_t id = content ? vl2_tokenizer_find(tok, content) : -1;
+    return id >= 0 ? id : def;
+}
+
+static vl2_status bind_special_tokens(vl2_model *m, vl2_error *err)
+{
+    g_autofree char *path = g_build_filename(m->dir, "tokenizer_config.json", NULL);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonObject *tc = NULL;
+    if (g_file_test(path, G_FILE_TEST_EXISTS)) {
+        g_autoptr(GError) gerr = NULL;
+        if (!json_parser_load_from_file(parser, path, &gerr))
+            return vl2_set_error(err, VL2_ERR_FORMAT, "%s: %s", path, gerr->message);
+        JsonNode *root = json_parser_get_root(parser);
+        if (root && JSON_NODE_HOLDS_OBJECT(root))
+            tc = json_node_get_object(root);
+    }
+    m->bos_id = special_id(m->tok, tc, "bos_token", m->cfg.lm.bos_token_id);
+    m->eos_id = special_id(m->tok, tc, "eos_token", m->cfg.lm.eos_token_id);
+    int32_t pad = vl2_tokenizer_find(m->tok, "<\xef\xbd\x9c\xe2\x96\x81pad\xe2\x96\x81\xef\xbd\x9c>");
+    m->pad_id = special_id(m->tok, tc, "pad_token", pad >= 0 ? pad : m->eos_id);
+    m->image_id = vl2_tokenizer_find(m->tok, "<image>");
+
+    int32_t n_vocab = m->cfg.lm.vocab_size;
+    if (vl2_tokenizer_n_vocab(m->tok) > n_vocab)
+        return vl2_set_error(err, VL2_ERR_FORMAT, "%s/tokenizer.json: ids reach %d but the model "
+                             "embeds only %d tokens", m->dir, vl2_tokenizer_n_vocab(m->tok) - 1,
+                             n_vocab);
+    if (m->bos_id < 0 || m->bos_id >= n_vocab || m->eos_id < 0 || m->eos_id >= n_vocab)
+        return vl2_set_error(err, VL2_ERR_FORMAT, "%s: bos/eos token ids are outside the "
+                             "vocabulary", m->dir);
+    return VL2_OK;
+}
+
+vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_model **out_model,
+                          vl2_error *err)
+{
+    if (!out_model)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "out_model is NULL");
+    *out_model = NULL;
+    if (!dir || !*dir)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "no model folder given");
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
+        return vl2_set_error(err, VL2_ERR_IO, "%s: not a folder", dir);
+    vl2_model_params defaults = vl2_model_default_params();
+    if (!params)
+        params = &defaults;
+
+    double t0 = now_seconds();
+    vl2_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
+    m->dir = g_strdup(dir);
+    m->n_threads = params->n_threads > 0 ? params->n_threads : (int)g_get_num_processors();
+
+    g_autofree char *config_path = g_build_filename(dir, "config.json", NULL);
+    g_autofree char *tok_path = g_build_filename(dir, "tokenizer.json", NULL);
+    GPtrArray *table = NULL;
+    /* Cheap checks first: a broken weights file is reported before the tokenizer is parsed. */
+    vl2_status s = vl2_config_load(config_path, &m->cfg, err);
+    if (s == VL2_OK)
+        s = vl2_weights_open(dir, &m->weights, err);
+    if (s == VL2_OK) {
+        table = vl2_tensor_table(&m->cfg, m);
+        s = vl2_weights_bind(&m->weights, table, params->progress, params->progress_user_data,
+                             err);
+    }
+    if (s == VL2_OK)
+        s = vl2_tokenizer_load(tok_path, &m->tok, err);
+    if (s == VL2_OK)
+        s = bind_special_tokens(m, err);
+    if (s == VL2_OK) {
+        for (guint i = 0; i < table->len; i++) {
+            const vl2_tensor_spec *e = g_ptr_array_index(table, i);
+            int64_t n = 1;
+            for (int d = 0; d < e->ndim; d++)
+                n *= e->shape[d];
+            m->n_params += n;
+        }
+        s = vl2_decoder_init(m, err);
+    }
+    if (table)
+        g_ptr_array_unref(table);
+    if (s != VL2_OK) {
+        vl2_model_free(m);
+        return s;
+    }
+    /* The engine's own pool does the threading; OpenBLAS runs inside its tasks. */
+    openblas_set_num_threads(1);
+    m->load_seconds = now_seconds() - t0;
+    *out_model = m;
+    return VL2_OK;
+}
+
+void vl2_model_free(vl2_model *m)
+{
+    if (!m)
+        return;
+    if (m->layers)
+        for (int i = 0; i < m->cfg.lm.num_hidden_layers; i++)
+            g_free(m->layers[i].experts);
+    g_free(m->layers);
+    g_free(m->vision.blocks);
+    g_free(m->projector.w);
+    g_free(m->projector.b);
+    free(m->rope_inv_freq);
+    vl2_weights_close(&m->weights);
+    vl2_tokenizer_free(m->tok);
+    vl2_config_clear(&m->cfg);
+    g_free(m->dir);
+    free(m);
+}
+
+void vl2_model_get_info(const vl2_model *m, vl2_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    if (!m)
+        return;
+    const vl2_lm_config *lm = &m->cfg.lm;
+    info->variant = !lm->use_mla ? "tiny" : lm->scoring_func == VL2_SCORING_SIGMOID ? "base"
+                                                                                   : "small";
+    info->n_params = m->n_params;
+    info->n_bytes = m->weights.n_bytes;
+    info->n_vocab = lm->vocab_size;
+    info->n_ctx_max = lm->max_position_embeddings;
+    info->n_layers = lm->num_hidden_layers;
+    info->hidden_size = lm->hidden_size;
+    info->n_threads = m->n_threads;
+    info->bos_id = m->bos_id;
+    info->eos_id = m->eos_id;
+    info->pad_id = m->pad_id;
+    info->image_id = m->image_id;
+    info->load_seconds = m->load_seconds;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer wrappers
+ */
+
+vl2_status vl2_tokenize(const vl2_model *m, const char *text, size_t text_len, int32_t *ids,
+                        size_t max_ids, size_t *n_ids, vl2_error *err)
+{
+    if (!m || (!text && text_len))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "model or text is NULL");
+    vl2_ids out = { 0 };
+    vl2_status s = vl2_tokenizer_encode(m->tok, text ? text : "", text_len, &out, err);
+    if (s == VL2_OK) {
+        if (n_ids)
+            *n_ids = out.len;
+        if (ids)
+            memcpy(ids, out.data, (out.len < max_ids ? out.len : max_ids) * sizeof *ids);
+    }
+    vl2_ids_clear(&out);
+    return s;
+}
+
+char *vl2_detokenize(const vl2_model *m, const int32_t *ids, size_t n_ids, bool skip_special)
+{
+    if (!m || (!ids && n_ids))
+        return NULL;
+    return vl2_tokenizer_decode(m->tok, ids, n_ids, skip_special);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Sessions
+ */
+
+struct vl2_session {
+    const vl2_model *m;
+    vl2_pool *pool;
+    vl2_kv_cache kv;
+    vl2_ids tokens;              /* the ids at cache positions [0, n_past) */
+    float *logits;               /* [vocab] at the last position run */
+    bool have_logits;
+    float *embeds;               /* [PREFILL_CHUNK][hidden] */
+
+    /* the generation in progress */
+    bool generating;
+    vl2_generate_params gen;
+    char **stop;                 /* copies of gen.stop_strings */
+    vl2_logit_bias *bias;        /* copy of gen.logit_bias */
+    int n_generated;
+    uint8_t *seen;               /* [vocab]: ids in the prompt or generated, for the penalty */
+    vl2_rng rng;
+    vl2_sampler_scratch sampler;
+    vl2_utf8_stream utf8;
+    GString *held;               /* decoded text not returned yet: it may begin a stop string */
+    GString *text;               /* what the last step returns */
+
+    vl2_timings timings;
+};
+
+vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
+                           vl2_session **out, vl2_error *err)
+{
+    if (!out)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "out_session is NULL");
+    *out = NULL;
+    if (!m)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "model is NULL");
+    vl2_session_params defaults = vl2_session_default_params();
+    if (!params)
+        params = &defaults;
+    int max = m->cfg.lm.max_position_embeddings;
+    int n_ctx = params->n_ctx > 0 ? params->n_ctx : max;
+    if (params->n_ctx < 0 || n_ctx > max)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "n_ctx %d is outside 1..%d "
+                             "(max_position_embeddings)", params->n_ctx, max);
+
+    vl2_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
+    s->m = m;
+    const size_t V = (size_t)m->cfg.lm.vocab_size;
+    vl2_status st = vl2_kv_cache_init(&s->kv, m, n_ctx, err);
+    if (st != VL2_OK) {
+        free(s);
+        return st;
+    }
+    s->pool = vl2_pool_new(m->n_threads);
+    s->logits = malloc(V * sizeof(float));
+    s->embeds = malloc((size_t)PREFILL_CHUNK * (size_t)m->cfg.lm.hidden_size * sizeof(float));
+    s->seen = calloc(V, 1);
+    s->sampler.values = malloc(V * sizeof(float));
+    s->sampler.index = malloc(V * sizeof(int));
+    s->held = g_string_new(NULL);
+    s->text = g_string_new(NULL);
+    if (!s->pool || !s->logits || !s->embeds || !s->seen || !s->sampler.values ||
+        !s->sampler.index) {
+        vl2_session_free(s);
+        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for a session");
+    }
+    *out = s;
+    return VL2_OK;
+}
+
+static void clear_generation(vl2_session *s)
+{
+    if (s->stop)
+        for (int i = 0; i < s->gen.n_stop_strings; i++)
+            g_free(s->stop[i]);
+    g_free(s->stop);
+    s->stop = NULL;
+    s->gen.n_stop_strings = 0;
+    s->gen.stop_strings = NULL;
+    g_free(s->bias);
+    s->bias = NULL;
+    s->gen.n_logit_bias = 0;
+    s->gen.logit_bias = NULL;
+}
+
+void vl2_session_free(vl2_session *s)
+{
+    if (!s)
+        return;
+    clear_generation(s);
+    vl2_kv_cache_free(&s->kv);
+    vl2_pool_free(s->pool);
+    vl2_ids_clear(&s->tokens);
+    free(s->logits);
+    free(s->embeds);
+    free(s->seen);
+    free(s->sampler.values);
+    free(s->sampler.index);
+    g_string_free(s->held, TRUE);
+    g_string_free(s->text, TRUE);
+    free(s);
+}
+
+void vl2_session_reset(vl2_session *s)
+{
+    if (!s)
+        return;
+    s->tokens.len = 0;
+    s->have_logits = false;
+    s->generating = false;
+}
+
+int vl2_session_n_past(const vl2_session *s)
+{
+    return s ? (int)s->tokens.len : 0;
+}
+
+const float *vl2_session_logits(const vl2_session *s)
+{
+    return s && s->have_logits ? s->logits : NULL;
+}
+
+void vl2_session_get_timings(const vl2_session *s, vl2_timings *t)
+{
+    if (s)
+        *t = s->timings;
+    else
+        memset(t, 0, sizeof *t);
+}
+
+/* Appends ids[0, n) to the cache: runs them through the decoder in chunks, the logits of the
+ * last one kept. */
+static vl2_status run_positions(vl2_session *s, const int32_t *ids, int n, vl2_progress_fn progress,
+                                void *user_data, vl2_error *err)
+{
+    const int D = s->m->cfg.lm.hidden_size;
+    for (int c = 0; c < n; c += PREFILL_CHUNK) {
+        int T = n - c < PREFILL_CHUNK ? n - c : PREFILL_CHUNK;
+        for (int t = 0; t < T; t++)
+            vl2_decoder_embed(s->m, ids[c + t], s->embeds + (size_t)t * D);
+        bool last = c + T == n;
+        vl2_forward_out out = { last ? s->logits : NULL, NULL };
+        vl2_status st = vl2_decoder_forward(s->m, s->pool, &s->kv, (int)s->tokens.len, s->embeds,
+                                            T, &out, err);
+        if (st != VL2_OK)
+            return st;
+        if (!vl2_ids_append(&s->tokens, ids + c, (size_t)T))
+            return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
+        s->have_logits = last;
+        if (progress && !progress((float)(c + T) / (float)n, user_data))
+            return vl2_set_error(err, VL2_ERR_CANCELLED, "prefill was cancelled");
+    }
+    return VL2_OK;
+}
+
+static vl2_status check_generate_params(const vl2_generate_params *p, int n_vocab, vl2_error *err)
+{
+    if (!(p->temperature >= 0) || !isfinite(p->temperature))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "temperature must be >= 0");
+    if (!(p->top_p > 0 && p->top_p <= 1))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "top_p must be in (0, 1]");
+    if (p->top_k < 0)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "top_k must be >= 0");
+    if (!(p->repetition_penalty > 0) || !isfinite(p->repetition_penalty))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "repetition_penalty must be > 0");
+    if (p->max_new_tokens < 0)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "max_new_tokens must be >= 0");
+    if (p->n_stop_strings < 0 || (p->n_stop_strings > 0 && !p->stop_strings))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "invalid stop string list");
+    for (int i = 0; i < p->n_stop_strings; i++)
+        if (!p->stop_strings[i] || !*p->stop_strings[i] ||
+            !g_utf8_validate(p->stop_strings[i], -1, NULL))
+            return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "stop string %d is empty or not "
+                                 "UTF-8", i + 1);
+    if (p->n_logit_bias < 0 || (p->n_logit_bias > 0 && !p->logit_bias))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "invalid logit bias list");
+    for (int i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].id < 0 || p->logit_bias[i].id >= n_vocab ||
+            isnan(p->logit_bias[i].bias))
+            return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "logit bias %d: id %d is outside "
+                                 "the vocabulary or the bias is NaN", i + 1,
+                                 p->logit_bias[i].id);
+    return VL2_OK;
+}
+
+vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
+                               const vl2_generate_params *params, vl2_error *err)
+{
+    if (!s || !prompt)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "session or prompt is NULL");
+    vl2_generate_params defaults = vl2_generate_default_params();
+    if (!params)
+        params = &defaults;
+    vl2_status st = check_generate_params(params, s->m->cfg.lm.vocab_size, err);
+    if (st != VL2_OK)
+        return st;
+    const int n = (int)prompt->ids.len;
+    const int32_t *ids = prompt->ids.data;
+    if (n == 0)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "the prompt is empty");
+    if (n > s->kv.n_ctx)
+        return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "the prompt has %d tokens but the "
+                             "context holds %d; shorten the conversation", n, s->kv.n_ctx);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->m->cfg.lm.vocab_size)
+            return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "prompt id %d at position %d is "
+                                 "outside the vocabulary", ids[i], i);
+    if (prompt->n_images > 0)
+        return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "images are not supported by this build "
+                             "yet");
+
+    s->generating = false;
+    double t0 = now_seconds();
+    /* Reuse the cached prefix; the last position always runs again for its logits. */
+    int keep = 0;
+    while (keep < (int)s->tokens.len && keep < n - 1 && s->tokens.data[keep] == ids[keep])
+        keep++;
+    s->tokens.len = (size_t)keep;
+    s->have_logits = false;
+    memset(&s->timings, 0, sizeof s->timings);
+    s->timings.n_reused_tokens = keep;
+    s->timings.n_prompt_tokens = n - keep;
+
+    st = run_positions(s, ids + keep, n - keep, params->progress, params->progress_user_data, err);
+    s->timings.prefill_seconds = now_seconds() - t0;
+    if (st != VL2_OK)
+        return st;
+
+    clear_generation(s);
+    s->gen = *params;
+    if (params->n_logit_bias > 0) {
+        s->bias = g_memdup2(params->logit_bias, (gsize)params->n_logit_bias * sizeof *s->bias);
+        s->gen.logit_bias = s->bias;
+    }
+    if (params->n_stop_strings > 0) {
+        s->stop = g_new0(char *, params->n_stop_strings);
+        for (int i = 0; i < params->n_stop_strings; i++)
+            s->stop[i] = g_strdup(params->stop_strings[i]);
+        s->gen.stop_strings = (const char *const *)s->stop;
+    }
+    memset(s->seen, 0, (size_t)s->m->cfg.lm.vocab_size);
+    for (int i = 0; i < n; i++)
+        s->seen[ids[i]] = 1;
+    vl2_rng_seed(&s->rng, params->seed == VL2_SEED_RANDOM
+                              ? (uint64_t)g_get_real_time() ^ ((uint64_t)g_random_int() << 32)
+                              : params->seed);
+    memset(&s->utf8, 0, sizeof s->utf8);
+    g_string_truncate(s->held, 0);
+    g_string_truncate(s->text, 0);
+    s->n_generated = 0;
+    s->generating = true;
+    return VL2_OK;
+}
+
+vl2_status vl2_session_feed(vl2_session *s, int32_t id, vl2_error *err)
+{
+    if (!s)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "session is NULL");
+    if (id < 0 || id >= s->m->cfg.lm.vocab_size)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "token id %d is outside the "
+                             "vocabulary", id);
+    if ((int)s->tokens.len >= s->kv.n_ctx)
+        return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "the context of %d tokens is full",
+                             s->kv.n_ctx);
+    double t0 = now_seconds();
+    vl2_status st = run_positions(s, &id, 1, NULL, NULL, err);
+    s->seen[id] = 1;
+    s->timings.decode_seconds += now_seconds() - t0;
+    s->timings.n_decoded++;
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The decode loop
+ */
+
+/* Longest suffix of `text` that is a proper prefix of some stop string: it must wait. */
+static size_t held_suffix(const vl2_session *s, const GString *text)
+{
+    size_t best = 0;
+    for (int i = 0; i < s->gen.n_stop_strings; i++) {
+        size_t L = strlen(s->stop[i]);
+        for (size_t k = L - 1; k > best; k--)
+            if (k <= text->len && !memcmp(text->str + text->len - k, s->stop[i], k)) {
+                best = k;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Moves decoded text to the step's output, stopping at a stop string. Returns true when one
+ * was found. With `all`, nothing is held back (the generation is ending). */
+static bool release_text(vl2_session *s, bool all)
+{
+    size_t cut = SIZE_MAX;
+    for (int i = 0; i < s->gen.n_stop_strings; i++) {
+        const char *hit = g_strstr_len(s->held->str, (gssize)s->held->len, s->stop[i]);
+        if (hit && (size_t)(hit - s->held->str) < cut)
+            cut = (size_t)(hit - s->held->str);
+    }
+    if (cut != SIZE_MAX) {
+        g_string_append_len(s->text, s->held->str, (gssize)cut);
+        g_string_truncate(s->held, 0);
+        return true;
+    }
+    size_t keep = all ? 0 : held_suffix(s, s->held);
+    /* never split a character: the held suffix is a prefix of valid UTF-8 stop text */
+    size_t emit = s->held->len - keep;
+    g_string_append_len(s->text, s->held->str, (gssize)emit);
+    g_string_erase(s->held, 0, (gssize)emit);
+    return false;
+}
+
+vl2_status vl2_session_step(vl2_session *s, vl2_step *out, vl2_error *err)
+{
+    if (!s || !out)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "session or out is NULL");
+    memset(out, 0, sizeof *out);
+    g_string_truncate(s->text, 0);
+    out->text = s->text->str;
+    if (!s->generating || !s->have_logits)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "no generation in progress: call "
+                             "vl2_session_prefill() first");
+
+    const vl2_model *m = s->m;
+    int32_t id = vl2_sample(s->logits, m->cfg.lm.vocab_size, &s->gen, s->seen, &s->rng,
+                            &s->sampler);
+    out->id = id;
+    s->n_generated++;
+
+    vl2_stop_reason stop = VL2_STOP_NONE;
+    if (id == m->eos_id && s->gen.stop_at_eos) {
+        stop = VL2_STOP_EOS;
+    } else {
+        size_t len = 0;
+        const char *bytes = vl2_tokenizer_bytes(m->tok, id, &len);
+        if (bytes)
+            vl2_utf8_stream_push(&s->utf8, bytes, len, s->held);
+        if (release_text(s, false))
+            stop = VL2_STOP_STRING;
+        else if (s->gen.max_new_tokens > 0 && s->n_generated >= s->gen.max_new_tokens)
+            stop = VL2_STOP_LENGTH;
+        else if ((int)s->tokens.len >= s->kv.n_ctx)
+            stop = VL2_STOP_CONTEXT;
+    }
+    if (stop == VL2_STOP_NONE) {
+        vl2_status st = vl2_session_feed(s, id, err);
+        if (st != VL2_OK) {
+            s->generating = false;
+            return st;
+        }
+    } else {
+        if (stop != VL2_STOP_STRING) {
+            vl2_utf8_stream_finish(&s->utf8, s->held);
+            if (release_text(s, true))
+                stop = VL2_STOP_STRING;
+        }
+        s->generating = false;
+    }
+    out->stop = stop;
+    out->text = s->text->str;
+    return VL2_OK;
+}

@@ -1,0 +1,176 @@
+/* threads.c - the worker pool behind every hot loop.
+ *
+ * One pool per session: n - 1 worker threads plus the calling thread. vl2_pool_run() hands out
+ * task indices from an atomic counter (so uneven tasks balance themselves) and returns when all
+ * are done. Decoding a token dispatches a few hundred small jobs, so workers spin briefly on the
+ * job counter before sleeping on a condition variable: a wake-up through the kernel costs more
+ * than a whole small matmul. OpenBLAS is kept single-threaded (model.c) and called from inside
+ * tasks, so the two never oversubscribe the cores.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+
+#define SPIN_ITERATIONS 20000
+
+struct vl2_pool {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    pthread_cond_t done;
+
+    /* The current job; written by the caller before bumping `generation`. */
+    vl2_task_fn fn;
+    void *ctx;
+    int n_tasks;
+    atomic_int next_task;
+    atomic_int n_active;       /* workers still inside the current job */
+    atomic_uint generation;
+    atomic_bool quit;
+};
+
+typedef struct {
+    vl2_pool *pool;
+    int index;
+} worker_arg;
+
+static void run_tasks(vl2_pool *p, int thread)
+{
+    for (;;) {
+        int i = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
+        if (i >= p->n_tasks)
+            break;
+        p->fn(p->ctx, i, thread);
+    }
+}
+
+static void *worker_main(void *argp)
+{
+    worker_arg *arg = argp;
+    vl2_pool *p = arg->pool;
+    int index = arg->index;
+    free(arg);
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
+               !atomic_load(&p->quit) && spins < SPIN_ITERATIONS) {
+            spins++;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+        if (gen == seen && !atomic_load(&p->quit)) {
+            pthread_mutex_lock(&p->mutex);
+            while ((gen = atomic_load(&p->generation)) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->wake, &p->mutex);
+            pthread_mutex_unlock(&p->mutex);
+        }
+        if (atomic_load(&p->quit))
+            return NULL;
+        seen = gen;
+        run_tasks(p, index);
+        if (atomic_fetch_sub_explicit(&p->n_active, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mutex);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mutex);
+        }
+    }
+}
+
+vl2_pool *vl2_pool_new(int n_threads)
+{
+    if (n_threads < 1)
+        n_threads = 1;
+    vl2_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->n_threads = n_threads;
+    pthread_mutex_init(&p->mutex, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (n_threads > 1) {
+        p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            vl2_pool_free(p);
+            return NULL;
+        }
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *arg = malloc(sizeof *arg);
+        if (arg) {
+            arg->pool = p;
+            arg->index = i;
+        }
+        if (!arg || pthread_create(&p->threads[i - 1], NULL, worker_main, arg) != 0) {
+            free(arg);
+            p->n_threads = i; /* the threads started so far are joined by free */
+            vl2_pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void vl2_pool_free(vl2_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mutex);
+    atomic_store(&p->quit, true);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mutex);
+    for (int i = 1; i < p->n_threads; i++)
+        pthread_join(p->threads[i - 1], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mutex);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int vl2_pool_size(const vl2_pool *p)
+{
+    return p ? p->n_threads : 1;
+}
+
+void vl2_pool_run(vl2_pool *p, int n_tasks, vl2_task_fn fn, void *ctx)
+{
+    if (n_tasks <= 0)
+        return;
+    if (!p || p->n_threads == 1 || n_tasks == 1) {
+        for (int i = 0; i < n_tasks; i++)
+            fn(ctx, i, 0);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->n_active, p->n_threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mutex);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mutex);
+
+    run_tasks(p, 0);
+
+    int spins = 0;
+    while (atomic_load_explicit(&p->n_active, memory_order_acquire) > 0 &&
+           spins < SPIN_ITERATIONS) {
+        spins++;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    if (atomic_load_explicit(&p->n_active, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mutex);
+        while (atomic_load(&p->n_active) > 0)
+            pthread_cond_wait(&p->done, &p->mutex);
+        pthread_mutex_unlock(&p->mutex);
+    }
+}

@@ -1,0 +1,250 @@
+/* test-cli.c - the `vl2` command line: `eval` is a contract the tests and benchmarks rely on.
+ *
+ * Runs the built binary ($VL2_CLI) on golden cases and checks its JSON against the reference
+ * outputs with the golden README's tolerances, and checks that errors exit non-zero with one
+ * line on stderr.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "test-util.h"
+#include "vl2-private.h"
+
+typedef struct {
+    int status;
+    char *out, *err;
+} run_result;
+
+static void run_clear(run_result *r)
+{
+    g_free(r->out);
+    g_free(r->err);
+}
+
+static run_result run_cli(const char *const *args)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *)g_getenv("VL2_CLI"));
+    for (const char *const *a = args; *a; a++)
+        g_ptr_array_add(argv, (char *)*a);
+    g_ptr_array_add(argv, NULL);
+    run_result r = { 0 };
+    g_autoptr(GError) error = NULL;
+    int wait_status;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               &r.out, &r.err, &wait_status, &error));
+    g_assert_no_error(error);
+    r.status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
+    g_ptr_array_unref(argv);
+    return r;
+}
+
+/* Writes one case of cases.json into a temporary CASE.json. */
+static char *write_case(const char *dir, const char *name)
+{
+    g_autofree char *cases_path = test_golden_path("cases.json");
+    JsonNode *root = test_load_json(cases_path);
+    JsonArray *cases = json_object_get_array_member(json_node_get_object(root), "cases");
+    JsonNode *found = NULL;
+    for (guint i = 0; i < json_array_get_length(cases); i++) {
+        JsonNode *c = json_array_get_element(cases, i);
+        if (!strcmp(json_object_get_string_member(json_node_get_object(c), "name"), name))
+            found = c;
+    }
+    g_assert_nonnull(found);
+    char *path = g_build_filename(dir, "case.json", NULL);
+    g_autofree char *text = json_to_string(found, FALSE);
+    test_write_file(path, text, -1);
+    json_node_unref(root);
+    return path;
+}
+
+static const vl2_tensor *golden_tensor(vl2_st_file *f, const char *key, GPtrArray *keep)
+{
+    const vl2_tensor *t = vl2_st_get(f, key);
+    g_assert_nonnull(t);
+    vl2_tensor *c = g_memdup2(t, sizeof *t);
+    c->data = g_memdup2(t->data, t->n_bytes); /* aligned copy */
+    g_ptr_array_add(keep, (void *)c->data);
+    g_ptr_array_add(keep, c);
+    return c;
+}
+
+typedef struct {
+    const char *model, *name;
+} cli_case;
+
+static void test_eval(gconstpointer data)
+{
+    const cli_case *cc = data;
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *case_path = write_case(tmp, cc->name);
+    g_autofree char *logits_path = g_build_filename(tmp, "logits.f32", NULL);
+    g_autofree char *model = g_build_filename(test_fixture_dir(), cc->model, NULL);
+    g_autofree char *images = test_golden_path("images");
+    const char *args[] = { "eval", "--model", model, "--case", case_path, "--images", images,
+                           "--logits-out", logits_path, NULL };
+    run_result r = run_cli(args);
+    if (r.status != 0)
+        g_error("vl2 eval failed: %s", r.err);
+
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, r.out, -1, NULL));
+    JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+
+    g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func(g_free);
+    g_autofree char *cases_st_path = test_golden_path("cases.safetensors");
+    g_autofree char *golden_rel = g_build_filename("models", cc->model, "golden.safetensors", NULL);
+    g_autofree char *golden_path = test_golden_path(golden_rel);
+    vl2_st_file *cases_st, *golden;
+    vl2_error err;
+    g_assert_cmpint(vl2_st_open(cases_st_path, &cases_st, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_st_open(golden_path, &golden, &err), ==, VL2_OK);
+    g_autofree char *k_ids = g_strdup_printf("%s.input_ids", cc->name);
+    g_autofree char *k_crop = g_strdup_printf("%s.images_spatial_crop", cc->name);
+    g_autofree char *k_logits = g_strdup_printf("%s.logits_last", cc->name);
+    g_autofree char *k_greedy = g_strdup_printf("%s.greedy_ids", cc->name);
+    g_autofree char *k_margin = g_strdup_printf("%s.greedy_margin", cc->name);
+    g_autofree char *k_top = g_strdup_printf("%s.greedy_top10_logits", cc->name);
+    const vl2_tensor *ids = golden_tensor(cases_st, k_ids, keep);
+    const vl2_tensor *crop = golden_tensor(cases_st, k_crop, keep);
+    const vl2_tensor *logits = golden_tensor(golden, k_logits, keep);
+    const vl2_tensor *greedy = golden_tensor(golden, k_greedy, keep);
+    const vl2_tensor *margin = golden_tensor(golden, k_margin, keep);
+    const vl2_tensor *top = golden_tensor(golden, k_top, keep);
+
+    /* input_ids: exact */
+    JsonArray *a = json_object_get_array_member(o, "input_ids");
+    g_assert_cmpint(json_array_get_length(a), ==, ids->n_elements);
+    for (guint i = 0; i < json_array_get_length(a); i++)
+        g_assert_cmpint(json_array_get_int_element(a, i), ==, ((const int64_t *)ids->data)[i]);
+
+    /* images_spatial_crop: the reference pads a text-only prompt with one [0, 0] row; the CLI
+     * lists the prompt's real images, so none */
+    JsonArray *ca = json_object_get_array_member(o, "images_spatial_crop");
+    bool text_only = true;
+    for (int64_t i = 0; i < crop->n_elements; i++)
+        text_only = text_only && ((const int64_t *)crop->data)[i] == 0;
+    if (text_only) {
+        g_assert_cmpint(json_array_get_length(ca), ==, 0);
+        g_assert_true(json_object_get_null_member(o, "tiles_sha256"));
+    } else {
+        g_assert_cmpint(json_array_get_length(ca) * 2, ==, crop->n_elements);
+    }
+
+    /* greedy ids up to the first near-tie, and the top-10 logits of those steps */
+    JsonArray *g = json_object_get_array_member(o, "greedy_ids");
+    JsonArray *tl = json_object_get_array_member(o, "greedy_top10_logits");
+    g_assert_cmpint(json_array_get_length(g), ==, greedy->n_elements);
+    for (int64_t i = 0; i < greedy->n_elements; i++) {
+        g_assert_cmpint(json_array_get_int_element(g, (guint)i), ==,
+                        ((const int64_t *)greedy->data)[i]);
+        JsonArray *row = json_array_get_array_element(tl, (guint)i);
+        for (guint k = 0; k < 10; k++)
+            g_assert_cmpfloat(fabs(json_array_get_double_element(row, k) -
+                                   ((const float *)top->data)[i * 10 + k]), <=, 2e-3);
+        if (((const float *)margin->data)[i] < 1e-2)
+            break;
+    }
+
+    /* --logits-out: float32 little-endian, within 2e-3 */
+    g_autofree char *raw = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(logits_path, &raw, &len, NULL));
+    g_assert_cmpuint(len, ==, (gsize)logits->n_elements * 4);
+    double worst = 0;
+    for (int64_t i = 0; i < logits->n_elements; i++) {
+        float v;
+        memcpy(&v, raw + i * 4, 4);
+        double d = fabs(v - ((const float *)logits->data)[i]);
+        worst = d > worst ? d : worst;
+    }
+    g_assert_cmpfloat(worst, <=, 2e-3);
+
+    JsonObject *t = json_object_get_object_member(o, "timings");
+    g_assert_true(json_object_has_member(t, "load_s"));
+    g_assert_true(json_object_has_member(t, "prefill_s"));
+    g_assert_true(json_object_has_member(t, "decode_s"));
+    g_assert_cmpint(json_object_get_int_member(t, "prompt_tokens"), ==, ids->n_elements);
+    g_assert_nonnull(json_object_get_string_member(o, "text"));
+
+    vl2_st_close(cases_st);
+    vl2_st_close(golden);
+    run_clear(&r);
+    test_rmtree(tmp);
+}
+
+static void expect_failure(const char *const *args, int status, const char *needle)
+{
+    run_result r = run_cli(args);
+    g_assert_cmpint(r.status, ==, status);
+    g_assert_cmpstr(r.out, ==, "");
+    if (!strstr(r.err, needle))
+        g_error("stderr \"%s\" lacks \"%s\"", r.err, needle);
+    if (status == 1) {
+        /* exactly one line */
+        const char *nl = strchr(r.err, '\n');
+        g_assert_nonnull(nl);
+        g_assert_cmpint(nl[1], ==, 0);
+    }
+    run_clear(&r);
+}
+
+static void test_errors(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *case_path = write_case(tmp, "text_only");
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_autofree char *bad_case = g_build_filename(tmp, "bad.json", NULL);
+    test_write_file(bad_case, "{\"conversation\": [{\"role\": \"<|User|>\"}]}", -1);
+
+    expect_failure((const char *[]){ "eval", "--model", "/nonexistent", "--case", case_path,
+                                     NULL },
+                   1, "/nonexistent");
+    expect_failure((const char *[]){ "eval", "--model", model, "--case", "/nonexistent.json",
+                                     NULL },
+                   1, "/nonexistent.json");
+    expect_failure((const char *[]){ "eval", "--model", model, "--case", bad_case, NULL }, 1,
+                   "message 1 needs a role");
+    expect_failure((const char *[]){ "eval", "--model", model, NULL }, 2, "--case");
+    expect_failure((const char *[]){ "frobnicate", NULL }, 2, "unknown command");
+    expect_failure((const char *[]){ "run", "--model", model, "--prompt", "   ", NULL }, 1,
+                   "the prompt is empty");
+    expect_failure((const char *[]){ "run", "--model", model, "--prompt", "hi", "--ctx", "5",
+                                     NULL },
+                   1, "context holds 5");
+    test_rmtree(tmp);
+}
+
+static void test_run(void)
+{
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    const char *args[] = { "run", "--model", model, "--prompt", "Hello there",
+                           "--max-new-tokens", "6", "--seed", "7", NULL };
+    run_result a = run_cli(args), b = run_cli(args);
+    g_assert_cmpint(a.status, ==, 0);
+    g_assert_cmpstr(a.out, ==, b.out);
+    g_assert_cmpuint(strlen(a.out), >, 1);
+    g_assert_nonnull(strstr(a.err, "tokens/s"));
+    run_clear(&a);
+    run_clear(&b);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    static const char *models[] = { "mini-tiny", "mini-small", "mini-base" };
+    static const char *cases[] = { "text_only", "system_multiturn" };
+    static cli_case all[G_N_ELEMENTS(models) * G_N_ELEMENTS(cases)];
+    int n = 0;
+    for (size_t m = 0; m < G_N_ELEMENTS(models); m++)
+        for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+            all[n] = (cli_case){ models[m], cases[c] };
+            g_autofree char *path = g_strdup_printf("/engine/cli/eval/%s/%s", models[m], cases[c]);
+            g_test_add_data_func(path, &all[n], test_eval);
+            n++;
+        }
+    g_test_add_func("/engine/cli/errors", test_errors);
+    g_test_add_func("/engine/cli/run", test_run);
+    return g_test_run();
+}

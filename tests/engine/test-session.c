@@ -1,0 +1,438 @@
+/* test-session.c - the public API end to end on mini-tiny: prompts, the decode loop, stop
+ * conditions, cache reuse between turns, cancellation, and every misuse returning an error. */
+#include <math.h>
+#include <string.h>
+
+#include "test-util.h"
+#include "vl2.h"
+
+static vl2_model *model;
+
+static vl2_prompt *make_prompt(const vl2_message *msgs, int n, const char *system)
+{
+    vl2_conversation conv = { msgs, n, system };
+    vl2_prompt *p = NULL;
+    vl2_error err;
+    if (vl2_prompt_new(model, &conv, &p, &err) != VL2_OK)
+        g_error("%s", err.message);
+    return p;
+}
+
+static vl2_session *make_session(int n_ctx)
+{
+    vl2_session_params sp = vl2_session_default_params();
+    sp.n_ctx = n_ctx;
+    vl2_session *s;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_new(model, &sp, &s, &err), ==, VL2_OK);
+    return s;
+}
+
+static vl2_generate_params greedy(int max_new)
+{
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.temperature = 0;
+    gp.repetition_penalty = 1;
+    gp.max_new_tokens = max_new;
+    gp.stop_at_eos = false;
+    return gp;
+}
+
+/* Runs a generation to its end; returns the text, fills ids and the stop reason. */
+static char *generate(vl2_session *s, const vl2_prompt *p, const vl2_generate_params *gp,
+                      GArray *ids, vl2_stop_reason *why)
+{
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p, gp, &err), ==, VL2_OK);
+    GString *text = g_string_new(NULL);
+    vl2_step st;
+    do {
+        g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_OK);
+        g_assert_true(g_utf8_validate(st.text, -1, NULL));
+        g_string_append(text, st.text);
+        if (ids)
+            g_array_append_val(ids, st.id);
+    } while (st.stop == VL2_STOP_NONE);
+    if (why)
+        *why = st.stop;
+    return g_string_free(text, FALSE);
+}
+
+static const vl2_message hello[] = {
+    { VL2_ROLE_USER, "Hello! Who are you?\nAnswer in one sentence.", NULL, 0 },
+    { VL2_ROLE_ASSISTANT, "", NULL, 0 },
+};
+
+/* ---------------------------------------------------------------------------------------------
+ */
+
+static void test_prompt_errors(void)
+{
+    vl2_prompt *p = (vl2_prompt *)0x1;
+    vl2_error err;
+    vl2_conversation none = { NULL, 0, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &none, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_null(p);
+
+    const char *empties[] = { "", "   ", "\n\t \u3000" };
+    for (size_t i = 0; i < G_N_ELEMENTS(empties); i++) {
+        vl2_message m = { VL2_ROLE_USER, empties[i], NULL, 0 };
+        vl2_conversation c = { &m, 1, NULL };
+        g_assert_cmpint(vl2_prompt_new(model, &c, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+        g_assert_cmpstr(err.message, ==, "the prompt is empty");
+    }
+    vl2_message bad_utf8 = { VL2_ROLE_USER, "caf\xc3", NULL, 0 };
+    vl2_conversation c1 = { &bad_utf8, 1, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &c1, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_message only_assistant = { VL2_ROLE_ASSISTANT, "hi", NULL, 0 };
+    vl2_conversation c2 = { &only_assistant, 1, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &c2, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_message null_content = { VL2_ROLE_USER, NULL, NULL, 0 };
+    vl2_conversation c3 = { &null_content, 1, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &c3, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    /* placeholders and images must agree */
+    vl2_message tags = { VL2_ROLE_USER, "<image> and <image>", NULL, 0 };
+    vl2_conversation c4 = { &tags, 1, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &c4, &p, &err), ==, VL2_ERR_IMAGE);
+    g_assert_nonnull(strstr(err.message, "2 <image> placeholders but 0 images"));
+    g_assert_cmpint(vl2_prompt_new(NULL, c4.messages ? &c4 : NULL, &p, &err), ==,
+                    VL2_ERR_INVALID_ARGUMENT);
+}
+
+/* The product's system prompt: rendered as sft_format shows it, text and a blank line. */
+static void test_system_prompt(void)
+{
+    vl2_prompt *plain = make_prompt(hello, 2, NULL);
+    vl2_prompt *empty = make_prompt(hello, 2, "");
+    vl2_prompt *sys = make_prompt(hello, 2, "You are a helpful assistant.");
+    g_assert_cmpuint(vl2_prompt_n_tokens(plain), ==, vl2_prompt_n_tokens(empty));
+
+    const char text[] = "You are a helpful assistant.\n\n";
+    size_t n_sys;
+    int32_t sys_ids[32];
+    vl2_error err;
+    g_assert_cmpint(vl2_tokenize(model, text, strlen(text), sys_ids, 32, &n_sys, &err), ==,
+                    VL2_OK);
+    size_t n = vl2_prompt_n_tokens(plain);
+    g_assert_cmpuint(vl2_prompt_n_tokens(sys), ==, n + n_sys);
+    const int32_t *a = vl2_prompt_ids(plain), *b = vl2_prompt_ids(sys);
+    g_assert_cmpint(b[0], ==, a[0]); /* bos */
+    g_assert_cmpmem(b + 1, n_sys * 4, sys_ids, n_sys * 4);
+    g_assert_cmpmem(b + 1 + n_sys, (n - 1) * 4, a + 1, (n - 1) * 4);
+    vl2_prompt_free(plain);
+    vl2_prompt_free(empty);
+    vl2_prompt_free(sys);
+}
+
+static void test_step_before_prefill(void)
+{
+    vl2_session *s = make_session(0);
+    vl2_step st;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_nonnull(strstr(err.message, "prefill"));
+    g_assert_null(vl2_session_logits(s));
+    g_assert_cmpint(vl2_session_feed(s, -1, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(vl2_session_feed(s, 1 << 30, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(vl2_session_prefill(s, NULL, NULL, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_session_free(s);
+}
+
+static void test_bad_generate_params(void)
+{
+    vl2_session *s = make_session(64);
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    vl2_error err;
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.top_p = 0;
+    g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    gp = vl2_generate_default_params();
+    gp.temperature = -1;
+    g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    gp = vl2_generate_default_params();
+    const char *stops[] = { "" };
+    gp.stop_strings = stops;
+    gp.n_stop_strings = 1;
+    g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_session_params sp = { .n_ctx = 1 << 20 };
+    vl2_session *big;
+    g_assert_cmpint(vl2_session_new(model, &sp, &big, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_prompt_free(p);
+    vl2_session_free(s);
+}
+
+static void test_context_overflow(void)
+{
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    const int n = (int)vl2_prompt_n_tokens(p); /* 16 */
+    vl2_error err;
+    vl2_session *small = make_session(n - 1);
+    g_assert_cmpint(vl2_session_prefill(small, p, NULL, &err), ==, VL2_ERR_CONTEXT_OVERFLOW);
+    g_autofree char *want = g_strdup_printf("the prompt has %d tokens but the context holds %d",
+                                            n, n - 1);
+    g_assert_nonnull(strstr(err.message, want));
+    vl2_session_free(small);
+
+    /* a generation that fills the cache stops cleanly, never overflows */
+    vl2_session *s = make_session(n + 5);
+    vl2_generate_params gp = greedy(0);
+    vl2_stop_reason why;
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    g_free(generate(s, p, &gp, ids, &why));
+    g_assert_cmpint(why, ==, VL2_STOP_CONTEXT);
+    g_assert_cmpint(vl2_session_n_past(s), ==, n + 5);
+    g_assert_cmpint(ids->len, ==, 6); /* 5 fed, the sixth sampled when the cache was full */
+    g_assert_cmpint(vl2_session_feed(s, 5, &err), ==, VL2_ERR_CONTEXT_OVERFLOW);
+    g_array_unref(ids);
+    vl2_session_free(s);
+    vl2_prompt_free(p);
+}
+
+/* Greedy steps through the public loop equal argmax over vl2_session_logits + feed. */
+static void test_greedy_loop(void)
+{
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    vl2_session *s = make_session(0);
+    vl2_generate_params gp = greedy(12);
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    vl2_stop_reason why;
+    char *text = generate(s, p, &gp, ids, &why);
+    g_assert_cmpint(why, ==, VL2_STOP_LENGTH);
+    g_assert_cmpint(ids->len, ==, 12);
+
+    /* the streamed text is the lossy decode of the ids */
+    char *decoded = vl2_detokenize(model, (int32_t *)ids->data, ids->len, false);
+    g_assert_cmpstr(text, ==, decoded);
+    free(decoded);
+
+    /* the same by hand */
+    vl2_session *s2 = make_session(0);
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s2, p, &gp, &err), ==, VL2_OK);
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    for (guint i = 0; i < ids->len; i++) {
+        const float *l = vl2_session_logits(s2);
+        int best = 0;
+        for (int k = 1; k < info.n_vocab; k++)
+            if (l[k] > l[best])
+                best = k;
+        g_assert_cmpint(best, ==, g_array_index(ids, int32_t, i));
+        g_assert_cmpint(vl2_session_feed(s2, best, &err), ==, VL2_OK);
+    }
+    vl2_timings t;
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_prompt_tokens, ==, (int)vl2_prompt_n_tokens(p));
+    g_assert_cmpint(t.n_decoded, ==, 11);
+    g_free(text);
+    g_array_unref(ids);
+    vl2_session_free(s);
+    vl2_session_free(s2);
+    vl2_prompt_free(p);
+}
+
+static void test_stop_strings(void)
+{
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    vl2_session *s = make_session(0);
+    vl2_generate_params gp = greedy(12);
+    char *full = generate(s, p, &gp, NULL, NULL);
+    g_assert_cmpuint(strlen(full), >, 12);
+    /* stop at a string that begins in the middle of the text: the answer is what precedes it */
+    const char *mid = g_utf8_offset_to_pointer(full, g_utf8_strlen(full, -1) / 2);
+    char stop[8] = { 0 };
+    memcpy(stop, mid, g_utf8_next_char(g_utf8_next_char(mid)) - mid);
+    const char *first = strstr(full, stop);
+    const char *stops[] = { "never-appears-xyz", stop };
+    gp.stop_strings = stops;
+    gp.n_stop_strings = 2;
+    vl2_stop_reason why;
+    char *cut = generate(s, p, &gp, NULL, &why);
+    g_assert_cmpint(why, ==, VL2_STOP_STRING);
+    g_assert_cmpuint(strlen(cut), ==, (size_t)(first - full));
+    g_assert_true(strncmp(cut, full, strlen(cut)) == 0);
+    g_free(full);
+    g_free(cut);
+    vl2_session_free(s);
+    vl2_prompt_free(p);
+}
+
+static void test_seeded_sampling(void)
+{
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    vl2_session *s = make_session(0);
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.temperature = 1.0f;
+    gp.max_new_tokens = 16;
+    gp.seed = 1234;
+    GArray *a = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    GArray *b = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    g_free(generate(s, p, &gp, a, NULL));
+    g_free(generate(s, p, &gp, b, NULL)); /* same session, cache reused: same answer */
+    g_assert_cmpuint(a->len, ==, b->len);
+    g_assert_cmpmem(a->data, a->len * 4, b->data, b->len * 4);
+    g_array_unref(a);
+    g_array_unref(b);
+    vl2_session_free(s);
+    vl2_prompt_free(p);
+}
+
+/* The second turn of a chat reuses the cached first turn and computes the same logits. */
+static void test_prefix_reuse(void)
+{
+    vl2_session *s = make_session(0);
+    vl2_prompt *p1 = make_prompt(hello, 2, NULL);
+    vl2_generate_params gp = greedy(8);
+    char *answer = generate(s, p1, &gp, NULL, NULL);
+
+    vl2_message turn2[] = {
+        hello[0],
+        { VL2_ROLE_ASSISTANT, answer, NULL, 0 },
+        { VL2_ROLE_USER, "And in two sentences?", NULL, 0 },
+        { VL2_ROLE_ASSISTANT, "", NULL, 0 },
+    };
+    vl2_prompt *p2 = make_prompt(turn2, 4, NULL);
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p2, &gp, &err), ==, VL2_OK);
+    vl2_timings t;
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_reused_tokens, >=, (int)vl2_prompt_n_tokens(p1));
+    g_assert_cmpint(t.n_reused_tokens + t.n_prompt_tokens, ==, (int)vl2_prompt_n_tokens(p2));
+
+    vl2_session *fresh = make_session(0);
+    g_assert_cmpint(vl2_session_prefill(fresh, p2, &gp, &err), ==, VL2_OK);
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    const float *a = vl2_session_logits(s), *b = vl2_session_logits(fresh);
+    for (int i = 0; i < info.n_vocab; i++)
+        g_assert_cmpfloat(fabsf(a[i] - b[i]), <=, 1e-4);
+
+    /* the identical prompt again recomputes only its last position */
+    g_assert_cmpint(vl2_session_prefill(s, p2, &gp, &err), ==, VL2_OK);
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_prompt_tokens, ==, 1);
+    g_free(answer);
+    vl2_prompt_free(p1);
+    vl2_prompt_free(p2);
+    vl2_session_free(s);
+    vl2_session_free(fresh);
+}
+
+static bool cancel_now(float fraction, void *user_data)
+{
+    return false;
+}
+
+static void test_cancel_prefill(void)
+{
+    vl2_session *s = make_session(0);
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    vl2_generate_params gp = greedy(4);
+    gp.progress = cancel_now;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_ERR_CANCELLED);
+    vl2_step st;
+    g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    /* the session is usable afterwards */
+    gp.progress = NULL;
+    vl2_stop_reason why;
+    g_free(generate(s, p, &gp, NULL, &why));
+    g_assert_cmpint(why, ==, VL2_STOP_LENGTH);
+    vl2_prompt_free(p);
+    vl2_session_free(s);
+}
+
+/* A conversation whose last assistant turn has text continues that text (no eos after it). */
+static void test_continue_answer(void)
+{
+    vl2_message msgs[] = {
+        { VL2_ROLE_USER, "Say hi.", NULL, 0 },
+        { VL2_ROLE_ASSISTANT, "Hi", NULL, 0 },
+    };
+    vl2_prompt *p = make_prompt(msgs, 2, NULL);
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    size_t n = vl2_prompt_n_tokens(p);
+    size_t n_hi;
+    int32_t hi;
+    vl2_error err;
+    g_assert_cmpint(vl2_tokenize(model, "Hi", 2, &hi, 1, &n_hi, &err), ==, VL2_OK);
+    g_assert_cmpuint(n_hi, ==, 1);
+    g_assert_cmpint(vl2_prompt_ids(p)[n - 1], ==, hi);
+    g_assert_cmpint(vl2_prompt_ids(p)[n - 2], ==, 28); /* ':' after <|Assistant|> */
+    vl2_prompt_free(p);
+}
+
+static void test_eos_and_logit_bias(void)
+{
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    vl2_session *s = make_session(0);
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    vl2_generate_params gp = greedy(10);
+    gp.stop_at_eos = true;
+    vl2_logit_bias eos = { info.eos_id, 1e4f };
+    gp.logit_bias = &eos;
+    gp.n_logit_bias = 1;
+    vl2_stop_reason why;
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    char *text = generate(s, p, &gp, ids, &why);
+    g_assert_cmpint(why, ==, VL2_STOP_EOS);
+    g_assert_cmpstr(text, ==, "");
+    g_assert_cmpint(ids->len, ==, 1);
+    g_assert_cmpint(g_array_index(ids, int32_t, 0), ==, info.eos_id);
+    g_free(text);
+
+    /* without stop_at_eos the same bias just produces eos tokens until the length limit */
+    gp.stop_at_eos = false;
+    g_array_set_size(ids, 0);
+    g_free(generate(s, p, &gp, ids, &why));
+    g_assert_cmpint(why, ==, VL2_STOP_LENGTH);
+    g_assert_cmpint(ids->len, ==, 10);
+
+    /* banning the greedy choice changes it */
+    vl2_generate_params plain = greedy(1);
+    g_array_set_size(ids, 0);
+    g_free(generate(s, p, &plain, ids, NULL));
+    vl2_logit_bias ban = { g_array_index(ids, int32_t, 0), -INFINITY };
+    plain.logit_bias = &ban;
+    plain.n_logit_bias = 1;
+    GArray *ids2 = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    g_free(generate(s, p, &plain, ids2, NULL));
+    g_assert_cmpint(g_array_index(ids2, int32_t, 0), !=, ban.id);
+
+    vl2_logit_bias bad = { -5, 1 };
+    plain.logit_bias = &bad;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p, &plain, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_array_unref(ids);
+    g_array_unref(ids2);
+    vl2_prompt_free(p);
+    vl2_session_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_autofree char *dir = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    vl2_error err;
+    vl2_model_params mp = vl2_model_default_params();
+    mp.n_threads = 2;
+    if (vl2_model_load(dir, &mp, &model, &err) != VL2_OK)
+        g_error("%s", err.message);
+    g_test_add_func("/engine/session/prompt-errors", test_prompt_errors);
+    g_test_add_func("/engine/session/system-prompt", test_system_prompt);
+    g_test_add_func("/engine/session/step-before-prefill", test_step_before_prefill);
+    g_test_add_func("/engine/session/bad-generate-params", test_bad_generate_params);
+    g_test_add_func("/engine/session/context-overflow", test_context_overflow);
+    g_test_add_func("/engine/session/greedy-loop", test_greedy_loop);
+    g_test_add_func("/engine/session/stop-strings", test_stop_strings);
+    g_test_add_func("/engine/session/seeded-sampling", test_seeded_sampling);
+    g_test_add_func("/engine/session/prefix-reuse", test_prefix_reuse);
+    g_test_add_func("/engine/session/cancel-prefill", test_cancel_prefill);
+    g_test_add_func("/engine/session/continue-answer", test_continue_answer);
+    g_test_add_func("/engine/session/eos-and-logit-bias", test_eos_and_logit_bias);
+    int rc = g_test_run();
+    vl2_model_free(model);
+    return rc;
+}

@@ -1,0 +1,62 @@
+/* test-util.c - see test-util.h. */
+#include "test-util.h"
+
+#include <glib/gstdio.h>
+
+static const char *env_or_skip(const char *var)
+{
+    const char *v = g_getenv(var);
+    if (!v || !*v)
+        g_error("%s is not set; run the tests through meson test", var);
+    return v;
+}
+
+const char *test_golden_dir(void) { return env_or_skip("VL2_GOLDEN_DIR"); }
+const char *test_hf_dir(void) { return env_or_skip("VL2_HF_DIR"); }
+const char *test_fixture_dir(void) { return env_or_skip("VL2_FIXTURE_DIR"); }
+
+char *test_golden_path(const char *rel)
+{
+    return g_build_filename(test_golden_dir(), rel, NULL);
+}
+
+JsonNode *test_load_json(const char *path)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+    if (!json_parser_load_from_file(parser, path, &error))
+        g_error("cannot parse %s: %s", path, error->message);
+    return json_node_ref(json_parser_get_root(parser));
+}
+
+char *test_make_tmpdir(void)
+{
+    g_autoptr(GError) error = NULL;
+    char *dir = g_dir_make_tmp("vl2-test-XXXXXX", &error);
+    g_assert_no_error(error);
+    return dir;
+}
+
+void test_rmtree(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    if (d) {
+        const char *name;
+        while ((name = g_dir_read_name(d))) {
+            g_autofree char *p = g_build_filename(dir, name, NULL);
+            if (g_file_test(p, G_FILE_TEST_IS_DIR) && !g_file_test(p, G_FILE_TEST_IS_SYMLINK))
+                test_rmtree(p);
+            else
+                g_unlink(p);
+        }
+        g_dir_close(d);
+    }
+    g_rmdir(dir);
+}
+
+void test_write_file(const char *path, const void *data, gssize len)
+{
+    g_autoptr(GError) error = NULL;
+    g_file_set_contents(path, data, len, &error);
+    g_assert_no_error(error);
+}

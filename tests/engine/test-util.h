@@ -1,0 +1,21 @@
+/* test-util.h - helpers shared by the engine tests: where the golden data and fixtures are. */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+/* $VL2_GOLDEN_DIR (set by meson), e.g. ../shared/golden. */
+const char *test_golden_dir(void);
+/* $VL2_HF_DIR: the published deepseek-vl2 config and weight index. */
+const char *test_hf_dir(void);
+/* $VL2_FIXTURE_DIR: generated checkpoints (golden mini models with weights) in the build tree. */
+const char *test_fixture_dir(void);
+/* g_build_filename(test_golden_dir(), rel, NULL) */
+char *test_golden_path(const char *rel);
+/* Parses a JSON file; aborts the test on failure. Free with json_node_unref(). */
+JsonNode *test_load_json(const char *path);
+/* A fresh temporary directory (removed by test_rmtree). */
+char *test_make_tmpdir(void);
+void test_rmtree(const char *dir);
+/* Writes a file (aborts the test on failure). */
+void test_write_file(const char *path, const void *data, gssize len);

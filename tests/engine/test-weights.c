@@ -1,0 +1,478 @@
+/* test-weights.c - loading checkpoints: single file, shards, and every kind of broken input.
+ *
+ * Each hostile case starts from a copy of the mini-tiny fixture with one thing broken and
+ * checks that vl2_model_load() returns the right status with a one-line message naming the
+ * file and the problem.
+ */
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "test-util.h"
+#include "vl2-private.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Writing safetensors files
+ */
+
+typedef struct {
+    char *name;
+    char dtype[16];
+    int ndim;
+    int64_t shape[VL2_MAX_DIMS];
+    const void *data;
+    size_t n_bytes;
+} entry;
+
+/* Entries of a file, sorted by name so output is deterministic. */
+static GArray *entries_of(const vl2_st_file *f)
+{
+    GArray *a = g_array_new(FALSE, TRUE, sizeof(entry));
+    g_autoptr(GList) keys = g_hash_table_get_keys(f->tensors);
+    keys = g_list_sort(keys, (GCompareFunc)strcmp);
+    for (GList *l = keys; l; l = l->next) {
+        const vl2_tensor *t = vl2_st_get(f, l->data);
+        entry e = { .name = l->data, .ndim = t->ndim, .data = t->data, .n_bytes = t->n_bytes };
+        g_strlcpy(e.dtype, vl2_dtype_name(t->dtype), sizeof e.dtype);
+        memcpy(e.shape, t->shape, sizeof e.shape);
+        g_array_append_val(a, e);
+    }
+    return a;
+}
+
+/* Writes entries; extra_bytes_lie adds to the last tensor's end offset (a corrupt header). */
+static void write_safetensors(const char *path, GArray *entries, int64_t extra_bytes_lie)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    int64_t off = 0;
+    for (guint i = 0; i < entries->len; i++) {
+        entry *e = &g_array_index(entries, entry, i);
+        json_builder_set_member_name(b, e->name);
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "dtype");
+        json_builder_add_string_value(b, e->dtype);
+        json_builder_set_member_name(b, "shape");
+        json_builder_begin_array(b);
+        for (int d = 0; d < e->ndim; d++)
+            json_builder_add_int_value(b, e->shape[d]);
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "data_offsets");
+        json_builder_begin_array(b);
+        json_builder_add_int_value(b, off);
+        off += (int64_t)e->n_bytes;
+        json_builder_add_int_value(b, off + (i + 1 == entries->len ? extra_bytes_lie : 0));
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+    }
+    json_builder_end_object(b);
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    JsonNode *root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    gsize hlen;
+    g_autofree char *header = json_generator_to_data(gen, &hlen);
+    json_node_unref(root);
+    GString *s = g_string_new(NULL);
+    size_t padded = (hlen + 7) / 8 * 8;
+    for (int i = 0; i < 8; i++)
+        g_string_append_c(s, (char)((padded >> (8 * i)) & 0xff));
+    g_string_append_len(s, header, (gssize)hlen);
+    while (s->len < 8 + padded)
+        g_string_append_c(s, ' ');
+    for (guint i = 0; i < entries->len; i++) {
+        entry *e = &g_array_index(entries, entry, i);
+        g_string_append_len(s, e->data, (gssize)e->n_bytes);
+    }
+    test_write_file(path, s->str, (gssize)s->len);
+    g_string_free(s, TRUE);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * A scratch copy of mini-tiny
+ */
+
+typedef struct {
+    char *dir;
+    vl2_st_file *src;            /* the fixture's weights */
+} scratch_model;
+
+static void copy_file(const char *from_dir, const char *to_dir, const char *name)
+{
+    g_autofree char *a = g_build_filename(from_dir, name, NULL);
+    g_autofree char *b = g_build_filename(to_dir, name, NULL);
+    g_autofree char *data = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(a, &data, &len, NULL));
+    test_write_file(b, data, (gssize)len);
+}
+
+static void scratch_init(scratch_model *s, bool with_weights)
+{
+    g_autofree char *fixture = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    s->dir = test_make_tmpdir();
+    copy_file(fixture, s->dir, "config.json");
+    copy_file(fixture, s->dir, "tokenizer.json");
+    copy_file(fixture, s->dir, "tokenizer_config.json");
+    g_autofree char *w = g_build_filename(fixture, "model.safetensors", NULL);
+    vl2_error err;
+    if (vl2_st_open(w, &s->src, &err) != VL2_OK)
+        g_error("%s", err.message);
+    if (with_weights)
+        copy_file(fixture, s->dir, "model.safetensors");
+}
+
+static void scratch_clear(scratch_model *s)
+{
+    vl2_st_close(s->src);
+    test_rmtree(s->dir);
+    g_free(s->dir);
+}
+
+static char *scratch_path(scratch_model *s, const char *name)
+{
+    return g_build_filename(s->dir, name, NULL);
+}
+
+/* Loads the scratch model and checks the outcome. */
+static void expect_load(scratch_model *s, vl2_status want, const char *needle1, const char *needle2)
+{
+    vl2_model *m = NULL;
+    vl2_error err = { 0 };
+    vl2_status got = vl2_model_load(s->dir, NULL, &m, &err);
+    if (got != want || (want != VL2_OK && (!strstr(err.message, needle1) ||
+                                           (needle2 && !strstr(err.message, needle2)))))
+        g_error("load gave %d \"%s\"; want %d with \"%s\" and \"%s\"", got,
+                got ? err.message : "", want, needle1, needle2 ? needle2 : "");
+    if (want != VL2_OK) {
+        g_assert_null(m);
+        g_assert_null(strchr(err.message, '\n'));
+        g_test_message("%s", err.message);
+    }
+    vl2_model_free(m);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tests
+ */
+
+static void test_single_file_loads(void)
+{
+    scratch_model s;
+    scratch_init(&s, true);
+    vl2_model *m;
+    vl2_error err;
+    g_assert_cmpint(vl2_model_load(s.dir, NULL, &m, &err), ==, VL2_OK);
+    vl2_model_info info;
+    vl2_model_get_info(m, &info);
+    g_assert_cmpstr(info.variant, ==, "tiny");
+    g_assert_cmpint(info.bos_id, ==, 0);
+    g_assert_cmpint(info.eos_id, ==, 1);
+    g_assert_cmpint(info.pad_id, ==, 2);
+    g_assert_cmpint(info.image_id, ==, 128815);
+    g_assert_cmpint(info.n_vocab, ==, 129280);
+    g_assert_cmpint(info.n_params * 2, ==, info.n_bytes);
+    vl2_model_free(m);
+    scratch_clear(&s);
+}
+
+static int32_t first_greedy_id(const char *dir)
+{
+    vl2_model *m;
+    vl2_session *ses;
+    vl2_prompt *p;
+    vl2_error err;
+    g_assert_cmpint(vl2_model_load(dir, NULL, &m, &err), ==, VL2_OK);
+    vl2_message msg = { VL2_ROLE_USER, "Hello", NULL, 0 };
+    vl2_conversation conv = { &msg, 1, NULL };
+    g_assert_cmpint(vl2_prompt_new(m, &conv, &p, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_session_new(m, NULL, &ses, &err), ==, VL2_OK);
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.temperature = 0;
+    g_assert_cmpint(vl2_session_prefill(ses, p, &gp, &err), ==, VL2_OK);
+    vl2_step st;
+    g_assert_cmpint(vl2_session_step(ses, &st, &err), ==, VL2_OK);
+    vl2_prompt_free(p);
+    vl2_session_free(ses);
+    vl2_model_free(m);
+    return st.id;
+}
+
+/* The same weights split into three shards with an index load and compute the same. */
+static void test_sharded(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    GArray *all = entries_of(s.src);
+    GArray *shards[3];
+    for (int k = 0; k < 3; k++)
+        shards[k] = g_array_new(FALSE, TRUE, sizeof(entry));
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "metadata");
+    json_builder_begin_object(b);
+    json_builder_end_object(b);
+    json_builder_set_member_name(b, "weight_map");
+    json_builder_begin_object(b);
+    for (guint i = 0; i < all->len; i++) {
+        entry *e = &g_array_index(all, entry, i);
+        g_array_append_val(shards[i % 3], *e);
+        json_builder_set_member_name(b, e->name);
+        g_autofree char *f = g_strdup_printf("model-%05u-of-00003.safetensors", i % 3 + 1);
+        json_builder_add_string_value(b, f);
+    }
+    json_builder_end_object(b);
+    json_builder_end_object(b);
+    for (int k = 0; k < 3; k++) {
+        g_autofree char *name = g_strdup_printf("model-%05d-of-00003.safetensors", k + 1);
+        g_autofree char *p = scratch_path(&s, name);
+        write_safetensors(p, shards[k], 0);
+        g_array_unref(shards[k]);
+    }
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    JsonNode *root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    g_autofree char *index = json_generator_to_data(gen, NULL);
+    json_node_unref(root);
+    g_autofree char *ipath = scratch_path(&s, "model.safetensors.index.json");
+    test_write_file(ipath, index, -1);
+
+    g_autofree char *fixture = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_assert_cmpint(first_greedy_id(s.dir), ==, first_greedy_id(fixture));
+
+    /* an index naming a shard that is not there */
+    g_autofree char *shard2 = scratch_path(&s, "model-00002-of-00003.safetensors");
+    g_autofree char *moved = scratch_path(&s, "moved.safetensors");
+    g_assert_cmpint(g_rename(shard2, moved), ==, 0);
+    expect_load(&s, VL2_ERR_IO, "model-00002-of-00003.safetensors", "cannot open");
+    g_assert_cmpint(g_rename(moved, shard2), ==, 0);
+
+    /* an index that reaches outside the folder */
+    g_autofree char *evil = g_strdup("{\"weight_map\": {\"image_newline\": \"../../etc/passwd\"}}");
+    test_write_file(ipath, evil, -1);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors.index.json", "not a plain file name");
+
+    /* an index that puts a tensor in a shard that does not hold it */
+    g_autofree char *wrong = g_strdup("{\"weight_map\": {\"image_newline\": "
+                                      "\"model-00002-of-00003.safetensors\"}}");
+    test_write_file(ipath, wrong, -1);
+    expect_load(&s, VL2_ERR_FORMAT, "model-00002-of-00003.safetensors", "no such tensor");
+
+    /* malformed index */
+    test_write_file(ipath, "{\"weight_map\": [", -1);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors.index.json", NULL);
+    g_array_unref(all);
+    scratch_clear(&s);
+}
+
+static void test_no_weights(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    expect_load(&s, VL2_ERR_IO, s.dir, "no model.safetensors");
+    scratch_clear(&s);
+}
+
+static void test_truncated(void)
+{
+    scratch_model s;
+    scratch_init(&s, true);
+    g_autofree char *p = scratch_path(&s, "model.safetensors");
+    g_assert_cmpint(truncate(p, (off_t)s.src->map_size - 1000), ==, 0);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "past the end of the file");
+    /* shorter than the header itself */
+    g_assert_cmpint(truncate(p, 100), ==, 0);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "header length");
+    g_assert_cmpint(truncate(p, 5), ==, 0);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "too short");
+    g_assert_cmpint(truncate(p, 0), ==, 0);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "too short");
+    scratch_clear(&s);
+}
+
+static void test_offsets_past_end(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    GArray *all = entries_of(s.src);
+    g_autofree char *p = scratch_path(&s, "model.safetensors");
+    write_safetensors(p, all, 4096);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "past the end of the file");
+    g_array_unref(all);
+    scratch_clear(&s);
+}
+
+static void test_bad_header_json(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    g_autofree char *p = scratch_path(&s, "model.safetensors");
+    const char bad[] = "\x10\0\0\0\0\0\0\0{\"a\": {\"dtype\": ";
+    test_write_file(p, bad, sizeof bad - 1);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "not valid JSON");
+    const char notobj[] = "\x08\0\0\0\0\0\0\0[1,2,3]     ";
+    test_write_file(p, notobj, sizeof notobj - 1);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "not a JSON object");
+    scratch_clear(&s);
+}
+
+/* Rewrites the weights with one entry changed by `edit`. */
+static void rewrite(scratch_model *s, const char *name, void (*edit)(GArray *, guint))
+{
+    GArray *all = entries_of(s->src);
+    for (guint i = 0; i < all->len; i++)
+        if (!strcmp(g_array_index(all, entry, i).name, name)) {
+            edit(all, i);
+            break;
+        }
+    g_autofree char *p = scratch_path(s, "model.safetensors");
+    write_safetensors(p, all, 0);
+    g_array_unref(all);
+}
+
+static void edit_unknown_dtype(GArray *a, guint i)
+{
+    g_strlcpy(g_array_index(a, entry, i).dtype, "Q9_K", 16);
+}
+
+static void edit_int_dtype(GArray *a, guint i)
+{
+    /* same byte size, integer dtype */
+    g_strlcpy(g_array_index(a, entry, i).dtype, "I16", 16);
+}
+
+static void edit_drop(GArray *a, guint i)
+{
+    g_array_remove_index(a, i);
+}
+
+static void edit_transpose(GArray *a, guint i)
+{
+    entry *e = &g_array_index(a, entry, i);
+    int64_t t = e->shape[0];
+    e->shape[0] = e->shape[1];
+    e->shape[1] = t;
+}
+
+static void edit_size_mismatch(GArray *a, guint i)
+{
+    /* header claims one more row than the bytes hold */
+    g_array_index(a, entry, i).shape[0] += 1;
+}
+
+static void test_unknown_dtype(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    rewrite(&s, "language.model.norm.weight", edit_unknown_dtype);
+    expect_load(&s, VL2_ERR_UNSUPPORTED, "model.safetensors", "unknown dtype \"Q9_K\"");
+    rewrite(&s, "language.model.norm.weight", edit_int_dtype);
+    expect_load(&s, VL2_ERR_UNSUPPORTED, "language.model.norm.weight", "dtype I16");
+    scratch_clear(&s);
+}
+
+static void test_missing_tensor(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    rewrite(&s, "language.model.layers.1.mlp.experts.5.up_proj.weight", edit_drop);
+    expect_load(&s, VL2_ERR_FORMAT, "language.model.layers.1.mlp.experts.5.up_proj.weight",
+                "is missing");
+    scratch_clear(&s);
+}
+
+static void test_shape_disagrees(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    rewrite(&s, "language.model.layers.0.mlp.gate_proj.weight", edit_transpose);
+    expect_load(&s, VL2_ERR_FORMAT, "has shape [32, 80] but config.json implies [80, 32]",
+                "language.model.layers.0.mlp.gate_proj.weight");
+    rewrite(&s, "language.model.layers.0.mlp.gate_proj.weight", edit_size_mismatch);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "shape and dtype need");
+
+    /* the config disagrees with correct weights */
+    scratch_clear(&s);
+    scratch_init(&s, true);
+    g_autofree char *cfg = scratch_path(&s, "config.json");
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(cfg, &text, NULL, NULL));
+    g_autoptr(GRegex) re = g_regex_new("\"intermediate_size\": 80", 0, 0, NULL);
+    g_autofree char *edited = g_regex_replace_literal(re, text, -1, 0,
+                                                      "\"intermediate_size\": 81", 0, NULL);
+    g_assert_cmpstr(edited, !=, text);
+    test_write_file(cfg, edited, -1);
+    expect_load(&s, VL2_ERR_FORMAT, "language.model.layers.0.mlp.gate_proj.weight",
+                "implies [81, 32]");
+    scratch_clear(&s);
+}
+
+static void test_config_and_tokenizer_files(void)
+{
+    scratch_model s;
+    scratch_init(&s, true);
+    g_autofree char *cfg = scratch_path(&s, "config.json");
+    g_autofree char *tok = scratch_path(&s, "tokenizer.json");
+
+    g_unlink(cfg);
+    expect_load(&s, VL2_ERR_IO, "config.json", "cannot read");
+    test_write_file(cfg, "{\"model_type\": \"deepseek_vl_v2\", \"language_config\": {", -1);
+    expect_load(&s, VL2_ERR_FORMAT, "config.json", "not valid JSON");
+    g_autofree char *fixture = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    copy_file(fixture, s.dir, "config.json");
+
+    g_unlink(tok);
+    expect_load(&s, VL2_ERR_IO, "tokenizer.json", NULL);
+    test_write_file(tok, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": ", -1);
+    expect_load(&s, VL2_ERR_FORMAT, "tokenizer.json", NULL);
+    scratch_clear(&s);
+}
+
+static void test_bad_arguments(void)
+{
+    vl2_model *m = (vl2_model *)0x1;
+    vl2_error err;
+    g_assert_cmpint(vl2_model_load(NULL, NULL, &m, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_null(m);
+    g_assert_cmpint(vl2_model_load("", NULL, &m, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(vl2_model_load("/nonexistent/model", NULL, &m, &err), ==, VL2_ERR_IO);
+    g_assert_nonnull(strstr(err.message, "/nonexistent/model"));
+    g_assert_cmpint(vl2_model_load("/tmp", NULL, NULL, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_model_free(NULL);
+}
+
+static bool cancel_at_half(float fraction, void *user_data)
+{
+    (*(int *)user_data)++;
+    return fraction < 0.5f;
+}
+
+static void test_cancel_load(void)
+{
+    g_autofree char *dir = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    int calls = 0;
+    vl2_model_params p = vl2_model_default_params();
+    p.progress = cancel_at_half;
+    p.progress_user_data = &calls;
+    vl2_model *m;
+    vl2_error err;
+    g_assert_cmpint(vl2_model_load(dir, &p, &m, &err), ==, VL2_ERR_CANCELLED);
+    g_assert_null(m);
+    g_assert_cmpint(calls, >, 0);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/engine/weights/single-file", test_single_file_loads);
+    g_test_add_func("/engine/weights/sharded", test_sharded);
+    g_test_add_func("/engine/weights/no-weights", test_no_weights);
+    g_test_add_func("/engine/weights/truncated", test_truncated);
+    g_test_add_func("/engine/weights/offsets-past-end", test_offsets_past_end);
+    g_test_add_func("/engine/weights/bad-header-json", test_bad_header_json);
+    g_test_add_func("/engine/weights/unknown-dtype", test_unknown_dtype);
+    g_test_add_func("/engine/weights/missing-tensor", test_missing_tensor);
+    g_test_add_func("/engine/weights/shape-disagrees", test_shape_disagrees);
+    g_test_add_func("/engine/weights/config-and-tokenizer-files", test_config_and_tokenizer_files);
+    g_test_add_func("/engine/weights/bad-arguments", test_bad_arguments);
+    g_test_add_func("/engine/weights/cancel", test_cancel_load);
+    return g_test_run();
+}

@@ -467,8 +467,8 @@ static int argmax_free(const float *v, int n, const bool *taken)
     return best;
 }
 
-/* MoEGate.forward for one token: chosen experts and their weights. */
-static void route(const vl2_lm_config *lm, const vl2_layer *L, float *scores, int *idx, float *w)
+void vl2_decoder_route(const vl2_lm_config *lm, const vl2_tensor *bias, float *scores, int *idx,
+                       float *w)
 {
     const int E = lm->n_routed_experts, K = lm->num_experts_per_tok;
     bool taken[MAX_ROUTED_EXPERTS];
@@ -486,7 +486,7 @@ static void route(const vl2_lm_config *lm, const vl2_layer *L, float *scores, in
     if (lm->topk_method == VL2_TOPK_NOAUX_TC)
         for (int e = 0; e < E; e++) {
             float b;
-            vl2_to_f32(L->router_bias.data, L->router_bias.dtype, (size_t)e, 1, &b);
+            vl2_to_f32(bias->data, bias->dtype, (size_t)e, 1, &b);
             choice[e] += b;
         }
 
@@ -556,8 +556,8 @@ static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
     /* The router runs in float32 on float32 activations (F.linear(x.float(), w.float())). */
     vl2_linear(pool, &L->router, NULL, s->x, T, s->router);
     for (int t = 0; t < T; t++)
-        route(lm, L, s->router + (size_t)t * E, s->route_idx + (size_t)t * K,
-              s->route_w + (size_t)t * K);
+        vl2_decoder_route(lm, &L->router_bias, s->router + (size_t)t * E,
+                          s->route_idx + (size_t)t * K, s->route_w + (size_t)t * K);
 
     /* Group (token, slot) pairs by expert: a counting sort. */
     int *count = s->expert_count;

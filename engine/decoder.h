@@ -34,6 +34,12 @@ typedef struct vl2_forward_out {
 vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int n_past,
                                const float *embeds, int T, vl2_forward_out *out, vl2_error *err);
 
+/* MoEGate.forward for one token: turns router logits [n_routed_experts] into scores (in place)
+ * and picks num_experts_per_tok experts (idx) with their weights (w). `bias` is the
+ * e_score_correction_bias, used by noaux_tc only. */
+void vl2_decoder_route(const vl2_lm_config *lm, const vl2_tensor *bias, float *scores, int *idx,
+                       float *w);
+
 /* Input embedding of one token id. */
 void vl2_decoder_embed(const vl2_model *m, int32_t id, float *out);
 

@@ -15,7 +15,8 @@
 
 #include "kernels.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
 #define VL2_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define VL2_CLONES
@@ -81,8 +82,8 @@ void vl2_tensor_row(const vl2_tensor *t, int64_t row, float *dst)
 
 vl2_matrix vl2_matrix_of(const vl2_tensor *t)
 {
-    vl2_matrix m = { t->data, t->dtype, (int)t->shape[0], (int)(t->n_elements / t->shape[0]), 0, 0 };
-    m.stride = (size_t)m.n_in;
+    int n_out = (int)t->shape[0], n_in = (int)(t->n_elements / t->shape[0]);
+    vl2_matrix m = { t->data, t->dtype, n_out, n_in, 0, (size_t)n_in };
     return m;
 }
 

@@ -24,7 +24,7 @@ int vl2_pool_size(const vl2_pool *pool);
 /* Runs fn(ctx, i, thread) for i in [0, n_tasks) on the pool; thread is in [0, size). */
 void vl2_pool_run(vl2_pool *pool, int n_tasks, vl2_task_fn fn, void *ctx);
 
-/* ---- conversions ------------------------------------------------------------------------------ */
+/* ---- conversions ----------------------------------------------------------------------------- */
 
 static inline float vl2_bf16_to_f32(uint16_t b)
 {
@@ -40,7 +40,7 @@ void vl2_to_f32(const void *src, vl2_dtype t, size_t offset, size_t n, float *ds
 /* Row `row` of a 2-D tensor as float32 (embedding lookup). */
 void vl2_tensor_row(const vl2_tensor *t, int64_t row, float *dst);
 
-/* ---- matrix products -------------------------------------------------------------------------- */
+/* ---- matrix products ------------------------------------------------------------------------- */
 
 /* A weight matrix view: n_out rows of n_in elements, row r at element (first + r * stride). */
 typedef struct vl2_matrix {
@@ -62,7 +62,7 @@ void vl2_linear(vl2_pool *pool, const vl2_tensor *w, const vl2_tensor *bias, con
 void vl2_matmul_ref(const vl2_matrix *w, const vl2_tensor *bias, const float *x, int T, size_t ldx,
                     float *y, size_t ldy);
 
-/* ---- elementwise and row kernels ---------------------------------------------------------------- */
+/* ---- elementwise and row kernels ------------------------------------------------------------- */
 
 /* out = w * x / sqrt(mean(x^2) + eps), DeepseekV2RMSNorm */
 void vl2_rmsnorm(const float *x, const vl2_tensor *w, int n, float eps, float *out);

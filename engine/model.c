@@ -90,7 +90,8 @@ static vl2_status bind_special_tokens(vl2_model *m, vl2_error *err)
     }
     m->bos_id = special_id(m->tok, tc, "bos_token", m->cfg.lm.bos_token_id);
     m->eos_id = special_id(m->tok, tc, "eos_token", m->cfg.lm.eos_token_id);
-    int32_t pad = vl2_tokenizer_find(m->tok, "<\xef\xbd\x9c\xe2\x96\x81pad\xe2\x96\x81\xef\xbd\x9c>");
+    int32_t pad = vl2_tokenizer_find(m->tok, "<\xef\xbd\x9c\xe2\x96\x81pad"
+                                             "\xe2\x96\x81\xef\xbd\x9c>"); /* <｜▁pad▁｜> */
     m->pad_id = special_id(m->tok, tc, "pad_token", pad >= 0 ? pad : m->eos_id);
     m->image_id = vl2_tokenizer_find(m->tok, "<image>");
 

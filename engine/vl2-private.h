@@ -199,8 +199,8 @@ vl2_status vl2_tokenizer_parse(const char *json, size_t len, const char *name, v
                                vl2_error *err);
 void vl2_tokenizer_free(vl2_tokenizer *tok);
 /* Appends the ids of `text` (no bos/eos added) to out. */
-vl2_status vl2_tokenizer_encode(const vl2_tokenizer *tok, const char *text, size_t len, vl2_ids *out,
-                                vl2_error *err);
+vl2_status vl2_tokenizer_encode(const vl2_tokenizer *tok, const char *text, size_t len,
+                                vl2_ids *out, vl2_error *err);
 /* One more than the largest id (vocab and added tokens). */
 int32_t vl2_tokenizer_n_vocab(const vl2_tokenizer *tok);
 /* Id of an exact token string (vocab entry in its byte-level form, or added token), or -1. */
@@ -210,7 +210,8 @@ const char *vl2_tokenizer_bytes(const vl2_tokenizer *tok, int32_t id, size_t *le
 bool vl2_tokenizer_is_special(const vl2_tokenizer *tok, int32_t id);
 /* Whole-sequence decode as the reference does it: bytes concatenated, then lossy UTF-8.
  * Returns a malloc()ed string, or NULL (allocation failure, unknown id). */
-char *vl2_tokenizer_decode(const vl2_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special);
+char *vl2_tokenizer_decode(const vl2_tokenizer *tok, const int32_t *ids, size_t n,
+                           bool skip_special);
 
 /* Streaming UTF-8: bytes in, complete text out. Replaces invalid sequences with U+FFFD
  * exactly where a lossy decode of the whole stream would, and never emits half a character. */

@@ -132,7 +132,8 @@ static vl2_status parse_entry(vl2_st_file *f, const char *name, JsonNode *node, 
         t.n_elements *= t.shape[i];
     }
     int64_t begin, end;
-    if (!off || !JSON_NODE_HOLDS_ARRAY(off) || json_array_get_length(json_node_get_array(off)) != 2 ||
+    if (!off || !JSON_NODE_HOLDS_ARRAY(off) ||
+        json_array_get_length(json_node_get_array(off)) != 2 ||
         !json_uint(json_array_get_element(json_node_get_array(off), 0), &begin) ||
         !json_uint(json_array_get_element(json_node_get_array(off), 1), &end) || end < begin)
         return vl2_set_error(err, VL2_ERR_FORMAT, "%s: tensor \"%s\" has invalid data_offsets", p,

@@ -170,7 +170,8 @@ static void test_mini_variants(void)
                  "\"num_attention_heads\": 4, \"num_key_value_heads\": 4, \"use_mla\": false, " \
                  "\"vocab_size\": 1000}"
 #define VALID_VISION "\"vision_config\": {\"width\": 48, \"layers\": 1, \"heads\": 3, " \
-                     "\"patch_size\": 14}, \"projector_config\": {\"input_dim\": 48, \"n_embed\": 32}"
+                     "\"patch_size\": 14}, " \
+                     "\"projector_config\": {\"input_dim\": 48, \"n_embed\": 32}"
 
 static void expect_error(const char *json, vl2_status code, const char *needle)
 {

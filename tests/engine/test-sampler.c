@@ -1,4 +1,5 @@
-/* test-sampler.c - sampling follows transformers' generate(): penalty, temperature, top-k, top-p. */
+/* test-sampler.c - sampling follows transformers' generate(): penalty, temperature, top-k and
+ * top-p. */
 #include <math.h>
 #include <string.h>
 

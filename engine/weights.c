@@ -264,11 +264,18 @@ static vl2_status add_file(vl2_weights *w, const char *path, vl2_st_file **out, 
 static vl2_status open_sharded(vl2_weights *w, const char *dir, const char *index_path,
                                vl2_error *err)
 {
+    char *text;
+    size_t len;
+    vl2_status st = vl2_read_file(index_path, 64u << 20, &text, &len, err);
+    if (st != VL2_OK)
+        return st;
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) gerr = NULL;
-    if (!json_parser_load_from_file(parser, index_path, &gerr))
-        return vl2_set_error(err, gerr->domain == G_FILE_ERROR ? VL2_ERR_IO : VL2_ERR_FORMAT,
-                             "%s: %s", index_path, gerr->message);
+    bool parsed = json_parser_load_from_data(parser, text, (gssize)len, &gerr);
+    free(text);
+    if (!parsed)
+        return vl2_set_error(err, VL2_ERR_FORMAT, "%s: not valid JSON: %s", index_path,
+                             gerr->message);
     JsonNode *root = json_parser_get_root(parser);
     JsonNode *map = root && JSON_NODE_HOLDS_OBJECT(root)
                         ? json_object_get_member(json_node_get_object(root), "weight_map")

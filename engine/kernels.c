@@ -333,6 +333,43 @@ void vl2_rmsnorm(const float *x, const vl2_tensor *w, int n, float eps, float *o
     }
 }
 
+void vl2_layernorm(const float *x, const vl2_tensor *w, const vl2_tensor *b, int n, float eps,
+                   float *out)
+{
+    /* two passes in float32, as torch does on the CPU up to summation order */
+    float mean = 0, var = 0;
+    for (int i = 0; i < n; i++)
+        mean += x[i];
+    mean /= (float)n;
+    for (int i = 0; i < n; i++)
+        var += (x[i] - mean) * (x[i] - mean);
+    var /= (float)n;
+    float r = 1.0f / sqrtf(var + eps);
+    float wv[256], bv[256];
+    for (int i0 = 0; i0 < n; i0 += 256) {
+        int len = n - i0 < 256 ? n - i0 : 256;
+        vl2_to_f32(w->data, w->dtype, (size_t)i0, (size_t)len, wv);
+        vl2_to_f32(b->data, b->dtype, (size_t)i0, (size_t)len, bv);
+        for (int i = 0; i < len; i++)
+            out[i0 + i] = (x[i0 + i] - mean) * r * wv[i] + bv[i];
+    }
+}
+
+void vl2_gelu_tanh(float *x, size_t n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void vl2_gelu_erf(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.7071067811865476f));
+}
+
 void vl2_softmax(float *x, int n)
 {
     float m = -INFINITY;

@@ -69,6 +69,12 @@ void vl2_rmsnorm(const float *x, const vl2_tensor *w, int n, float eps, float *o
 void vl2_softmax(float *x, int n);
 float vl2_silu(float x);
 float vl2_sigmoid(float x);
+/* out = (x - mean) / sqrt(var + eps) * w + b, torch.nn.LayerNorm; out may be x */
+void vl2_layernorm(const float *x, const vl2_tensor *w, const vl2_tensor *b, int n, float eps,
+                   float *out);
+/* In place: GELU with the tanh approximation (the ViT) and the exact erf form (projector). */
+void vl2_gelu_tanh(float *x, size_t n);
+void vl2_gelu_erf(float *x, size_t n);
 /* out[i] = silu(gate[i]) * up[i] */
 void vl2_swiglu(const float *gate, const float *up, int n, float *out);
 float vl2_dot(const float *a, const float *b, int n);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "decoder.h"
+#include "vision.h"
 
 /* Positions run through the decoder at once during prefill. */
 #define PREFILL_CHUNK 256
@@ -243,7 +244,8 @@ struct vl2_session {
     const vl2_model *m;
     vl2_pool *pool;
     vl2_kv_cache kv;
-    vl2_ids tokens;              /* the ids at cache positions [0, n_past) */
+    int n_past;                  /* positions in the KV cache */
+    uint64_t *keys;              /* [n_ctx]: what each cached position holds (position_key) */
     float *logits;               /* [vocab] at the last position run */
     bool have_logits;
     float *embeds;               /* [PREFILL_CHUNK][hidden] */
@@ -292,6 +294,7 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
         return st;
     }
     s->pool = vl2_pool_new(m->n_threads);
+    s->keys = malloc((size_t)n_ctx * sizeof *s->keys);
     s->logits = malloc(V * sizeof(float));
     s->embeds = malloc((size_t)PREFILL_CHUNK * (size_t)m->cfg.lm.hidden_size * sizeof(float));
     s->seen = calloc(V, 1);
@@ -299,7 +302,7 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
     s->sampler.index = malloc(V * sizeof(int));
     s->held = g_string_new(NULL);
     s->text = g_string_new(NULL);
-    if (!s->pool || !s->logits || !s->embeds || !s->seen || !s->sampler.values ||
+    if (!s->pool || !s->keys || !s->logits || !s->embeds || !s->seen || !s->sampler.values ||
         !s->sampler.index) {
         vl2_session_free(s);
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for a session");
@@ -330,7 +333,7 @@ void vl2_session_free(vl2_session *s)
     clear_generation(s);
     vl2_kv_cache_free(&s->kv);
     vl2_pool_free(s->pool);
-    vl2_ids_clear(&s->tokens);
+    free(s->keys);
     free(s->logits);
     free(s->embeds);
     free(s->seen);
@@ -345,14 +348,14 @@ void vl2_session_reset(vl2_session *s)
 {
     if (!s)
         return;
-    s->tokens.len = 0;
+    s->n_past = 0;
     s->have_logits = false;
     s->generating = false;
 }
 
 int vl2_session_n_past(const vl2_session *s)
 {
-    return s ? (int)s->tokens.len : 0;
+    return s ? s->n_past : 0;
 }
 
 const float *vl2_session_logits(const vl2_session *s)
@@ -368,26 +371,85 @@ void vl2_session_get_timings(const vl2_session *s, vl2_timings *t)
         memset(t, 0, sizeof *t);
 }
 
-/* Appends ids[0, n) to the cache: runs them through the decoder in chunks, the logits of the
- * last one kept. */
-static vl2_status run_positions(vl2_session *s, const int32_t *ids, int n, vl2_progress_fn progress,
-                                void *user_data, vl2_error *err)
+/* What a cached position holds: a text token's id, or for an image position the image's tile
+ * hash mixed with the offset inside its run, so that another image at the same place (whose
+ * ids are all <image>) does not reuse the cache. */
+static uint64_t position_key(const vl2_prompt *p, const int *image_tokens, int pos,
+                             int *image_index)
 {
-    const int D = s->m->cfg.lm.hidden_size;
-    for (int c = 0; c < n; c += PREFILL_CHUNK) {
-        int T = n - c < PREFILL_CHUNK ? n - c : PREFILL_CHUNK;
+    while (*image_index < p->n_images &&
+           pos >= p->image_offset[*image_index] + image_tokens[*image_index])
+        (*image_index)++;
+    int i = *image_index;
+    if (i < p->n_images && pos >= p->image_offset[i]) {
+        uint64_t k = p->image_hash[i] ^
+                     ((uint64_t)(pos - p->image_offset[i]) * 0x9E3779B97F4A7C15ull);
+        return k | (1ull << 63);
+    }
+    return (uint64_t)(uint32_t)p->ids.data[pos];
+}
+
+/* Where the input embeddings of the positions being run come from: the prompt (text ids and
+ * image features) or a single fed token. */
+typedef struct {
+    const vl2_model *m;
+    const vl2_prompt *prompt;
+    const int *image_tokens;     /* [n_images]: length of each image's run */
+    float **image_features;      /* [n_images]: token features, NULL for images fully cached */
+    int32_t fed;                 /* the token when prompt is NULL */
+} embed_source;
+
+static void embed_position(const embed_source *src, int pos, float *out)
+{
+    const vl2_prompt *p = src->prompt;
+    const int D = src->m->cfg.lm.hidden_size;
+    if (!p) {
+        vl2_decoder_embed(src->m, src->fed, out);
+        return;
+    }
+    for (int i = 0; i < p->n_images; i++) {
+        int off = p->image_offset[i];
+        if (pos >= off && pos < off + src->image_tokens[i]) {
+            memcpy(out, src->image_features[i] + (size_t)(pos - off) * D,
+                   (size_t)D * sizeof(float));
+            return;
+        }
+    }
+    vl2_decoder_embed(src->m, p->ids.data[pos], out);
+}
+
+typedef struct {
+    vl2_progress_fn fn;
+    void *user_data;
+    int done, total;             /* units: an image tile, or a prefill chunk */
+} progress;
+
+static bool progress_step(void *user_data)
+{
+    progress *pr = user_data;
+    pr->done++;
+    return !pr->fn || pr->fn((float)pr->done / (float)pr->total, pr->user_data);
+}
+
+/* Runs positions [n_past, to) through the decoder in chunks; keys[0..] describe them in order.
+ * The logits of the last position are kept. */
+static vl2_status run_positions(vl2_session *s, const embed_source *src, const uint64_t *keys,
+                                int to, progress *pr, vl2_error *err)
+{
+    const int D = s->m->cfg.lm.hidden_size, from = s->n_past;
+    while (s->n_past < to) {
+        int c = s->n_past, T = to - c < PREFILL_CHUNK ? to - c : PREFILL_CHUNK;
         for (int t = 0; t < T; t++)
-            vl2_decoder_embed(s->m, ids[c + t], s->embeds + (size_t)t * D);
-        bool last = c + T == n;
+            embed_position(src, c + t, s->embeds + (size_t)t * D);
+        bool last = c + T == to;
         vl2_forward_out out = { last ? s->logits : NULL, NULL };
-        vl2_status st = vl2_decoder_forward(s->m, s->pool, &s->kv, (int)s->tokens.len, s->embeds,
-                                            T, &out, err);
+        vl2_status st = vl2_decoder_forward(s->m, s->pool, &s->kv, c, s->embeds, T, &out, err);
         if (st != VL2_OK)
             return st;
-        if (!vl2_ids_append(&s->tokens, ids + c, (size_t)T))
-            return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
+        memcpy(s->keys + c, keys + (c - from), (size_t)T * sizeof *keys);
+        s->n_past = c + T;
         s->have_logits = last;
-        if (progress && !progress((float)(c + T) / (float)n, user_data))
+        if (pr && !progress_step(pr))
             return vl2_set_error(err, VL2_ERR_CANCELLED, "prefill was cancelled");
     }
     return VL2_OK;
@@ -445,24 +507,73 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
         if (ids[i] < 0 || ids[i] >= s->m->cfg.lm.vocab_size)
             return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "prompt id %d at position %d is "
                                  "outside the vocabulary", ids[i], i);
-    if (prompt->n_images > 0)
-        return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "images are not supported by this build "
-                             "yet");
+    if (prompt->n_images > 0 && !s->m->vision.blocks)
+        return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "this model has no vision weights");
 
     s->generating = false;
-    double t0 = now_seconds();
-    /* Reuse the cached prefix; the last position always runs again for its logits. */
-    int keep = 0;
-    while (keep < (int)s->tokens.len && keep < n - 1 && s->tokens.data[keep] == ids[keep])
-        keep++;
-    s->tokens.len = (size_t)keep;
     s->have_logits = false;
     memset(&s->timings, 0, sizeof s->timings);
+    const int n_img = prompt->n_images;
+    uint64_t *keys = malloc((size_t)n * sizeof *keys);
+    float **features = calloc((size_t)n_img + 1, sizeof *features);
+    int *image_tokens = calloc((size_t)n_img + 1, sizeof *image_tokens);
+    if (!keys || !features || !image_tokens) {
+        free(keys);
+        free(features);
+        free(image_tokens);
+        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < n_img; i++)
+        image_tokens[i] = vl2_image_token_count(&s->m->cfg, prompt->grid[i][0],
+                                                prompt->grid[i][1]);
+    int image_index = 0;
+    for (int i = 0; i < n; i++)
+        keys[i] = position_key(prompt, image_tokens, i, &image_index);
+
+    /* Reuse the cached prefix; the last position always runs again for its logits. */
+    int keep = 0;
+    while (keep < s->n_past && keep < n - 1 && s->keys[keep] == keys[keep])
+        keep++;
+    s->n_past = keep;
     s->timings.n_reused_tokens = keep;
     s->timings.n_prompt_tokens = n - keep;
 
-    st = run_positions(s, ids + keep, n - keep, params->progress, params->progress_user_data, err);
-    s->timings.prefill_seconds = now_seconds() - t0;
+    /* Encode, tile by tile, the images not entirely inside the reused prefix. */
+    progress pr = { params->progress, params->progress_user_data, 0,
+                    (n - keep + PREFILL_CHUNK - 1) / PREFILL_CHUNK };
+    for (int i = 0; i < n_img; i++)
+        if (prompt->image_offset[i] + image_tokens[i] > keep)
+            pr.total += 1 + prompt->grid[i][0] * prompt->grid[i][1];
+    const int D = s->m->cfg.lm.hidden_size;
+    const size_t tile_bytes = (size_t)prompt->tile_size * prompt->tile_size * 3;
+    double t0 = now_seconds();
+    for (int i = 0, first_tile = 0; i < n_img && st == VL2_OK; i++) {
+        int tw = prompt->grid[i][0], th = prompt->grid[i][1];
+        if (prompt->image_offset[i] + image_tokens[i] > keep) {
+            features[i] = malloc((size_t)image_tokens[i] * (size_t)D * sizeof(float));
+            if (!features[i])
+                st = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for image %d", i + 1);
+            else
+                st = vl2_vision_encode_image(s->m, s->pool,
+                                             prompt->tiles + (size_t)first_tile * tile_bytes, tw,
+                                             th, features[i], progress_step, &pr, err);
+            s->timings.n_tiles += 1 + tw * th;
+        }
+        first_tile += 1 + tw * th;
+    }
+    s->timings.vision_seconds = now_seconds() - t0;
+
+    if (st == VL2_OK) {
+        embed_source src = { s->m, prompt, image_tokens, features, 0 };
+        t0 = now_seconds();
+        st = run_positions(s, &src, keys + keep, n, &pr, err);
+        s->timings.prefill_seconds = now_seconds() - t0;
+    }
+    for (int i = 0; i < n_img; i++)
+        free(features[i]);
+    free(features);
+    free(image_tokens);
+    free(keys);
     if (st != VL2_OK)
         return st;
 
@@ -499,11 +610,13 @@ vl2_status vl2_session_feed(vl2_session *s, int32_t id, vl2_error *err)
     if (id < 0 || id >= s->m->cfg.lm.vocab_size)
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "token id %d is outside the "
                              "vocabulary", id);
-    if ((int)s->tokens.len >= s->kv.n_ctx)
+    if (s->n_past >= s->kv.n_ctx)
         return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "the context of %d tokens is full",
                              s->kv.n_ctx);
     double t0 = now_seconds();
-    vl2_status st = run_positions(s, &id, 1, NULL, NULL, err);
+    uint64_t key = (uint64_t)(uint32_t)id;
+    embed_source src = { s->m, NULL, NULL, NULL, id };
+    vl2_status st = run_positions(s, &src, &key, s->n_past + 1, NULL, err);
     s->seen[id] = 1;
     s->timings.decode_seconds += now_seconds() - t0;
     s->timings.n_decoded++;
@@ -581,7 +694,7 @@ vl2_status vl2_session_step(vl2_session *s, vl2_step *out, vl2_error *err)
             stop = VL2_STOP_STRING;
         else if (s->gen.max_new_tokens > 0 && s->n_generated >= s->gen.max_new_tokens)
             stop = VL2_STOP_LENGTH;
-        else if ((int)s->tokens.len >= s->kv.n_ctx)
+        else if (s->n_past >= s->kv.n_ctx)
             stop = VL2_STOP_CONTEXT;
     }
     if (stop == VL2_STOP_NONE) {

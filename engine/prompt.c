@@ -146,6 +146,9 @@ static vl2_status check_conversation(const vl2_conversation *c, vl2_error *err)
     }
     if (c->system_prompt && !g_utf8_validate(c->system_prompt, -1, NULL))
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "the system prompt is not UTF-8 text");
+    if (c->system_prompt && strstr(c->system_prompt, IMAGE_TAG))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "the system prompt cannot hold "
+                             "<image>; images belong to user messages");
     if (last_user < 0)
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "the conversation has no user message");
     /* An empty question is a mistake, not something to send to the model. */
@@ -215,6 +218,8 @@ void vl2_prompt_free(vl2_prompt *p)
         return;
     vl2_ids_clear(&p->ids);
     free(p->grid);
+    free(p->image_offset);
+    free(p->image_hash);
     free(p->tiles);
     free(p);
 }
@@ -260,9 +265,3 @@ const uint8_t *vl2_prompt_tile(const vl2_prompt *p, int i)
     return p->tiles + (size_t)i * (size_t)p->tile_size * (size_t)p->tile_size * 3;
 }
 
-/* The vision path (tiling, SigLIP, projector) lands in image.c. */
-vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2_image *image,
-                                vl2_error *err)
-{
-    return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "images are not supported by this build yet");
-}

@@ -1305,10 +1305,13 @@ char *vl2_tokenizer_decode(const vl2_tokenizer *tok, const int32_t *ids, size_t 
 {
     if (!tok || (!ids && n))
         return NULL;
+    /* Ids the tokenizer does not know decode to nothing, as in the reference: the model's
+     * embedding (129280 rows) is larger than the vocabulary (128823 ids), so a model can
+     * produce them. */
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (!id_known(tok, ids[i]))
-            return NULL;
+            continue;
         if (!(skip_special && (tok->id_flags[ids[i]] & ID_SPECIAL)))
             total += tok->bytes_off[ids[i] + 1] - tok->bytes_off[ids[i]];
     }
@@ -1321,7 +1324,7 @@ char *vl2_tokenizer_decode(const vl2_tokenizer *tok, const int32_t *ids, size_t 
         return NULL;
     char *raw = buf + 3 * total + 1, *p = raw;
     for (size_t i = 0; i < n; i++) {
-        if (skip_special && (tok->id_flags[ids[i]] & ID_SPECIAL))
+        if (!id_known(tok, ids[i]) || (skip_special && (tok->id_flags[ids[i]] & ID_SPECIAL)))
             continue;
         size_t len = tok->bytes_off[ids[i] + 1] - tok->bytes_off[ids[i]];
         memcpy(p, tok->bytes + tok->bytes_off[ids[i]], len);

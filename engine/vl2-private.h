@@ -208,8 +208,9 @@ int32_t vl2_tokenizer_find(const vl2_tokenizer *tok, const char *token);
 /* The bytes id stands for when decoded, or NULL for an unknown id. */
 const char *vl2_tokenizer_bytes(const vl2_tokenizer *tok, int32_t id, size_t *len);
 bool vl2_tokenizer_is_special(const vl2_tokenizer *tok, int32_t id);
-/* Whole-sequence decode as the reference does it: bytes concatenated, then lossy UTF-8.
- * Returns a malloc()ed string, or NULL (allocation failure, unknown id). */
+/* Whole-sequence decode as the reference does it: bytes concatenated, then lossy UTF-8; ids
+ * the tokenizer does not know decode to nothing. Returns a malloc()ed string, or NULL on
+ * allocation failure. */
 char *vl2_tokenizer_decode(const vl2_tokenizer *tok, const int32_t *ids, size_t n,
                            bool skip_special);
 
@@ -300,13 +301,24 @@ struct vl2_prompt {
     int n_images_total;          /* in the whole conversation: 3 or more disables tiling */
     int n_images;                /* added so far */
     int (*grid)[2];              /* [n_images][width_tiles, height_tiles] */
+    int *image_offset;           /* [n_images]: position of each image's first <image> id */
+    uint64_t *image_hash;        /* [n_images]: identity of the tiles, for cache reuse */
     int n_tiles, tile_size;
     uint8_t *tiles;              /* [n_tiles][tile_size][tile_size][3] */
 };
 
+/* ---------------------------------------------------------------------------------------------
+ * Images (image.c): tiling exactly like the processor
+ */
+
 /* Appends one image: its tiles to the prompt and its run of <image> ids to the ids. */
 vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2_image *image,
                                 vl2_error *err);
+vl2_status vl2_image_check(const vl2_image *im, int index, vl2_error *err);
+void vl2_select_best_resolution(const vl2_config *cfg, int width, int height, int *best_w,
+                                int *best_h);
+/* <image> ids of one image with a width_tiles x height_tiles local view. */
+int vl2_image_token_count(const vl2_config *cfg, int width_tiles, int height_tiles);
 
 /* ---------------------------------------------------------------------------------------------
  * Sampling (sampler.c)

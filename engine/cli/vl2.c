@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "image-file.h"
 #include "vl2.h"
 
 static int fail(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
@@ -83,6 +84,16 @@ static bool parse_role(const char *s, vl2_role *role)
     return false;
 }
 
+static bool add_image(conversation *c, const char *file, char **error)
+{
+    image_rgb im;
+    if (!image_file_load(file, &im, error))
+        return false;
+    vl2_image v = { im.width, im.height, im.stride, im.rgb };
+    g_array_append_val(c->images, v);
+    return true;
+}
+
 /* Reads CASE.json: {conversation: [{role, content, images?}], system_prompt?}. */
 static bool load_case(const char *path, const char *images_dir, conversation *c, char **error)
 {
@@ -129,12 +140,20 @@ static bool load_case(const char *path, const char *images_dir, conversation *c,
         if (imgs && JSON_NODE_HOLDS_ARRAY(imgs)) {
             JsonArray *ia = json_node_get_array(imgs);
             for (guint k = 0; k < json_array_get_length(ia); k++) {
-                const char *name = json_array_get_string_element(ia, k);
-                g_autofree char *file = g_build_filename(images_dir, name ? name : "", NULL);
-                *error = g_strdup_printf("%s: cannot use image %s: images are not supported by "
-                                         "this build yet", path, file);
-                g_array_unref(counts);
-                return false;
+                JsonNode *in = json_array_get_element(ia, k);
+                if (!JSON_NODE_HOLDS_VALUE(in) || json_node_get_value_type(in) != G_TYPE_STRING) {
+                    *error = g_strdup_printf("%s: message %u: images must be file names", path,
+                                             i + 1);
+                    g_array_unref(counts);
+                    return false;
+                }
+                g_autofree char *file = g_build_filename(images_dir, json_node_get_string(in),
+                                                         NULL);
+                if (!add_image(c, file, error)) {
+                    g_array_unref(counts);
+                    return false;
+                }
+                n_images++;
             }
         }
         g_array_append_val(counts, n_images);
@@ -448,8 +467,26 @@ static int cmd_run(int argc, char **argv)
         return usage(ctx, gerr->message);
     if (!model_dir || !prompt_text)
         return usage(ctx, "run needs --model and --prompt");
-    if (images && images[0])
-        return fail("images are not supported by this build yet");
+    conversation c = { 0 };
+    c.images = g_array_new(FALSE, TRUE, sizeof(vl2_image));
+    GString *text = g_string_new(NULL);
+    int n_images = images ? (int)g_strv_length(images) : 0;
+    for (int i = 0; i < n_images; i++) {
+        char *error = NULL;
+        if (!add_image(&c, images[i], &error)) {
+            int r = fail("%s", error);
+            g_free(error);
+            g_string_free(text, TRUE);
+            conversation_clear(&c);
+            return r;
+        }
+    }
+    /* The official demos put the images first: "<image>\n" each, then the question. A prompt
+     * that places its own <image> tags is used as written. */
+    if (!strstr(prompt_text, "<image>"))
+        for (int i = 0; i < n_images; i++)
+            g_string_append(text, "<image>\n");
+    g_string_append(text, prompt_text);
 
     vl2_error err;
     vl2_model *model = NULL;
@@ -464,7 +501,7 @@ static int cmd_run(int argc, char **argv)
         fail("%s", err.message);
         goto out;
     }
-    vl2_message msg = { VL2_ROLE_USER, prompt_text, NULL, 0 };
+    vl2_message msg = { VL2_ROLE_USER, text->str, (const vl2_image *)c.images->data, n_images };
     vl2_conversation conv = { &msg, 1, system };
     vl2_session_params sp = vl2_session_default_params();
     sp.n_ctx = n_ctx;
@@ -481,7 +518,7 @@ static int cmd_run(int argc, char **argv)
     if (seed >= 0)
         gp.seed = (uint64_t)seed;
     gp.progress = show_progress;
-    gp.progress_user_data = "reading";
+    gp.progress_user_data = n_images ? "looking" : "reading";
     if (vl2_session_prefill(s, prompt, &gp, &err) != VL2_OK) {
         fail("%s", err.message);
         goto out;
@@ -501,6 +538,8 @@ static int cmd_run(int argc, char **argv)
     vl2_session_get_timings(s, &t);
     static const char *why[] = { "", "end of answer", "stop string", "length limit",
                                  "context full" };
+    if (t.n_tiles)
+        fprintf(stderr, "[%d image tiles in %.2f s] ", t.n_tiles, t.vision_seconds);
     fprintf(stderr, "[%d prompt tokens in %.2f s; %d tokens at %.1f tokens/s; %s]\n",
             t.n_prompt_tokens, t.prefill_seconds, t.n_decoded + 1,
             t.decode_seconds > 0 ? t.n_decoded / t.decode_seconds : 0.0, why[step.stop]);
@@ -509,6 +548,8 @@ out:
     vl2_prompt_free(prompt);
     vl2_session_free(s);
     vl2_model_free(model);
+    g_string_free(text, TRUE);
+    conversation_clear(&c);
     return rc;
 }
 

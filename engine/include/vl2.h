@@ -129,8 +129,9 @@ vl2_status vl2_tokenize(const vl2_model *model, const char *text, size_t text_le
                         size_t max_ids, size_t *n_ids, vl2_error *err);
 
 /* Decodes ids to UTF-8 text like the reference tokenizer's decode: special tokens kept unless
- * skip_special, byte sequences that are not valid UTF-8 become U+FFFD. Returns a malloc()ed
- * string (free() it) or NULL on allocation failure or an id out of range. */
+ * skip_special, byte sequences that are not valid UTF-8 become U+FFFD, ids without a token
+ * (the embedding has more rows than the tokenizer has ids) give nothing. Returns a malloc()ed
+ * string (free() it) or NULL on allocation failure. */
 char *vl2_detokenize(const vl2_model *model, const int32_t *ids, size_t n_ids, bool skip_special);
 
 /* ---------------------------------------------------------------------------------------------
@@ -140,7 +141,11 @@ char *vl2_detokenize(const vl2_model *model, const int32_t *ids, size_t n_ids, b
 typedef enum { VL2_ROLE_USER, VL2_ROLE_ASSISTANT } vl2_role;
 
 /* Raw 8-bit RGB pixels, row-major; stride in bytes (>= 3 * width). Decoding files is the
- * caller's job (the CLI and the app use GdkPixbuf). */
+ * caller's job (the CLI and the app use GdkPixbuf): apply EXIF orientation and drop alpha
+ * there. Larger images are refused with VL2_ERR_IMAGE; decoders should check these limits
+ * against the file's header before decoding (decompression bombs). */
+#define VL2_MAX_IMAGE_SIDE 32768
+#define VL2_MAX_IMAGE_PIXELS 100000000
 typedef struct vl2_image {
     int width, height, stride;
     const uint8_t *rgb;

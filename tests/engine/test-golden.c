@@ -3,9 +3,10 @@
  * For every golden mini model (mini-tiny: MHA + softmax greedy router; mini-small: MLA without
  * q_lora; mini-base: MLA with q_lora, sigmoid noaux_tc router) and every case, with the
  * tolerances of the golden README:
- *   input ids exact; inputs_embeds <= 1e-3; hidden_last_per_layer and logits_last <= 2e-3;
- *   greedy ids equal up to and including the first step whose reference margin is < 1e-2
- *   (and the top-10 logits of those steps within 2e-3).
+ *   tiles byte-identical to tiles/<case>/NN.png; images_spatial_crop and input ids exact;
+ *   vision_tile0, projector_tile0 and inputs_embeds <= 1e-3; hidden_last_per_layer and
+ *   logits_last <= 2e-3; greedy ids equal up to and including the first step whose reference
+ *   margin is < 1e-2 (and the top-10 logits of those steps within 2e-3).
  * Also: decoding through the KV cache gives the logits of a full recompute.
  *
  * With VL2_GOLDEN_MODELS=real-tiny (the meson 'model' suite) it checks the published Tiny's
@@ -17,23 +18,27 @@
 #include <string.h>
 
 #include "decoder.h"
+#include "image-file.h"
 #include "test-util.h"
+#include "vision.h"
 
 #define EMBED_TOL 1e-3
 
 typedef struct {
     const char *name;
-    const char *const *cases;    /* the text cases golden.safetensors holds for it */
-    double logit_tol, near_tie;
+    const char *const *cases;    /* the cases golden.safetensors holds for it */
+    double vision_tol, logit_tol, near_tie;
 } golden_model;
 
-static const char *const mini_cases[] = { "text_only", "system_multiturn", NULL };
-static const char *const real_tiny_cases[] = { "text_only", NULL };
+static const char *const mini_cases[] = { "text_only", "system_multiturn", "ground_one",
+                                          "two_images_multiturn", "three_images", "banner_rgba",
+                                          "tiny_gray", "tall_palette", "vqa_jpeg", NULL };
+static const char *const real_tiny_cases[] = { "text_only", "ground_one", "three_images", NULL };
 static const golden_model all_models[] = {
-    { "mini-tiny", mini_cases, 2e-3, 1e-2 },
-    { "mini-small", mini_cases, 2e-3, 1e-2 },
-    { "mini-base", mini_cases, 2e-3, 1e-2 },
-    { "real-tiny", real_tiny_cases, 2e-2, 5e-2 },
+    { "mini-tiny", mini_cases, 1e-3, 2e-3, 1e-2 },
+    { "mini-small", mini_cases, 1e-3, 2e-3, 1e-2 },
+    { "mini-base", mini_cases, 1e-3, 2e-3, 1e-2 },
+    { "real-tiny", real_tiny_cases, 2e-3, 2e-2, 5e-2 },
 };
 
 static GHashTable *loaded_models; /* name -> vl2_model* */
@@ -99,20 +104,79 @@ static JsonObject *case_object(const char *name)
     g_error("no case %s in cases.json", name);
 }
 
-/* The case's conversation as engine messages (text only). */
-static vl2_message *case_messages(JsonObject *c, int *n)
+/* The case's conversation as engine messages, its images decoded from golden/images. */
+typedef struct {
+    vl2_message *msgs;
+    int n;
+    image_rgb *images;
+    int n_images;
+} case_conv;
+
+static void case_conv_clear(case_conv *c)
+{
+    for (int i = 0; i < c->n_images; i++)
+        image_rgb_clear(&c->images[i]);
+    g_free(c->images);
+    for (int i = 0; i < c->n; i++)
+        g_free((void *)c->msgs[i].images);
+    g_free(c->msgs);
+}
+
+static void case_messages(JsonObject *c, case_conv *out)
 {
     JsonArray *conv = json_object_get_array_member(c, "conversation");
-    *n = (int)json_array_get_length(conv);
-    vl2_message *msgs = g_new0(vl2_message, *n);
-    for (int i = 0; i < *n; i++) {
+    out->n = (int)json_array_get_length(conv);
+    out->msgs = g_new0(vl2_message, out->n);
+    out->images = g_new0(image_rgb, 16);
+    out->n_images = 0;
+    for (int i = 0; i < out->n; i++) {
         JsonObject *m = json_array_get_object_element(conv, (guint)i);
         const char *role = json_object_get_string_member(m, "role");
-        msgs[i].role = !strcmp(role, "<|User|>") ? VL2_ROLE_USER : VL2_ROLE_ASSISTANT;
-        msgs[i].content = json_object_get_string_member(m, "content");
-        g_assert_false(json_object_has_member(m, "images"));
+        out->msgs[i].role = !strcmp(role, "<|User|>") ? VL2_ROLE_USER : VL2_ROLE_ASSISTANT;
+        out->msgs[i].content = json_object_get_string_member(m, "content");
+        if (!json_object_has_member(m, "images"))
+            continue;
+        JsonArray *imgs = json_object_get_array_member(m, "images");
+        int k = (int)json_array_get_length(imgs);
+        vl2_image *v = g_new0(vl2_image, k);
+        for (int j = 0; j < k; j++) {
+            g_autofree char *rel = g_build_filename("images",
+                                                    json_array_get_string_element(imgs, j), NULL);
+            g_autofree char *path = test_golden_path(rel);
+            char *error = NULL;
+            image_rgb *im = &out->images[out->n_images++];
+            if (!image_file_load(path, im, &error))
+                g_error("%s", error);
+            v[j] = (vl2_image){ im->width, im->height, im->stride, im->rgb };
+        }
+        out->msgs[i].images = v;
+        out->msgs[i].n_images = k;
     }
-    return msgs;
+}
+
+/* Tiles equal the processor's, byte for byte (golden tiles/<case>/NN.png). */
+static void check_tiles(const vl2_prompt *p, const char *name)
+{
+    g_autofree char *rel = g_build_filename("tiles", name, NULL);
+    g_autofree char *dir = test_golden_path(rel);
+    const int S = vl2_prompt_tile_size(p);
+    int n_files = 0;
+    for (;; n_files++) {
+        g_autofree char *file = g_strdup_printf("%s/%02d.png", dir, n_files);
+        if (!g_file_test(file, G_FILE_TEST_EXISTS))
+            break;
+        image_rgb t;
+        char *error = NULL;
+        if (!image_file_load(file, &t, &error))
+            g_error("%s", error);
+        g_assert_cmpint(t.width, ==, S);
+        g_assert_cmpint(t.height, ==, S);
+        g_assert_cmpint(n_files, <, vl2_prompt_n_tiles(p));
+        if (memcmp(t.rgb, vl2_prompt_tile(p, n_files), (size_t)S * S * 3) != 0)
+            g_error("%s: tile %d differs from the processor's", name, n_files);
+        image_rgb_clear(&t);
+    }
+    g_assert_cmpint(n_files, ==, vl2_prompt_n_tiles(p));
 }
 
 static double max_abs_diff(const float *a, const float *b, size_t n)
@@ -152,31 +216,73 @@ static void test_case(gconstpointer data)
 
     /* 1. Prompt ids: exact. The case's system_prompt is not passed: the official processor
      * leaves it out of the ids. */
-    int n_msgs;
-    g_autofree vl2_message *msgs = case_messages(case_object(gc->name), &n_msgs);
-    vl2_conversation conv = { msgs, n_msgs, NULL };
+    case_conv cc;
+    case_messages(case_object(gc->name), &cc);
+    vl2_conversation conv = { cc.msgs, cc.n, NULL };
     vl2_prompt *prompt;
     vl2_error err;
-    g_assert_cmpint(vl2_prompt_new(m, &conv, &prompt, &err), ==, VL2_OK);
+    if (vl2_prompt_new(m, &conv, &prompt, &err) != VL2_OK)
+        g_error("%s", err.message);
     const vl2_tensor *ref_ids = need(cases_st, gc->name, "input_ids", VL2_DTYPE_I64);
     const int T = (int)vl2_prompt_n_tokens(prompt);
     g_assert_cmpint(T, ==, ref_ids->n_elements);
     for (int i = 0; i < T; i++)
         g_assert_cmpint(vl2_prompt_ids(prompt)[i], ==, ((const int64_t *)ref_ids->data)[i]);
 
-    /* 2. Input embeddings. */
+    /* 2. Tiles, tile grids, the first tile's ViT and projector outputs. */
+    vl2_pool *pool = vl2_pool_new(2);
+    const vl2_tensor *ref_crop = need(cases_st, gc->name, "images_spatial_crop", VL2_DTYPE_I64);
+    double e_vit = 0, e_proj = 0;
+    if (vl2_prompt_n_images(prompt) == 0) {
+        /* the reference pads a text-only batch with one [0, 0] row and a blank tile */
+        g_assert_cmpint(ref_crop->n_elements, ==, 2);
+        g_assert_cmpint(((const int64_t *)ref_crop->data)[0], ==, 0);
+        g_assert_cmpint(vl2_prompt_n_tiles(prompt), ==, 0);
+    } else {
+        g_assert_cmpint(ref_crop->n_elements, ==, 2 * vl2_prompt_n_images(prompt));
+        for (int i = 0; i < vl2_prompt_n_images(prompt); i++) {
+            int tw, th;
+            vl2_prompt_image_grid(prompt, i, &tw, &th);
+            g_assert_cmpint(tw, ==, ((const int64_t *)ref_crop->data)[2 * i]);
+            g_assert_cmpint(th, ==, ((const int64_t *)ref_crop->data)[2 * i + 1]);
+        }
+        check_tiles(prompt, gc->name);
+        const vl2_tensor *ref_vit = need(golden, gc->name, "vision_tile0", VL2_DTYPE_F32);
+        const vl2_tensor *ref_proj = need(golden, gc->name, "projector_tile0", VL2_DTYPE_F32);
+        float *vit = g_new(float, ref_vit->n_elements);
+        float *proj = g_new(float, ref_proj->n_elements);
+        g_assert_cmpint(vl2_vit_encode(m, pool, vl2_prompt_tile(prompt, 0), vit, &err), ==,
+                        VL2_OK);
+        g_assert_cmpint(vl2_projector_forward(m, pool, vit, proj, &err), ==, VL2_OK);
+        e_vit = max_abs_diff(vit, ref_vit->data, (size_t)ref_vit->n_elements);
+        e_proj = max_abs_diff(proj, ref_proj->data, (size_t)ref_proj->n_elements);
+        g_free(vit);
+        g_free(proj);
+        g_assert_cmpfloat(e_vit, <=, gc->gm->vision_tol);
+        g_assert_cmpfloat(e_proj, <=, gc->gm->vision_tol);
+    }
+
+    /* 3. Input embeddings: text rows, and each image's features at its <image> run. */
     float *embeds = g_new(float, (size_t)T * D);
     for (int t = 0; t < T; t++)
         vl2_decoder_embed(m, vl2_prompt_ids(prompt)[t], embeds + (size_t)t * D);
+    for (int i = 0, first = 0; i < vl2_prompt_n_images(prompt); i++) {
+        int tw, th;
+        vl2_prompt_image_grid(prompt, i, &tw, &th);
+        g_assert_cmpint(vl2_vision_encode_image(m, pool, vl2_prompt_tile(prompt, first), tw, th,
+                                                embeds + (size_t)prompt->image_offset[i] * D,
+                                                NULL, NULL, &err),
+                        ==, VL2_OK);
+        first += 1 + tw * th;
+    }
     const vl2_tensor *ref_emb = need(golden, gc->name, "inputs_embeds", VL2_DTYPE_F32);
     g_assert_cmpint(ref_emb->n_elements, ==, (int64_t)T * D);
     double e_emb = max_abs_diff(embeds, ref_emb->data, (size_t)T * D);
-    g_assert_cmpfloat(e_emb, <=, EMBED_TOL);
+    g_assert_cmpfloat(e_emb, <=, gc->gm->vision_tol > EMBED_TOL ? gc->gm->vision_tol : EMBED_TOL);
 
-    /* 3. One forward pass over the prompt: hidden states after each layer and the logits. */
+    /* 4. One forward pass over the prompt: hidden states after each layer and the logits. */
     vl2_kv_cache kv;
     g_assert_cmpint(vl2_kv_cache_init(&kv, m, T + 16, &err), ==, VL2_OK);
-    vl2_pool *pool = vl2_pool_new(2);
     float *hidden = g_new(float, (size_t)lm->num_hidden_layers * D);
     float *logits = g_new(float, V);
     vl2_forward_out out = { logits, hidden };
@@ -187,12 +293,13 @@ static void test_case(gconstpointer data)
     const vl2_tensor *ref_logits = need(golden, gc->name, "logits_last", VL2_DTYPE_F32);
     g_assert_cmpint(ref_logits->n_elements, ==, V);
     double e_logits = max_abs_diff(logits, ref_logits->data, (size_t)V);
-    g_test_message("%s/%s: %d tokens; max abs error embeds %.2g, hidden %.2g, logits %.2g",
-                   gc->model, gc->name, T, e_emb, e_hidden, e_logits);
+    g_test_message("%s/%s: %d tokens, %d tiles; max abs error vision %.2g, projector %.2g, "
+                   "embeds %.2g, hidden %.2g, logits %.2g", gc->model, gc->name, T,
+                   vl2_prompt_n_tiles(prompt), e_vit, e_proj, e_emb, e_hidden, e_logits);
     g_assert_cmpfloat(e_hidden, <=, gc->gm->logit_tol);
     g_assert_cmpfloat(e_logits, <=, gc->gm->logit_tol);
 
-    /* 4. Greedy continuation through the cache. */
+    /* 5. Greedy continuation through the cache. */
     const vl2_tensor *ref_greedy = need(golden, gc->name, "greedy_ids", VL2_DTYPE_I64);
     const vl2_tensor *ref_margin = need(golden, gc->name, "greedy_margin", VL2_DTYPE_F32);
     const vl2_tensor *ref_top_ids = need(golden, gc->name, "greedy_top10_ids", VL2_DTYPE_I64);
@@ -226,7 +333,7 @@ static void test_case(gconstpointer data)
                    last_checked + 1, n_steps, gc->gm->near_tie, e_top);
     g_assert_cmpfloat(e_top, <=, gc->gm->logit_tol);
 
-    /* 5. The reference's decoded text of its greedy ids. */
+    /* 6. The reference's decoded text of its greedy ids. */
     JsonObject *mm = json_object_get_object_member(
         json_object_get_object_member(json_node_get_object(cases_json), "models"), gc->model);
     const char *ref_text =
@@ -244,6 +351,7 @@ static void test_case(gconstpointer data)
     g_free(logits);
     g_free(embeds);
     vl2_prompt_free(prompt);
+    case_conv_clear(&cc);
     vl2_st_close(golden);
 }
 
@@ -254,9 +362,9 @@ static void test_cache_equals_recompute(gconstpointer data)
     vl2_model *m = fixture_model(data);
     const vl2_lm_config *lm = &m->cfg.lm;
     const int D = lm->hidden_size, V = lm->vocab_size;
-    int n_msgs;
-    g_autofree vl2_message *msgs = case_messages(case_object("system_multiturn"), &n_msgs);
-    vl2_conversation conv = { msgs, n_msgs, NULL };
+    case_conv cc;
+    case_messages(case_object("system_multiturn"), &cc);
+    vl2_conversation conv = { cc.msgs, cc.n, NULL };
     vl2_prompt *prompt;
     vl2_error err;
     g_assert_cmpint(vl2_prompt_new(m, &conv, &prompt, &err), ==, VL2_OK);
@@ -317,6 +425,7 @@ static void test_cache_equals_recompute(gconstpointer data)
     g_free(full);
     g_free(chunked);
     vl2_prompt_free(prompt);
+    case_conv_clear(&cc);
 }
 
 /* The MLA cache holds the latent and the rope key per token, not per-head keys and values. */

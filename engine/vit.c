@@ -1,0 +1,124 @@
+/* vit.c - SigLIP-SO400M (timm VisionTransformer as siglip_vit.py builds it), one tile at a time.
+ *
+ *   tile [384, 384, 3] uint8 -> (v / 255 - 0.5) / 0.5, float32 like ToTensor + Normalize
+ *   -> patches [729, 3 * 14 * 14]: the stride-14 conv as one matrix product (channel-major
+ *      inside a patch, as the conv weight [width, 3, 14, 14] is laid out); the last 6 pixel
+ *      rows and columns fall outside the 27 x 27 grid and are never read
+ *   -> + bias + pos_embed -> blocks: x += proj(attn(LN1(x))); x += fc2(gelu_tanh(fc1(LN2(x))))
+ *      (LayerNorm eps 1e-6, qkv with bias, softmax(q k^T / sqrt(head_dim)))
+ *   -> final LayerNorm -> [729, width]
+ * The attention-pool head is stored in the checkpoints but ignore_head means it never runs.
+ * Every product runs through vl2_matmul (blocks of widened weights into sgemm); attention runs
+ * one head per task with two sgemm calls.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vision.h"
+
+typedef struct {
+    const float *qkv;            /* [n][3 * width] */
+    float *out;                  /* [n][width] */
+    int n, width, head_dim;
+    float scale;
+    bool failed;
+} vit_attn_job;
+
+static void vit_attn_task(void *ctx, int h, int thread)
+{
+    vit_attn_job *j = ctx;
+    const int n = j->n, C = j->width, hd = j->head_dim;
+    float *s = malloc((size_t)n * (size_t)n * sizeof(float));
+    if (!s) {
+        j->failed = true;
+        return;
+    }
+    const float *q = j->qkv + (size_t)h * hd, *k = q + C, *v = q + 2 * C;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, j->scale, q, 3 * C, k, 3 * C,
+                0.0f, s, n);
+    for (int i = 0; i < n; i++)
+        vl2_softmax(s + (size_t)i * n, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, s, n, v, 3 * C, 0.0f,
+                j->out + (size_t)h * hd, C);
+    free(s);
+}
+
+vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *tile, float *out,
+                          vl2_error *err)
+{
+    const vl2_vision_config *vc = &m->cfg.vision;
+    const vl2_vision_weights *vw = &m->vision;
+    const int S = vc->image_size, P = vc->patch_size, g = S / P, n = g * g;
+    const int C = vc->width, H = vc->heads, hd = C / H, hid = vc->mlp_hidden;
+    const int pdim = 3 * P * P;
+    const size_t N = (size_t)n;
+
+    float *patches = calloc(N * (size_t)pdim, sizeof(float)); /* calloc: gcc cannot prove the loop fills it */
+    float *xn = malloc(N * (size_t)C * sizeof(float));
+    float *qkv = malloc(N * 3 * (size_t)C * sizeof(float));
+    float *att = malloc(N * (size_t)C * sizeof(float));
+    float *mlp = malloc(N * (size_t)hid * sizeof(float));
+    float *pos = malloc((size_t)C * sizeof(float));
+    vl2_status st = VL2_OK;
+    if (!patches || !xn || !qkv || !att || !mlp || !pos) {
+        st = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory encoding an image tile");
+        goto out;
+    }
+
+    /* Normalise and gather patches: element (c, ky, kx) of patch (py, px). */
+    for (int py = 0; py < g; py++)
+        for (int px = 0; px < g; px++) {
+            float *dst = patches + (size_t)(py * g + px) * pdim;
+            for (int c = 0; c < 3; c++)
+                for (int ky = 0; ky < P; ky++) {
+                    const uint8_t *row = tile + ((size_t)(py * P + ky) * S + (size_t)px * P) * 3;
+                    for (int kx = 0; kx < P; kx++)
+                        dst[(c * P + ky) * P + kx] = ((float)row[kx * 3 + c] / 255.0f - 0.5f) /
+                                                     0.5f;
+                }
+        }
+    vl2_linear(pool, &vw->patch_w, &vw->patch_b, patches, n, out); /* [C, 3, P, P] as [C, pdim] */
+    for (int i = 0; i < n; i++) {
+        vl2_to_f32(vw->pos_embed.data, vw->pos_embed.dtype, (size_t)i * C, (size_t)C, pos);
+        for (int c = 0; c < C; c++)
+            out[(size_t)i * C + c] += pos[c];
+    }
+
+    for (int l = 0; l < vc->layers; l++) {
+        const vl2_vit_block *b = &vw->blocks[l];
+        for (int i = 0; i < n; i++)
+            vl2_layernorm(out + (size_t)i * C, &b->norm1_w, &b->norm1_b, C, 1e-6f,
+                          xn + (size_t)i * C);
+        vl2_linear(pool, &b->qkv_w, &b->qkv_b, xn, n, qkv);
+        vit_attn_job j = { qkv, att, n, C, hd, 1.0f / sqrtf((float)hd), false };
+        vl2_pool_run(pool, H, vit_attn_task, &j);
+        if (j.failed) {
+            st = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in vision attention");
+            goto out;
+        }
+        vl2_linear(pool, &b->proj_w, &b->proj_b, att, n, xn);
+        for (size_t i = 0; i < N * (size_t)C; i++)
+            out[i] += xn[i];
+
+        for (int i = 0; i < n; i++)
+            vl2_layernorm(out + (size_t)i * C, &b->norm2_w, &b->norm2_b, C, 1e-6f,
+                          xn + (size_t)i * C);
+        vl2_linear(pool, &b->fc1_w, &b->fc1_b, xn, n, mlp);
+        vl2_gelu_tanh(mlp, N * (size_t)hid);
+        vl2_linear(pool, &b->fc2_w, &b->fc2_b, mlp, n, att);
+        for (size_t i = 0; i < N * (size_t)C; i++)
+            out[i] += att[i];
+    }
+    for (int i = 0; i < n; i++)
+        vl2_layernorm(out + (size_t)i * C, &vw->norm_w, &vw->norm_b, C, 1e-6f, out + (size_t)i * C);
+out:
+    free(patches);
+    free(xn);
+    free(qkv);
+    free(att);
+    free(mlp);
+    free(pos);
+    return st;
+}

@@ -3,8 +3,9 @@
  * Decoding goes through a GdkPixbufLoader so that the image's size is known from its header
  * (the "size-prepared" signal) before any pixel memory exists: an oversized or zero-sized
  * image is refused there, and a decompression bomb never gets its buffer. A file that ends
- * before its pixels do is an error, not a half-grey image. Animations yield their first
- * frame, as Pillow's Image.open() does.
+ * before its pixels do is an error, not a half-blank image: the rows the decoder reports
+ * through "area-updated" must cover the image. Animations yield their first frame, as
+ * Pillow's Image.open() does.
  */
 #include "image-file.h"
 
@@ -18,6 +19,8 @@
 typedef struct {
     char *refusal;               /* set by size-prepared when the image is not acceptable */
     gboolean sized;
+    int height;
+    int rows_done;               /* rows the decoder has delivered, from area-updated */
 } load_state;
 
 static void size_prepared_cb(GdkPixbufLoader *loader, int width, int height, gpointer user_data)
@@ -32,10 +35,20 @@ static void size_prepared_cb(GdkPixbufLoader *loader, int width, int height, gpo
                                       "most %d megapixels and %d pixels a side",
                                       width, height, IMAGE_FILE_MAX_PIXELS / 1000000,
                                       IMAGE_FILE_MAX_SIDE);
-    else
+    else {
+        st->height = height;
         return;
-    /* Ask for a 1 x 1 image: the loader then allocates nothing of the real size. */
-    gdk_pixbuf_loader_set_size(loader, 1, 1);
+    }
+    /* A 0 x 0 request makes the format module stop before it allocates the image. */
+    gdk_pixbuf_loader_set_size(loader, 0, 0);
+}
+
+static void area_updated_cb(GdkPixbufLoader *loader, int x, int y, int width, int height,
+                            gpointer user_data)
+{
+    load_state *st = user_data;
+    if (y + height > st->rows_done)
+        st->rows_done = y + height;
 }
 
 static gboolean copy_rgb(GdkPixbuf *pixbuf, image_rgb *out)
@@ -77,6 +90,7 @@ static gboolean load(const guint8 *data, gsize len, const char *name, image_rgb 
     g_autoptr(GdkPixbufLoader) loader = gdk_pixbuf_loader_new();
     g_autoptr(GError) gerr = NULL;
     g_signal_connect(loader, "size-prepared", G_CALLBACK(size_prepared_cb), &st);
+    g_signal_connect(loader, "area-updated", G_CALLBACK(area_updated_cb), &st);
 
     gboolean ok = gdk_pixbuf_loader_write(loader, data, len, &gerr) && !st.refusal;
     /* close() reports a truncated file; it must run even after a refusal */
@@ -99,6 +113,13 @@ static gboolean load(const guint8 *data, gsize len, const char *name, image_rgb 
         pixbuf = gdk_pixbuf_loader_get_pixbuf(loader);
     if (!pixbuf || !st.sized) {
         *error = g_strdup_printf("%s: cannot read this image: no picture in it", name);
+        return FALSE;
+    }
+    /* Some decoders accept a file that ends early and leave the missing rows blank; the rows
+     * they reported tell. */
+    if (st.rows_done < st.height) {
+        *error = g_strdup_printf("%s: the file is truncated (%d of %d rows)", name, st.rows_done,
+                                 st.height);
         return FALSE;
     }
     /* EXIF orientation: the model should see the photo the way it is displayed, and boxes

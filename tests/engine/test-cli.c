@@ -130,6 +130,21 @@ static void test_eval(gconstpointer data)
         g_assert_true(json_object_get_null_member(o, "tiles_sha256"));
     } else {
         g_assert_cmpint(json_array_get_length(ca) * 2, ==, crop->n_elements);
+        for (guint i = 0; i < json_array_get_length(ca); i++) {
+            JsonArray *wh = json_array_get_array_element(ca, i);
+            g_assert_cmpint(json_array_get_int_element(wh, 0), ==,
+                            ((const int64_t *)crop->data)[2 * i]);
+            g_assert_cmpint(json_array_get_int_element(wh, 1), ==,
+                            ((const int64_t *)crop->data)[2 * i + 1]);
+        }
+        /* the sha256 of the processor's uint8 tile stack, from cases.json */
+        g_autofree char *cases_path = test_golden_path("cases.json");
+        JsonNode *cases = test_load_json(cases_path);
+        JsonObject *pre = json_object_get_object_member(
+            json_object_get_object_member(json_node_get_object(cases), "preprocess"), cc->name);
+        g_assert_cmpstr(json_object_get_string_member(o, "tiles_sha256"), ==,
+                        json_object_get_string_member(pre, "tiles_sha256"));
+        json_node_unref(cases);
     }
 
     /* greedy ids up to the first near-tie, and the top-10 logits of those steps */
@@ -166,6 +181,12 @@ static void test_eval(gconstpointer data)
     g_assert_true(json_object_has_member(t, "prefill_s"));
     g_assert_true(json_object_has_member(t, "decode_s"));
     g_assert_cmpint(json_object_get_int_member(t, "prompt_tokens"), ==, ids->n_elements);
+    int64_t tiles = 0;
+    for (guint i = 0; !text_only && i < json_array_get_length(ca); i++) {
+        JsonArray *wh = json_array_get_array_element(ca, i);
+        tiles += 1 + json_array_get_int_element(wh, 0) * json_array_get_int_element(wh, 1);
+    }
+    g_assert_cmpint(json_object_get_int_member(t, "tiles"), ==, tiles);
     g_assert_nonnull(json_object_get_string_member(o, "text"));
 
     vl2_st_close(cases_st);
@@ -234,7 +255,9 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     static const char *models[] = { "mini-tiny", "mini-small", "mini-base" };
-    static const char *cases[] = { "text_only", "system_multiturn" };
+    static const char *cases[] = { "text_only", "system_multiturn", "ground_one",
+                                   "two_images_multiturn", "three_images", "banner_rgba",
+                                   "tiny_gray", "tall_palette", "vqa_jpeg" };
     static cli_case all[G_N_ELEMENTS(models) * G_N_ELEMENTS(cases)];
     int n = 0;
     for (size_t m = 0; m < G_N_ELEMENTS(models); m++)

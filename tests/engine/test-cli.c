@@ -234,7 +234,36 @@ static void test_errors(void)
     expect_failure((const char *[]){ "run", "--model", model, "--prompt", "hi", "--ctx", "5",
                                      NULL },
                    1, "context holds 5");
+
+    /* bad images: named, refused, nothing else happens */
+    const char *images = g_getenv("VL2_TEST_IMAGES");
+    g_autofree char *img_case = g_build_filename(tmp, "img.json", NULL);
+    test_write_file(img_case, "{\"conversation\": [{\"role\": \"<|User|>\", \"content\": "
+                              "\"<image> what?\", \"images\": [\"truncated.png\"]}]}", -1);
+    expect_failure((const char *[]){ "eval", "--model", model, "--case", img_case, "--images",
+                                     images, NULL },
+                   1, "truncated.png: the file is truncated");
+    g_autofree char *bomb = g_build_filename(images, "bomb.png", NULL);
+    expect_failure((const char *[]){ "run", "--model", model, "--image", bomb, "--prompt", "What?",
+                                     NULL },
+                   1, "60000 x 60000 pixels");
+    g_autofree char *gray = g_build_filename(images, "gray8.png", NULL);
+    expect_failure((const char *[]){ "run", "--model", model, "--image", gray, "--prompt",
+                                     "<image> and <image>", NULL },
+                   1, "2 <image> placeholders but 1 image");
     test_rmtree(tmp);
+}
+
+static void test_run_with_image(void)
+{
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_autofree char *gif = g_build_filename(g_getenv("VL2_TEST_IMAGES"), "animated.gif", NULL);
+    const char *args[] = { "run", "--model", model, "--image", gif, "--prompt", "What is this?",
+                           "--max-new-tokens", "3", "--temperature", "0", NULL };
+    run_result r = run_cli(args);
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_nonnull(strstr(r.err, "2 image tiles"));
+    run_clear(&r);
 }
 
 static void test_run(void)
@@ -269,5 +298,6 @@ int main(int argc, char **argv)
         }
     g_test_add_func("/engine/cli/errors", test_errors);
     g_test_add_func("/engine/cli/run", test_run);
+    g_test_add_func("/engine/cli/run-with-image", test_run_with_image);
     return g_test_run();
 }

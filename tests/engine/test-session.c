@@ -318,6 +318,15 @@ static void test_prefix_reuse(void)
     vl2_session_free(fresh);
 }
 
+/* After a cancelled prefill the session still generates. */
+static void expect_usable(vl2_session *s, const vl2_prompt *p, vl2_generate_params *gp)
+{
+    gp->progress = NULL;
+    vl2_stop_reason why;
+    g_free(generate(s, p, gp, NULL, &why));
+    g_assert_cmpint(why, ==, VL2_STOP_LENGTH);
+}
+
 static bool cancel_now(float fraction, void *user_data)
 {
     return false;
@@ -333,11 +342,7 @@ static void test_cancel_prefill(void)
     g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_ERR_CANCELLED);
     vl2_step st;
     g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_ERR_INVALID_ARGUMENT);
-    /* the session is usable afterwards */
-    gp.progress = NULL;
-    vl2_stop_reason why;
-    g_free(generate(s, p, &gp, NULL, &why));
-    g_assert_cmpint(why, ==, VL2_STOP_LENGTH);
+    expect_usable(s, p, &gp);
     vl2_prompt_free(p);
     vl2_session_free(s);
 }
@@ -411,6 +416,176 @@ static void test_eos_and_logit_bias(void)
     vl2_session_free(s);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Images through the public API
+ */
+
+typedef struct {
+    vl2_image img;
+    uint8_t *pixels;
+} synth_image;
+
+static synth_image make_image(int w, int h, int seed)
+{
+    synth_image s = { { w, h, w * 3, NULL }, g_malloc((size_t)w * h * 3) };
+    for (int i = 0; i < w * h * 3; i++)
+        s.pixels[i] = (uint8_t)(i * 7 + seed * 31 + i / (w * 3));
+    s.img.rgb = s.pixels;
+    return s;
+}
+
+static void expect_image_error(vl2_image img, const char *needle)
+{
+    vl2_message m = { VL2_ROLE_USER, "<image>\nWhat is it?", &img, 1 };
+    vl2_conversation c = { &m, 1, NULL };
+    vl2_prompt *p = NULL;
+    vl2_error err;
+    g_assert_cmpint(vl2_prompt_new(model, &c, &p, &err), ==, VL2_ERR_IMAGE);
+    g_assert_null(p);
+    if (!strstr(err.message, needle))
+        g_error("\"%s\" lacks \"%s\"", err.message, needle);
+}
+
+static void test_image_errors(void)
+{
+    synth_image ok = make_image(40, 30, 1);
+    expect_image_error((vl2_image){ 0, 30, 0, ok.pixels }, "image 1 is empty");
+    expect_image_error((vl2_image){ 40, 0, 120, ok.pixels }, "image 1 is empty");
+    expect_image_error((vl2_image){ 40, 30, 120, NULL }, "image 1 is empty");
+    expect_image_error((vl2_image){ 40, 30, 100, ok.pixels }, "stride");
+    /* the limits are checked before anything is read, so these need no pixel memory */
+    expect_image_error((vl2_image){ 40000, 10, 120000, ok.pixels }, "40000 x 10 pixels");
+    expect_image_error((vl2_image){ 20000, 6000, 60000, ok.pixels }, "100 megapixels");
+
+    vl2_error err;
+    vl2_prompt *p = NULL;
+    vl2_message no_tag = { VL2_ROLE_USER, "What is it?", &ok.img, 1 };
+    vl2_conversation c1 = { &no_tag, 1, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &c1, &p, &err), ==, VL2_ERR_IMAGE);
+    g_assert_nonnull(strstr(err.message, "0 <image> placeholders but 1 image"));
+    vl2_message two_tags = { VL2_ROLE_USER, "<image> vs <image>", &ok.img, 1 };
+    vl2_conversation c2 = { &two_tags, 1, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &c2, &p, &err), ==, VL2_ERR_IMAGE);
+    g_assert_nonnull(strstr(err.message, "2 <image> placeholders but 1 image"));
+    vl2_message turns[] = { { VL2_ROLE_USER, "Hi", NULL, 0 },
+                            { VL2_ROLE_ASSISTANT, "<image>", &ok.img, 1 } };
+    vl2_conversation c3 = { turns, 2, NULL };
+    g_assert_cmpint(vl2_prompt_new(model, &c3, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_conversation c4 = { &no_tag, 1, "see <image>" };
+    no_tag.content = "<image>";
+    g_assert_cmpint(vl2_prompt_new(model, &c4, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_null(p);
+    g_free(ok.pixels);
+}
+
+/* With three or more images in the whole conversation, none is tiled. */
+static void test_three_images_untiled(void)
+{
+    synth_image a = make_image(900, 300, 1), b = make_image(300, 900, 2), c = make_image(64, 64, 3);
+    vl2_image ab[2] = { a.img, b.img };
+    vl2_message msgs[] = {
+        { VL2_ROLE_USER, "<image> and <image>", ab, 2 },
+        { VL2_ROLE_ASSISTANT, "Two pictures.", NULL, 0 },
+        { VL2_ROLE_USER, "<image>\nAnd this?", &c.img, 1 },
+    };
+    vl2_prompt *p2 = make_prompt(msgs, 1, NULL), *p3 = make_prompt(msgs, 3, NULL);
+    int w, h;
+    vl2_prompt_image_grid(p2, 0, &w, &h);
+    g_assert_cmpint(w * h, >, 1); /* two images: tiled */
+    g_assert_cmpint(vl2_prompt_n_images(p3), ==, 3);
+    g_assert_cmpint(vl2_prompt_n_tiles(p3), ==, 6);
+    for (int i = 0; i < 3; i++) {
+        vl2_prompt_image_grid(p3, i, &w, &h);
+        g_assert_cmpint(w, ==, 1);
+        g_assert_cmpint(h, ==, 1);
+    }
+    vl2_prompt_free(p2);
+    vl2_prompt_free(p3);
+    g_free(a.pixels);
+    g_free(b.pixels);
+    g_free(c.pixels);
+}
+
+/* A follow-up question reuses the cached image; another image in the same place does not. */
+static void test_image_cache_reuse(void)
+{
+    synth_image a = make_image(500, 300, 1), b = make_image(500, 300, 9);
+    vl2_message first[] = { { VL2_ROLE_USER, "<image>\nDescribe it.", &a.img, 1 } };
+    vl2_session *s = make_session(0);
+    vl2_prompt *p1 = make_prompt(first, 1, NULL);
+    vl2_generate_params gp = greedy(4);
+    char *answer = generate(s, p1, &gp, NULL, NULL);
+    vl2_timings t;
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_tiles, ==, vl2_prompt_n_tiles(p1));
+
+    vl2_message follow[] = { first[0], { VL2_ROLE_ASSISTANT, answer, NULL, 0 },
+                             { VL2_ROLE_USER, "What colour is it?", NULL, 0 } };
+    vl2_prompt *p2 = make_prompt(follow, 3, NULL);
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p2, &gp, &err), ==, VL2_OK);
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_tiles, ==, 0); /* the image was not encoded again */
+    g_assert_cmpint(t.n_reused_tokens, >=, (int)vl2_prompt_n_tokens(p1) - 1);
+
+    vl2_session *fresh = make_session(0);
+    g_assert_cmpint(vl2_session_prefill(fresh, p2, &gp, &err), ==, VL2_OK);
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    for (int i = 0; i < info.n_vocab; i++)
+        g_assert_cmpfloat(fabsf(vl2_session_logits(s)[i] - vl2_session_logits(fresh)[i]), <=,
+                          1e-4);
+
+    /* the same words about another image: the <image> ids match, the cache must not */
+    follow[0].images = &b.img;
+    vl2_prompt *p3 = make_prompt(follow, 3, NULL);
+    g_assert_cmpint(vl2_session_prefill(s, p3, &gp, &err), ==, VL2_OK);
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_tiles, ==, vl2_prompt_n_tiles(p3));
+    int image_start = 0;
+    while (vl2_prompt_ids(p3)[image_start] != info.image_id)
+        image_start++;
+    g_assert_cmpint(image_start, ==, 4); /* bos, <|User|>, ':', ' ' precede the image */
+    g_assert_cmpint(t.n_reused_tokens, ==, image_start);
+    g_assert_cmpint(vl2_session_prefill(fresh, p3, &gp, &err), ==, VL2_OK);
+    for (int i = 0; i < info.n_vocab; i++)
+        g_assert_cmpfloat(fabsf(vl2_session_logits(s)[i] - vl2_session_logits(fresh)[i]), <=,
+                          1e-4);
+    g_free(answer);
+    vl2_prompt_free(p1);
+    vl2_prompt_free(p2);
+    vl2_prompt_free(p3);
+    vl2_session_free(s);
+    vl2_session_free(fresh);
+    g_free(a.pixels);
+    g_free(b.pixels);
+}
+
+static bool cancel_second(float fraction, void *user_data)
+{
+    return ++*(int *)user_data < 2;
+}
+
+static void test_cancel_vision(void)
+{
+    synth_image a = make_image(800, 400, 4);
+    vl2_message m = { VL2_ROLE_USER, "<image>\nWhat is it?", &a.img, 1 };
+    vl2_prompt *p = make_prompt(&m, 1, NULL);
+    vl2_session *s = make_session(0);
+    vl2_generate_params gp = greedy(2);
+    int calls = 0;
+    gp.progress = cancel_second;
+    gp.progress_user_data = &calls;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_ERR_CANCELLED);
+    g_assert_cmpint(calls, ==, 2); /* stopped after the second tile, not after all of them */
+    g_assert_cmpint(vl2_session_n_past(s), ==, 0);
+    expect_usable(s, p, &gp);
+    vl2_prompt_free(p);
+    vl2_session_free(s);
+    g_free(a.pixels);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -432,6 +607,10 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/session/cancel-prefill", test_cancel_prefill);
     g_test_add_func("/engine/session/continue-answer", test_continue_answer);
     g_test_add_func("/engine/session/eos-and-logit-bias", test_eos_and_logit_bias);
+    g_test_add_func("/engine/session/image-errors", test_image_errors);
+    g_test_add_func("/engine/session/three-images-untiled", test_three_images_untiled);
+    g_test_add_func("/engine/session/image-cache-reuse", test_image_cache_reuse);
+    g_test_add_func("/engine/session/cancel-vision", test_cancel_vision);
     int rc = g_test_run();
     vl2_model_free(model);
     return rc;

@@ -5,6 +5,7 @@
  */
 #include <gdk-pixbuf/gdk-pixbuf.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "image-file.h"
 #include "test-util.h"
@@ -197,6 +198,12 @@ static void test_hostile(void)
         g_autofree char *path = test_image(cases[i].file);
         load_fails(path, cases[i].needle);
     }
+    /* The bomb was refused before its 10 GB of pixels were allocated: this process never grew
+     * past a few megabytes. */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    g_test_message("peak resident set: %ld KB", ru.ru_maxrss);
+    g_assert_cmpint(ru.ru_maxrss, <, 200 * 1024);
     /* a directory */
     g_autofree char *dir = test_image("");
     image_rgb im;

@@ -1,0 +1,1197 @@
+/* app-chat.c - a conversation: its messages, its title, and its JSON form.
+ *
+ * The messages sit in a GListStore so the window's list view follows appends and truncations
+ * by itself. Until the person names the chat, its title is the first line of the first
+ * question, kept short enough for the sidebar; it is recomputed whenever that question
+ * changes, so the sidebar never shows a stale title.
+ *
+ * The JSON reader is the gate between a file on disk and the rest of the app: chat files
+ * may have been cut short by a full disk, edited by hand or written by a newer version, so
+ * every member is checked for its type and range and anything wrong becomes a GError that
+ * names the member, never a crash or a half-built chat. Members this version does not know
+ * are ignored, and absent optional members take their defaults.
+ */
+#include <glib/gi18n.h>
+#include <math.h>
+#include <string.h>
+
+#include "app-chat.h"
+#include "app-chat-private.h"
+#include "app-chat-store.h"
+#include "app-enums.h"
+
+#define CHAT_FORMAT_VERSION 1
+
+/* Characters of a derived title, the ellipsis included: what fits a sidebar row. */
+#define TITLE_MAX_CHARS 48
+
+struct _AppChat
+{
+  GObject     parent_instance;
+
+  char       *id;
+  char       *custom_title;     /* NULL unless the person named the chat */
+  char       *derived_title;    /* NULL while there is no question to derive it from */
+  gint64      created;
+  gint64      modified;
+  GListStore *messages;
+
+  /* The question the derived title comes from, watched for edits. */
+  AppMessage *title_message;
+  gulong      title_message_handler;
+};
+
+G_DEFINE_FINAL_TYPE (AppChat, app_chat, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_ID,
+  PROP_TITLE,
+  PROP_CUSTOM_TITLE,
+  PROP_CREATED,
+  PROP_MODIFIED,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+/* The file format's names, fixed here rather than taken from the enum nicks, so renaming
+ * an enum value can never change what is on disk. */
+static const char * const role_names[] = {
+  [APP_ROLE_USER] = "user",
+  [APP_ROLE_ASSISTANT] = "assistant",
+};
+
+static const char * const state_names[] = {
+  [APP_MESSAGE_COMPLETE] = "complete",
+  [APP_MESSAGE_PENDING] = "pending",
+  [APP_MESSAGE_STREAMING] = "streaming",
+  [APP_MESSAGE_STOPPED] = "stopped",
+  [APP_MESSAGE_FAILED] = "failed",
+};
+
+gboolean
+app_chat_image_id_is_valid (const char *image_id)
+{
+  gsize ext_len = 0;
+
+  if (image_id == NULL)
+    return FALSE;
+
+  for (guint i = 0; i < 64; i++)
+    {
+      char c = image_id[i];
+
+      if (!g_ascii_isdigit (c) && !(c >= 'a' && c <= 'f'))
+        return FALSE;
+    }
+
+  if (image_id[64] != '.')
+    return FALSE;
+
+  for (const char *p = image_id + 65; *p != '\0'; p++)
+    {
+      if (!g_ascii_isdigit (*p) && !g_ascii_islower (*p))
+        return FALSE;
+      ext_len++;
+    }
+
+  return ext_len >= 1 && ext_len <= 8;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Titles
+ */
+
+static gboolean
+is_line_break (gunichar c)
+{
+  return c == '\n' || c == '\r' || c == 0x2028 || c == 0x2029;
+}
+
+/* Characters that belong to the one before them on screen: cutting before them would
+ * leave a lone accent, or break a family emoji or a flag into pieces. */
+static gboolean
+continues_cluster (gunichar c)
+{
+  return g_unichar_ismark (c) ||
+         c == 0x200D ||                     /* zero width joiner */
+         (c >= 0xFE00 && c <= 0xFE0F) ||    /* variation selectors */
+         (c >= 0x1F3FB && c <= 0x1F3FF) ||  /* skin tone modifiers */
+         (c >= 0xE0020 && c <= 0xE007F);    /* emoji tag sequences */
+}
+
+/* The first line of `text` that has something to read, on one line with single spaces;
+ * NULL when there is none (an empty question, or one with only pictures). */
+static char *
+first_line (const char *text)
+{
+  GString *line = g_string_new (NULL);
+  gboolean pending_space = FALSE;
+
+  for (const char *p = text; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+
+      if (is_line_break (c))
+        {
+          if (line->len > 0)
+            break;
+          pending_space = FALSE;
+        }
+      else if (g_unichar_isspace (c) || g_unichar_iscntrl (c))
+        {
+          pending_space = TRUE;
+        }
+      else
+        {
+          if (pending_space && line->len > 0)
+            g_string_append_c (line, ' ');
+          pending_space = FALSE;
+          g_string_append_unichar (line, c);
+        }
+    }
+
+  if (line->len == 0)
+    {
+      g_string_free (line, TRUE);
+      return NULL;
+    }
+
+  return g_string_free (line, FALSE);
+}
+
+static char *
+derive_title (const char *text)
+{
+  g_autofree char *line = NULL;
+  const char *hard_cut;
+  const char *cut;
+  const char *space = NULL;
+  glong keep = TITLE_MAX_CHARS - 1;   /* room for the ellipsis */
+
+  if (text == NULL || !g_utf8_validate (text, -1, NULL))
+    return NULL;
+
+  line = first_line (text);
+  if (line == NULL)
+    return NULL;
+
+  if (g_utf8_strlen (line, -1) <= TITLE_MAX_CHARS)
+    return g_steal_pointer (&line);
+
+  hard_cut = g_utf8_offset_to_pointer (line, keep);
+  cut = hard_cut;
+
+  if (*hard_cut != ' ')
+    {
+      /* Prefer ending on a whole word, unless that would throw away most of the line
+       * (a long URL, or a language written without spaces). */
+      for (const char *p = line; p < hard_cut; p = g_utf8_next_char (p))
+        if (*p == ' ')
+          space = p;
+
+      if (space != NULL && g_utf8_pointer_to_offset (line, space) >= keep / 2)
+        {
+          cut = space;
+        }
+      else
+        {
+          /* Step back to the start of what shows as one character, so the title never
+           * ends in a lone accent or half of a joined emoji. */
+          while (cut > line)
+            {
+              gunichar c = g_utf8_get_char (cut);
+              gunichar before = g_utf8_get_char (g_utf8_prev_char (cut));
+
+              if (!continues_cluster (c) && before != 0x200D)
+                break;
+              cut = g_utf8_prev_char (cut);
+            }
+
+          if (cut == line)
+            cut = hard_cut;
+        }
+    }
+
+  while (cut > line && cut[-1] == ' ')
+    cut--;
+
+  return g_strdup_printf ("%.*s…", (int)(cut - line), line);
+}
+
+static void
+app_chat_notify_title_changed (AppChat *self)
+{
+  if (self->custom_title == NULL)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TITLE]);
+}
+
+static void
+app_chat_update_derived_title (AppChat *self)
+{
+  char *derived = NULL;
+
+  if (self->title_message != NULL)
+    derived = derive_title (app_message_get_text (self->title_message));
+
+  if (g_strcmp0 (derived, self->derived_title) == 0)
+    {
+      g_free (derived);
+      return;
+    }
+
+  g_free (self->derived_title);
+  self->derived_title = derived;
+  app_chat_notify_title_changed (self);
+}
+
+static void
+on_title_message_text_changed (AppChat    *self,
+                               GParamSpec *pspec,
+                               AppMessage *message)
+{
+  app_chat_update_derived_title (self);
+}
+
+static void
+app_chat_set_title_message (AppChat    *self,
+                            AppMessage *message)
+{
+  if (self->title_message == message)
+    return;
+
+  if (self->title_message != NULL)
+    {
+      g_clear_signal_handler (&self->title_message_handler, self->title_message);
+      g_clear_object (&self->title_message);
+    }
+
+  if (message != NULL)
+    {
+      self->title_message = g_object_ref (message);
+      self->title_message_handler =
+        g_signal_connect_swapped (message, "notify::text",
+                                  G_CALLBACK (on_title_message_text_changed),
+                                  self);
+    }
+}
+
+/* Finds the first question again; cheap, and only needed when messages come or go. */
+static void
+app_chat_find_title_message (AppChat *self)
+{
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+  AppMessage *found = NULL;
+
+  for (guint i = 0; i < n && found == NULL; i++)
+    {
+      g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), i);
+
+      if (app_message_get_role (message) == APP_ROLE_USER)
+        found = message;
+    }
+
+  app_chat_set_title_message (self, found);
+  app_chat_update_derived_title (self);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * GObject
+ */
+
+static void
+app_chat_constructed (GObject *object)
+{
+  AppChat *self = (AppChat *)object;
+
+  G_OBJECT_CLASS (app_chat_parent_class)->constructed (object);
+
+  if (self->id == NULL)
+    self->id = g_uuid_string_random ();
+}
+
+static void
+app_chat_dispose (GObject *object)
+{
+  AppChat *self = (AppChat *)object;
+
+  app_chat_set_title_message (self, NULL);
+
+  G_OBJECT_CLASS (app_chat_parent_class)->dispose (object);
+}
+
+static void
+app_chat_finalize (GObject *object)
+{
+  AppChat *self = (AppChat *)object;
+
+  g_clear_object (&self->messages);
+  g_free (self->id);
+  g_free (self->custom_title);
+  g_free (self->derived_title);
+
+  G_OBJECT_CLASS (app_chat_parent_class)->finalize (object);
+}
+
+static void
+app_chat_get_property (GObject    *object,
+                       guint       prop_id,
+                       GValue     *value,
+                       GParamSpec *pspec)
+{
+  AppChat *self = APP_CHAT (object);
+
+  switch (prop_id)
+    {
+    case PROP_ID:
+      g_value_set_string (value, self->id);
+      break;
+
+    case PROP_TITLE:
+      g_value_set_string (value, app_chat_get_title (self));
+      break;
+
+    case PROP_CUSTOM_TITLE:
+      g_value_set_boolean (value, app_chat_has_custom_title (self));
+      break;
+
+    case PROP_CREATED:
+      g_value_set_int64 (value, self->created);
+      break;
+
+    case PROP_MODIFIED:
+      g_value_set_int64 (value, self->modified);
+      break;
+
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_chat_set_property (GObject      *object,
+                       guint         prop_id,
+                       const GValue *value,
+                       GParamSpec   *pspec)
+{
+  AppChat *self = APP_CHAT (object);
+
+  switch (prop_id)
+    {
+    case PROP_ID:
+      /* The id names the chat's file; only a well-formed one may be given. */
+      g_assert (self->id == NULL);
+      if (g_value_get_string (value) != NULL)
+        {
+          g_return_if_fail (g_uuid_string_is_valid (g_value_get_string (value)));
+          self->id = g_value_dup_string (value);
+        }
+      break;
+
+    case PROP_TITLE:
+      app_chat_set_title (self, g_value_get_string (value));
+      break;
+
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_chat_class_init (AppChatClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = app_chat_constructed;
+  object_class->dispose = app_chat_dispose;
+  object_class->finalize = app_chat_finalize;
+  object_class->get_property = app_chat_get_property;
+  object_class->set_property = app_chat_set_property;
+
+  properties[PROP_ID] =
+    g_param_spec_string ("id", NULL, NULL,
+                         NULL,
+                         (G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_TITLE] =
+    g_param_spec_string ("title", NULL, NULL,
+                         NULL,
+                         (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_CUSTOM_TITLE] =
+    g_param_spec_boolean ("custom-title", NULL, NULL,
+                          FALSE,
+                          (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_CREATED] =
+    g_param_spec_int64 ("created", NULL, NULL,
+                        G_MININT64, G_MAXINT64, 0,
+                        (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_MODIFIED] =
+    g_param_spec_int64 ("modified", NULL, NULL,
+                        G_MININT64, G_MAXINT64, 0,
+                        (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+app_chat_init (AppChat *self)
+{
+  self->messages = g_list_store_new (APP_TYPE_MESSAGE);
+  self->created = g_get_real_time ();
+  self->modified = self->created;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Public API
+ */
+
+AppChat *
+app_chat_new (void)
+{
+  return g_object_new (APP_TYPE_CHAT, NULL);
+}
+
+const char *
+app_chat_get_id (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  return self->id;
+}
+
+const char *
+app_chat_get_title (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  if (self->custom_title != NULL)
+    return self->custom_title;
+
+  if (self->derived_title != NULL)
+    return self->derived_title;
+
+  return _("New Chat");
+}
+
+/* NULL or a blank title gives the chat back its derived title. */
+void
+app_chat_set_title (AppChat    *self,
+                    const char *title)
+{
+  g_autofree char *stripped = NULL;
+  g_autofree char *before = NULL;
+  gboolean was_custom;
+
+  g_return_if_fail (APP_IS_CHAT (self));
+
+  if (title != NULL)
+    stripped = g_strstrip (g_strdup (title));
+
+  if (stripped != NULL && stripped[0] == '\0')
+    g_clear_pointer (&stripped, g_free);
+
+  if (g_strcmp0 (stripped, self->custom_title) == 0)
+    return;
+
+  before = g_strdup (app_chat_get_title (self));
+  was_custom = self->custom_title != NULL;
+
+  g_free (self->custom_title);
+  self->custom_title = g_steal_pointer (&stripped);
+
+  g_object_freeze_notify (G_OBJECT (self));
+  if (was_custom != (self->custom_title != NULL))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CUSTOM_TITLE]);
+  if (g_strcmp0 (before, app_chat_get_title (self)) != 0)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TITLE]);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
+gboolean
+app_chat_has_custom_title (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+
+  return self->custom_title != NULL;
+}
+
+gint64
+app_chat_get_created (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), 0);
+
+  return self->created;
+}
+
+gint64
+app_chat_get_modified (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), 0);
+
+  return self->modified;
+}
+
+void
+app_chat_touch (AppChat *self)
+{
+  /* Chats are touched on the main thread only. */
+  static gint64 last_touch;
+  gint64 now;
+
+  g_return_if_fail (APP_IS_CHAT (self));
+
+  /* Strictly later than any earlier touch, even two within one clock tick or after the
+   * clock stepped back: the chat saved last must sort first, now and after a restart. */
+  now = MAX (g_get_real_time (), MAX (self->modified, last_touch) + 1);
+  last_touch = now;
+
+  self->modified = now;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MODIFIED]);
+}
+
+GListModel *
+app_chat_get_messages (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  return G_LIST_MODEL (self->messages);
+}
+
+guint
+app_chat_get_n_messages (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), 0);
+
+  return g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+}
+
+/* A new reference, as g_list_model_get_item() gives; NULL past the end. */
+AppMessage *
+app_chat_get_message (AppChat *self,
+                      guint    position)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  return g_list_model_get_item (G_LIST_MODEL (self->messages), position);
+}
+
+void
+app_chat_append (AppChat    *self,
+                 AppMessage *message)
+{
+  g_return_if_fail (APP_IS_CHAT (self));
+  g_return_if_fail (APP_IS_MESSAGE (message));
+
+  g_list_store_append (self->messages, message);
+
+  if (self->title_message == NULL && app_message_get_role (message) == APP_ROLE_USER)
+    {
+      app_chat_set_title_message (self, message);
+      app_chat_update_derived_title (self);
+    }
+}
+
+void
+app_chat_truncate (AppChat *self,
+                   guint    position)
+{
+  guint n;
+
+  g_return_if_fail (APP_IS_CHAT (self));
+
+  n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+  if (position >= n)
+    return;
+
+  g_list_store_splice (self->messages, position, n - position, NULL, 0);
+  app_chat_find_title_message (self);
+}
+
+/* Case folding alone leaves "é" and "e\u0301", or full-width and ASCII letters, different;
+ * compatibility composition makes them the same text before comparing. */
+static char *
+fold (const char *text)
+{
+  g_autofree char *folded = g_utf8_casefold (text, -1);
+  char *normalized = g_utf8_normalize (folded, -1, G_NORMALIZE_ALL_COMPOSE);
+
+  if (normalized == NULL)
+    return g_steal_pointer (&folded);
+
+  return normalized;
+}
+
+static GPtrArray *
+split_words (const char *text)
+{
+  GPtrArray *words = g_ptr_array_new_with_free_func (g_free);
+  const char *start = NULL;
+  const char *p;
+
+  for (p = text; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      gboolean space = g_unichar_isspace (g_utf8_get_char (p));
+
+      if (space && start != NULL)
+        {
+          g_ptr_array_add (words, g_strndup (start, p - start));
+          start = NULL;
+        }
+      else if (!space && start == NULL)
+        {
+          start = p;
+        }
+    }
+
+  if (start != NULL)
+    g_ptr_array_add (words, g_strndup (start, p - start));
+
+  return words;
+}
+
+gboolean
+app_chat_matches (AppChat    *self,
+                  const char *query)
+{
+  g_autoptr(GPtrArray) words = NULL;
+  g_autoptr(GPtrArray) haystacks = NULL;
+  g_autofree char *folded_query = NULL;
+  guint n_messages;
+
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+
+  if (query == NULL || !g_utf8_validate (query, -1, NULL))
+    return TRUE;
+
+  folded_query = fold (query);
+  words = split_words (folded_query);
+  if (words->len == 0)
+    return TRUE;
+
+  n_messages = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+  haystacks = g_ptr_array_new_full (n_messages + 1, g_free);
+  g_ptr_array_add (haystacks, fold (app_chat_get_title (self)));
+
+  for (guint i = 0; i < n_messages; i++)
+    {
+      g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), i);
+      const char *text = app_message_get_text (message);
+
+      if (g_utf8_validate (text, -1, NULL))
+        g_ptr_array_add (haystacks, fold (text));
+    }
+
+  for (guint w = 0; w < words->len; w++)
+    {
+      const char *word = g_ptr_array_index (words, w);
+      gboolean found = FALSE;
+
+      for (guint h = 0; h < haystacks->len && !found; h++)
+        found = strstr (g_ptr_array_index (haystacks, h), word) != NULL;
+
+      if (!found)
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* New strings, each id once, in the order the chat first shows them. */
+GPtrArray *
+app_chat_collect_images (AppChat *self)
+{
+  g_autoptr(GHashTable) seen = NULL;
+  GPtrArray *images;
+  guint n;
+
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  seen = g_hash_table_new (g_str_hash, g_str_equal);
+  images = g_ptr_array_new_with_free_func (g_free);
+  n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), i);
+      const char * const *ids = app_message_get_images (message);
+
+      for (guint j = 0; ids[j] != NULL; j++)
+        {
+          char *id;
+
+          if (g_hash_table_contains (seen, ids[j]))
+            continue;
+
+          id = g_strdup (ids[j]);
+          g_ptr_array_add (images, id);
+          g_hash_table_add (seen, id);
+        }
+    }
+
+  return images;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * JSON
+ */
+
+/* A streamed piece cut inside a character must not make the whole file unreadable. */
+static void
+add_string_member (JsonBuilder *builder,
+                   const char  *key,
+                   const char  *value)
+{
+  json_builder_set_member_name (builder, key);
+
+  if (value == NULL)
+    {
+      json_builder_add_null_value (builder);
+    }
+  else if (g_utf8_validate (value, -1, NULL))
+    {
+      json_builder_add_string_value (builder, value);
+    }
+  else
+    {
+      g_autofree char *valid = g_utf8_make_valid (value, -1);
+      json_builder_add_string_value (builder, valid);
+    }
+}
+
+static void
+add_message (JsonBuilder *builder,
+             AppMessage  *message)
+{
+  const char * const *images = app_message_get_images (message);
+
+  json_builder_begin_object (builder);
+
+  json_builder_set_member_name (builder, "role");
+  json_builder_add_string_value (builder, role_names[app_message_get_role (message)]);
+
+  add_string_member (builder, "text", app_message_get_text (message));
+
+  json_builder_set_member_name (builder, "images");
+  json_builder_begin_array (builder);
+  for (guint i = 0; images[i] != NULL; i++)
+    json_builder_add_string_value (builder, images[i]);
+  json_builder_end_array (builder);
+
+  json_builder_set_member_name (builder, "state");
+  json_builder_add_string_value (builder, state_names[app_message_get_state (message)]);
+
+  add_string_member (builder, "error", app_message_get_error (message));
+  add_string_member (builder, "note", app_message_get_note (message));
+
+  json_builder_set_member_name (builder, "n_tokens");
+  json_builder_add_int_value (builder, app_message_get_n_tokens (message));
+
+  json_builder_set_member_name (builder, "first_token_seconds");
+  json_builder_add_double_value (builder, app_message_get_first_token_seconds (message));
+
+  json_builder_set_member_name (builder, "tokens_per_second");
+  json_builder_add_double_value (builder, app_message_get_tokens_per_second (message));
+
+  json_builder_set_member_name (builder, "created");
+  json_builder_add_int_value (builder, app_message_get_created (message));
+
+  json_builder_end_object (builder);
+}
+
+JsonNode *
+app_chat_to_json (AppChat *self)
+{
+  g_autoptr(JsonBuilder) builder = NULL;
+  guint n;
+
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  builder = json_builder_new ();
+  json_builder_begin_object (builder);
+
+  json_builder_set_member_name (builder, "version");
+  json_builder_add_int_value (builder, CHAT_FORMAT_VERSION);
+
+  add_string_member (builder, "id", self->id);
+  add_string_member (builder, "title", app_chat_get_title (self));
+
+  json_builder_set_member_name (builder, "custom_title");
+  json_builder_add_boolean_value (builder, self->custom_title != NULL);
+
+  json_builder_set_member_name (builder, "created");
+  json_builder_add_int_value (builder, self->created);
+
+  json_builder_set_member_name (builder, "modified");
+  json_builder_add_int_value (builder, self->modified);
+
+  json_builder_set_member_name (builder, "messages");
+  json_builder_begin_array (builder);
+  n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), i);
+      add_message (builder, message);
+    }
+  json_builder_end_array (builder);
+
+  json_builder_end_object (builder);
+
+  return json_builder_get_root (builder);
+}
+
+/* Where a member sits, for error messages: "id", "messages[2].role". */
+typedef struct
+{
+  JsonObject *object;
+  const char *prefix;   /* "" at the top level, "messages[2]." inside a message */
+} Reader;
+
+static gboolean
+corrupt (GError     **error,
+         Reader      *reader,
+         const char  *key,
+         const char  *why)
+{
+  g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT,
+               "%s%s: %s", reader->prefix, key, why);
+  return FALSE;
+}
+
+/* NULL when the member is absent or null. */
+static JsonNode *
+reader_get (Reader     *reader,
+            const char *key)
+{
+  JsonNode *node = json_object_get_member (reader->object, key);
+
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return NULL;
+
+  return node;
+}
+
+static gboolean
+holds_value_of_type (JsonNode *node,
+                     GType     type)
+{
+  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == type;
+}
+
+static gboolean
+read_string (Reader      *reader,
+             const char  *key,
+             gboolean     required,
+             const char **value,
+             GError     **error)
+{
+  JsonNode *node = reader_get (reader, key);
+
+  *value = NULL;
+
+  if (node == NULL)
+    return required ? corrupt (error, reader, key, _("missing")) : TRUE;
+
+  if (!holds_value_of_type (node, G_TYPE_STRING))
+    return corrupt (error, reader, key, _("not a string"));
+
+  *value = json_node_get_string (node);
+  if (!g_utf8_validate (*value, -1, NULL))
+    return corrupt (error, reader, key, _("not valid UTF-8"));
+
+  return TRUE;
+}
+
+static gboolean
+read_int (Reader      *reader,
+          const char  *key,
+          gint64       min,
+          gint64       max,
+          gint64      *value,
+          GError     **error)
+{
+  JsonNode *node = reader_get (reader, key);
+
+  if (node == NULL)
+    return TRUE;
+
+  if (!holds_value_of_type (node, G_TYPE_INT64))
+    return corrupt (error, reader, key, _("not an integer"));
+
+  *value = json_node_get_int (node);
+  if (*value < min || *value > max)
+    return corrupt (error, reader, key, _("out of range"));
+
+  return TRUE;
+}
+
+static gboolean
+read_seconds (Reader      *reader,
+              const char  *key,
+              double      *value,
+              GError     **error)
+{
+  JsonNode *node = reader_get (reader, key);
+
+  if (node == NULL)
+    return TRUE;
+
+  /* The writer may print a whole number of seconds without a fraction. */
+  if (holds_value_of_type (node, G_TYPE_DOUBLE))
+    *value = json_node_get_double (node);
+  else if (holds_value_of_type (node, G_TYPE_INT64))
+    *value = (double)json_node_get_int (node);
+  else
+    return corrupt (error, reader, key, _("not a number"));
+
+  if (!isfinite (*value) || *value < 0)
+    return corrupt (error, reader, key, _("out of range"));
+
+  return TRUE;
+}
+
+static gboolean
+read_boolean (Reader      *reader,
+              const char  *key,
+              gboolean    *value,
+              GError     **error)
+{
+  JsonNode *node = reader_get (reader, key);
+
+  if (node == NULL)
+    return TRUE;
+
+  if (!holds_value_of_type (node, G_TYPE_BOOLEAN))
+    return corrupt (error, reader, key, _("not a boolean"));
+
+  *value = json_node_get_boolean (node);
+  return TRUE;
+}
+
+static gboolean
+read_name (Reader             *reader,
+           const char         *key,
+           const char * const *names,
+           guint               n_names,
+           guint              *value,
+           GError            **error)
+{
+  const char *name;
+
+  if (!read_string (reader, key, FALSE, &name, error))
+    return FALSE;
+
+  if (name == NULL)
+    return TRUE;
+
+  for (guint i = 0; i < n_names; i++)
+    {
+      if (strcmp (name, names[i]) == 0)
+        {
+          *value = i;
+          return TRUE;
+        }
+    }
+
+  g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT,
+               _("%s%s: unknown value “%s”"), reader->prefix, key, name);
+  return FALSE;
+}
+
+static AppMessage *
+message_from_json (JsonNode  *node,
+                   guint      index,
+                   GError   **error)
+{
+  g_autofree char *prefix = g_strdup_printf ("messages[%u].", index);
+  g_autoptr(AppMessage) message = NULL;
+  g_autoptr(GPtrArray) images = NULL;
+  Reader reader = { NULL, prefix };
+  JsonNode *images_node;
+  const char *text;
+  const char *error_text;
+  const char *note;
+  guint role = APP_ROLE_USER;
+  guint state = APP_MESSAGE_COMPLETE;
+  gint64 n_tokens = 0;
+  double first_token_seconds = 0;
+  double tokens_per_second = 0;
+  gint64 created = 0;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT,
+                   "messages[%u]: %s", index, _("not an object"));
+      return NULL;
+    }
+
+  reader.object = json_node_get_object (node);
+
+  if (reader_get (&reader, "role") == NULL)
+    {
+      corrupt (error, &reader, "role", _("missing"));
+      return NULL;
+    }
+
+  if (!read_name (&reader, "role", role_names, G_N_ELEMENTS (role_names), &role, error) ||
+      !read_string (&reader, "text", TRUE, &text, error) ||
+      !read_name (&reader, "state", state_names, G_N_ELEMENTS (state_names), &state, error) ||
+      !read_string (&reader, "error", FALSE, &error_text, error) ||
+      !read_string (&reader, "note", FALSE, &note, error) ||
+      !read_int (&reader, "n_tokens", 0, G_MAXUINT, &n_tokens, error) ||
+      !read_seconds (&reader, "first_token_seconds", &first_token_seconds, error) ||
+      !read_seconds (&reader, "tokens_per_second", &tokens_per_second, error) ||
+      !read_int (&reader, "created", G_MININT64, G_MAXINT64, &created, error))
+    return NULL;
+
+  images = g_ptr_array_new ();
+  images_node = reader_get (&reader, "images");
+  if (images_node != NULL)
+    {
+      JsonArray *array;
+      guint n;
+
+      if (!JSON_NODE_HOLDS_ARRAY (images_node))
+        {
+          corrupt (error, &reader, "images", _("not an array"));
+          return NULL;
+        }
+
+      array = json_node_get_array (images_node);
+      n = json_array_get_length (array);
+      for (guint i = 0; i < n; i++)
+        {
+          JsonNode *item = json_array_get_element (array, i);
+          const char *id;
+
+          if (!holds_value_of_type (item, G_TYPE_STRING) ||
+              !app_chat_image_id_is_valid ((id = json_node_get_string (item))))
+            {
+              corrupt (error, &reader, "images", _("not a list of image ids"));
+              return NULL;
+            }
+
+          g_ptr_array_add (images, (gpointer)id);
+        }
+    }
+  g_ptr_array_add (images, NULL);
+
+  /* The app that was writing this answer is gone; what it wrote is all there will be. */
+  if (state == APP_MESSAGE_STREAMING || state == APP_MESSAGE_PENDING)
+    state = APP_MESSAGE_STOPPED;
+
+  message = app_message_new (role, text);
+  app_message_set_images (message, (const char * const *)images->pdata);
+  app_message_set_state (message, state);
+  app_message_set_error (message, error_text);
+  app_message_set_note (message, note);
+  app_message_set_stats (message, n_tokens, first_token_seconds, tokens_per_second);
+  app_message_set_created (message, created);
+
+  return g_steal_pointer (&message);
+}
+
+AppChat *
+app_chat_new_from_json (JsonNode  *node,
+                        GError   **error)
+{
+  g_autoptr(AppChat) chat = NULL;
+  g_autoptr(GPtrArray) messages = NULL;
+  g_autofree char *stripped_title = NULL;
+  Reader reader = { NULL, "" };
+  JsonNode *version_node;
+  JsonNode *messages_node;
+  JsonArray *array;
+  const char *id;
+  const char *title;
+  gboolean custom_title = FALSE;
+  gint64 created = 0;
+  gint64 modified = 0;
+  guint n;
+
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error_literal (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT,
+                           _("not a JSON object"));
+      return NULL;
+    }
+
+  reader.object = json_node_get_object (node);
+
+  /* The version comes first: a newer format may change the meaning of everything else. */
+  version_node = reader_get (&reader, "version");
+  if (version_node == NULL)
+    {
+      corrupt (error, &reader, "version", _("missing"));
+      return NULL;
+    }
+  if (!holds_value_of_type (version_node, G_TYPE_INT64) ||
+      json_node_get_int (version_node) != CHAT_FORMAT_VERSION)
+    {
+      corrupt (error, &reader, "version", _("unsupported version"));
+      return NULL;
+    }
+
+  if (!read_string (&reader, "id", TRUE, &id, error) ||
+      !read_string (&reader, "title", FALSE, &title, error) ||
+      !read_boolean (&reader, "custom_title", &custom_title, error) ||
+      !read_int (&reader, "created", G_MININT64, G_MAXINT64, &created, error) ||
+      !read_int (&reader, "modified", G_MININT64, G_MAXINT64, &modified, error))
+    return NULL;
+
+  /* The id names the file the chat is saved to. */
+  if (!g_uuid_string_is_valid (id))
+    {
+      corrupt (error, &reader, "id", _("not a valid id"));
+      return NULL;
+    }
+
+  if (custom_title)
+    {
+      stripped_title = g_strstrip (g_strdup (title != NULL ? title : ""));
+      if (stripped_title[0] == '\0')
+        {
+          corrupt (error, &reader, "title", _("missing"));
+          return NULL;
+        }
+    }
+
+  messages_node = reader_get (&reader, "messages");
+  if (messages_node == NULL)
+    {
+      corrupt (error, &reader, "messages", _("missing"));
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_ARRAY (messages_node))
+    {
+      corrupt (error, &reader, "messages", _("not an array"));
+      return NULL;
+    }
+
+  array = json_node_get_array (messages_node);
+  n = json_array_get_length (array);
+  messages = g_ptr_array_new_full (n, g_object_unref);
+  for (guint i = 0; i < n; i++)
+    {
+      AppMessage *message = message_from_json (json_array_get_element (array, i), i, error);
+
+      if (message == NULL)
+        return NULL;
+      g_ptr_array_add (messages, message);
+    }
+
+  chat = g_object_new (APP_TYPE_CHAT, "id", id, NULL);
+  chat->created = created;
+  chat->modified = modified;
+  chat->custom_title = g_steal_pointer (&stripped_title);
+
+  g_list_store_splice (chat->messages, 0, 0, messages->pdata, messages->len);
+  app_chat_find_title_message (chat);
+
+  return g_steal_pointer (&chat);
+}

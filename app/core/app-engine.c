@@ -1,0 +1,1014 @@
+/* app-engine.c - the engine adapter: one worker thread owns the model and the session.
+ *
+ * Requests (load, generate) are queued to the worker from the main thread; each carries a GTask
+ * whose callback runs back in the caller's main context. Everything the UI sees - state,
+ * progress, the growing answer - is changed on the main thread only: the worker hands updates
+ * over as idle sources on that context. Streamed text goes through a small mailbox: the worker
+ * appends to a string under a mutex and schedules one flush if none is pending; the flush takes
+ * everything that arrived. A slow main loop therefore gets fewer, larger batches instead of a
+ * backlog, and the worker never waits for the UI.
+ *
+ * The session lives as long as the model, so a follow-up question reuses the KV cache of the
+ * conversation so far (the engine matches the shared prefix, images included).
+ */
+#include "app-engine.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+#include "app-config.h"
+#include "app-enums.h"
+#include "image-file.h"
+#include "vl2.h"
+
+/* Room kept free for the answer when deciding whether early turns must be left out. */
+#define MIN_ANSWER_ROOM 256
+/* Decoded images kept by the worker, so each turn does not decode the chat's images again. */
+#define IMAGE_CACHE_SIZE 8
+
+G_DEFINE_QUARK (app-engine-error-quark, app_engine_error)
+
+struct _AppEngine
+{
+  GObject parent_instance;
+
+  /* main thread */
+  AppEngineState state;
+  double load_progress;
+  char *model_dir;
+  char *model_name;
+  char *error;
+  gboolean busy;
+
+  /* the worker */
+  GThread *thread;
+  GAsyncQueue *jobs;
+
+  /* worker thread only */
+  vl2_model *model;
+  vl2_session *session;
+  GQueue image_cache;            /* CachedImage*, most recent first */
+};
+
+G_DEFINE_FINAL_TYPE (AppEngine, app_engine, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_STATE,
+  PROP_LOAD_PROGRESS,
+  PROP_MODEL_DIR,
+  PROP_MODEL_NAME,
+  PROP_ERROR,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+void
+app_generate_params_init (AppGenerateParams *params)
+{
+  memset (params, 0, sizeof *params);
+  params->temperature = 0.4;
+  params->top_p = 0.9;
+  params->top_k = 50;
+  params->repetition_penalty = 1.1;
+  params->max_new_tokens = 1024;
+  params->seed = G_MAXUINT64;
+}
+
+void
+app_generate_params_clear (AppGenerateParams *params)
+{
+  g_clear_pointer (&params->system_prompt, g_free);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Jobs
+ */
+
+typedef enum { JOB_LOAD, JOB_GENERATE, JOB_QUIT } JobKind;
+
+typedef struct
+{
+  char *text;
+  char **image_paths;            /* absolute, NULL-terminated */
+  gboolean assistant;
+} TurnSnapshot;
+
+typedef struct
+{
+  gatomicrefcount ref;
+  JobKind kind;
+  AppEngine *engine;             /* borrowed: the task holds a reference */
+  GTask *task;
+  GMainContext *context;
+  GCancellable *cancellable;
+
+  /* load */
+  char *model_dir;
+  int n_threads;
+
+  /* generate: a snapshot of the chat taken on the main thread */
+  GArray *turns;                 /* TurnSnapshot */
+  AppGenerateParams params;
+  AppMessage *reply;             /* main thread only */
+
+  /* the mailbox for streamed text, and what the worker reports at the end */
+  GMutex lock;
+  GString *pending;
+  gboolean flush_scheduled;
+  gboolean started;              /* first text seen: the reply is streaming */
+  int dropped_messages;
+  guint n_tokens;
+  double first_token_seconds;
+  double tokens_per_second;
+  gboolean stopped;
+  float progress;
+} Job;
+
+static void
+turn_clear (gpointer p)
+{
+  TurnSnapshot *t = p;
+
+  g_free (t->text);
+  g_strfreev (t->image_paths);
+}
+
+static Job *
+job_new (AppEngine    *self,
+         JobKind       kind,
+         GCancellable *cancellable,
+         GAsyncReadyCallback callback,
+         gpointer      user_data)
+{
+  Job *job = g_new0 (Job, 1);
+
+  g_atomic_ref_count_init (&job->ref);
+  job->kind = kind;
+  job->engine = self;
+  if (kind != JOB_QUIT)
+    {
+      job->task = g_task_new (self, cancellable, callback, user_data);
+      job->context = g_main_context_ref_thread_default ();
+    }
+  job->cancellable = cancellable ? g_object_ref (cancellable) : NULL;
+  g_mutex_init (&job->lock);
+  job->pending = g_string_new (NULL);
+  return job;
+}
+
+static Job *
+job_ref (Job *job)
+{
+  g_atomic_ref_count_inc (&job->ref);
+  return job;
+}
+
+static void
+job_unref (gpointer p)
+{
+  Job *job = p;
+
+  if (!g_atomic_ref_count_dec (&job->ref))
+    return;
+  g_clear_object (&job->task);
+  g_clear_pointer (&job->context, g_main_context_unref);
+  g_clear_object (&job->cancellable);
+  g_free (job->model_dir);
+  g_clear_pointer (&job->turns, g_array_unref);
+  app_generate_params_clear (&job->params);
+  g_clear_object (&job->reply);
+  g_mutex_clear (&job->lock);
+  g_string_free (job->pending, TRUE);
+  g_free (job);
+}
+
+/* Runs `func` later on `context`. Never g_main_context_invoke() from the worker: when the
+ * main context happens to be free it would run `func` right here, on the worker thread. */
+static void
+run_on (GMainContext   *context,
+        GSourceFunc     func,
+        gpointer        data,
+        GDestroyNotify  destroy)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, func, data, destroy);
+  g_source_set_static_name (source, "[sightline] engine update");
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+/* Runs `func` on the job's main context, holding the job until it has run. */
+static void
+job_invoke (Job         *job,
+            GSourceFunc  func)
+{
+  run_on (job->context, func, job_ref (job), job_unref);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Main-thread state
+ */
+
+static void
+set_state (AppEngine      *self,
+           AppEngineState  state)
+{
+  if (self->state == state)
+    return;
+  self->state = state;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+}
+
+static void
+set_string (AppEngine   *self,
+            char       **field,
+            const char  *value,
+            int          prop)
+{
+  if (g_strcmp0 (*field, value) == 0)
+    return;
+  g_free (*field);
+  *field = g_strdup (value);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[prop]);
+}
+
+static GError *
+error_from_status (vl2_status  status,
+                   const char *message)
+{
+  AppEngineError code = APP_ENGINE_ERROR_FAILED;
+
+  switch (status)
+    {
+    case VL2_ERR_IO:
+    case VL2_ERR_FORMAT:
+    case VL2_ERR_UNSUPPORTED:
+      code = APP_ENGINE_ERROR_MODEL;
+      break;
+    case VL2_ERR_IMAGE:
+      code = APP_ENGINE_ERROR_IMAGE;
+      break;
+    case VL2_ERR_INVALID_ARGUMENT:
+    case VL2_ERR_CONTEXT_OVERFLOW:
+      code = APP_ENGINE_ERROR_INPUT;
+      break;
+    case VL2_ERR_CANCELLED:
+      return g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, message);
+    default:
+      break;
+    }
+  return g_error_new_literal (APP_ENGINE_ERROR, code, message);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Loading (worker, then main thread)
+ */
+
+static gboolean
+load_progress_main (gpointer data)
+{
+  Job *job = data;
+  AppEngine *self = job->engine;
+  double p;
+
+  g_mutex_lock (&job->lock);
+  p = job->progress;
+  job->flush_scheduled = FALSE;
+  g_mutex_unlock (&job->lock);
+  if (self->load_progress != p)
+    {
+      self->load_progress = p;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static bool
+load_progress_cb (float  fraction,
+                  void  *user_data)
+{
+  Job *job = user_data;
+
+  g_mutex_lock (&job->lock);
+  /* hand over at most every whole percent */
+  if (fraction - job->progress >= 0.01f || fraction >= 1.0f)
+    {
+      job->progress = fraction;
+      if (!job->flush_scheduled)
+        {
+          job->flush_scheduled = TRUE;
+          job_invoke (job, load_progress_main);
+        }
+    }
+  g_mutex_unlock (&job->lock);
+  return !g_cancellable_is_cancelled (job->cancellable);
+}
+
+typedef struct
+{
+  Job *job;
+  char *name;
+  GError *error;
+} LoadResult;
+
+static gboolean
+load_done_main (gpointer data)
+{
+  LoadResult *r = data;
+  AppEngine *self = r->job->engine;
+
+  self->busy = FALSE;
+  if (r->error)
+    {
+      set_string (self, &self->error, r->error->message, PROP_ERROR);
+      set_state (self, APP_ENGINE_FAILED);
+      g_task_return_error (r->job->task, g_steal_pointer (&r->error));
+    }
+  else
+    {
+      set_string (self, &self->model_dir, r->job->model_dir, PROP_MODEL_DIR);
+      set_string (self, &self->model_name, r->name, PROP_MODEL_NAME);
+      set_string (self, &self->error, NULL, PROP_ERROR);
+      self->load_progress = 1.0;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
+      set_state (self, APP_ENGINE_READY);
+      g_task_return_boolean (r->job->task, TRUE);
+    }
+  job_unref (r->job);
+  g_free (r->name);
+  g_free (r);
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct
+{
+  char *path;
+  image_rgb image;
+} CachedImage;
+
+static void
+cached_image_free (gpointer p)
+{
+  CachedImage *c = p;
+
+  image_rgb_clear (&c->image);
+  g_free (c->path);
+  g_free (c);
+}
+
+static void
+worker_unload (AppEngine *self)
+{
+  g_clear_pointer (&self->session, vl2_session_free);
+  g_clear_pointer (&self->model, vl2_model_free);
+  g_queue_clear_full (&self->image_cache, cached_image_free);
+}
+
+static const char *
+variant_name (const char *variant)
+{
+  if (g_strcmp0 (variant, "tiny") == 0)
+    return "DeepSeek-VL2 Tiny";
+  if (g_strcmp0 (variant, "small") == 0)
+    return "DeepSeek-VL2 Small";
+  return "DeepSeek-VL2";
+}
+
+static void
+worker_load (AppEngine *self,
+             Job       *job)
+{
+  LoadResult *r = g_new0 (LoadResult, 1);
+  vl2_model_params mp = vl2_model_default_params ();
+  vl2_error err;
+
+  worker_unload (self);
+  mp.n_threads = job->n_threads;
+  mp.progress = load_progress_cb;
+  mp.progress_user_data = job;
+  if (vl2_model_load (job->model_dir, &mp, &self->model, &err) != VL2_OK ||
+      vl2_session_new (self->model, NULL, &self->session, &err) != VL2_OK)
+    {
+      worker_unload (self);
+      r->error = error_from_status (err.code, err.message);
+    }
+  else
+    {
+      vl2_model_info info;
+
+      vl2_model_get_info (self->model, &info);
+      r->name = g_strdup (variant_name (info.variant));
+    }
+  r->job = job_ref (job);
+  run_on (job->context, load_done_main, r, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Generating (worker, with text flushed to the main thread)
+ */
+
+static gboolean
+flush_main (gpointer data)
+{
+  Job *job = data;
+  g_autofree char *text = NULL;
+  gboolean started;
+
+  g_mutex_lock (&job->lock);
+  job->flush_scheduled = FALSE;
+  started = job->started;
+  if (job->pending->len)
+    text = g_string_free (g_steal_pointer (&job->pending), FALSE);
+  if (!job->pending)
+    job->pending = g_string_new (NULL);
+  g_mutex_unlock (&job->lock);
+
+  if (started && app_message_get_state (job->reply) == APP_MESSAGE_PENDING)
+    app_message_set_state (job->reply, APP_MESSAGE_STREAMING);
+  if (text)
+    app_message_append_text (job->reply, text);
+  return G_SOURCE_REMOVE;
+}
+
+/* Worker side of the mailbox: `text` (may be "") marks the answer as started. */
+static void
+post_text (Job        *job,
+           const char *text)
+{
+  g_mutex_lock (&job->lock);
+  g_string_append (job->pending, text);
+  job->started = TRUE;
+  if (!job->flush_scheduled)
+    {
+      job->flush_scheduled = TRUE;
+      job_invoke (job, flush_main);
+    }
+  g_mutex_unlock (&job->lock);
+}
+
+typedef struct
+{
+  Job *job;
+  GError *error;
+} GenerateResult;
+
+static gboolean
+generate_done_main (gpointer data)
+{
+  GenerateResult *r = data;
+  Job *job = r->job;
+  AppEngine *self = job->engine;
+
+  /* whatever text is still in the mailbox belongs before the end */
+  flush_main (job);
+  if (job->dropped_messages > 0)
+    {
+      g_autofree char *note =
+        g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                      "The earliest message was left out to fit the model's "
+                                      "context.",
+                                      "The %d earliest messages were left out to fit the "
+                                      "model's context.",
+                                      job->dropped_messages),
+                         job->dropped_messages);
+      app_message_set_note (job->reply, note);
+    }
+  app_message_set_stats (job->reply, job->n_tokens, job->first_token_seconds,
+                         job->tokens_per_second);
+  if (r->error)
+    {
+      app_message_set_error (job->reply, r->error->message);
+      app_message_set_state (job->reply, APP_MESSAGE_FAILED);
+    }
+  else
+    {
+      app_message_set_state (job->reply,
+                             job->stopped ? APP_MESSAGE_STOPPED : APP_MESSAGE_COMPLETE);
+    }
+  self->busy = FALSE;
+  set_state (self, APP_ENGINE_READY);
+  if (r->error)
+    g_task_return_error (job->task, g_steal_pointer (&r->error));
+  else
+    g_task_return_boolean (job->task, TRUE);
+  job_unref (job);
+  g_free (r);
+  return G_SOURCE_REMOVE;
+}
+
+/* The decoded pixels of an image file, from the worker's small cache. */
+static const image_rgb *
+worker_image (AppEngine   *self,
+              const char  *path,
+              GError     **error)
+{
+  CachedImage *c;
+  char *message = NULL;
+
+  for (GList *l = self->image_cache.head; l; l = l->next)
+    {
+      c = l->data;
+      if (g_strcmp0 (c->path, path) == 0)
+        {
+          g_queue_unlink (&self->image_cache, l);
+          g_queue_push_head_link (&self->image_cache, l);
+          return &c->image;
+        }
+    }
+  c = g_new0 (CachedImage, 1);
+  if (!image_file_load (path, &c->image, &message))
+    {
+      g_set_error_literal (error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_IMAGE, message);
+      g_free (message);
+      g_free (c);
+      return NULL;
+    }
+  c->path = g_strdup (path);
+  g_queue_push_head (&self->image_cache, c);
+  while (g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
+    cached_image_free (g_queue_pop_tail (&self->image_cache));
+  return &c->image;
+}
+
+static bool
+prefill_progress_cb (float  fraction,
+                     void  *user_data)
+{
+  Job *job = user_data;
+
+  return !g_cancellable_is_cancelled (job->cancellable);
+}
+
+/* Builds the prompt from turns [first, n); returns NULL and sets error when it fails. */
+static vl2_prompt *
+build_prompt (AppEngine  *self,
+              Job        *job,
+              guint       first,
+              GError    **error)
+{
+  g_autoptr(GArray) msgs = g_array_new (FALSE, TRUE, sizeof (vl2_message));
+  g_autoptr(GPtrArray) image_arrays = g_ptr_array_new_with_free_func (g_free);
+  vl2_conversation conv = { 0 };
+  vl2_prompt *prompt = NULL;
+  vl2_error err;
+
+  for (guint i = first; i < job->turns->len; i++)
+    {
+      TurnSnapshot *t = &g_array_index (job->turns, TurnSnapshot, i);
+      vl2_message m = { t->assistant ? VL2_ROLE_ASSISTANT : VL2_ROLE_USER, t->text, NULL, 0 };
+      guint n = t->image_paths ? g_strv_length (t->image_paths) : 0;
+
+      if (n > 0)
+        {
+          vl2_image *imgs = g_new0 (vl2_image, n);
+
+          g_ptr_array_add (image_arrays, imgs);
+          for (guint k = 0; k < n; k++)
+            {
+              const image_rgb *im = worker_image (self, t->image_paths[k], error);
+
+              if (!im)
+                return NULL;
+              imgs[k] = (vl2_image) { im->width, im->height, im->stride, im->rgb };
+            }
+          m.images = imgs;
+          m.n_images = (int) n;
+        }
+      g_array_append_val (msgs, m);
+    }
+  conv.messages = (const vl2_message *) msgs->data;
+  conv.n_messages = (int) msgs->len;
+  conv.system_prompt = job->params.system_prompt;
+  if (vl2_prompt_new (self->model, &conv, &prompt, &err) != VL2_OK)
+    {
+      g_propagate_error (error, error_from_status (err.code, err.message));
+      return NULL;
+    }
+  return prompt;
+}
+
+/* The first turn index of a conversation that fits the context with room for an answer:
+ * whole exchanges are left out from the start, never the last question. */
+static vl2_prompt *
+fit_prompt (AppEngine  *self,
+            Job        *job,
+            GError    **error)
+{
+  vl2_model_info info;
+  guint first = 0, last_user = 0;
+  int room;
+
+  vl2_model_get_info (self->model, &info);
+  room = CLAMP (job->params.max_new_tokens, MIN_ANSWER_ROOM, info.n_ctx_max / 4);
+  for (guint i = 0; i < job->turns->len; i++)
+    if (!g_array_index (job->turns, TurnSnapshot, i).assistant)
+      last_user = i;
+
+  for (;;)
+    {
+      vl2_prompt *prompt = build_prompt (self, job, first, error);
+      guint next;
+
+      if (!prompt)
+        return NULL;
+      if ((int) vl2_prompt_n_tokens (prompt) + room <= info.n_ctx_max)
+        {
+          job->dropped_messages = (int) first;
+          return prompt;
+        }
+      vl2_prompt_free (prompt);
+      /* drop up to the next user turn */
+      next = first + 1;
+      while (next < last_user && g_array_index (job->turns, TurnSnapshot, next).assistant)
+        next++;
+      if (first >= last_user || next > last_user)
+        {
+          g_set_error (error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_INPUT,
+                       _("This message is too long for the model: it needs more than its "
+                         "context of %d tokens."), info.n_ctx_max);
+          return NULL;
+        }
+      first = next;
+    }
+}
+
+static void
+worker_generate (AppEngine *self,
+                 Job       *job)
+{
+  GenerateResult *r = g_new0 (GenerateResult, 1);
+  vl2_generate_params gp = vl2_generate_default_params ();
+  vl2_prompt *prompt = NULL;
+  vl2_error err;
+  gint64 t0 = g_get_monotonic_time (), t_first = 0;
+  guint n = 0;
+
+  r->job = job_ref (job);
+  if (!self->model)
+    {
+      r->error = g_error_new_literal (APP_ENGINE_ERROR, APP_ENGINE_ERROR_NO_MODEL,
+                                      _("No model is loaded."));
+      goto done;
+    }
+  prompt = fit_prompt (self, job, &r->error);
+  if (!prompt)
+    goto done;
+
+  gp.temperature = (float) job->params.temperature;
+  gp.top_p = (float) job->params.top_p;
+  gp.top_k = job->params.top_k;
+  gp.repetition_penalty = (float) job->params.repetition_penalty;
+  gp.max_new_tokens = job->params.max_new_tokens;
+  gp.seed = job->params.seed == G_MAXUINT64 ? VL2_SEED_RANDOM : job->params.seed;
+  gp.progress = prefill_progress_cb;
+  gp.progress_user_data = job;
+  if (vl2_session_prefill (self->session, prompt, &gp, &err) != VL2_OK)
+    {
+      if (err.code == VL2_ERR_CANCELLED)
+        job->stopped = TRUE;
+      else
+        r->error = error_from_status (err.code, err.message);
+      goto done;
+    }
+
+  for (;;)
+    {
+      vl2_step step;
+
+      /* a stop takes effect here, within one decode step */
+      if (g_cancellable_is_cancelled (job->cancellable))
+        {
+          job->stopped = TRUE;
+          break;
+        }
+      if (vl2_session_step (self->session, &step, &err) != VL2_OK)
+        {
+          r->error = error_from_status (err.code, err.message);
+          break;
+        }
+      if (n++ == 0)
+        t_first = g_get_monotonic_time ();
+      post_text (job, step.text);
+      if (step.stop != VL2_STOP_NONE)
+        break;
+    }
+
+done:
+  if (n > 0)
+    {
+      gint64 t_end = g_get_monotonic_time ();
+
+      job->n_tokens = n;
+      job->first_token_seconds = (double) (t_first - t0) / G_USEC_PER_SEC;
+      job->tokens_per_second =
+        n > 1 && t_end > t_first ? (double) (n - 1) * G_USEC_PER_SEC / (double) (t_end - t_first)
+                                 : 0.0;
+    }
+  vl2_prompt_free (prompt);
+  run_on (job->context, generate_done_main, r, NULL);
+}
+
+static gpointer
+worker_main (gpointer data)
+{
+  AppEngine *self = data;
+
+  for (;;)
+    {
+      Job *job = g_async_queue_pop (self->jobs);
+
+      if (job->kind == JOB_QUIT)
+        {
+          job_unref (job);
+          break;
+        }
+      if (job->kind == JOB_LOAD)
+        worker_load (self, job);
+      else
+        worker_generate (self, job);
+      job_unref (job);
+    }
+  worker_unload (self);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Public API (main thread)
+ */
+
+static gboolean
+check_idle (AppEngine *self,
+            GTask     *task)
+{
+  if (!self->busy)
+    return TRUE;
+  g_task_return_new_error (task, APP_ENGINE_ERROR, APP_ENGINE_ERROR_BUSY,
+                           _("The model is busy; wait for the current answer or stop it."));
+  return FALSE;
+}
+
+void
+app_engine_load_async (AppEngine           *self,
+                       const char          *model_dir,
+                       int                  n_threads,
+                       GCancellable        *cancellable,
+                       GAsyncReadyCallback  callback,
+                       gpointer             user_data)
+{
+  Job *job;
+
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_return_if_fail (model_dir != NULL);
+
+  job = job_new (self, JOB_LOAD, cancellable, callback, user_data);
+  g_task_set_source_tag (job->task, app_engine_load_async);
+  if (!check_idle (self, job->task))
+    {
+      job_unref (job);
+      return;
+    }
+  job->model_dir = g_strdup (model_dir);
+  job->n_threads = MAX (n_threads, 0);
+  self->busy = TRUE;
+  self->load_progress = 0;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
+  set_state (self, APP_ENGINE_LOADING);
+  g_async_queue_push (self->jobs, job);
+}
+
+gboolean
+app_engine_load_finish (AppEngine     *self,
+                        GAsyncResult  *result,
+                        GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+void
+app_engine_generate_async (AppEngine               *self,
+                           AppChat                 *chat,
+                           AppMessage              *reply,
+                           const char              *image_dir,
+                           const AppGenerateParams *params,
+                           GCancellable            *cancellable,
+                           GAsyncReadyCallback      callback,
+                           gpointer                 user_data)
+{
+  Job *job;
+  guint n;
+
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_return_if_fail (APP_IS_CHAT (chat));
+  g_return_if_fail (APP_IS_MESSAGE (reply));
+  g_return_if_fail (params != NULL);
+
+  job = job_new (self, JOB_GENERATE, cancellable, callback, user_data);
+  g_task_set_source_tag (job->task, app_engine_generate_async);
+  if (!check_idle (self, job->task))
+    {
+      job_unref (job);
+      return;
+    }
+  if (self->state != APP_ENGINE_READY)
+    {
+      g_task_return_new_error (job->task, APP_ENGINE_ERROR, APP_ENGINE_ERROR_NO_MODEL,
+                               _("No model is loaded."));
+      job_unref (job);
+      return;
+    }
+
+  /* Snapshot the conversation before the reply: the worker must not touch GObjects that the
+   * main thread may change meanwhile. */
+  job->turns = g_array_new (FALSE, TRUE, sizeof (TurnSnapshot));
+  g_array_set_clear_func (job->turns, turn_clear);
+  n = app_chat_get_n_messages (chat);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(AppMessage) m = app_chat_get_message (chat, i);
+      const char * const *images = app_message_get_images (m);
+      TurnSnapshot t = { 0 };
+      GPtrArray *paths = g_ptr_array_new ();
+
+      if (m == reply)
+        break;
+      t.assistant = app_message_get_role (m) == APP_ROLE_ASSISTANT;
+      for (guint k = 0; images && images[k]; k++)
+        g_ptr_array_add (paths, g_build_filename (image_dir, images[k], NULL));
+      /* People attach pictures and type a question; the model wants an <image> tag per
+       * picture. Like the official examples, the tags go first, one line each, unless the
+       * question places them itself. */
+      if (paths->len > 0 && !strstr (app_message_get_text (m), "<image>"))
+        {
+          GString *text = g_string_new (NULL);
+
+          for (guint k = 0; k < paths->len; k++)
+            g_string_append (text, "<image>\n");
+          g_string_append (text, app_message_get_text (m));
+          t.text = g_string_free (text, FALSE);
+        }
+      else
+        {
+          t.text = g_strdup (app_message_get_text (m));
+        }
+      g_ptr_array_add (paths, NULL);
+      t.image_paths = (char **) g_ptr_array_free (paths, FALSE);
+      g_array_append_val (job->turns, t);
+    }
+  job->params = *params;
+  job->params.system_prompt = g_strdup (params->system_prompt);
+  job->reply = g_object_ref (reply);
+
+  app_message_set_state (reply, APP_MESSAGE_PENDING);
+  self->busy = TRUE;
+  set_state (self, APP_ENGINE_BUSY);
+  g_async_queue_push (self->jobs, job);
+}
+
+gboolean
+app_engine_generate_finish (AppEngine     *self,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+AppEngineState
+app_engine_get_state (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), APP_ENGINE_EMPTY);
+  return self->state;
+}
+
+double
+app_engine_get_load_progress (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), 0);
+  return self->load_progress;
+}
+
+const char *
+app_engine_get_model_dir (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), NULL);
+  return self->model_dir;
+}
+
+const char *
+app_engine_get_model_name (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), NULL);
+  return self->model_name;
+}
+
+const char *
+app_engine_get_error (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), NULL);
+  return self->error;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * GObject
+ */
+
+AppEngine *
+app_engine_new (void)
+{
+  return g_object_new (APP_TYPE_ENGINE, NULL);
+}
+
+static void
+app_engine_dispose (GObject *object)
+{
+  AppEngine *self = APP_ENGINE (object);
+
+  if (self->thread)
+    {
+      g_async_queue_push (self->jobs, job_new (self, JOB_QUIT, NULL, NULL, NULL));
+      g_thread_join (g_steal_pointer (&self->thread));
+    }
+  G_OBJECT_CLASS (app_engine_parent_class)->dispose (object);
+}
+
+static void
+app_engine_finalize (GObject *object)
+{
+  AppEngine *self = APP_ENGINE (object);
+
+  g_async_queue_unref (self->jobs);
+  g_free (self->model_dir);
+  g_free (self->model_name);
+  g_free (self->error);
+  G_OBJECT_CLASS (app_engine_parent_class)->finalize (object);
+}
+
+static void
+app_engine_get_property (GObject    *object,
+                         guint       prop_id,
+                         GValue     *value,
+                         GParamSpec *pspec)
+{
+  AppEngine *self = APP_ENGINE (object);
+
+  switch (prop_id)
+    {
+    case PROP_STATE:
+      g_value_set_enum (value, self->state);
+      break;
+    case PROP_LOAD_PROGRESS:
+      g_value_set_double (value, self->load_progress);
+      break;
+    case PROP_MODEL_DIR:
+      g_value_set_string (value, self->model_dir);
+      break;
+    case PROP_MODEL_NAME:
+      g_value_set_string (value, self->model_name);
+      break;
+    case PROP_ERROR:
+      g_value_set_string (value, self->error);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_engine_class_init (AppEngineClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = app_engine_dispose;
+  object_class->finalize = app_engine_finalize;
+  object_class->get_property = app_engine_get_property;
+
+  properties[PROP_STATE] =
+    g_param_spec_enum ("state", NULL, NULL, APP_TYPE_ENGINE_STATE, APP_ENGINE_EMPTY,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_LOAD_PROGRESS] =
+    g_param_spec_double ("load-progress", NULL, NULL, 0, 1, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_MODEL_DIR] =
+    g_param_spec_string ("model-dir", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_MODEL_NAME] =
+    g_param_spec_string ("model-name", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_ERROR] =
+    g_param_spec_string ("error", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+app_engine_init (AppEngine *self)
+{
+  self->jobs = g_async_queue_new ();
+  g_queue_init (&self->image_cache);
+  self->thread = g_thread_new ("sightline-engine", worker_main, self);
+}

@@ -1,0 +1,263 @@
+/* app-application.c - the Sightline application.
+ *
+ * Owns what outlives a window: the settings, the chat store (loaded once at startup) and the
+ * engine with its worker thread. The model folder in the settings is loaded at startup and
+ * again whenever the setting changes, so choosing a folder in the welcome page or in the
+ * preferences takes effect at once.
+ */
+#include "app-application.h"
+
+#include <glib/gi18n.h>
+
+#include "app-config.h"
+#include "app-preferences.h"
+#include "app-resources.h"
+#include "app-window.h"
+
+struct _AppApplication
+{
+  AdwApplication parent_instance;
+
+  GSettings *settings;
+  AppChatStore *store;
+  AppEngine *engine;
+};
+
+G_DEFINE_FINAL_TYPE (AppApplication, app_application, ADW_TYPE_APPLICATION)
+
+AppApplication *
+app_application_new (void)
+{
+  static gsize registered;
+
+  if (g_once_init_enter (&registered))
+    g_once_init_leave (&registered, (app_register_resource (), 1));
+  return g_object_new (APP_TYPE_APPLICATION,
+                       "application-id", APP_ID,
+                       "flags", G_APPLICATION_DEFAULT_FLAGS,
+                       "resource-base-path", "/io/github/sightline/Sightline",
+                       NULL);
+}
+
+AppChatStore *
+app_application_get_store (AppApplication *self)
+{
+  g_return_val_if_fail (APP_IS_APPLICATION (self), NULL);
+  return self->store;
+}
+
+AppEngine *
+app_application_get_engine (AppApplication *self)
+{
+  g_return_val_if_fail (APP_IS_APPLICATION (self), NULL);
+  return self->engine;
+}
+
+GSettings *
+app_application_get_settings (AppApplication *self)
+{
+  g_return_val_if_fail (APP_IS_APPLICATION (self), NULL);
+  return self->settings;
+}
+
+static void
+load_model_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* The engine keeps the error for the window to show; nothing else to do here. */
+  if (!app_engine_load_finish (APP_ENGINE (source), result, &error))
+    g_debug ("model not loaded: %s", error->message);
+}
+
+static void
+load_model (AppApplication *self,
+            gboolean        force)
+{
+  g_autofree char *dir = g_settings_get_string (self->settings, "model-folder");
+
+  if (dir[0] == '\0')
+    return;
+  if (!force && app_engine_get_state (self->engine) == APP_ENGINE_READY &&
+      g_strcmp0 (app_engine_get_model_dir (self->engine), dir) == 0)
+    return;
+  app_engine_load_async (self->engine, dir, g_settings_get_int (self->settings, "threads"),
+                         NULL, load_model_cb, self);
+}
+
+void
+app_application_load_model (AppApplication *self)
+{
+  g_return_if_fail (APP_IS_APPLICATION (self));
+  load_model (self, FALSE);
+}
+
+static void
+model_folder_changed_cb (AppApplication *self)
+{
+  load_model (self, FALSE);
+}
+
+static void
+threads_changed_cb (AppApplication *self)
+{
+  /* the worker pool is sized when the model loads */
+  load_model (self, TRUE);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Actions
+ */
+
+static void
+quit_activated (GSimpleAction *action,
+                GVariant      *parameter,
+                gpointer       user_data)
+{
+  AppApplication *self = user_data;
+
+  /* Closing each window lets it save its size and finish a pending delete. */
+  for (GList *l = gtk_application_get_windows (GTK_APPLICATION (self)); l;)
+    {
+      GtkWindow *w = l->data;
+
+      l = l->next;
+      gtk_window_close (w);
+    }
+  g_application_quit (G_APPLICATION (self));
+}
+
+static void
+preferences_activated (GSimpleAction *action,
+                       GVariant      *parameter,
+                       gpointer       user_data)
+{
+  AppApplication *self = user_data;
+  GtkWindow *parent = gtk_application_get_active_window (GTK_APPLICATION (self));
+  AppPreferences *prefs = app_preferences_new (self->settings);
+
+  gtk_window_set_transient_for (GTK_WINDOW (prefs), parent);
+  gtk_window_present (GTK_WINDOW (prefs));
+}
+
+static void
+about_activated (GSimpleAction *action,
+                 GVariant      *parameter,
+                 gpointer       user_data)
+{
+  AppApplication *self = user_data;
+  GtkWindow *parent = gtk_application_get_active_window (GTK_APPLICATION (self));
+  const char *developers[] = { "The Sightline developers", NULL };
+  GtkWidget *about;
+
+  about = g_object_new (ADW_TYPE_ABOUT_WINDOW,
+                        "transient-for", parent,
+                        "application-name", _("Sightline"),
+                        "application-icon", APP_ID,
+                        "version", APP_VERSION,
+                        "developer-name", _("The Sightline developers"),
+                        "developers", developers,
+                        "comments", _("Ask questions about images with DeepSeek-VL2, running on "
+                                      "this computer. Sightline reads text, tables and charts, "
+                                      "and shows where things are."),
+                        "website", "https://github.com/sightline/sightline",
+                        "issue-url", "https://github.com/sightline/sightline/issues",
+                        "license-type", GTK_LICENSE_GPL_3_0,
+                        "copyright", "© 2026 The Sightline developers",
+                        "translator-credits", _("translator-credits"),
+                        NULL);
+  adw_about_window_add_credit_section (ADW_ABOUT_WINDOW (about), _("Model"),
+                                       (const char *[]) {
+                                         "DeepSeek-VL2 by DeepSeek-AI "
+                                         "https://github.com/deepseek-ai/DeepSeek-VL2",
+                                         NULL });
+  gtk_window_present (GTK_WINDOW (about));
+}
+
+static const GActionEntry app_actions[] = {
+  { "quit", quit_activated },
+  { "preferences", preferences_activated },
+  { "about", about_activated },
+};
+
+/* ------------------------------------------------------------------------------------------
+ * GApplication
+ */
+
+static void
+app_application_startup (GApplication *app)
+{
+  AppApplication *self = APP_APPLICATION (app);
+  g_autofree char *data_dir = NULL;
+  static const struct {
+    const char *action;
+    const char *accels[3];
+  } accels[] = {
+    { "app.quit", { "<Control>q", NULL } },
+    { "app.preferences", { "<Control>comma", NULL } },
+    { "win.new-chat", { "<Control>n", NULL } },
+    { "win.search", { "<Control>f", NULL } },
+    { "win.attach", { "<Control>o", NULL } },
+    { "win.stop", { "Escape", NULL } },
+    { "win.show-help-overlay", { "<Control>question", NULL } },
+  };
+
+  G_APPLICATION_CLASS (app_application_parent_class)->startup (app);
+
+  g_action_map_add_action_entries (G_ACTION_MAP (self), app_actions,
+                                   G_N_ELEMENTS (app_actions), self);
+  for (gsize i = 0; i < G_N_ELEMENTS (accels); i++)
+    gtk_application_set_accels_for_action (GTK_APPLICATION (self), accels[i].action,
+                                           accels[i].accels);
+
+  self->settings = g_settings_new (APP_ID);
+  data_dir = g_build_filename (g_get_user_data_dir (), "sightline", NULL);
+  self->store = app_chat_store_new (data_dir);
+  app_chat_store_load (self->store);
+  self->engine = app_engine_new ();
+  g_signal_connect_object (self->settings, "changed::model-folder",
+                           G_CALLBACK (model_folder_changed_cb), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->settings, "changed::threads",
+                           G_CALLBACK (threads_changed_cb), self, G_CONNECT_SWAPPED);
+  app_application_load_model (self);
+}
+
+static void
+app_application_activate (GApplication *app)
+{
+  AppApplication *self = APP_APPLICATION (app);
+  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
+
+  if (!window)
+    window = GTK_WINDOW (app_window_new (self));
+  gtk_window_present (window);
+}
+
+static void
+app_application_dispose (GObject *object)
+{
+  AppApplication *self = APP_APPLICATION (object);
+
+  g_clear_object (&self->engine);
+  g_clear_object (&self->store);
+  g_clear_object (&self->settings);
+  G_OBJECT_CLASS (app_application_parent_class)->dispose (object);
+}
+
+static void
+app_application_class_init (AppApplicationClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GApplicationClass *app_class = G_APPLICATION_CLASS (klass);
+
+  object_class->dispose = app_application_dispose;
+  app_class->startup = app_application_startup;
+  app_class->activate = app_application_activate;
+}
+
+static void
+app_application_init (AppApplication *self)
+{
+}

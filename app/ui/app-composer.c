@@ -1,0 +1,622 @@
+/* app-composer.c - the question box: text, pending images, send and stop.
+ *
+ * Enter sends and Shift+Enter starts a new line. Images arrive by the attach button, by drops
+ * on the window (the window hands them here) and by pasting with Ctrl+V; each one is checked
+ * with the engine's own decoder (size limits, truncated files) and copied into the chat store
+ * in a worker thread, so a large photo never freezes the window and the chat keeps its own
+ * copy. A pending image shows a spinner until its copy exists, and send waits for it.
+ */
+#include "app-composer.h"
+
+#include <glib/gi18n.h>
+
+#include "app-thumbnail.h"
+#include "image-file.h"
+
+#define THUMB 72
+
+typedef struct
+{
+  AppComposer *composer;         /* borrowed; NULL once the tile is removed */
+  char *id;                      /* store id once imported */
+  GtkWidget *tile;
+  GtkPicture *picture;
+  GtkWidget *spinner;
+  GCancellable *cancellable;
+} Pending;
+
+struct _AppComposer
+{
+  GtkWidget parent_instance;
+
+  AppChatStore *store;
+  GPtrArray *pending;            /* Pending*, in order */
+
+  GtkWidget *box;
+  GtkWidget *images;
+  GtkTextView *text_view;
+  GtkWidget *placeholder;
+  GtkWidget *attach_button;
+  GtkWidget *send_button;
+  gboolean generating;
+  gboolean can_send;
+};
+
+G_DEFINE_FINAL_TYPE (AppComposer, app_composer, GTK_TYPE_WIDGET)
+
+enum { SEND, STOP, IMPORT_FAILED, CHANGED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static void update_buttons (AppComposer *self);
+
+/* ------------------------------------------------------------------------------------------
+ * Pending images
+ */
+
+static void
+pending_free (gpointer p)
+{
+  Pending *pi = p;
+
+  g_cancellable_cancel (pi->cancellable);
+  g_clear_object (&pi->cancellable);
+  g_free (pi->id);
+  g_free (pi);
+}
+
+static void
+remove_clicked_cb (GtkButton *button,
+                   Pending   *pi)
+{
+  AppComposer *self = pi->composer;
+
+  gtk_box_remove (GTK_BOX (self->images), pi->tile);
+  g_ptr_array_remove (self->pending, pi);
+  gtk_widget_set_visible (self->images, self->pending->len > 0);
+  update_buttons (self);
+  g_signal_emit (self, signals[CHANGED], 0);
+}
+
+static Pending *
+pending_new (AppComposer *self)
+{
+  Pending *pi = g_new0 (Pending, 1);
+  GtkWidget *overlay = gtk_overlay_new ();
+  GtkWidget *remove = gtk_button_new_from_icon_name ("window-close-symbolic");
+
+  pi->composer = self;
+  pi->cancellable = g_cancellable_new ();
+  pi->picture = GTK_PICTURE (gtk_picture_new ());
+  gtk_picture_set_content_fit (pi->picture, GTK_CONTENT_FIT_COVER);
+  gtk_widget_set_size_request (GTK_WIDGET (pi->picture), THUMB, THUMB);
+  gtk_widget_add_css_class (GTK_WIDGET (pi->picture), "attachment");
+  gtk_overlay_set_child (GTK_OVERLAY (overlay), GTK_WIDGET (pi->picture));
+
+  pi->spinner = gtk_spinner_new ();
+  gtk_spinner_start (GTK_SPINNER (pi->spinner));
+  gtk_widget_set_halign (pi->spinner, GTK_ALIGN_CENTER);
+  gtk_widget_set_valign (pi->spinner, GTK_ALIGN_CENTER);
+  gtk_overlay_add_overlay (GTK_OVERLAY (overlay), pi->spinner);
+
+  gtk_widget_add_css_class (remove, "circular");
+  gtk_widget_add_css_class (remove, "osd");
+  gtk_widget_set_halign (remove, GTK_ALIGN_END);
+  gtk_widget_set_valign (remove, GTK_ALIGN_START);
+  gtk_widget_set_margin_top (remove, 4);
+  gtk_widget_set_margin_end (remove, 4);
+  gtk_widget_set_tooltip_text (remove, _("Remove Image"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (remove), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  _("Remove image"), -1);
+  g_signal_connect (remove, "clicked", G_CALLBACK (remove_clicked_cb), pi);
+  gtk_overlay_add_overlay (GTK_OVERLAY (overlay), remove);
+
+  pi->tile = overlay;
+  gtk_box_append (GTK_BOX (self->images), overlay);
+  gtk_widget_set_visible (self->images, TRUE);
+  g_ptr_array_add (self->pending, pi);
+  update_buttons (self);
+  return pi;
+}
+
+static void
+pending_ready (Pending    *pi,
+               const char *id)
+{
+  AppComposer *self = pi->composer;
+  g_autofree char *path = app_chat_store_get_image_path (self->store, id);
+
+  pi->id = g_strdup (id);
+  gtk_widget_set_visible (pi->spinner, FALSE);
+  app_thumbnail_set_picture (pi->picture, path, 2 * THUMB);
+  update_buttons (self);
+  g_signal_emit (self, signals[CHANGED], 0);
+}
+
+/* The import thread: check the image as the engine will read it, then copy it in. */
+typedef struct
+{
+  GFile *file;                   /* or bytes */
+  GBytes *bytes;
+  char *name;
+  AppChatStore *store;
+} ImportData;
+
+static void
+import_data_free (gpointer p)
+{
+  ImportData *d = p;
+
+  g_clear_object (&d->file);
+  g_clear_pointer (&d->bytes, g_bytes_unref);
+  g_free (d->name);
+  g_clear_object (&d->store);
+  g_free (d);
+}
+
+static void
+import_thread (GTask        *task,
+               gpointer      source,
+               gpointer      task_data,
+               GCancellable *cancellable)
+{
+  ImportData *d = task_data;
+  GError *error = NULL;
+  image_rgb im;
+  char *message = NULL;
+  char *id;
+
+  if (!d->bytes)
+    {
+      char *contents;
+      gsize len;
+
+      if (!g_file_load_contents (d->file, cancellable, &contents, &len, NULL, &error))
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+      d->bytes = g_bytes_new_take (contents, len);
+    }
+  if (!image_file_load_bytes (d->bytes, d->name, &im, &message))
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s", message);
+      g_free (message);
+      return;
+    }
+  image_rgb_clear (&im);
+  id = app_chat_store_import_image (d->store, d->bytes, &error);
+  if (!id)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, id, g_free);
+}
+
+static void
+import_done_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  Pending *pi = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *id = g_task_propagate_pointer (G_TASK (result), &error);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return; /* removed meanwhile; pi is gone */
+  if (!id)
+    {
+      AppComposer *self = pi->composer;
+
+      g_signal_emit (self, signals[IMPORT_FAILED], 0, error->message);
+      remove_clicked_cb (NULL, pi);
+      return;
+    }
+  pending_ready (pi, id);
+}
+
+static void
+import_async (AppComposer *self,
+              GFile       *file,
+              GBytes      *bytes,
+              const char  *name)
+{
+  Pending *pi = pending_new (self);
+  ImportData *d = g_new0 (ImportData, 1);
+  GTask *task = g_task_new (NULL, pi->cancellable, import_done_cb, pi);
+
+  d->file = file ? g_object_ref (file) : NULL;
+  d->bytes = bytes ? g_bytes_ref (bytes) : NULL;
+  d->name = g_strdup (name);
+  d->store = g_object_ref (self->store);
+  g_task_set_task_data (task, d, import_data_free);
+  g_task_run_in_thread (task, import_thread);
+  g_object_unref (task);
+}
+
+void
+app_composer_add_files (AppComposer *self,
+                        GSList      *files)
+{
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  for (GSList *l = files; l; l = l->next)
+    {
+      GFile *file = l->data;
+      g_autofree char *name = g_file_get_basename (file);
+
+      import_async (self, file, NULL, name);
+    }
+}
+
+void
+app_composer_add_texture (AppComposer *self,
+                          GdkTexture  *texture)
+{
+  g_autoptr(GBytes) png = NULL;
+
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  /* A pasted or dragged picture has no file: keep it losslessly as PNG. */
+  png = gdk_texture_save_to_png_bytes (texture);
+  import_async (self, NULL, png, _("Pasted image"));
+}
+
+void
+app_composer_add_image_id (AppComposer *self,
+                           const char  *image_id)
+{
+  g_return_if_fail (APP_IS_COMPOSER (self));
+  pending_ready (pending_new (self), image_id);
+}
+
+char **
+app_composer_get_images (AppComposer *self)
+{
+  GPtrArray *ids = g_ptr_array_new ();
+
+  for (guint i = 0; i < self->pending->len; i++)
+    {
+      Pending *pi = g_ptr_array_index (self->pending, i);
+
+      if (pi->id)
+        g_ptr_array_add (ids, g_strdup (pi->id));
+    }
+  g_ptr_array_add (ids, NULL);
+  return (char **) g_ptr_array_free (ids, FALSE);
+}
+
+gboolean
+app_composer_has_images (AppComposer *self)
+{
+  return self->pending->len > 0;
+}
+
+gboolean
+app_composer_is_importing (AppComposer *self)
+{
+  for (guint i = 0; i < self->pending->len; i++)
+    if (!((Pending *) g_ptr_array_index (self->pending, i))->id)
+      return TRUE;
+  return FALSE;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Text
+ */
+
+char *
+app_composer_get_text (AppComposer *self)
+{
+  GtkTextBuffer *buffer = gtk_text_view_get_buffer (self->text_view);
+  GtkTextIter start, end;
+
+  gtk_text_buffer_get_bounds (buffer, &start, &end);
+  return gtk_text_buffer_get_text (buffer, &start, &end, FALSE);
+}
+
+void
+app_composer_set_text (AppComposer *self,
+                       const char  *text)
+{
+  gtk_text_buffer_set_text (gtk_text_view_get_buffer (self->text_view), text ? text : "", -1);
+}
+
+void
+app_composer_clear (AppComposer *self)
+{
+  app_composer_set_text (self, "");
+  while (self->pending->len)
+    remove_clicked_cb (NULL, g_ptr_array_index (self->pending, 0));
+}
+
+static gboolean
+has_content (AppComposer *self)
+{
+  g_autofree char *text = app_composer_get_text (self);
+
+  return g_strstrip (text)[0] != '\0' || self->pending->len > 0;
+}
+
+static void
+update_buttons (AppComposer *self)
+{
+  GtkWidget *b = self->send_button;
+
+  if (self->generating)
+    {
+      gtk_button_set_icon_name (GTK_BUTTON (b), "media-playback-stop-symbolic");
+      gtk_widget_set_tooltip_text (b, _("Stop"));
+      gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                      _("Stop the answer"), -1);
+      gtk_widget_remove_css_class (b, "suggested-action");
+      gtk_widget_add_css_class (b, "destructive-action");
+      gtk_widget_set_sensitive (b, TRUE);
+    }
+  else
+    {
+      gtk_button_set_icon_name (GTK_BUTTON (b), "go-up-symbolic");
+      gtk_widget_set_tooltip_text (b, _("Send"));
+      gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                      _("Send the question"), -1);
+      gtk_widget_remove_css_class (b, "destructive-action");
+      gtk_widget_add_css_class (b, "suggested-action");
+      gtk_widget_set_sensitive (b, self->can_send && has_content (self) &&
+                                     !app_composer_is_importing (self));
+    }
+}
+
+static void
+request_send (AppComposer *self)
+{
+  if (self->generating || !self->can_send || !has_content (self) ||
+      app_composer_is_importing (self))
+    return;
+  g_signal_emit (self, signals[SEND], 0);
+}
+
+static void
+send_clicked_cb (AppComposer *self)
+{
+  if (self->generating)
+    g_signal_emit (self, signals[STOP], 0);
+  else
+    request_send (self);
+}
+
+static gboolean
+key_pressed_cb (GtkEventControllerKey *controller,
+                guint                  keyval,
+                guint                  keycode,
+                GdkModifierType        state,
+                AppComposer           *self)
+{
+  if ((keyval == GDK_KEY_Return || keyval == GDK_KEY_KP_Enter || keyval == GDK_KEY_ISO_Enter) &&
+      !(state & (GDK_SHIFT_MASK | GDK_CONTROL_MASK | GDK_ALT_MASK)))
+    {
+      request_send (self);
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+buffer_changed_cb (AppComposer *self)
+{
+  GtkTextBuffer *buffer = gtk_text_view_get_buffer (self->text_view);
+
+  gtk_widget_set_visible (self->placeholder, gtk_text_buffer_get_char_count (buffer) == 0);
+  update_buttons (self);
+  g_signal_emit (self, signals[CHANGED], 0);
+}
+
+/* Ctrl+V with a picture (or image files) on the clipboard attaches it; text pastes as text. */
+static void
+paste_texture_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(AppComposer) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GdkTexture) texture = gdk_clipboard_read_texture_finish (GDK_CLIPBOARD (source),
+                                                                     result, &error);
+
+  if (texture)
+    app_composer_add_texture (self, texture);
+  else
+    g_signal_emit (self, signals[IMPORT_FAILED], 0, error->message);
+}
+
+static void
+paste_files_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(AppComposer) self = user_data;
+  g_autoptr(GError) error = NULL;
+  const GValue *value = gdk_clipboard_read_value_finish (GDK_CLIPBOARD (source), result, &error);
+
+  if (value)
+    app_composer_add_files (self, g_value_get_boxed (value));
+  else
+    g_signal_emit (self, signals[IMPORT_FAILED], 0, error->message);
+}
+
+static void
+paste_clipboard_cb (GtkTextView *view,
+                    AppComposer *self)
+{
+  GdkClipboard *clipboard = gtk_widget_get_clipboard (GTK_WIDGET (view));
+  GdkContentFormats *formats = gdk_clipboard_get_formats (clipboard);
+
+  if (gdk_content_formats_contain_gtype (formats, GDK_TYPE_FILE_LIST))
+    {
+      gdk_clipboard_read_value_async (clipboard, GDK_TYPE_FILE_LIST, G_PRIORITY_DEFAULT, NULL,
+                                      paste_files_cb, g_object_ref (self));
+      g_signal_stop_emission_by_name (view, "paste-clipboard");
+    }
+  else if (gdk_content_formats_contain_gtype (formats, GDK_TYPE_TEXTURE))
+    {
+      gdk_clipboard_read_texture_async (clipboard, NULL, paste_texture_cb, g_object_ref (self));
+      g_signal_stop_emission_by_name (view, "paste-clipboard");
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * API
+ */
+
+AppComposer *
+app_composer_new (void)
+{
+  return g_object_new (APP_TYPE_COMPOSER, NULL);
+}
+
+void
+app_composer_set_store (AppComposer  *self,
+                        AppChatStore *store)
+{
+  g_set_object (&self->store, store);
+}
+
+void
+app_composer_set_generating (AppComposer *self,
+                             gboolean     generating)
+{
+  self->generating = generating;
+  update_buttons (self);
+}
+
+void
+app_composer_set_can_send (AppComposer *self,
+                           gboolean     can_send)
+{
+  self->can_send = can_send;
+  update_buttons (self);
+}
+
+void
+app_composer_focus (AppComposer *self)
+{
+  gtk_widget_grab_focus (GTK_WIDGET (self->text_view));
+}
+
+/* ------------------------------------------------------------------------------------------
+ * GObject
+ */
+
+static void
+app_composer_dispose (GObject *object)
+{
+  AppComposer *self = APP_COMPOSER (object);
+
+  if (self->pending)
+    {
+      /* outstanding imports must not call back into a dead composer */
+      for (guint i = 0; i < self->pending->len; i++)
+        ((Pending *) g_ptr_array_index (self->pending, i))->composer = NULL;
+      g_clear_pointer (&self->pending, g_ptr_array_unref);
+    }
+  g_clear_pointer (&self->box, gtk_widget_unparent);
+  g_clear_object (&self->store);
+  G_OBJECT_CLASS (app_composer_parent_class)->dispose (object);
+}
+
+static void
+app_composer_class_init (AppComposerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = app_composer_dispose;
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+  gtk_widget_class_set_css_name (widget_class, "composer");
+
+  signals[SEND] = g_signal_new ("send", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                NULL, NULL, G_TYPE_NONE, 0);
+  signals[STOP] = g_signal_new ("stop", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                NULL, NULL, G_TYPE_NONE, 0);
+  signals[IMPORT_FAILED] = g_signal_new ("import-failed", G_TYPE_FROM_CLASS (klass),
+                                         G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 1,
+                                         G_TYPE_STRING);
+  signals[CHANGED] = g_signal_new ("changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                   NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+static void
+app_composer_init (AppComposer *self)
+{
+  GtkWidget *row, *scroller, *overlay;
+  GtkEventController *keys;
+
+  self->pending = g_ptr_array_new_with_free_func (pending_free);
+  self->can_send = TRUE;
+
+  self->box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  gtk_widget_add_css_class (self->box, "card");
+  gtk_widget_set_parent (self->box, GTK_WIDGET (self));
+
+  self->images = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  gtk_widget_set_margin_start (self->images, 8);
+  gtk_widget_set_margin_top (self->images, 8);
+  gtk_widget_set_visible (self->images, FALSE);
+  gtk_box_append (GTK_BOX (self->box), self->images);
+
+  row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  gtk_widget_set_margin_start (row, 6);
+  gtk_widget_set_margin_end (row, 6);
+  gtk_widget_set_margin_top (row, 6);
+  gtk_widget_set_margin_bottom (row, 6);
+  gtk_box_append (GTK_BOX (self->box), row);
+
+  self->attach_button = gtk_button_new_from_icon_name ("mail-attachment-symbolic");
+  gtk_widget_add_css_class (self->attach_button, "flat");
+  gtk_widget_add_css_class (self->attach_button, "circular");
+  gtk_widget_set_valign (self->attach_button, GTK_ALIGN_END);
+  gtk_widget_set_tooltip_text (self->attach_button, _("Attach Images…"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->attach_button),
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Attach images"), -1);
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->attach_button), "win.attach");
+  gtk_box_append (GTK_BOX (row), self->attach_button);
+
+  overlay = gtk_overlay_new ();
+  gtk_widget_set_hexpand (overlay, TRUE);
+  scroller = gtk_scrolled_window_new ();
+  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (scroller), GTK_POLICY_NEVER,
+                                  GTK_POLICY_AUTOMATIC);
+  gtk_scrolled_window_set_propagate_natural_height (GTK_SCROLLED_WINDOW (scroller), TRUE);
+  gtk_scrolled_window_set_max_content_height (GTK_SCROLLED_WINDOW (scroller), 200);
+  self->text_view = GTK_TEXT_VIEW (gtk_text_view_new ());
+  gtk_text_view_set_wrap_mode (self->text_view, GTK_WRAP_WORD_CHAR);
+  gtk_text_view_set_accepts_tab (self->text_view, FALSE);
+  gtk_text_view_set_top_margin (self->text_view, 8);
+  gtk_text_view_set_bottom_margin (self->text_view, 8);
+  gtk_text_view_set_left_margin (self->text_view, 4);
+  gtk_widget_add_css_class (GTK_WIDGET (self->text_view), "composer-text");
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->text_view),
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Question"), -1);
+  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroller), GTK_WIDGET (self->text_view));
+  gtk_overlay_set_child (GTK_OVERLAY (overlay), scroller);
+
+  self->placeholder = gtk_label_new (_("Ask about an image…"));
+  gtk_widget_add_css_class (self->placeholder, "dim-label");
+  gtk_widget_set_halign (self->placeholder, GTK_ALIGN_START);
+  gtk_widget_set_valign (self->placeholder, GTK_ALIGN_CENTER);
+  gtk_widget_set_margin_start (self->placeholder, 6);
+  gtk_widget_set_can_target (self->placeholder, FALSE);
+  gtk_overlay_add_overlay (GTK_OVERLAY (overlay), self->placeholder);
+  gtk_box_append (GTK_BOX (row), overlay);
+
+  self->send_button = gtk_button_new_from_icon_name ("go-up-symbolic");
+  gtk_widget_add_css_class (self->send_button, "circular");
+  gtk_widget_set_valign (self->send_button, GTK_ALIGN_END);
+  g_signal_connect_swapped (self->send_button, "clicked", G_CALLBACK (send_clicked_cb), self);
+  gtk_box_append (GTK_BOX (row), self->send_button);
+
+  keys = gtk_event_controller_key_new ();
+  gtk_event_controller_set_propagation_phase (keys, GTK_PHASE_CAPTURE);
+  g_signal_connect (keys, "key-pressed", G_CALLBACK (key_pressed_cb), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->text_view), keys);
+  g_signal_connect (self->text_view, "paste-clipboard", G_CALLBACK (paste_clipboard_cb), self);
+  g_signal_connect_swapped (gtk_text_view_get_buffer (self->text_view), "changed",
+                            G_CALLBACK (buffer_changed_cb), self);
+  update_buttons (self);
+}

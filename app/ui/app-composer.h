@@ -1,0 +1,46 @@
+/* app-composer.h - where the person writes a question and gathers the images to ask about. */
+#pragma once
+
+#include <gtk/gtk.h>
+
+#include "app-chat-store.h"
+
+G_BEGIN_DECLS
+
+#define APP_TYPE_COMPOSER (app_composer_get_type ())
+G_DECLARE_FINAL_TYPE (AppComposer, app_composer, APP, COMPOSER, GtkWidget)
+
+/* Signals: "send" when the person presses Enter or the send button (and there is something to
+ * send), "stop" when they press the stop button, "import-failed" (const char *message) when an
+ * attached, dropped or pasted image cannot be used. */
+AppComposer     *app_composer_new              (void);
+void             app_composer_set_store        (AppComposer     *self,
+                                                AppChatStore    *store);
+
+char            *app_composer_get_text         (AppComposer     *self);
+void             app_composer_set_text         (AppComposer     *self,
+                                                const char      *text);
+/* The attached images' store ids, in order (NULL-terminated, g_strfreev it). */
+char           **app_composer_get_images       (AppComposer     *self);
+gboolean         app_composer_has_images       (AppComposer     *self);
+/* Images still being copied into the store; send waits for them. */
+gboolean         app_composer_is_importing     (AppComposer     *self);
+void             app_composer_clear            (AppComposer     *self);
+
+/* Adds an already imported image (edit and resend). */
+void             app_composer_add_image_id     (AppComposer     *self,
+                                                const char      *image_id);
+/* Imports files or image data (drop, paste, file chooser) in a worker thread. */
+void             app_composer_add_files        (AppComposer     *self,
+                                                GSList          *files);
+void             app_composer_add_texture      (AppComposer     *self,
+                                                GdkTexture      *texture);
+
+/* While generating, the send button becomes a stop button. */
+void             app_composer_set_generating   (AppComposer     *self,
+                                                gboolean         generating);
+void             app_composer_set_can_send     (AppComposer     *self,
+                                                gboolean         can_send);
+void             app_composer_focus            (AppComposer     *self);
+
+G_END_DECLS

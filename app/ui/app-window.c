@@ -1,0 +1,1066 @@
+/* app-window.c - the main window: the chat list beside the conversation.
+ *
+ * The conversation is the current chat's GListModel of messages shown in a GtkListView: sending
+ * appends the question and an empty answer, and the engine fills the answer in place, so the
+ * list never rebuilds while text streams in. The window follows the engine's state: a welcome
+ * page until a model folder is chosen, a progress page while it loads, the chat when it is
+ * ready. Chats are saved after every question and every finished answer; deleting one can be
+ * undone until its toast goes away.
+ */
+#include "app-window.h"
+
+#include <glib/gi18n.h>
+
+#include "app-composer.h"
+#include "app-config.h"
+#include "app-message-row.h"
+
+struct _AppWindow
+{
+  AdwApplicationWindow parent_instance;
+
+  AppApplication *app;
+  AppChatStore *store;
+  AppEngine *engine;
+  GSettings *settings;
+
+  GtkFilterListModel *chat_filter;
+  GtkCustomFilter *filter;
+  GtkSingleSelection *chat_selection;
+  AppChat *chat;                 /* current */
+  GCancellable *generation;      /* while an answer is being written */
+  AppMessage *reply;
+  gboolean stick_to_bottom;
+
+  /* template */
+  AdwToastOverlay *toast_overlay;
+  AdwLeaflet *leaflet;
+  GtkWidget *sidebar;
+  GtkWidget *content;
+  GtkToggleButton *search_button;
+  GtkSearchBar *search_bar;
+  GtkSearchEntry *search_entry;
+  GtkStack *sidebar_stack;
+  GtkListView *chat_list;
+  AdwWindowTitle *chat_title;
+  GtkStack *main_stack;
+  AdwStatusPage *welcome_page;
+  AdwStatusPage *loading_page;
+  GtkProgressBar *load_progress;
+  GtkStack *chat_stack;
+  GtkScrolledWindow *message_scroller;
+  GtkListView *message_list;
+  AppComposer *composer;
+};
+
+G_DEFINE_FINAL_TYPE (AppWindow, app_window, ADW_TYPE_APPLICATION_WINDOW)
+
+static void set_chat (AppWindow *self, AppChat *chat);
+static void update_actions (AppWindow *self);
+
+static void
+toast (AppWindow  *self,
+       const char *text)
+{
+  AdwToast *t = adw_toast_new (text);
+
+  adw_toast_set_timeout (t, 5);
+  adw_toast_overlay_add_toast (self->toast_overlay, t);
+}
+
+static void
+save_chat (AppWindow *self,
+           AppChat   *chat)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!app_chat_store_save (self->store, chat, &error))
+    {
+      g_autofree char *msg = g_strdup_printf (_("The chat could not be saved: %s"),
+                                              error->message);
+      toast (self, msg);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The engine's state decides the page
+ */
+
+static void
+update_page (AppWindow *self)
+{
+  AppEngineState state = app_engine_get_state (self->engine);
+  g_autofree char *folder = g_settings_get_string (self->settings, "model-folder");
+  const char *name = app_engine_get_model_name (self->engine);
+
+  switch (state)
+    {
+    case APP_ENGINE_LOADING:
+      gtk_stack_set_visible_child_name (self->main_stack, "loading");
+      adw_status_page_set_description (self->loading_page, folder);
+      break;
+    case APP_ENGINE_READY:
+    case APP_ENGINE_BUSY:
+      gtk_stack_set_visible_child_name (self->main_stack, "chat");
+      break;
+    case APP_ENGINE_FAILED:
+      {
+        g_autofree char *text =
+          g_strdup_printf (_("The model in “%s” could not be loaded: %s\n\nChoose a folder "
+                             "with a DeepSeek-VL2 checkpoint: config.json, tokenizer.json and "
+                             "the .safetensors weights."),
+                           folder, app_engine_get_error (self->engine));
+
+        adw_status_page_set_title (self->welcome_page, _("The Model Could Not Be Loaded"));
+        adw_status_page_set_description (self->welcome_page, text);
+        gtk_stack_set_visible_child_name (self->main_stack, "welcome");
+      }
+      break;
+    case APP_ENGINE_EMPTY:
+    default:
+      adw_status_page_set_title (self->welcome_page, _("Welcome to Sightline"));
+      adw_status_page_set_description (
+        self->welcome_page,
+        _("Sightline answers questions about your images with DeepSeek-VL2, on this computer "
+          "and offline. It needs a model: download a checkpoint folder such as "
+          "deepseek-ai/deepseek-vl2-tiny (6.7 GB) from Hugging Face, then open it here."));
+      gtk_stack_set_visible_child_name (self->main_stack, "welcome");
+      break;
+    }
+  adw_window_title_set_subtitle (self->chat_title, state == APP_ENGINE_READY ||
+                                                       state == APP_ENGINE_BUSY ? name : NULL);
+  app_composer_set_can_send (self->composer, state == APP_ENGINE_READY);
+  update_actions (self);
+}
+
+static void
+load_progress_cb (AppWindow *self)
+{
+  gtk_progress_bar_set_fraction (self->load_progress,
+                                 app_engine_get_load_progress (self->engine));
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The conversation
+ */
+
+static void
+update_chat_view (AppWindow *self)
+{
+  gboolean empty = !self->chat || app_chat_get_n_messages (self->chat) == 0;
+
+  gtk_stack_set_visible_child_name (self->chat_stack, empty ? "empty" : "messages");
+  adw_window_title_set_title (self->chat_title, self->chat ? app_chat_get_title (self->chat)
+                                                           : _("Sightline"));
+  update_actions (self);
+}
+
+/* Keep the newest text in view while it streams, unless the person scrolled up to read. */
+static void
+scroll_value_changed_cb (GtkAdjustment *adj,
+                         AppWindow     *self)
+{
+  self->stick_to_bottom = gtk_adjustment_get_value (adj) >=
+                          gtk_adjustment_get_upper (adj) - gtk_adjustment_get_page_size (adj) - 48;
+}
+
+static void
+scroll_changed_cb (GtkAdjustment *adj,
+                   AppWindow     *self)
+{
+  if (self->stick_to_bottom)
+    gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
+                                     gtk_adjustment_get_page_size (adj));
+}
+
+/* Mirrors the current chat in the sidebar's selection (saving moves a chat to the top). */
+static void
+select_current (AppWindow *self)
+{
+  GListModel *chats = G_LIST_MODEL (self->chat_selection);
+
+  for (guint i = 0; self->chat && i < g_list_model_get_n_items (chats); i++)
+    {
+      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
+
+      if (c == self->chat)
+        {
+          if (gtk_single_selection_get_selected (self->chat_selection) != i)
+            gtk_single_selection_set_selected (self->chat_selection, i);
+          return;
+        }
+    }
+  gtk_single_selection_set_selected (self->chat_selection, GTK_INVALID_LIST_POSITION);
+}
+
+static void
+set_chat (AppWindow *self,
+          AppChat   *chat)
+{
+  g_autoptr(GtkNoSelection) selection = NULL;
+
+  if (self->chat == chat && chat)
+    return;
+  if (self->chat)
+    g_signal_handlers_disconnect_by_data (self->chat, self);
+  g_set_object (&self->chat, chat);
+  if (chat)
+    {
+      g_signal_connect_swapped (chat, "notify::title", G_CALLBACK (update_chat_view), self);
+      g_signal_connect_swapped (app_chat_get_messages (chat), "items-changed",
+                                G_CALLBACK (update_chat_view), self);
+      selection = gtk_no_selection_new (g_object_ref (app_chat_get_messages (chat)));
+    }
+  gtk_list_view_set_model (self->message_list, GTK_SELECTION_MODEL (selection));
+  self->stick_to_bottom = TRUE;
+
+  select_current (self);
+  update_chat_view (self);
+}
+
+static AppChat *
+ensure_chat (AppWindow *self)
+{
+  if (!self->chat)
+    {
+      g_autoptr(AppChat) chat = app_chat_new ();
+
+      app_chat_store_add (self->store, chat);
+      set_chat (self, chat);
+    }
+  return self->chat;
+}
+
+static void
+notify_finished (AppWindow  *self,
+                 AppMessage *reply)
+{
+  g_autoptr(GNotification) n = NULL;
+  g_autofree char *body = NULL;
+  const char *text = app_message_get_text (reply);
+
+  if (gtk_window_is_active (GTK_WINDOW (self)))
+    return;
+  n = g_notification_new (_("Sightline answered"));
+  body = g_utf8_substring (text, 0, MIN (g_utf8_strlen (text, -1), 120));
+  g_notification_set_body (n, body);
+  g_notification_set_default_action (n, "app.activate");
+  g_application_send_notification (G_APPLICATION (self->app), "answer", n);
+}
+
+/* The answer's own state says when it is over: the window reacts to that, before anything
+ * else can see the finished answer, so a new question is never refused as "still busy". */
+static void
+reply_state_cb (AppMessage *reply,
+                GParamSpec *pspec,
+                AppWindow  *self)
+{
+  AppMessageState state = app_message_get_state (reply);
+
+  if (state == APP_MESSAGE_PENDING || state == APP_MESSAGE_STREAMING)
+    return;
+  g_signal_handlers_disconnect_by_func (reply, reply_state_cb, self);
+  if (self->reply == reply)
+    {
+      g_clear_object (&self->generation);
+      g_clear_object (&self->reply);
+      app_composer_set_generating (self->composer, FALSE);
+      update_actions (self);
+    }
+  if (state == APP_MESSAGE_COMPLETE)
+    notify_finished (self, reply);
+}
+
+typedef struct
+{
+  AppWindow *window;
+  AppChat *chat;
+} Generation;
+
+static void
+generate_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  Generation *g = user_data;
+  g_autoptr(GError) error = NULL;
+
+  /* the reply carries the outcome (state, error, statistics); the chat keeps it */
+  if (!app_engine_generate_finish (APP_ENGINE (source), result, &error))
+    g_debug ("answer failed: %s", error->message);
+  save_chat (g->window, g->chat);
+  g_object_unref (g->chat);
+  g_object_unref (g->window);
+  g_free (g);
+}
+
+static void
+settings_params (AppWindow         *self,
+                 AppGenerateParams *p)
+{
+  app_generate_params_init (p);
+  p->temperature = g_settings_get_double (self->settings, "temperature");
+  p->top_p = g_settings_get_double (self->settings, "top-p");
+  p->max_new_tokens = g_settings_get_int (self->settings, "max-new-tokens");
+  p->repetition_penalty = g_settings_get_double (self->settings, "repetition-penalty");
+  p->system_prompt = g_settings_get_string (self->settings, "system-prompt");
+}
+
+/* Appends an empty answer to the current chat and has the engine write it. */
+static void
+start_answer (AppWindow *self)
+{
+  g_autoptr(AppMessage) reply = app_message_new (APP_ROLE_ASSISTANT, "");
+  g_autofree char *image_dir = g_build_filename (app_chat_store_get_data_dir (self->store),
+                                                 "images", NULL);
+  AppGenerateParams params;
+  Generation *g = g_new0 (Generation, 1);
+
+  app_chat_append (self->chat, reply);
+  save_chat (self, self->chat);
+  self->generation = g_cancellable_new ();
+  self->reply = g_object_ref (reply);
+  self->stick_to_bottom = TRUE;
+  app_composer_set_generating (self->composer, TRUE);
+  update_actions (self);
+
+  g->window = g_object_ref (self);
+  g->chat = g_object_ref (self->chat);
+  g_signal_connect (reply, "notify::state", G_CALLBACK (reply_state_cb), self);
+  settings_params (self, &params);
+  app_engine_generate_async (self->engine, self->chat, reply, image_dir, &params,
+                             self->generation, generate_cb, g);
+  app_generate_params_clear (&params);
+}
+
+static void
+send_cb (AppWindow *self)
+{
+  g_autofree char *text = app_composer_get_text (self->composer);
+  g_auto(GStrv) images = app_composer_get_images (self->composer);
+  g_autoptr(AppMessage) question = NULL;
+
+  if (self->generation || app_engine_get_state (self->engine) != APP_ENGINE_READY)
+    return;
+  g_strstrip (text);
+  ensure_chat (self);
+  question = app_message_new (APP_ROLE_USER, text);
+  app_message_set_images (question, (const char * const *) images);
+  app_chat_append (self->chat, question);
+  app_composer_clear (self->composer);
+  start_answer (self);
+}
+
+static void
+stop_cb (AppWindow *self)
+{
+  if (self->generation)
+    g_cancellable_cancel (self->generation);
+}
+
+static void
+import_failed_cb (AppWindow  *self,
+                  const char *message)
+{
+  toast (self, message);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Chat list
+ */
+
+static gboolean
+filter_chat (gpointer item,
+             gpointer user_data)
+{
+  AppWindow *self = user_data;
+  const char *query = gtk_editable_get_text (GTK_EDITABLE (self->search_entry));
+
+  return app_chat_matches (APP_CHAT (item), query);
+}
+
+static void
+search_changed_cb (AppWindow *self)
+{
+  gtk_filter_changed (GTK_FILTER (self->filter), GTK_FILTER_CHANGE_DIFFERENT);
+  gtk_stack_set_visible_child_name (self->sidebar_stack,
+                                    g_list_model_get_n_items (G_LIST_MODEL (self->chat_filter)) ||
+                                      !*gtk_editable_get_text (GTK_EDITABLE (self->search_entry))
+                                    ? "list" : "no-results");
+}
+
+static void
+chat_selected_cb (AppWindow *self)
+{
+  AppChat *chat = gtk_single_selection_get_selected_item (self->chat_selection);
+
+  if (chat && chat != self->chat)
+    {
+      set_chat (self, chat);
+      adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
+    }
+}
+
+static void
+chat_row_setup_cb (GtkSignalListItemFactory *factory,
+                   GtkListItem              *item,
+                   AppWindow                *self)
+{
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  GtkWidget *label = gtk_label_new (NULL);
+  GtkWidget *menu_button = gtk_menu_button_new ();
+
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_widget_set_hexpand (label, TRUE);
+  gtk_box_append (GTK_BOX (box), label);
+  gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (menu_button), "view-more-symbolic");
+  gtk_widget_add_css_class (menu_button, "flat");
+  gtk_widget_set_tooltip_text (menu_button, _("Chat Menu"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (menu_button), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  _("Chat menu"), -1);
+  gtk_box_append (GTK_BOX (box), menu_button);
+  gtk_list_item_set_child (item, box);
+}
+
+static void
+chat_row_bind_cb (GtkSignalListItemFactory *factory,
+                  GtkListItem              *item,
+                  AppWindow                *self)
+{
+  AppChat *chat = gtk_list_item_get_item (item);
+  GtkWidget *box = gtk_list_item_get_child (item);
+  GtkWidget *label = gtk_widget_get_first_child (box);
+  GtkWidget *menu_button = gtk_widget_get_last_child (box);
+  g_autoptr(GMenu) menu = g_menu_new ();
+  g_autoptr(GMenuItem) rename = g_menu_item_new (_("_Rename…"), NULL);
+  g_autoptr(GMenuItem) delete = g_menu_item_new (_("_Delete"), NULL);
+  GBinding *binding;
+
+  g_menu_item_set_action_and_target (rename, "win.rename-chat", "s", app_chat_get_id (chat));
+  g_menu_item_set_action_and_target (delete, "win.delete-chat", "s", app_chat_get_id (chat));
+  g_menu_append_item (menu, rename);
+  g_menu_append_item (menu, delete);
+  gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (menu_button), G_MENU_MODEL (menu));
+  binding = g_object_bind_property (chat, "title", label, "label", G_BINDING_SYNC_CREATE);
+  g_object_set_data (G_OBJECT (item), "binding", binding);
+}
+
+static void
+chat_row_unbind_cb (GtkSignalListItemFactory *factory,
+                    GtkListItem              *item,
+                    AppWindow                *self)
+{
+  GBinding *binding = g_object_get_data (G_OBJECT (item), "binding");
+
+  if (binding)
+    g_binding_unbind (binding);
+  g_object_set_data (G_OBJECT (item), "binding", NULL);
+}
+
+static AppChat *
+find_chat (AppWindow  *self,
+           const char *id)
+{
+  GListModel *chats = app_chat_store_get_chats (self->store);
+
+  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
+    {
+      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
+
+      if (g_strcmp0 (app_chat_get_id (c), id) == 0)
+        return c;
+    }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Messages list
+ */
+
+static void
+message_setup_cb (GtkSignalListItemFactory *factory,
+                  GtkListItem              *item,
+                  AppWindow                *self)
+{
+  gtk_list_item_set_activatable (item, FALSE);
+  gtk_list_item_set_selectable (item, FALSE);
+  gtk_list_item_set_child (item, GTK_WIDGET (app_message_row_new (self->store)));
+}
+
+static void
+message_bind_cb (GtkSignalListItemFactory *factory,
+                 GtkListItem              *item,
+                 AppWindow                *self)
+{
+  app_message_row_bind (APP_MESSAGE_ROW (gtk_list_item_get_child (item)), self->chat,
+                        gtk_list_item_get_item (item),
+                        app_engine_get_model_name (self->engine));
+}
+
+static void
+message_unbind_cb (GtkSignalListItemFactory *factory,
+                   GtkListItem              *item,
+                   AppWindow                *self)
+{
+  app_message_row_bind (APP_MESSAGE_ROW (gtk_list_item_get_child (item)), NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Actions
+ */
+
+static void
+update_actions (AppWindow *self)
+{
+  gboolean generating = self->generation != NULL;
+  gboolean ready = app_engine_get_state (self->engine) == APP_ENGINE_READY;
+  guint n = self->chat ? app_chat_get_n_messages (self->chat) : 0;
+  gboolean last_is_answer = FALSE;
+
+  if (n > 0)
+    {
+      g_autoptr(AppMessage) last = app_chat_get_message (self->chat, n - 1);
+
+      last_is_answer = app_message_get_role (last) == APP_ROLE_ASSISTANT;
+    }
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop", generating);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.regenerate",
+                                 ready && !generating && last_is_answer);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.edit-message", !generating);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.delete-current", self->chat != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.rename-current", n > 0);
+}
+
+static void
+new_chat_action (GtkWidget  *widget,
+                 const char *name,
+                 GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  if (!self->chat || app_chat_get_n_messages (self->chat) > 0)
+    {
+      g_autoptr(AppChat) chat = app_chat_new ();
+
+      app_chat_store_add (self->store, chat);
+      set_chat (self, chat);
+    }
+  adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
+  app_composer_focus (self->composer);
+}
+
+static void
+search_action (GtkWidget  *widget,
+               const char *name,
+               GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_BACK);
+  gtk_toggle_button_set_active (self->search_button, TRUE);
+  gtk_widget_grab_focus (GTK_WIDGET (self->search_entry));
+}
+
+static void
+show_chats_action (GtkWidget  *widget,
+                   const char *name,
+                   GVariant   *param)
+{
+  adw_leaflet_navigate (APP_WINDOW (widget)->leaflet, ADW_NAVIGATION_DIRECTION_BACK);
+}
+
+static void
+stop_action (GtkWidget  *widget,
+             const char *name,
+             GVariant   *param)
+{
+  stop_cb (APP_WINDOW (widget));
+}
+
+static void
+attach_response_cb (GtkNativeDialog *dialog,
+                    int              response,
+                    AppWindow       *self)
+{
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr(GListModel) files = gtk_file_chooser_get_files (GTK_FILE_CHOOSER (dialog));
+      GSList *list = NULL;
+
+      for (guint i = g_list_model_get_n_items (files); i > 0; i--)
+        list = g_slist_prepend (list, g_list_model_get_item (files, i - 1));
+      app_composer_add_files (self->composer, list);
+      g_slist_free_full (list, g_object_unref);
+    }
+  g_object_unref (dialog);
+}
+
+static void
+attach_action (GtkWidget  *widget,
+               const char *name,
+               GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  GtkFileChooserNative *chooser;
+  g_autoptr(GtkFileFilter) images = gtk_file_filter_new ();
+
+  chooser = gtk_file_chooser_native_new (_("Attach Images"), GTK_WINDOW (self),
+                                         GTK_FILE_CHOOSER_ACTION_OPEN, _("_Attach"),
+                                         _("_Cancel"));
+  gtk_file_chooser_set_select_multiple (GTK_FILE_CHOOSER (chooser), TRUE);
+  gtk_file_filter_set_name (images, _("Images"));
+  gtk_file_filter_add_pixbuf_formats (images);
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), images);
+  g_signal_connect (chooser, "response", G_CALLBACK (attach_response_cb), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
+}
+
+static void
+open_model_response_cb (GtkNativeDialog *dialog,
+                        int              response,
+                        AppWindow       *self)
+{
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr(GFile) folder = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+      g_autofree char *path = g_file_get_path (folder);
+
+      /* the application loads the folder when the setting changes */
+      if (path)
+        g_settings_set_string (self->settings, "model-folder", path);
+    }
+  g_object_unref (dialog);
+}
+
+static void
+open_model_action (GtkWidget  *widget,
+                   const char *name,
+                   GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  GtkFileChooserNative *chooser;
+
+  chooser = gtk_file_chooser_native_new (_("Open Model Folder"), GTK_WINDOW (self),
+                                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"),
+                                         _("_Cancel"));
+  g_signal_connect (chooser, "response", G_CALLBACK (open_model_response_cb), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
+}
+
+static void
+regenerate_action (GtkWidget  *widget,
+                   const char *name,
+                   GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  guint n = self->chat ? app_chat_get_n_messages (self->chat) : 0;
+
+  if (self->generation || n == 0)
+    return;
+  app_chat_truncate (self->chat, n - 1);
+  start_answer (self);
+}
+
+static void
+edit_message_action (GtkWidget  *widget,
+                     const char *name,
+                     GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  guint pos = g_variant_get_uint32 (param);
+  g_autoptr(AppMessage) question = NULL;
+  const char * const *images;
+
+  if (self->generation || !self->chat || pos >= app_chat_get_n_messages (self->chat))
+    return;
+  question = app_chat_get_message (self->chat, pos);
+  if (app_message_get_role (question) != APP_ROLE_USER)
+    return;
+  /* the question goes back to the composer; it and everything after it leave the chat */
+  app_composer_clear (self->composer);
+  app_composer_set_text (self->composer, app_message_get_text (question));
+  images = app_message_get_images (question);
+  for (guint i = 0; images && images[i]; i++)
+    app_composer_add_image_id (self->composer, images[i]);
+  app_chat_truncate (self->chat, pos);
+  save_chat (self, self->chat);
+  app_composer_focus (self->composer);
+}
+
+/* Rename */
+
+static void
+rename_response_cb (AdwMessageDialog *dialog,
+                    const char       *response,
+                    AppWindow        *self)
+{
+  AppChat *chat = g_object_get_data (G_OBJECT (dialog), "chat");
+  GtkEditable *entry = g_object_get_data (G_OBJECT (dialog), "entry");
+  g_autofree char *title = g_strstrip (g_strdup (gtk_editable_get_text (entry)));
+
+  if (g_strcmp0 (response, "rename") == 0 && title[0])
+    {
+      app_chat_set_title (chat, title);
+      save_chat (self, chat);
+    }
+}
+
+static void
+rename_chat (AppWindow *self,
+             AppChat   *chat)
+{
+  GtkWidget *dialog, *entry;
+
+  if (!chat)
+    return;
+  dialog = adw_message_dialog_new (GTK_WINDOW (self), _("Rename Chat"), NULL);
+  entry = gtk_entry_new ();
+  gtk_editable_set_text (GTK_EDITABLE (entry), app_chat_get_title (chat));
+  gtk_entry_set_activates_default (GTK_ENTRY (entry), TRUE);
+  gtk_accessible_update_property (GTK_ACCESSIBLE (entry), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  _("Chat title"), -1);
+  adw_message_dialog_set_extra_child (ADW_MESSAGE_DIALOG (dialog), entry);
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", _("_Cancel"),
+                                    "rename", _("_Rename"), NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "rename",
+                                              ADW_RESPONSE_SUGGESTED);
+  adw_message_dialog_set_default_response (ADW_MESSAGE_DIALOG (dialog), "rename");
+  g_object_set_data_full (G_OBJECT (dialog), "chat", g_object_ref (chat), g_object_unref);
+  g_object_set_data (G_OBJECT (dialog), "entry", entry);
+  g_signal_connect (dialog, "response", G_CALLBACK (rename_response_cb), self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+rename_chat_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  rename_chat (self, find_chat (self, g_variant_get_string (param, NULL)));
+}
+
+static void
+rename_current_action (GtkWidget  *widget,
+                       const char *name,
+                       GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  rename_chat (self, self->chat);
+}
+
+/* Delete, with undo until the toast is gone */
+
+typedef struct
+{
+  AppWindow *window;
+  AppChat *chat;
+  gboolean undone;
+} PendingDelete;
+
+static void
+undo_delete_cb (AdwToast      *t,
+                PendingDelete *d)
+{
+  d->undone = TRUE;
+  app_chat_store_untrash (d->window->store, d->chat);
+  set_chat (d->window, d->chat);
+}
+
+static void
+delete_dismissed_cb (AdwToast      *t,
+                     PendingDelete *d)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!d->undone && !app_chat_store_purge (d->window->store, d->chat, &error))
+    g_warning ("cannot delete the chat file: %s", error->message);
+  g_object_unref (d->chat);
+  g_object_unref (d->window);
+  g_free (d);
+}
+
+static void
+delete_chat (AppWindow *self,
+             AppChat   *chat)
+{
+  PendingDelete *d;
+  AdwToast *t;
+  g_autofree char *title = NULL;
+
+  if (!chat)
+    return;
+  if (chat == self->chat && self->generation)
+    g_cancellable_cancel (self->generation);
+  title = g_strdup_printf (_("“%s” deleted"), app_chat_get_title (chat));
+  d = g_new0 (PendingDelete, 1);
+  d->window = g_object_ref (self);
+  d->chat = g_object_ref (chat);
+  app_chat_store_trash (self->store, chat);
+  if (chat == self->chat)
+    {
+      GListModel *chats = app_chat_store_get_chats (self->store);
+      g_autoptr(AppChat) next = g_list_model_get_n_items (chats) ? g_list_model_get_item (chats, 0)
+                                                                 : NULL;
+
+      set_chat (self, next);
+    }
+  t = adw_toast_new (title);
+  adw_toast_set_button_label (t, _("_Undo"));
+  adw_toast_set_priority (t, ADW_TOAST_PRIORITY_HIGH);
+  g_signal_connect (t, "button-clicked", G_CALLBACK (undo_delete_cb), d);
+  g_signal_connect (t, "dismissed", G_CALLBACK (delete_dismissed_cb), d);
+  adw_toast_overlay_add_toast (self->toast_overlay, t);
+}
+
+static void
+delete_chat_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  delete_chat (self, find_chat (self, g_variant_get_string (param, NULL)));
+}
+
+static void
+delete_current_action (GtkWidget  *widget,
+                       const char *name,
+                       GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  delete_chat (self, self->chat);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Drops anywhere on the window
+ */
+
+static gboolean
+drop_cb (GtkDropTarget *target,
+         const GValue  *value,
+         double         x,
+         double         y,
+         AppWindow     *self)
+{
+  if (g_strcmp0 (gtk_stack_get_visible_child_name (self->main_stack), "chat") != 0)
+    {
+      toast (self, _("Open a model folder first, then drop images."));
+      return FALSE;
+    }
+  if (G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+    app_composer_add_files (self->composer, g_value_get_boxed (value));
+  else if (G_VALUE_HOLDS (value, GDK_TYPE_TEXTURE))
+    app_composer_add_texture (self->composer, g_value_get_object (value));
+  else
+    return FALSE;
+  app_composer_focus (self->composer);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * GObject
+ */
+
+static void
+show_load_errors (AppWindow *self)
+{
+  GPtrArray *errors = app_chat_store_get_load_errors (self->store);
+  g_autofree char *text = NULL;
+
+  if (!errors || errors->len == 0)
+    return;
+  text = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                       "%u chat file could not be read; it was left untouched",
+                                       "%u chat files could not be read; they were left "
+                                       "untouched",
+                                       errors->len),
+                          errors->len);
+  for (guint i = 0; i < errors->len; i++)
+    g_warning ("%s", (const char *) g_ptr_array_index (errors, i));
+  toast (self, text);
+}
+
+static gboolean
+app_window_close_request (GtkWindow *window)
+{
+  AppWindow *self = APP_WINDOW (window);
+  int width, height;
+
+  gtk_window_get_default_size (window, &width, &height);
+  g_settings_set_int (self->settings, "window-width", width);
+  g_settings_set_int (self->settings, "window-height", height);
+  g_settings_set_boolean (self->settings, "window-maximized", gtk_window_is_maximized (window));
+  if (self->generation)
+    g_cancellable_cancel (self->generation);
+  return GTK_WINDOW_CLASS (app_window_parent_class)->close_request (window);
+}
+
+AppWindow *
+app_window_new (AppApplication *app)
+{
+  AppWindow *self = g_object_new (APP_TYPE_WINDOW, "application", app, NULL);
+  GListModel *chats;
+  GtkListItemFactory *factory;
+  GtkAdjustment *adj;
+
+  self->app = app;
+  self->store = g_object_ref (app_application_get_store (app));
+  self->engine = g_object_ref (app_application_get_engine (app));
+  self->settings = g_object_ref (app_application_get_settings (app));
+  app_composer_set_store (self->composer, self->store);
+
+  gtk_window_set_default_size (GTK_WINDOW (self),
+                               g_settings_get_int (self->settings, "window-width"),
+                               g_settings_get_int (self->settings, "window-height"));
+  if (g_settings_get_boolean (self->settings, "window-maximized"))
+    gtk_window_maximize (GTK_WINDOW (self));
+
+  /* the chat list: the store's chats, filtered by the search */
+  self->filter = gtk_custom_filter_new (filter_chat, self, NULL);
+  self->chat_filter = gtk_filter_list_model_new (
+    g_object_ref (app_chat_store_get_chats (self->store)), g_object_ref (GTK_FILTER (self->filter)));
+  self->chat_selection = gtk_single_selection_new (g_object_ref (G_LIST_MODEL (self->chat_filter)));
+  gtk_single_selection_set_autoselect (self->chat_selection, FALSE);
+  gtk_single_selection_set_can_unselect (self->chat_selection, TRUE);
+  gtk_list_view_set_model (self->chat_list, GTK_SELECTION_MODEL (self->chat_selection));
+  factory = gtk_signal_list_item_factory_new ();
+  g_signal_connect (factory, "setup", G_CALLBACK (chat_row_setup_cb), self);
+  g_signal_connect (factory, "bind", G_CALLBACK (chat_row_bind_cb), self);
+  g_signal_connect (factory, "unbind", G_CALLBACK (chat_row_unbind_cb), self);
+  gtk_list_view_set_factory (self->chat_list, factory);
+  g_object_unref (factory);
+  g_signal_connect_swapped (self->chat_selection, "notify::selected-item",
+                            G_CALLBACK (chat_selected_cb), self);
+  g_signal_connect_swapped (self->chat_filter, "items-changed", G_CALLBACK (select_current),
+                            self);
+  g_signal_connect_swapped (self->search_entry, "search-changed",
+                            G_CALLBACK (search_changed_cb), self);
+  gtk_search_bar_set_key_capture_widget (self->search_bar, GTK_WIDGET (self->sidebar));
+
+  /* the conversation */
+  factory = gtk_signal_list_item_factory_new ();
+  g_signal_connect (factory, "setup", G_CALLBACK (message_setup_cb), self);
+  g_signal_connect (factory, "bind", G_CALLBACK (message_bind_cb), self);
+  g_signal_connect (factory, "unbind", G_CALLBACK (message_unbind_cb), self);
+  gtk_list_view_set_factory (self->message_list, factory);
+  g_object_unref (factory);
+  adj = gtk_scrolled_window_get_vadjustment (self->message_scroller);
+  g_signal_connect (adj, "value-changed", G_CALLBACK (scroll_value_changed_cb), self);
+  g_signal_connect (adj, "changed", G_CALLBACK (scroll_changed_cb), self);
+
+  g_signal_connect_swapped (self->composer, "send", G_CALLBACK (send_cb), self);
+  g_signal_connect_swapped (self->composer, "stop", G_CALLBACK (stop_cb), self);
+  g_signal_connect_swapped (self->composer, "import-failed", G_CALLBACK (import_failed_cb), self);
+
+  g_signal_connect_object (self->engine, "notify::state", G_CALLBACK (update_page), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->engine, "notify::load-progress", G_CALLBACK (load_progress_cb),
+                           self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->settings, "changed::model-folder", G_CALLBACK (update_page),
+                           self, G_CONNECT_SWAPPED);
+
+  chats = app_chat_store_get_chats (self->store);
+  if (g_list_model_get_n_items (chats) > 0)
+    {
+      g_autoptr(AppChat) first = g_list_model_get_item (chats, 0);
+
+      set_chat (self, first);
+    }
+  else
+    {
+      update_chat_view (self);
+    }
+  update_page (self);
+  show_load_errors (self);
+  return self;
+}
+
+static void
+app_window_dispose (GObject *object)
+{
+  AppWindow *self = APP_WINDOW (object);
+
+  if (self->generation)
+    g_cancellable_cancel (self->generation);
+  if (self->chat)
+    g_signal_handlers_disconnect_by_data (self->chat, self);
+  g_clear_object (&self->generation);
+  g_clear_object (&self->reply);
+  g_clear_object (&self->chat);
+  g_clear_object (&self->chat_selection);
+  g_clear_object (&self->chat_filter);
+  g_clear_object (&self->filter);
+  g_clear_object (&self->store);
+  g_clear_object (&self->engine);
+  g_clear_object (&self->settings);
+  gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_WINDOW);
+  G_OBJECT_CLASS (app_window_parent_class)->dispose (object);
+}
+
+static void
+app_window_class_init (AppWindowClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+  GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
+
+  object_class->dispose = app_window_dispose;
+  window_class->close_request = app_window_close_request;
+
+  g_type_ensure (APP_TYPE_COMPOSER);
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/app-window.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, toast_overlay);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, leaflet);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, sidebar);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, content);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, search_button);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, search_bar);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, search_entry);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, sidebar_stack);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_list);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_title);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, main_stack);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_page);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, loading_page);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, load_progress);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_stack);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, message_scroller);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, message_list);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, composer);
+
+  gtk_widget_class_install_action (widget_class, "win.new-chat", NULL, new_chat_action);
+  gtk_widget_class_install_action (widget_class, "win.search", NULL, search_action);
+  gtk_widget_class_install_action (widget_class, "win.show-chats", NULL, show_chats_action);
+  gtk_widget_class_install_action (widget_class, "win.stop", NULL, stop_action);
+  gtk_widget_class_install_action (widget_class, "win.attach", NULL, attach_action);
+  gtk_widget_class_install_action (widget_class, "win.open-model", NULL, open_model_action);
+  gtk_widget_class_install_action (widget_class, "win.regenerate", NULL, regenerate_action);
+  gtk_widget_class_install_action (widget_class, "win.edit-message", "u", edit_message_action);
+  gtk_widget_class_install_action (widget_class, "win.rename-chat", "s", rename_chat_action);
+  gtk_widget_class_install_action (widget_class, "win.delete-chat", "s", delete_chat_action);
+  gtk_widget_class_install_action (widget_class, "win.rename-current", NULL,
+                                   rename_current_action);
+  gtk_widget_class_install_action (widget_class, "win.delete-current", NULL,
+                                   delete_current_action);
+}
+
+static void
+app_window_init (AppWindow *self)
+{
+  GtkDropTarget *drop;
+  GType types[] = { GDK_TYPE_FILE_LIST, GDK_TYPE_TEXTURE };
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->stick_to_bottom = TRUE;
+
+  drop = gtk_drop_target_new (G_TYPE_INVALID, GDK_ACTION_COPY);
+  gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));
+  g_signal_connect (drop, "drop", G_CALLBACK (drop_cb), self);
+  gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+}

@@ -1,0 +1,15 @@
+/* app-window.h - the main window: the chat list beside the conversation. */
+#pragma once
+
+#include <adwaita.h>
+
+#include "app-application.h"
+
+G_BEGIN_DECLS
+
+#define APP_TYPE_WINDOW (app_window_get_type ())
+G_DECLARE_FINAL_TYPE (AppWindow, app_window, APP, WINDOW, AdwApplicationWindow)
+
+AppWindow       *app_window_new                (AppApplication  *app);
+
+G_END_DECLS

@@ -1,0 +1,1586 @@
+/* test-chat-store.c - messages, chats and the chat store, against a scratch data directory.
+ *
+ * The store holds the person's whole history, so these tests dwell on what must never
+ * happen: a file that cannot be read being changed in any way, a save leaving debris or
+ * replacing a file it does not own, an image id reaching outside the images folder. Each
+ * test gets its own data directory and removes it at the end.
+ */
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app-chat-store.h"
+#include "app-enums.h"
+
+typedef struct
+{
+  char *data_dir;
+  char *chats_dir;
+  char *images_dir;
+} Fixture;
+
+static void
+remove_tree (const char *path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  if (dir != NULL)
+    {
+      while ((name = g_dir_read_name (dir)) != NULL)
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+
+          if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+            remove_tree (child);
+          else
+            g_assert_no_errno (g_unlink (child));
+        }
+      g_dir_close (dir);
+    }
+
+  g_assert_no_errno (g_rmdir (path));
+}
+
+static void
+fixture_set_up (Fixture       *fixture,
+                gconstpointer  user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  fixture->data_dir = g_dir_make_tmp ("sightline-chat-store-XXXXXX", &error);
+  g_assert_no_error (error);
+  fixture->chats_dir = g_build_filename (fixture->data_dir, "chats", NULL);
+  fixture->images_dir = g_build_filename (fixture->data_dir, "images", NULL);
+}
+
+static void
+fixture_tear_down (Fixture       *fixture,
+                   gconstpointer  user_data)
+{
+  remove_tree (fixture->data_dir);
+  g_free (fixture->data_dir);
+  g_free (fixture->chats_dir);
+  g_free (fixture->images_dir);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Helpers
+ */
+
+static void
+count_notify (GObject    *object,
+              GParamSpec *pspec,
+              guint      *count)
+{
+  (*count)++;
+}
+
+static AppMessage *
+add_message (AppChat    *chat,
+             AppRole     role,
+             const char *text)
+{
+  AppMessage *message = app_message_new (role, text);
+
+  app_chat_append (chat, message);
+  g_object_unref (message);
+  return message;   /* borrowed: the chat holds it */
+}
+
+/* Borrowed: the chat holds the message. */
+static AppMessage *
+message_at (AppChat *chat,
+            guint    position)
+{
+  AppMessage *message = app_chat_get_message (chat, position);
+
+  g_assert_nonnull (message);
+  g_object_unref (message);
+  return message;
+}
+
+static char *
+chat_to_string (AppChat *chat)
+{
+  g_autoptr(JsonNode) node = app_chat_to_json (chat);
+
+  return json_to_string (node, FALSE);
+}
+
+static AppChat *
+chat_from_string (const char  *json,
+                  GError     **error)
+{
+  g_autoptr(JsonNode) node = json_from_string (json, error);
+
+  if (node == NULL)
+    return NULL;
+  return app_chat_new_from_json (node, error);
+}
+
+/* Borrowed: the store holds the chat. */
+static AppChat *
+chat_at (AppChatStore *store,
+         guint         position)
+{
+  AppChat *chat = g_list_model_get_item (app_chat_store_get_chats (store), position);
+
+  g_assert_nonnull (chat);
+  g_object_unref (chat);
+  return chat;
+}
+
+static char *
+chat_path (Fixture    *fixture,
+           const char *id)
+{
+  g_autofree char *name = g_strconcat (id, ".json", NULL);
+
+  return g_build_filename (fixture->chats_dir, name, NULL);
+}
+
+static void
+write_file (const char *path,
+            const char *data,
+            gssize      length)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_file_set_contents (path, data, length, &error);
+  g_assert_no_error (error);
+}
+
+static GBytes *
+read_file (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  char *contents = NULL;
+  gsize length = 0;
+
+  g_file_get_contents (path, &contents, &length, &error);
+  g_assert_no_error (error);
+  return g_bytes_new_take (contents, length);
+}
+
+static int
+compare_strings (gconstpointer a,
+                 gconstpointer b)
+{
+  return strcmp (*(const char **)a, *(const char **)b);
+}
+
+/* Every entry of a directory, sorted. */
+static GPtrArray *
+list_dir (const char *path)
+{
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  GDir *dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, g_strdup (name));
+  g_dir_close (dir);
+
+  g_ptr_array_sort (names, compare_strings);
+  return names;
+}
+
+static AppChat *
+make_chat (const char *question,
+           const char *answer)
+{
+  AppChat *chat = app_chat_new ();
+  AppMessage *reply;
+
+  add_message (chat, APP_ROLE_USER, question);
+  reply = add_message (chat, APP_ROLE_ASSISTANT, answer);
+  app_message_set_stats (reply, 12, 0.5, 20.25);
+  return chat;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * AppMessage
+ */
+
+static void
+test_message_properties (void)
+{
+  static const char * const images[] = {
+    "0000000000000000000000000000000000000000000000000000000000000000.png",
+    "1111111111111111111111111111111111111111111111111111111111111111.jpg",
+    NULL
+  };
+  static const char * const same_images[] = {
+    "0000000000000000000000000000000000000000000000000000000000000000.png",
+    "1111111111111111111111111111111111111111111111111111111111111111.jpg",
+    NULL
+  };
+  g_autoptr(AppMessage) message = NULL;
+  g_auto(GStrv) images_value = NULL;
+  gint64 before = g_get_real_time ();
+  guint text_notifies = 0;
+  guint images_notifies = 0;
+  guint state_notifies = 0;
+  guint error_notifies = 0;
+  guint note_notifies = 0;
+  guint stats_notifies = 0;
+  guint created_notifies = 0;
+  AppMessageState state;
+  AppRole role;
+  guint n_tokens;
+  double tokens_per_second;
+  char *text = NULL;
+
+  message = app_message_new (APP_ROLE_ASSISTANT, NULL);
+  g_assert_cmpint (app_message_get_role (message), ==, APP_ROLE_ASSISTANT);
+  g_assert_cmpstr (app_message_get_text (message), ==, "");
+  g_assert_nonnull (app_message_get_images (message));
+  g_assert_null (app_message_get_images (message)[0]);
+  g_assert_cmpint (app_message_get_state (message), ==, APP_MESSAGE_COMPLETE);
+  g_assert_null (app_message_get_error (message));
+  g_assert_null (app_message_get_note (message));
+  g_assert_cmpuint (app_message_get_n_tokens (message), ==, 0);
+  g_assert_cmpfloat (app_message_get_first_token_seconds (message), ==, 0);
+  g_assert_cmpfloat (app_message_get_tokens_per_second (message), ==, 0);
+  g_assert_cmpint (app_message_get_created (message), >=, before);
+  g_assert_cmpint (app_message_get_created (message), <=, g_get_real_time ());
+
+  g_signal_connect (message, "notify::text", G_CALLBACK (count_notify), &text_notifies);
+  g_signal_connect (message, "notify::images", G_CALLBACK (count_notify), &images_notifies);
+  g_signal_connect (message, "notify::state", G_CALLBACK (count_notify), &state_notifies);
+  g_signal_connect (message, "notify::error", G_CALLBACK (count_notify), &error_notifies);
+  g_signal_connect (message, "notify::note", G_CALLBACK (count_notify), &note_notifies);
+  g_signal_connect (message, "notify::n-tokens", G_CALLBACK (count_notify), &stats_notifies);
+  g_signal_connect (message, "notify::first-token-seconds", G_CALLBACK (count_notify), &stats_notifies);
+  g_signal_connect (message, "notify::tokens-per-second", G_CALLBACK (count_notify), &stats_notifies);
+  g_signal_connect (message, "notify::created", G_CALLBACK (count_notify), &created_notifies);
+
+  /* Streaming: one notification per piece, and the pieces add up. */
+  app_message_append_text (message, "Hel");
+  app_message_append_text (message, "lo, ");
+  app_message_append_text (message, "wörld 🌍");
+  g_assert_cmpuint (text_notifies, ==, 3);
+  g_assert_cmpstr (app_message_get_text (message), ==, "Hello, wörld 🌍");
+  app_message_append_text (message, "");
+  app_message_append_text (message, NULL);
+  g_assert_cmpuint (text_notifies, ==, 3);
+
+  app_message_set_text (message, "Hello, wörld 🌍");
+  g_assert_cmpuint (text_notifies, ==, 3);
+  app_message_set_text (message, "Replaced");
+  g_assert_cmpuint (text_notifies, ==, 4);
+  g_object_set (message, "text", "By property", NULL);
+  g_assert_cmpuint (text_notifies, ==, 5);
+  g_object_get (message, "text", &text, NULL);
+  g_assert_cmpstr (text, ==, "By property");
+  g_free (text);
+  app_message_set_text (message, NULL);
+  g_assert_cmpstr (app_message_get_text (message), ==, "");
+  g_assert_cmpuint (text_notifies, ==, 6);
+
+  app_message_set_images (message, images);
+  g_assert_cmpuint (images_notifies, ==, 1);
+  g_assert_true (g_strv_equal (app_message_get_images (message), images));
+  g_assert_true (app_message_get_images (message) != images);   /* a copy */
+  app_message_set_images (message, same_images);
+  g_assert_cmpuint (images_notifies, ==, 1);
+  g_object_get (message, "images", &images_value, NULL);
+  g_assert_true (g_strv_equal ((const char * const *)images_value, images));
+  app_message_set_images (message, NULL);
+  g_assert_cmpuint (images_notifies, ==, 2);
+  g_assert_null (app_message_get_images (message)[0]);
+
+  app_message_set_state (message, APP_MESSAGE_STREAMING);
+  app_message_set_state (message, APP_MESSAGE_STREAMING);
+  g_assert_cmpuint (state_notifies, ==, 1);
+  app_message_set_state (message, APP_MESSAGE_FAILED);
+  g_assert_cmpuint (state_notifies, ==, 2);
+  g_object_get (message, "state", &state, "role", &role, NULL);
+  g_assert_cmpint (state, ==, APP_MESSAGE_FAILED);
+  g_assert_cmpint (role, ==, APP_ROLE_ASSISTANT);
+
+  app_message_set_error (message, "Out of memory");
+  app_message_set_error (message, "Out of memory");
+  g_assert_cmpuint (error_notifies, ==, 1);
+  g_assert_cmpstr (app_message_get_error (message), ==, "Out of memory");
+  app_message_set_error (message, NULL);
+  g_assert_cmpuint (error_notifies, ==, 2);
+  g_assert_null (app_message_get_error (message));
+
+  app_message_set_note (message, "Early turns were left out.");
+  app_message_set_note (message, "Early turns were left out.");
+  g_assert_cmpuint (note_notifies, ==, 1);
+  g_assert_cmpstr (app_message_get_note (message), ==, "Early turns were left out.");
+
+  /* Each statistic notifies when it changes, and only then. */
+  app_message_set_stats (message, 42, 1.5, 12.25);
+  g_assert_cmpuint (stats_notifies, ==, 3);
+  app_message_set_stats (message, 42, 1.5, 12.25);
+  g_assert_cmpuint (stats_notifies, ==, 3);
+  app_message_set_stats (message, 43, 1.5, 12.25);
+  g_assert_cmpuint (stats_notifies, ==, 4);
+  g_assert_cmpuint (app_message_get_n_tokens (message), ==, 43);
+  g_assert_cmpfloat (app_message_get_first_token_seconds (message), ==, 1.5);
+  g_assert_cmpfloat (app_message_get_tokens_per_second (message), ==, 12.25);
+  g_object_get (message, "n-tokens", &n_tokens, "tokens-per-second", &tokens_per_second, NULL);
+  g_assert_cmpuint (n_tokens, ==, 43);
+  g_assert_cmpfloat (tokens_per_second, ==, 12.25);
+
+  /* A statistic JSON cannot hold becomes 0 rather than making the chat file unreadable. */
+  app_message_set_stats (message, 43, NAN, INFINITY);
+  g_assert_cmpfloat (app_message_get_first_token_seconds (message), ==, 0);
+  g_assert_cmpfloat (app_message_get_tokens_per_second (message), ==, 0);
+  g_assert_cmpuint (stats_notifies, ==, 6);
+  app_message_set_stats (message, 43, NAN, -1);
+  g_assert_cmpuint (stats_notifies, ==, 6);
+
+  app_message_set_created (message, 1234);
+  app_message_set_created (message, 1234);
+  g_assert_cmpuint (created_notifies, ==, 1);
+  g_assert_cmpint (app_message_get_created (message), ==, 1234);
+
+  g_assert_cmpuint (text_notifies, ==, 6);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * AppChat
+ */
+
+static void
+assert_title (const char *question,
+              const char *expected)
+{
+  g_autoptr(AppChat) chat = app_chat_new ();
+
+  add_message (chat, APP_ROLE_USER, question);
+  g_assert_cmpstr (app_chat_get_title (chat), ==, expected);
+  g_assert_true (g_utf8_validate (app_chat_get_title (chat), -1, NULL));
+  g_assert_cmpint (g_utf8_strlen (app_chat_get_title (chat), -1), <=, 48);
+}
+
+static char *
+repeat (const char *piece,
+        guint       times)
+{
+  GString *string = g_string_new (NULL);
+
+  for (guint i = 0; i < times; i++)
+    g_string_append (string, piece);
+  return g_string_free (string, FALSE);
+}
+
+static void
+test_chat_title (void)
+{
+  g_autoptr(AppChat) chat = app_chat_new ();
+  g_autofree char *cjk = repeat ("你好世界", 15);
+  g_autofree char *cjk_expected = NULL;
+  g_autofree char *emoji = repeat ("😀", 60);
+  g_autofree char *emoji_expected = NULL;
+  g_autofree char *a46 = repeat ("a", 46);
+  g_autofree char *skin_tone = NULL;
+  g_autofree char *skin_tone_expected = NULL;
+  g_autofree char *accent = NULL;
+  g_autofree char *accent_expected = NULL;
+  g_autofree char *exact = repeat ("x", 48);
+  g_autofree char *long_word = repeat ("y", 100);
+  g_autofree char *y47 = repeat ("y", 47);
+  g_autofree char *long_word_expected = NULL;
+  AppMessage *question;
+  guint title_notifies = 0;
+  guint custom_notifies = 0;
+  gboolean custom;
+  char *title = NULL;
+
+  /* Empty, and while only the assistant has spoken. */
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "New Chat");
+  g_assert_false (app_chat_has_custom_title (chat));
+
+  g_signal_connect (chat, "notify::title", G_CALLBACK (count_notify), &title_notifies);
+  g_signal_connect (chat, "notify::custom-title", G_CALLBACK (count_notify), &custom_notifies);
+
+  add_message (chat, APP_ROLE_ASSISTANT, "Welcome! Ask me anything.");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "New Chat");
+  g_assert_cmpuint (title_notifies, ==, 0);
+
+  /* The first question names the chat; later ones do not. */
+  question = add_message (chat, APP_ROLE_USER, "\n  \n\t What is   in\tthis  picture?  \nMore detail");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "What is in this picture?");
+  g_assert_cmpuint (title_notifies, ==, 1);
+  add_message (chat, APP_ROLE_USER, "Another question");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "What is in this picture?");
+  g_assert_cmpuint (title_notifies, ==, 1);
+
+  /* Editing the first question in place retitles the chat. */
+  app_message_set_text (question, "Describe the image");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Describe the image");
+  g_assert_cmpuint (title_notifies, ==, 2);
+  app_message_append_text (question, " please");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Describe the image please");
+  g_assert_cmpuint (title_notifies, ==, 3);
+
+  /* A custom title wins over the derived one, and stays through new questions. */
+  app_chat_set_title (chat, "  Holiday photos ");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Holiday photos");
+  g_assert_true (app_chat_has_custom_title (chat));
+  g_assert_cmpuint (title_notifies, ==, 4);
+  g_assert_cmpuint (custom_notifies, ==, 1);
+  app_chat_set_title (chat, "Holiday photos");
+  g_assert_cmpuint (title_notifies, ==, 4);
+  app_message_set_text (question, "Changed question");
+  app_chat_truncate (chat, 0);
+  add_message (chat, APP_ROLE_USER, "Yet another question");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Holiday photos");
+  g_assert_cmpuint (title_notifies, ==, 4);
+  g_object_get (chat, "title", &title, "custom-title", &custom, NULL);
+  g_assert_cmpstr (title, ==, "Holiday photos");
+  g_assert_true (custom);
+  g_free (title);
+
+  /* Clearing it (NULL or blank) brings the derived title back. */
+  app_chat_set_title (chat, "   ");
+  g_assert_false (app_chat_has_custom_title (chat));
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Yet another question");
+  g_assert_cmpuint (title_notifies, ==, 5);
+  g_assert_cmpuint (custom_notifies, ==, 2);
+  g_object_set (chat, "title", "Set as a property", NULL);
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Set as a property");
+  app_chat_set_title (chat, NULL);
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Yet another question");
+  g_assert_cmpuint (title_notifies, ==, 7);
+
+  /* Short enough: kept whole, even at exactly 48 characters. */
+  assert_title ("Short question", "Short question");
+  assert_title (exact, exact);
+
+  /* Too long: cut at a word boundary, ellipsis included in the 48 characters. */
+  assert_title ("The quick brown fox jumps over the lazy dog and keeps running far away",
+                "The quick brown fox jumps over the lazy dog and…");
+  assert_title ("The quick brown fox jumps over the lazy dog anders keeps running",
+                "The quick brown fox jumps over the lazy dog…");
+  assert_title ("   \n\n  The   quick brown fox jumps over the lazy dog anders keeps\nrunning",
+                "The quick brown fox jumps over the lazy dog…");
+
+  /* One long word, and scripts without spaces: cut at a character boundary. */
+  long_word_expected = g_strconcat (y47, "…", NULL);
+  assert_title (long_word, long_word_expected);
+  cjk_expected = g_strdup_printf ("%.*s…", (int)(g_utf8_offset_to_pointer (cjk, 47) - cjk), cjk);
+  assert_title (cjk, cjk_expected);
+  emoji_expected = g_strdup_printf ("%.*s…", (int)(g_utf8_offset_to_pointer (emoji, 47) - emoji), emoji);
+  assert_title (emoji, emoji_expected);
+
+  /* Never between an emoji and its skin tone, or a letter and its accent. */
+  skin_tone = g_strconcat (a46, "👍🏽", "bbbbbbbbbb", NULL);
+  skin_tone_expected = g_strconcat (a46, "…", NULL);
+  assert_title (skin_tone, skin_tone_expected);
+  accent = g_strconcat (a46, "e\xcc\x81", "bbbbbbbbbb", NULL);
+  accent_expected = g_strconcat (a46, "…", NULL);
+  assert_title (accent, accent_expected);
+
+  /* Nothing to read in the first question: "New Chat". */
+  assert_title ("  \n\t\n ", "New Chat");
+  assert_title ("", "New Chat");
+}
+
+static void
+count_items_changed (GListModel *model,
+                     guint       position,
+                     guint       removed,
+                     guint       added,
+                     guint      *count)
+{
+  (*count)++;
+}
+
+static void
+test_chat_truncate (void)
+{
+  g_autoptr(AppChat) chat = app_chat_new ();
+  g_autoptr(AppMessage) kept = NULL;
+  guint title_notifies = 0;
+  guint changes = 0;
+
+  add_message (chat, APP_ROLE_USER, "First question");
+  add_message (chat, APP_ROLE_ASSISTANT, "First answer");
+  add_message (chat, APP_ROLE_USER, "Second question");
+  add_message (chat, APP_ROLE_ASSISTANT, "Second answer");
+  add_message (chat, APP_ROLE_USER, "Third question");
+  g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 5);
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_get_messages (chat)), ==, 5);
+  g_assert_cmpstr (app_message_get_text (message_at (chat, 3)), ==, "Second answer");
+  g_assert_null (app_chat_get_message (chat, 5));
+
+  /* get_message gives a reference of its own: the message outlives its removal. */
+  kept = app_chat_get_message (chat, 3);
+  g_signal_connect (chat, "notify::title", G_CALLBACK (count_notify), &title_notifies);
+  g_signal_connect (app_chat_get_messages (chat), "items-changed",
+                    G_CALLBACK (count_items_changed), &changes);
+
+  /* Regenerate the second answer: it and everything after go, in one change. */
+  app_chat_truncate (chat, 3);
+  g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 3);
+  g_assert_cmpuint (changes, ==, 1);
+  g_assert_cmpstr (app_message_get_text (message_at (chat, 2)), ==, "Second question");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "First question");
+  g_assert_cmpuint (title_notifies, ==, 0);
+
+  /* Past the end: nothing happens. */
+  app_chat_truncate (chat, 3);
+  app_chat_truncate (chat, 100);
+  g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 3);
+  g_assert_cmpuint (changes, ==, 1);
+
+  /* The removed message was released by the chat, not destroyed under us. */
+  g_assert_cmpstr (app_message_get_text (kept), ==, "Second answer");
+
+  /* Edit the first question: the chat is empty again and the title goes back. */
+  app_chat_truncate (chat, 0);
+  g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 0);
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "New Chat");
+  g_assert_cmpuint (title_notifies, ==, 1);
+
+  add_message (chat, APP_ROLE_USER, "Edited question");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Edited question");
+  g_assert_cmpuint (title_notifies, ==, 2);
+}
+
+static void
+test_chat_matches (void)
+{
+  g_autoptr(AppChat) chat = app_chat_new ();
+  g_autoptr(AppChat) empty = app_chat_new ();
+
+  add_message (chat, APP_ROLE_USER, "Hello World\nWhat is on the Straße sign?");
+  add_message (chat, APP_ROLE_ASSISTANT, "The sign shows a Quick brown FOX and 日本語のテキスト.");
+
+  g_assert_true (app_chat_matches (chat, ""));
+  g_assert_true (app_chat_matches (chat, "   \t "));
+  g_assert_true (app_chat_matches (chat, NULL));
+  g_assert_true (app_chat_matches (empty, ""));
+
+  g_assert_true (app_chat_matches (chat, "quick"));
+  g_assert_true (app_chat_matches (chat, "QUICK"));
+  g_assert_true (app_chat_matches (chat, "  fox   QUICK  "));
+  g_assert_true (app_chat_matches (chat, "hello fox"));       /* question and answer */
+  g_assert_true (app_chat_matches (chat, "STRASSE"));         /* full case folding */
+  g_assert_true (app_chat_matches (chat, "日本語"));
+  g_assert_true (app_chat_matches (chat, "テキスト 日本"));
+  g_assert_true (app_chat_matches (chat, "ｑｕｉｃｋ"));        /* full-width letters */
+  g_assert_false (app_chat_matches (chat, "quick giraffe"));
+  g_assert_false (app_chat_matches (chat, "中文"));
+  g_assert_false (app_chat_matches (chat, "quickbrown"));
+  g_assert_false (app_chat_matches (empty, "hello"));
+
+  /* The title counts, custom or derived. */
+  g_assert_true (app_chat_matches (empty, "new chat"));
+  app_chat_set_title (chat, "Vacation Plans");
+  g_assert_true (app_chat_matches (chat, "vacation fox"));
+  g_assert_false (app_chat_matches (empty, "vacation"));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * JSON
+ */
+
+#define IMAGE_A "a3f1c9e2b4d6a8f0c1e3b5d7f9a2c4e6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8.png"
+#define IMAGE_B "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff.jpg"
+
+static void
+assert_messages_equal (AppMessage *a,
+                       AppMessage *b)
+{
+  g_assert_cmpint (app_message_get_role (a), ==, app_message_get_role (b));
+  g_assert_cmpstr (app_message_get_text (a), ==, app_message_get_text (b));
+  g_assert_true (g_strv_equal (app_message_get_images (a), app_message_get_images (b)));
+  g_assert_cmpstr (app_message_get_error (a), ==, app_message_get_error (b));
+  g_assert_cmpstr (app_message_get_note (a), ==, app_message_get_note (b));
+  g_assert_cmpuint (app_message_get_n_tokens (a), ==, app_message_get_n_tokens (b));
+  g_assert_cmpfloat (app_message_get_first_token_seconds (a), ==,
+                     app_message_get_first_token_seconds (b));
+  g_assert_cmpfloat (app_message_get_tokens_per_second (a), ==,
+                     app_message_get_tokens_per_second (b));
+  g_assert_cmpint (app_message_get_created (a), ==, app_message_get_created (b));
+}
+
+static void
+assert_chats_equal (AppChat *a,
+                    AppChat *b)
+{
+  g_assert_cmpstr (app_chat_get_id (a), ==, app_chat_get_id (b));
+  g_assert_cmpstr (app_chat_get_title (a), ==, app_chat_get_title (b));
+  g_assert_cmpint (app_chat_has_custom_title (a), ==, app_chat_has_custom_title (b));
+  g_assert_cmpint (app_chat_get_created (a), ==, app_chat_get_created (b));
+  g_assert_cmpint (app_chat_get_modified (a), ==, app_chat_get_modified (b));
+  g_assert_cmpuint (app_chat_get_n_messages (a), ==, app_chat_get_n_messages (b));
+
+  for (guint i = 0; i < app_chat_get_n_messages (a); i++)
+    assert_messages_equal (message_at (a, i), message_at (b, i));
+}
+
+static void
+test_json_round_trip (void)
+{
+  static const char * const images[] = { IMAGE_A, IMAGE_B, NULL };
+  static const char * const one_image[] = { IMAGE_B, NULL };
+  static const char *tricky = "He said \"hi\" \\ and left.\n\tLine two: üñíçødé 😀 中文 \u2028 end\r\n";
+  static const AppMessageState states[] = {
+    APP_MESSAGE_COMPLETE, APP_MESSAGE_PENDING, APP_MESSAGE_STREAMING,
+    APP_MESSAGE_STOPPED, APP_MESSAGE_FAILED,
+  };
+  static const AppMessageState loaded_states[] = {
+    APP_MESSAGE_COMPLETE, APP_MESSAGE_STOPPED, APP_MESSAGE_STOPPED,
+    APP_MESSAGE_STOPPED, APP_MESSAGE_FAILED,
+  };
+  g_autoptr(AppChat) chat = app_chat_new ();
+  g_autoptr(AppChat) copy = NULL;
+  g_autoptr(AppChat) custom_copy = NULL;
+  g_autoptr(GPtrArray) collected = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *json_again = NULL;
+  JsonObject *object;
+  JsonObject *first;
+  AppMessage *message;
+
+  message = add_message (chat, APP_ROLE_USER, tricky);
+  app_message_set_images (message, images);
+  app_message_set_created (message, 1700000000000001);
+
+  for (guint i = 0; i < G_N_ELEMENTS (states); i++)
+    {
+      g_autofree char *text = g_strdup_printf ("Answer %u: \"quoted\"\nnext line", i);
+
+      message = add_message (chat, APP_ROLE_ASSISTANT, text);
+      app_message_set_state (message, states[i]);
+      app_message_set_stats (message, 100 + i, 0.25 * (i + 1), 17.5 + i);
+      app_message_set_created (message, 1700000000000002 + i);
+      if (states[i] == APP_MESSAGE_FAILED)
+        app_message_set_error (message, "The model ran out of memory");
+      if (i == 0)
+        app_message_set_note (message, "Early turns were left out to fit the context.");
+    }
+  message = add_message (chat, APP_ROLE_USER, "");
+  app_message_set_images (message, one_image);
+  app_chat_touch (chat);
+
+  node = app_chat_to_json (chat);
+  object = json_node_get_object (node);
+  g_assert_cmpint (json_object_get_int_member (object, "version"), ==, 1);
+  g_assert_cmpstr (json_object_get_string_member (object, "id"), ==, app_chat_get_id (chat));
+  g_assert_cmpstr (json_object_get_string_member (object, "title"), ==, app_chat_get_title (chat));
+  g_assert_false (json_object_get_boolean_member (object, "custom_title"));
+  g_assert_cmpint (json_object_get_int_member (object, "created"), ==, app_chat_get_created (chat));
+  g_assert_cmpint (json_object_get_int_member (object, "modified"), ==, app_chat_get_modified (chat));
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (object, "messages")), ==, 7);
+  first = json_array_get_object_element (json_object_get_array_member (object, "messages"), 0);
+  g_assert_cmpstr (json_object_get_string_member (first, "role"), ==, "user");
+  g_assert_cmpstr (json_object_get_string_member (first, "text"), ==, tricky);
+  g_assert_cmpstr (json_object_get_string_member (first, "state"), ==, "complete");
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (first, "images")), ==, 2);
+
+  /* Through text, as on disk. */
+  json = json_to_string (node, TRUE);
+  copy = chat_from_string (json, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (copy);
+
+  g_assert_cmpstr (app_chat_get_id (copy), ==, app_chat_get_id (chat));
+  g_assert_cmpstr (app_chat_get_title (copy), ==, "He said \"hi\" \\ and left.");
+  g_assert_cmpint (app_chat_get_created (copy), ==, app_chat_get_created (chat));
+  g_assert_cmpint (app_chat_get_modified (copy), ==, app_chat_get_modified (chat));
+  g_assert_cmpuint (app_chat_get_n_messages (copy), ==, 7);
+
+  for (guint i = 0; i < 7; i++)
+    {
+      AppMessage *original = message_at (chat, i);
+      AppMessage *loaded = message_at (copy, i);
+
+      assert_messages_equal (original, loaded);
+      if (i >= 1 && i <= G_N_ELEMENTS (states))
+        g_assert_cmpint (app_message_get_state (loaded), ==, loaded_states[i - 1]);
+      else
+        g_assert_cmpint (app_message_get_state (loaded), ==, APP_MESSAGE_COMPLETE);
+    }
+  g_assert_cmpstr (app_message_get_error (message_at (copy, 5)), ==,
+                   "The model ran out of memory");
+  g_assert_cmpstr (app_message_get_note (message_at (copy, 1)), ==,
+                   "Early turns were left out to fit the context.");
+  g_assert_cmpuint (app_message_get_n_tokens (message_at (copy, 3)), ==, 102);
+  g_assert_cmpfloat (app_message_get_first_token_seconds (message_at (copy, 3)), ==, 0.75);
+  g_assert_cmpfloat (app_message_get_tokens_per_second (message_at (copy, 3)), ==, 19.5);
+
+  /* Each image once, in order of first appearance. */
+  collected = app_chat_collect_images (copy);
+  g_assert_cmpuint (collected->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (collected, 0), ==, IMAGE_A);
+  g_assert_cmpstr (g_ptr_array_index (collected, 1), ==, IMAGE_B);
+
+  /* Streaming is not a state a file can bring back; a second round trip is stable. */
+  json_again = chat_to_string (copy);
+  g_clear_pointer (&json, g_free);
+  g_clear_object (&copy);
+  copy = chat_from_string (json_again, &error);
+  g_assert_no_error (error);
+  assert_chats_equal (chat, copy);
+  json = chat_to_string (copy);
+  g_assert_cmpstr (json, ==, json_again);
+
+  /* A custom title survives; a derived one is derived again. */
+  app_chat_set_title (chat, "My “special” chat ✨");
+  g_clear_pointer (&json, g_free);
+  json = chat_to_string (chat);
+  custom_copy = chat_from_string (json, &error);
+  g_assert_no_error (error);
+  g_assert_true (app_chat_has_custom_title (custom_copy));
+  g_assert_cmpstr (app_chat_get_title (custom_copy), ==, "My “special” chat ✨");
+  assert_chats_equal (chat, custom_copy);
+}
+
+static void
+test_json_invalid (void)
+{
+  static const char *id = "\"id\": \"0b6e2d8c-4b1f-4d5e-9a8b-3c2d1e0f9a8b\"";
+  const char *top_level[] = {
+    "[]",
+    "42",
+    "\"chat\"",
+    "null",
+    "{}",
+    "{\"version\": 2, %s, \"messages\": []}",
+    "{\"version\": \"1\", %s, \"messages\": []}",
+    "{\"version\": 1.0, %s, \"messages\": []}",
+    "{%s, \"messages\": []}",
+    "{\"version\": 1, \"messages\": []}",
+    "{\"version\": 1, \"id\": 7, \"messages\": []}",
+    "{\"version\": 1, \"id\": \"not-a-uuid\", \"messages\": []}",
+    "{\"version\": 1, \"id\": \"../../0b6e2d8c-4b1f-4d5e-9a8b-3c2d1e0f9a8b\", \"messages\": []}",
+    "{\"version\": 1, %s}",
+    "{\"version\": 1, %s, \"messages\": {}}",
+    "{\"version\": 1, %s, \"messages\": [], \"title\": 3}",
+    "{\"version\": 1, %s, \"messages\": [], \"custom_title\": \"yes\"}",
+    "{\"version\": 1, %s, \"messages\": [], \"custom_title\": true}",
+    "{\"version\": 1, %s, \"messages\": [], \"custom_title\": true, \"title\": \"  \"}",
+    "{\"version\": 1, %s, \"messages\": [], \"created\": \"yesterday\"}",
+    "{\"version\": 1, %s, \"messages\": [], \"modified\": 1.5}",
+  };
+  const char *messages[] = {
+    "42",
+    "[]",
+    "{}",
+    "{\"text\": \"hi\"}",
+    "{\"role\": \"system\", \"text\": \"hi\"}",
+    "{\"role\": \"USER\", \"text\": \"hi\"}",
+    "{\"role\": 0, \"text\": \"hi\"}",
+    "{\"role\": \"user\"}",
+    "{\"role\": \"user\", \"text\": 5}",
+    "{\"role\": \"user\", \"text\": [\"hi\"]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"state\": \"done\"}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"state\": 1}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": \"" IMAGE_A "\"}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [1]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [null]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [\"../" IMAGE_A "\"]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [\"../../etc/passwd\"]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [\"" IMAGE_A "/x\"]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [\"A3F1C9E2B4D6A8F0C1E3B5D7F9A2C4E6B8D0F2A4C6E8B0D2F4A6C8E0B2D4F6A8.png\"]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [\"a3f1.png\"]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"images\": [\"" IMAGE_A "x/y\"]}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"error\": 1}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"note\": {}}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"n_tokens\": -1}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"n_tokens\": 1.5}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"n_tokens\": 99999999999}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"first_token_seconds\": \"fast\"}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"tokens_per_second\": -3.5}",
+    "{\"role\": \"user\", \"text\": \"hi\", \"created\": true}",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (top_level); i++)
+    {
+      g_autofree char *json = g_strdup_printf (top_level[i], id);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(AppChat) chat = NULL;
+
+      g_test_message ("%s", json);
+      chat = chat_from_string (json, &error);
+      g_assert_null (chat);
+      g_assert_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT);
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (messages); i++)
+    {
+      g_autofree char *json = g_strdup_printf ("{\"version\": 1, %s, \"messages\": ["
+                                               "{\"role\": \"user\", \"text\": \"fine\"}, %s]}",
+                                               id, messages[i]);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(AppChat) chat = NULL;
+
+      g_test_message ("%s", json);
+      chat = chat_from_string (json, &error);
+      g_assert_null (chat);
+      g_assert_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT);
+      /* The message names where the problem is. */
+      g_assert_nonnull (strstr (error->message, "messages[1]"));
+    }
+
+  /* Members this version does not know are ignored; absent optional ones take defaults. */
+  {
+    g_autofree char *json = g_strdup_printf ("{\"version\": 1, %s, \"future\": {\"x\": [1]}, "
+                                             "\"error\": null, \"messages\": ["
+                                             "{\"role\": \"user\", \"text\": \"Minimal\", \"mood\": 3}, "
+                                             "{\"role\": \"assistant\", \"text\": \"\", "
+                                             "\"state\": \"pending\", \"error\": null, "
+                                             "\"note\": null, \"first_token_seconds\": 2}]}",
+                                             id);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(AppChat) chat = chat_from_string (json, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
+    g_assert_cmpstr (app_chat_get_title (chat), ==, "Minimal");
+    g_assert_cmpint (app_message_get_state (message_at (chat, 0)), ==, APP_MESSAGE_COMPLETE);
+    g_assert_null (app_message_get_images (message_at (chat, 0))[0]);
+    g_assert_cmpint (app_message_get_state (message_at (chat, 1)), ==, APP_MESSAGE_STOPPED);
+    g_assert_null (app_message_get_error (message_at (chat, 1)));
+    g_assert_cmpfloat (app_message_get_first_token_seconds (message_at (chat, 1)), ==, 2);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * AppChatStore
+ */
+
+static void
+test_store_persistence (Fixture       *fixture,
+                        gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChatStore) reloaded = NULL;
+  g_autoptr(AppChat) first = make_chat ("First chat", "First answer");
+  g_autoptr(AppChat) second = make_chat ("Second chat", "Second answer");
+  g_autoptr(AppChat) third = make_chat ("Third chat", "Third answer");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) on_disk = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *contents = NULL;
+  GListModel *chats;
+  guint modified_notifies = 0;
+  gint64 modified_before;
+
+  g_assert_cmpstr (app_chat_store_get_data_dir (store), ==, fixture->data_dir);
+  g_assert_true (g_file_test (fixture->chats_dir, G_FILE_TEST_IS_DIR));
+  g_assert_true (g_file_test (fixture->images_dir, G_FILE_TEST_IS_DIR));
+
+  app_chat_store_load (store);
+  chats = app_chat_store_get_chats (store);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 0);
+  g_assert_cmpuint (app_chat_store_get_load_errors (store)->len, ==, 0);
+
+  /* add() shows a chat at the top without writing it. */
+  app_chat_store_add (store, first);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 1);
+  path = chat_path (fixture, app_chat_get_id (first));
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+
+  g_signal_connect (first, "notify::modified", G_CALLBACK (count_notify), &modified_notifies);
+  modified_before = app_chat_get_modified (first);
+  g_assert_true (app_chat_store_save (store, first, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));
+  g_assert_cmpint (app_chat_get_modified (first), >, modified_before);
+  g_assert_cmpuint (modified_notifies, ==, 1);
+
+  /* Saving a chat not added yet adds it; each save moves the chat to the top. */
+  g_assert_true (app_chat_store_save (store, second, &error));
+  g_assert_true (app_chat_store_save (store, third, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 3);
+  g_assert_true (chat_at (store, 0) == third);
+  g_assert_true (chat_at (store, 1) == second);
+  g_assert_true (chat_at (store, 2) == first);
+
+  g_assert_true (app_chat_store_save (store, first, &error));
+  g_assert_no_error (error);
+  g_assert_true (chat_at (store, 0) == first);
+  g_assert_true (chat_at (store, 1) == third);
+  g_assert_true (chat_at (store, 2) == second);
+  g_assert_cmpint (app_chat_get_modified (first), >, app_chat_get_modified (third));
+  g_assert_cmpint (app_chat_get_modified (third), >, app_chat_get_modified (second));
+
+  /* The file is the documented format. */
+  g_file_get_contents (path, &contents, NULL, &error);
+  g_assert_no_error (error);
+  on_disk = json_from_string (contents, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (on_disk), "version"), ==, 1);
+  g_assert_cmpstr (json_object_get_string_member (json_node_get_object (on_disk), "id"), ==,
+                   app_chat_get_id (first));
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (on_disk), "modified"), ==,
+                   app_chat_get_modified (first));
+
+  /* A new store finds the same chats, in the same order, with the same contents. */
+  reloaded = app_chat_store_new (fixture->data_dir);
+  app_chat_store_load (reloaded);
+  g_assert_cmpuint (app_chat_store_get_load_errors (reloaded)->len, ==, 0);
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (reloaded)), ==, 3);
+  assert_chats_equal (chat_at (reloaded, 0), first);
+  assert_chats_equal (chat_at (reloaded, 1), third);
+  assert_chats_equal (chat_at (reloaded, 2), second);
+  g_assert_cmpstr (app_chat_get_title (chat_at (reloaded, 0)), ==, "First chat");
+  g_assert_cmpuint (app_message_get_n_tokens (message_at (chat_at (reloaded, 0), 1)), ==, 12);
+
+  /* Loading again starts over rather than doubling the list. */
+  app_chat_store_load (reloaded);
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (reloaded)), ==, 3);
+
+  /* The reloaded store may save over the files it read. */
+  add_message (chat_at (reloaded, 2), APP_ROLE_USER, "Follow-up");
+  g_assert_true (app_chat_store_save (reloaded, chat_at (reloaded, 2), &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (app_chat_get_id (chat_at (reloaded, 0)), ==, app_chat_get_id (second));
+  g_assert_cmpuint (app_chat_get_n_messages (chat_at (reloaded, 0)), ==, 3);
+}
+
+/* Writes `object` as a chat file named after `name_id`. */
+static char *
+write_chat_object (Fixture    *fixture,
+                   const char *name_id,
+                   JsonObject *object)
+{
+  g_autoptr(JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  g_autofree char *json = NULL;
+  char *path = chat_path (fixture, name_id);
+
+  json_node_set_object (node, object);
+  json = json_to_string (node, TRUE);
+  write_file (path, json, -1);
+  return path;
+}
+
+/* A valid chat as a JSON object, to be spoiled. */
+static JsonObject *
+chat_object (AppChat *chat)
+{
+  g_autoptr(JsonNode) node = app_chat_to_json (chat);
+
+  return json_object_ref (json_node_get_object (node));
+}
+
+static guint
+count_reports (GPtrArray  *errors,
+               const char *path)
+{
+  g_autofree char *prefix = g_strconcat (path, ": ", NULL);
+  guint count = 0;
+
+  for (guint i = 0; i < errors->len; i++)
+    {
+      const char *line = g_ptr_array_index (errors, i);
+
+      if (g_str_has_prefix (line, prefix) && strlen (line) > strlen (prefix))
+        count++;
+    }
+
+  return count;
+}
+
+static void
+assert_unchanged (GHashTable *snapshots)
+{
+  GHashTableIter iter;
+  gpointer path;
+  gpointer bytes;
+
+  g_hash_table_iter_init (&iter, snapshots);
+  while (g_hash_table_iter_next (&iter, &path, &bytes))
+    {
+      g_autoptr(GBytes) now = read_file (path);
+
+      g_assert_true (g_bytes_equal (now, bytes));
+    }
+}
+
+static void
+test_store_corrupt_files (Fixture       *fixture,
+                          gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) writer = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChatStore) store = NULL;
+  g_autoptr(AppChat) good_a = make_chat ("Good chat A", "Answer A");
+  g_autoptr(AppChat) good_b = make_chat ("Good chat B", "Answer B");
+  g_autoptr(AppChat) newcomer = make_chat ("A new chat", "New answer");
+  g_autoptr(AppChat) intruder = NULL;
+  g_autoptr(GHashTable) snapshots = NULL;
+  g_autoptr(GPtrArray) bad_paths = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GRand) rand = g_rand_new_with_seed (42);
+  g_autofree char *full = NULL;
+  g_autofree char *mismatch_id = NULL;
+  g_autofree char *version_id = NULL;
+  GPtrArray *errors;
+  GByteArray *garbage;
+  JsonObject *object;
+  JsonObject *message;
+  JsonArray *images;
+
+  g_assert_true (app_chat_store_save (writer, good_a, &error));
+  g_assert_true (app_chat_store_save (writer, good_b, &error));
+  g_assert_no_error (error);
+
+  bad_paths = g_ptr_array_new_with_free_func (g_free);
+
+  /* Cut short, as by a full disk. */
+  {
+    g_autoptr(AppChat) chat = make_chat ("Truncated", "Half of it");
+    g_autofree char *json = chat_to_string (chat);
+    char *path = chat_path (fixture, app_chat_get_id (chat));
+
+    write_file (path, json, strlen (json) / 2);
+    g_ptr_array_add (bad_paths, path);
+  }
+
+  /* Empty. */
+  {
+    g_autofree char *id = g_uuid_string_random ();
+    char *path = chat_path (fixture, id);
+
+    write_file (path, "", 0);
+    g_ptr_array_add (bad_paths, path);
+  }
+
+  /* Valid JSON, but an array. */
+  {
+    g_autofree char *id = g_uuid_string_random ();
+    char *path = chat_path (fixture, id);
+
+    write_file (path, "[{\"version\": 1}, 2, 3]\n", -1);
+    g_ptr_array_add (bad_paths, path);
+  }
+
+  /* A newer version of the format. */
+  {
+    g_autoptr(AppChat) chat = make_chat ("From the future", "Answer");
+
+    version_id = g_strdup (app_chat_get_id (chat));
+    object = chat_object (chat);
+    json_object_set_int_member (object, "version", 2);
+    g_ptr_array_add (bad_paths, write_chat_object (fixture, version_id, object));
+    json_object_unref (object);
+  }
+
+  /* A role this version does not know. */
+  {
+    g_autoptr(AppChat) chat = make_chat ("Wrong role", "Answer");
+
+    object = chat_object (chat);
+    message = json_array_get_object_element (json_object_get_array_member (object, "messages"), 1);
+    json_object_set_string_member (message, "role", "system");
+    g_ptr_array_add (bad_paths, write_chat_object (fixture, app_chat_get_id (chat), object));
+    json_object_unref (object);
+  }
+
+  /* An image id that climbs out of the images folder. */
+  {
+    g_autoptr(AppChat) chat = make_chat ("Sneaky image", "Answer");
+
+    object = chat_object (chat);
+    message = json_array_get_object_element (json_object_get_array_member (object, "messages"), 0);
+    images = json_object_get_array_member (message, "images");
+    json_array_add_string_element (images, "../" IMAGE_A);
+    g_ptr_array_add (bad_paths, write_chat_object (fixture, app_chat_get_id (chat), object));
+    json_object_unref (object);
+  }
+
+  /* A valid chat under another chat's name. */
+  {
+    g_autoptr(AppChat) chat = make_chat ("Misnamed", "Answer");
+
+    mismatch_id = g_uuid_string_random ();
+    object = chat_object (chat);
+    g_ptr_array_add (bad_paths, write_chat_object (fixture, mismatch_id, object));
+    json_object_unref (object);
+  }
+
+  /* Random bytes. */
+  {
+    g_autofree char *id = g_uuid_string_random ();
+    char *path = chat_path (fixture, id);
+
+    garbage = g_byte_array_new ();
+    g_byte_array_append (garbage, (const guint8 *)"{\"version\": 1, \"id\": \"", 22);
+    for (guint i = 0; i < 4096; i++)
+      {
+        guint8 byte = g_rand_int_range (rand, 0, 256);
+        g_byte_array_append (garbage, &byte, 1);
+      }
+    write_file (path, (const char *)garbage->data, garbage->len);
+    g_byte_array_unref (garbage);
+    g_ptr_array_add (bad_paths, path);
+  }
+
+  snapshots = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_bytes_unref);
+  for (guint i = 0; i < bad_paths->len; i++)
+    {
+      const char *path = g_ptr_array_index (bad_paths, i);
+      g_hash_table_insert (snapshots, (gpointer)path, read_file (path));
+    }
+
+  store = app_chat_store_new (fixture->data_dir);
+  app_chat_store_load (store);
+
+  /* The good chats load, newest first... */
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (store)), ==, 2);
+  assert_chats_equal (chat_at (store, 0), good_b);
+  assert_chats_equal (chat_at (store, 1), good_a);
+
+  /* ...and each bad file is reported once, with its path and a reason. */
+  errors = app_chat_store_get_load_errors (store);
+  for (guint i = 0; i < errors->len; i++)
+    g_test_message ("%s", (const char *)g_ptr_array_index (errors, i));
+  g_assert_cmpuint (errors->len, ==, bad_paths->len);
+  for (guint i = 0; i < bad_paths->len; i++)
+    g_assert_cmpuint (count_reports (errors, g_ptr_array_index (bad_paths, i)), ==, 1);
+  assert_unchanged (snapshots);
+
+  /* Saving a new chat and the good ones again leaves the bad files alone. */
+  g_assert_true (app_chat_store_save (store, newcomer, &error));
+  g_assert_no_error (error);
+  assert_unchanged (snapshots);
+  g_assert_true (app_chat_store_save (store, chat_at (store, 1), &error));
+  g_assert_true (app_chat_store_save (store, chat_at (store, 2), &error));
+  g_assert_no_error (error);
+  assert_unchanged (snapshots);
+
+  /* A chat that claims the name of an unreadable file may not save over it, nor delete it. */
+  object = chat_object (good_a);
+  json_object_set_string_member (object, "id", mismatch_id);
+  {
+    g_autoptr(JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+
+    json_node_set_object (node, object);
+    intruder = app_chat_new_from_json (node, &error);
+    g_assert_no_error (error);
+  }
+  json_object_unref (object);
+  g_assert_false (app_chat_store_save (store, intruder, &error));
+  g_assert_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO);
+  g_clear_error (&error);
+  g_assert_true (app_chat_store_purge (store, intruder, &error));
+  g_assert_no_error (error);
+  assert_unchanged (snapshots);
+
+  /* Nor may the newer-version chat, were it ever opened by id. */
+  {
+    g_autoptr(AppChat) chat = app_chat_new ();
+    g_autoptr(JsonNode) node = NULL;
+
+    object = chat_object (chat);
+    json_object_set_string_member (object, "id", version_id);
+    node = json_node_new (JSON_NODE_OBJECT);
+    json_node_set_object (node, object);
+    json_object_unref (object);
+    g_clear_object (&chat);
+    chat = app_chat_new_from_json (node, &error);
+    g_assert_no_error (error);
+    g_assert_false (app_chat_store_save (store, chat, &error));
+    g_assert_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO);
+    g_clear_error (&error);
+  }
+  assert_unchanged (snapshots);
+
+  /* A later load reports the same files again, once each, and still changes nothing. */
+  app_chat_store_load (store);
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (store)), ==, 3);
+  g_assert_cmpuint (app_chat_store_get_load_errors (store)->len, ==, bad_paths->len);
+  for (guint i = 0; i < bad_paths->len; i++)
+    g_assert_cmpuint (count_reports (app_chat_store_get_load_errors (store),
+                                     g_ptr_array_index (bad_paths, i)), ==, 1);
+  assert_unchanged (snapshots);
+}
+
+static void
+test_store_duplicate_ids (Fixture       *fixture,
+                          gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChat) chat = make_chat ("Original", "Answer");
+  g_autoptr(GBytes) before = NULL;
+  g_autoptr(GBytes) after = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *upper_id = g_ascii_strup (app_chat_get_id (chat), -1);
+  g_autofree char *lower_path = chat_path (fixture, app_chat_get_id (chat));
+  g_autofree char *upper_path = chat_path (fixture, upper_id);
+  GPtrArray *errors;
+  JsonObject *object;
+
+  /* The same UUID twice, once in capitals: one chat, and one report. */
+  g_assert_true (app_chat_store_save (store, chat, &error));
+  g_assert_no_error (error);
+  object = chat_object (chat);
+  json_object_set_string_member (object, "id", upper_id);
+  g_free (write_chat_object (fixture, upper_id, object));
+  json_object_unref (object);
+  before = read_file (upper_path);
+
+  app_chat_store_load (store);
+  errors = app_chat_store_get_load_errors (store);
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (store)), ==, 1);
+  g_assert_cmpuint (errors->len, ==, 1);
+  g_assert_cmpuint (count_reports (errors, upper_path) + count_reports (errors, lower_path), ==, 1);
+
+  after = read_file (upper_path);
+  g_assert_true (g_bytes_equal (before, after));
+  g_assert_true (g_file_test (lower_path, G_FILE_TEST_IS_REGULAR));
+}
+
+static void
+test_store_atomic_save (Fixture       *fixture,
+                        gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChat) chat = make_chat ("Atomic", "Answer");
+  g_autoptr(AppChat) other = make_chat ("Other", "Answer");
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = chat_path (fixture, app_chat_get_id (chat));
+  g_autofree char *other_path = chat_path (fixture, app_chat_get_id (other));
+  GStatBuf buf;
+
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("Piece %u\n", i);
+
+      app_message_append_text (message_at (chat, 1), text);
+      g_assert_true (app_chat_store_save (store, chat, &error));
+      g_assert_no_error (error);
+    }
+  g_assert_true (app_chat_store_save (store, other, &error));
+  g_assert_no_error (error);
+
+  names = list_dir (fixture->chats_dir);
+  g_assert_cmpuint (names->len, ==, 2);
+  for (guint i = 0; i < names->len; i++)
+    {
+      const char *name = g_ptr_array_index (names, i);
+      g_autofree char *child = g_build_filename (fixture->chats_dir, name, NULL);
+
+      g_assert_true (g_str_has_suffix (name, ".json"));
+      g_assert_true (strcmp (child, path) == 0 || strcmp (child, other_path) == 0);
+    }
+
+  /* Private: the chats are the person's conversations. */
+  g_assert_no_errno (g_stat (path, &buf));
+  g_assert_cmpint (buf.st_mode & 0777, ==, 0600);
+  g_assert_no_errno (g_stat (fixture->chats_dir, &buf));
+  g_assert_cmpint (buf.st_mode & 0777, ==, 0700);
+  g_assert_no_errno (g_stat (fixture->images_dir, &buf));
+  g_assert_cmpint (buf.st_mode & 0777, ==, 0700);
+
+  /* The last save is the one on disk. */
+  {
+    g_autoptr(AppChatStore) reloaded = app_chat_store_new (fixture->data_dir);
+
+    app_chat_store_load (reloaded);
+    g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (reloaded)), ==, 2);
+    assert_chats_equal (chat_at (reloaded, 1), chat);
+    g_assert_true (g_str_has_suffix (app_message_get_text (message_at (chat_at (reloaded, 1), 1)),
+                                     "Piece 19\n"));
+  }
+
+  /* A save that cannot be written reports why and leaves the old file whole. Root may
+   * write into a read-only folder, so there is nothing to see then. */
+  if (geteuid () != 0)
+    {
+      g_autoptr(GBytes) before = read_file (path);
+      g_autoptr(GBytes) after = NULL;
+
+      g_assert_no_errno (g_chmod (fixture->chats_dir, 0500));
+      app_message_append_text (message_at (chat, 1), "Lost");
+      g_assert_false (app_chat_store_save (store, chat, &error));
+      g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_ACCES);
+      g_clear_error (&error);
+      g_assert_no_errno (g_chmod (fixture->chats_dir, 0700));
+
+      after = read_file (path);
+      g_assert_true (g_bytes_equal (before, after));
+    }
+
+  g_clear_pointer (&names, g_ptr_array_unref);
+  names = list_dir (fixture->chats_dir);
+  g_assert_cmpuint (names->len, ==, 2);
+}
+
+static guint
+position_of (AppChatStore *store,
+             AppChat      *chat)
+{
+  guint position;
+
+  if (!g_list_store_find (G_LIST_STORE (app_chat_store_get_chats (store)), chat, &position))
+    return G_MAXUINT;
+  return position;
+}
+
+static void
+test_store_trash (Fixture       *fixture,
+                  gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChat) first = make_chat ("First", "Answer");
+  g_autoptr(AppChat) second = make_chat ("Second", "Answer");
+  g_autoptr(AppChat) third = make_chat ("Third", "Answer");
+  g_autoptr(AppChat) unsaved = app_chat_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *first_path = chat_path (fixture, app_chat_get_id (first));
+  g_autofree char *second_path = chat_path (fixture, app_chat_get_id (second));
+  g_autofree char *third_path = chat_path (fixture, app_chat_get_id (third));
+  GListModel *chats = app_chat_store_get_chats (store);
+
+  g_assert_true (app_chat_store_save (store, first, &error));
+  g_assert_true (app_chat_store_save (store, second, &error));
+  g_assert_true (app_chat_store_save (store, third, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (position_of (store, third), ==, 0);
+  g_assert_cmpuint (position_of (store, second), ==, 1);
+  g_assert_cmpuint (position_of (store, first), ==, 2);
+
+  /* Trash hides; the file stays. Untrash puts it back where it was. */
+  app_chat_store_trash (store, second);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 2);
+  g_assert_cmpuint (position_of (store, second), ==, G_MAXUINT);
+  g_assert_true (g_file_test (second_path, G_FILE_TEST_IS_REGULAR));
+  app_chat_store_untrash (store, second);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 3);
+  g_assert_cmpuint (position_of (store, third), ==, 0);
+  g_assert_cmpuint (position_of (store, second), ==, 1);
+  g_assert_cmpuint (position_of (store, first), ==, 2);
+
+  /* Untrashing what is not in the trash changes nothing. */
+  app_chat_store_untrash (store, second);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 3);
+
+  /* The oldest chat goes back to the bottom, not the top. */
+  app_chat_store_trash (store, first);
+  app_chat_store_untrash (store, first);
+  g_assert_cmpuint (position_of (store, first), ==, 2);
+
+  /* A trashed chat saved (an answer finishing) stays hidden, and comes back at the top. */
+  app_chat_store_trash (store, first);
+  g_assert_true (app_chat_store_save (store, first, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (position_of (store, first), ==, G_MAXUINT);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 2);
+  app_chat_store_untrash (store, first);
+  g_assert_cmpuint (position_of (store, first), ==, 0);
+
+  /* Purge removes the file, whether the chat is in the trash or still listed. */
+  app_chat_store_trash (store, second);
+  g_assert_true (app_chat_store_purge (store, second, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (second_path, G_FILE_TEST_EXISTS));
+  app_chat_store_untrash (store, second);
+  g_assert_cmpuint (position_of (store, second), ==, G_MAXUINT);
+  g_assert_true (app_chat_store_purge (store, third, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (third_path, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 1);
+
+  /* A chat that never was saved purges fine. */
+  app_chat_store_add (store, unsaved);
+  g_assert_cmpuint (position_of (store, unsaved), ==, 0);
+  app_chat_store_trash (store, unsaved);
+  g_assert_true (app_chat_store_purge (store, unsaved, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 1);
+
+  /* A new store sees only what is left; trashed but unpurged chats come back. */
+  app_chat_store_trash (store, first);
+  {
+    g_autoptr(AppChatStore) reloaded = app_chat_store_new (fixture->data_dir);
+
+    app_chat_store_load (reloaded);
+    g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (reloaded)), ==, 1);
+    g_assert_cmpstr (app_chat_get_id (chat_at (reloaded, 0)), ==, app_chat_get_id (first));
+  }
+  g_assert_true (g_file_test (first_path, G_FILE_TEST_IS_REGULAR));
+}
+
+/* The smallest files that are what they claim to be, up to what a sniffer looks at. */
+static const guint8 png_bytes[] = {
+  0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a,
+  0x00, 0x00, 0x00, 0x0d, 'I', 'H', 'D', 'R',
+  0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00,
+  0x1f, 0x15, 0xc4, 0x89,
+  0x00, 0x00, 0x00, 0x00, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82,
+};
+static const guint8 gif_bytes[] = {
+  'G', 'I', 'F', '8', '9', 'a', 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+  ',', 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00,
+  0x02, 0x02, 0x44, 0x01, 0x00, ';',
+};
+static const guint8 jpeg_bytes[] = {
+  0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00,
+  0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00,
+  0xff, 0xd9,
+};
+
+static char *
+expected_id (const guint8 *data,
+             gsize         size,
+             const char   *extension)
+{
+  g_autofree char *checksum = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, size);
+
+  return g_strconcat (checksum, ".", extension, NULL);
+}
+
+static void
+assert_import (AppChatStore *store,
+               Fixture      *fixture,
+               const guint8 *data,
+               gsize         size,
+               const char   *extension)
+{
+  g_autoptr(GBytes) bytes = g_bytes_new_static (data, size);
+  g_autoptr(GBytes) stored = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *expected = expected_id (data, size, extension);
+  g_autofree char *id = app_chat_store_import_image (store, bytes, &error);
+  g_autofree char *path = NULL;
+  GStatBuf buf;
+
+  g_assert_no_error (error);
+  g_assert_cmpstr (id, ==, expected);
+
+  path = app_chat_store_get_image_path (store, id);
+  g_assert_nonnull (path);
+  stored = read_file (path);
+  g_assert_true (g_bytes_equal (stored, bytes));
+  g_assert_no_errno (g_stat (path, &buf));
+  g_assert_cmpint (buf.st_mode & 0777, ==, 0600);
+}
+
+static void
+test_store_import_image (Fixture       *fixture,
+                         gconstpointer  user_data)
+{
+  static const char text_bytes[] = "this is not an image at all, just some words";
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(GBytes) png = g_bytes_new_static (png_bytes, sizeof png_bytes);
+  g_autoptr(GBytes) empty = g_bytes_new_static ("", 0);
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GFile) outside = NULL;
+  g_autoptr(GFile) missing = NULL;
+  g_autofree char *first = NULL;
+  g_autofree char *second = NULL;
+  g_autofree char *from_file = NULL;
+  g_autofree char *outside_path = NULL;
+  g_autofree char *path = NULL;
+  GStatBuf before;
+  GStatBuf after;
+
+  assert_import (store, fixture, png_bytes, sizeof png_bytes, "png");
+  assert_import (store, fixture, gif_bytes, sizeof gif_bytes, "gif");
+  assert_import (store, fixture, jpeg_bytes, sizeof jpeg_bytes, "jpg");
+  assert_import (store, fixture, (const guint8 *)text_bytes, strlen (text_bytes), "img");
+
+  /* The same bytes twice: the same id, one file, not rewritten. */
+  first = app_chat_store_import_image (store, png, &error);
+  g_assert_no_error (error);
+  path = app_chat_store_get_image_path (store, first);
+  g_assert_no_errno (g_stat (path, &before));
+  second = app_chat_store_import_image (store, png, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (first, ==, second);
+  g_assert_no_errno (g_stat (path, &after));
+  g_assert_cmpuint (before.st_ino, ==, after.st_ino);
+
+  /* From a file elsewhere: copied in under the same id. */
+  outside_path = g_build_filename (fixture->data_dir, "picture.png", NULL);
+  write_file (outside_path, (const char *)png_bytes, sizeof png_bytes);
+  outside = g_file_new_for_path (outside_path);
+  from_file = app_chat_store_import_image_file (store, outside, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (from_file, ==, first);
+  g_assert_no_errno (g_unlink (outside_path));
+  g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));   /* the copy stays */
+
+  names = list_dir (fixture->images_dir);
+  g_assert_cmpuint (names->len, ==, 4);   /* png, gif, jpg, img; no temporary files */
+
+  /* Nothing to store. */
+  g_assert_null (app_chat_store_import_image (store, empty, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  missing = g_file_new_for_path ("/nonexistent/sightline/picture.png");
+  g_assert_null (app_chat_store_import_image_file (store, missing, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+
+  g_clear_pointer (&names, g_ptr_array_unref);
+  names = list_dir (fixture->images_dir);
+  g_assert_cmpuint (names->len, ==, 4);
+}
+
+static void
+test_store_image_path (Fixture       *fixture,
+                       gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autofree char *expected = g_build_filename (fixture->images_dir, IMAGE_A, NULL);
+  g_autofree char *path = app_chat_store_get_image_path (store, IMAGE_A);
+  const char *rejected[] = {
+    "",
+    ".",
+    "..",
+    "../" IMAGE_A,
+    "../../etc/passwd",
+    "/etc/passwd",
+    "sub/" IMAGE_A,
+    IMAGE_A "/..",
+    "a..b.png",
+  };
+
+  g_assert_cmpstr (path, ==, expected);
+
+  g_assert_null (app_chat_store_get_image_path (store, NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (rejected); i++)
+    {
+      g_autofree char *bad = app_chat_store_get_image_path (store, rejected[i]);
+
+      g_test_message ("%s", rejected[i]);
+      g_assert_null (bad);
+    }
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/app/chat-store/message-properties", test_message_properties);
+  g_test_add_func ("/app/chat-store/title", test_chat_title);
+  g_test_add_func ("/app/chat-store/truncate", test_chat_truncate);
+  g_test_add_func ("/app/chat-store/matches", test_chat_matches);
+  g_test_add_func ("/app/chat-store/json-round-trip", test_json_round_trip);
+  g_test_add_func ("/app/chat-store/json-invalid", test_json_invalid);
+
+#define ADD_STORE_TEST(path, func) \
+  g_test_add ("/app/chat-store/" path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
+
+  ADD_STORE_TEST ("persistence", test_store_persistence);
+  ADD_STORE_TEST ("corrupt-files", test_store_corrupt_files);
+  ADD_STORE_TEST ("duplicate-ids", test_store_duplicate_ids);
+  ADD_STORE_TEST ("atomic-save", test_store_atomic_save);
+  ADD_STORE_TEST ("trash", test_store_trash);
+  ADD_STORE_TEST ("import-image", test_store_import_image);
+  ADD_STORE_TEST ("image-path", test_store_image_path);
+
+  return g_test_run ();
+}

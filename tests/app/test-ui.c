@@ -1,0 +1,316 @@
+/* test-ui.c - the real application, under Xvfb, with a golden mini model.
+ *
+ * It starts AppApplication as `sightline` does (fresh XDG directories, in-memory settings),
+ * waits for the model to load, drops an image onto the window through the window's own drop
+ * target, sends a question, waits for the streamed answer, starts a second answer and stops
+ * it, checks that the session still answers afterwards, that the chat and its image were saved,
+ * and writes a screenshot of the window ($VL2_SCREENSHOT_DIR or the build folder).
+ */
+#include <glib/gstdio.h>
+#include <gtk/gtk.h>
+
+#include "app-application.h"
+#include "app-composer.h"
+
+#define TIMEOUT_S 120
+
+static AppApplication *app;
+
+/* Runs the main loop until `done` returns TRUE (or fails the test after TIMEOUT_S). */
+static void
+wait_for (gboolean    (*done) (gpointer),
+          gpointer      data,
+          const char   *what)
+{
+  gint64 end = g_get_monotonic_time () + TIMEOUT_S * G_USEC_PER_SEC;
+
+  while (!done (data))
+    {
+      if (g_get_monotonic_time () > end)
+        g_error ("timed out waiting for %s (engine state %d, load %.2f)", what,
+                 app_engine_get_state (app_application_get_engine (app)),
+                 app_engine_get_load_progress (app_application_get_engine (app)));
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+static GtkWidget *
+find_widget (GtkWidget *root,
+             GType      type)
+{
+  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type))
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_widget (c, type);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+static gboolean
+engine_ready (gpointer data)
+{
+  AppEngineState s = app_engine_get_state (app_application_get_engine (app));
+
+  if (s == APP_ENGINE_FAILED)
+    g_error ("model failed to load: %s", app_engine_get_error (app_application_get_engine (app)));
+  return s == APP_ENGINE_READY;
+}
+
+static gboolean
+images_ready (gpointer data)
+{
+  AppComposer *composer = data;
+
+  return app_composer_has_images (composer) && !app_composer_is_importing (composer);
+}
+
+static AppChat *
+current_chat (void)
+{
+  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
+
+  g_assert_cmpuint (g_list_model_get_n_items (chats), >, 0);
+  return g_list_model_get_item (chats, 0);
+}
+
+static AppMessage *
+last_message (void)
+{
+  g_autoptr(AppChat) chat = current_chat ();
+
+  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
+}
+
+static gboolean
+answer_done (gpointer data)
+{
+  g_autoptr(AppMessage) m = last_message ();
+  AppMessageState s = app_message_get_state (m);
+
+  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
+         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
+}
+
+static gboolean
+answer_streaming (gpointer data)
+{
+  g_autoptr(AppMessage) m = last_message ();
+
+  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
+         app_message_get_state (m) == APP_MESSAGE_STREAMING &&
+         app_message_get_text (m)[0] != '\0';
+}
+
+static gboolean
+window_drawn (gpointer data)
+{
+  GtkWidget *w = data;
+
+  return gtk_widget_get_mapped (w) && gtk_widget_get_width (w) > 0;
+}
+
+static void
+send (AppComposer *composer,
+      const char  *text)
+{
+  app_composer_set_text (composer, text);
+  g_signal_emit_by_name (composer, "send");
+}
+
+static void
+save_screenshot (GtkWidget  *window,
+                 const char *path)
+{
+  int w = gtk_widget_get_width (window), h = gtk_widget_get_height (window);
+  g_autoptr(GdkPaintable) paintable = gtk_widget_paintable_new (window);
+  GtkSnapshot *snapshot = gtk_snapshot_new ();
+  g_autoptr(GskRenderNode) node = NULL;
+  g_autoptr(GdkTexture) texture = NULL;
+  GskRenderer *renderer = gtk_native_get_renderer (GTK_NATIVE (window));
+
+  gdk_paintable_snapshot (paintable, GDK_SNAPSHOT (snapshot), w, h);
+  node = gtk_snapshot_free_to_node (snapshot);
+  if (!node)
+    g_error ("nothing to draw: the window is %d x %d, mapped %d", w, h,
+             gtk_widget_get_mapped (window));
+  texture = gsk_renderer_render_texture (renderer, node, &GRAPHENE_RECT_INIT (0, 0, w, h));
+  g_assert_true (gdk_texture_save_to_png (texture, path));
+  g_test_message ("screenshot: %s (%d x %d)", path, w, h);
+}
+
+/* A screenshot is a picture, not a blank: many distinct colours. */
+static void
+check_png (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GdkTexture) t = gdk_texture_new_from_filename (path, &error);
+  g_autofree guchar *px = NULL;
+  g_autoptr(GHashTable) colours = g_hash_table_new (g_direct_hash, g_direct_equal);
+  int w, h;
+
+  g_assert_no_error (error);
+  w = gdk_texture_get_width (t);
+  h = gdk_texture_get_height (t);
+  g_assert_cmpint (w, >=, 600);
+  g_assert_cmpint (h, >=, 400);
+  px = g_malloc ((gsize) w * h * 4);
+  gdk_texture_download (t, px, (gsize) w * 4);
+  for (int i = 0; i < w * h; i += 7)
+    g_hash_table_add (colours, GUINT_TO_POINTER (((guint32 *) px)[i]));
+  g_assert_cmpuint (g_hash_table_size (colours), >, 50);
+}
+
+static void
+test_chat_with_image (void)
+{
+  GtkWindow *window;
+  AppComposer *composer;
+  GtkDropTarget *drop = NULL;
+  g_autoptr(GListModel) controllers = NULL;
+  g_autofree char *image = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
+                                             "multi_image_2.png", NULL);
+  g_autoptr(GFile) file = g_file_new_for_path (image);
+  GSList *files = g_slist_append (NULL, file);
+  g_auto(GValue) value = G_VALUE_INIT;
+  gboolean accepted = FALSE;
+  g_autoptr(AppChat) chat = NULL;
+  g_autoptr(AppMessage) question = NULL;
+  g_autoptr(AppMessage) answer = NULL;
+  g_autofree char *shot_dir = NULL;
+  g_autofree char *shot = NULL;
+
+  g_application_activate (G_APPLICATION (app));
+  window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  g_assert_nonnull (window);
+  gtk_window_set_default_size (window, 1100, 760);
+  wait_for (engine_ready, NULL, "the model");
+  composer = APP_COMPOSER (find_widget (GTK_WIDGET (window), APP_TYPE_COMPOSER));
+  g_assert_nonnull (composer);
+
+  /* 1. drop an image file on the window, through its drop target */
+  controllers = gtk_widget_observe_controllers (GTK_WIDGET (window));
+  for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
+    {
+      g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
+
+      if (GTK_IS_DROP_TARGET (c))
+        drop = GTK_DROP_TARGET (c);
+    }
+  g_assert_nonnull (drop);
+  g_value_init (&value, GDK_TYPE_FILE_LIST);
+  g_value_take_boxed (&value, gdk_file_list_new_from_list (files));
+  g_slist_free (files);
+  g_signal_emit_by_name (drop, "drop", &value, 400.0, 300.0, &accepted);
+  g_assert_true (accepted);
+  wait_for (images_ready, composer, "the dropped image");
+
+  /* 2. ask, and wait for the streamed answer */
+  send (composer, "What is in this picture?");
+  g_assert_false (app_composer_has_images (composer)); /* sent with the question */
+  wait_for (answer_done, NULL, "the first answer");
+  chat = current_chat ();
+  g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
+  question = app_chat_get_message (chat, 0);
+  answer = app_chat_get_message (chat, 1);
+  g_assert_cmpstr (app_message_get_text (question), ==, "What is in this picture?");
+  g_assert_nonnull (app_message_get_images (question));
+  g_assert_nonnull (app_message_get_images (question)[0]);
+  if (app_message_get_state (answer) != APP_MESSAGE_COMPLETE)
+    g_error ("the answer ended in state %d: %s", app_message_get_state (answer),
+             app_message_get_error (answer));
+  g_assert_cmpstr (app_message_get_text (answer), !=, "");
+  g_assert_cmpuint (app_message_get_n_tokens (answer), >, 0);
+  g_assert_cmpfloat (app_message_get_tokens_per_second (answer), >, 0);
+  g_test_message ("first answer: %u tokens, %.2f s to the first, %.1f tokens/s",
+                  app_message_get_n_tokens (answer),
+                  app_message_get_first_token_seconds (answer),
+                  app_message_get_tokens_per_second (answer));
+
+  /* 3. a second, long answer: stop it while it streams */
+  g_settings_set_int (app_application_get_settings (app), "max-new-tokens", 4096);
+  send (composer, "Tell me much more.");
+  wait_for (answer_streaming, NULL, "the second answer to stream");
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
+  wait_for (answer_done, NULL, "the stop");
+  {
+    g_autoptr(AppMessage) stopped = last_message ();
+
+    g_assert_cmpint (app_message_get_state (stopped), ==, APP_MESSAGE_STOPPED);
+    g_assert_cmpuint (app_message_get_n_tokens (stopped), <, 4096);
+  }
+
+  /* 4. the session is still usable: a third answer completes */
+  g_settings_set_int (app_application_get_settings (app), "max-new-tokens", 16);
+  send (composer, "Thanks!");
+  wait_for (answer_done, NULL, "the third answer");
+  {
+    g_autoptr(AppMessage) third = last_message ();
+
+    g_assert_cmpint (app_message_get_state (third), ==, APP_MESSAGE_COMPLETE);
+  }
+
+  /* 5. the chat and its image are on disk */
+  {
+    const char *data = app_chat_store_get_data_dir (app_application_get_store (app));
+    g_autofree char *name = g_strdup_printf ("%s.json", app_chat_get_id (chat));
+    g_autofree char *chat_file = g_build_filename (data, "chats", name, NULL);
+    g_autofree char *image_file =
+      app_chat_store_get_image_path (app_application_get_store (app),
+                                     app_message_get_images (question)[0]);
+
+    g_assert_true (g_file_test (chat_file, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (g_file_test (image_file, G_FILE_TEST_IS_REGULAR));
+  }
+
+  /* 6. a screenshot of the window, once it has been drawn */
+  wait_for (window_drawn, window, "the window to be drawn");
+  for (int i = 0; i < 100; i++)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (2000);
+    }
+  shot_dir = g_strdup (g_getenv ("VL2_SCREENSHOT_DIR"));
+  if (!shot_dir)
+    shot_dir = g_strdup (g_getenv ("VL2_FIXTURE_DIR"));
+  shot = g_build_filename (shot_dir, "ui-test.png", NULL);
+  save_screenshot (GTK_WIDGET (window), shot);
+  check_png (shot);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autofree char *home = g_dir_make_tmp ("sightline-ui-XXXXXX", NULL);
+  g_autofree char *model = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), "mini-tiny", NULL);
+  g_autoptr(GSettings) settings = NULL;
+  int rc;
+
+  /* a fresh user: nothing of the person running the tests is read or written */
+  g_setenv ("XDG_DATA_HOME", home, TRUE);
+  g_setenv ("XDG_CONFIG_HOME", home, TRUE);
+  g_setenv ("XDG_CACHE_HOME", home, TRUE);
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  g_setenv ("GSK_RENDERER", "cairo", FALSE);
+  g_setenv ("NO_AT_BRIDGE", "1", TRUE);
+
+  gtk_test_init (&argc, &argv, NULL);
+  settings = g_settings_new ("io.github.sightline.Sightline");
+  g_settings_set_string (settings, "model-folder", model);
+  g_settings_set_int (settings, "max-new-tokens", 24);
+  g_settings_set_int (settings, "threads", 2);
+
+  app = app_application_new ();
+  g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE);
+  g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
+  g_test_add_func ("/app/ui/chat-with-image", test_chat_with_image);
+  rc = g_test_run ();
+  g_application_quit (G_APPLICATION (app));
+  g_clear_object (&app);
+  return rc;
+}

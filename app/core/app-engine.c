@@ -150,6 +150,8 @@ job_new (AppEngine    *self,
   if (kind != JOB_QUIT)
     {
       job->task = g_task_new (self, cancellable, callback, user_data);
+      /* a stopped answer is an outcome, not an error: the reply's state tells */
+      g_task_set_check_cancellable (job->task, FALSE);
       job->context = g_main_context_ref_thread_default ();
     }
   job->cancellable = cancellable ? g_object_ref (cancellable) : NULL;
@@ -338,6 +340,9 @@ load_done_main (gpointer data)
       set_state (self, APP_ENGINE_READY);
       g_task_return_boolean (r->job->task, TRUE);
     }
+  /* The task holds the engine: drop it here, on the main thread. Were the worker to drop the
+   * last reference, the engine would be disposed there and join its own thread. */
+  g_clear_object (&r->job->task);
   job_unref (r->job);
   g_free (r->name);
   g_free (r);
@@ -495,6 +500,7 @@ generate_done_main (gpointer data)
     g_task_return_error (job->task, g_steal_pointer (&r->error));
   else
     g_task_return_boolean (job->task, TRUE);
+  g_clear_object (&job->task); /* on the main thread: see load_done_main() */
   job_unref (job);
   g_free (r);
   return G_SOURCE_REMOVE;

@@ -86,7 +86,8 @@ gboolean         app_engine_load_finish        (AppEngine       *self,
  * message, an empty assistant message) receives the answer: its state goes PENDING ->
  * STREAMING -> COMPLETE, STOPPED (cancelled) or FAILED, its text grows in batches, and its
  * statistics and note (earlier turns left out to fit the context) are set at the end.
- * `image_dir` resolves the messages' image ids. Finishes when the answer is complete. */
+ * `image_dir` resolves the messages' image ids. Finishes when the answer is over: TRUE when it
+ * is complete or was stopped through `cancellable`, FALSE (and FAILED) on an error. */
 void             app_engine_generate_async     (AppEngine       *self,
                                                 AppChat         *chat,
                                                 AppMessage      *reply,

@@ -1,0 +1,506 @@
+/* test-engine.c - the engine adapter (app/core/app-engine.c) with the golden mini-tiny model.
+ *
+ * Loading with progress and failure; an answer going PENDING -> STREAMING -> COMPLETE with its
+ * text arriving on the main thread; stopping within a step and answering again; refusing a
+ * second request while busy; errors (a missing image, an empty question, a question longer
+ * than the context) ending as FAILED replies; early turns left out with a note when a long
+ * chat would overflow the context.
+ */
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "app-engine.h"
+
+#define TIMEOUT_S 120
+
+static char *model_dir;
+static GThread *main_thread;
+
+static void
+iterate_until (gboolean   *flag,
+               const char *what)
+{
+  gint64 end = g_get_monotonic_time () + TIMEOUT_S * G_USEC_PER_SEC;
+
+  while (!*flag)
+    {
+      if (g_get_monotonic_time () > end)
+        g_error ("timed out waiting for %s", what);
+      g_main_context_iteration (NULL, TRUE);
+    }
+}
+
+typedef struct
+{
+  gboolean done;
+  gboolean ok;
+  GError *error;
+} Result;
+
+static void
+load_cb (GObject      *source,
+         GAsyncResult *res,
+         gpointer      data)
+{
+  Result *r = data;
+
+  r->ok = app_engine_load_finish (APP_ENGINE (source), res, &r->error);
+  r->done = TRUE;
+}
+
+static void
+generate_cb (GObject      *source,
+             GAsyncResult *res,
+             gpointer      data)
+{
+  Result *r = data;
+
+  r->ok = app_engine_generate_finish (APP_ENGINE (source), res, &r->error);
+  r->done = TRUE;
+}
+
+typedef struct
+{
+  GArray *progress;
+  GArray *states;
+} Watch;
+
+static void
+progress_cb (AppEngine  *engine,
+             GParamSpec *pspec,
+             Watch      *w)
+{
+  double p = app_engine_get_load_progress (engine);
+
+  g_array_append_val (w->progress, p);
+}
+
+static void
+state_cb (AppEngine  *engine,
+          GParamSpec *pspec,
+          Watch      *w)
+{
+  int s = app_engine_get_state (engine);
+
+  g_array_append_val (w->states, s);
+}
+
+static AppEngine *
+loaded_engine (void)
+{
+  AppEngine *engine = app_engine_new ();
+  Result r = { 0 };
+
+  app_engine_load_async (engine, model_dir, 2, NULL, load_cb, &r);
+  iterate_until (&r.done, "the model");
+  g_assert_no_error (r.error);
+  g_assert_true (r.ok);
+  return engine;
+}
+
+static void
+test_load (void)
+{
+  g_autoptr(AppEngine) engine = app_engine_new ();
+  Watch w = { g_array_new (FALSE, FALSE, sizeof (double)), g_array_new (FALSE, FALSE, sizeof (int)) };
+  Result bad = { 0 }, good = { 0 };
+
+  g_signal_connect (engine, "notify::load-progress", G_CALLBACK (progress_cb), &w);
+  g_signal_connect (engine, "notify::state", G_CALLBACK (state_cb), &w);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_EMPTY);
+
+  /* a folder without a model fails with a message naming it */
+  app_engine_load_async (engine, "/nonexistent/model", 1, NULL, load_cb, &bad);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_LOADING);
+  iterate_until (&bad.done, "the failed load");
+  g_assert_false (bad.ok);
+  g_assert_error (bad.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL);
+  g_assert_nonnull (strstr (bad.error->message, "/nonexistent/model"));
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_FAILED);
+  g_assert_nonnull (strstr (app_engine_get_error (engine), "/nonexistent/model"));
+  g_clear_error (&bad.error);
+
+  /* then a good one: progress grows to 1, the name and folder are known */
+  g_array_set_size (w.progress, 0);
+  app_engine_load_async (engine, model_dir, 2, NULL, load_cb, &good);
+  iterate_until (&good.done, "the model");
+  g_assert_no_error (good.error);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
+  g_assert_cmpstr (app_engine_get_model_name (engine), ==, "DeepSeek-VL2 Tiny");
+  g_assert_cmpstr (app_engine_get_model_dir (engine), ==, model_dir);
+  g_assert_null (app_engine_get_error (engine));
+  g_assert_cmpuint (w.progress->len, >=, 2);
+  for (guint i = 1; i < w.progress->len; i++)
+    g_assert_cmpfloat (g_array_index (w.progress, double, i), >=,
+                       g_array_index (w.progress, double, i - 1));
+  g_assert_cmpfloat (g_array_index (w.progress, double, w.progress->len - 1), ==, 1.0);
+  g_array_unref (w.progress);
+  g_array_unref (w.states);
+}
+
+/* A reply's states and text as the main thread sees them. */
+typedef struct
+{
+  GArray *states;
+  GString *text;
+  guint text_notifies;
+  AppMessage *reply;
+  GCancellable *cancel_on_text;
+} ReplyWatch;
+
+static void
+reply_state_cb (AppMessage *m,
+                GParamSpec *pspec,
+                ReplyWatch *w)
+{
+  int s = app_message_get_state (m);
+
+  g_assert_true (g_thread_self () == main_thread); /* never from the worker */
+  g_array_append_val (w->states, s);
+}
+
+static void
+reply_text_cb (AppMessage *m,
+               GParamSpec *pspec,
+               ReplyWatch *w)
+{
+  g_assert_true (g_thread_self () == main_thread);
+  w->text_notifies++;
+  if (w->cancel_on_text)
+    g_cancellable_cancel (w->cancel_on_text);
+}
+
+static AppChat *
+chat_with (const char *question)
+{
+  AppChat *chat = app_chat_new ();
+  g_autoptr(AppMessage) q = app_message_new (APP_ROLE_USER, question);
+
+  app_chat_append (chat, q);
+  return chat;
+}
+
+static AppMessage *
+add_reply (AppChat    *chat,
+           ReplyWatch *w)
+{
+  AppMessage *reply = app_message_new (APP_ROLE_ASSISTANT, "");
+
+  app_chat_append (chat, reply);
+  w->states = g_array_new (FALSE, FALSE, sizeof (int));
+  w->reply = reply;
+  g_signal_connect (reply, "notify::state", G_CALLBACK (reply_state_cb), w);
+  g_signal_connect (reply, "notify::text", G_CALLBACK (reply_text_cb), w);
+  return reply;
+}
+
+static AppGenerateParams
+params (int max_new_tokens)
+{
+  AppGenerateParams p;
+
+  app_generate_params_init (&p);
+  p.temperature = 0;
+  p.max_new_tokens = max_new_tokens;
+  return p;
+}
+
+static void
+test_stream (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = chat_with ("Hello! Who are you?");
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = add_reply (chat, &w);
+  AppGenerateParams p = params (32);
+  Result r = { 0 };
+
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, generate_cb, &r);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_PENDING);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_BUSY);
+  iterate_until (&r.done, "the answer");
+  g_assert_no_error (r.error);
+  g_assert_true (r.ok);
+
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
+  g_assert_cmpuint (app_message_get_n_tokens (reply), ==, 32);
+  g_assert_cmpfloat (app_message_get_tokens_per_second (reply), >, 0);
+  g_assert_cmpfloat (app_message_get_first_token_seconds (reply), >, 0);
+  g_assert_cmpstr (app_message_get_text (reply), !=, "");
+  /* PENDING, then STREAMING, then COMPLETE; text in at most one batch per token */
+  g_assert_cmpuint (w.states->len, >=, 3);
+  g_assert_cmpint (g_array_index (w.states, int, 0), ==, APP_MESSAGE_PENDING);
+  g_assert_cmpint (g_array_index (w.states, int, 1), ==, APP_MESSAGE_STREAMING);
+  g_assert_cmpint (g_array_index (w.states, int, w.states->len - 1), ==, APP_MESSAGE_COMPLETE);
+  g_assert_cmpuint (w.text_notifies, >=, 1);
+  g_assert_cmpuint (w.text_notifies, <=, 32);
+  g_test_message ("32 tokens arrived in %u batches", w.text_notifies);
+
+  /* the same question again, greedy: the same answer (the session was reused) */
+  {
+    g_autoptr(AppChat) again = chat_with ("Hello! Who are you?");
+    ReplyWatch w2 = { 0 };
+    g_autoptr(AppMessage) reply2 = add_reply (again, &w2);
+    Result r2 = { 0 };
+
+    app_engine_generate_async (engine, again, reply2, "/nonexistent", &p, NULL, generate_cb,
+                               &r2);
+    iterate_until (&r2.done, "the second answer");
+    g_assert_cmpstr (app_message_get_text (reply2), ==, app_message_get_text (reply));
+    g_array_unref (w2.states);
+  }
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+/* A slow main thread gets fewer, larger batches, and no text is lost. */
+static void
+slow_text_cb (AppMessage *m,
+              GParamSpec *pspec,
+              gpointer    data)
+{
+  g_usleep (20000);
+}
+
+static void
+test_batches (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = chat_with ("Hello! Who are you?");
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = add_reply (chat, &w);
+  AppGenerateParams p = params (64);
+  Result r = { 0 };
+  g_autofree char *fast_text = NULL;
+
+  g_signal_connect (reply, "notify::text", G_CALLBACK (slow_text_cb), NULL);
+  app_engine_generate_async (engine, chat, reply, "/x", &p, NULL, generate_cb, &r);
+  iterate_until (&r.done, "the answer");
+  g_test_message ("64 tokens arrived in %u batches with a 20 ms main loop", w.text_notifies);
+  g_assert_cmpuint (w.text_notifies, <, 32);
+
+  /* the same text as an unhurried run */
+  {
+    g_autoptr(AppChat) c2 = chat_with ("Hello! Who are you?");
+    ReplyWatch w2 = { 0 };
+    g_autoptr(AppMessage) r2 = add_reply (c2, &w2);
+    Result res = { 0 };
+
+    app_engine_generate_async (engine, c2, r2, "/x", &p, NULL, generate_cb, &res);
+    iterate_until (&res.done, "the second answer");
+    g_assert_cmpstr (app_message_get_text (r2), ==, app_message_get_text (reply));
+    g_array_unref (w2.states);
+  }
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+static void
+test_stop_and_reuse (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = chat_with ("Write a very long story.");
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = add_reply (chat, &w);
+  g_autoptr(GCancellable) cancel = g_cancellable_new ();
+  AppGenerateParams p = params (4000);
+  Result r = { 0 };
+
+  w.cancel_on_text = cancel; /* stop as soon as the first text shows */
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, cancel, generate_cb, &r);
+  iterate_until (&r.done, "the stop");
+  g_assert_true (r.ok);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_STOPPED);
+  g_assert_cmpuint (app_message_get_n_tokens (reply), <, 100);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
+
+  /* busy: a second request while one runs is refused and leaves its reply alone */
+  {
+    g_autoptr(AppChat) c1 = chat_with ("One");
+    g_autoptr(AppChat) c2 = chat_with ("Two");
+    ReplyWatch w1 = { 0 }, w2 = { 0 };
+    g_autoptr(AppMessage) r1m = add_reply (c1, &w1);
+    g_autoptr(AppMessage) r2m = add_reply (c2, &w2);
+    Result a = { 0 }, b = { 0 };
+    AppGenerateParams small = params (8);
+
+    app_engine_generate_async (engine, c1, r1m, "/nonexistent", &small, NULL, generate_cb, &a);
+    app_engine_generate_async (engine, c2, r2m, "/nonexistent", &small, NULL, generate_cb, &b);
+    iterate_until (&b.done, "the refusal");
+    g_assert_error (b.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_BUSY);
+    g_assert_cmpint (app_message_get_state (r2m), ==, APP_MESSAGE_COMPLETE); /* untouched */
+    iterate_until (&a.done, "the first");
+    g_assert_cmpint (app_message_get_state (r1m), ==, APP_MESSAGE_COMPLETE);
+    g_clear_error (&b.error);
+    g_array_unref (w1.states);
+    g_array_unref (w2.states);
+    app_generate_params_clear (&small);
+  }
+
+  /* and the stopped session answers again */
+  {
+    ReplyWatch w3 = { 0 };
+    g_autoptr(AppChat) c3 = chat_with ("Again?");
+    g_autoptr(AppMessage) r3 = add_reply (c3, &w3);
+    Result c = { 0 };
+    AppGenerateParams small = params (8);
+
+    app_engine_generate_async (engine, c3, r3, "/nonexistent", &small, NULL, generate_cb, &c);
+    iterate_until (&c.done, "the answer after the stop");
+    g_assert_cmpint (app_message_get_state (r3), ==, APP_MESSAGE_COMPLETE);
+    g_assert_cmpuint (app_message_get_n_tokens (r3), ==, 8);
+    g_array_unref (w3.states);
+    app_generate_params_clear (&small);
+  }
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+static void
+expect_failed (AppEngine   *engine,
+               AppChat     *chat,
+               int          code,
+               const char  *needle)
+{
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = add_reply (chat, &w);
+  AppGenerateParams p = params (8);
+  Result r = { 0 };
+
+  app_engine_generate_async (engine, chat, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
+                             generate_cb, &r);
+  iterate_until (&r.done, "the failure");
+  g_assert_false (r.ok);
+  g_assert_error (r.error, APP_ENGINE_ERROR, code);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_FAILED);
+  if (!strstr (app_message_get_error (reply), needle))
+    g_error ("error \"%s\" lacks \"%s\"", app_message_get_error (reply), needle);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
+  g_clear_error (&r.error);
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+static void
+test_errors (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) missing = chat_with ("What is this?");
+  g_autoptr(AppMessage) q = app_chat_get_message (missing, 0);
+  const char *gone[] = { "0000000000000000000000000000000000000000000000000000000000000000.png",
+                         NULL };
+  const char *truncated[] = { "truncated.png", NULL };
+  g_autoptr(AppChat) broken = chat_with ("And this?");
+  g_autoptr(AppMessage) q2 = app_chat_get_message (broken, 0);
+  g_autoptr(AppChat) empty = chat_with ("   ");
+  GString *huge = g_string_new (NULL);
+  g_autoptr(AppChat) too_long = NULL;
+
+  app_message_set_images (q, gone);
+  expect_failed (engine, missing, APP_ENGINE_ERROR_IMAGE, "cannot open");
+  app_message_set_images (q2, truncated);
+  expect_failed (engine, broken, APP_ENGINE_ERROR_IMAGE, "truncated");
+  expect_failed (engine, empty, APP_ENGINE_ERROR_INPUT, "empty");
+  for (int i = 0; i < 5000; i++)
+    g_string_append (huge, "token ");
+  too_long = chat_with (huge->str);
+  expect_failed (engine, too_long, APP_ENGINE_ERROR_INPUT, "too long");
+  g_string_free (huge, TRUE);
+
+  /* no model */
+  {
+    g_autoptr(AppEngine) none = app_engine_new ();
+    g_autoptr(AppChat) c = chat_with ("Hi");
+    ReplyWatch w = { 0 };
+    g_autoptr(AppMessage) reply = add_reply (c, &w);
+    AppGenerateParams p = params (8);
+    Result r = { 0 };
+
+    app_engine_generate_async (none, c, reply, "/x", &p, NULL, generate_cb, &r);
+    iterate_until (&r.done, "the refusal");
+    g_assert_error (r.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_NO_MODEL);
+    g_clear_error (&r.error);
+    g_array_unref (w.states);
+    app_generate_params_clear (&p);
+  }
+}
+
+/* A chat longer than the context: the earliest exchanges are left out, with a note. */
+static void
+test_context_overflow (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = app_chat_new ();
+  GString *long_text = g_string_new (NULL);
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = NULL;
+  AppGenerateParams p = params (8);
+  Result r = { 0 };
+
+  /* about 900 tokens per turn: "word 123 " is 3 tokens */
+  for (int i = 0; i < 300; i++)
+    g_string_append_printf (long_text, "word %d ", i);
+  for (int turn = 0; turn < 6; turn++)
+    {
+      g_autoptr(AppMessage) q = app_message_new (APP_ROLE_USER, long_text->str);
+      g_autoptr(AppMessage) a = app_message_new (APP_ROLE_ASSISTANT, "Noted.");
+
+      app_chat_append (chat, q);
+      app_chat_append (chat, a);
+    }
+  {
+    g_autoptr(AppMessage) last = app_message_new (APP_ROLE_USER, "Summarise.");
+
+    app_chat_append (chat, last);
+  }
+  reply = add_reply (chat, &w);
+  app_engine_generate_async (engine, chat, reply, "/x", &p, NULL, generate_cb, &r);
+  iterate_until (&r.done, "the answer");
+  g_assert_no_error (r.error);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  g_assert_nonnull (app_message_get_note (reply));
+  g_assert_nonnull (strstr (app_message_get_note (reply), "left out"));
+  g_test_message ("%s", app_message_get_note (reply));
+  g_string_free (long_text, TRUE);
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+/* Dropping the engine while it writes an answer stops the worker cleanly. */
+static void
+test_dispose_while_busy (void)
+{
+  AppEngine *engine = loaded_engine ();
+  g_autoptr(AppChat) chat = chat_with ("Go on and on.");
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = add_reply (chat, &w);
+  g_autoptr(GCancellable) cancel = g_cancellable_new ();
+  AppGenerateParams p = params (4000);
+  Result r = { 0 };
+
+  app_engine_generate_async (engine, chat, reply, "/x", &p, cancel, generate_cb, &r);
+  g_cancellable_cancel (cancel);
+  g_object_unref (engine); /* the task keeps it alive until it returns */
+  iterate_until (&r.done, "the cancelled answer");
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_STOPPED);
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  main_thread = g_thread_self ();
+  model_dir = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), "mini-tiny", NULL);
+  g_test_add_func ("/app/engine/load", test_load);
+  g_test_add_func ("/app/engine/stream", test_stream);
+  g_test_add_func ("/app/engine/batches", test_batches);
+  g_test_add_func ("/app/engine/stop-and-reuse", test_stop_and_reuse);
+  g_test_add_func ("/app/engine/errors", test_errors);
+  g_test_add_func ("/app/engine/context-overflow", test_context_overflow);
+  g_test_add_func ("/app/engine/dispose-while-busy", test_dispose_while_busy);
+  return g_test_run ();
+}

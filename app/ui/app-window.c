@@ -31,6 +31,7 @@ struct _AppWindow
   GCancellable *generation;      /* while an answer is being written */
   AppMessage *reply;
   gboolean stick_to_bottom;
+  guint scroll_idle;
 
   /* template */
   AdwToastOverlay *toast_overlay;
@@ -144,24 +145,56 @@ load_progress_cb (AppWindow *self)
  * The conversation
  */
 
+static void scroll_to_end (AppWindow *self);
+
 static void
 update_chat_view (AppWindow *self)
 {
   gboolean empty = !self->chat || app_chat_get_n_messages (self->chat) == 0;
 
+  scroll_to_end (self);
   gtk_stack_set_visible_child_name (self->chat_stack, empty ? "empty" : "messages");
   adw_window_title_set_title (self->chat_title, self->chat ? app_chat_get_title (self->chat)
                                                            : _("Sightline"));
   update_actions (self);
 }
 
-/* Keep the newest text in view while it streams, unless the person scrolled up to read. */
+/* Keep the newest text in view while it streams, unless the person scrolled up to read. The
+ * list view moves its own adjustment as it measures rows, so only the person's own scrolling
+ * (wheel, touchpad, keys) unsticks the view; reaching the bottom again sticks it. */
 static void
 scroll_value_changed_cb (GtkAdjustment *adj,
                          AppWindow     *self)
 {
-  self->stick_to_bottom = gtk_adjustment_get_value (adj) >=
-                          gtk_adjustment_get_upper (adj) - gtk_adjustment_get_page_size (adj) - 48;
+  if (gtk_adjustment_get_value (adj) >=
+      gtk_adjustment_get_upper (adj) - gtk_adjustment_get_page_size (adj) - 24)
+    self->stick_to_bottom = TRUE;
+}
+
+/* The list view knows the heights of the rows it has measured only, so its adjustment can
+ * end before the last row does: bring the last row in first, then go to the very end. */
+static gboolean
+scroll_to_end_idle (gpointer data)
+{
+  AppWindow *self = data;
+  GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (self->message_scroller);
+  guint n = self->chat ? app_chat_get_n_messages (self->chat) : 0;
+
+  self->scroll_idle = 0;
+  if (!self->stick_to_bottom || n == 0)
+    return G_SOURCE_REMOVE;
+  gtk_widget_activate_action (GTK_WIDGET (self->message_list), "list.scroll-to-item", "u",
+                              n - 1);
+  gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
+                                   gtk_adjustment_get_page_size (adj));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+scroll_to_end (AppWindow *self)
+{
+  if (self->stick_to_bottom && !self->scroll_idle)
+    self->scroll_idle = g_idle_add_full (G_PRIORITY_LOW, scroll_to_end_idle, self, NULL);
 }
 
 static void
@@ -169,8 +202,35 @@ scroll_changed_cb (GtkAdjustment *adj,
                    AppWindow     *self)
 {
   if (self->stick_to_bottom)
-    gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
-                                     gtk_adjustment_get_page_size (adj));
+    {
+      gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
+                                       gtk_adjustment_get_page_size (adj));
+      scroll_to_end (self);
+    }
+}
+
+static gboolean
+user_scroll_cb (GtkEventControllerScroll *controller,
+                double                    dx,
+                double                    dy,
+                AppWindow                *self)
+{
+  if (dy < 0)
+    self->stick_to_bottom = FALSE;
+  return FALSE;
+}
+
+static gboolean
+user_key_cb (GtkEventControllerKey *controller,
+             guint                  keyval,
+             guint                  keycode,
+             GdkModifierType        state,
+             AppWindow             *self)
+{
+  if (keyval == GDK_KEY_Page_Up || keyval == GDK_KEY_Up || keyval == GDK_KEY_Home ||
+      keyval == GDK_KEY_KP_Page_Up || keyval == GDK_KEY_KP_Up)
+    self->stick_to_bottom = FALSE;
+  return FALSE;
 }
 
 /* Mirrors the current chat in the sidebar's selection (saving moves a chat to the top). */
@@ -952,6 +1012,18 @@ app_window_new (AppApplication *app)
   adj = gtk_scrolled_window_get_vadjustment (self->message_scroller);
   g_signal_connect (adj, "value-changed", G_CALLBACK (scroll_value_changed_cb), self);
   g_signal_connect (adj, "changed", G_CALLBACK (scroll_changed_cb), self);
+  {
+    GtkEventController *scroll =
+      gtk_event_controller_scroll_new (GTK_EVENT_CONTROLLER_SCROLL_VERTICAL);
+    GtkEventController *keys = gtk_event_controller_key_new ();
+
+    gtk_event_controller_set_propagation_phase (scroll, GTK_PHASE_CAPTURE);
+    g_signal_connect (scroll, "scroll", G_CALLBACK (user_scroll_cb), self);
+    gtk_widget_add_controller (GTK_WIDGET (self->message_scroller), scroll);
+    gtk_event_controller_set_propagation_phase (keys, GTK_PHASE_CAPTURE);
+    g_signal_connect (keys, "key-pressed", G_CALLBACK (user_key_cb), self);
+    gtk_widget_add_controller (GTK_WIDGET (self->message_scroller), keys);
+  }
 
   g_signal_connect_swapped (self->composer, "send", G_CALLBACK (send_cb), self);
   g_signal_connect_swapped (self->composer, "stop", G_CALLBACK (stop_cb), self);
@@ -989,6 +1061,7 @@ app_window_dispose (GObject *object)
     g_cancellable_cancel (self->generation);
   if (self->chat)
     g_signal_handlers_disconnect_by_data (self->chat, self);
+  g_clear_handle_id (&self->scroll_idle, g_source_remove);
   g_clear_object (&self->generation);
   g_clear_object (&self->reply);
   g_clear_object (&self->chat);

@@ -42,13 +42,12 @@ enum {
 static GParamSpec *properties[N_PROPS];
 
 /* Keys of the object data that let a code block be updated in place and its button copy. */
-#define DATA_CODE_LABEL  "app-md-code-label"
-#define DATA_COPY_BUTTON "app-md-copy-button"
-#define DATA_CODE_TEXT   "app-md-code-text"
-#define DATA_COPY_RESET  "app-md-copy-reset"
+#define DATA_CODE_LABEL   "app-md-code-label"
+#define DATA_COPY_BUTTON  "app-md-copy-button"
+#define DATA_CODE_TEXT    "app-md-code-text"
+#define DATA_COPY_RESET   "app-md-copy-reset"
 #define DATA_LIST_MARKER  "app-md-list-marker"
 #define DATA_LIST_CONTENT "app-md-list-content"
-#define DATA_TABLE_GRID   "app-md-table-grid"
 
 static GtkWidget *build_block (const AppMdBlock *block,
                                int               list_depth);
@@ -350,7 +349,7 @@ table_cell_new (const AppMdBlock *table,
   GtkWidget *label = markup_label_new ("");
   float xalign;
 
-  /* long cells wrap instead of making the whole table as wide as their text */
+  /* long cells wrap rather than make the whole table as wide as their text */
   gtk_label_set_max_width_chars (GTK_LABEL (label), 40);
 
   switch (table->align[col])
@@ -378,12 +377,14 @@ table_cell_new (const AppMdBlock *table,
   return label;
 }
 
+/* The grid is not put in a sideways-scrolling window: GtkScrolledWindow measures its child's
+ * height for no width, which for wrapping cells is the height of one-letter lines. The cells
+ * wrap instead, so a table is as narrow as the answer needs. */
 static GtkWidget *
 table_new (const AppMdBlock *block)
 {
-  GtkWidget *scroller, *grid;
+  GtkWidget *grid = gtk_grid_new ();
 
-  grid = gtk_grid_new ();
   gtk_widget_add_css_class (grid, "md-table");
   gtk_widget_set_overflow (grid, GTK_OVERFLOW_HIDDEN);
   gtk_widget_set_halign (grid, GTK_ALIGN_START);
@@ -392,16 +393,7 @@ table_new (const AppMdBlock *block)
     for (int col = 0; col < block->n_columns; col++)
       gtk_grid_attach (GTK_GRID (grid), table_cell_new (block, row, col), col, row, 1, 1);
 
-  /* a wide table scrolls sideways inside the answer rather than widening the window */
-  scroller = gtk_scrolled_window_new ();
-  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (scroller),
-                                  GTK_POLICY_AUTOMATIC, GTK_POLICY_NEVER);
-  gtk_scrolled_window_set_propagate_natural_height (GTK_SCROLLED_WINDOW (scroller), TRUE);
-  gtk_scrolled_window_set_propagate_natural_width (GTK_SCROLLED_WINDOW (scroller), TRUE);
-  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroller), grid);
-  g_object_set_data (G_OBJECT (scroller), DATA_TABLE_GRID, grid);
-
-  return scroller;
+  return grid;
 }
 
 static GtkWidget *
@@ -549,10 +541,10 @@ update_table (GtkWidget        *widget,
               const AppMdBlock *old,
               const AppMdBlock *table)
 {
-  GtkWidget *grid = g_object_get_data (G_OBJECT (widget), DATA_TABLE_GRID);
+  GtkWidget *grid = widget;
 
   /* a table only grows while it streams; anything else is rare enough to rebuild */
-  if (grid == NULL || old->n_columns != table->n_columns ||
+  if (old->n_columns != table->n_columns ||
       g_strcmp0 (old->align, table->align) != 0 || table->n_rows < old->n_rows)
     return FALSE;
 

@@ -553,9 +553,10 @@ message_bind_cb (GtkSignalListItemFactory *factory,
                  GtkListItem              *item,
                  AppWindow                *self)
 {
+  /* answers are signed "Sightline": a chat outlives the model that wrote its answers, and
+   * the header shows the model loaded now */
   app_message_row_bind (APP_MESSAGE_ROW (gtk_list_item_get_child (item)), self->chat,
-                        gtk_list_item_get_item (item),
-                        app_engine_get_model_name (self->engine));
+                        gtk_list_item_get_item (item), NULL);
 }
 
 static void

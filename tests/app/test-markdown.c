@@ -285,7 +285,8 @@ test_links (void)
                "P(<a href=\"https://a.org\">https://a.org</a> see "
                "<a href=\"http://www.b.org\">www.b.org</a> or "
                "<a href=\"https://c.org/x\">https://c.org/x</a>.)");
-  assert_dump ("mail me@example.org", "P(mail <a href=\"mailto:me@example.org\">me@example.org</a>)");
+  assert_dump ("mail me@example.org",
+               "P(mail <a href=\"mailto:me@example.org\">me@example.org</a>)");
   /* what the desktop should not open, or cannot resolve, is text */
   assert_dump ("[run](javascript:alert(1)) [f](file:///etc/passwd) [d](data:text/html,x)",
                "P(run f d)");
@@ -417,7 +418,8 @@ test_code (void)
   assert_dump ("```c&#43;&#43;\nx\n```", "CODE[c++](x)");
   assert_dump ("para\n\n    indented code\n      more\n\nafter",
                "P(para) CODE[](indented code\n  more) P(after)");
-  assert_dump ("```md\n# not a heading\n<|ref|> **x**\n```", "CODE[md](# not a heading\n<|ref|> **x**)");
+  assert_dump ("```md\n# not a heading\n<|ref|> **x**\n```",
+               "CODE[md](# not a heading\n<|ref|> **x**)");
   assert_dump ("````\n```\ninner fence\n```\n````", "CODE[](```\ninner fence\n```)");
 
   blocks = app_markdown_parse ("Intro:\n\n```json\n{\"a\": [1, 2]}\n```\n");

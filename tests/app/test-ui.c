@@ -282,6 +282,15 @@ test_chat_with_image (void)
   check_png (shot);
 }
 
+/* fontconfig keeps its configuration until the process ends; LeakSanitizer would report it */
+const char *__lsan_default_suppressions (void);
+
+const char *
+__lsan_default_suppressions (void)
+{
+  return "leak:libfontconfig.so\n";
+}
+
 int
 main (int   argc,
       char *argv[])

@@ -31,7 +31,7 @@ folder_changed_cb (AppPreferences *self)
 static void
 choose_response_cb (GtkNativeDialog *dialog,
                     int              response,
-                    AppPreferences  *self)
+                    GSettings       *settings)
 {
   if (response == GTK_RESPONSE_ACCEPT)
     {
@@ -39,20 +39,27 @@ choose_response_cb (GtkNativeDialog *dialog,
       g_autofree char *path = g_file_get_path (folder);
 
       if (path)
-        g_settings_set_string (self->settings, "model-folder", path);
+        g_settings_set_string (settings, "model-folder", path);
     }
   g_object_unref (dialog);
+}
+
+void
+app_choose_model_folder (GtkWindow *parent,
+                         GSettings *settings)
+{
+  GtkFileChooserNative *chooser =
+    gtk_file_chooser_native_new (_("Open Model Folder"), parent,
+                                 GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), _("_Cancel"));
+
+  g_signal_connect_object (chooser, "response", G_CALLBACK (choose_response_cb), settings, 0);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
 }
 
 static void
 choose_clicked_cb (AppPreferences *self)
 {
-  GtkFileChooserNative *chooser =
-    gtk_file_chooser_native_new (_("Open Model Folder"), GTK_WINDOW (self),
-                                 GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), _("_Cancel"));
-
-  g_signal_connect (chooser, "response", G_CALLBACK (choose_response_cb), self);
-  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
+  app_choose_model_folder (GTK_WINDOW (self), self->settings);
 }
 
 /* A row with a spin button bound to a settings key. */

@@ -9,5 +9,9 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (AppPreferences, app_preferences, APP, PREFERENCES, AdwPreferencesWindow)
 
 AppPreferences  *app_preferences_new           (GSettings       *settings);
+/* Asks for a model folder over parent and stores the choice in the "model-folder" key; the
+ * application loads the folder when the key changes. */
+void             app_choose_model_folder       (GtkWindow       *parent,
+                                                GSettings       *settings);
 
 G_END_DECLS

@@ -14,6 +14,7 @@
 #include "app-composer.h"
 #include "app-config.h"
 #include "app-message-row.h"
+#include "app-preferences.h"
 
 struct _AppWindow
 {
@@ -678,35 +679,13 @@ attach_action (GtkWidget  *widget,
 }
 
 static void
-open_model_response_cb (GtkNativeDialog *dialog,
-                        int              response,
-                        AppWindow       *self)
-{
-  if (response == GTK_RESPONSE_ACCEPT)
-    {
-      g_autoptr(GFile) folder = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
-      g_autofree char *path = g_file_get_path (folder);
-
-      /* the application loads the folder when the setting changes */
-      if (path)
-        g_settings_set_string (self->settings, "model-folder", path);
-    }
-  g_object_unref (dialog);
-}
-
-static void
 open_model_action (GtkWidget  *widget,
                    const char *name,
                    GVariant   *param)
 {
   AppWindow *self = APP_WINDOW (widget);
-  GtkFileChooserNative *chooser;
 
-  chooser = gtk_file_chooser_native_new (_("Open Model Folder"), GTK_WINDOW (self),
-                                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"),
-                                         _("_Cancel"));
-  g_signal_connect (chooser, "response", G_CALLBACK (open_model_response_cb), self);
-  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
+  app_choose_model_folder (GTK_WINDOW (self), self->settings);
 }
 
 static void

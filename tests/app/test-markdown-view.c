@@ -622,16 +622,6 @@ test_layout (void)
   run_loop_for (50);
 }
 
-/* Under AddressSanitizer: fontconfig keeps its configuration, loaded by Pango's font thread,
- * until the process ends. Nothing else is excused. */
-const char *__lsan_default_suppressions (void);
-
-const char *
-__lsan_default_suppressions (void)
-{
-  return "leak:libfontconfig.so\n";
-}
-
 int
 main (int   argc,
       char *argv[])

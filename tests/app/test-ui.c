@@ -6,11 +6,8 @@
  * it, checks that the session still answers afterwards, that the chat and its image were saved,
  * and writes a screenshot of the window ($VL2_SCREENSHOT_DIR or the build folder).
  */
-#include <glib/gstdio.h>
-#include <gtk/gtk.h>
-
-#include "app-application.h"
 #include "app-composer.h"
+#include "ui-harness.h"
 
 #define TIMEOUT_S 120
 
@@ -49,16 +46,6 @@ find_widget (GtkWidget *root,
         return found;
     }
   return NULL;
-}
-
-static gboolean
-engine_ready (gpointer data)
-{
-  AppEngineState s = app_engine_get_state (app_application_get_engine (app));
-
-  if (s == APP_ENGINE_FAILED)
-    g_error ("model failed to load: %s", app_engine_get_error (app_application_get_engine (app)));
-  return s == APP_ENGINE_READY;
 }
 
 static gboolean
@@ -122,27 +109,6 @@ send (AppComposer *composer,
   g_signal_emit_by_name (composer, "send");
 }
 
-static void
-save_screenshot (GtkWidget  *window,
-                 const char *path)
-{
-  int w = gtk_widget_get_width (window), h = gtk_widget_get_height (window);
-  g_autoptr(GdkPaintable) paintable = gtk_widget_paintable_new (window);
-  GtkSnapshot *snapshot = gtk_snapshot_new ();
-  g_autoptr(GskRenderNode) node = NULL;
-  g_autoptr(GdkTexture) texture = NULL;
-  GskRenderer *renderer = gtk_native_get_renderer (GTK_NATIVE (window));
-
-  gdk_paintable_snapshot (paintable, GDK_SNAPSHOT (snapshot), w, h);
-  node = gtk_snapshot_free_to_node (snapshot);
-  if (!node)
-    g_error ("nothing to draw: the window is %d x %d, mapped %d", w, h,
-             gtk_widget_get_mapped (window));
-  texture = gsk_renderer_render_texture (renderer, node, &GRAPHENE_RECT_INIT (0, 0, w, h));
-  g_assert_true (gdk_texture_save_to_png (texture, path));
-  g_test_message ("screenshot: %s (%d x %d)", path, w, h);
-}
-
 /* A screenshot is a picture, not a blank: many distinct colours. */
 static void
 check_png (const char *path)
@@ -183,12 +149,13 @@ test_chat_with_image (void)
   g_autoptr(AppMessage) answer = NULL;
   g_autofree char *shot_dir = NULL;
   g_autofree char *shot = NULL;
+  g_autoptr(GError) error = NULL;
 
   g_application_activate (G_APPLICATION (app));
   window = gtk_application_get_active_window (GTK_APPLICATION (app));
   g_assert_nonnull (window);
   gtk_window_set_default_size (window, 1100, 760);
-  wait_for (engine_ready, NULL, "the model");
+  ui_harness_wait_ready (app, TIMEOUT_S);
   composer = APP_COMPOSER (find_widget (GTK_WIDGET (window), APP_TYPE_COMPOSER));
   g_assert_nonnull (composer);
 
@@ -269,54 +236,29 @@ test_chat_with_image (void)
 
   /* 6. a screenshot of the window, once it has been drawn */
   wait_for (window_drawn, window, "the window to be drawn");
-  for (int i = 0; i < 100; i++)
-    {
-      g_main_context_iteration (NULL, FALSE);
-      g_usleep (2000);
-    }
+  ui_harness_spin (0.2);
   shot_dir = g_strdup (g_getenv ("VL2_SCREENSHOT_DIR"));
   if (!shot_dir)
     shot_dir = g_strdup (g_getenv ("VL2_FIXTURE_DIR"));
   shot = g_build_filename (shot_dir, "ui-test.png", NULL);
-  save_screenshot (GTK_WIDGET (window), shot);
+  if (!ui_harness_render_png (GTK_WIDGET (window), shot, &error))
+    g_error ("%s", error->message);
+  g_test_message ("screenshot: %s", shot);
   check_png (shot);
-}
-
-/* fontconfig keeps its configuration until the process ends; LeakSanitizer would report it */
-const char *__lsan_default_suppressions (void);
-
-const char *
-__lsan_default_suppressions (void)
-{
-  return "leak:libfontconfig.so\n";
 }
 
 int
 main (int   argc,
       char *argv[])
 {
-  g_autofree char *home = g_dir_make_tmp ("sightline-ui-XXXXXX", NULL);
-  g_autofree char *model = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), "mini-tiny", NULL);
+  g_autofree char *home = ui_harness_isolate ("ui");
   g_autoptr(GSettings) settings = NULL;
   int rc;
 
-  /* a fresh user: nothing of the person running the tests is read or written */
-  g_setenv ("XDG_DATA_HOME", home, TRUE);
-  g_setenv ("XDG_CONFIG_HOME", home, TRUE);
-  g_setenv ("XDG_CACHE_HOME", home, TRUE);
-  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
-  g_setenv ("GSK_RENDERER", "cairo", FALSE);
-  g_setenv ("NO_AT_BRIDGE", "1", TRUE);
-
   gtk_test_init (&argc, &argv, NULL);
   settings = g_settings_new ("io.github.sightline.Sightline");
-  g_settings_set_string (settings, "model-folder", model);
   g_settings_set_int (settings, "max-new-tokens", 24);
-  g_settings_set_int (settings, "threads", 2);
-
-  app = app_application_new ();
-  g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE);
-  g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
+  app = ui_harness_app_new ();
   g_test_add_func ("/app/ui/chat-with-image", test_chat_with_image);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));

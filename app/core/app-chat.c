@@ -19,6 +19,7 @@
 #include "app-chat-private.h"
 #include "app-chat-store.h"
 #include "app-enums.h"
+#include "app-grounding.h"
 
 #define CHAT_FORMAT_VERSION 1
 
@@ -233,7 +234,12 @@ app_chat_update_derived_title (AppChat *self)
   char *derived = NULL;
 
   if (self->title_message != NULL)
-    derived = derive_title (app_message_get_text (self->title_message));
+    {
+      /* a grounded question's tags are not part of its title */
+      g_autofree char *plain = app_grounding_plain_text (app_message_get_text (self->title_message));
+
+      derived = derive_title (plain);
+    }
 
   if (g_strcmp0 (derived, self->derived_title) == 0)
     {
@@ -786,6 +792,7 @@ add_message (JsonBuilder *builder,
 
   add_string_member (builder, "error", app_message_get_error (message));
   add_string_member (builder, "note", app_message_get_note (message));
+  add_string_member (builder, "boxes_image", app_message_get_boxes_image (message));
 
   json_builder_set_member_name (builder, "n_tokens");
   json_builder_add_int_value (builder, app_message_get_n_tokens (message));
@@ -1014,6 +1021,7 @@ message_from_json (JsonNode  *node,
   const char *text;
   const char *error_text;
   const char *note;
+  const char *boxes_image;
   guint role = APP_ROLE_USER;
   guint state = APP_MESSAGE_COMPLETE;
   gint64 n_tokens = 0;
@@ -1041,6 +1049,7 @@ message_from_json (JsonNode  *node,
       !read_name (&reader, "state", state_names, G_N_ELEMENTS (state_names), &state, error) ||
       !read_string (&reader, "error", FALSE, &error_text, error) ||
       !read_string (&reader, "note", FALSE, &note, error) ||
+      !read_string (&reader, "boxes_image", FALSE, &boxes_image, error) ||
       !read_int (&reader, "n_tokens", 0, G_MAXUINT, &n_tokens, error) ||
       !read_seconds (&reader, "first_token_seconds", &first_token_seconds, error) ||
       !read_seconds (&reader, "tokens_per_second", &tokens_per_second, error) ||
@@ -1079,6 +1088,12 @@ message_from_json (JsonNode  *node,
     }
   g_ptr_array_add (images, NULL);
 
+  if (boxes_image != NULL && !app_chat_image_id_is_valid (boxes_image))
+    {
+      corrupt (error, &reader, "boxes_image", _("not an image id"));
+      return NULL;
+    }
+
   /* The app that was writing this answer is gone; what it wrote is all there will be. */
   if (state == APP_MESSAGE_STREAMING || state == APP_MESSAGE_PENDING)
     state = APP_MESSAGE_STOPPED;
@@ -1088,6 +1103,7 @@ message_from_json (JsonNode  *node,
   app_message_set_state (message, state);
   app_message_set_error (message, error_text);
   app_message_set_note (message, note);
+  app_message_set_boxes_image (message, boxes_image);
   app_message_set_stats (message, n_tokens, first_token_seconds, tokens_per_second);
   app_message_set_created (message, created);
 

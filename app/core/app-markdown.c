@@ -14,6 +14,8 @@
 
 #include "app-markdown.h"
 
+#include "app-grounding.h"
+
 #include <md4c.h>
 #include <string.h>
 
@@ -196,6 +198,41 @@ link_is_allowed (const char *href)
       return TRUE;
 
   return FALSE;
+}
+
+/* A grounding chip (see app-grounding.h): `sightline-ref:N?color=RRGGBB[&active=1]` becomes a
+ * pill in the label's colour, with black or white text for contrast, its link reduced to
+ * `sightline-ref:N` for the view. Narrow no-break spaces pad the pill, which Pango cannot. An
+ * active chip (its boxes are hovered) is outlined above and below. Returns the closer, or NULL
+ * when `href` is not a chip. */
+static const char *
+chip_open (const char *href,
+           GString    *out)
+{
+  int ref = app_grounding_ref_from_uri (href);
+  const char *query = strchr (href, '?');
+  const char *color = query ? strstr (query, "color=") : NULL;
+  guint32 rgb = 0x808080;
+  double luma;
+
+  if (ref < 0)
+    return NULL;
+  if (color && strspn (color + 6, "0123456789abcdefABCDEF") >= 6)
+    {
+      char hex[7];
+
+      memcpy (hex, color + 6, 6);
+      hex[6] = '\0';
+      rgb = (guint32) g_ascii_strtoull (hex, NULL, 16);
+    }
+  luma = (0.2126 * (rgb >> 16) + 0.7152 * ((rgb >> 8) & 0xff) + 0.0722 * (rgb & 0xff)) / 255;
+  g_string_append_printf (out, "<a href=\"" APP_GROUNDING_SCHEME ":%d\">"
+                          "<span bgcolor=\"#%06x\" foreground=\"%s\" %s>\u202f",
+                          ref, rgb, luma > 0.5 ? "#000000" : "#ffffff",
+                          query && strstr (query, "active=1")
+                            ? "underline=\"single\" overline=\"single\""
+                            : "underline=\"none\"");
+  return "\u202f</span></a>";
 }
 
 static AppMdBlock *
@@ -563,8 +600,11 @@ on_enter_span (MD_SPANTYPE  type,
       {
         const MD_SPAN_A_DETAIL *a = detail;
         g_autofree char *href = attribute_to_string (&a->href);
+        const char *chip_close = chip_open (href, out);
 
-        if (link_is_allowed (href))
+        if (chip_close)
+          close = chip_close;
+        else if (link_is_allowed (href))
           {
             g_autofree char *escaped = g_markup_escape_text (href, -1);
 

@@ -23,6 +23,7 @@ struct _AppMessage
   AppMessageState  state;
   char            *error;
   char            *note;
+  char            *boxes_image;
   guint            n_tokens;
   double           first_token_seconds;
   double           tokens_per_second;
@@ -39,6 +40,7 @@ enum {
   PROP_STATE,
   PROP_ERROR,
   PROP_NOTE,
+  PROP_BOXES_IMAGE,
   PROP_N_TOKENS,
   PROP_FIRST_TOKEN_SECONDS,
   PROP_TOKENS_PER_SECOND,
@@ -79,6 +81,7 @@ app_message_finalize (GObject *object)
   g_strfreev (self->images);
   g_free (self->error);
   g_free (self->note);
+  g_free (self->boxes_image);
 
   G_OBJECT_CLASS (app_message_parent_class)->finalize (object);
 }
@@ -115,6 +118,10 @@ app_message_get_property (GObject    *object,
 
     case PROP_NOTE:
       g_value_set_string (value, self->note);
+      break;
+
+    case PROP_BOXES_IMAGE:
+      g_value_set_string (value, self->boxes_image);
       break;
 
     case PROP_N_TOKENS:
@@ -170,6 +177,10 @@ app_message_set_property (GObject      *object,
 
     case PROP_NOTE:
       app_message_set_note (self, g_value_get_string (value));
+      break;
+
+    case PROP_BOXES_IMAGE:
+      app_message_set_boxes_image (self, g_value_get_string (value));
       break;
 
     case PROP_N_TOKENS:
@@ -240,6 +251,11 @@ app_message_class_init (AppMessageClass *klass)
 
   properties[PROP_NOTE] =
     g_param_spec_string ("note", NULL, NULL,
+                         NULL,
+                         (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_BOXES_IMAGE] =
+    g_param_spec_string ("boxes-image", NULL, NULL,
                          NULL,
                          (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
 
@@ -415,6 +431,24 @@ app_message_set_note (AppMessage *self,
 
   if (set_string (&self->note, note))
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_NOTE]);
+}
+
+const char *
+app_message_get_boxes_image (AppMessage *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE (self), NULL);
+
+  return self->boxes_image;
+}
+
+void
+app_message_set_boxes_image (AppMessage *self,
+                             const char *image_id)
+{
+  g_return_if_fail (APP_IS_MESSAGE (self));
+
+  if (set_string (&self->boxes_image, image_id))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BOXES_IMAGE]);
 }
 
 guint

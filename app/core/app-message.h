@@ -60,6 +60,13 @@ const char      *app_message_get_note          (AppMessage      *self);
 void             app_message_set_note          (AppMessage      *self,
                                                 const char      *note);
 
+/* The image an answer's boxes are drawn on, when the person moved them there (an image id of
+ * the chat), or NULL: the latest image of the conversation before the answer, as the
+ * official demo does. */
+const char      *app_message_get_boxes_image   (AppMessage      *self);
+void             app_message_set_boxes_image   (AppMessage      *self,
+                                                const char      *image_id);
+
 /* Statistics of an answer: generated tokens, seconds to the first token, decode speed. */
 guint            app_message_get_n_tokens      (AppMessage      *self);
 double           app_message_get_first_token_seconds (AppMessage *self);

@@ -422,6 +422,17 @@ test_chat_title (void)
   g_assert_cmpstr (app_chat_get_title (chat), ==, "Describe the image please");
   g_assert_cmpuint (title_notifies, ==, 3);
 
+  /* A grounded question's tags are not part of the title. */
+  app_message_set_text (question, "<|grounding|>Describe the image please");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Describe the image please");
+  g_assert_cmpuint (title_notifies, ==, 3);
+  app_message_set_text (question, "<|ref|>The giraffe at the back.<|/ref|>");
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "The giraffe at the back.");
+  g_assert_cmpuint (title_notifies, ==, 4);
+  app_message_set_text (question, "Describe the image please");
+  g_assert_cmpuint (title_notifies, ==, 5);
+  title_notifies = 3;   /* as before this digression */
+
   /* A custom title wins over the derived one, and stays through new questions. */
   app_chat_set_title (chat, "  Holiday photos ");
   g_assert_cmpstr (app_chat_get_title (chat), ==, "Holiday photos");
@@ -597,6 +608,7 @@ assert_messages_equal (AppMessage *a,
   g_assert_true (g_strv_equal (app_message_get_images (a), app_message_get_images (b)));
   g_assert_cmpstr (app_message_get_error (a), ==, app_message_get_error (b));
   g_assert_cmpstr (app_message_get_note (a), ==, app_message_get_note (b));
+  g_assert_cmpstr (app_message_get_boxes_image (a), ==, app_message_get_boxes_image (b));
   g_assert_cmpuint (app_message_get_n_tokens (a), ==, app_message_get_n_tokens (b));
   g_assert_cmpfloat (app_message_get_first_token_seconds (a), ==,
                      app_message_get_first_token_seconds (b));
@@ -662,6 +674,8 @@ test_json_round_trip (void)
         app_message_set_error (message, "The model ran out of memory");
       if (i == 0)
         app_message_set_note (message, "Early turns were left out to fit the context.");
+      if (i == 1)
+        app_message_set_boxes_image (message, IMAGE_A);
     }
   message = add_message (chat, APP_ROLE_USER, "");
   app_message_set_images (message, one_image);
@@ -791,6 +805,8 @@ test_json_invalid (void)
     "{\"role\": \"user\", \"text\": \"hi\", \"images\": [\"" IMAGE_A "x/y\"]}",
     "{\"role\": \"user\", \"text\": \"hi\", \"error\": 1}",
     "{\"role\": \"user\", \"text\": \"hi\", \"note\": {}}",
+    "{\"role\": \"assistant\", \"text\": \"hi\", \"boxes_image\": 3}",
+    "{\"role\": \"assistant\", \"text\": \"hi\", \"boxes_image\": \"../" IMAGE_A "\"}",
     "{\"role\": \"user\", \"text\": \"hi\", \"n_tokens\": -1}",
     "{\"role\": \"user\", \"text\": \"hi\", \"n_tokens\": 1.5}",
     "{\"role\": \"user\", \"text\": \"hi\", \"n_tokens\": 99999999999}",

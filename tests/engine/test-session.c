@@ -406,6 +406,19 @@ static void test_eos_and_logit_bias(void)
     g_free(generate(s, p, &plain, ids2, NULL));
     g_assert_cmpint(g_array_index(ids2, int32_t, 0), !=, ban.id);
 
+    /* grounding tags are special tokens, streamed as their text for the app to parse */
+    int32_t ref_id = -1;
+    size_t n_ref = 0;
+    g_assert_cmpint(vl2_tokenize(model, "<|ref|>", 7, &ref_id, 1, &n_ref, NULL), ==, VL2_OK);
+    g_assert_cmpuint(n_ref, ==, 1);
+    vl2_logit_bias ref = { ref_id, 1e4f };
+    vl2_generate_params forced = greedy(3);
+    forced.logit_bias = &ref;
+    forced.n_logit_bias = 1;
+    char *tags = generate(s, p, &forced, NULL, NULL);
+    g_assert_cmpstr(tags, ==, "<|ref|><|ref|><|ref|>");
+    g_free(tags);
+
     vl2_logit_bias bad = { -5, 1 };
     plain.logit_bias = &bad;
     vl2_error err;

@@ -10,6 +10,7 @@
 
 #include <glib/gi18n.h>
 
+#include "app-grounding.h"
 #include "app-thumbnail.h"
 #include "image-file.h"
 
@@ -37,7 +38,10 @@ struct _AppComposer
   GtkTextView *text_view;
   GtkWidget *placeholder;
   GtkWidget *attach_button;
+  GtkWidget *caption_button;
+  GtkWidget *find_button;
   GtkWidget *send_button;
+  AppPromptKind kind;
   gboolean generating;
   gboolean can_send;
 };
@@ -333,7 +337,95 @@ has_content (AppComposer *self)
 {
   g_autofree char *text = app_composer_get_text (self);
 
+  /* Find needs the phrase to find; the others can ask about images alone */
+  if (self->kind == APP_PROMPT_FIND)
+    return g_strstrip (text)[0] != '\0';
   return g_strstrip (text)[0] != '\0' || self->pending->len > 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Grounding helpers: a grounded caption, or Find (the phrase wrapped in a ref)
+ */
+
+static void
+update_kind (AppComposer *self)
+{
+  const char *placeholder;
+
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (self->caption_button),
+                                self->kind == APP_PROMPT_GROUNDED_CAPTION);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (self->find_button),
+                                self->kind == APP_PROMPT_FIND);
+  switch (self->kind)
+    {
+    case APP_PROMPT_GROUNDED_CAPTION:
+      placeholder = _("Describe the image, marking what the caption names…");
+      break;
+    case APP_PROMPT_FIND:
+      placeholder = _("What to find in the image…");
+      break;
+    case APP_PROMPT_PLAIN:
+    default:
+      placeholder = _("Ask about an image…");
+      break;
+    }
+  gtk_label_set_text (GTK_LABEL (self->placeholder), placeholder);
+  update_buttons (self);
+}
+
+void
+app_composer_set_prompt_kind (AppComposer   *self,
+                              AppPromptKind  kind)
+{
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  if (self->kind == kind)
+    return;
+  self->kind = kind;
+  update_kind (self);
+}
+
+AppPromptKind
+app_composer_get_prompt_kind (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), APP_PROMPT_PLAIN);
+
+  return self->kind;
+}
+
+static void
+kind_toggled_cb (GtkToggleButton *button,
+                 AppComposer     *self)
+{
+  AppPromptKind kind = button == GTK_TOGGLE_BUTTON (self->find_button)
+                         ? APP_PROMPT_FIND : APP_PROMPT_GROUNDED_CAPTION;
+
+  if (gtk_toggle_button_get_active (button))
+    app_composer_set_prompt_kind (self, kind);
+  else if (self->kind == kind)
+    app_composer_set_prompt_kind (self, APP_PROMPT_PLAIN);
+}
+
+char *
+app_composer_get_prompt (AppComposer *self)
+{
+  g_autofree char *text = app_composer_get_text (self);
+
+  /* images alone are a question too: the engine puts them before an empty text */
+  if (self->kind == APP_PROMPT_PLAIN)
+    return g_strdup (g_strstrip (text));
+  return app_grounding_wrap_prompt (self->kind, text);
+}
+
+void
+app_composer_set_prompt (AppComposer *self,
+                         const char  *prompt)
+{
+  AppPromptKind kind = APP_PROMPT_PLAIN;
+  g_autofree char *text = app_grounding_unwrap_prompt (prompt, &kind);
+
+  app_composer_set_text (self, text);
+  app_composer_set_prompt_kind (self, kind);
 }
 
 static void
@@ -541,6 +633,24 @@ app_composer_class_init (AppComposerClass *klass)
                                    NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
+static GtkWidget *
+mode_button (const char *icon,
+             const char *name,
+             const char *description)
+{
+  GtkWidget *b = gtk_toggle_button_new ();
+  g_autofree char *tooltip = g_strdup_printf ("%s: %s", name, description);
+
+  gtk_button_set_icon_name (GTK_BUTTON (b), icon);
+  gtk_widget_add_css_class (b, "flat");
+  gtk_widget_add_css_class (b, "circular");
+  gtk_widget_set_valign (b, GTK_ALIGN_END);
+  gtk_widget_set_tooltip_text (b, tooltip);
+  gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL, name,
+                                  GTK_ACCESSIBLE_PROPERTY_DESCRIPTION, description, -1);
+  return b;
+}
+
 static void
 app_composer_init (AppComposer *self)
 {
@@ -576,6 +686,15 @@ app_composer_init (AppComposer *self)
                                   GTK_ACCESSIBLE_PROPERTY_LABEL, _("Attach images"), -1);
   gtk_actionable_set_action_name (GTK_ACTIONABLE (self->attach_button), "win.attach");
   gtk_box_append (GTK_BOX (row), self->attach_button);
+
+  self->caption_button = mode_button ("media-view-subtitles-symbolic", _("Grounded Caption"),
+                                      _("Describe the image and mark what the caption names"));
+  g_signal_connect (self->caption_button, "toggled", G_CALLBACK (kind_toggled_cb), self);
+  gtk_box_append (GTK_BOX (row), self->caption_button);
+  self->find_button = mode_button ("find-location-symbolic", _("Find…"),
+                                   _("Mark where the phrase you type is in the image"));
+  g_signal_connect (self->find_button, "toggled", G_CALLBACK (kind_toggled_cb), self);
+  gtk_box_append (GTK_BOX (row), self->find_button);
 
   overlay = gtk_overlay_new ();
   gtk_widget_set_hexpand (overlay, TRUE);

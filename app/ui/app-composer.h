@@ -4,6 +4,7 @@
 #include <gtk/gtk.h>
 
 #include "app-chat-store.h"
+#include "app-grounding.h"
 
 G_BEGIN_DECLS
 
@@ -20,6 +21,15 @@ void             app_composer_set_store        (AppComposer     *self,
 char            *app_composer_get_text         (AppComposer     *self);
 void             app_composer_set_text         (AppComposer     *self,
                                                 const char      *text);
+/* What is sent: the text wrapped for the chosen grounding helper (a grounded caption, Find),
+ * or NULL when there is nothing to send. set_prompt unwraps a sent question for editing. */
+char            *app_composer_get_prompt       (AppComposer     *self);
+void             app_composer_set_prompt       (AppComposer     *self,
+                                                const char      *prompt);
+void             app_composer_set_prompt_kind  (AppComposer     *self,
+                                                AppPromptKind    kind);
+AppPromptKind    app_composer_get_prompt_kind  (AppComposer     *self);
+
 /* The attached images' store ids, in order (NULL-terminated, g_strfreev it). */
 char           **app_composer_get_images       (AppComposer     *self);
 gboolean         app_composer_has_images       (AppComposer     *self);

@@ -1,7 +1,10 @@
-/* app-image-viewer.h - an attached image, shown large in its own window. */
+/* app-image-viewer.h - an attached image, shown large in its own window, with an answer's
+ * boxes over it when it has some. */
 #pragma once
 
 #include <adwaita.h>
+
+#include "app-grounding-view.h"
 
 G_BEGIN_DECLS
 
@@ -10,5 +13,14 @@ G_DECLARE_FINAL_TYPE (AppImageViewer, app_image_viewer, APP, IMAGE_VIEWER, AdwWi
 
 AppImageViewer  *app_image_viewer_new          (GtkWindow       *parent,
                                                 const char      *path);
+/* Draws the boxes of `answer` (a finished model answer) over the image, refs[highlight]
+ * standing out (-1: none), and offers to save or copy them. */
+void             app_image_viewer_set_answer   (AppImageViewer  *self,
+                                                const char      *answer,
+                                                int              highlight);
+/* 0 fits the image to the window; otherwise logical pixels per image pixel. */
+void             app_image_viewer_set_zoom     (AppImageViewer  *self,
+                                                double           zoom);
+AppGroundingView *app_image_viewer_get_view    (AppImageViewer  *self);
 
 G_END_DECLS

@@ -18,6 +18,7 @@
 #include <glib/gi18n.h>
 #include <string.h>
 
+#include "app-grounding.h"
 #include "app-markdown.h"
 
 /* How long the copy button shows its check mark before it is a copy button again. */
@@ -29,6 +30,7 @@ struct _AppMarkdownView
 
   char *text;
   GPtrArray *blocks;    /* AppMdBlock* of text, owned; the view has one child per block */
+  int hovered_chip;     /* the grounding chip under the pointer, -1 for none */
 };
 
 G_DEFINE_FINAL_TYPE (AppMarkdownView, app_markdown_view, GTK_TYPE_WIDGET)
@@ -40,6 +42,14 @@ enum {
 };
 
 static GParamSpec *properties[N_PROPS];
+
+enum {
+  CHIP_HOVERED,
+  CHIP_ACTIVATED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
 
 /* Keys of the object data that let a code block be updated in place and its button copy. */
 #define DATA_CODE_LABEL   "app-md-code-label"
@@ -59,6 +69,15 @@ on_activate_link (GtkLabel   *label,
 {
   const char *scheme = g_uri_peek_scheme (uri);
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (label));
+  int chip = app_grounding_ref_from_uri (uri);
+  GtkWidget *view = gtk_widget_get_ancestor (GTK_WIDGET (label), APP_TYPE_MARKDOWN_VIEW);
+
+  if (chip >= 0)
+    {
+      if (view)
+        g_signal_emit (view, signals[CHIP_ACTIVATED], 0, chip);
+      return TRUE;
+    }
 
   /* the parser only writes links with these schemes; checking again costs nothing and keeps
    * anything else from reaching the desktop's URI handlers */
@@ -70,10 +89,43 @@ on_activate_link (GtkLabel   *label,
   return TRUE;
 }
 
+/* Grounding chips are links (see app-grounding.h); the label knows which one is under the
+ * pointer once its own motion handler, which runs first, has looked. */
+static void
+set_hovered_chip (GtkWidget *label,
+                  int        chip)
+{
+  AppMarkdownView *view = APP_MARKDOWN_VIEW (gtk_widget_get_ancestor (label,
+                                                                      APP_TYPE_MARKDOWN_VIEW));
+
+  if (!view || view->hovered_chip == chip)
+    return;
+  view->hovered_chip = chip;
+  g_signal_emit (view, signals[CHIP_HOVERED], 0, chip);
+}
+
+static void
+label_motion_cb (GtkEventControllerMotion *motion,
+                 double                    x,
+                 double                    y,
+                 GtkLabel                 *label)
+{
+  set_hovered_chip (GTK_WIDGET (label),
+                    app_grounding_ref_from_uri (gtk_label_get_current_uri (label)));
+}
+
+static void
+label_leave_cb (GtkEventControllerMotion *motion,
+                GtkLabel                 *label)
+{
+  set_hovered_chip (GTK_WIDGET (label), -1);
+}
+
 static GtkWidget *
 markup_label_new (const char *markup)
 {
   GtkWidget *label = gtk_label_new (NULL);
+  GtkEventController *motion = gtk_event_controller_motion_new ();
 
   gtk_label_set_markup (GTK_LABEL (label), markup);
   gtk_label_set_wrap (GTK_LABEL (label), TRUE);
@@ -83,6 +135,9 @@ markup_label_new (const char *markup)
   gtk_label_set_yalign (GTK_LABEL (label), 0.0f);
   gtk_widget_set_halign (label, GTK_ALIGN_FILL);
   g_signal_connect (label, "activate-link", G_CALLBACK (on_activate_link), NULL);
+  g_signal_connect (motion, "motion", G_CALLBACK (label_motion_cb), label);
+  g_signal_connect (motion, "leave", G_CALLBACK (label_leave_cb), label);
+  gtk_widget_add_controller (label, motion);
 
   return label;
 }
@@ -743,6 +798,15 @@ app_markdown_view_class_init (AppMarkdownViewClass *klass)
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
+  /* A grounding chip (a `sightline-ref:N` link) came under the pointer (N) or left it (-1),
+   * or was clicked. */
+  signals[CHIP_HOVERED] = g_signal_new ("chip-hovered", G_TYPE_FROM_CLASS (klass),
+                                        G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 1,
+                                        G_TYPE_INT);
+  signals[CHIP_ACTIVATED] = g_signal_new ("chip-activated", G_TYPE_FROM_CLASS (klass),
+                                          G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
+                                          1, G_TYPE_INT);
+
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BOX_LAYOUT);
   gtk_widget_class_set_css_name (widget_class, "markdownview");
 }
@@ -756,5 +820,6 @@ app_markdown_view_init (AppMarkdownView *self)
   gtk_box_layout_set_spacing (GTK_BOX_LAYOUT (layout), 12);
 
   self->text = g_strdup ("");
+  self->hovered_chip = -1;
   self->blocks = g_ptr_array_new_with_free_func ((GDestroyNotify) app_md_block_free);
 }

@@ -6,16 +6,28 @@
  * answer grows); a question is shown as the person typed it. Buttons act through window
  * actions with the message's position: copy, edit and resend (questions), regenerate (the last
  * answer only).
+ *
+ * A grounded answer (with `<|ref|>`/`<|det|>` spans, see app-grounding.h) shows its labels as
+ * coloured chips and, below the text, the image its boxes belong to with the boxes drawn:
+ * the latest image of the conversation up to the answer, as the official demo does, or the one
+ * the person moved them to ("Show Boxes On" in the row's menu, kept in the chat file). Pointing
+ * at a chip highlights its boxes; pointing at a box highlights its chip. The menu also shows
+ * the raw output and saves or copies the boxes.
  */
 #include "app-message-row.h"
 
 #include <glib/gi18n.h>
 
+#include "app-grounding.h"
+#include "app-grounding-view.h"
 #include "app-image-viewer.h"
 #include "app-markdown-view.h"
 #include "app-thumbnail.h"
 
 #define THUMB 160
+/* The image under an answer's boxes: its height in the conversation, the size it is decoded at */
+#define BOXES_HEIGHT 360
+#define BOXES_DECODE 1600
 
 struct _AppMessageRow
 {
@@ -32,9 +44,22 @@ struct _AppMessageRow
   GtkWidget *copy_button;
   GtkWidget *edit_button;
   GtkWidget *regenerate_button;
+  GtkWidget *menu_button;
   GtkWidget *images;
+  GtkWidget *badge;
+  GtkWidget *badge_label;
+  GtkWidget *badge_icon;
   GtkWidget *user_text;
   AppMarkdownView *answer;
+  GtkWidget *raw_text;
+  AppGroundingView *boxes;
+  GSimpleActionGroup *actions;
+  GMenu *boxes_images_menu;
+  char *boxes_image;     /* the image id the boxes are drawn on, or NULL */
+  char *boxes_path;      /* its file */
+  int active_chip;       /* the chip whose boxes are under the pointer, -1 for none */
+  gboolean has_boxes;
+  gboolean has_tags;
   GtkWidget *status_box;
   GtkWidget *spinner;
   GtkWidget *status_label;
@@ -63,15 +88,70 @@ message_position (AppMessageRow *self)
   return -1;
 }
 
+static void update_boxes (AppMessageRow *self);
+
+static gboolean
+is_streaming (AppMessageRow *self)
+{
+  AppMessageState state = app_message_get_state (self->message);
+
+  return state == APP_MESSAGE_STREAMING || state == APP_MESSAGE_PENDING;
+}
+
+static gboolean
+showing_raw (AppMessageRow *self)
+{
+  g_autoptr(GVariant) state = g_action_group_get_action_state (G_ACTION_GROUP (self->actions),
+                                                               "show-raw");
+
+  return g_variant_get_boolean (state);
+}
+
+/* A question made with the composer's grounding helpers shows as its text with a badge. */
+static void
+update_question (AppMessageRow *self,
+                 const char    *text)
+{
+  g_autoptr(AppGrounding) g = app_grounding_parse (text, FALSE);
+  g_autofree char *plain = app_grounding_plain_text (text);
+
+  gtk_label_set_text (GTK_LABEL (self->user_text), plain);
+  gtk_widget_set_visible (self->badge, g->grounding || g->refs->len > 0);
+  gtk_label_set_text (GTK_LABEL (self->badge_label),
+                      g->grounding ? _("Grounded Caption") : _("Find in Image"));
+  gtk_image_set_from_icon_name (GTK_IMAGE (self->badge_icon),
+                                g->grounding ? "media-view-subtitles-symbolic"
+                                             : "find-location-symbolic");
+}
+
+static void
+update_answer (AppMessageRow *self,
+               const char    *text)
+{
+  gboolean streaming = is_streaming (self);
+  g_autoptr(AppGrounding) g = app_grounding_parse (text, streaming);
+  g_autofree char *markdown = NULL;
+
+  if (self->active_chip >= (int) g->refs->len)
+    self->active_chip = -1;
+  markdown = app_grounding_markdown (g, self->active_chip);
+  app_markdown_view_set_text (self->answer, markdown);
+  gtk_label_set_text (GTK_LABEL (self->raw_text), text);
+  app_grounding_view_set_answer (self->boxes, text, streaming);
+  self->has_boxes = g->n_boxes > 0;
+  self->has_tags = g->refs->len > 0 || g->grounding || app_grounding_has_tags (text);
+  update_boxes (self);
+}
+
 static void
 update_text (AppMessageRow *self)
 {
   const char *text = app_message_get_text (self->message);
 
   if (app_message_get_role (self->message) == APP_ROLE_USER)
-    gtk_label_set_text (GTK_LABEL (self->user_text), text);
+    update_question (self, text);
   else
-    app_markdown_view_set_text (self->answer, text);
+    update_answer (self, text);
 }
 
 static void
@@ -131,6 +211,9 @@ update_state (AppMessageRow *self)
     }
   gtk_widget_set_visible (self->copy_button, state != APP_MESSAGE_PENDING &&
                                                state != APP_MESSAGE_STREAMING);
+  /* a finished answer is parsed as finished: no tail hidden as a tag in the making */
+  if (assistant)
+    update_text (self);
 }
 
 /* Regenerate is offered on the last message only, and only if it is an answer. */
@@ -144,6 +227,243 @@ update_position (AppMessageRow *self)
   gtk_widget_set_visible (self->regenerate_button, assistant && last);
   gtk_widget_set_visible (self->edit_button, !assistant);
   gtk_actionable_set_action_target (GTK_ACTIONABLE (self->edit_button), "u", (guint32) MAX (pos, 0));
+  if (assistant)
+    update_boxes (self);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Boxes
+ */
+
+/* Every image of the chat, in order, without repeats. */
+static GPtrArray *
+chat_images (AppMessageRow *self,
+             guint          until)
+{
+  GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
+  guint n = self->chat ? MIN (until, app_chat_get_n_messages (self->chat)) : 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(AppMessage) m = app_chat_get_message (self->chat, i);
+      const char * const *images = app_message_get_images (m);
+
+      for (guint k = 0; images && images[k]; k++)
+        if (!g_ptr_array_find_with_equal_func (ids, images[k], g_str_equal, NULL))
+          g_ptr_array_add (ids, g_strdup (images[k]));
+    }
+  return ids;
+}
+
+/* The image the boxes go on: the one the person chose, if it is still in the chat, else the
+ * latest image before the answer. */
+static char *
+boxes_target (AppMessageRow *self)
+{
+  const char *chosen = app_message_get_boxes_image (self->message);
+  int pos = message_position (self);
+  g_autoptr(GPtrArray) all = NULL;
+
+  if (pos < 0)
+    return NULL;
+  if (chosen)
+    {
+      all = chat_images (self, G_MAXUINT);
+      if (g_ptr_array_find_with_equal_func (all, chosen, g_str_equal, NULL))
+        return g_strdup (chosen);
+    }
+  for (int i = pos - 1; i >= 0; i--)
+    {
+      g_autoptr(AppMessage) m = app_chat_get_message (self->chat, (guint) i);
+      const char * const *images = app_message_get_images (m);
+      guint n = images ? g_strv_length ((char **) images) : 0;
+
+      if (n > 0)
+        return g_strdup (images[n - 1]);
+    }
+  return NULL;
+}
+
+typedef struct
+{
+  AppMessageRow *row;
+  char *path;
+} BoxesLoad;
+
+static void
+boxes_loaded_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  BoxesLoad *load = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GdkTexture) texture = app_thumbnail_load_finish (result, &error);
+
+  /* the row may have moved on to another image, or another message, meanwhile */
+  if (g_strcmp0 (load->row->boxes_path, load->path) == 0)
+    {
+      app_grounding_view_set_texture (load->row->boxes, texture);
+      if (!texture)
+        gtk_widget_set_tooltip_text (GTK_WIDGET (load->row->boxes), error->message);
+      update_boxes (load->row);
+    }
+  g_object_unref (load->row);
+  g_free (load->path);
+  g_free (load);
+}
+
+/* The "Show Boxes On" submenu: one entry per image of the chat. */
+static void
+update_boxes_menu (AppMessageRow *self)
+{
+  g_autoptr(GPtrArray) all = chat_images (self, G_MAXUINT);
+
+  g_menu_remove_all (self->boxes_images_menu);
+  for (guint i = 0; i < all->len; i++)
+    {
+      g_autofree char *label = g_strdup_printf (_("Image %u"), i + 1);
+      g_autoptr(GMenuItem) item = g_menu_item_new (label, NULL);
+
+      g_menu_item_set_action_and_target_value (item, "row.boxes-image",
+                                               g_variant_new_string (g_ptr_array_index (all, i)));
+      g_menu_append_item (self->boxes_images_menu, item);
+    }
+}
+
+static void
+update_boxes (AppMessageRow *self)
+{
+  g_autofree char *target = NULL;
+  gboolean raw;
+
+  if (!self->message || app_message_get_role (self->message) != APP_ROLE_ASSISTANT)
+    return;
+  target = self->has_boxes ? boxes_target (self) : NULL;
+  if (g_strcmp0 (target, self->boxes_image) != 0)
+    {
+      g_free (self->boxes_image);
+      g_free (self->boxes_path);
+      self->boxes_image = g_strdup (target);
+      self->boxes_path = target ? app_chat_store_get_image_path (self->store, target) : NULL;
+      app_grounding_view_set_texture (self->boxes, NULL);
+      gtk_widget_set_tooltip_text (GTK_WIDGET (self->boxes), NULL);
+      if (self->boxes_path)
+        {
+          BoxesLoad *load = g_new0 (BoxesLoad, 1);
+
+          load->row = g_object_ref (self);
+          load->path = g_strdup (self->boxes_path);
+          app_thumbnail_load_async (self->boxes_path, BOXES_DECODE, NULL, boxes_loaded_cb, load);
+        }
+      update_boxes_menu (self);
+      g_simple_action_set_state (G_SIMPLE_ACTION (g_action_map_lookup_action (
+                                   G_ACTION_MAP (self->actions), "boxes-image")),
+                                 g_variant_new_string (target ? target : ""));
+    }
+
+  raw = showing_raw (self);
+  gtk_widget_set_visible (GTK_WIDGET (self->answer), !raw);
+  gtk_widget_set_visible (self->raw_text, raw);
+  gtk_widget_set_visible (GTK_WIDGET (self->boxes), self->has_boxes && self->boxes_path &&
+                                                      app_grounding_view_get_texture (self->boxes));
+  gtk_widget_set_visible (self->menu_button, self->has_tags);
+  g_simple_action_set_enabled (G_SIMPLE_ACTION (g_action_map_lookup_action (
+                                 G_ACTION_MAP (self->actions), "save-boxes")),
+                               self->has_boxes && self->boxes_path && !is_streaming (self));
+  g_simple_action_set_enabled (G_SIMPLE_ACTION (g_action_map_lookup_action (
+                                 G_ACTION_MAP (self->actions), "copy-boxes")),
+                               self->has_boxes && self->boxes_path && !is_streaming (self));
+}
+
+static void
+open_boxes (AppMessageRow *self,
+            int            highlight)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  AppImageViewer *viewer;
+
+  if (!self->boxes_path)
+    return;
+  viewer = app_image_viewer_new (GTK_WINDOW (root), self->boxes_path);
+  app_image_viewer_set_answer (viewer, app_message_get_text (self->message), highlight);
+  gtk_window_present (GTK_WINDOW (viewer));
+}
+
+static void
+boxes_pressed_cb (GtkGestureClick *gesture,
+                  int              n_press,
+                  double           x,
+                  double           y,
+                  AppMessageRow   *self)
+{
+  open_boxes (self, -1);
+}
+
+static void
+chip_hovered_cb (AppMessageRow *self,
+                 int            chip)
+{
+  app_grounding_view_set_highlight (self->boxes, chip);
+}
+
+static void
+chip_activated_cb (AppMessageRow *self,
+                   int            chip)
+{
+  open_boxes (self, chip);
+}
+
+/* Pointing at a box: its chip in the text stands out. */
+static void
+box_hovered_cb (AppMessageRow *self,
+                int            ref)
+{
+  if (self->active_chip == ref)
+    return;
+  self->active_chip = ref;
+  update_text (self);
+}
+
+static void
+show_raw_cb (GSimpleAction *action,
+             GVariant      *state,
+             gpointer       user_data)
+{
+  AppMessageRow *self = user_data;
+
+  g_simple_action_set_state (action, state);
+  update_boxes (self);
+}
+
+static void
+boxes_image_cb (GSimpleAction *action,
+                GVariant      *target,
+                gpointer       user_data)
+{
+  AppMessageRow *self = user_data;
+
+  if (!self->message)
+    return;
+  app_message_set_boxes_image (self->message, g_variant_get_string (target, NULL));
+  /* the choice is kept in the chat file */
+  gtk_widget_activate_action (GTK_WIDGET (self), "win.save-current", NULL);
+}
+
+static void
+export_cb (GSimpleAction *action,
+           GVariant      *param,
+           gpointer       user_data)
+{
+  AppMessageRow *self = user_data;
+
+  if (!self->message || !self->boxes_path)
+    return;
+  if (g_str_equal (g_action_get_name (G_ACTION (action)), "copy-boxes"))
+    app_grounding_copy_boxes (GTK_WIDGET (self), self->boxes_path,
+                              app_message_get_text (self->message));
+  else
+    app_grounding_save_image (GTK_WIDGET (self), self->boxes_path,
+                              app_message_get_text (self->message));
 }
 
 static void
@@ -213,6 +533,15 @@ app_message_row_bind (AppMessageRow *self,
 
   g_set_object (&self->chat, chat);
   g_set_object (&self->message, message);
+  self->active_chip = -1;
+  self->has_boxes = self->has_tags = FALSE;
+  g_clear_pointer (&self->boxes_image, g_free);
+  g_clear_pointer (&self->boxes_path, g_free);
+  app_grounding_view_set_texture (self->boxes, NULL);
+  app_grounding_view_set_highlight (self->boxes, -1);
+  g_simple_action_set_state (G_SIMPLE_ACTION (g_action_map_lookup_action (
+                               G_ACTION_MAP (self->actions), "show-raw")),
+                             g_variant_new_boolean (FALSE));
   g_signal_group_set_target (self->message_signals, message);
   g_signal_group_set_target (self->chat_signals, chat ? app_chat_get_messages (chat) : NULL);
   if (!message)
@@ -223,6 +552,10 @@ app_message_row_bind (AppMessageRow *self,
                       assistant ? (assistant_name ? assistant_name : _("Sightline")) : _("You"));
   gtk_widget_set_visible (self->user_text, !assistant);
   gtk_widget_set_visible (GTK_WIDGET (self->answer), assistant);
+  gtk_widget_set_visible (self->raw_text, FALSE);
+  gtk_widget_set_visible (GTK_WIDGET (self->boxes), FALSE);
+  gtk_widget_set_visible (self->menu_button, FALSE);
+  gtk_widget_set_visible (self->badge, FALSE);
   gtk_widget_remove_css_class (self->box, assistant ? "user" : "assistant");
   gtk_widget_add_css_class (self->box, assistant ? "assistant" : "user");
   update_images (self);
@@ -258,6 +591,10 @@ app_message_row_dispose (GObject *object)
   g_clear_object (&self->message);
   g_clear_object (&self->chat);
   g_clear_object (&self->store);
+  g_clear_object (&self->actions);
+  g_clear_object (&self->boxes_images_menu);
+  g_clear_pointer (&self->boxes_image, g_free);
+  g_clear_pointer (&self->boxes_path, g_free);
   g_clear_pointer (&self->box, gtk_widget_unparent);
   G_OBJECT_CLASS (app_message_row_parent_class)->dispose (object);
 }
@@ -301,10 +638,32 @@ dim_label (const char *css)
   return l;
 }
 
+static const GActionEntry row_actions[] = {
+  { "show-raw", NULL, NULL, "false", show_raw_cb },
+  { "boxes-image", boxes_image_cb, "s", "''", NULL },
+  { "save-boxes", export_cb, NULL, NULL, NULL },
+  { "copy-boxes", export_cb, NULL, NULL, NULL },
+};
+
 static void
 app_message_row_init (AppMessageRow *self)
 {
   GtkWidget *header;
+  GtkGesture *click;
+  g_autoptr(GMenu) menu = g_menu_new ();
+  g_autoptr(GMenu) exports = g_menu_new ();
+
+  self->active_chip = -1;
+  self->actions = g_simple_action_group_new ();
+  g_action_map_add_action_entries (G_ACTION_MAP (self->actions), row_actions,
+                                   G_N_ELEMENTS (row_actions), self);
+  gtk_widget_insert_action_group (GTK_WIDGET (self), "row", G_ACTION_GROUP (self->actions));
+  self->boxes_images_menu = g_menu_new ();
+  g_menu_append (menu, _("Show _Raw Output"), "row.show-raw");
+  g_menu_append_submenu (menu, _("Show Boxes _On"), G_MENU_MODEL (self->boxes_images_menu));
+  g_menu_append (exports, _("_Save Image with Boxes…"), "row.save-boxes");
+  g_menu_append (exports, _("_Copy Boxes as JSON"), "row.copy-boxes");
+  g_menu_append_section (menu, NULL, G_MENU_MODEL (exports));
 
   self->box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   gtk_widget_add_css_class (self->box, "message");
@@ -330,10 +689,29 @@ app_message_row_init (AppMessageRow *self)
   self->copy_button = icon_button ("edit-copy-symbolic", _("Copy"), _("Copy this message"));
   g_signal_connect_swapped (self->copy_button, "clicked", G_CALLBACK (copy_clicked_cb), self);
   gtk_box_append (GTK_BOX (header), self->copy_button);
+  self->menu_button = gtk_menu_button_new ();
+  gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (self->menu_button), "view-more-symbolic");
+  gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (self->menu_button), G_MENU_MODEL (menu));
+  gtk_widget_add_css_class (self->menu_button, "flat");
+  gtk_widget_add_css_class (self->menu_button, "circular");
+  gtk_widget_add_css_class (self->menu_button, "message-action");
+  gtk_widget_set_tooltip_text (self->menu_button, _("Boxes and Raw Output"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->menu_button),
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Boxes and raw output"), -1);
+  gtk_box_append (GTK_BOX (header), self->menu_button);
   gtk_box_append (GTK_BOX (self->box), header);
 
   self->images = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_box_append (GTK_BOX (self->box), self->images);
+
+  self->badge = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 4);
+  gtk_widget_add_css_class (self->badge, "grounding-badge");
+  gtk_widget_set_halign (self->badge, GTK_ALIGN_START);
+  self->badge_icon = gtk_image_new ();
+  gtk_box_append (GTK_BOX (self->badge), self->badge_icon);
+  self->badge_label = gtk_label_new (NULL);
+  gtk_box_append (GTK_BOX (self->badge), self->badge_label);
+  gtk_box_append (GTK_BOX (self->box), self->badge);
 
   self->user_text = dim_label ("user-text");
   gtk_widget_remove_css_class (self->user_text, "dim-label");
@@ -341,7 +719,29 @@ app_message_row_init (AppMessageRow *self)
   gtk_box_append (GTK_BOX (self->box), self->user_text);
 
   self->answer = app_markdown_view_new ();
+  g_signal_connect_swapped (self->answer, "chip-hovered", G_CALLBACK (chip_hovered_cb), self);
+  g_signal_connect_swapped (self->answer, "chip-activated", G_CALLBACK (chip_activated_cb), self);
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->answer));
+
+  self->raw_text = dim_label ("raw-output");
+  gtk_widget_remove_css_class (self->raw_text, "dim-label");
+  gtk_label_set_wrap_mode (GTK_LABEL (self->raw_text), PANGO_WRAP_WORD_CHAR);
+  gtk_widget_add_css_class (self->raw_text, "monospace");
+  gtk_box_append (GTK_BOX (self->box), self->raw_text);
+
+  self->boxes = app_grounding_view_new ();
+  app_grounding_view_set_natural_height (self->boxes, BOXES_HEIGHT);
+  gtk_widget_set_halign (GTK_WIDGET (self->boxes), GTK_ALIGN_START);
+  gtk_widget_add_css_class (GTK_WIDGET (self->boxes), "boxes");
+  gtk_widget_set_cursor_from_name (GTK_WIDGET (self->boxes), "zoom-in");
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->boxes), NULL);
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->boxes), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  _("The image with the answer’s boxes"), -1);
+  g_signal_connect_swapped (self->boxes, "ref-hovered", G_CALLBACK (box_hovered_cb), self);
+  click = gtk_gesture_click_new ();
+  g_signal_connect (click, "released", G_CALLBACK (boxes_pressed_cb), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->boxes), GTK_EVENT_CONTROLLER (click));
+  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->boxes));
 
   self->status_box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   self->spinner = gtk_spinner_new ();
@@ -373,7 +773,13 @@ app_message_row_init (AppMessageRow *self)
                                   G_CALLBACK (update_state), self);
   g_signal_group_connect_swapped (self->message_signals, "notify::images",
                                   G_CALLBACK (update_images), self);
+  g_signal_group_connect_swapped (self->message_signals, "notify::boxes-image",
+                                  G_CALLBACK (update_boxes), self);
   self->chat_signals = g_signal_group_new (G_TYPE_LIST_MODEL);
   g_signal_group_connect_swapped (self->chat_signals, "items-changed",
                                   G_CALLBACK (update_position), self);
+  gtk_widget_set_visible (self->raw_text, FALSE);
+  gtk_widget_set_visible (GTK_WIDGET (self->boxes), FALSE);
+  gtk_widget_set_visible (self->menu_button, FALSE);
+  gtk_widget_set_visible (self->badge, FALSE);
 }

@@ -2,15 +2,17 @@
  *
  * Decoding a 20-megapixel photo takes a noticeable fraction of a second, so it runs in a GTask
  * thread through the same decoder the engine uses (engine/cli/image-file.c): what the person
- * sees is exactly what the model sees, rotated by EXIF and all. Scaled thumbnails are cached
- * by path and size: the conversation list recycles its rows while scrolling and must not
- * decode the same pictures again.
+ * sees is exactly what the model sees, rotated by EXIF and all. Textures are cached by path
+ * and size: the conversation list recycles its rows while scrolling and must not decode the
+ * same pictures again. The cache is bounded by count and by pixel memory, since the viewer and
+ * the box export load photos at their full size.
  */
 #include "app-thumbnail.h"
 
 #include "image-file.h"
 
 #define CACHE_SIZE 96
+#define CACHE_BYTES (256 * 1024 * 1024)
 
 typedef struct
 {
@@ -29,6 +31,22 @@ request_free (gpointer p)
 
 static GHashTable *cache;  /* "size:path" -> GdkTexture */
 static GQueue cache_order; /* keys, most recent first */
+static gsize cache_bytes;  /* 4 bytes a pixel of every cached texture */
+
+static gsize
+texture_bytes (GdkTexture *texture)
+{
+  return (gsize) gdk_texture_get_width (texture) * gdk_texture_get_height (texture) * 4;
+}
+
+static void
+cache_evict_oldest (void)
+{
+  char *key = g_queue_pop_tail (&cache_order);
+
+  cache_bytes -= texture_bytes (g_hash_table_lookup (cache, key));
+  g_hash_table_remove (cache, key);
+}
 
 static char *
 cache_key (const char *path,
@@ -68,8 +86,11 @@ cache_insert (char       *key,
     }
   g_hash_table_insert (cache, key, g_object_ref (texture));
   g_queue_push_head (&cache_order, key);
-  while (g_queue_get_length (&cache_order) > CACHE_SIZE)
-    g_hash_table_remove (cache, g_queue_pop_tail (&cache_order));
+  cache_bytes += texture_bytes (texture);
+  /* the newest stays, however large */
+  while (g_queue_get_length (&cache_order) > 1 &&
+         (g_queue_get_length (&cache_order) > CACHE_SIZE || cache_bytes > CACHE_BYTES))
+    cache_evict_oldest ();
 }
 
 static void

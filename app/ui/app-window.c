@@ -397,13 +397,12 @@ start_answer (AppWindow *self)
 static void
 send_cb (AppWindow *self)
 {
-  g_autofree char *text = app_composer_get_text (self->composer);
+  g_autofree char *text = app_composer_get_prompt (self->composer);
   g_auto(GStrv) images = app_composer_get_images (self->composer);
   g_autoptr(AppMessage) question = NULL;
 
-  if (self->generation || app_engine_get_state (self->engine) != APP_ENGINE_READY)
+  if (self->generation || app_engine_get_state (self->engine) != APP_ENGINE_READY || !text)
     return;
-  g_strstrip (text);
   ensure_chat (self);
   question = app_message_new (APP_ROLE_USER, text);
   app_message_set_images (question, (const char * const *) images);
@@ -658,6 +657,22 @@ attach_response_cb (GtkNativeDialog *dialog,
   g_object_unref (dialog);
 }
 
+/* The composer's grounding helpers, from the keyboard: on, or back to a plain question. */
+static void
+prompt_kind_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  AppPromptKind kind = g_str_equal (name, "win.find-in-image") ? APP_PROMPT_FIND
+                                                               : APP_PROMPT_GROUNDED_CAPTION;
+
+  if (app_composer_get_prompt_kind (self->composer) == kind)
+    kind = APP_PROMPT_PLAIN;
+  app_composer_set_prompt_kind (self->composer, kind);
+  app_composer_focus (self->composer);
+}
+
 static void
 attach_action (GtkWidget  *widget,
                const char *name,
@@ -719,7 +734,7 @@ edit_message_action (GtkWidget  *widget,
     return;
   /* the question goes back to the composer; it and everything after it leave the chat */
   app_composer_clear (self->composer);
-  app_composer_set_text (self->composer, app_message_get_text (question));
+  app_composer_set_prompt (self->composer, app_message_get_text (question));
   images = app_message_get_images (question);
   for (guint i = 0; images && images[i]; i++)
     app_composer_add_image_id (self->composer, images[i]);
@@ -790,6 +805,18 @@ rename_current_action (GtkWidget  *widget,
   AppWindow *self = APP_WINDOW (widget);
 
   rename_chat (self, self->chat);
+}
+
+/* A message row changed something of the chat that is kept (where an answer's boxes go). */
+static void
+save_current_action (GtkWidget  *widget,
+                     const char *name,
+                     GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  if (self->chat)
+    save_chat (self, self->chat);
 }
 
 /* Delete, with undo until the toast is gone */
@@ -1092,6 +1119,9 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.show-chats", NULL, show_chats_action);
   gtk_widget_class_install_action (widget_class, "win.stop", NULL, stop_action);
   gtk_widget_class_install_action (widget_class, "win.attach", NULL, attach_action);
+  gtk_widget_class_install_action (widget_class, "win.grounded-caption", NULL,
+                                   prompt_kind_action);
+  gtk_widget_class_install_action (widget_class, "win.find-in-image", NULL, prompt_kind_action);
   gtk_widget_class_install_action (widget_class, "win.open-model", NULL, open_model_action);
   gtk_widget_class_install_action (widget_class, "win.regenerate", NULL, regenerate_action);
   gtk_widget_class_install_action (widget_class, "win.edit-message", "u", edit_message_action);
@@ -1099,6 +1129,7 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.delete-chat", "s", delete_chat_action);
   gtk_widget_class_install_action (widget_class, "win.rename-current", NULL,
                                    rename_current_action);
+  gtk_widget_class_install_action (widget_class, "win.save-current", NULL, save_current_action);
   gtk_widget_class_install_action (widget_class, "win.delete-current", NULL,
                                    delete_current_action);
 }

@@ -1,14 +1,18 @@
 /* screenshot.c - renders the real application window to a PNG, for the README and AppStream.
  *
- *   screenshot OUTPUT.png
+ *   screenshot chat|grounding OUTPUT.png
  *
- * Runs under Xvfb (data/screenshots/update.sh). A fresh data folder gets one chat, made through
- * the app's own store: a question with the golden test photo attached and an answer. The
- * answer's text is written here, because the models that come with the repository have random
+ * Runs under Xvfb (data/screenshots/update.sh). A fresh data folder gets one chat. "chat":
+ * made through the app's own store, a question with the golden test photo attached and an
+ * answer. "grounding": the fixture chat of the grounding UI test, whose last answer has boxes
+ * (tests/app/fixtures/grounding-chat.json), with one label pointed at. The answers' text is
+ * written here or in the fixture, because the models that come with the repository have random
  * weights and would answer gibberish; everything else on screen is the app as it runs, with
  * the golden mini model loaded.
  */
 #include "ui-harness.h"
+
+#include "app-markdown-view.h"
 
 static const char answer[] =
   "The figure shows the **three training stages** of DeepSeek-VL:\n"
@@ -57,23 +61,37 @@ main (int   argc,
   AppApplication *app;
   GtkWindow *window;
 
-  if (argc != 2)
+  gboolean grounding = argc == 3 && g_str_equal (argv[1], "grounding");
+
+  if (argc != 3 || (!grounding && !g_str_equal (argv[1], "chat")))
     {
-      g_printerr ("usage: screenshot OUTPUT.png\n");
+      g_printerr ("usage: screenshot chat|grounding OUTPUT.png\n");
       return 2;
     }
   gtk_init ();
+  if (grounding)
+    ui_harness_add_grounding_chat ();
   app = ui_harness_app_new ();
-  add_chat (app_application_get_store (app));
+  if (!grounding)
+    add_chat (app_application_get_store (app));
   g_application_activate (G_APPLICATION (app));
   window = gtk_application_get_active_window (GTK_APPLICATION (app));
   gtk_window_set_default_size (window, 1180, 800);
   ui_harness_wait_ready (app, 120);
-  ui_harness_spin (3); /* the photo is decoded off the main thread */
-  if (!ui_harness_render_png (GTK_WIDGET (window), argv[1], &error))
+  ui_harness_spin (3); /* the photos are decoded off the main thread */
+  if (grounding)
+    {
+      GtkWidget *view = ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_MARKDOWN_VIEW, 1);
+
+      g_assert_nonnull (view);
+
+      /* the pointer on the "Two giraffes" chip */
+      g_signal_emit_by_name (view, "chip-hovered", 0);
+      ui_harness_spin (0.5);
+    }
+  if (!ui_harness_render_png (GTK_WIDGET (window), argv[2], &error))
     g_error ("%s", error->message);
-  g_print ("%s: %d x %d\n", argv[1], gtk_widget_get_width (GTK_WIDGET (window)),
-           gtk_widget_get_height (GTK_WIDGET (window)));
+  g_print ("wrote %s\n", argv[2]);
   g_application_quit (G_APPLICATION (app));
   g_object_unref (app);
   return 0;

@@ -13,39 +13,12 @@
 
 static AppApplication *app;
 
-/* Runs the main loop until `done` returns TRUE (or fails the test after TIMEOUT_S). */
 static void
 wait_for (gboolean    (*done) (gpointer),
           gpointer      data,
           const char   *what)
 {
-  gint64 end = g_get_monotonic_time () + TIMEOUT_S * G_USEC_PER_SEC;
-
-  while (!done (data))
-    {
-      if (g_get_monotonic_time () > end)
-        g_error ("timed out waiting for %s (engine state %d, load %.2f)", what,
-                 app_engine_get_state (app_application_get_engine (app)),
-                 app_engine_get_load_progress (app_application_get_engine (app)));
-      g_main_context_iteration (NULL, FALSE);
-      g_usleep (1000);
-    }
-}
-
-static GtkWidget *
-find_widget (GtkWidget *root,
-             GType      type)
-{
-  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_widget (c, type);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  ui_harness_wait (done, data, what, TIMEOUT_S);
 }
 
 static gboolean
@@ -156,7 +129,7 @@ test_chat_with_image (void)
   g_assert_nonnull (window);
   gtk_window_set_default_size (window, 1100, 760);
   ui_harness_wait_ready (app, TIMEOUT_S);
-  composer = APP_COMPOSER (find_widget (GTK_WIDGET (window), APP_TYPE_COMPOSER));
+  composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_COMPOSER, 0));
   g_assert_nonnull (composer);
 
   /* 1. drop an image file on the window, through its drop target */

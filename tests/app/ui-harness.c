@@ -1,6 +1,10 @@
 /* ui-harness.c - see ui-harness.h. */
 #include "ui-harness.h"
 
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <string.h>
+
 char *
 ui_harness_isolate (const char *name)
 {
@@ -15,6 +19,90 @@ ui_harness_isolate (const char *name)
   g_setenv ("GSK_RENDERER", "cairo", FALSE);
   g_setenv ("GTK_A11Y", "none", TRUE); /* no accessibility bus to start */
   return home;
+}
+
+void
+ui_harness_add_chat (const char         *chat_file,
+                     const char * const *image_files)
+{
+  g_autofree char *data = g_build_filename (g_get_user_data_dir (), "sightline", NULL);
+  g_autofree char *chats = g_build_filename (data, "chats", NULL);
+  g_autofree char *images = g_build_filename (data, "images", NULL);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autofree char *name = NULL;
+  g_autofree char *chat_copy = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize len;
+
+  g_assert_cmpint (g_mkdir_with_parents (chats, 0700), ==, 0);
+  g_assert_cmpint (g_mkdir_with_parents (images, 0700), ==, 0);
+  /* the store reads <id>.json only */
+  if (!g_file_get_contents (chat_file, &contents, &len, &error) ||
+      !json_parser_load_from_data (parser, contents, (gssize) len, &error))
+    g_error ("%s", error->message);
+  name = g_strconcat (json_object_get_string_member (json_node_get_object (
+                        json_parser_get_root (parser)), "id"), ".json", NULL);
+  chat_copy = g_build_filename (chats, name, NULL);
+  if (!g_file_set_contents (chat_copy, contents, (gssize) len, &error))
+    g_error ("%s", error->message);
+  for (guint i = 0; image_files && image_files[i]; i++)
+    {
+      g_autofree char *bytes = NULL;
+      g_autofree char *sum = NULL;
+      g_autofree char *id = NULL;
+      g_autofree char *copy = NULL;
+      const char *ext = strrchr (image_files[i], '.');
+
+      if (!g_file_get_contents (image_files[i], &bytes, &len, &error))
+        g_error ("%s", error->message);
+      sum = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) bytes, len);
+      id = g_strconcat (sum, ext ? ext : "", NULL);
+      copy = g_build_filename (images, id, NULL);
+      if (!g_file_set_contents (copy, bytes, (gssize) len, &error))
+        g_error ("%s", error->message);
+    }
+}
+
+void
+ui_harness_add_grounding_chat (void)
+{
+  g_autofree char *chat = g_build_filename (g_getenv ("VL2_APP_FIXTURES"), "grounding-chat.json",
+                                            NULL);
+  g_autofree char *corn = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
+                                            "multi_image_2.png", NULL);
+  g_autofree char *giraffes = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
+                                                "visual_grounding_1.png", NULL);
+  const char *images[] = { corn, giraffes, NULL };
+
+  ui_harness_add_chat (chat, images);
+}
+
+static GtkWidget *
+find_widget (GtkWidget *root,
+             GType      type,
+             guint     *n)
+{
+  if (!gtk_widget_get_visible (root))
+    return NULL;
+  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type) && (*n)-- == 0)
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_widget (c, type, n);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+GtkWidget *
+ui_harness_find_widget (GtkWidget *root,
+                        GType      type,
+                        guint      n)
+{
+  return find_widget (root, type, &n);
 }
 
 AppApplication *
@@ -46,6 +134,23 @@ ui_harness_spin (double seconds)
 }
 
 void
+ui_harness_wait (gboolean  (*done) (gpointer),
+                 gpointer    data,
+                 const char *what,
+                 int         timeout_s)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
+
+  while (!done (data))
+    {
+      if (g_get_monotonic_time () > end)
+        g_error ("timed out waiting for %s", what);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+void
 ui_harness_wait_ready (AppApplication *app,
                        int             timeout_s)
 {
@@ -64,12 +169,15 @@ ui_harness_wait_ready (AppApplication *app,
 }
 
 gboolean
-ui_harness_render_png (GtkWidget  *window,
+ui_harness_render_png (GtkWidget  *widget,
                        const char *path,
                        GError    **error)
 {
-  int w = gtk_widget_get_width (window), h = gtk_widget_get_height (window);
-  g_autoptr(GdkPaintable) paintable = gtk_widget_paintable_new (window);
+  g_autoptr(GdkPaintable) paintable = gtk_widget_paintable_new (widget);
+  /* the paintable covers what the widget draws, a window's shadow included: drawn at that
+   * size, one widget pixel is one image pixel */
+  int w = gdk_paintable_get_intrinsic_width (paintable);
+  int h = gdk_paintable_get_intrinsic_height (paintable);
   GtkSnapshot *snapshot = gtk_snapshot_new ();
   g_autoptr(GskRenderNode) node = NULL;
   g_autoptr(GdkTexture) texture = NULL;
@@ -79,12 +187,12 @@ ui_harness_render_png (GtkWidget  *window,
   if (!node)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   "nothing to draw: the window is %d x %d, mapped %d", w, h,
-                   gtk_widget_get_mapped (window));
+                   "nothing to draw: the widget is %d x %d, mapped %d", w, h,
+                   gtk_widget_get_mapped (widget));
       return FALSE;
     }
-  texture = gsk_renderer_render_texture (gtk_native_get_renderer (GTK_NATIVE (window)), node,
-                                         &GRAPHENE_RECT_INIT (0, 0, w, h));
+  texture = gsk_renderer_render_texture (gtk_native_get_renderer (gtk_widget_get_native (widget)),
+                                         node, &GRAPHENE_RECT_INIT (0, 0, w, h));
   if (!gdk_texture_save_to_png (texture, path))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot write %s", path);

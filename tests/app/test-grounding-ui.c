@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 
+#include "app-composer.h"
 #include "app-grounding-view.h"
 #include "app-image-viewer.h"
 #include "app-markdown-view.h"
@@ -128,14 +129,19 @@ render_window (GtkWindow  *window,
  * The widgets
  */
 
+/* The answer's boxes are drawn, and the conversation has scrolled them into view. */
 static gboolean
 view_ready (gpointer data)
 {
   GtkWindow *window = data;
   GtkWidget *view = ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_GROUNDING_VIEW, 0);
+  GtkWidget *content = gtk_widget_get_first_child (GTK_WIDGET (window));
+  graphene_rect_t bounds;
 
   return view && gtk_widget_get_mapped (view) && gtk_widget_get_height (view) > 100 &&
-         app_grounding_view_get_texture (APP_GROUNDING_VIEW (view));
+         app_grounding_view_get_texture (APP_GROUNDING_VIEW (view)) &&
+         gtk_widget_compute_bounds (view, content, &bounds) && bounds.origin.y >= 0 &&
+         bounds.origin.y + bounds.size.height <= gtk_widget_get_height (content);
 }
 
 static AppGroundingView *
@@ -485,7 +491,37 @@ test_boxes (void)
     gtk_window_destroy (GTK_WINDOW (viewer));
   }
 
-  /* 8. the boxes moved to the corn: drawn there, kept in the chat file, there on reopening */
+  /* 8. the composer's helpers: Find wraps the phrase, a grounded caption prefixes the tag,
+   * and editing a sent question gives back the phrase and the helper */
+  {
+    AppComposer *composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window),
+                                                                  APP_TYPE_COMPOSER, 0));
+    g_autofree char *find = NULL;
+    g_autofree char *caption = NULL;
+
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.find-in-image", NULL));
+    g_assert_cmpint (app_composer_get_prompt_kind (composer), ==, APP_PROMPT_FIND);
+    app_composer_set_text (composer, "  the giraffe at the back ");
+    find = app_composer_get_prompt (composer);
+    g_assert_cmpstr (find, ==, "<|ref|>the giraffe at the back<|/ref|>");
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.grounded-caption",
+                                               NULL));
+    g_assert_cmpint (app_composer_get_prompt_kind (composer), ==, APP_PROMPT_GROUNDED_CAPTION);
+    caption = app_composer_get_prompt (composer);
+    g_assert_cmpstr (caption, ==, "<|grounding|>the giraffe at the back");
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.grounded-caption",
+                                               NULL));
+    g_assert_cmpint (app_composer_get_prompt_kind (composer), ==, APP_PROMPT_PLAIN);
+    app_composer_set_prompt (composer, find);
+    g_assert_cmpint (app_composer_get_prompt_kind (composer), ==, APP_PROMPT_FIND);
+    g_free (caption);
+    caption = app_composer_get_text (composer);
+    g_assert_cmpstr (caption, ==, "the giraffe at the back");
+    app_composer_set_prompt (composer, "");
+    g_assert_cmpint (app_composer_get_prompt_kind (composer), ==, APP_PROMPT_PLAIN);
+  }
+
+  /* 9. the boxes moved to the corn: drawn there, kept in the chat file, there on reopening */
   {
     AppChatStore *store = app_application_get_store (app);
     g_autofree char *file = g_build_filename (app_chat_store_get_data_dir (store), "chats",

@@ -22,8 +22,9 @@
  * and the chosen experts' SwiGLU outputs are summed with their weights; shared experts are one
  * wider SwiGLU added on top. Tokens are grouped by expert so each active expert runs once.
  *
- * Scores for one query row at a time: a 3000-token prompt never materialises more than
- * n_ctx floats of scores per task.
+ * Attention works through the cache a block of positions at a time, widened from the cache's
+ * f16 once per task: a 3000-token prompt never materialises more than a block of query rows
+ * of scores per task.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -143,34 +144,40 @@ static void rope_apply(float *x, int dim, const float *cs, const float *sn, bool
  * KV cache
  */
 
-size_t vl2_kv_cache_bytes_per_token(const vl2_model *m)
+size_t vl2_kv_cache_values_per_token(const vl2_model *m)
 {
     const vl2_lm_config *lm = &m->cfg.lm;
     size_t per_layer = lm->use_mla
                            ? (size_t)(lm->kv_lora_rank + lm->qk_rope_head_dim)
                            : 2 * (size_t)lm->num_key_value_heads * (size_t)lm->head_dim;
-    return per_layer * sizeof(float) * (size_t)lm->num_hidden_layers;
+    return per_layer * (size_t)lm->num_hidden_layers;
 }
 
-vl2_status vl2_kv_cache_init(vl2_kv_cache *kv, const vl2_model *m, int n_ctx, vl2_error *err)
+vl2_status vl2_kv_cache_init(vl2_kv_cache *kv, const vl2_model *m, int n_ctx, vl2_kv_type type,
+                             vl2_error *err)
 {
     const vl2_lm_config *lm = &m->cfg.lm;
     memset(kv, 0, sizeof *kv);
     kv->n_ctx = n_ctx;
     kv->n_layers = lm->num_hidden_layers;
+    kv->type = type;
+    kv->elem = type == VL2_KV_F32 ? sizeof(float) : sizeof(uint16_t);
     if (lm->use_mla) {
         kv->k_dim = lm->kv_lora_rank;
         kv->v_dim = lm->qk_rope_head_dim;
+        kv->seg = 0; /* one segment each: the whole latent, the whole rope key */
     } else {
         kv->k_dim = kv->v_dim = lm->num_key_value_heads * lm->head_dim;
+        kv->seg = lm->head_dim;
     }
     kv->k = calloc((size_t)kv->n_layers, sizeof *kv->k);
     kv->v = calloc((size_t)kv->n_layers, sizeof *kv->v);
     if (!kv->k || !kv->v)
         goto oom;
+    /* untouched pages cost nothing: the cache grows in memory as the context fills */
     for (int l = 0; l < kv->n_layers; l++) {
-        kv->k[l] = malloc((size_t)n_ctx * (size_t)kv->k_dim * sizeof(float));
-        kv->v[l] = malloc((size_t)n_ctx * (size_t)kv->v_dim * sizeof(float));
+        kv->k[l] = malloc((size_t)n_ctx * (size_t)kv->k_dim * kv->elem);
+        kv->v[l] = malloc((size_t)n_ctx * (size_t)kv->v_dim * kv->elem);
         if (!kv->k[l] || !kv->v[l])
             goto oom;
     }
@@ -179,7 +186,8 @@ oom:
     vl2_kv_cache_free(kv);
     return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for a KV cache of %d tokens "
                          "(%.1f MB)", n_ctx,
-                         (double)n_ctx * (double)vl2_kv_cache_bytes_per_token(m) / 1e6);
+                         (double)n_ctx * (double)vl2_kv_cache_values_per_token(m) *
+                             (type == VL2_KV_F32 ? 4 : 2) / 1e6);
 }
 
 void vl2_kv_cache_free(vl2_kv_cache *kv)
@@ -195,6 +203,50 @@ void vl2_kv_cache_free(vl2_kv_cache *kv)
     memset(kv, 0, sizeof *kv);
 }
 
+size_t vl2_kv_row_stride(const vl2_kv_cache *kv, int which)
+{
+    return kv->seg ? (size_t)kv->seg : (size_t)(which ? kv->v_dim : kv->k_dim);
+}
+
+void *vl2_kv_at(const vl2_kv_cache *kv, int which, int layer, int pos, int col)
+{
+    size_t w = vl2_kv_row_stride(kv, which);
+    size_t seg = (size_t)col / w, c = (size_t)col % w;
+    char *base = which ? kv->v[layer] : kv->k[layer];
+    return base + ((seg * (size_t)kv->n_ctx + (size_t)pos) * w + c) * kv->elem;
+}
+
+static char *kv_at(const vl2_kv_cache *kv, int which, int layer, int pos, int col)
+{
+    return vl2_kv_at(kv, which, layer, pos, col);
+}
+
+void vl2_kv_store(vl2_kv_cache *kv, int which, int layer, int pos, int col, const float *src,
+                  int n)
+{
+    size_t w = vl2_kv_row_stride(kv, which);
+    while (n > 0) {
+        /* up to the end of this segment */
+        int len = (int)(w - (size_t)col % w);
+        len = len < n ? len : n;
+        void *dst = kv_at(kv, which, layer, pos, col);
+        switch (kv->type) {
+        case VL2_KV_F32:
+            memcpy(dst, src, (size_t)len * sizeof(float));
+            break;
+        case VL2_KV_F16:
+            vl2_f32_to_f16_row(src, dst, (size_t)len);
+            break;
+        case VL2_KV_BF16:
+            vl2_f32_to_bf16_row(src, dst, (size_t)len);
+            break;
+        }
+        src += len;
+        col += len;
+        n -= len;
+    }
+}
+
 void vl2_decoder_embed(const vl2_model *m, int32_t id, float *out)
 {
     vl2_tensor_row(&m->embed, id, out);
@@ -204,8 +256,14 @@ void vl2_decoder_embed(const vl2_model *m, int32_t id, float *out)
  * Attention
  */
 
-/* Queries per attention task: small enough to balance, large enough to amortise dispatch. */
+/* Attention reads the cache a block of KV_CHUNK positions at a time, widened to float32 once
+ * for all the queries (and, for MLA, all the heads) of a task. A task holds the scores of its
+ * queries over the visible context: Q_BLOCK rows (MLA: MLA_Q_BLOCK x MLA_HEADS) of n_ctx floats
+ * at most, never the whole T x n matrix. */
+#define KV_CHUNK 64
 #define Q_BLOCK 16
+#define MLA_Q_BLOCK 8
+#define MLA_HEADS 4
 
 typedef struct {
     const vl2_model *m;
@@ -219,79 +277,154 @@ typedef struct {
     bool failed;
 } attn_job;
 
+/* Task = (head, block of queries). The cache rows are read where they are, a chunk of
+ * KV_CHUNK positions at a time for all the block's queries, so a chunk comes from memory once
+ * and from the cache for the other queries. */
 static void mha_task(void *ctx, int task, int thread)
 {
     attn_job *j = ctx;
+    const vl2_kv_cache *kv = j->kv;
     const vl2_lm_config *lm = &j->m->cfg.lm;
     const int H = lm->num_attention_heads, hd = lm->head_dim;
     const int group = H / lm->num_key_value_heads;
     const int h = task % H, t0 = (task / H) * Q_BLOCK;
-    const int t1 = t0 + Q_BLOCK < j->T ? t0 + Q_BLOCK : j->T;
-    const float *K = j->kv->k[j->layer], *V = j->kv->v[j->layer];
-    const int kvo = (h / group) * hd, kd = j->kv->k_dim;
+    const int t1 = t0 + Q_BLOCK < j->T ? t0 + Q_BLOCK : j->T, nq = t1 - t0;
+    const int kvo = (h / group) * hd;
+    const int n_max = j->n_past + t1; /* keys the last query of the block sees */
 
-    float *s = malloc((size_t)(j->n_past + j->T) * sizeof(float));
+    float *s = malloc((size_t)nq * (size_t)n_max * sizeof(float));
     if (!s) {
         j->failed = true;
         return;
     }
+    for (int c0 = 0; c0 < n_max; c0 += KV_CHUNK) {
+        int len = n_max - c0 < KV_CHUNK ? n_max - c0 : KV_CHUNK;
+        const void *K = kv_at(kv, 0, j->layer, c0, kvo);
+        for (int t = t0; t < t1; t++) {
+            int n = j->n_past + t + 1 - c0; /* causal: keys up to and including this position */
+            if (n > 0)
+                vl2_dot_rows(j->q + (size_t)t * j->ldq + (size_t)h * hd, K, kv->type,
+                             vl2_kv_row_stride(kv, 0), n < len ? n : len, hd,
+                             s + (size_t)(t - t0) * n_max + c0, false);
+        }
+    }
     for (int t = t0; t < t1; t++) {
-        const float *qv = j->q + (size_t)t * j->ldq + (size_t)h * hd;
-        int n = j->n_past + t + 1; /* causal: keys up to and including this position */
+        float *st = s + (size_t)(t - t0) * n_max;
+        int n = j->n_past + t + 1;
         for (int i = 0; i < n; i++)
-            s[i] = vl2_dot(qv, K + (size_t)i * kd + kvo, hd) * j->m->attn_scale;
-        vl2_softmax(s, n);
-        float *o = j->out + (size_t)t * j->ldo + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        for (int i = 0; i < n; i++)
-            vl2_axpy(s[i], V + (size_t)i * kd + kvo, hd, o);
+            st[i] *= j->m->attn_scale;
+        vl2_softmax(st, n);
+        memset(j->out + (size_t)t * j->ldo + (size_t)h * hd, 0, (size_t)hd * sizeof(float));
+    }
+    for (int c0 = 0; c0 < n_max; c0 += KV_CHUNK) {
+        int len = n_max - c0 < KV_CHUNK ? n_max - c0 : KV_CHUNK;
+        const void *V = kv_at(kv, 1, j->layer, c0, kvo);
+        for (int t = t0; t < t1; t++) {
+            int n = j->n_past + t + 1 - c0;
+            if (n > 0)
+                vl2_attend_rows(s + (size_t)(t - t0) * n_max + c0, V, kv->type,
+                                vl2_kv_row_stride(kv, 1), n < len ? n : len, hd,
+                                j->out + (size_t)t * j->ldo + (size_t)h * hd);
+        }
     }
     free(s);
 }
 
+/* Task = (group of MLA_HEADS heads, block of MLA_Q_BLOCK queries): a chunk of latents is read
+ * from memory once for all of them. */
 static void mla_task(void *ctx, int task, int thread)
 {
     attn_job *j = ctx;
+    const vl2_kv_cache *kv = j->kv;
     const vl2_lm_config *lm = &j->m->cfg.lm;
     const int H = lm->num_attention_heads, nope = lm->qk_nope_head_dim;
     const int rope = lm->qk_rope_head_dim, r = lm->kv_lora_rank, vd = lm->v_head_dim;
-    const int h = task % H, t0 = (task / H) * Q_BLOCK;
-    const int t1 = t0 + Q_BLOCK < j->T ? t0 + Q_BLOCK : j->T;
-    const float *C = j->kv->k[j->layer], *KPE = j->kv->v[j->layer];
+    const int n_groups = (H + MLA_HEADS - 1) / MLA_HEADS;
+    const int h0 = (task % n_groups) * MLA_HEADS, h1 = h0 + MLA_HEADS < H ? h0 + MLA_HEADS : H;
+    const int t0 = (task / n_groups) * MLA_Q_BLOCK;
+    const int t1 = t0 + MLA_Q_BLOCK < j->T ? t0 + MLA_Q_BLOCK : j->T;
+    const int nh = h1 - h0, nq = t1 - t0, nqh = nq * nh;
+    const int n_max = j->n_past + t1;
     /* kv_b_proj.weight viewed [H, nope + v, r]: rows [0, nope) absorb into queries, rows
      * [nope, nope + v) map the attended latent to values. */
     const vl2_tensor *kvb = &j->L->kv_b;
-    const size_t head_row = (size_t)h * (size_t)(nope + vd);
 
-    float *s = malloc((size_t)(j->n_past + j->T) * sizeof(float));
-    float *qa = malloc((size_t)r * 2 * sizeof(float));
-    if (!s || !qa) {
+    float *s = malloc((size_t)nqh * (size_t)n_max * sizeof(float));
+    float *qa = malloc((size_t)nqh * (size_t)r * sizeof(float));   /* absorbed queries */
+    float *lat = calloc((size_t)nqh * (size_t)r, sizeof(float));   /* attended latents */
+    if (!s || !qa || !lat) {
         free(s);
         free(qa);
+        free(lat);
         j->failed = true;
         return;
     }
-    float *lat = qa + r;
-    for (int t = t0; t < t1; t++) {
-        const float *qh = j->q + (size_t)t * j->ldq + (size_t)h * (nope + rope);
-        memset(qa, 0, (size_t)r * sizeof(float));
-        for (int d = 0; d < nope; d++)
-            vl2_axpy_w(qh[d], kvb->data, kvb->dtype, (head_row + (size_t)d) * (size_t)r, r, qa);
-        int n = j->n_past + t + 1;
+    for (int t = t0; t < t1; t++)
+        for (int h = h0; h < h1; h++) {
+            const float *qh = j->q + (size_t)t * j->ldq + (size_t)h * (nope + rope);
+            float *a = qa + (size_t)((t - t0) * nh + (h - h0)) * r;
+            memset(a, 0, (size_t)r * sizeof(float));
+            for (int d = 0; d < nope; d++)
+                vl2_axpy_w(qh[d], kvb->data, kvb->dtype,
+                           ((size_t)h * (nope + vd) + (size_t)d) * (size_t)r, r, a);
+        }
+    for (int c0 = 0; c0 < n_max; c0 += KV_CHUNK) {
+        int len = n_max - c0 < KV_CHUNK ? n_max - c0 : KV_CHUNK;
+        const void *C = kv_at(kv, 0, j->layer, c0, 0), *PE = kv_at(kv, 1, j->layer, c0, 0);
+        for (int k = 0; k < nqh; k++) {
+            int t = t0 + k / nh, h = h0 + k % nh;
+            int n = j->n_past + t + 1 - c0;
+            if (n <= 0)
+                continue;
+            n = n < len ? n : len;
+            float *st = s + (size_t)k * n_max + c0;
+            vl2_dot_rows(qa + (size_t)k * r, C, kv->type, (size_t)r, n, r, st, false);
+            vl2_dot_rows(j->q + (size_t)t * j->ldq + (size_t)h * (nope + rope) + nope, PE,
+                         kv->type, (size_t)rope, n, rope, st, true);
+        }
+    }
+    for (int k = 0; k < nqh; k++) {
+        int n = j->n_past + t0 + k / nh + 1;
+        float *st = s + (size_t)k * n_max;
         for (int i = 0; i < n; i++)
-            s[i] = (vl2_dot(qh + nope, KPE + (size_t)i * rope, rope) +
-                    vl2_dot(qa, C + (size_t)i * r, r)) * j->m->attn_scale;
-        vl2_softmax(s, n);
-        memset(lat, 0, (size_t)r * sizeof(float));
-        for (int i = 0; i < n; i++)
-            vl2_axpy(s[i], C + (size_t)i * r, r, lat);
+            st[i] *= j->m->attn_scale;
+        vl2_softmax(st, n);
+    }
+    for (int c0 = 0; c0 < n_max; c0 += KV_CHUNK) {
+        int len = n_max - c0 < KV_CHUNK ? n_max - c0 : KV_CHUNK;
+        const void *C = kv_at(kv, 0, j->layer, c0, 0);
+        for (int k = 0; k < nqh; k++) {
+            int n = j->n_past + t0 + k / nh + 1 - c0;
+            if (n > 0)
+                vl2_attend_rows(s + (size_t)k * n_max + c0, C, kv->type, (size_t)r,
+                                n < len ? n : len, r, lat + (size_t)k * r);
+        }
+    }
+    for (int k = 0; k < nqh; k++) {
+        int t = t0 + k / nh, h = h0 + k % nh;
         float *o = j->out + (size_t)t * j->ldo + (size_t)h * vd;
         for (int v = 0; v < vd; v++)
-            o[v] = vl2_dot_w(kvb->data, kvb->dtype, (head_row + (size_t)(nope + v)) * (size_t)r,
-                             lat, r);
+            o[v] = vl2_dot_w(kvb->data, kvb->dtype,
+                             ((size_t)h * (nope + vd) + (size_t)(nope + v)) * (size_t)r,
+                             lat + (size_t)k * r, r);
     }
     free(s);
     free(qa);
+    free(lat);
+}
+
+/* Up to this many positions at once are "decoding": the products go through
+ * vl2_matmul_multi, several in one dispatch, and each routed expert runs per token. */
+#define DECODE_T 8
+/* Decoding's chosen experts per position on the stack; more take the prefill path. */
+#define MAX_EXPERTS_PER_TOK 16
+
+static vl2_mm_item mm_item(const vl2_tensor *w, const vl2_tensor *bias, const float *x, int T,
+                           float *y)
+{
+    vl2_matrix m = vl2_matrix_of(w);
+    return (vl2_mm_item){ m, bias && bias->data ? bias : NULL, x, T, (size_t)m.n_in, y,
+                          (size_t)m.n_out };
 }
 
 /* Scratch for one forward pass, sized from T and the config. */
@@ -299,6 +432,7 @@ typedef struct {
     float *h, *x, *q, *k, *v, *ckv, *att, *tmp;
     float *gate, *up, *act, *ffn_out;
     float *router, *route_w, *slot_out, *gather;
+    float *egate, *eup;          /* decoding: [T * K][moe_inter] of the chosen experts */
     int *route_idx, *expert_tokens, *expert_count;
 } scratch;
 
@@ -306,7 +440,7 @@ static void scratch_free(scratch *s)
 {
     float **fs[] = { &s->h, &s->x, &s->q, &s->k, &s->v, &s->ckv, &s->att, &s->tmp, &s->gate,
                      &s->up, &s->act, &s->ffn_out, &s->router, &s->route_w, &s->slot_out,
-                     &s->gather };
+                     &s->gather, &s->egate, &s->eup };
     for (size_t i = 0; i < G_N_ELEMENTS(fs); i++)
         free(*fs[i]);
     free(s->route_idx);
@@ -370,6 +504,11 @@ static bool scratch_alloc(scratch *s, const vl2_lm_config *lm, int T)
         s->expert_count = malloc((E + 1) * sizeof(int));
         ok = ok && s->router && s->route_w && s->slot_out && s->gather && s->route_idx &&
              s->expert_tokens && s->expert_count;
+        if (T <= DECODE_T) {
+            s->egate = malloc(t * K * (size_t)lm->moe_intermediate_size * sizeof(float));
+            s->eup = malloc(t * K * (size_t)lm->moe_intermediate_size * sizeof(float));
+            ok = ok && s->egate && s->eup;
+        }
     }
     if (!ok)
         scratch_free(s);
@@ -387,19 +526,18 @@ static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int 
     attn_job j = { m, L, kv, il, n_past, T, s->q, 0, s->att, 0, false };
     if (!lm->use_mla) {
         const int hd = lm->head_dim, kd = kv->k_dim;
-        vl2_linear(pool, &L->wq, L->bq.data ? &L->bq : NULL, s->x, T, s->q);
-        vl2_linear(pool, &L->wk, L->bk.data ? &L->bk : NULL, s->x, T, s->k);
-        vl2_linear(pool, &L->wv, L->bv.data ? &L->bv : NULL, s->x, T, s->v);
+        vl2_mm_item qkv[] = { mm_item(&L->wq, &L->bq, s->x, T, s->q),
+                              mm_item(&L->wk, &L->bk, s->x, T, s->k),
+                              mm_item(&L->wv, &L->bv, s->x, T, s->v) };
+        vl2_matmul_multi(pool, qkv, 3);
         for (int t = 0; t < T; t++) {
             rope_angles(m, n_past + t, cs, sn);
             for (int h = 0; h < H; h++)
                 rope_apply(s->q + (size_t)t * H * hd + (size_t)h * hd, hd, cs, sn, false);
             for (int h = 0; h < lm->num_key_value_heads; h++)
                 rope_apply(s->k + (size_t)t * kd + (size_t)h * hd, hd, cs, sn, false);
-            memcpy(kv->k[il] + (size_t)(n_past + t) * kd, s->k + (size_t)t * kd,
-                   (size_t)kd * sizeof(float));
-            memcpy(kv->v[il] + (size_t)(n_past + t) * kd, s->v + (size_t)t * kd,
-                   (size_t)kd * sizeof(float));
+            vl2_kv_store(kv, 0, il, n_past + t, 0, s->k + (size_t)t * kd, kd);
+            vl2_kv_store(kv, 1, il, n_past + t, 0, s->v + (size_t)t * kd, kd);
         }
         j.ldq = (size_t)H * hd;
         j.ldo = (size_t)H * hd;
@@ -407,11 +545,15 @@ static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int 
     } else {
         const int nope = lm->qk_nope_head_dim, rope = lm->qk_rope_head_dim;
         const int r = lm->kv_lora_rank, qhd = nope + rope;
-        if (lm->q_lora_rank == 0) {
-            vl2_linear(pool, &L->wq, NULL, s->x, T, s->q);
-        } else {
+        /* the query's first product and the latent's read the same x: one dispatch */
+        vl2_mm_item first[] = {
+            lm->q_lora_rank == 0 ? mm_item(&L->wq, NULL, s->x, T, s->q)
+                                 : mm_item(&L->q_a, &L->q_a_b, s->x, T, s->tmp),
+            mm_item(&L->kv_a, &L->kv_a_b, s->x, T, s->ckv),
+        };
+        vl2_matmul_multi(pool, first, 2);
+        if (lm->q_lora_rank > 0) {
             const int qr = lm->q_lora_rank;
-            vl2_linear(pool, &L->q_a, L->q_a_b.data ? &L->q_a_b : NULL, s->x, T, s->tmp);
             /* q_a_layernorm and kv_a_layernorm are built with the RMSNorm default eps (1e-6),
              * not config.rms_norm_eps. */
             for (int t = 0; t < T; t++)
@@ -419,7 +561,6 @@ static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int 
                             s->tmp + (size_t)t * qr);
             vl2_linear(pool, &L->q_b, NULL, s->tmp, T, s->q);
         }
-        vl2_linear(pool, &L->kv_a, L->kv_a_b.data ? &L->kv_a_b : NULL, s->x, T, s->ckv);
         for (int t = 0; t < T; t++) {
             float *c = s->ckv + (size_t)t * (r + rope);
             rope_angles(m, n_past + t, cs, sn);
@@ -427,12 +568,14 @@ static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int 
                 rope_apply(s->q + (size_t)t * H * qhd + (size_t)h * qhd + nope, rope, cs, sn,
                            true);
             rope_apply(c + r, rope, cs, sn, true);
-            vl2_rmsnorm(c, &L->kv_a_norm, r, 1e-6f, kv->k[il] + (size_t)(n_past + t) * r);
-            memcpy(kv->v[il] + (size_t)(n_past + t) * rope, c + r, (size_t)rope * sizeof(float));
+            vl2_rmsnorm(c, &L->kv_a_norm, r, 1e-6f, c);
+            vl2_kv_store(kv, 0, il, n_past + t, 0, c, r);
+            vl2_kv_store(kv, 1, il, n_past + t, 0, c + r, rope);
         }
         j.ldq = (size_t)H * qhd;
         j.ldo = (size_t)H * lm->v_head_dim;
-        vl2_pool_run(pool, H * ((T + Q_BLOCK - 1) / Q_BLOCK), mla_task, &j);
+        vl2_pool_run(pool, ((H + MLA_HEADS - 1) / MLA_HEADS) * ((T + MLA_Q_BLOCK - 1) / MLA_Q_BLOCK),
+                     mla_task, &j);
     }
     if (j.failed)
         return false;
@@ -451,8 +594,8 @@ static void swiglu_ffn(vl2_pool *pool, const vl2_ffn *f, const float *x, int T, 
                        float *out)
 {
     const int inter = (int)f->gate.shape[0];
-    vl2_linear(pool, &f->gate, NULL, x, T, s->gate);
-    vl2_linear(pool, &f->up, NULL, x, T, s->up);
+    vl2_mm_item gu[] = { mm_item(&f->gate, NULL, x, T, s->gate), mm_item(&f->up, NULL, x, T, s->up) };
+    vl2_matmul_multi(pool, gu, 2);
     vl2_swiglu(s->gate, s->up, T * inter, s->gate);
     vl2_linear(pool, &f->down, NULL, s->gate, T, out);
 }
@@ -548,6 +691,58 @@ void vl2_decoder_route(const vl2_lm_config *lm, const vl2_tensor *bias, float *s
     }
 }
 
+/* A few positions: every chosen expert of every position, and the shared experts, run their
+ * gate and up products in one dispatch and their down products in a second. */
+static void moe_decode(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int T, scratch *s)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    const int K = lm->num_experts_per_tok, D = lm->hidden_size, I = lm->moe_intermediate_size;
+    const bool shared = lm->n_shared_experts > 0;
+    const int si = shared ? (int)L->shared.gate.shape[0] : 0;
+    vl2_mm_item items[2 * DECODE_T * MAX_EXPERTS_PER_TOK + 2];
+    int n = 0;
+
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) {
+            const vl2_ffn *e = &L->experts[s->route_idx[t * K + k]];
+            float *g = s->egate + (size_t)(t * K + k) * I, *u = s->eup + (size_t)(t * K + k) * I;
+            items[n++] = mm_item(&e->gate, NULL, s->x + (size_t)t * D, 1, g);
+            items[n++] = mm_item(&e->up, NULL, s->x + (size_t)t * D, 1, u);
+        }
+    if (shared) {
+        items[n++] = mm_item(&L->shared.gate, NULL, s->x, T, s->gate);
+        items[n++] = mm_item(&L->shared.up, NULL, s->x, T, s->up);
+    }
+    vl2_matmul_multi(pool, items, n);
+
+    vl2_swiglu(s->egate, s->eup, T * K * I, s->egate);
+    if (shared)
+        vl2_swiglu(s->gate, s->up, T * si, s->gate);
+    n = 0;
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) {
+            const vl2_ffn *e = &L->experts[s->route_idx[t * K + k]];
+            items[n++] = mm_item(&e->down, NULL, s->egate + (size_t)(t * K + k) * I, 1,
+                                 s->slot_out + ((size_t)t * K + k) * D);
+        }
+    if (shared)
+        items[n++] = mm_item(&L->shared.down, NULL, s->gate, T, s->ffn_out);
+    vl2_matmul_multi(pool, items, n);
+
+    /* y = sum_k w_k expert_k(x), then + shared(x), then the residual: the reference's order */
+    for (int t = 0; t < T; t++) {
+        float *yt = s->gather + (size_t)t * D;
+        memset(yt, 0, (size_t)D * sizeof(float));
+        for (int k = 0; k < K; k++)
+            vl2_axpy(s->route_w[t * K + k], s->slot_out + ((size_t)t * K + k) * D, D, yt);
+        if (shared)
+            for (int i = 0; i < D; i++)
+                yt[i] += s->ffn_out[(size_t)t * D + i];
+        for (int i = 0; i < D; i++)
+            s->h[(size_t)t * D + i] += yt[i];
+    }
+}
+
 static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int T, scratch *s)
 {
     const vl2_lm_config *lm = &m->cfg.lm;
@@ -558,6 +753,11 @@ static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
     for (int t = 0; t < T; t++)
         vl2_decoder_route(lm, &L->router_bias, s->router + (size_t)t * E,
                           s->route_idx + (size_t)t * K, s->route_w + (size_t)t * K);
+
+    if (T <= DECODE_T && K <= MAX_EXPERTS_PER_TOK) {
+        moe_decode(m, pool, L, T, s);
+        return;
+    }
 
     /* Group (token, slot) pairs by expert: a counting sort. */
     int *count = s->expert_count;

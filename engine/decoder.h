@@ -5,19 +5,34 @@
 #include "kernels.h"
 
 /* Per layer, per position:
- *   MHA: key and value rows, num_key_value_heads * head_dim floats each.
- *   MLA: the compressed latent after kv_a_layernorm (kv_lora_rank floats) and the shared
- *        rotated rope key (qk_rope_head_dim floats) - never per-head keys and values. */
+ *   MHA: key and value rows, num_key_value_heads * head_dim values each.
+ *   MLA: the compressed latent after kv_a_layernorm (kv_lora_rank values) and the shared
+ *        rotated rope key (qk_rope_head_dim values) - never per-head keys and values.
+ * Values are stored as `type` (f16 by default, see vl2.h) and widened in registers when
+ * attention reads them; an MHA layer keeps each KV head's rows together (see `seg`), so that
+ * decoding streams through memory. */
 typedef struct vl2_kv_cache {
     int n_ctx;
     int n_layers;
-    int k_dim, v_dim;            /* floats per position: MHA k/v; MLA latent/rope key */
-    float **k, **v;              /* [n_layers] -> [n_ctx][k_dim], [n_ctx][v_dim] */
+    int k_dim, v_dim;            /* values per position: MHA k/v; MLA latent/rope key */
+    int seg;                     /* MHA: values are stored per KV head, [head][position][seg],
+                                  * so that one head's keys follow each other; MLA: k_dim */
+    vl2_kv_type type;
+    size_t elem;                 /* bytes per value */
+    void **k, **v;               /* [n_layers] -> [n_ctx][k_dim], [n_ctx][v_dim] */
 } vl2_kv_cache;
 
-vl2_status vl2_kv_cache_init(vl2_kv_cache *kv, const vl2_model *m, int n_ctx, vl2_error *err);
+vl2_status vl2_kv_cache_init(vl2_kv_cache *kv, const vl2_model *m, int n_ctx, vl2_kv_type type,
+                             vl2_error *err);
 void vl2_kv_cache_free(vl2_kv_cache *kv);
-size_t vl2_kv_cache_bytes_per_token(const vl2_model *m);
+/* Values (not bytes) per position over all layers. */
+size_t vl2_kv_cache_values_per_token(const vl2_model *m);
+/* Where value `col` of position `pos` is; positions of one segment are row_stride values apart. */
+void *vl2_kv_at(const vl2_kv_cache *kv, int which, int layer, int pos, int col);
+size_t vl2_kv_row_stride(const vl2_kv_cache *kv, int which);
+/* Stores `n` floats at (layer, position, column) of the key (which 0) or value (1) rows. */
+void vl2_kv_store(vl2_kv_cache *kv, int which, int layer, int pos, int col, const float *src,
+                  int n);
 
 /* Fills the model's rope tables and attention scale from the config (model.c calls it). */
 vl2_status vl2_decoder_init(vl2_model *m, vl2_error *err);

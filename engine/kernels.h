@@ -33,12 +33,28 @@ static inline float vl2_bf16_to_f32(uint16_t b)
 }
 
 float vl2_f16_to_f32(uint16_t h);
+/* float32 -> IEEE half, round to nearest even; overflow gives infinity. */
+uint16_t vl2_f32_to_f16(float f);
+/* Rows of float32 to and from IEEE half (F16C where the CPU has it) and to bfloat16, rounding to
+ * nearest even: the KV cache's storage. */
+void vl2_f32_to_f16_row(const float *src, uint16_t *dst, size_t n);
+void vl2_f16_to_f32_row(const uint16_t *src, float *dst, size_t n);
+void vl2_f32_to_bf16_row(const float *src, uint16_t *dst, size_t n);
 
 /* Widens n elements of `src` (dtype t) starting at element `offset` to float32. */
 void vl2_to_f32(const void *src, vl2_dtype t, size_t offset, size_t n, float *dst);
 
 /* Row `row` of a 2-D tensor as float32 (embedding lookup). */
 void vl2_tensor_row(const vl2_tensor *t, int64_t row, float *dst);
+
+/* ---- attention over KV cache rows (n values each, `stride` values apart) ------------------- */
+
+/* out[i] = dot(q, row i), or out[i] += it with `add`. */
+void vl2_dot_rows(const float *q, const void *rows, vl2_kv_type t, size_t stride, int n_rows,
+                  int n, float *out, bool add);
+/* o += sum_i w[i] * row i. */
+void vl2_attend_rows(const float *w, const void *rows, vl2_kv_type t, size_t stride, int n_rows,
+                     int n, float *o);
 
 /* ---- matrix products ------------------------------------------------------------------------- */
 
@@ -47,7 +63,8 @@ typedef struct vl2_matrix {
     const void *data;
     vl2_dtype dtype;
     int n_out, n_in;
-    size_t first, stride;
+    size_t first, stride;        /* in elements (quantized: values, a multiple of 32) */
+    const uint16_t *scales;      /* Q8_0 / Q4_0: block scales of the whole tensor */
 } vl2_matrix;
 
 vl2_matrix vl2_matrix_of(const vl2_tensor *t);
@@ -56,6 +73,21 @@ vl2_matrix vl2_matrix_of(const vl2_tensor *t);
  * bias may be NULL. Threads over output rows (and tokens for large T). */
 void vl2_matmul(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias, const float *x,
                 int T, size_t ldx, float *y, size_t ldy);
+/* One product of a batch for vl2_matmul_multi. */
+typedef struct vl2_mm_item {
+    vl2_matrix w;
+    const vl2_tensor *bias;      /* or NULL */
+    const float *x;
+    int T;
+    size_t ldx;
+    float *y;
+    size_t ldy;
+} vl2_mm_item;
+
+/* Runs independent products in one dispatch of the pool (the ones with many rows of x each on
+ * its own). For decoding, where a product is small and waking the threads is not. */
+void vl2_matmul_multi(vl2_pool *pool, const vl2_mm_item *items, int n_items);
+
 /* Shorthand for a whole tensor with dense x and y. */
 void vl2_linear(vl2_pool *pool, const vl2_tensor *w, const vl2_tensor *bias, const float *x, int T,
                 float *y);
@@ -74,6 +106,8 @@ void vl2_layernorm(const float *x, const vl2_tensor *w, const vl2_tensor *b, int
                    float *out);
 /* In place: GELU with the tanh approximation (the ViT) and the exact erf form (projector). */
 void vl2_gelu_tanh(float *x, size_t n);
+/* x[i] = e^x[i], relative error below 2e-7 (a polynomial, vectorised) */
+void vl2_exp_inplace(float *x, size_t n);
 void vl2_gelu_erf(float *x, size_t n);
 /* out[i] = silu(gate[i]) * up[i] */
 void vl2_swiglu(const float *gate, const float *up, int n, float *out);

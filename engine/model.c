@@ -34,7 +34,7 @@ vl2_model_params vl2_model_default_params(void)
 
 vl2_session_params vl2_session_default_params(void)
 {
-    return (vl2_session_params){ .n_ctx = 0 };
+    return (vl2_session_params){ .n_ctx = 0, .kv_type = VL2_KV_F16 };
 }
 
 vl2_generate_params vl2_generate_default_params(void)
@@ -126,6 +126,7 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
     if (!m)
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
     m->dir = g_strdup(dir);
+    m->quantized = g_hash_table_new(g_str_hash, g_str_equal);
     m->n_threads = params->n_threads > 0 ? params->n_threads : (int)g_get_num_processors();
 
     g_autofree char *config_path = g_build_filename(dir, "config.json", NULL);
@@ -154,6 +155,12 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
         }
         s = vl2_decoder_init(m, err);
     }
+    if (s == VL2_OK && params->weights != VL2_WEIGHTS_STORED) {
+        vl2_pool *qpool = vl2_pool_new(m->n_threads);
+        s = qpool ? vl2_quantize_model(m, qpool, params->weights, err)
+                  : vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
+        vl2_pool_free(qpool);
+    }
     if (table)
         g_ptr_array_unref(table);
     if (s != VL2_OK) {
@@ -179,11 +186,90 @@ void vl2_model_free(vl2_model *m)
     g_free(m->projector.w);
     g_free(m->projector.b);
     free(m->rope_inv_freq);
+    free(m->quant_arena);
+    if (m->quantized)
+        g_hash_table_unref(m->quantized);
     vl2_weights_close(&m->weights);
     vl2_tokenizer_free(m->tok);
     vl2_config_clear(&m->cfg);
     g_free(m->dir);
     free(m);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * What a token and a tile cost (for benchmarks)
+ */
+
+typedef struct {
+    double bytes, elements;
+} cost;
+
+static void add_matrix(cost *c, const vl2_tensor *t, double times)
+{
+    if (t->data) {
+        c->bytes += (double)t->n_bytes * times;
+        c->elements += (double)t->n_elements * times;
+    }
+}
+
+/* Weights one decoded token reads. The embedding contributes one row; norms and biases their
+ * few bytes. */
+static cost lm_token_cost(const vl2_model *m)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    cost c = { 0, 0 };
+    for (int il = 0; il < lm->num_hidden_layers; il++) {
+        const vl2_layer *L = &m->layers[il];
+        const vl2_tensor *attn[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk, &L->bv,
+                                     &L->bo, &L->q_a, &L->q_a_b, &L->q_a_norm, &L->q_b,
+                                     &L->kv_a, &L->kv_a_b, &L->kv_a_norm, &L->kv_b,
+                                     &L->attn_norm, &L->ffn_norm };
+        for (size_t i = 0; i < G_N_ELEMENTS(attn); i++)
+            add_matrix(&c, attn[i], 1);
+        if (!L->is_moe) {
+            add_matrix(&c, &L->dense.gate, 1);
+            add_matrix(&c, &L->dense.up, 1);
+            add_matrix(&c, &L->dense.down, 1);
+            continue;
+        }
+        add_matrix(&c, &L->shared.gate, 1);
+        add_matrix(&c, &L->shared.up, 1);
+        add_matrix(&c, &L->shared.down, 1);
+        add_matrix(&c, &L->router, 1);
+        add_matrix(&c, &L->router_bias, 1);
+        /* every routed expert has the same shape: k of them */
+        double k = lm->num_experts_per_tok;
+        add_matrix(&c, &L->experts[0].gate, k);
+        add_matrix(&c, &L->experts[0].up, k);
+        add_matrix(&c, &L->experts[0].down, k);
+    }
+    add_matrix(&c, &m->final_norm, 1);
+    add_matrix(&c, lm->tie_word_embeddings ? &m->embed : &m->lm_head, 1);
+    c.bytes += (double)m->embed.n_bytes / (double)lm->vocab_size;
+    return c;
+}
+
+/* Multiply-adds x 2 of one tile: the ViT's matrices over its patches, its attention, the
+ * projector's matrices over the downsampled tokens. */
+static double vision_tile_flops(const vl2_model *m)
+{
+    const vl2_vision_config *vc = &m->cfg.vision;
+    double n = (double)(vc->image_size / vc->patch_size) * (vc->image_size / vc->patch_size);
+    cost vit = { 0, 0 };
+    add_matrix(&vit, &m->vision.patch_w, 1);
+    for (int l = 0; l < vc->layers; l++) {
+        const vl2_vit_block *b = &m->vision.blocks[l];
+        add_matrix(&vit, &b->qkv_w, 1);
+        add_matrix(&vit, &b->proj_w, 1);
+        add_matrix(&vit, &b->fc1_w, 1);
+        add_matrix(&vit, &b->fc2_w, 1);
+    }
+    cost proj = { 0, 0 };
+    for (int i = 0; i < m->projector.n_linear; i++)
+        add_matrix(&proj, &m->projector.w[i], 1);
+    int side = vl2_projector_side(&m->cfg);
+    return 2 * vit.elements * n + 4.0 * n * n * vc->width * vc->layers +
+           2 * proj.elements * side * side;
 }
 
 void vl2_model_get_info(const vl2_model *m, vl2_model_info *info)
@@ -206,6 +292,20 @@ void vl2_model_get_info(const vl2_model *m, vl2_model_info *info)
     info->pad_id = m->pad_id;
     info->image_id = m->image_id;
     info->load_seconds = m->load_seconds;
+
+    cost c = lm_token_cost(m);
+    const vl2_layer *last = &m->layers[lm->num_hidden_layers - 1];
+    vl2_dtype t = last->is_moe ? last->experts[0].gate.dtype : last->dense.gate.dtype;
+    info->weights_format = t == VL2_DTYPE_BF16 ? "bf16" : t == VL2_DTYPE_F16 ? "f16"
+                         : t == VL2_DTYPE_F32 ? "f32" : vl2_dtype_name(t);
+    info->decode_bytes_per_token = (int64_t)c.bytes;
+    info->lm_flops_per_token = 2 * c.elements;
+    info->lm_flops_per_attention_pair =
+        lm->use_mla ? (double)lm->num_hidden_layers * lm->num_attention_heads *
+                          (2.0 * (lm->kv_lora_rank + lm->qk_rope_head_dim) + 2.0 * lm->kv_lora_rank)
+                    : 4.0 * lm->num_hidden_layers * lm->num_attention_heads * lm->head_dim;
+    info->vision_flops_per_tile = vision_tile_flops(m);
+    info->kv_values_per_token = (int64_t)vl2_kv_cache_values_per_token(m);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -288,7 +388,10 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
     s->m = m;
     const size_t V = (size_t)m->cfg.lm.vocab_size;
-    vl2_status st = vl2_kv_cache_init(&s->kv, m, n_ctx, err);
+    if (params->kv_type < VL2_KV_F16 || params->kv_type > VL2_KV_F32)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown KV cache type %d",
+                             (int)params->kv_type);
+    vl2_status st = vl2_kv_cache_init(&s->kv, m, n_ctx, params->kv_type, err);
     if (st != VL2_OK) {
         free(s);
         return st;

@@ -101,7 +101,8 @@ vl2_status vl2_vision_encode_image(const vl2_model *m, vl2_pool *pool, const uin
         global = sep + D;
     }
 
-    float *vit = malloc((size_t)g * g * (size_t)cfg->vision.width * sizeof(float));
+    const size_t vit_tile = (size_t)g * g * (size_t)cfg->vision.width;
+    float *vit = malloc(VL2_VIT_BATCH * vit_tile * sizeof(float));
     float *proj = malloc((size_t)side * side * row);
     if (!vit || !proj) {
         free(vit);
@@ -109,10 +110,16 @@ vl2_status vl2_vision_encode_image(const vl2_model *m, vl2_pool *pool, const uin
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory encoding an image");
     }
     vl2_status st = VL2_OK;
-    for (int t = 0; t < 1 + tw * th && st == VL2_OK; t++) {
-        st = vl2_vit_encode(m, pool, tiles + (size_t)t * tile_bytes, vit, err);
+    const int n_tiles = 1 + tw * th;
+    for (int t = 0; t < n_tiles && st == VL2_OK; t++) {
+        /* the ViT runs a batch of tiles at a time, the projector one tile at a time */
+        if (t % VL2_VIT_BATCH == 0) {
+            int batch = n_tiles - t < VL2_VIT_BATCH ? n_tiles - t : VL2_VIT_BATCH;
+            st = vl2_vit_encode(m, pool, tiles + (size_t)t * tile_bytes, batch, vit, err);
+        }
         if (st == VL2_OK)
-            st = vl2_projector_forward(m, pool, vit, proj, err);
+            st = vl2_projector_forward(m, pool, vit + (size_t)(t % VL2_VIT_BATCH) * vit_tile, proj,
+                                       err);
         if (st != VL2_OK)
             break;
         if (t == 0) {

@@ -4,9 +4,14 @@
 
 #include "kernels.h"
 
-/* One tile (image_size^2 x 3 bytes) -> ViT features [n_patches][width] after the final norm. */
-vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *tile, float *out,
-                          vl2_error *err);
+/* Tiles (n_tiles x image_size^2 x 3 bytes) -> ViT features [n_tiles][n_patches][width] after
+ * the final norm. */
+vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *tiles, int n_tiles,
+                          float *out, vl2_error *err);
+
+/* Tiles encoded together: bigger batches widen each weight fewer times, smaller ones report
+ * progress more often and need less memory (about 13 MB a tile). */
+#define VL2_VIT_BATCH 4
 
 /* Tokens per side after the downsampling: 14 for 27 x 27 patches and ratio 2. */
 int vl2_projector_side(const vl2_config *cfg);

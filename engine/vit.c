@@ -1,4 +1,4 @@
-/* vit.c - SigLIP-SO400M (timm VisionTransformer as siglip_vit.py builds it), one tile at a time.
+/* vit.c - SigLIP-SO400M (timm VisionTransformer as siglip_vit.py builds it), for a batch of tiles.
  *
  *   tile [384, 384, 3] uint8 -> (v / 255 - 0.5) / 0.5, float32 like ToTensor + Normalize
  *   -> patches [729, 3 * 14 * 14]: the stride-14 conv as one matrix product (channel-major
@@ -8,8 +8,10 @@
  *      (LayerNorm eps 1e-6, qkv with bias, softmax(q k^T / sqrt(head_dim)))
  *   -> final LayerNorm -> [729, width]
  * The attention-pool head is stored in the checkpoints but ignore_head means it never runs.
- * Every product runs through vl2_matmul (blocks of widened weights into sgemm); attention runs
- * one head per task with two sgemm calls.
+ * The tiles of a batch go through every matrix product together (rows of one [tiles * 729, C]
+ * matrix), so each weight is widened from bf16 once per batch and the products are large;
+ * attention stays within a tile, one (tile, head, block of 64 queries) per task with two sgemm
+ * calls, so no task holds more than 64 rows of scores.
  */
 #include <cblas.h>
 #include <math.h>
@@ -18,39 +20,49 @@
 
 #include "vision.h"
 
+/* Queries per attention task: the scores of one task are Q_BLOCK x 729 floats (190 KB), never
+ * a whole tile's n x n per head. */
+#define Q_BLOCK 64
+
 typedef struct {
-    const float *qkv;            /* [n][3 * width] */
-    float *out;                  /* [n][width] */
-    int n, width, head_dim;
+    const float *qkv;            /* [tiles][n][3 * width] */
+    float *out;                  /* [tiles][n][width] */
+    int n, width, heads, head_dim, q_blocks;
     float scale;
     bool failed;
 } vit_attn_job;
 
-static void vit_attn_task(void *ctx, int h, int thread)
+/* Task = (tile, head, block of queries): scores by sgemm, a row softmax, then sgemm with V. */
+static void vit_attn_task(void *ctx, int task, int thread)
 {
     vit_attn_job *j = ctx;
     const int n = j->n, C = j->width, hd = j->head_dim;
-    float *s = malloc((size_t)n * (size_t)n * sizeof(float));
+    const int qb = task % j->q_blocks, h = (task / j->q_blocks) % j->heads;
+    const int tile = task / (j->q_blocks * j->heads);
+    const int q0 = qb * Q_BLOCK, rows = n - q0 < Q_BLOCK ? n - q0 : Q_BLOCK;
+    float *s = malloc((size_t)rows * (size_t)n * sizeof(float));
     if (!s) {
         j->failed = true;
         return;
     }
-    const float *q = j->qkv + (size_t)h * hd, *k = q + C, *v = q + 2 * C;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, j->scale, q, 3 * C, k, 3 * C,
-                0.0f, s, n);
-    for (int i = 0; i < n; i++)
+    const float *base = j->qkv + (size_t)tile * n * 3 * C;
+    const float *q = base + (size_t)q0 * 3 * C + (size_t)h * hd;
+    const float *k = base + C + (size_t)h * hd, *v = base + 2 * C + (size_t)h * hd;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, hd, j->scale, q, 3 * C, k,
+                3 * C, 0.0f, s, n);
+    for (int i = 0; i < rows; i++)
         vl2_softmax(s + (size_t)i * n, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, s, n, v, 3 * C, 0.0f,
-                j->out + (size_t)h * hd, C);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n, 1.0f, s, n, v, 3 * C,
+                0.0f, j->out + ((size_t)tile * n + q0) * C + (size_t)h * hd, C);
     free(s);
 }
 
-vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *tile, float *out,
-                          vl2_error *err)
+vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *tiles, int n_tiles,
+                          float *out, vl2_error *err)
 {
     const vl2_vision_config *vc = &m->cfg.vision;
     const vl2_vision_weights *vw = &m->vision;
-    const int S = vc->image_size, P = vc->patch_size, g = S / P, n = g * g;
+    const int S = vc->image_size, P = vc->patch_size, g = S / P, n1 = g * g, n = n1 * n_tiles;
     const int C = vc->width, H = vc->heads, hd = C / H, hid = vc->mlp_hidden;
     const int pdim = 3 * P * P;
     const size_t N = (size_t)n;
@@ -68,20 +80,24 @@ vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *til
     }
 
     /* Normalise and gather patches: element (c, ky, kx) of patch (py, px). */
-    for (int py = 0; py < g; py++)
-        for (int px = 0; px < g; px++) {
-            float *dst = patches + (size_t)(py * g + px) * pdim;
-            for (int c = 0; c < 3; c++)
-                for (int ky = 0; ky < P; ky++) {
-                    const uint8_t *row = tile + ((size_t)(py * P + ky) * S + (size_t)px * P) * 3;
-                    for (int kx = 0; kx < P; kx++)
-                        dst[(c * P + ky) * P + kx] = ((float)row[kx * 3 + c] / 255.0f - 0.5f) /
-                                                     0.5f;
-                }
-        }
+    for (int t = 0; t < n_tiles; t++) {
+        const uint8_t *tile = tiles + (size_t)t * S * S * 3;
+        for (int py = 0; py < g; py++)
+            for (int px = 0; px < g; px++) {
+                float *dst = patches + ((size_t)t * n1 + (size_t)(py * g + px)) * pdim;
+                for (int c = 0; c < 3; c++)
+                    for (int ky = 0; ky < P; ky++) {
+                        const uint8_t *row = tile + ((size_t)(py * P + ky) * S +
+                                                     (size_t)px * P) * 3;
+                        for (int kx = 0; kx < P; kx++)
+                            dst[(c * P + ky) * P + kx] =
+                                ((float)row[kx * 3 + c] / 255.0f - 0.5f) / 0.5f;
+                    }
+            }
+    }
     vl2_linear(pool, &vw->patch_w, &vw->patch_b, patches, n, out); /* [C, 3, P, P] as [C, pdim] */
     for (int i = 0; i < n; i++) {
-        vl2_to_f32(vw->pos_embed.data, vw->pos_embed.dtype, (size_t)i * C, (size_t)C, pos);
+        vl2_to_f32(vw->pos_embed.data, vw->pos_embed.dtype, (size_t)(i % n1) * C, (size_t)C, pos);
         for (int c = 0; c < C; c++)
             out[(size_t)i * C + c] += pos[c];
     }
@@ -92,8 +108,9 @@ vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *til
             vl2_layernorm(out + (size_t)i * C, &b->norm1_w, &b->norm1_b, C, 1e-6f,
                           xn + (size_t)i * C);
         vl2_linear(pool, &b->qkv_w, &b->qkv_b, xn, n, qkv);
-        vit_attn_job j = { qkv, att, n, C, hd, 1.0f / sqrtf((float)hd), false };
-        vl2_pool_run(pool, H, vit_attn_task, &j);
+        vit_attn_job j = { qkv, att, n1, C, H, hd, (n1 + Q_BLOCK - 1) / Q_BLOCK,
+                           1.0f / sqrtf((float)hd), false };
+        vl2_pool_run(pool, n_tiles * H * j.q_blocks, vit_attn_task, &j);
         if (j.failed) {
             st = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in vision attention");
             goto out;

@@ -133,6 +133,8 @@ typedef enum {
     VL2_DTYPE_I64, VL2_DTYPE_I32, VL2_DTYPE_I16, VL2_DTYPE_I8,
     VL2_DTYPE_U64, VL2_DTYPE_U32, VL2_DTYPE_U16, VL2_DTYPE_U8, VL2_DTYPE_BOOL,
     VL2_DTYPE_F8_E4M3, VL2_DTYPE_F8_E5M2,
+    /* block-quantized matrices (quant.h): int8 or packed 4-bit values plus f16 scales */
+    VL2_DTYPE_Q8_0, VL2_DTYPE_Q4_0,
 } vl2_dtype;
 
 const char *vl2_dtype_name(vl2_dtype t);
@@ -147,7 +149,8 @@ typedef struct vl2_tensor {
     int64_t shape[VL2_MAX_DIMS];
     int64_t n_elements;
     const void *data;            /* inside the mapping; not necessarily aligned to the dtype */
-    size_t n_bytes;
+    size_t n_bytes;              /* quantized: values and scales together */
+    const uint16_t *scales;      /* Q8_0 / Q4_0: f16 scale of each block of 32, row after row */
 } vl2_tensor;
 
 /* One mapped .safetensors file with its parsed header. */
@@ -290,7 +293,15 @@ struct vl2_model {
     float rope_pos_div;          /* linear scaling divides positions by its factor */
     float rope_mscale;           /* yarn: scale on cos/sin */
     float attn_scale;            /* softmax scale, including yarn's mscale */
+    void *quant_arena;           /* matrices quantized while loading (quantize.c), or NULL */
+    GHashTable *quantized;       /* tensor name -> the quantized vl2_tensor in this model */
+    vl2_weights_format weights_format;
 };
+
+/* Quantizes the language model's matrices to `format` (quantize.c); STORED does nothing. */
+struct vl2_pool;
+vl2_status vl2_quantize_model(vl2_model *m, struct vl2_pool *pool, vl2_weights_format format,
+                              vl2_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Prompts (prompt.c)

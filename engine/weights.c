@@ -38,6 +38,9 @@ static const struct {
     { "U32", VL2_DTYPE_U32, 4 },   { "U16", VL2_DTYPE_U16, 2 },   { "U8", VL2_DTYPE_U8, 1 },
     { "BOOL", VL2_DTYPE_BOOL, 1 }, { "F8_E4M3", VL2_DTYPE_F8_E4M3, 1 },
     { "F8_E5M2", VL2_DTYPE_F8_E5M2, 1 },
+    /* not safetensors dtypes: how bound tensors are held after quantization */
+    { "q8", VL2_DTYPE_Q8_0, 1 },
+    { "q4", VL2_DTYPE_Q4_0, 1 },
 };
 
 const char *vl2_dtype_name(vl2_dtype t)
@@ -390,13 +393,27 @@ vl2_status vl2_weights_bind(vl2_weights *w, GPtrArray *table, vl2_progress_fn pr
             return vl2_set_error(err, VL2_ERR_FORMAT, "%s: tensor \"%s\" %s is missing; the "
                                  "weights do not match config.json", where, e->name, want);
         }
-        if (t->dtype != VL2_DTYPE_BF16 && t->dtype != VL2_DTYPE_F16 && t->dtype != VL2_DTYPE_F32)
+        /* A quantized matrix (`vl2 quantize`, QUANT.md): I8 (Q8_0) or U8 (Q4_0, two values a
+         * byte) values with an F16 "<name>.scales" tensor of one scale per 32 values. */
+        g_autofree char *scales_name = g_strconcat(e->name, ".scales", NULL);
+        const vl2_tensor *sc = g_hash_table_lookup(w->index, scales_name);
+        vl2_dtype dtype = t->dtype;
+        if (sc && e->ndim == 2 && (t->dtype == VL2_DTYPE_I8 || t->dtype == VL2_DTYPE_U8)) {
+            dtype = t->dtype == VL2_DTYPE_I8 ? VL2_DTYPE_Q8_0 : VL2_DTYPE_Q4_0;
+            if (e->shape[1] % 32 || sc->dtype != VL2_DTYPE_F16 || sc->ndim != 2 ||
+                sc->shape[0] != e->shape[0] || sc->shape[1] != e->shape[1] / 32)
+                return vl2_set_error(err, VL2_ERR_FORMAT, "%s: the scales of quantized tensor "
+                                     "\"%s\" do not fit its shape", file_of(w, sc), e->name);
+        } else if (t->dtype != VL2_DTYPE_BF16 && t->dtype != VL2_DTYPE_F16 &&
+                   t->dtype != VL2_DTYPE_F32) {
             return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "%s: tensor \"%s\" has dtype %s; "
-                                 "weights must be BF16, F16 or F32", file_of(w, t), e->name,
-                                 vl2_dtype_name(t->dtype));
+                                 "weights must be BF16, F16, F32 or quantized by vl2 quantize",
+                                 file_of(w, t), e->name, vl2_dtype_name(t->dtype));
+        }
         bool same = t->ndim == e->ndim;
         for (int d = 0; same && d < e->ndim; d++)
-            same = t->shape[d] == e->shape[d];
+            same = t->shape[d] == (dtype == VL2_DTYPE_Q4_0 && d == 1 ? e->shape[d] / 2
+                                                                     : e->shape[d]);
         if (!same) {
             format_shape(have, sizeof have, t->ndim, t->shape);
             return vl2_set_error(err, VL2_ERR_FORMAT, "%s: tensor \"%s\" has shape %s but "
@@ -409,6 +426,19 @@ vl2_status vl2_weights_bind(vl2_weights *w, GPtrArray *table, vl2_progress_fn pr
                 void *copy = g_memdup2(t->data, t->n_bytes);
                 g_ptr_array_add(w->copies, copy);
                 e->dest->data = copy;
+            }
+            if (dtype != t->dtype) {
+                e->dest->dtype = dtype;
+                e->dest->ndim = e->ndim;
+                e->dest->shape[1] = e->shape[1];
+                e->dest->n_elements = e->shape[0] * e->shape[1];
+                e->dest->n_bytes = t->n_bytes + sc->n_bytes;
+                e->dest->scales = sc->data;
+                if ((uintptr_t)sc->data % 2) {
+                    void *copy = g_memdup2(sc->data, sc->n_bytes);
+                    g_ptr_array_add(w->copies, copy);
+                    e->dest->scales = copy;
+                }
             }
         }
         if (progress && (i % 64 == 0 || i + 1 == table->len) &&

@@ -11,6 +11,16 @@
  *   vl2 run --model DIR [--image FILE]... --prompt TEXT [sampling options]
  *       Streams an answer for people.
  *
+ *   vl2 mkrandom --preset tiny|small|base|CONFIG.json --dest DIR [--seed N] [--dry-run]
+ *       Writes a random-weight checkpoint with the published shapes (mkrandom.c).
+ *
+ *   vl2 quantize --to q8|q4 MODEL_DIR OUT
+ *       Writes the checkpoint with its language model quantized (engine/QUANT.md) into the new
+ *       folder OUT, which loads without quantizing again.
+ *
+ *   vl2 bench --model DIR [...]
+ *       Speed against this machine's memory bandwidth and arithmetic peak (bench.c).
+ *
  * Errors: exit status 1 (2 for usage) and one line on stderr.
  */
 #include <glib.h>
@@ -21,29 +31,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench.h"
+#include "cli-util.h"
 #include "image-file.h"
+#include "mkrandom.h"
 #include "vl2.h"
 
-static int fail(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("vl2: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-static int usage(GOptionContext *ctx, const char *msg)
-{
-    fprintf(stderr, "vl2: %s\n", msg);
-    g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
-    fputs(help, stderr);
-    return 2;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Conversations from golden-format case files
@@ -266,7 +259,7 @@ static int eval_report(vl2_model *model, const vl2_prompt *prompt, vl2_session *
     vl2_model_info info;
     vl2_model_get_info(model, &info);
     if (logits_out && !write_logits(logits_out, vl2_session_logits(s), info.n_vocab, &error)) {
-        fail("%s", error);
+        vl2_cli_fail("%s", error);
         g_free(error);
         return 1;
     }
@@ -299,7 +292,7 @@ static int eval_report(vl2_model *model, const vl2_prompt *prompt, vl2_session *
         top10(vl2_session_logits(s), info.n_vocab, top + (size_t)step * 10);
         greedy[step] = top[(size_t)step * 10].id;
         if (step + 1 < max_new && vl2_session_feed(s, greedy[step], &err) != VL2_OK) {
-            fail("%s", err.message);
+            vl2_cli_fail("%s", err.message);
             g_free(greedy);
             g_free(top);
             return 1;
@@ -367,18 +360,18 @@ static int cmd_eval(int argc, char **argv)
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) gerr = NULL;
     if (!g_option_context_parse(ctx, &argc, &argv, &gerr))
-        return usage(ctx, gerr->message);
+        return vl2_cli_usage(ctx, gerr->message);
     if (!model_dir || !case_path)
-        return usage(ctx, "eval needs --model and --case");
+        return vl2_cli_usage(ctx, "eval needs --model and --case");
     if (max_new < 0)
-        return usage(ctx, "--max-new-tokens must be >= 0");
+        return vl2_cli_usage(ctx, "--max-new-tokens must be >= 0");
     if (!images_dir)
         images_dir = g_path_get_dirname(case_path);
 
     conversation c = { 0 };
     char *error = NULL;
     if (!load_case(case_path, images_dir, &c, &error)) {
-        int r = fail("%s", error);
+        int r = vl2_cli_fail("%s", error);
         g_free(error);
         conversation_clear(&c);
         return r;
@@ -392,21 +385,21 @@ static int cmd_eval(int argc, char **argv)
     vl2_model_params mp = vl2_model_default_params();
     mp.n_threads = threads;
     if (vl2_model_load(model_dir, &mp, &model, &err) != VL2_OK) {
-        fail("%s", err.message);
+        vl2_cli_fail("%s", err.message);
         goto out;
     }
     /* eval reproduces the official processor, whose token ids never carry system_prompt */
     vl2_conversation conv = { (const vl2_message *)c.messages->data, (int)c.messages->len, NULL };
     if (vl2_prompt_new(model, &conv, &prompt, &err) != VL2_OK ||
         vl2_session_new(model, NULL, &s, &err) != VL2_OK) {
-        fail("%s", err.message);
+        vl2_cli_fail("%s", err.message);
         goto out;
     }
     vl2_generate_params gp = vl2_generate_default_params();
     gp.temperature = 0;
     gp.repetition_penalty = 1;
     if (vl2_session_prefill(s, prompt, &gp, &err) != VL2_OK) {
-        fail("%s", err.message);
+        vl2_cli_fail("%s", err.message);
         goto out;
     }
     rc = eval_report(model, prompt, s, max_new, logits_out);
@@ -433,9 +426,22 @@ static bool show_progress(float fraction, void *user_data)
     return true;
 }
 
+static bool parse_weights(const char *s, vl2_weights_format *out)
+{
+    if (!s || !strcmp(s, "stored") || !strcmp(s, "bf16"))
+        *out = VL2_WEIGHTS_STORED;
+    else if (!strcmp(s, "q8"))
+        *out = VL2_WEIGHTS_Q8;
+    else if (!strcmp(s, "q4"))
+        *out = VL2_WEIGHTS_Q4;
+    else
+        return false;
+    return true;
+}
+
 static int cmd_run(int argc, char **argv)
 {
-    g_autofree char *model_dir = NULL, *prompt_text = NULL, *system = NULL;
+    g_autofree char *model_dir = NULL, *prompt_text = NULL, *system = NULL, *weights = NULL;
     g_auto(GStrv) images = NULL;
     vl2_generate_params gp = vl2_generate_default_params();
     double temperature = gp.temperature, top_p = gp.top_p, penalty = gp.repetition_penalty;
@@ -458,15 +464,20 @@ static int cmd_run(int argc, char **argv)
           "(default 512)", "N" },
         { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Worker threads (default: all CPUs)", "N" },
         { "ctx", 0, 0, G_OPTION_ARG_INT, &n_ctx, "Context size (default: the model's)", "N" },
+        { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "Language model weights: as stored "
+          "(default), or q8 / q4 quantized while loading", "FORMAT" },
         { NULL },
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("- answer a question about images");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) gerr = NULL;
     if (!g_option_context_parse(ctx, &argc, &argv, &gerr))
-        return usage(ctx, gerr->message);
+        return vl2_cli_usage(ctx, gerr->message);
     if (!model_dir || !prompt_text)
-        return usage(ctx, "run needs --model and --prompt");
+        return vl2_cli_usage(ctx, "run needs --model and --prompt");
+    vl2_weights_format wformat;
+    if (!parse_weights(weights, &wformat))
+        return vl2_cli_usage(ctx, "--weights is q8 or q4");
     conversation c = { 0 };
     c.images = g_array_new(FALSE, TRUE, sizeof(vl2_image));
     GString *text = g_string_new(NULL);
@@ -474,7 +485,7 @@ static int cmd_run(int argc, char **argv)
     for (int i = 0; i < n_images; i++) {
         char *error = NULL;
         if (!add_image(&c, images[i], &error)) {
-            int r = fail("%s", error);
+            int r = vl2_cli_fail("%s", error);
             g_free(error);
             g_string_free(text, TRUE);
             conversation_clear(&c);
@@ -495,10 +506,11 @@ static int cmd_run(int argc, char **argv)
     int rc = 1;
     vl2_model_params mp = vl2_model_default_params();
     mp.n_threads = threads;
+    mp.weights = wformat;
     mp.progress = show_progress;
     mp.progress_user_data = "loading";
     if (vl2_model_load(model_dir, &mp, &model, &err) != VL2_OK) {
-        fail("%s", err.message);
+        vl2_cli_fail("%s", err.message);
         goto out;
     }
     vl2_message msg = { VL2_ROLE_USER, text->str, (const vl2_image *)c.images->data, n_images };
@@ -507,7 +519,7 @@ static int cmd_run(int argc, char **argv)
     sp.n_ctx = n_ctx;
     if (vl2_prompt_new(model, &conv, &prompt, &err) != VL2_OK ||
         vl2_session_new(model, &sp, &s, &err) != VL2_OK) {
-        fail("%s", err.message);
+        vl2_cli_fail("%s", err.message);
         goto out;
     }
     gp.temperature = (float)temperature;
@@ -520,13 +532,13 @@ static int cmd_run(int argc, char **argv)
     gp.progress = show_progress;
     gp.progress_user_data = n_images ? "looking" : "reading";
     if (vl2_session_prefill(s, prompt, &gp, &err) != VL2_OK) {
-        fail("%s", err.message);
+        vl2_cli_fail("%s", err.message);
         goto out;
     }
     vl2_step step;
     do {
         if (vl2_session_step(s, &step, &err) != VL2_OK) {
-            fail("%s", err.message);
+            vl2_cli_fail("%s", err.message);
             goto out;
         }
         fputs(step.text, stdout);
@@ -553,6 +565,28 @@ out:
     return rc;
 }
 
+static int cmd_quantize(int argc, char **argv)
+{
+    g_autofree char *to = NULL;
+    GOptionEntry entries[] = {
+        { "to", 0, 0, G_OPTION_ARG_STRING, &to, "q8 or q4", "FORMAT" },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("MODEL_DIR OUT - quantize a checkpoint");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) gerr = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &gerr))
+        return vl2_cli_usage(ctx, gerr->message);
+    vl2_weights_format format;
+    if (argc != 3 || !to || !parse_weights(to, &format) || format == VL2_WEIGHTS_STORED)
+        return vl2_cli_usage(ctx, "quantize needs --to q8|q4, a model folder and a new folder");
+    vl2_error err;
+    if (vl2_quantize_checkpoint(argv[1], argv[2], format, show_progress, "writing", &err) !=
+        VL2_OK)
+        return vl2_cli_fail("%s", err.message);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const char help[] =
@@ -561,6 +595,9 @@ int main(int argc, char **argv)
         "Commands:\n"
         "  run    answer a question (about images) with a DeepSeek-VL2 checkpoint\n"
         "  eval   evaluate one golden-format case and print JSON\n"
+        "  bench  measure speed against this machine's memory bandwidth and arithmetic peak\n"
+        "  mkrandom  write a random-weight checkpoint with the published shapes (for speed)\n"
+        "  quantize  write a checkpoint with 8- or 4-bit language model weights\n"
         "\n"
         "Run 'vl2 COMMAND --help' for a command's options.\n";
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -569,6 +606,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "eval"))
         return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "bench"))
+        return vl2_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "mkrandom"))
+        return vl2_cmd_mkrandom(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "quantize"))
+        return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "run"))
         return cmd_run(argc - 1, argv + 1);
     fprintf(stderr, "vl2: unknown command '%s'\n\n%s", argv[1], help);

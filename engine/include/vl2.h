@@ -90,8 +90,18 @@ typedef bool (*vl2_progress_fn)(float fraction, void *user_data);
 
 typedef struct vl2_model vl2_model;
 
+/* How the language model's matrices are held. STORED keeps what the files hold (bf16 in the
+ * published checkpoints, or what `vl2 quantize` wrote); Q8 and Q4 quantize float matrices
+ * while loading (blocks of 32 weights with one scale, see engine/QUANT.md). */
+typedef enum {
+    VL2_WEIGHTS_STORED = 0,
+    VL2_WEIGHTS_Q8,
+    VL2_WEIGHTS_Q4,
+} vl2_weights_format;
+
 typedef struct vl2_model_params {
     int n_threads;               /* worker threads for the hot loops; 0 = number of CPUs */
+    vl2_weights_format weights;  /* default VL2_WEIGHTS_STORED */
     vl2_progress_fn progress;    /* optional, called while tensors are validated and bound */
     void *progress_user_data;
 } vl2_model_params;
@@ -115,6 +125,16 @@ typedef struct vl2_model_info {
     int n_threads;
     int32_t bos_id, eos_id, pad_id, image_id;
     double load_seconds;
+    /* What the work costs, for benchmarks: weight bytes a decoded token reads (attention,
+     * dense or shared and the routed experts it picks, router, lm_head), multiply-adds x 2 of
+     * the language model's matrices per token, the attention's per (query, key) pair over all
+     * layers, and one vision tile (ViT and projector). */
+    const char *weights_format; /* "bf16", "q8", "q4", ... of the language model's experts */
+    int64_t decode_bytes_per_token;
+    double lm_flops_per_token;
+    double lm_flops_per_attention_pair;
+    double vision_flops_per_tile;
+    int64_t kv_values_per_token; /* cached keys and values (or MLA latents) of one position */
 } vl2_model_info;
 
 void vl2_model_get_info(const vl2_model *model, vl2_model_info *info);
@@ -192,8 +212,15 @@ const uint8_t *vl2_prompt_tile(const vl2_prompt *prompt, int i);
 
 typedef struct vl2_session vl2_session;
 
+typedef enum {
+    VL2_KV_F16 = 0,           /* the default: half the memory of F32, well within the tolerances */
+    VL2_KV_BF16,
+    VL2_KV_F32,
+} vl2_kv_type;
+
 typedef struct vl2_session_params {
     int n_ctx;                /* KV cache capacity in tokens; 0 = max_position_embeddings */
+    vl2_kv_type kv_type;      /* how cached keys and values are stored */
 } vl2_session_params;
 
 vl2_session_params vl2_session_default_params(void);
@@ -278,6 +305,66 @@ typedef struct vl2_timings {
 } vl2_timings;
 
 void vl2_session_get_timings(const vl2_session *session, vl2_timings *timings);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tools: random-weight checkpoints, to measure speed without downloading the real weights
+ */
+
+/* A file written beside the weights, e.g. tokenizer.json: a plain file name and its bytes. */
+typedef struct vl2_extra_file {
+    const char *name;
+    const void *data;
+    size_t size;
+} vl2_extra_file;
+
+typedef struct vl2_random_params {
+    uint64_t seed;               /* same seed, same bytes, whatever n_threads; default 0 */
+    int n_threads;               /* 0 = number of CPUs */
+    bool dry_run;                /* only count (dest may be NULL): nothing is touched */
+    bool overwrite;              /* replace a checkpoint already in dest; default false */
+    int64_t max_shard_bytes;     /* 0 = 4 GiB; a tensor larger than this gets a shard alone */
+    const char *config_name;     /* names the config in error messages; default "config.json" */
+    const vl2_extra_file *extra_files; /* copied into dest too (the tokenizer files) */
+    int n_extra_files;
+    vl2_progress_fn progress;    /* optional: fraction of the bytes written; false cancels */
+    void *progress_user_data;
+} vl2_random_params;
+
+vl2_random_params vl2_random_default_params(void);
+
+typedef struct vl2_random_info {
+    int64_t n_params;
+    int64_t n_bytes;             /* tensor data in bf16: the index's total_size */
+    int n_tensors;
+    int n_shards;
+} vl2_random_info;
+
+/* Writes a checkpoint folder with the tensor names, shapes and sharded safetensors layout that
+ * `config_json` (the text of a DeepSeek-VL2 config.json) implies, filled with seeded random
+ * bf16 values: matrices and embeddings uniform with std 0.02, norm weights 1, biases 0. Into
+ * `dest` (created if missing) go config.json (the text as given), the extra files,
+ * model-0000i-of-0000N.safetensors shards of at most max_shard_bytes (split between tensors,
+ * in the order of the tensor table) and model.safetensors.index.json, also for one shard.
+ * The result loads with vl2_model_load() once the extra files include tokenizer.json.
+ *
+ * Files are written into a hidden temporary folder inside dest and renamed into place at the
+ * end, the index last, so an interrupted or failed run never leaves a folder that looks
+ * complete; on failure or cancellation what was written is removed. They are not fsynced.
+ * A dest that already holds config.json or weights is refused unless params->overwrite;
+ * nothing outside dest is written. params may be NULL (the defaults); info (may be NULL)
+ * receives the counts, also for a dry run. */
+vl2_status vl2_write_random_checkpoint(const char *config_json, const char *dest,
+                                       const vl2_random_params *params, vl2_random_info *info,
+                                       vl2_error *err);
+
+/* Writes the checkpoint in src_dir with its language model quantized to `format` (Q8 or Q4,
+ * as vl2_model_params.weights would while loading) into the new folder dst_dir: one
+ * model.safetensors (engine/QUANT.md describes the quantized tensors) plus config.json and
+ * the tokenizer files, written beside dst_dir under a hidden name and renamed at the end.
+ * dst_dir must not exist. vl2_model_load() reads the result as it is, without quantizing. */
+vl2_status vl2_quantize_checkpoint(const char *src_dir, const char *dst_dir,
+                                   vl2_weights_format format, vl2_progress_fn progress,
+                                   void *progress_user_data, vl2_error *err);
 
 #ifdef __cplusplus
 }

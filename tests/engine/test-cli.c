@@ -10,35 +10,6 @@
 #include "test-util.h"
 #include "vl2-private.h"
 
-typedef struct {
-    int status;
-    char *out, *err;
-} run_result;
-
-static void run_clear(run_result *r)
-{
-    g_free(r->out);
-    g_free(r->err);
-}
-
-static run_result run_cli(const char *const *args)
-{
-    GPtrArray *argv = g_ptr_array_new();
-    g_ptr_array_add(argv, (char *)g_getenv("VL2_CLI"));
-    for (const char *const *a = args; *a; a++)
-        g_ptr_array_add(argv, (char *)*a);
-    g_ptr_array_add(argv, NULL);
-    run_result r = { 0 };
-    g_autoptr(GError) error = NULL;
-    int wait_status;
-    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                               &r.out, &r.err, &wait_status, &error));
-    g_assert_no_error(error);
-    r.status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
-    g_ptr_array_unref(argv);
-    return r;
-}
-
 /* Writes one case of cases.json into a temporary CASE.json. */
 static char *write_case(const char *dir, const char *name)
 {
@@ -84,7 +55,7 @@ static void test_eval(gconstpointer data)
     g_autofree char *images = test_golden_path("images");
     const char *args[] = { "eval", "--model", model, "--case", case_path, "--images", images,
                            "--logits-out", logits_path, NULL };
-    run_result r = run_cli(args);
+    test_run_result r = test_run_cli(args);
     if (r.status != 0)
         g_error("vl2 eval failed: %s", r.err);
 
@@ -191,13 +162,13 @@ static void test_eval(gconstpointer data)
 
     vl2_st_close(cases_st);
     vl2_st_close(golden);
-    run_clear(&r);
+    test_run_clear(&r);
     test_rmtree(tmp);
 }
 
 static void expect_failure(const char *const *args, int status, const char *needle)
 {
-    run_result r = run_cli(args);
+    test_run_result r = test_run_cli(args);
     g_assert_cmpint(r.status, ==, status);
     g_assert_cmpstr(r.out, ==, "");
     if (!strstr(r.err, needle))
@@ -208,7 +179,7 @@ static void expect_failure(const char *const *args, int status, const char *need
         g_assert_nonnull(nl);
         g_assert_cmpint(nl[1], ==, 0);
     }
-    run_clear(&r);
+    test_run_clear(&r);
 }
 
 static void test_errors(void)
@@ -260,10 +231,10 @@ static void test_run_with_image(void)
     g_autofree char *gif = g_build_filename(g_getenv("VL2_TEST_IMAGES"), "animated.gif", NULL);
     const char *args[] = { "run", "--model", model, "--image", gif, "--prompt", "What is this?",
                            "--max-new-tokens", "3", "--temperature", "0", NULL };
-    run_result r = run_cli(args);
+    test_run_result r = test_run_cli(args);
     g_assert_cmpint(r.status, ==, 0);
     g_assert_nonnull(strstr(r.err, "2 image tiles"));
-    run_clear(&r);
+    test_run_clear(&r);
 }
 
 static void test_run(void)
@@ -271,13 +242,13 @@ static void test_run(void)
     g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
     const char *args[] = { "run", "--model", model, "--prompt", "Hello there",
                            "--max-new-tokens", "6", "--seed", "7", NULL };
-    run_result a = run_cli(args), b = run_cli(args);
+    test_run_result a = test_run_cli(args), b = test_run_cli(args);
     g_assert_cmpint(a.status, ==, 0);
     g_assert_cmpstr(a.out, ==, b.out);
     g_assert_cmpuint(strlen(a.out), >, 1);
     g_assert_nonnull(strstr(a.err, "tokens/s"));
-    run_clear(&a);
-    run_clear(&b);
+    test_run_clear(&a);
+    test_run_clear(&b);
 }
 
 int main(int argc, char **argv)

@@ -251,7 +251,7 @@ static void test_case(gconstpointer data)
         const vl2_tensor *ref_proj = need(golden, gc->name, "projector_tile0", VL2_DTYPE_F32);
         float *vit = g_new(float, ref_vit->n_elements);
         float *proj = g_new(float, ref_proj->n_elements);
-        g_assert_cmpint(vl2_vit_encode(m, pool, vl2_prompt_tile(prompt, 0), vit, &err), ==,
+        g_assert_cmpint(vl2_vit_encode(m, pool, vl2_prompt_tile(prompt, 0), 1, vit, &err), ==,
                         VL2_OK);
         g_assert_cmpint(vl2_projector_forward(m, pool, vit, proj, &err), ==, VL2_OK);
         e_vit = max_abs_diff(vit, ref_vit->data, (size_t)ref_vit->n_elements);
@@ -282,7 +282,9 @@ static void test_case(gconstpointer data)
 
     /* 4. One forward pass over the prompt: hidden states after each layer and the logits. */
     vl2_kv_cache kv;
-    g_assert_cmpint(vl2_kv_cache_init(&kv, m, T + 16, &err), ==, VL2_OK);
+    /* the product's cache: f16 */
+    g_assert_cmpint(vl2_kv_cache_init(&kv, m, T + 16, vl2_session_default_params().kv_type, &err),
+                    ==, VL2_OK);
     float *hidden = g_new(float, (size_t)lm->num_hidden_layers * D);
     float *logits = g_new(float, V);
     vl2_forward_out out = { logits, hidden };
@@ -378,7 +380,8 @@ static void test_cache_equals_recompute(gconstpointer data)
 
     /* incremental: the prompt, then one position at a time (greedy ids) */
     vl2_kv_cache kv;
-    g_assert_cmpint(vl2_kv_cache_init(&kv, m, N, &err), ==, VL2_OK);
+    /* float32 caches: the comparison is of the arithmetic, not of the storage's rounding */
+    g_assert_cmpint(vl2_kv_cache_init(&kv, m, N, VL2_KV_F32, &err), ==, VL2_OK);
     for (int t = 0; t < P; t++)
         vl2_decoder_embed(m, ids[t], emb + (size_t)t * D);
     vl2_forward_out o = { inc, NULL };
@@ -392,13 +395,13 @@ static void test_cache_equals_recompute(gconstpointer data)
 
     /* recompute: all N positions at once in a fresh cache */
     vl2_kv_cache kv2;
-    g_assert_cmpint(vl2_kv_cache_init(&kv2, m, N, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_kv_cache_init(&kv2, m, N, VL2_KV_F32, &err), ==, VL2_OK);
     vl2_forward_out o2 = { full, NULL };
     g_assert_cmpint(vl2_decoder_forward(m, pool, &kv2, 0, emb, N, &o2, &err), ==, VL2_OK);
 
     /* uneven chunks: 7, 13, then the rest */
     vl2_kv_cache kv3;
-    g_assert_cmpint(vl2_kv_cache_init(&kv3, m, N, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_kv_cache_init(&kv3, m, N, VL2_KV_F32, &err), ==, VL2_OK);
     vl2_forward_out o3 = { chunked, NULL };
     g_assert_cmpint(vl2_decoder_forward(m, pool, &kv3, 0, emb, 7, &o3, &err), ==, VL2_OK);
     g_assert_cmpint(vl2_decoder_forward(m, pool, &kv3, 7, emb + 7 * D, 13, &o3, &err), ==, VL2_OK);
@@ -428,6 +431,104 @@ static void test_cache_equals_recompute(gconstpointer data)
     case_conv_clear(&cc);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Quantized weights against the reference: Q8 must give the reference's greedy ids up to the
+ * first step whose reference margin is below 0.05; Q4's agreement is measured and reported.
+ */
+
+#define QUANT_NEAR_TIE 0.05
+
+typedef struct {
+    const golden_model *gm;
+    vl2_weights_format format;
+} quant_case;
+
+static void test_quantized(gconstpointer data)
+{
+    const quant_case *qc = data;
+    const char *fname = qc->format == VL2_WEIGHTS_Q8 ? "q8" : "q4";
+    g_autofree char *key = g_strdup_printf("%s:%s", qc->gm->name, fname);
+    vl2_model *m = g_hash_table_lookup(loaded_models, key);
+    if (!m) {
+        g_autofree char *dir = !strcmp(qc->gm->name, "real-tiny")
+                                   ? g_strdup(g_getenv("VL2_REAL_TINY_DIR"))
+                                   : g_build_filename(test_fixture_dir(), qc->gm->name, NULL);
+        vl2_model_params p = vl2_model_default_params();
+        p.weights = qc->format;
+        vl2_error err;
+        if (vl2_model_load(dir, &p, &m, &err) != VL2_OK)
+            g_error("cannot load %s as %s: %s", dir, fname, err.message);
+        g_hash_table_insert(loaded_models, g_strdup(key), m);
+    }
+    vl2_model_info info;
+    vl2_model_get_info(m, &info);
+    if (strcmp(info.weights_format, fname) != 0) {
+        g_test_skip("the model's rows are not whole blocks of 32 values: nothing to quantize");
+        return;
+    }
+
+    vl2_st_file *golden = golden_file(qc->gm->name);
+    const int V = m->cfg.lm.vocab_size;
+    int checked = 0, checked_equal = 0, steps = 0, steps_equal = 0;
+    double e_logits = 0;
+    for (const char *const *name = qc->gm->cases; *name; name++) {
+        case_conv cc;
+        case_messages(case_object(*name), &cc);
+        vl2_conversation conv = { cc.msgs, cc.n, NULL };
+        vl2_prompt *prompt;
+        vl2_session *s;
+        vl2_error err;
+        g_assert_cmpint(vl2_prompt_new(m, &conv, &prompt, &err), ==, VL2_OK);
+        vl2_session_params sp = vl2_session_default_params();
+        sp.n_ctx = (int)vl2_prompt_n_tokens(prompt) + 16;
+        g_assert_cmpint(vl2_session_new(m, &sp, &s, &err), ==, VL2_OK);
+        const vl2_tensor *ref_greedy = need(golden, *name, "greedy_ids", VL2_DTYPE_I64);
+        const vl2_tensor *ref_margin = need(golden, *name, "greedy_margin", VL2_DTYPE_F32);
+        const vl2_tensor *ref_logits = need(golden, *name, "logits_last", VL2_DTYPE_F32);
+        const int n_steps = (int)ref_greedy->n_elements;
+        vl2_generate_params gp = vl2_generate_default_params();
+        gp.temperature = 0;
+        gp.repetition_penalty = 1;
+        gp.stop_at_eos = false;
+        gp.max_new_tokens = n_steps;
+        g_assert_cmpint(vl2_session_prefill(s, prompt, &gp, &err), ==, VL2_OK);
+        double e = max_abs_diff(vl2_session_logits(s), ref_logits->data, (size_t)V);
+        e_logits = e > e_logits ? e : e_logits;
+        /* ids must agree before the first near-tie; after one they may part ways */
+        bool parted = false;
+        for (int i = 0; i < n_steps; i++) {
+            vl2_step st;
+            g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_OK);
+            bool same = st.id == ((const int64_t *)ref_greedy->data)[i];
+            bool tie = ((const float *)ref_margin->data)[i] < QUANT_NEAR_TIE;
+            steps++;
+            steps_equal += same && !parted;
+            parted = parted || !same;
+            if (tie)
+                break;
+            checked++;
+            checked_equal += same && !parted;
+            if (qc->format == VL2_WEIGHTS_Q8 && !same)
+                g_error("%s/%s q8: step %d gives id %d, the reference %" G_GINT64_FORMAT
+                        " (margin %.3f)", qc->gm->name, *name, i, st.id,
+                        ((const int64_t *)ref_greedy->data)[i],
+                        ((const float *)ref_margin->data)[i]);
+            if (st.stop != VL2_STOP_NONE)
+                break;
+        }
+        vl2_session_free(s);
+        vl2_prompt_free(prompt);
+        case_conv_clear(&cc);
+    }
+    vl2_st_close(golden);
+    g_test_message("%s %s: %.0f MB a decoded token; greedy ids equal to the reference's on %d of "
+                   "%d steps before the first near-tie (margin < %.2f), %d of %d steps in all; "
+                   "prompt logits max abs error %.3g", qc->gm->name, fname,
+                   info.decode_bytes_per_token / 1e6, checked_equal, checked, QUANT_NEAR_TIE,
+                   steps_equal, steps, e_logits);
+    g_assert_cmpfloat(e_logits, <, 1.0); /* gross errors fail q4 too */
+}
+
 /* The MLA cache holds the latent and the rope key per token, not per-head keys and values. */
 static void test_mla_cache_layout(void)
 {
@@ -435,11 +536,12 @@ static void test_mla_cache_layout(void)
     const vl2_lm_config *lm = &m->cfg.lm;
     vl2_kv_cache kv;
     vl2_error err;
-    g_assert_cmpint(vl2_kv_cache_init(&kv, m, 8, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_kv_cache_init(&kv, m, 8, VL2_KV_F16, &err), ==, VL2_OK);
     g_assert_cmpint(kv.k_dim, ==, lm->kv_lora_rank);
     g_assert_cmpint(kv.v_dim, ==, lm->qk_rope_head_dim);
-    g_assert_cmpuint(vl2_kv_cache_bytes_per_token(m), ==,
-                     (size_t)(lm->kv_lora_rank + lm->qk_rope_head_dim) * sizeof(float) *
+    g_assert_cmpuint(kv.elem, ==, 2);
+    g_assert_cmpuint(vl2_kv_cache_values_per_token(m), ==,
+                     (size_t)(lm->kv_lora_rank + lm->qk_rope_head_dim) *
                          (size_t)lm->num_hidden_layers);
     vl2_kv_cache_free(&kv);
 }
@@ -479,6 +581,14 @@ int main(int argc, char **argv)
         g_autofree char *path = g_strdup_printf("/engine/golden/%s/cache-equals-recompute",
                                                 gm->name);
         g_test_add_data_func(path, gm->name, test_cache_equals_recompute);
+        for (int q = 0; q < 2; q++) {
+            quant_case *qc = g_new(quant_case, 1);
+            *qc = (quant_case){ gm, q == 0 ? VL2_WEIGHTS_Q8 : VL2_WEIGHTS_Q4 };
+            g_ptr_array_add(keep, qc);
+            g_autofree char *qpath = g_strdup_printf("/engine/golden/%s/quantized-%s", gm->name,
+                                                     q == 0 ? "q8" : "q4");
+            g_test_add_data_func(qpath, qc, test_quantized);
+        }
     }
     if (g_strv_contains((const char *const *)names, "mini-base"))
         g_test_add_func("/engine/golden/mla-cache-layout", test_mla_cache_layout);

@@ -2,6 +2,7 @@
 #include "test-util.h"
 
 #include <glib/gstdio.h>
+#include <sys/wait.h>
 
 static const char *env_or_skip(const char *var)
 {
@@ -59,4 +60,28 @@ void test_write_file(const char *path, const void *data, gssize len)
     g_autoptr(GError) error = NULL;
     g_file_set_contents(path, data, len, &error);
     g_assert_no_error(error);
+}
+
+test_run_result test_run_cli(const char *const *args)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *)env_or_skip("VL2_CLI"));
+    for (const char *const *a = args; *a; a++)
+        g_ptr_array_add(argv, (char *)*a);
+    g_ptr_array_add(argv, NULL);
+    test_run_result r = { 0 };
+    g_autoptr(GError) error = NULL;
+    int wait_status;
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &r.out,
+                      &r.err, &wait_status, &error))
+        g_error("cannot run %s: %s", (const char *)argv->pdata[0], error->message);
+    r.status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
+    g_ptr_array_unref(argv);
+    return r;
+}
+
+void test_run_clear(test_run_result *r)
+{
+    g_free(r->out);
+    g_free(r->err);
 }

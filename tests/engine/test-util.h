@@ -19,3 +19,14 @@ char *test_make_tmpdir(void);
 void test_rmtree(const char *dir);
 /* Writes a file (aborts the test on failure). */
 void test_write_file(const char *path, const void *data, gssize len);
+
+/* The output and exit status of one run of the vl2 command line tool ($VL2_CLI). */
+typedef struct {
+    int status; /* exit status, -1 when killed by a signal */
+    char *out, *err;
+} test_run_result;
+
+/* Runs $VL2_CLI with args (NULL-terminated), collecting its output; aborts the test if it
+ * cannot start. Free with test_run_clear(). */
+test_run_result test_run_cli(const char *const *args);
+void test_run_clear(test_run_result *r);

@@ -1,0 +1,597 @@
+/* bench.c - `vl2 bench`: how fast the engine runs a model on this machine, and how close that is
+ * to what the machine allows.
+ *
+ *   vl2 bench --model DIR [--threads N] [--weights bf16|q8|q4] [--tiles N] [--prompt-tokens N]
+ *             [--gen-tokens N] [--repeats N] [--json]
+ *
+ * Two kinds of floor. Decoding a token reads every activated weight once, so its floor is the
+ * machine's memory read bandwidth: the engine reports the weight bytes a token reads
+ * (vl2_model_info.decode_bytes_per_token), this program measures the bandwidth (threads
+ * summing a buffer far larger than the caches), and floor tokens/s = bandwidth / bytes.
+ * Encoding a tile and reading a prompt are matrix products, so their floor is the arithmetic
+ * peak: the engine reports the FLOPs, this program measures the float32 GEMM peak (OpenBLAS
+ * sgemm on every thread at once, as the engine runs it) and, where the CPU has AVX-512 BF16,
+ * the bf16 dot-product peak (a register-only loop of vdpbf16ps). Every figure is the median of
+ * --repeats runs; the machine, the CPU and the thread count are printed with them.
+ *
+ * The workloads go through the public API only, like an application: a synthetic image whose
+ * tiling gives --tiles tiles (vision seconds per tile), a text prompt of about --prompt-tokens
+ * tokens (prefill tokens/s), and --gen-tokens greedy tokens after a short prompt and after the
+ * long one (decode tokens/s at short and long context). Peak RSS is the process's high-water
+ * mark: mapped weights count as they are touched.
+ */
+#include <cblas.h>
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "vl2.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers
+ */
+
+static double now(void)
+{
+    return (double)g_get_monotonic_time() / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    if (n <= 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static char *cpu_model(void)
+{
+    g_autofree char *info = NULL;
+    if (g_file_get_contents("/proc/cpuinfo", &info, NULL, NULL)) {
+        const char *keys[] = { "model name", "Model", "Hardware", "CPU part" };
+        for (size_t k = 0; k < G_N_ELEMENTS(keys); k++) {
+            const char *p = strstr(info, keys[k]);
+            const char *colon = p ? strchr(p, ':') : NULL;
+            if (colon) {
+                const char *end = strchr(colon, '\n');
+                return g_strstrip(g_strndup(colon + 1, end ? (size_t)(end - colon - 1)
+                                                           : strlen(colon + 1)));
+            }
+        }
+    }
+    return g_strdup("unknown CPU");
+}
+
+static const char *cpu_features(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bf16"))
+        return "avx512 bf16 vnni";
+    if (__builtin_cpu_supports("avx512vnni"))
+        return "avx512 vnni";
+    if (__builtin_cpu_supports("avx512f"))
+        return "avx512";
+    if (__builtin_cpu_supports("avx2"))
+        return "avx2";
+    return "sse";
+#elif defined(__aarch64__)
+    return "neon";
+#else
+    return "generic";
+#endif
+}
+
+static bool has_bf16_dot(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+/* Runs fn(i) on n threads at once and returns the wall time from the common start. */
+typedef struct {
+    void (*fn)(void *ctx, int i);
+    void *ctx;
+    int i;
+    GMutex *lock;
+    GCond *cond;
+    int *ready, *go;
+} worker_arg;
+
+static gpointer worker(gpointer p)
+{
+    worker_arg *a = p;
+    g_mutex_lock(a->lock);
+    (*a->ready)++;
+    g_cond_broadcast(a->cond);
+    while (!*a->go)
+        g_cond_wait(a->cond, a->lock);
+    g_mutex_unlock(a->lock);
+    a->fn(a->ctx, a->i);
+    return NULL;
+}
+
+static double run_threads(int n, void (*fn)(void *ctx, int i), void *ctx)
+{
+    GMutex lock;
+    GCond cond;
+    int ready = 0, go = 0;
+    g_mutex_init(&lock);
+    g_cond_init(&cond);
+    worker_arg *args = g_new0(worker_arg, n);
+    GThread **th = g_new0(GThread *, n);
+    for (int i = 0; i < n; i++) {
+        args[i] = (worker_arg){ fn, ctx, i, &lock, &cond, &ready, &go };
+        th[i] = g_thread_new("bench", worker, &args[i]);
+    }
+    g_mutex_lock(&lock);
+    while (ready < n)
+        g_cond_wait(&cond, &lock);
+    double t0 = now();
+    go = 1;
+    g_cond_broadcast(&cond);
+    g_mutex_unlock(&lock);
+    for (int i = 0; i < n; i++)
+        g_thread_join(th[i]);
+    double t = now() - t0;
+    g_free(th);
+    g_free(args);
+    g_mutex_clear(&lock);
+    g_cond_clear(&cond);
+    return t;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The machine's floors
+ */
+
+typedef struct {
+    const uint64_t *buf;
+    size_t n_words;       /* per thread */
+    int n_threads;
+    uint64_t sink[64];
+} read_job;
+
+/* Reads its slice with the widest loads the CPU has (64-byte vectors, four accumulators): the
+ * loop must be bound by memory, not by instructions, or the floor would be set too low. */
+typedef uint64_t v8u __attribute__((vector_size(64)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+static uint64_t read_words(const uint64_t *p, size_t n_words)
+{
+    const v8u *v = (const v8u *)p;
+    v8u a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
+    size_t n = n_words / 8;
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        a |= v[i];
+        b |= v[i + 1];
+        c |= v[i + 2];
+        d |= v[i + 3];
+    }
+    a |= b | c | d;
+    uint64_t r = 0;
+    for (int k = 0; k < 8; k++)
+        r |= a[k];
+    return r;
+}
+
+static void read_slice(void *ctx, int i)
+{
+    read_job *j = ctx;
+    j->sink[i] = read_words(j->buf + (size_t)i * j->n_words, j->n_words);
+}
+
+/* GB/s of reading a buffer of `bytes` with n threads, median of `repeats`. */
+static double measure_bandwidth(int n_threads, size_t bytes, int repeats)
+{
+    size_t words = bytes / 8 / (size_t)n_threads / 32 * 32;
+    uint64_t *buf = aligned_alloc(64, words * (size_t)n_threads * 8);
+    if (!buf)
+        return 0;
+    for (size_t i = 0; i < words * (size_t)n_threads; i++)
+        buf[i] = i * 0x9e3779b97f4a7c15ull;
+    read_job j = { buf, words, n_threads, { 0 } };
+    double *gbs = g_new(double, repeats);
+    run_threads(n_threads, read_slice, &j); /* warm up */
+    for (int r = 0; r < repeats; r++)
+        gbs[r] = (double)words * 8 * n_threads / run_threads(n_threads, read_slice, &j) / 1e9;
+    double m = median(gbs, repeats);
+    g_free(gbs);
+    free(buf);
+    return m;
+}
+
+typedef struct {
+    int n;
+    float **a, **b, **c;
+    int calls;
+} gemm_job;
+
+static void gemm_slice(void *ctx, int i)
+{
+    gemm_job *j = ctx;
+    for (int k = 0; k < j->calls; k++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, j->n, j->n, 1.0f, j->a[i],
+                    j->n, j->b[i], j->n, 0.0f, j->c[i], j->n);
+}
+
+/* GFLOP/s of float32 sgemm on every thread at once (OpenBLAS single-threaded in each). */
+static double measure_sgemm_peak(int n_threads, int repeats)
+{
+    const int n = 1024;
+    gemm_job j = { n, g_new0(float *, n_threads), g_new0(float *, n_threads),
+                   g_new0(float *, n_threads), 2 };
+    for (int i = 0; i < n_threads; i++) {
+        j.a[i] = malloc((size_t)n * n * sizeof(float));
+        j.b[i] = malloc((size_t)n * n * sizeof(float));
+        j.c[i] = malloc((size_t)n * n * sizeof(float));
+        for (size_t k = 0; k < (size_t)n * n; k++) {
+            j.a[i][k] = (float)(k % 17) * 0.01f;
+            j.b[i][k] = (float)(k % 13) * 0.01f;
+        }
+    }
+    double *g = g_new(double, repeats);
+    run_threads(n_threads, gemm_slice, &j);
+    for (int r = 0; r < repeats; r++)
+        g[r] = 2.0 * n * n * (double)n * j.calls * n_threads /
+               run_threads(n_threads, gemm_slice, &j) / 1e9;
+    double m = median(g, repeats);
+    for (int i = 0; i < n_threads; i++) {
+        free(j.a[i]);
+        free(j.b[i]);
+        free(j.c[i]);
+    }
+    g_free(j.a);
+    g_free(j.b);
+    g_free(j.c);
+    g_free(g);
+    return m;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define BF16_ITERS 20000000
+
+/* 12 independent accumulators so that the dot products' latency is hidden; the inputs stay in
+ * registers, so this is the arithmetic peak, not a memory figure. */
+__attribute__((target("avx512f,avx512bf16"))) static void bf16_slice(void *ctx, int i)
+{
+    float *sink = ctx;
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3c00);
+    __m512 acc[12];
+    for (int k = 0; k < 12; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (long it = 0; it < BF16_ITERS; it++) {
+        for (int k = 0; k < 12; k++)
+            acc[k] = _mm512_dpbf16_ps(acc[k], a, b);
+        __asm__ volatile("" : "+v"(a));
+    }
+    __m512 s = acc[0];
+    for (int k = 1; k < 12; k++)
+        s = _mm512_add_ps(s, acc[k]);
+    sink[i] = _mm512_reduce_add_ps(s);
+}
+
+/* GFLOP/s of vdpbf16ps (32 multiply-adds of bf16 pairs into f32 per instruction). */
+static double measure_bf16_peak(int n_threads, int repeats)
+{
+    float sink[64];
+    double *g = g_new(double, repeats);
+    run_threads(n_threads, bf16_slice, sink);
+    for (int r = 0; r < repeats; r++)
+        g[r] = 2.0 * 32 * 12 * (double)BF16_ITERS * n_threads /
+               run_threads(n_threads, bf16_slice, sink) / 1e9;
+    double m = median(g, repeats);
+    g_free(g);
+    return m;
+}
+#else
+static double measure_bf16_peak(int n_threads, int repeats)
+{
+    return 0;
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Workloads through the public API
+ */
+
+typedef struct {
+    vl2_model *model;
+    vl2_session *session;
+    int repeats;
+} bench;
+
+static bool prefill(bench *b, const vl2_conversation *conv, int gen, vl2_timings *t,
+                    vl2_error *err)
+{
+    vl2_prompt *p = NULL;
+    if (vl2_prompt_new(b->model, conv, &p, err) != VL2_OK)
+        return false;
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.temperature = 0;
+    gp.max_new_tokens = gen + 1;
+    gp.stop_at_eos = false;
+    gp.repetition_penalty = 1;
+    vl2_session_reset(b->session);
+    bool ok = vl2_session_prefill(b->session, p, &gp, err) == VL2_OK;
+    vl2_step step = { 0 };
+    while (ok && gen > 0) {
+        ok = vl2_session_step(b->session, &step, err) == VL2_OK;
+        if (!ok || step.stop != VL2_STOP_NONE)
+            break;
+    }
+    vl2_session_get_timings(b->session, t);
+    vl2_prompt_free(p);
+    return ok;
+}
+
+/* A text of about n tokens: plain English, as a prompt would be. */
+static char *long_text(vl2_model *model, int n)
+{
+    static const char *sentences[] = {
+        "The engine reads the prompt in one pass and then writes the answer one token at a "
+        "time. ",
+        "Each layer mixes the tokens with attention and then sends every token through a few "
+        "experts. ",
+        "Memory bandwidth decides how fast a token comes out; arithmetic decides how fast a "
+        "prompt is read. ",
+    };
+    GString *s = g_string_new(NULL);
+    for (int i = 0;; i++) {
+        size_t n_ids = 0;
+        vl2_tokenize(model, s->str, s->len, NULL, 0, &n_ids, NULL);
+        if ((int)n_ids >= n - 16)
+            break;
+        g_string_append(s, sentences[i % 3]);
+    }
+    return g_string_free(s, FALSE);
+}
+
+typedef struct {
+    double seconds_per_tile, prefill_tps, decode_short_tps, decode_long_tps;
+    int tiles, prompt_tokens, long_context;
+} results;
+
+static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, results *r,
+                          vl2_error *err)
+{
+    double *v = g_new(double, b->repeats);
+    vl2_timings t;
+    bool ok = true;
+
+    /* vision: one image whose tiling gives `tiles` tiles (a global view and tiles-1 local) */
+    if (tiles > 0) {
+        int w = 384 * (tiles > 1 ? tiles - 1 : 1), h = 384;
+        uint8_t *px = malloc((size_t)w * h * 3);
+        for (size_t i = 0; i < (size_t)w * h * 3; i++)
+            px[i] = (uint8_t)((i * 2654435761u) >> 24);
+        vl2_image img = { w, h, w * 3, px };
+        vl2_message m = { VL2_ROLE_USER, "<image>\nDescribe the image.", &img, 1 };
+        vl2_conversation c = { &m, 1, NULL };
+        for (int i = 0; ok && i < b->repeats; i++) {
+            ok = prefill(b, &c, 0, &t, err);
+            v[i] = t.n_tiles ? t.vision_seconds / t.n_tiles : 0;
+            r->tiles = t.n_tiles;
+        }
+        r->seconds_per_tile = median(v, b->repeats);
+        free(px);
+    }
+
+    /* prefill of a long prompt, then decoding after it */
+    g_autofree char *text = long_text(b->model, prompt_tokens);
+    vl2_message m = { VL2_ROLE_USER, text, NULL, 0 };
+    vl2_conversation c = { &m, 1, NULL };
+    double *d = g_new(double, b->repeats);
+    for (int i = 0; ok && i < b->repeats; i++) {
+        ok = prefill(b, &c, gen, &t, err);
+        v[i] = t.n_prompt_tokens / t.prefill_seconds;
+        d[i] = t.n_decoded / t.decode_seconds;
+        r->prompt_tokens = t.n_prompt_tokens;
+        r->long_context = t.n_prompt_tokens + t.n_decoded;
+    }
+    r->prefill_tps = median(v, b->repeats);
+    r->decode_long_tps = median(d, b->repeats);
+
+    /* decoding at a short context */
+    vl2_message sm = { VL2_ROLE_USER, "Write a long story about a lighthouse.", NULL, 0 };
+    vl2_conversation sc = { &sm, 1, NULL };
+    for (int i = 0; ok && i < b->repeats; i++) {
+        ok = prefill(b, &sc, gen, &t, err);
+        d[i] = t.n_decoded / t.decode_seconds;
+    }
+    r->decode_short_tps = median(d, b->repeats);
+    g_free(d);
+    g_free(v);
+    return ok;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The command
+ */
+
+int vl2_cmd_bench(int argc, char **argv)
+{
+    g_autofree char *model_dir = NULL, *weights = NULL;
+    int threads = 0, tiles = 2, prompt_tokens = 1500, gen = 32, repeats = 5;
+    gboolean json = FALSE;
+    GOptionEntry entries[] = {
+        { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder", "DIR" },
+        { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Worker threads (default: all CPUs)", "N" },
+        { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "bf16 (as stored), q8 or q4 "
+          "(quantized while loading)", "FORMAT" },
+        { "tiles", 0, 0, G_OPTION_ARG_INT, &tiles, "Tiles of the test image (default 2; 0 skips "
+          "vision)", "N" },
+        { "prompt-tokens", 0, 0, G_OPTION_ARG_INT, &prompt_tokens, "Length of the long prompt "
+          "(default 1500)", "N" },
+        { "gen-tokens", 0, 0, G_OPTION_ARG_INT, &gen, "Tokens decoded per run (default 32)", "N" },
+        { "repeats", 0, 0, G_OPTION_ARG_INT, &repeats, "Runs per figure; medians are reported "
+          "(default 5)", "N" },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json, "One JSON object on stdout", NULL },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("- measure speed against this machine's "
+                                                         "floors");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) gerr = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+        fprintf(stderr, "vl2 bench: %s\n", gerr->message);
+        return 2;
+    }
+    vl2_model_params mp = vl2_model_default_params();
+    if (!model_dir || repeats < 1 || gen < 1 || prompt_tokens < 32 || tiles < 0 ||
+        (weights && !g_str_equal(weights, "bf16") && !g_str_equal(weights, "q8") &&
+         !g_str_equal(weights, "q4"))) {
+        g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
+        fprintf(stderr, "vl2 bench: needs --model; --weights is bf16, q8 or q4; counts must be "
+                        "positive\n\n%s", help);
+        return 2;
+    }
+    mp.n_threads = threads;
+    mp.weights = !weights || g_str_equal(weights, "bf16") ? VL2_WEIGHTS_STORED
+                 : g_str_equal(weights, "q8") ? VL2_WEIGHTS_Q8 : VL2_WEIGHTS_Q4;
+
+    bench b = { NULL, NULL, repeats };
+    vl2_error err;
+    if (vl2_model_load(model_dir, &mp, &b.model, &err) != VL2_OK) {
+        fprintf(stderr, "vl2 bench: %s\n", err.message);
+        return 1;
+    }
+    vl2_model_info info;
+    vl2_model_get_info(b.model, &info);
+    int n_threads = info.n_threads;
+    vl2_session_params sp = vl2_session_default_params();
+    if (vl2_session_new(b.model, &sp, &b.session, &err) != VL2_OK) {
+        fprintf(stderr, "vl2 bench: %s\n", err.message);
+        vl2_model_free(b.model);
+        return 1;
+    }
+
+    results r = { 0 };
+    if (!run_workloads(&b, tiles, prompt_tokens, gen, &r, &err)) {
+        fprintf(stderr, "vl2 bench: %s\n", err.message);
+        vl2_session_free(b.session);
+        vl2_model_free(b.model);
+        return 1;
+    }
+    double rss = peak_rss_mb();
+
+    /* the floors, measured after the model so its pages do not compete */
+    openblas_set_num_threads(1);
+    double bw = measure_bandwidth(n_threads, (size_t)1 << 30, repeats);
+    double f32_peak = measure_sgemm_peak(n_threads, repeats);
+    double bf16_peak = has_bf16_dot() ? measure_bf16_peak(n_threads, repeats) : 0;
+    g_autofree char *cpu = cpu_model();
+
+    /* what each figure would be at its floor */
+    int kv_bytes = sp.kv_type == VL2_KV_F32 ? 4 : 2;
+    double decode_floor_short = bw * 1e9 / (double)info.decode_bytes_per_token;
+    double decode_floor_long = bw * 1e9 / ((double)info.decode_bytes_per_token +
+                                           (double)info.kv_values_per_token * kv_bytes *
+                                               r.long_context);
+    double tile_gflop = info.vision_flops_per_tile / 1e9;
+    double prefill_flops = info.lm_flops_per_token * r.prompt_tokens +
+                           info.lm_flops_per_attention_pair * r.prompt_tokens *
+                               (r.prompt_tokens + 1) / 2.0;
+    double prefill_gflops = prefill_flops / (r.prompt_tokens / r.prefill_tps) / 1e9;
+    double vit_gflops = r.seconds_per_tile > 0 ? tile_gflop / r.seconds_per_tile : 0;
+    double kv_mb = (double)info.kv_values_per_token * kv_bytes * info.n_ctx_max / 1e6;
+    double rss_bound = (double)info.n_bytes / 1e6 + kv_mb + 300;
+
+    if (json) {
+        g_autoptr(JsonBuilder) jb = json_builder_new();
+        json_builder_begin_object(jb);
+#define ADD_S(k, v) (json_builder_set_member_name(jb, k), json_builder_add_string_value(jb, v))
+#define ADD_D(k, v) (json_builder_set_member_name(jb, k), json_builder_add_double_value(jb, v))
+#define ADD_I(k, v) (json_builder_set_member_name(jb, k), json_builder_add_int_value(jb, v))
+        ADD_S("cpu", cpu);
+        ADD_S("cpu_features", cpu_features());
+        ADD_I("threads", n_threads);
+        ADD_S("model", model_dir);
+        ADD_S("variant", info.variant);
+        ADD_S("weights", info.weights_format);
+        ADD_I("repeats", repeats);
+        ADD_D("load_seconds", info.load_seconds);
+        ADD_D("bandwidth_gbs", bw);
+        ADD_D("f32_gemm_peak_gflops", f32_peak);
+        ADD_D("bf16_dot_peak_gflops", bf16_peak);
+        ADD_I("decode_bytes_per_token", info.decode_bytes_per_token);
+        ADD_I("tiles", r.tiles);
+        ADD_D("vision_seconds_per_tile", r.seconds_per_tile);
+        ADD_D("vision_gflops", vit_gflops);
+        ADD_I("prompt_tokens", r.prompt_tokens);
+        ADD_D("prefill_tokens_per_second", r.prefill_tps);
+        ADD_D("prefill_gflops", prefill_gflops);
+        ADD_D("decode_tokens_per_second_short", r.decode_short_tps);
+        ADD_D("decode_floor_short", decode_floor_short);
+        ADD_I("long_context", r.long_context);
+        ADD_D("decode_tokens_per_second_long", r.decode_long_tps);
+        ADD_D("decode_floor_long", decode_floor_long);
+        ADD_D("peak_rss_mb", rss);
+        ADD_D("rss_bound_mb", rss_bound);
+        json_builder_end_object(jb);
+        g_autoptr(JsonGenerator) gen_json = json_generator_new();
+        g_autoptr(JsonNode) root = json_builder_get_root(jb);
+        json_generator_set_root(gen_json, root);
+        json_generator_set_pretty(gen_json, TRUE);
+        g_autofree char *out = json_generator_to_data(gen_json, NULL);
+        puts(out);
+    } else {
+        printf("machine     %s (%s), %d threads, %ld CPUs online\n", cpu, cpu_features(),
+               n_threads, sysconf(_SC_NPROCESSORS_ONLN));
+        printf("model       %s: DeepSeek-VL2 %s, %s weights, %.2f B parameters, loaded in "
+               "%.2f s\n", model_dir, info.variant, info.weights_format, info.n_params / 1e9,
+               info.load_seconds);
+        printf("floors      read bandwidth %.1f GB/s; f32 GEMM %.0f GFLOP/s", bw, f32_peak);
+        if (bf16_peak > 0)
+            printf("; bf16 dot %.0f GFLOP/s", bf16_peak);
+        printf("   (medians of %d)\n", repeats);
+        if (r.tiles)
+            printf("vision      %.2f s per tile (%d tiles): %.0f GFLOP/s = %.0f%% of f32 peak%s",
+                   r.seconds_per_tile, r.tiles, vit_gflops, 100 * vit_gflops / f32_peak,
+                   bf16_peak > 0 ? "" : "\n");
+        if (r.tiles && bf16_peak > 0)
+            printf(", %.0f%% of bf16 peak\n", 100 * vit_gflops / bf16_peak);
+        printf("prefill     %d tokens at %.1f tokens/s: %.0f GFLOP/s = %.0f%% of f32 peak\n",
+               r.prompt_tokens, r.prefill_tps, prefill_gflops, 100 * prefill_gflops / f32_peak);
+        printf("decode      %.1f tokens/s at a short context: %.0f%% of the floor %.1f "
+               "(%.0f MB per token)\n", r.decode_short_tps,
+               100 * r.decode_short_tps / decode_floor_short, decode_floor_short,
+               info.decode_bytes_per_token / 1e6);
+        printf("            %.1f tokens/s at context %d: %.0f%% of the floor %.1f\n",
+               r.decode_long_tps, r.long_context, 100 * r.decode_long_tps / decode_floor_long,
+               decode_floor_long);
+        printf("memory      peak RSS %.0f MB (checkpoint %.0f MB + KV cache at %d tokens %.0f MB "
+               "+ 300 MB = %.0f MB)\n", rss, info.n_bytes / 1e6, info.n_ctx_max, kv_mb,
+               rss_bound);
+    }
+    vl2_session_free(b.session);
+    vl2_model_free(b.model);
+    return 0;
+}

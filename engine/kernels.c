@@ -708,9 +708,11 @@ void vl2_layernorm(const float *x, const vl2_tensor *w, const vl2_tensor *b, int
 }
 
 /* e^x for float32 without a libm call, so that loops over arrays vectorise: x = n ln2 + r
- * with |r| <= ln2 / 2, e^r by a degree-6 polynomial (relative error below 2e-7 on the whole
- * range), 2^n put into the exponent bits. Below -87.3 the result is 0 (as expf underflows,
- * so -INFINITY gives 0); above 88.7 it is the largest value computed, about 3.4e38. */
+ * with |r| <= ln2 / 2, e^r by a degree-6 polynomial (relative error below 2.5e-7 on the whole
+ * range), 2^n put into the exponent bits. Below -87.3 the result is 0 (expf's subnormals
+ * are flushed; -INFINITY gives 0); from about 88.4 on it is +INFINITY (expf overflows at 88.72).
+ * Every caller takes the limits as they come: softmax never exceeds 0, and GELU and SiLU
+ * divide by 1 + e^x, which gives their exact limits for an infinite e^x. */
 static inline float exp_fast(float x)
 {
     float in = x;

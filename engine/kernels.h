@@ -106,7 +106,7 @@ void vl2_layernorm(const float *x, const vl2_tensor *w, const vl2_tensor *b, int
                    float *out);
 /* In place: GELU with the tanh approximation (the ViT) and the exact erf form (projector). */
 void vl2_gelu_tanh(float *x, size_t n);
-/* x[i] = e^x[i], relative error below 2e-7 (a polynomial, vectorised) */
+/* x[i] = e^x[i], relative error below 2.5e-7 (a polynomial, vectorised) */
 void vl2_exp_inplace(float *x, size_t n);
 void vl2_gelu_erf(float *x, size_t n);
 /* out[i] = silu(gate[i]) * up[i] */

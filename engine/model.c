@@ -244,9 +244,13 @@ static cost lm_token_cost(const vl2_model *m)
         add_matrix(&c, &L->experts[0].down, k);
     }
     add_matrix(&c, &m->final_norm, 1);
-    add_matrix(&c, lm->tie_word_embeddings ? &m->embed : &m->lm_head, 1);
     c.bytes += (double)m->embed.n_bytes / (double)lm->vocab_size;
     return c;
+}
+
+static const vl2_tensor *output_head(const vl2_model *m)
+{
+    return m->cfg.lm.tie_word_embeddings ? &m->embed : &m->lm_head;
 }
 
 /* Multiply-adds x 2 of one tile: the ViT's matrices over its patches, its attention, the
@@ -272,6 +276,33 @@ static double vision_tile_flops(const vl2_model *m)
            2 * proj.elements * side * side;
 }
 
+/* "q4" or "q8" when any language model matrix is quantized (Q4 keeps lm_head at Q8), else
+ * the stored dtype of the experts (or the dense MLP). */
+static const char *weights_format(const vl2_model *m)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    bool q8 = false;
+    for (int il = 0; il < lm->num_hidden_layers; il++) {
+        const vl2_layer *L = &m->layers[il];
+        const vl2_tensor *ts[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->q_a, &L->q_b, &L->kv_a,
+                                   &L->dense.gate, &L->dense.up, &L->dense.down,
+                                   &L->shared.gate, &L->shared.up, &L->shared.down,
+                                   L->experts ? &L->experts[0].gate : NULL,
+                                   L->experts ? &L->experts[0].down : NULL };
+        for (size_t i = 0; i < G_N_ELEMENTS(ts); i++) {
+            if (ts[i] && ts[i]->data && ts[i]->dtype == VL2_DTYPE_Q4_0)
+                return "q4";
+            q8 = q8 || (ts[i] && ts[i]->data && ts[i]->dtype == VL2_DTYPE_Q8_0);
+        }
+    }
+    if (q8)
+        return "q8";
+    const vl2_layer *last = &m->layers[lm->num_hidden_layers - 1];
+    vl2_dtype t = last->is_moe ? last->experts[0].gate.dtype : last->dense.gate.dtype;
+    return t == VL2_DTYPE_BF16 ? "bf16" : t == VL2_DTYPE_F16 ? "f16"
+         : t == VL2_DTYPE_F32 ? "f32" : vl2_dtype_name(t);
+}
+
 void vl2_model_get_info(const vl2_model *m, vl2_model_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -293,13 +324,12 @@ void vl2_model_get_info(const vl2_model *m, vl2_model_info *info)
     info->image_id = m->image_id;
     info->load_seconds = m->load_seconds;
 
-    cost c = lm_token_cost(m);
-    const vl2_layer *last = &m->layers[lm->num_hidden_layers - 1];
-    vl2_dtype t = last->is_moe ? last->experts[0].gate.dtype : last->dense.gate.dtype;
-    info->weights_format = t == VL2_DTYPE_BF16 ? "bf16" : t == VL2_DTYPE_F16 ? "f16"
-                         : t == VL2_DTYPE_F32 ? "f32" : vl2_dtype_name(t);
-    info->decode_bytes_per_token = (int64_t)c.bytes;
+    cost c = lm_token_cost(m), head = { 0, 0 };
+    add_matrix(&head, output_head(m), 1);
+    info->weights_format = weights_format(m);
+    info->decode_bytes_per_token = (int64_t)(c.bytes + head.bytes);
     info->lm_flops_per_token = 2 * c.elements;
+    info->lm_head_flops = 2 * head.elements;
     info->lm_flops_per_attention_pair =
         lm->use_mla ? (double)lm->num_hidden_layers * lm->num_attention_heads *
                           (2.0 * (lm->kv_lora_rank + lm->qk_rope_head_dim) + 2.0 * lm->kv_lora_rank)

@@ -14,11 +14,19 @@
  * the bf16 dot-product peak (a register-only loop of vdpbf16ps). Every figure is the median of
  * --repeats runs; the machine, the CPU and the thread count are printed with them.
  *
+ * A shared or throttling machine moves its floors from second to second (on the 2-core cloud
+ * machine this was written on, read bandwidth ranged 26-67 GB/s). So the floors are measured
+ * next to the work they judge: the bandwidth before and after every group of 8 decoded
+ * tokens, the GEMM peak before and after every vision and prefill run; each group or run is
+ * judged against the mean of its two samples, and the fractions printed are the medians of
+ * those. A neighbour that slows the work slows its floor too. The floors printed are the
+ * medians of all samples.
+ *
  * The workloads go through the public API only, like an application: a synthetic image whose
  * tiling gives --tiles tiles (vision seconds per tile), a text prompt of about --prompt-tokens
  * tokens (prefill tokens/s), and --gen-tokens greedy tokens after a short prompt and after the
  * long one (decode tokens/s at short and long context). Peak RSS is the process's high-water
- * mark: mapped weights count as they are touched.
+ * mark (mapped weights count as they are touched) less the bandwidth probe's buffer.
  */
 #include <cblas.h>
 #include <glib.h>
@@ -27,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -199,24 +208,37 @@ static void read_slice(void *ctx, int i)
     j->sink[i] = read_words(j->buf + (size_t)i * j->n_words, j->n_words);
 }
 
-/* GB/s of reading a buffer of `bytes` with n threads, median of `repeats`. */
-static double measure_bandwidth(int n_threads, size_t bytes, int repeats)
+/* A buffer far larger than the caches, written once so that every page is resident. */
+typedef struct {
+    uint64_t *buf;
+    size_t len;
+    read_job job;
+} bw_probe;
+
+static bool bw_probe_init(bw_probe *p, int n_threads, size_t bytes)
 {
     size_t words = bytes / 8 / (size_t)n_threads / 32 * 32;
-    uint64_t *buf = aligned_alloc(64, words * (size_t)n_threads * 8);
-    if (!buf)
-        return 0;
-    for (size_t i = 0; i < words * (size_t)n_threads; i++)
-        buf[i] = i * 0x9e3779b97f4a7c15ull;
-    read_job j = { buf, words, n_threads, { 0 } };
-    double *gbs = g_new(double, repeats);
-    run_threads(n_threads, read_slice, &j); /* warm up */
-    for (int r = 0; r < repeats; r++)
-        gbs[r] = (double)words * 8 * n_threads / run_threads(n_threads, read_slice, &j) / 1e9;
-    double m = median(gbs, repeats);
-    g_free(gbs);
-    free(buf);
-    return m;
+    p->len = words * (size_t)n_threads * 8;
+    p->buf = mmap(NULL, p->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p->buf == MAP_FAILED)
+        return false;
+    for (size_t i = 0; i < p->len / 8; i++)
+        p->buf[i] = i * 0x9e3779b97f4a7c15ull;
+    p->job = (read_job){ p->buf, words, n_threads, { 0 } };
+    run_threads(n_threads, read_slice, &p->job); /* warm up */
+    return true;
+}
+
+/* GB/s of one pass over the buffer, every thread reading its share. */
+static double bw_probe_run(bw_probe *p)
+{
+    return (double)p->len / run_threads(p->job.n_threads, read_slice, &p->job) / 1e9;
+}
+
+static void bw_probe_clear(bw_probe *p)
+{
+    if (p->buf && p->buf != MAP_FAILED)
+        munmap(p->buf, p->len);
 }
 
 typedef struct {
@@ -315,12 +337,78 @@ static double measure_bf16_peak(int n_threads, int repeats)
  * Workloads through the public API
  */
 
+/* ---------------------------------------------------------------------------------------------
+ * Peak RSS: the process's high-water mark, less the bandwidth buffer (resident throughout)
+ */
+
+static double rss_hwm_mb(void)
+{
+    g_autofree char *status = NULL;
+    if (g_file_get_contents("/proc/self/status", &status, NULL, NULL)) {
+        const char *line = strstr(status, "\nVmHWM:");
+        if (line)
+            return g_ascii_strtod(line + 7, NULL) / 1024.0; /* kB */
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The workloads
+ */
+
+/* 256 MiB: eight times the largest L3 of a desktop CPU; one pass takes some 5 ms */
+#define BW_BYTES ((size_t)256 << 20)
+/* decoded tokens between two bandwidth samples */
+#define DECODE_GROUP 8
+
 typedef struct {
     vl2_model *model;
     vl2_session *session;
-    int repeats;
+    vl2_model_info info;
+    int repeats, n_threads, kv_bytes;
+    bw_probe probe;
+    GArray *bw;       /* GB/s, every measurement */
+    GArray *gemm;     /* f32 GEMM GFLOP/s, every measurement */
 } bench;
 
+/* The read bandwidth now: the better of two passes (a pass can only be slowed, not sped up, by
+ * a neighbour). */
+static double sample_bandwidth(bench *b)
+{
+    double a = bw_probe_run(&b->probe), c = bw_probe_run(&b->probe);
+    double gbs = MAX(a, c);
+    g_array_append_val(b->bw, gbs);
+    return gbs;
+}
+
+/* The f32 GEMM peak now (a few 1024^3 products per thread, some 50 ms). */
+static double sample_gemm_peak(bench *b)
+{
+    double g = measure_sgemm_peak(b->n_threads, 3);
+    g_array_append_val(b->gemm, g);
+    return g;
+}
+
+/* FLOPs of reading a prompt of n tokens: the layers for every token, attention over the
+ * causal pairs, the output head once. */
+static double prefill_flops(const bench *b, int n)
+{
+    return b->info.lm_flops_per_token * n + b->info.lm_head_flops +
+           b->info.lm_flops_per_attention_pair * n * (n + 1) / 2.0;
+}
+
+/* Tokens/s at the floor for a context of n_ctx tokens: the weights a token reads plus the KV
+ * cache it attends over, at gbs GB/s. */
+static double decode_floor(const bench *b, double gbs, int n_ctx)
+{
+    double bytes = (double)b->info.decode_bytes_per_token +
+                   (double)b->info.kv_values_per_token * b->kv_bytes * n_ctx;
+    return gbs * 1e9 / bytes;
+}
+
+/* Reads the conversation into a fresh cache, ready to decode up to `gen` tokens. */
 static bool prefill(bench *b, const vl2_conversation *conv, int gen, vl2_timings *t,
                     vl2_error *err)
 {
@@ -334,12 +422,6 @@ static bool prefill(bench *b, const vl2_conversation *conv, int gen, vl2_timings
     gp.repetition_penalty = 1;
     vl2_session_reset(b->session);
     bool ok = vl2_session_prefill(b->session, p, &gp, err) == VL2_OK;
-    vl2_step step = { 0 };
-    while (ok && gen > 0) {
-        ok = vl2_session_step(b->session, &step, err) == VL2_OK;
-        if (!ok || step.stop != VL2_STOP_NONE)
-            break;
-    }
     vl2_session_get_timings(b->session, t);
     vl2_prompt_free(p);
     return ok;
@@ -368,14 +450,81 @@ static char *long_text(vl2_model *model, int n)
 }
 
 typedef struct {
-    double seconds_per_tile, prefill_tps, decode_short_tps, decode_long_tps;
+    double tps, fraction; /* medians of the runs; fraction of each run's own floor */
+} decode_result;
+
+typedef struct {
+    double seconds_per_tile, prefill_tps;
+    double vision_fraction, prefill_fraction; /* of the f32 GEMM peak measured around each run */
+    decode_result short_ctx, long_ctx;
     int tiles, prompt_tokens, long_context;
 } results;
+
+/* `repeats` runs of prefill and `gen` decoded tokens. The tokens are decoded in groups of
+ * DECODE_GROUP, the bandwidth sampled before and after each group, and each group's tokens/s
+ * judged against the mean of its two samples: a neighbour that takes bandwidth from a group
+ * takes it from its samples too. The fraction reported is the median over all groups; the
+ * prefill fraction likewise, per run against the GEMM peak measured around it. */
+static bool decode_runs(bench *b, const vl2_conversation *c, int gen, double *prefill_tps,
+                        double *prefill_fraction, int *n_prompt, int *n_ctx, decode_result *out,
+                        vl2_error *err)
+{
+    int n_groups = (gen + DECODE_GROUP - 1) / DECODE_GROUP;
+    double *tps = g_new(double, b->repeats);
+    double *frac = g_new(double, (size_t)b->repeats * n_groups);
+    double *pf = g_new(double, b->repeats), *pf_frac = g_new(double, b->repeats);
+    int n_frac = 0;
+    vl2_timings t;
+    bool ok = true;
+    for (int i = 0; ok && i < b->repeats; i++) {
+        double g0 = prefill_fraction ? sample_gemm_peak(b) : 0;
+        ok = prefill(b, c, gen, &t, err);
+        double g1 = prefill_fraction ? sample_gemm_peak(b) : 0;
+        if (!ok)
+            break;
+        pf[i] = t.n_prompt_tokens / t.prefill_seconds;
+        pf_frac[i] = prefill_flops(b, t.n_prompt_tokens) / t.prefill_seconds / 1e9 /
+                     ((g0 + g1) / 2);
+        *n_prompt = t.n_prompt_tokens;
+        double seconds = 0;
+        int done = 0;
+        while (ok && done < gen) {
+            int n = MIN(DECODE_GROUP, gen - done);
+            double bw0 = sample_bandwidth(b);
+            double t0 = now();
+            vl2_step step;
+            for (int k = 0; ok && k < n; k++)
+                ok = vl2_session_step(b->session, &step, err) == VL2_OK;
+            double dt = now() - t0;
+            double bw1 = sample_bandwidth(b);
+            /* the cache holds the prompt, the tokens before and half the group on average */
+            int ctx = t.n_prompt_tokens + done + n / 2;
+            frac[n_frac++] = n / dt / decode_floor(b, (bw0 + bw1) / 2, ctx);
+            seconds += dt;
+            done += n;
+        }
+        tps[i] = done / seconds;
+        *n_ctx = t.n_prompt_tokens + gen / 2;
+    }
+    if (ok) {
+        if (prefill_tps)
+            *prefill_tps = median(pf, b->repeats);
+        if (prefill_fraction)
+            *prefill_fraction = median(pf_frac, b->repeats);
+        out->tps = median(tps, b->repeats);
+        out->fraction = median(frac, n_frac);
+    }
+    g_free(pf);
+    g_free(pf_frac);
+    g_free(frac);
+    g_free(tps);
+    return ok;
+}
 
 static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, results *r,
                           vl2_error *err)
 {
-    double *v = g_new(double, b->repeats);
+    double *v = g_new(double, b->repeats), *frac = g_new(double, b->repeats);
     vl2_timings t;
     bool ok = true;
 
@@ -389,47 +538,35 @@ static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, resul
         vl2_message m = { VL2_ROLE_USER, "<image>\nDescribe the image.", &img, 1 };
         vl2_conversation c = { &m, 1, NULL };
         for (int i = 0; ok && i < b->repeats; i++) {
+            double g0 = sample_gemm_peak(b);
             ok = prefill(b, &c, 0, &t, err);
+            double g1 = sample_gemm_peak(b);
             v[i] = t.n_tiles ? t.vision_seconds / t.n_tiles : 0;
+            frac[i] = v[i] > 0 ? b->info.vision_flops_per_tile / v[i] / 1e9 / ((g0 + g1) / 2) : 0;
             r->tiles = t.n_tiles;
         }
         r->seconds_per_tile = median(v, b->repeats);
+        r->vision_fraction = median(frac, b->repeats);
         free(px);
     }
+    g_free(v);
+    g_free(frac);
 
     /* prefill of a long prompt, then decoding after it */
     g_autofree char *text = long_text(b->model, prompt_tokens);
     vl2_message m = { VL2_ROLE_USER, text, NULL, 0 };
     vl2_conversation c = { &m, 1, NULL };
-    double *d = g_new(double, b->repeats);
-    for (int i = 0; ok && i < b->repeats; i++) {
-        ok = prefill(b, &c, gen, &t, err);
-        v[i] = t.n_prompt_tokens / t.prefill_seconds;
-        d[i] = t.n_decoded / t.decode_seconds;
-        r->prompt_tokens = t.n_prompt_tokens;
-        r->long_context = t.n_prompt_tokens + t.n_decoded;
-    }
-    r->prefill_tps = median(v, b->repeats);
-    r->decode_long_tps = median(d, b->repeats);
+    if (ok)
+        ok = decode_runs(b, &c, gen, &r->prefill_tps, &r->prefill_fraction, &r->prompt_tokens,
+                         &r->long_context, &r->long_ctx, err);
 
     /* decoding at a short context */
     vl2_message sm = { VL2_ROLE_USER, "Write a long story about a lighthouse.", NULL, 0 };
     vl2_conversation sc = { &sm, 1, NULL };
-    for (int i = 0; ok && i < b->repeats; i++) {
-        ok = prefill(b, &sc, gen, &t, err);
-        d[i] = t.n_decoded / t.decode_seconds;
-    }
-    r->decode_short_tps = median(d, b->repeats);
-    g_free(d);
-    g_free(v);
+    int n_prompt, n_ctx;
+    if (ok)
+        ok = decode_runs(b, &sc, gen, NULL, NULL, &n_prompt, &n_ctx, &r->short_ctx, err);
     return ok;
-}
-
-static double peak_rss_mb(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -477,51 +614,68 @@ int vl2_cmd_bench(int argc, char **argv)
     mp.weights = !weights || g_str_equal(weights, "bf16") ? VL2_WEIGHTS_STORED
                  : g_str_equal(weights, "q8") ? VL2_WEIGHTS_Q8 : VL2_WEIGHTS_Q4;
 
-    bench b = { NULL, NULL, repeats };
+    bench b = { .repeats = repeats };
     vl2_error err;
-    if (vl2_model_load(model_dir, &mp, &b.model, &err) != VL2_OK) {
-        fprintf(stderr, "vl2 bench: %s\n", err.message);
+    /* the probe's buffer first: from here on it is in every RSS figure, and taken out of them */
+    int n_threads = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (!bw_probe_init(&b.probe, MAX(n_threads, 1), BW_BYTES)) {
+        fprintf(stderr, "vl2 bench: cannot map %zu MiB to measure bandwidth\n", BW_BYTES >> 20);
         return 1;
     }
-    vl2_model_info info;
-    vl2_model_get_info(b.model, &info);
-    int n_threads = info.n_threads;
+    double probe_mb = (double)b.probe.len / (1 << 20);
+    if (vl2_model_load(model_dir, &mp, &b.model, &err) != VL2_OK) {
+        fprintf(stderr, "vl2 bench: %s\n", err.message);
+        bw_probe_clear(&b.probe);
+        return 1;
+    }
+    vl2_model_get_info(b.model, &b.info);
+    const vl2_model_info info = b.info;
+    b.n_threads = info.n_threads;
+    if (info.n_threads != b.probe.job.n_threads) { /* the engine chose otherwise */
+        bw_probe_clear(&b.probe);
+        bw_probe_init(&b.probe, info.n_threads, BW_BYTES);
+    }
+    n_threads = info.n_threads;
     vl2_session_params sp = vl2_session_default_params();
+    b.kv_bytes = sp.kv_type == VL2_KV_F32 ? 4 : 2;
     if (vl2_session_new(b.model, &sp, &b.session, &err) != VL2_OK) {
         fprintf(stderr, "vl2 bench: %s\n", err.message);
         vl2_model_free(b.model);
+        bw_probe_clear(&b.probe);
         return 1;
     }
+    openblas_set_num_threads(1);
+    b.bw = g_array_new(FALSE, FALSE, sizeof(double));
+    b.gemm = g_array_new(FALSE, FALSE, sizeof(double));
 
     results r = { 0 };
     if (!run_workloads(&b, tiles, prompt_tokens, gen, &r, &err)) {
         fprintf(stderr, "vl2 bench: %s\n", err.message);
         vl2_session_free(b.session);
         vl2_model_free(b.model);
+        g_array_unref(b.bw);
+        g_array_unref(b.gemm);
+        bw_probe_clear(&b.probe);
         return 1;
     }
-    double rss = peak_rss_mb();
-
-    /* the floors, measured after the model so its pages do not compete */
-    openblas_set_num_threads(1);
-    double bw = measure_bandwidth(n_threads, (size_t)1 << 30, repeats);
-    double f32_peak = measure_sgemm_peak(n_threads, repeats);
+    double rss = rss_hwm_mb() - probe_mb;
+    double bw = median((double *)b.bw->data, (int)b.bw->len);
+    /* median() sorted them */
+    double bw_min = ((double *)b.bw->data)[0], bw_max = ((double *)b.bw->data)[b.bw->len - 1];
+    if (b.gemm->len == 0)
+        sample_gemm_peak(&b);
+    double f32_peak = median((double *)b.gemm->data, (int)b.gemm->len);
     double bf16_peak = has_bf16_dot() ? measure_bf16_peak(n_threads, repeats) : 0;
     g_autofree char *cpu = cpu_model();
 
     /* what each figure would be at its floor */
-    int kv_bytes = sp.kv_type == VL2_KV_F32 ? 4 : 2;
-    double decode_floor_short = bw * 1e9 / (double)info.decode_bytes_per_token;
-    double decode_floor_long = bw * 1e9 / ((double)info.decode_bytes_per_token +
-                                           (double)info.kv_values_per_token * kv_bytes *
-                                               r.long_context);
+    double decode_floor_short = decode_floor(&b, bw, 0);
+    double decode_floor_long = decode_floor(&b, bw, r.long_context);
     double tile_gflop = info.vision_flops_per_tile / 1e9;
-    double prefill_flops = info.lm_flops_per_token * r.prompt_tokens +
-                           info.lm_flops_per_attention_pair * r.prompt_tokens *
-                               (r.prompt_tokens + 1) / 2.0;
-    double prefill_gflops = prefill_flops / (r.prompt_tokens / r.prefill_tps) / 1e9;
+    double prefill_gflops = prefill_flops(&b, r.prompt_tokens) / (r.prompt_tokens / r.prefill_tps) /
+                            1e9;
     double vit_gflops = r.seconds_per_tile > 0 ? tile_gflop / r.seconds_per_tile : 0;
-    double kv_mb = (double)info.kv_values_per_token * kv_bytes * info.n_ctx_max / 1e6;
+    double kv_mb = (double)info.kv_values_per_token * b.kv_bytes * info.n_ctx_max / 1e6;
     double rss_bound = (double)info.n_bytes / 1e6 + kv_mb + 300;
 
     if (json) {
@@ -539,20 +693,28 @@ int vl2_cmd_bench(int argc, char **argv)
         ADD_I("repeats", repeats);
         ADD_D("load_seconds", info.load_seconds);
         ADD_D("bandwidth_gbs", bw);
+        ADD_D("bandwidth_gbs_min", bw_min);
+        ADD_D("bandwidth_gbs_max", bw_max);
+        ADD_I("bandwidth_samples", b.bw->len);
         ADD_D("f32_gemm_peak_gflops", f32_peak);
+        ADD_I("f32_gemm_samples", b.gemm->len);
         ADD_D("bf16_dot_peak_gflops", bf16_peak);
         ADD_I("decode_bytes_per_token", info.decode_bytes_per_token);
         ADD_I("tiles", r.tiles);
         ADD_D("vision_seconds_per_tile", r.seconds_per_tile);
         ADD_D("vision_gflops", vit_gflops);
+        ADD_D("vision_fraction_f32", r.vision_fraction);
         ADD_I("prompt_tokens", r.prompt_tokens);
         ADD_D("prefill_tokens_per_second", r.prefill_tps);
         ADD_D("prefill_gflops", prefill_gflops);
-        ADD_D("decode_tokens_per_second_short", r.decode_short_tps);
+        ADD_D("prefill_fraction_f32", r.prefill_fraction);
+        ADD_D("decode_tokens_per_second_short", r.short_ctx.tps);
         ADD_D("decode_floor_short", decode_floor_short);
+        ADD_D("decode_fraction_short", r.short_ctx.fraction);
         ADD_I("long_context", r.long_context);
-        ADD_D("decode_tokens_per_second_long", r.decode_long_tps);
+        ADD_D("decode_tokens_per_second_long", r.long_ctx.tps);
         ADD_D("decode_floor_long", decode_floor_long);
+        ADD_D("decode_fraction_long", r.long_ctx.fraction);
         ADD_D("peak_rss_mb", rss);
         ADD_D("rss_bound_mb", rss_bound);
         json_builder_end_object(jb);
@@ -568,30 +730,36 @@ int vl2_cmd_bench(int argc, char **argv)
         printf("model       %s: DeepSeek-VL2 %s, %s weights, %.2f B parameters, loaded in "
                "%.2f s\n", model_dir, info.variant, info.weights_format, info.n_params / 1e9,
                info.load_seconds);
-        printf("floors      read bandwidth %.1f GB/s; f32 GEMM %.0f GFLOP/s", bw, f32_peak);
+        printf("floors      read bandwidth %.1f GB/s (median of %u samples, %.1f-%.1f); f32 GEMM "
+               "%.0f GFLOP/s (median of %u)", bw, b.bw->len, bw_min, bw_max, f32_peak,
+               b.gemm->len);
         if (bf16_peak > 0)
             printf("; bf16 dot %.0f GFLOP/s", bf16_peak);
-        printf("   (medians of %d)\n", repeats);
+        printf("\n");
         if (r.tiles)
-            printf("vision      %.2f s per tile (%d tiles): %.0f GFLOP/s = %.0f%% of f32 peak%s",
-                   r.seconds_per_tile, r.tiles, vit_gflops, 100 * vit_gflops / f32_peak,
+            printf("vision      %.2f s per tile (%d tiles): %.0f GFLOP/s = %.0f%% of the f32 GEMM "
+                   "peak%s", r.seconds_per_tile, r.tiles, vit_gflops, 100 * r.vision_fraction,
                    bf16_peak > 0 ? "" : "\n");
         if (r.tiles && bf16_peak > 0)
-            printf(", %.0f%% of bf16 peak\n", 100 * vit_gflops / bf16_peak);
-        printf("prefill     %d tokens at %.1f tokens/s: %.0f GFLOP/s = %.0f%% of f32 peak\n",
-               r.prompt_tokens, r.prefill_tps, prefill_gflops, 100 * prefill_gflops / f32_peak);
-        printf("decode      %.1f tokens/s at a short context: %.0f%% of the floor %.1f "
-               "(%.0f MB per token)\n", r.decode_short_tps,
-               100 * r.decode_short_tps / decode_floor_short, decode_floor_short,
-               info.decode_bytes_per_token / 1e6);
-        printf("            %.1f tokens/s at context %d: %.0f%% of the floor %.1f\n",
-               r.decode_long_tps, r.long_context, 100 * r.decode_long_tps / decode_floor_long,
-               decode_floor_long);
+            printf(" (%.0f%% of the bf16 dot peak)\n", 100 * vit_gflops / bf16_peak);
+        printf("prefill     %d tokens at %.1f tokens/s: %.0f GFLOP/s = %.0f%% of the f32 GEMM "
+               "peak\n", r.prompt_tokens, r.prefill_tps, prefill_gflops,
+               100 * r.prefill_fraction);
+        printf("decode      %.1f tokens/s at a short context: %.0f%% of the floor (%.1f at the "
+               "median bandwidth; %.0f MB per token)\n", r.short_ctx.tps,
+               100 * r.short_ctx.fraction, decode_floor_short, info.decode_bytes_per_token / 1e6);
+        printf("            %.1f tokens/s at context %d: %.0f%% of the floor (%.1f)\n",
+               r.long_ctx.tps, r.long_context, 100 * r.long_ctx.fraction, decode_floor_long);
+        printf("            (fractions: medians over groups of %d tokens, each judged against the "
+               "bandwidth measured just before and after it)\n", DECODE_GROUP);
         printf("memory      peak RSS %.0f MB (checkpoint %.0f MB + KV cache at %d tokens %.0f MB "
                "+ 300 MB = %.0f MB)\n", rss, info.n_bytes / 1e6, info.n_ctx_max, kv_mb,
                rss_bound);
     }
     vl2_session_free(b.session);
     vl2_model_free(b.model);
+    g_array_unref(b.bw);
+    g_array_unref(b.gemm);
+    bw_probe_clear(&b.probe);
     return 0;
 }

@@ -127,11 +127,13 @@ typedef struct vl2_model_info {
     double load_seconds;
     /* What the work costs, for benchmarks: weight bytes a decoded token reads (attention,
      * dense or shared and the routed experts it picks, router, lm_head), multiply-adds x 2 of
-     * the language model's matrices per token, the attention's per (query, key) pair over all
-     * layers, and one vision tile (ViT and projector). */
+     * the language model's layers per token and of the output head (a prompt runs the head
+     * once, for its last token), the attention's per (query, key) pair over all layers, and one
+     * vision tile (ViT and projector). */
     const char *weights_format; /* "bf16", "q8", "q4", ... of the language model's experts */
     int64_t decode_bytes_per_token;
     double lm_flops_per_token;
+    double lm_head_flops;
     double lm_flops_per_attention_pair;
     double vision_flops_per_tile;
     int64_t kv_values_per_token; /* cached keys and values (or MLA latents) of one position */

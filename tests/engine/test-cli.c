@@ -225,6 +225,159 @@ static void test_errors(void)
     test_rmtree(tmp);
 }
 
+/* Reads the JSON header of a safetensors file (aborts the test on failure). */
+static JsonNode *safetensors_header(const char *path)
+{
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    g_assert_cmpuint(len, >=, 8);
+    uint64_t hlen;
+    memcpy(&hlen, data, 8);
+    g_assert_cmpuint(8 + hlen, <=, len);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, data + 8, (gssize)hlen, NULL));
+    return json_node_ref(json_parser_get_root(parser));
+}
+
+/* No hidden work folder of `vl2 quantize` is left in dir. */
+static void expect_no_leftovers(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    g_assert_nonnull(d);
+    const char *name;
+    while ((name = g_dir_read_name(d)))
+        if (g_str_has_prefix(name, ".vl2-quantize-"))
+            g_error("%s/%s was left behind", dir, name);
+    g_dir_close(d);
+}
+
+/* `vl2 quantize` writes one documented file that loads and computes exactly what quantizing
+ * at load time computes; it refuses to overwrite and leaves nothing behind on errors. */
+static void test_quantize(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    const char *names[] = { "q8", "q4" };
+    for (int f = 0; f < 2; f++) {
+        g_autofree char *out = g_build_filename(tmp, names[f], NULL);
+        const char *args[] = { "quantize", "--to", names[f], model, out, NULL };
+        test_run_result r = test_run_cli(args);
+        if (r.status != 0)
+            g_error("vl2 quantize --to %s: %s", names[f], r.err);
+        test_run_clear(&r);
+
+        /* the layout of QUANT.md: values as I8/U8, scales as F16 [rows, n / 32] */
+        g_autofree char *st = g_build_filename(out, "model.safetensors", NULL);
+        JsonNode *root = safetensors_header(st);
+        JsonObject *h = json_node_get_object(root);
+        JsonObject *meta = json_object_get_object_member(h, "__metadata__");
+        g_assert_cmpstr(json_object_get_string_member(meta, "format"), ==,
+                        f == 0 ? "vl2-q8_0" : "vl2-q4_0");
+        const char *w = "language.model.layers.1.mlp.experts.0.up_proj.weight";
+        g_autofree char *ws = g_strconcat(w, ".scales", NULL);
+        JsonObject *wq = json_object_get_object_member(h, w);
+        JsonObject *wsc = json_object_get_object_member(h, ws);
+        g_assert_nonnull(wq);
+        g_assert_nonnull(wsc);
+        g_assert_cmpstr(json_object_get_string_member(wq, "dtype"), ==, f == 0 ? "I8" : "U8");
+        g_assert_cmpstr(json_object_get_string_member(wsc, "dtype"), ==, "F16");
+        JsonArray *shape = json_object_get_array_member(wq, "shape");
+        JsonArray *sshape = json_object_get_array_member(wsc, "shape");
+        int64_t cols = json_array_get_int_element(shape, 1) * (f == 0 ? 1 : 2);
+        g_assert_cmpint(json_array_get_int_element(sshape, 0), ==,
+                        json_array_get_int_element(shape, 0));
+        g_assert_cmpint(json_array_get_int_element(sshape, 1) * 32, ==, cols);
+        /* the embedding and the vision tower stay as stored */
+        g_assert_cmpstr(json_object_get_string_member(
+                            json_object_get_object_member(h, "language.model.embed_tokens.weight"),
+                            "dtype"), ==, "BF16");
+        g_assert_false(json_object_has_member(h, "vision.blocks.0.attn.qkv.weight.scales"));
+        json_node_unref(root);
+        for (const char *const *side = (const char *const[]){ "config.json", "tokenizer.json",
+                                                              NULL };
+             *side; side++) {
+            g_autofree char *path = g_build_filename(out, *side, NULL);
+            g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+        }
+
+        /* loads as quantized and gives the logits of quantizing while loading, bit for bit */
+        vl2_model *m;
+        vl2_error err;
+        g_assert_cmpint(vl2_model_load(out, NULL, &m, &err), ==, VL2_OK);
+        vl2_model_info info;
+        vl2_model_get_info(m, &info);
+        g_assert_cmpstr(info.weights_format, ==, names[f]);
+        g_autofree float *from_file = test_prompt_logits(m, "Hello");
+        vl2_model_free(m);
+        vl2_model_params mp = vl2_model_default_params();
+        mp.weights = f == 0 ? VL2_WEIGHTS_Q8 : VL2_WEIGHTS_Q4;
+        g_autofree float *at_load = test_dir_logits(model, &mp);
+        g_assert_cmpmem(from_file, info.n_vocab * sizeof(float), at_load,
+                        info.n_vocab * sizeof(float));
+
+        /* an existing folder is never overwritten */
+        g_autofree char *before = NULL;
+        gsize before_len = 0;
+        g_assert_true(g_file_get_contents(st, &before, &before_len, NULL));
+        expect_failure(args, 1, "already exists");
+        g_autofree char *after = NULL;
+        gsize after_len = 0;
+        g_assert_true(g_file_get_contents(st, &after, &after_len, NULL));
+        g_assert_cmpmem(before, before_len, after, after_len);
+    }
+    g_autofree char *none = g_build_filename(tmp, "none", NULL);
+    expect_failure((const char *[]){ "quantize", "--to", "q4", "/nonexistent", none, NULL }, 1,
+                   "/nonexistent");
+    g_assert_false(g_file_test(none, G_FILE_TEST_EXISTS));
+    expect_failure((const char *[]){ "quantize", "--to", "q5", model, none, NULL }, 2, "q8|q4");
+    expect_failure((const char *[]){ "quantize", model, NULL }, 2, "q8|q4");
+    g_assert_false(g_file_test(none, G_FILE_TEST_EXISTS));
+    expect_no_leftovers(tmp);
+    test_rmtree(tmp);
+}
+
+/* `vl2 bench --json` on a small model: every figure present and plausible. */
+static void test_bench(void)
+{
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    const char *args[] = { "bench", "--model", model, "--threads", "2", "--repeats", "1",
+                           "--tiles", "2", "--prompt-tokens", "64", "--gen-tokens", "8",
+                           "--weights", "q8", "--json", NULL };
+    test_run_result r = test_run_cli(args);
+    if (r.status != 0)
+        g_error("vl2 bench: %s", r.err);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, r.out, -1, NULL));
+    JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+    g_assert_cmpstr(json_object_get_string_member(o, "variant"), ==, "tiny");
+    g_assert_cmpstr(json_object_get_string_member(o, "weights"), ==, "q8");
+    g_assert_cmpint(json_object_get_int_member(o, "threads"), ==, 2);
+    g_assert_cmpint(json_object_get_int_member(o, "tiles"), ==, 2);
+    g_assert_cmpuint(strlen(json_object_get_string_member(o, "cpu")), >, 0);
+    const char *positive[] = { "bandwidth_gbs", "f32_gemm_peak_gflops", "vision_seconds_per_tile",
+                               "prefill_tokens_per_second", "decode_tokens_per_second_short",
+                               "decode_tokens_per_second_long", "decode_fraction_short",
+                               "decode_fraction_long", "vision_fraction_f32",
+                               "prefill_fraction_f32", "peak_rss_mb", "rss_bound_mb" };
+    for (size_t i = 0; i < G_N_ELEMENTS(positive); i++) {
+        double v = json_object_get_double_member(o, positive[i]);
+        if (!(v > 0 && isfinite(v)))
+            g_error("bench: %s = %g", positive[i], v);
+    }
+    /* the engine's own memory: the bandwidth probe's buffer is not counted */
+    g_assert_cmpfloat(json_object_get_double_member(o, "peak_rss_mb"), <,
+                      json_object_get_double_member(o, "rss_bound_mb"));
+    g_assert_cmpint(json_object_get_int_member(o, "prompt_tokens"), >=, 48);
+    g_assert_cmpint(json_object_get_int_member(o, "decode_bytes_per_token"), >, 0);
+    test_run_clear(&r);
+
+    expect_failure((const char *[]){ "bench", "--model", model, "--weights", "q5", NULL }, 2,
+                   "bf16, q8 or q4");
+    expect_failure((const char *[]){ "bench", "--model", "/nonexistent", NULL }, 1,
+                   "/nonexistent");
+}
+
 static void test_run_with_image(void)
 {
     g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
@@ -270,5 +423,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/errors", test_errors);
     g_test_add_func("/engine/cli/run", test_run);
     g_test_add_func("/engine/cli/run-with-image", test_run_with_image);
+    g_test_add_func("/engine/cli/quantize", test_quantize);
+    g_test_add_func("/engine/cli/bench", test_bench);
     return g_test_run();
 }

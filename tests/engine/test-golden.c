@@ -462,10 +462,9 @@ static void test_quantized(gconstpointer data)
     }
     vl2_model_info info;
     vl2_model_get_info(m, &info);
-    if (strcmp(info.weights_format, fname) != 0) {
-        g_test_skip("the model's rows are not whole blocks of 32 values: nothing to quantize");
-        return;
-    }
+    /* mini-base's hidden size of 48 is not whole blocks of 32: only its matrices with rows
+     * of 32k values (the MLPs' down projections, MLA's kv_a) are quantized */
+    g_assert_cmpstr(info.weights_format, ==, fname);
 
     vl2_st_file *golden = golden_file(qc->gm->name);
     const int V = m->cfg.lm.vocab_size;
@@ -494,39 +493,43 @@ static void test_quantized(gconstpointer data)
         g_assert_cmpint(vl2_session_prefill(s, prompt, &gp, &err), ==, VL2_OK);
         double e = max_abs_diff(vl2_session_logits(s), ref_logits->data, (size_t)V);
         e_logits = e > e_logits ? e : e_logits;
-        /* ids must agree before the first near-tie; after one they may part ways */
-        bool parted = false;
+        /* teacher-forced: at every step the top-1 id is compared with the reference's and the
+         * reference's id is fed, so one disagreement does not derail the rest. Before the
+         * first near-tie this is the same as comparing free-running greedy ids. */
+        const int64_t *ref_ids = ref_greedy->data;
+        const float *margins = ref_margin->data;
+        bool before_tie = true;
         for (int i = 0; i < n_steps; i++) {
-            vl2_step st;
-            g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_OK);
-            bool same = st.id == ((const int64_t *)ref_greedy->data)[i];
-            bool tie = ((const float *)ref_margin->data)[i] < QUANT_NEAR_TIE;
+            int top = argmax(vl2_session_logits(s), V);
+            bool same = top == ref_ids[i];
+            before_tie = before_tie && margins[i] >= QUANT_NEAR_TIE;
             steps++;
-            steps_equal += same && !parted;
-            parted = parted || !same;
-            if (tie)
-                break;
-            checked++;
-            checked_equal += same && !parted;
-            if (qc->format == VL2_WEIGHTS_Q8 && !same)
-                g_error("%s/%s q8: step %d gives id %d, the reference %" G_GINT64_FORMAT
-                        " (margin %.3f)", qc->gm->name, *name, i, st.id,
-                        ((const int64_t *)ref_greedy->data)[i],
-                        ((const float *)ref_margin->data)[i]);
-            if (st.stop != VL2_STOP_NONE)
-                break;
+            steps_equal += same;
+            if (before_tie) {
+                checked++;
+                checked_equal += same;
+                if (qc->format == VL2_WEIGHTS_Q8 && !same)
+                    g_error("%s/%s q8: step %d gives id %d, the reference %" G_GINT64_FORMAT
+                            " (margin %.3f)", qc->gm->name, *name, i, top, ref_ids[i],
+                            margins[i]);
+            }
+            if (i + 1 < n_steps)
+                g_assert_cmpint(vl2_session_feed(s, (int32_t)ref_ids[i], &err), ==, VL2_OK);
         }
         vl2_session_free(s);
         vl2_prompt_free(prompt);
         case_conv_clear(&cc);
     }
     vl2_st_close(golden);
-    g_test_message("%s %s: %.0f MB a decoded token; greedy ids equal to the reference's on %d of "
-                   "%d steps before the first near-tie (margin < %.2f), %d of %d steps in all; "
-                   "prompt logits max abs error %.3g", qc->gm->name, fname,
+    g_test_message("%s %s: %.0f MB a decoded token; top-1 equal to the reference's greedy id on "
+                   "%d of %d steps before the first near-tie (margin < %.2f), %d of %d "
+                   "teacher-forced steps in all; prompt logits max abs error %.3g", qc->gm->name, fname,
                    info.decode_bytes_per_token / 1e6, checked_equal, checked, QUANT_NEAR_TIE,
                    steps_equal, steps, e_logits);
-    g_assert_cmpfloat(e_logits, <, 1.0); /* gross errors fail q4 too */
+    /* gross errors fail q4 too: a broken kernel agrees with the reference near chance */
+    if (qc->format == VL2_WEIGHTS_Q8)
+        g_assert_cmpfloat(e_logits, <, 0.2);
+    g_assert_cmpint(2 * steps_equal, >=, steps);
 }
 
 /* The MLA cache holds the latent and the rope key per token, not per-head keys and values. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "quant.h"
 #include "test-util.h"
 
 static uint16_t f32_to_bf16(float f)
@@ -228,6 +229,228 @@ static void test_rmsnorm_softmax(void)
     g_rand_free(r);
 }
 
+/* The polynomial exp against libm's double exp over the whole float range it serves, and the
+ * activations built on it. */
+static void test_exp_activations(void)
+{
+    enum { N = 200001 };
+    float *x = g_new(float, N);
+    for (int i = 0; i < N; i++)
+        x[i] = -87.0f + 175.3f * (float)i / (N - 1); /* -87 .. 88.3 */
+    float *e = g_memdup2(x, N * sizeof(float));
+    vl2_exp_inplace(e, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double want = exp((double)x[i]);
+        double rel = fabs(e[i] - want) / want;
+        worst = rel > worst ? rel : worst;
+    }
+    g_test_message("exp: max relative error %.3g over [-87, 88.3]", worst);
+    g_assert_cmpfloat(worst, <, 3e-7);
+    /* underflow to 0 (softmax's masked -inf), overflow to +inf */
+    float edge[5] = { -INFINITY, -1000.0f, -88.0f, 0.0f, 1000.0f };
+    vl2_exp_inplace(edge, 5);
+    g_assert_cmpfloat(edge[0], ==, 0);
+    g_assert_cmpfloat(edge[1], ==, 0);
+    g_assert_cmpfloat(edge[2], ==, 0);
+    g_assert_cmpfloat(edge[3], ==, 1);
+    g_assert_true(isinf(edge[4]) && edge[4] > 0);
+
+    /* GELU (tanh form) and SwiGLU against double formulas */
+    GRand *r = g_rand_new_with_seed(7);
+    const int n = 4099;
+    float *g = g_new(float, n), *u = g_new(float, n), *out = g_new(float, n);
+    for (int i = 0; i < n; i++) {
+        g[i] = (float)g_rand_double_range(r, -30, 30);
+        u[i] = (float)g_rand_double_range(r, -3, 3);
+    }
+    float *gl = g_memdup2(g, (gsize)n * sizeof(float));
+    vl2_gelu_tanh(gl, (size_t)n);
+    vl2_swiglu(g, u, n, out);
+    for (int i = 0; i < n; i++) {
+        double v = g[i];
+        double want = 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        g_assert_cmpfloat(fabs(gl[i] - want), <=, 1e-6 * (1 + fabs(want)));
+        double sw = v / (1 + exp(-v)) * u[i];
+        g_assert_cmpfloat(fabs(out[i] - sw), <=, 1e-6 * (1 + fabs(sw)));
+    }
+    g_free(gl);
+    g_free(g);
+    g_free(u);
+    g_free(out);
+    g_free(e);
+    g_free(x);
+    g_rand_free(r);
+}
+
+/* The KV cache's converters: every row path (F16C or scalar, any length and tail) rounds like
+ * the scalar definition, and f16 round-trips. */
+static void test_row_converters(void)
+{
+    GRand *r = g_rand_new_with_seed(11);
+    const size_t lens[] = { 1, 7, 8, 15, 16, 17, 100, 1029 };
+    for (size_t li = 0; li < G_N_ELEMENTS(lens); li++) {
+        size_t n = lens[li];
+        float *x = g_new(float, n), *back = g_new(float, n);
+        uint16_t *h = g_new(uint16_t, n), *b = g_new(uint16_t, n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)(g_rand_double_range(r, -1, 1) * pow(10, g_rand_int_range(r, -6, 5)));
+        vl2_f32_to_f16_row(x, h, n);
+        vl2_f32_to_bf16_row(x, b, n);
+        vl2_f16_to_f32_row(h, back, n);
+        for (size_t i = 0; i < n; i++) {
+            g_assert_cmpuint(h[i], ==, vl2_f32_to_f16(x[i]));
+            g_assert_cmpuint(b[i], ==, f32_to_bf16(x[i]));
+            g_assert_cmpfloat(back[i], ==, vl2_f16_to_f32(h[i]));
+        }
+        g_free(x);
+        g_free(back);
+        g_free(h);
+        g_free(b);
+    }
+    g_rand_free(r);
+}
+
+/* Attention's row kernels for each cache type, with strides wider than the rows, lengths with
+ * and without SIMD tails, and the accumulate flag. */
+static void test_attention_rows(void)
+{
+    GRand *r = g_rand_new_with_seed(5);
+    const vl2_kv_type types[] = { VL2_KV_F16, VL2_KV_BF16, VL2_KV_F32 };
+    const int ns[] = { 16, 64, 128, 192, 576, 24, 7 };
+    const int rows_n[] = { 1, 3, 64, 100 };
+    for (size_t ti = 0; ti < G_N_ELEMENTS(types); ti++)
+        for (size_t ni = 0; ni < G_N_ELEMENTS(ns); ni++)
+            for (size_t ri = 0; ri < G_N_ELEMENTS(rows_n); ri++) {
+                vl2_kv_type t = types[ti];
+                int n = ns[ni], n_rows = rows_n[ri];
+                size_t stride = (size_t)n + 32, elem = t == VL2_KV_F32 ? 4 : 2;
+                /* 8 spare rows: the kernels prefetch ahead, which may not fault */
+                char *rows = g_malloc0(stride * (size_t)(n_rows + 8) * elem);
+                double *val = g_new(double, (size_t)n_rows * n);
+                for (int i = 0; i < n_rows; i++)
+                    for (int d = 0; d < n; d++) {
+                        float v = (float)g_rand_double_range(r, -2, 2);
+                        size_t at = (size_t)i * stride + d;
+                        if (t == VL2_KV_F32)
+                            ((float *)rows)[at] = v;
+                        else
+                            ((uint16_t *)rows)[at] = t == VL2_KV_F16 ? vl2_f32_to_f16(v)
+                                                                     : f32_to_bf16(v);
+                        val[(size_t)i * n + d] = t == VL2_KV_F32 ? v
+                                                 : t == VL2_KV_F16
+                                                     ? vl2_f16_to_f32(((uint16_t *)rows)[at])
+                                                     : vl2_bf16_to_f32(((uint16_t *)rows)[at]);
+                    }
+                float *q = g_new(float, n), *w = g_new(float, n_rows);
+                for (int d = 0; d < n; d++)
+                    q[d] = (float)g_rand_double_range(r, -1, 1);
+                for (int i = 0; i < n_rows; i++)
+                    w[i] = (float)g_rand_double_range(r, 0, 1);
+                float *out = g_new(float, n_rows), *o = g_new(float, n);
+                for (int i = 0; i < n_rows; i++)
+                    out[i] = 0.5f;
+                for (int d = 0; d < n; d++)
+                    o[d] = -0.25f;
+                vl2_dot_rows(q, rows, t, stride, n_rows, n, out, TRUE);
+                vl2_attend_rows(w, rows, t, stride, n_rows, n, o);
+                for (int i = 0; i < n_rows; i++) {
+                    double want = 0.5;
+                    for (int d = 0; d < n; d++)
+                        want += q[d] * val[(size_t)i * n + d];
+                    g_assert_cmpfloat(fabs(out[i] - want), <=, 1e-5 * sqrt(n));
+                }
+                for (int d = 0; d < n; d++) {
+                    double want = -0.25;
+                    for (int i = 0; i < n_rows; i++)
+                        want += w[i] * val[(size_t)i * n + d];
+                    g_assert_cmpfloat(fabs(o[d] - want), <=, 1e-5 * sqrt(n_rows));
+                }
+                /* without add, out is overwritten */
+                vl2_dot_rows(q, rows, t, stride, n_rows, n, out, FALSE);
+                double want0 = 0;
+                for (int d = 0; d < n; d++)
+                    want0 += q[d] * val[d];
+                g_assert_cmpfloat(fabs(out[0] - want0), <=, 1e-5 * sqrt(n));
+                g_free(rows);
+                g_free(val);
+                g_free(q);
+                g_free(w);
+                g_free(out);
+                g_free(o);
+            }
+    g_rand_free(r);
+}
+
+/* vl2_matmul_multi runs many products in one dispatch, sharing a quantized x between products
+ * of the same x: every result must equal the product run alone. */
+static void test_matmul_multi(void)
+{
+    GRand *r = g_rand_new_with_seed(9);
+    vl2_pool *pool = vl2_pool_new(3);
+    enum { K = 9 };
+    const int n_in = 256;
+    const int outs[K] = { 1, 64, 130, 7, 256, 33, 512, 96, 5 };
+    const int Ts[K] = { 1, 1, 2, 1, 1, 8, 1, 1, 3 };
+    float *xs[2];
+    for (int k = 0; k < 2; k++) {
+        xs[k] = g_new(float, 8 * n_in);
+        for (int i = 0; i < 8 * n_in; i++)
+            xs[k][i] = (float)g_rand_double_range(r, -2, 2);
+    }
+    vl2_mm_item items[K];
+    void *wdata[K];
+    uint16_t *scales[K];
+    float *want[K];
+    for (int k = 0; k < K; k++) {
+        int n_out = outs[k];
+        vl2_dtype dt = k % 3 == 0 ? VL2_DTYPE_BF16 : k % 3 == 1 ? VL2_DTYPE_Q8_0 : VL2_DTYPE_Q4_0;
+        float *f = g_new(float, (size_t)n_out * n_in);
+        for (size_t i = 0; i < (size_t)n_out * n_in; i++)
+            f[i] = (float)g_rand_double_range(r, -1, 1);
+        scales[k] = NULL;
+        if (dt == VL2_DTYPE_BF16) {
+            uint16_t *b = g_new(uint16_t, (size_t)n_out * n_in);
+            for (size_t i = 0; i < (size_t)n_out * n_in; i++)
+                b[i] = f32_to_bf16(f[i]);
+            wdata[k] = b;
+        } else {
+            scales[k] = g_new(uint16_t, (size_t)n_out * n_in / VL2_QBLOCK);
+            wdata[k] = g_malloc((size_t)n_out * n_in);
+            for (int o = 0; o < n_out; o++) {
+                uint16_t *sc = scales[k] + (size_t)o * n_in / VL2_QBLOCK;
+                if (dt == VL2_DTYPE_Q8_0)
+                    vl2_quantize_row_q8(f + (size_t)o * n_in, n_in,
+                                        (int8_t *)wdata[k] + (size_t)o * n_in, sc);
+                else
+                    vl2_quantize_row_q4(f + (size_t)o * n_in, n_in,
+                                        (uint8_t *)wdata[k] + (size_t)o * n_in / 2, sc);
+            }
+        }
+        g_free(f);
+        vl2_matrix m = { wdata[k], dt, n_out, n_in, 0, (size_t)n_in, scales[k] };
+        /* products 1, 2, 4 and 7 share x[0]; the others use x[1] */
+        const float *x = xs[k == 1 || k == 2 || k == 4 || k == 7 ? 0 : 1];
+        items[k] = (vl2_mm_item){ m, NULL, x, Ts[k], (size_t)n_in,
+                                  g_new0(float, (size_t)Ts[k] * n_out), (size_t)n_out };
+        want[k] = g_new0(float, (size_t)Ts[k] * n_out);
+        vl2_matmul(pool, &m, NULL, x, Ts[k], (size_t)n_in, want[k], (size_t)n_out);
+    }
+    vl2_matmul_multi(pool, items, K);
+    for (int k = 0; k < K; k++) {
+        for (int i = 0; i < Ts[k] * outs[k]; i++)
+            g_assert_cmpfloat(fabs(items[k].y[i] - want[k][i]), <=, 1e-4 * (1 + fabs(want[k][i])));
+        g_free(items[k].y);
+        g_free(want[k]);
+        g_free(wdata[k]);
+        g_free(scales[k]);
+    }
+    g_free(xs[0]);
+    g_free(xs[1]);
+    vl2_pool_free(pool);
+    g_rand_free(r);
+}
+
 typedef struct {
     gint counts[1000];
     gint threads_seen[8];
@@ -269,5 +492,9 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/kernels/dot-axpy-w", test_dot_axpy_w);
     g_test_add_func("/engine/kernels/rmsnorm-softmax", test_rmsnorm_softmax);
     g_test_add_func("/engine/kernels/pool", test_pool);
+    g_test_add_func("/engine/kernels/exp-activations", test_exp_activations);
+    g_test_add_func("/engine/kernels/row-converters", test_row_converters);
+    g_test_add_func("/engine/kernels/attention-rows", test_attention_rows);
+    g_test_add_func("/engine/kernels/matmul-multi", test_matmul_multi);
     return g_test_run();
 }

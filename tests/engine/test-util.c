@@ -85,3 +85,36 @@ void test_run_clear(test_run_result *r)
     g_free(r->out);
     g_free(r->err);
 }
+
+float *test_prompt_logits(vl2_model *m, const char *text)
+{
+    vl2_session *ses;
+    vl2_prompt *p;
+    vl2_error err;
+    vl2_message msg = { VL2_ROLE_USER, text, NULL, 0 };
+    vl2_conversation conv = { &msg, 1, NULL };
+    if (vl2_prompt_new(m, &conv, &p, &err) != VL2_OK ||
+        vl2_session_new(m, NULL, &ses, &err) != VL2_OK)
+        g_error("%s", err.message);
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.temperature = 0;
+    if (vl2_session_prefill(ses, p, &gp, &err) != VL2_OK)
+        g_error("%s", err.message);
+    vl2_model_info info;
+    vl2_model_get_info(m, &info);
+    float *logits = g_memdup2(vl2_session_logits(ses), (gsize)info.n_vocab * sizeof(float));
+    vl2_prompt_free(p);
+    vl2_session_free(ses);
+    return logits;
+}
+
+float *test_dir_logits(const char *dir, const vl2_model_params *params)
+{
+    vl2_model *m;
+    vl2_error err;
+    if (vl2_model_load(dir, params, &m, &err) != VL2_OK)
+        g_error("cannot load %s: %s", dir, err.message);
+    float *logits = test_prompt_logits(m, "Hello");
+    vl2_model_free(m);
+    return logits;
+}

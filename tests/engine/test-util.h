@@ -4,6 +4,8 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include "vl2.h"
+
 /* $VL2_GOLDEN_DIR (set by meson), e.g. ../shared/golden. */
 const char *test_golden_dir(void);
 /* $VL2_HF_DIR: the published deepseek-vl2 config and weight index. */
@@ -30,3 +32,9 @@ typedef struct {
  * cannot start. Free with test_run_clear(). */
 test_run_result test_run_cli(const char *const *args);
 void test_run_clear(test_run_result *r);
+
+/* The logits (info.n_vocab floats, g_free them) after a one-message user prompt with text,
+ * read by a fresh session of m. */
+float *test_prompt_logits(vl2_model *m, const char *text);
+/* The same for the checkpoint in dir, loaded with params (NULL: the defaults). */
+float *test_dir_logits(const char *dir, const vl2_model_params *params);

@@ -175,34 +175,10 @@ static void test_single_file_loads(void)
     scratch_clear(&s);
 }
 
-/* The logits after the prompt "Hello" (n_vocab floats, g_free them). */
-static float *first_logits(const char *dir)
-{
-    vl2_model *m;
-    vl2_session *ses;
-    vl2_prompt *p;
-    vl2_error err;
-    g_assert_cmpint(vl2_model_load(dir, NULL, &m, &err), ==, VL2_OK);
-    vl2_message msg = { VL2_ROLE_USER, "Hello", NULL, 0 };
-    vl2_conversation conv = { &msg, 1, NULL };
-    g_assert_cmpint(vl2_prompt_new(m, &conv, &p, &err), ==, VL2_OK);
-    g_assert_cmpint(vl2_session_new(m, NULL, &ses, &err), ==, VL2_OK);
-    vl2_generate_params gp = vl2_generate_default_params();
-    gp.temperature = 0;
-    g_assert_cmpint(vl2_session_prefill(ses, p, &gp, &err), ==, VL2_OK);
-    vl2_model_info info;
-    vl2_model_get_info(m, &info);
-    float *logits = g_memdup2(vl2_session_logits(ses), (gsize)info.n_vocab * sizeof(float));
-    vl2_prompt_free(p);
-    vl2_session_free(ses);
-    vl2_model_free(m);
-    return logits;
-}
-
 static void expect_same_logits(const char *dir_a, const char *dir_b, double tol)
 {
-    g_autofree float *a = first_logits(dir_a);
-    g_autofree float *b = first_logits(dir_b);
+    g_autofree float *a = test_dir_logits(dir_a, NULL);
+    g_autofree float *b = test_dir_logits(dir_b, NULL);
     double worst = 0;
     for (int i = 0; i < 129280; i++)
         worst = fmax(worst, fabs((double)a[i] - b[i]));

@@ -717,7 +717,7 @@ static inline float exp_fast(float x)
 {
     float in = x;
     x = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
-    float n = __builtin_roundf(x * 1.44269504088896341f);
+    float n = __builtin_rintf(x * 1.44269504088896341f) /* to nearest, ties to even */;
     float r = x - n * 0.693359375f;        /* ln2 in two parts for an exact product */
     r = r - n * -2.12194440e-4f;
     float p = 1.0f / 720;
@@ -759,14 +759,31 @@ void vl2_gelu_erf(float *x, size_t n)
 VL2_CLONES
 void vl2_softmax(float *x, int n)
 {
-    float m = -INFINITY;
-    for (int i = 0; i < n; i++)
-        m = x[i] > m ? x[i] : m;
-    float s = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = exp_fast(x[i] - m);
-        s += x[i];
+    /* the max and the sum in 16 lanes, so that the loops vectorize without reassociating */
+    float mv[16], sv[16];
+    for (int k = 0; k < 16; k++) {
+        mv[k] = -INFINITY;
+        sv[k] = 0;
     }
+    int n16 = n / 16 * 16;
+    for (int i = 0; i < n16; i += 16)
+        for (int k = 0; k < 16; k++)
+            mv[k] = x[i + k] > mv[k] ? x[i + k] : mv[k];
+    float m = -INFINITY;
+    for (int i = n16; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int k = 0; k < 16; k++)
+        m = mv[k] > m ? mv[k] : m;
+    for (int i = 0; i < n; i++)
+        x[i] = exp_fast(x[i] - m);
+    for (int i = 0; i < n16; i += 16)
+        for (int k = 0; k < 16; k++)
+            sv[k] += x[i + k];
+    float s = 0;
+    for (int i = n16; i < n; i++)
+        s += x[i];
+    for (int k = 0; k < 16; k++)
+        s += sv[k];
     float inv = 1.0f / s;
     for (int i = 0; i < n; i++)
         x[i] *= inv;

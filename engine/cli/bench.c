@@ -15,7 +15,7 @@
  * --repeats runs; the machine, the CPU and the thread count are printed with them.
  *
  * A shared or throttling machine moves its floors from second to second (on the 2-core cloud
- * machine this was written on, read bandwidth ranged 26-67 GB/s). So the floors are measured
+ * guest of engine/BENCHMARKS.md, read bandwidth ranged 15-67 GB/s). So the floors are measured
  * next to the work they judge: the bandwidth before and after every group of 8 decoded
  * tokens, the GEMM peak before and after every vision and prefill run; each group or run is
  * judged against the mean of its two samples, and the fractions printed are the medians of

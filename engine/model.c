@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "decoder.h"
 #include "vision.h"
@@ -186,7 +187,8 @@ void vl2_model_free(vl2_model *m)
     g_free(m->projector.w);
     g_free(m->projector.b);
     free(m->rope_inv_freq);
-    free(m->quant_arena);
+    if (m->quant_arena)
+        munmap(m->quant_arena, m->quant_arena_len);
     if (m->quantized)
         g_hash_table_unref(m->quantized);
     vl2_weights_close(&m->weights);

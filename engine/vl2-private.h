@@ -294,6 +294,7 @@ struct vl2_model {
     float rope_mscale;           /* yarn: scale on cos/sin */
     float attn_scale;            /* softmax scale, including yarn's mscale */
     void *quant_arena;           /* matrices quantized while loading (quantize.c), or NULL */
+    size_t quant_arena_len;      /* its mapping's length */
     GHashTable *quantized;       /* tensor name -> the quantized vl2_tensor in this model */
     vl2_weights_format weights_format;
 };

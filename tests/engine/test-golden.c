@@ -463,7 +463,7 @@ static void test_quantized(gconstpointer data)
     vl2_model_info info;
     vl2_model_get_info(m, &info);
     /* mini-base's hidden size of 48 is not whole blocks of 32: only its matrices with rows
-     * of 32k values (the MLPs' down projections, MLA's kv_a) are quantized */
+     * of 32k values (the dense down projection, attention's output) are quantized */
     g_assert_cmpstr(info.weights_format, ==, fname);
 
     vl2_st_file *golden = golden_file(qc->gm->name);

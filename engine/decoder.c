@@ -27,6 +27,7 @@
  * of scores per task.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -743,7 +744,58 @@ static void moe_decode(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, i
     }
 }
 
-static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int T, scratch *s)
+/* Prefill's routed experts: each task runs one expert over all of its tokens on one thread
+ * (gather, gate and up, SwiGLU, down, scatter), so its sgemm calls see the whole weight
+ * matrices and pack the tokens once each; the pool balances experts of uneven sizes. */
+typedef struct {
+    const vl2_layer *L;
+    const float *x;              /* [T][D] */
+    const int *count;            /* tokens of expert e: slots[count[e] .. count[e + 1]) */
+    const int *slots;            /* token * K + k */
+    const int *order;            /* task -> expert */
+    float *slot_out;             /* [T * K][D] */
+    int K, D;
+    atomic_bool failed;
+} expert_job;
+
+static void expert_task(void *ctx, int task, int thread)
+{
+    expert_job *j = ctx;
+    const int e = j->order[task], D = j->D;
+    const int n = j->count[e + 1] - j->count[e];
+    const int *slots = j->slots + j->count[e];
+    const vl2_ffn *f = &j->L->experts[e];
+    const int I = (int)f->gate.shape[0];
+    if (n <= 0)
+        return;
+    float *xin = malloc(((size_t)n * D * 2 + (size_t)n * I * 2) * sizeof(float));
+    if (!xin) {
+        atomic_store(&j->failed, true);
+        return;
+    }
+    float *out = xin + (size_t)n * D, *g = out + (size_t)n * D, *u = g + (size_t)n * I;
+    for (int i = 0; i < n; i++)
+        memcpy(xin + (size_t)i * D, j->x + (size_t)(slots[i] / j->K) * D,
+               (size_t)D * sizeof(float));
+    vl2_linear(NULL, &f->gate, NULL, xin, n, g);
+    vl2_linear(NULL, &f->up, NULL, xin, n, u);
+    vl2_swiglu(g, u, n * I, g);
+    vl2_linear(NULL, &f->down, NULL, g, n, out);
+    for (int i = 0; i < n; i++)
+        memcpy(j->slot_out + (size_t)slots[i] * D, out + (size_t)i * D,
+               (size_t)D * sizeof(float));
+    free(xin);
+}
+
+static gint by_tokens_desc(gconstpointer a, gconstpointer b, gpointer count_p)
+{
+    const int *count = count_p;
+    int ea = *(const int *)a, eb = *(const int *)b;
+    int na = count[ea + 1] - count[ea], nb = count[eb + 1] - count[eb];
+    return na != nb ? (na < nb ? 1 : -1) : (ea > eb) - (ea < eb);
+}
+
+static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int T, scratch *s)
 {
     const vl2_lm_config *lm = &m->cfg.lm;
     const int E = lm->n_routed_experts, K = lm->num_experts_per_tok, D = lm->hidden_size;
@@ -756,7 +808,7 @@ static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
 
     if (T <= DECODE_T && K <= MAX_EXPERTS_PER_TOK) {
         moe_decode(m, pool, L, T, s);
-        return;
+        return true;
     }
 
     /* Group (token, slot) pairs by expert: a counting sort. */
@@ -768,25 +820,26 @@ static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
         count[e + 1] += count[e];
     int *fill = malloc((size_t)E * sizeof(int));
     if (!fill)
-        return;
+        return false;
     memcpy(fill, count, (size_t)E * sizeof(int));
     for (int i = 0; i < T * K; i++)
         s->expert_tokens[fill[s->route_idx[i]]++] = i;
     free(fill);
 
-    for (int e = 0; e < E; e++) {
-        int n = count[e + 1] - count[e];
-        if (!n)
-            continue;
-        const int *slots = s->expert_tokens + count[e];
-        for (int i = 0; i < n; i++)
-            memcpy(s->gather + (size_t)i * D, s->x + (size_t)(slots[i] / K) * D,
-                   (size_t)D * sizeof(float));
-        swiglu_ffn(pool, &L->experts[e], s->gather, n, s, s->ffn_out);
-        for (int i = 0; i < n; i++)
-            memcpy(s->slot_out + (size_t)slots[i] * D, s->ffn_out + (size_t)i * D,
-                   (size_t)D * sizeof(float));
-    }
+    /* one task per active expert, the busiest first so that the threads finish together */
+    int *order = malloc((size_t)E * sizeof(int));
+    if (!order)
+        return false;
+    int n_active = 0;
+    for (int e = 0; e < E; e++)
+        if (count[e + 1] > count[e])
+            order[n_active++] = e;
+    g_qsort_with_data(order, n_active, sizeof(int), by_tokens_desc, count);
+    expert_job ej = { L, s->x, count, s->expert_tokens, order, s->slot_out, K, D, false };
+    vl2_pool_run(pool, n_active, expert_task, &ej);
+    free(order);
+    if (atomic_load(&ej.failed))
+        return false;
 
     /* y = sum_k w_k expert_k(x), then + shared(x), then the residual: the reference's order. */
     float *y = s->gather;
@@ -803,6 +856,7 @@ static void moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
     }
     for (size_t i = 0; i < (size_t)T * D; i++)
         s->h[i] += y[i];
+    return true;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -835,7 +889,10 @@ vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache 
         for (int t = 0; t < T; t++)
             vl2_rmsnorm(s.h + (size_t)t * D, &L->ffn_norm, D, eps, s.x + (size_t)t * D);
         if (L->is_moe) {
-            moe_ffn(m, pool, L, T, &s);
+            if (!moe_ffn(m, pool, L, T, &s)) {
+                scratch_free(&s);
+                return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in the experts");
+            }
         } else {
             swiglu_ffn(pool, &L->dense, s.x, T, &s, s.ffn_out);
             for (size_t i = 0; i < (size_t)T * D; i++)

@@ -29,6 +29,8 @@
  * packs the whole of x again), small ones balance the threads; about four blocks a thread. */
 #define GEMM_BLOCK_MIN 64
 #define GEMM_BLOCK_MAX 256
+/* With one thread (or a NULL pool, as prefill's experts use), the widened block's bytes. */
+#define GEMM_SOLO_BYTES ((size_t)16 << 20)
 
 /* ---------------------------------------------------------------------------------------------
  * Conversions
@@ -414,6 +416,12 @@ void vl2_matmul(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias, con
         int block = (w->n_out / (4 * n_threads) + 15) / 16 * 16;
         block = block < GEMM_BLOCK_MIN ? GEMM_BLOCK_MIN : block > GEMM_BLOCK_MAX ? GEMM_BLOCK_MAX
                                                                                  : block;
+        if (n_threads == 1) {
+            /* nothing to balance: as few sgemm calls as the widened block's memory allows */
+            size_t fit = GEMM_SOLO_BYTES / ((size_t)w->n_in * sizeof(float));
+            block = fit >= (size_t)w->n_out ? w->n_out : fit < GEMM_BLOCK_MIN ? GEMM_BLOCK_MIN
+                                                                                : (int)fit;
+        }
         j.rows_per_task = block;
         vl2_pool_run(pool, (w->n_out + block - 1) / block, mm_gemm_task, &j);
         return;

@@ -156,7 +156,7 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
         }
         s = vl2_decoder_init(m, err);
     }
-    if (s == VL2_OK && params->weights != VL2_WEIGHTS_STORED) {
+    if (s == VL2_OK && (params->weights != VL2_WEIGHTS_STORED || params->resident)) {
         vl2_pool *qpool = vl2_pool_new(m->n_threads);
         s = qpool ? vl2_quantize_model(m, qpool, params->weights, err)
                   : vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");

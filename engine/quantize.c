@@ -1,5 +1,5 @@
-/* quantize.c - the language model's matrices to Q8_0 or Q4_0 while loading, and `vl2 quantize`'s
- * single-file checkpoint.
+/* quantize.c - the language model's matrices to Q8_0 or Q4_0 while loading (or copied as they
+ * are: vl2_model_params.resident), and `vl2 quantize`'s single-file checkpoint.
  *
  * Which matrices: the ones a decoded token streams through the matrix-vector kernels -
  * attention's projections (MHA q/k/v/o; MLA q_a, q_b or q, kv_a and o), the dense MLP, the
@@ -35,9 +35,10 @@ typedef struct {
     uint16_t *scales;
 } qjob_item;
 
-static bool eligible(const vl2_tensor *t)
+/* Quantizing needs rows of whole blocks; copying (resident) takes any float matrix. */
+static bool eligible(const vl2_tensor *t, bool copy)
 {
-    return t->data && t->ndim == 2 && t->shape[1] % VL2_QBLOCK == 0 &&
+    return t->data && t->ndim == 2 && (copy || t->shape[1] % VL2_QBLOCK == 0) &&
            (t->dtype == VL2_DTYPE_BF16 || t->dtype == VL2_DTYPE_F16 ||
             t->dtype == VL2_DTYPE_F32);
 }
@@ -47,11 +48,12 @@ static GArray *plan(vl2_model *m, vl2_weights_format format)
 {
     const vl2_lm_config *lm = &m->cfg.lm;
     vl2_dtype to = format == VL2_WEIGHTS_Q8 ? VL2_DTYPE_Q8_0 : VL2_DTYPE_Q4_0;
+    const bool copy = format == VL2_WEIGHTS_STORED; /* resident: every matrix as it is */
     GArray *items = g_array_new(FALSE, TRUE, sizeof(qjob_item));
 #define ADD(tensor, fmt)                                                                       \
     do {                                                                                       \
-        if (eligible(tensor)) {                                                                \
-            qjob_item it = { (tensor), (fmt), 0, 0, NULL, NULL };                             \
+        if (eligible(tensor, copy)) {                                                          \
+            qjob_item it = { (tensor), copy ? (tensor)->dtype : (fmt), 0, 0, NULL, NULL };    \
             g_array_append_val(items, it);                                                     \
         }                                                                                      \
     } while (0)
@@ -91,6 +93,12 @@ static void quantize_task(void *ctx, int task, int thread)
     const int n = (int)t->shape[1], rows = (int)t->shape[0];
     int r0 = task * j->rows_per_task;
     int r1 = r0 + j->rows_per_task < rows ? r0 + j->rows_per_task : rows;
+    if (j->it->to == t->dtype) { /* resident: a copy */
+        size_t rb = t->n_bytes / (size_t)rows;
+        memcpy(j->it->qs + (size_t)r0 * rb, (const uint8_t *)t->data + (size_t)r0 * rb,
+               (size_t)(r1 - r0) * rb);
+        return;
+    }
     float *row = malloc((size_t)n * sizeof(float));
     if (!row)
         return;
@@ -123,9 +131,7 @@ vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format f
                               vl2_error *err)
 {
     m->weights_format = format;
-    if (format == VL2_WEIGHTS_STORED)
-        return VL2_OK;
-    if (format != VL2_WEIGHTS_Q8 && format != VL2_WEIGHTS_Q4)
+    if (format != VL2_WEIGHTS_STORED && format != VL2_WEIGHTS_Q8 && format != VL2_WEIGHTS_Q4)
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown weights format %d",
                              (int)format);
     g_autoptr(GArray) items = plan(m, format);
@@ -133,8 +139,9 @@ vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format f
     for (guint i = 0; i < items->len; i++) {
         qjob_item *it = &g_array_index(items, qjob_item, i);
         size_t n = (size_t)it->t->n_elements;
-        it->qs_bytes = it->to == VL2_DTYPE_Q8_0 ? n : n / 2;
-        it->scale_bytes = n / VL2_QBLOCK * sizeof(uint16_t);
+        bool copy = it->to == it->t->dtype;
+        it->qs_bytes = copy ? it->t->n_bytes : it->to == VL2_DTYPE_Q8_0 ? n : n / 2;
+        it->scale_bytes = copy ? 0 : n / VL2_QBLOCK * sizeof(uint16_t);
         total += (it->qs_bytes + it->scale_bytes + 63) / 64 * 64;
     }
     /* huge pages where the system gives them on request: a decoded token streams through
@@ -159,10 +166,12 @@ vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format f
         qjob j = { it, (rows + 4 * n_threads - 1) / (4 * n_threads) };
         vl2_pool_run(pool, (rows + j.rows_per_task - 1) / j.rows_per_task, quantize_task, &j);
         release_pages(&m->weights, it->t->data, it->t->n_bytes);
-        g_hash_table_insert(m->quantized, (gpointer)it->t->name, it->t);
+        bool copied = it->to == it->t->dtype;
+        if (!copied) /* what vl2_quantize_checkpoint writes as quantized */
+            g_hash_table_insert(m->quantized, (gpointer)it->t->name, it->t);
         it->t->dtype = it->to;
         it->t->data = it->qs;
-        it->t->scales = it->scales;
+        it->t->scales = copied ? NULL : it->scales;
         it->t->n_bytes = it->qs_bytes + it->scale_bytes;
     }
     m->quant_arena = arena;

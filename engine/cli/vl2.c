@@ -447,6 +447,7 @@ static int cmd_run(int argc, char **argv)
     double temperature = gp.temperature, top_p = gp.top_p, penalty = gp.repetition_penalty;
     int top_k = gp.top_k, max_new = gp.max_new_tokens, threads = 0, n_ctx = 0;
     gint64 seed = -1;
+    gboolean resident = FALSE;
     GOptionEntry entries[] = {
         { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder", "DIR" },
         { "image", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &images, "Image to ask about (repeatable)",
@@ -466,6 +467,8 @@ static int cmd_run(int argc, char **argv)
         { "ctx", 0, 0, G_OPTION_ARG_INT, &n_ctx, "Context size (default: the model's)", "N" },
         { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "Language model weights: as stored "
           "(default), or q8 / q4 quantized while loading", "FORMAT" },
+        { "resident", 0, 0, G_OPTION_ARG_NONE, &resident, "Copy the stored weights into memory "
+          "while loading: slower to load, faster to decode", NULL },
         { NULL },
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("- answer a question about images");
@@ -507,6 +510,7 @@ static int cmd_run(int argc, char **argv)
     vl2_model_params mp = vl2_model_default_params();
     mp.n_threads = threads;
     mp.weights = wformat;
+    mp.resident = resident;
     mp.progress = show_progress;
     mp.progress_user_data = "loading";
     if (vl2_model_load(model_dir, &mp, &model, &err) != VL2_OK) {

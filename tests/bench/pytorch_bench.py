@@ -46,7 +46,7 @@ layers than the model has, at least the last layer stays an MoE layer.
 Allocator: the figures are PyTorch's with the process's malloc as it is. With glibc's defaults
 the large temporaries (attention scores: 16 x 729^2 floats in the ViT, heads x n^2 in a
 prefill; 34 MB and more) go back to the system when freed and are page-faulted in again on the
-next call: on the 2-core machine this was written on, a float32 softmax over 16 x 729^2 scores
+next call: on the 2-core guest of engine/BENCHMARKS.md, a float32 softmax over 16 x 729^2 scores
 took ~115 ms that way and ~9 ms with MALLOC_TOP_PAD_=1073741824 in the environment. That
 variable, or an LD_PRELOAD of jemalloc/tcmalloc, is the usual CPU tuning; the header and the
 JSON ("allocator") record which such variables were set, so a table can say which it quotes.

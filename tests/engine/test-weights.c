@@ -495,6 +495,29 @@ static void test_cancel_load(void)
     g_assert_cmpint(calls, >, 0);
 }
 
+/* Resident weights are a copy of the mapped ones: the same logits, bit for bit, in the same
+ * format; the model still works after its file pages are given back. */
+static void test_resident(void)
+{
+    const char *models[] = { "mini-tiny", "mini-base" };
+    for (size_t i = 0; i < G_N_ELEMENTS(models); i++) {
+        g_autofree char *dir = g_build_filename(test_fixture_dir(), models[i], NULL);
+        vl2_model_params mp = vl2_model_default_params();
+        mp.resident = true;
+        vl2_model *m;
+        vl2_error err;
+        g_assert_cmpint(vl2_model_load(dir, &mp, &m, &err), ==, VL2_OK);
+        vl2_model_info info;
+        vl2_model_get_info(m, &info);
+        g_assert_cmpstr(info.weights_format, ==, "bf16");
+        g_autofree float *resident = test_prompt_logits(m, "Hello");
+        vl2_model_free(m);
+        g_autofree float *mapped = test_dir_logits(dir, NULL);
+        g_assert_cmpmem(resident, info.n_vocab * sizeof(float), mapped,
+                        info.n_vocab * sizeof(float));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -511,5 +534,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/weights/config-and-tokenizer-files", test_config_and_tokenizer_files);
     g_test_add_func("/engine/weights/bad-arguments", test_bad_arguments);
     g_test_add_func("/engine/weights/cancel", test_cancel_load);
+    g_test_add_func("/engine/weights/resident", test_resident);
     return g_test_run();
 }

@@ -108,6 +108,33 @@ static vl2_status bind_special_tokens(vl2_model *m, vl2_error *err)
     return VL2_OK;
 }
 
+/* "q4" or "q8" when any language model matrix is quantized (Q4 keeps lm_head at Q8), else
+ * the stored dtype of the experts (or the dense MLP). */
+static const char *weights_format(const vl2_model *m)
+{
+    const vl2_lm_config *lm = &m->cfg.lm;
+    bool q8 = false;
+    for (int il = 0; il < lm->num_hidden_layers; il++) {
+        const vl2_layer *L = &m->layers[il];
+        const vl2_tensor *ts[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->q_a, &L->q_b, &L->kv_a,
+                                   &L->dense.gate, &L->dense.up, &L->dense.down,
+                                   &L->shared.gate, &L->shared.up, &L->shared.down,
+                                   L->experts ? &L->experts[0].gate : NULL,
+                                   L->experts ? &L->experts[0].down : NULL };
+        for (size_t i = 0; i < G_N_ELEMENTS(ts); i++) {
+            if (ts[i] && ts[i]->data && ts[i]->dtype == VL2_DTYPE_Q4_0)
+                return "q4";
+            q8 = q8 || (ts[i] && ts[i]->data && ts[i]->dtype == VL2_DTYPE_Q8_0);
+        }
+    }
+    if (q8)
+        return "q8";
+    const vl2_layer *last = &m->layers[lm->num_hidden_layers - 1];
+    vl2_dtype t = last->is_moe ? last->experts[0].gate.dtype : last->dense.gate.dtype;
+    return t == VL2_DTYPE_BF16 ? "bf16" : t == VL2_DTYPE_F16 ? "f16"
+         : t == VL2_DTYPE_F32 ? "f32" : vl2_dtype_name(t);
+}
+
 vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_model **out_model,
                           vl2_error *err)
 {
@@ -156,7 +183,9 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
         }
         s = vl2_decoder_init(m, err);
     }
-    if (s == VL2_OK && (params->weights != VL2_WEIGHTS_STORED || params->resident)) {
+    /* a quantized checkpoint is held like weights quantized while loading: in memory */
+    if (s == VL2_OK && (params->weights != VL2_WEIGHTS_STORED || params->resident ||
+                        !strcmp(weights_format(m), "q8") || !strcmp(weights_format(m), "q4"))) {
         vl2_pool *qpool = vl2_pool_new(m->n_threads);
         s = qpool ? vl2_quantize_model(m, qpool, params->weights, err)
                   : vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
@@ -276,33 +305,6 @@ static double vision_tile_flops(const vl2_model *m)
     int side = vl2_projector_side(&m->cfg);
     return 2 * vit.elements * n + 4.0 * n * n * vc->width * vc->layers +
            2 * proj.elements * side * side;
-}
-
-/* "q4" or "q8" when any language model matrix is quantized (Q4 keeps lm_head at Q8), else
- * the stored dtype of the experts (or the dense MLP). */
-static const char *weights_format(const vl2_model *m)
-{
-    const vl2_lm_config *lm = &m->cfg.lm;
-    bool q8 = false;
-    for (int il = 0; il < lm->num_hidden_layers; il++) {
-        const vl2_layer *L = &m->layers[il];
-        const vl2_tensor *ts[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->q_a, &L->q_b, &L->kv_a,
-                                   &L->dense.gate, &L->dense.up, &L->dense.down,
-                                   &L->shared.gate, &L->shared.up, &L->shared.down,
-                                   L->experts ? &L->experts[0].gate : NULL,
-                                   L->experts ? &L->experts[0].down : NULL };
-        for (size_t i = 0; i < G_N_ELEMENTS(ts); i++) {
-            if (ts[i] && ts[i]->data && ts[i]->dtype == VL2_DTYPE_Q4_0)
-                return "q4";
-            q8 = q8 || (ts[i] && ts[i]->data && ts[i]->dtype == VL2_DTYPE_Q8_0);
-        }
-    }
-    if (q8)
-        return "q8";
-    const vl2_layer *last = &m->layers[lm->num_hidden_layers - 1];
-    vl2_dtype t = last->is_moe ? last->experts[0].gate.dtype : last->dense.gate.dtype;
-    return t == VL2_DTYPE_BF16 ? "bf16" : t == VL2_DTYPE_F16 ? "f16"
-         : t == VL2_DTYPE_F32 ? "f32" : vl2_dtype_name(t);
 }
 
 void vl2_model_get_info(const vl2_model *m, vl2_model_info *info)

@@ -35,12 +35,18 @@ typedef struct {
     uint16_t *scales;
 } qjob_item;
 
-/* Quantizing needs rows of whole blocks; copying (resident) takes any float matrix. */
+static bool is_quantized(vl2_dtype t)
+{
+    return t == VL2_DTYPE_Q8_0 || t == VL2_DTYPE_Q4_0;
+}
+
+/* Quantizing needs float rows of whole blocks; copying (resident) takes any matrix, those of
+ * a quantized checkpoint included. */
 static bool eligible(const vl2_tensor *t, bool copy)
 {
     return t->data && t->ndim == 2 && (copy || t->shape[1] % VL2_QBLOCK == 0) &&
            (t->dtype == VL2_DTYPE_BF16 || t->dtype == VL2_DTYPE_F16 ||
-            t->dtype == VL2_DTYPE_F32);
+            t->dtype == VL2_DTYPE_F32 || (copy && is_quantized(t->dtype)));
 }
 
 /* The matrices to quantize and the format of each. */
@@ -93,10 +99,13 @@ static void quantize_task(void *ctx, int task, int thread)
     const int n = (int)t->shape[1], rows = (int)t->shape[0];
     int r0 = task * j->rows_per_task;
     int r1 = r0 + j->rows_per_task < rows ? r0 + j->rows_per_task : rows;
-    if (j->it->to == t->dtype) { /* resident: a copy */
-        size_t rb = t->n_bytes / (size_t)rows;
+    if (j->it->to == t->dtype) { /* resident: a copy, values and scales */
+        size_t rb = j->it->qs_bytes / (size_t)rows, sb = j->it->scale_bytes / (size_t)rows;
         memcpy(j->it->qs + (size_t)r0 * rb, (const uint8_t *)t->data + (size_t)r0 * rb,
                (size_t)(r1 - r0) * rb);
+        if (sb)
+            memcpy((uint8_t *)j->it->scales + (size_t)r0 * sb,
+                   (const uint8_t *)t->scales + (size_t)r0 * sb, (size_t)(r1 - r0) * sb);
         return;
     }
     float *row = malloc((size_t)n * sizeof(float));
@@ -139,9 +148,9 @@ vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format f
     for (guint i = 0; i < items->len; i++) {
         qjob_item *it = &g_array_index(items, qjob_item, i);
         size_t n = (size_t)it->t->n_elements;
-        bool copy = it->to == it->t->dtype;
-        it->qs_bytes = copy ? it->t->n_bytes : it->to == VL2_DTYPE_Q8_0 ? n : n / 2;
-        it->scale_bytes = copy ? 0 : n / VL2_QBLOCK * sizeof(uint16_t);
+        bool plain_copy = it->to == it->t->dtype && !is_quantized(it->to);
+        it->qs_bytes = plain_copy ? it->t->n_bytes : it->to == VL2_DTYPE_Q8_0 ? n : n / 2;
+        it->scale_bytes = plain_copy ? 0 : n / VL2_QBLOCK * sizeof(uint16_t);
         total += (it->qs_bytes + it->scale_bytes + 63) / 64 * 64;
     }
     /* huge pages where the system gives them on request: a decoded token streams through
@@ -165,13 +174,18 @@ vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format f
         int rows = (int)it->t->shape[0];
         qjob j = { it, (rows + 4 * n_threads - 1) / (4 * n_threads) };
         vl2_pool_run(pool, (rows + j.rows_per_task - 1) / j.rows_per_task, quantize_task, &j);
-        release_pages(&m->weights, it->t->data, it->t->n_bytes);
         bool copied = it->to == it->t->dtype;
+        if (copied && it->scale_bytes) {
+            release_pages(&m->weights, it->t->data, it->qs_bytes);
+            release_pages(&m->weights, it->t->scales, it->scale_bytes);
+        } else {
+            release_pages(&m->weights, it->t->data, it->t->n_bytes);
+        }
         if (!copied) /* what vl2_quantize_checkpoint writes as quantized */
             g_hash_table_insert(m->quantized, (gpointer)it->t->name, it->t);
         it->t->dtype = it->to;
         it->t->data = it->qs;
-        it->t->scales = copied ? NULL : it->scales;
+        it->t->scales = it->scale_bytes ? it->scales : NULL;
         it->t->n_bytes = it->qs_bytes + it->scale_bytes;
     }
     m->quant_arena = arena;

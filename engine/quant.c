@@ -571,49 +571,6 @@ AVX2_INLINE void q8_group_avx2(const int8_t *const *q, const uint16_t *const *sc
     }
 }
 
-AVX2_INLINE void q8_rows_avx2(const int8_t *qs, const uint16_t *scales, int n, int r, int R,
-                              const vl2_qx *x, float *y)
-{
-    int nb = n / QB;
-    size_t ahead = prefetch_rows((size_t)n);
-    size_t pfq = ahead * (size_t)n, pfs = ahead * (size_t)nb;
-    const int8_t *q[ROWS];
-    const uint16_t *sc[ROWS];
-    __m256 acc[ROWS];
-#pragma GCC unroll 4
-    for (int k = 0; k < R; k++) {
-        q[k] = qs + (size_t)(r + k) * n;
-        sc[k] = scales + (size_t)(r + k) * nb;
-        acc[k] = _mm256_setzero_ps();
-    }
-    int b0 = 0;
-    for (; b0 + 8 <= nb; b0 += 8)
-        q8_group_avx2(q, sc, R, b0, 8, x, pfq, pfs, acc);
-    if (b0 < nb)
-        q8_group_avx2(q, sc, R, b0, nb - b0, x, pfq, pfs, acc);
-#pragma GCC unroll 4
-    for (int k = 0; k < R; k++) {
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[k]), _mm256_extractf128_ps(acc[k], 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        y[r + k] = _mm_cvtss_f32(h);
-    }
-}
-
-AVX2 static void gemv_q8_avx2(const int8_t *qs, const uint16_t *scales, int n, int r0, int r1,
-                              const vl2_qx *x, float *y)
-{
-    int r = r0;
-    for (; r + ROWS <= r1; r += ROWS)
-        q8_rows_avx2(qs, scales, n, r, ROWS, x, y);
-    switch (r1 - r) {
-    case 3: q8_rows_avx2(qs, scales, n, r, 3, x, y); break;
-    case 2: q8_rows_avx2(qs, scales, n, r, 2, x, y); break;
-    case 1: q8_rows_avx2(qs, scales, n, r, 1, x, y); break;
-    default: break;
-    }
-}
-
 /* Q4_0: two blocks per register (32 bytes), one per 128-bit lane; the low nibbles pair with
  * the first 16 x of each block and the high ones with the last 16, which is how qs4 holds x.
  * The two products are added in 16 bits (at most 2 * 2 * 15 * 127) before widening. */
@@ -659,26 +616,30 @@ AVX2_INLINE void q4_group_avx2(const uint8_t *const *q, const uint16_t *const *s
     }
 }
 
-AVX2_INLINE void q4_rows_avx2(const uint8_t *qs, const uint16_t *scales, int n, int r, int R,
-                              const vl2_qx *x, float *y)
+/* R rows of either format side by side (q4 is a constant where this is inlined). */
+AVX2_INLINE void qrows_avx2(const uint8_t *qs, const uint16_t *scales, int n, int r, int R,
+                            bool q4, const vl2_qx *x, float *y)
 {
     int nb = n / QB;
-    size_t ahead = prefetch_rows((size_t)n / 2);
-    size_t pfq = ahead * (size_t)n / 2, pfs = ahead * (size_t)nb;
+    size_t row_bytes = q4 ? (size_t)n / 2 : (size_t)n;
+    size_t ahead = prefetch_rows(row_bytes);
+    size_t pfq = ahead * row_bytes, pfs = ahead * (size_t)nb;
     const uint8_t *q[ROWS];
     const uint16_t *sc[ROWS];
     __m256 acc[ROWS];
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++) {
-        q[k] = qs + (size_t)(r + k) * (n / 2);
+        q[k] = qs + (size_t)(r + k) * row_bytes;
         sc[k] = scales + (size_t)(r + k) * nb;
         acc[k] = _mm256_setzero_ps();
     }
-    int b0 = 0;
-    for (; b0 + 8 <= nb; b0 += 8)
-        q4_group_avx2(q, sc, R, b0, 8, x, pfq, pfs, acc);
-    if (b0 < nb)
-        q4_group_avx2(q, sc, R, b0, nb - b0, x, pfq, pfs, acc);
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        int m = nb - b0 < 8 ? nb - b0 : 8;
+        if (q4)
+            q4_group_avx2(q, sc, R, b0, m, x, pfq, pfs, acc);
+        else
+            q8_group_avx2((const int8_t *const *)q, sc, R, b0, m, x, pfq, pfs, acc);
+    }
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++) {
         __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[k]), _mm256_extractf128_ps(acc[k], 1));
@@ -688,18 +649,30 @@ AVX2_INLINE void q4_rows_avx2(const uint8_t *qs, const uint16_t *scales, int n, 
     }
 }
 
-AVX2 static void gemv_q4_avx2(const uint8_t *qs, const uint16_t *scales, int n, int r0, int r1,
-                              const vl2_qx *x, float *y)
+AVX2_INLINE void gemv_q_avx2(const uint8_t *qs, const uint16_t *scales, int n, int r0, int r1,
+                             bool q4, const vl2_qx *x, float *y)
 {
     int r = r0;
     for (; r + ROWS <= r1; r += ROWS)
-        q4_rows_avx2(qs, scales, n, r, ROWS, x, y);
+        qrows_avx2(qs, scales, n, r, ROWS, q4, x, y);
     switch (r1 - r) {
-    case 3: q4_rows_avx2(qs, scales, n, r, 3, x, y); break;
-    case 2: q4_rows_avx2(qs, scales, n, r, 2, x, y); break;
-    case 1: q4_rows_avx2(qs, scales, n, r, 1, x, y); break;
+    case 3: qrows_avx2(qs, scales, n, r, 3, q4, x, y); break;
+    case 2: qrows_avx2(qs, scales, n, r, 2, q4, x, y); break;
+    case 1: qrows_avx2(qs, scales, n, r, 1, q4, x, y); break;
     default: break;
     }
+}
+
+AVX2 static void gemv_q8_avx2(const int8_t *qs, const uint16_t *scales, int n, int r0, int r1,
+                              const vl2_qx *x, float *y)
+{
+    gemv_q_avx2((const uint8_t *)qs, scales, n, r0, r1, false, x, y);
+}
+
+AVX2 static void gemv_q4_avx2(const uint8_t *qs, const uint16_t *scales, int n, int r0, int r1,
+                              const vl2_qx *x, float *y)
+{
+    gemv_q_avx2(qs, scales, n, r0, r1, true, x, y);
 }
 
 AVX2_INLINE void bf16_rows_avx2(const uint16_t *w, size_t ldw, int n, int r, int R,

@@ -217,6 +217,7 @@ typedef struct {
 
 static bool bw_probe_init(bw_probe *p, int n_threads, size_t bytes)
 {
+    p->buf = NULL;
     size_t words = bytes / 8 / (size_t)n_threads / 32 * 32;
     p->len = words * (size_t)n_threads * 8;
     p->buf = mmap(NULL, p->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -243,6 +244,7 @@ static void bw_probe_clear(bw_probe *p)
 {
     if (p->buf && p->buf != MAP_FAILED)
         munmap(p->buf, p->len);
+    p->buf = NULL;
 }
 
 typedef struct {
@@ -377,6 +379,22 @@ typedef struct {
     GArray *bw;       /* GB/s, every measurement */
     GArray *gemm;     /* f32 GEMM GFLOP/s, every measurement */
 } bench;
+
+static void bench_clear(bench *b)
+{
+    vl2_session_free(b->session);
+    vl2_model_free(b->model);
+    g_array_unref(b->bw);
+    g_array_unref(b->gemm);
+    bw_probe_clear(&b->probe);
+}
+
+static int bench_fail(bench *b, const char *message)
+{
+    fprintf(stderr, "vl2 bench: %s\n", message);
+    bench_clear(b);
+    return 1;
+}
 
 /* The read bandwidth now: the better of two passes (a pass can only be slowed, not sped up, by
  * a neighbour). */
@@ -624,52 +642,36 @@ int vl2_cmd_bench(int argc, char **argv)
 
     bench b = { .repeats = repeats };
     vl2_error err;
+    b.bw = g_array_new(FALSE, FALSE, sizeof(double));
+    b.gemm = g_array_new(FALSE, FALSE, sizeof(double));
     /* the probe's buffer first: from here on it is in every RSS figure, and taken out of them */
     int n_threads = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (!bw_probe_init(&b.probe, MAX(n_threads, 1), BW_BYTES)) {
-        fprintf(stderr, "vl2 bench: cannot map %zu MiB to measure bandwidth\n", BW_BYTES >> 20);
-        return 1;
-    }
+    if (!bw_probe_init(&b.probe, MAX(n_threads, 1), BW_BYTES))
+        return bench_fail(&b, "cannot map the memory to measure bandwidth in");
     double probe_mb = (double)b.probe.len / (1 << 20);
-    if (vl2_model_load(model_dir, &mp, &b.model, &err) != VL2_OK) {
-        fprintf(stderr, "vl2 bench: %s\n", err.message);
-        bw_probe_clear(&b.probe);
-        return 1;
-    }
+    if (vl2_model_load(model_dir, &mp, &b.model, &err) != VL2_OK)
+        return bench_fail(&b, err.message);
     vl2_model_get_info(b.model, &b.info);
     const vl2_model_info info = b.info;
     /* quantized matrices, whether quantized while loading or read from a quantized checkpoint,
      * are always held in memory (vl2_model_params.resident) */
     const bool in_memory = resident || !strcmp(info.weights_format, "q8") ||
                            !strcmp(info.weights_format, "q4");
-    b.n_threads = info.n_threads;
-    if (info.n_threads != b.probe.job.n_threads) { /* the engine chose otherwise */
+    n_threads = b.n_threads = info.n_threads;
+    if (n_threads != b.probe.job.n_threads) { /* the engine chose otherwise */
         bw_probe_clear(&b.probe);
-        bw_probe_init(&b.probe, info.n_threads, BW_BYTES);
+        if (!bw_probe_init(&b.probe, n_threads, BW_BYTES))
+            return bench_fail(&b, "cannot map the memory to measure bandwidth in");
     }
-    n_threads = info.n_threads;
     vl2_session_params sp = vl2_session_default_params();
     b.kv_bytes = sp.kv_type == VL2_KV_F32 ? 4 : 2;
-    if (vl2_session_new(b.model, &sp, &b.session, &err) != VL2_OK) {
-        fprintf(stderr, "vl2 bench: %s\n", err.message);
-        vl2_model_free(b.model);
-        bw_probe_clear(&b.probe);
-        return 1;
-    }
+    if (vl2_session_new(b.model, &sp, &b.session, &err) != VL2_OK)
+        return bench_fail(&b, err.message);
     openblas_set_num_threads(1);
-    b.bw = g_array_new(FALSE, FALSE, sizeof(double));
-    b.gemm = g_array_new(FALSE, FALSE, sizeof(double));
 
     results r = { 0 };
-    if (!run_workloads(&b, tiles, prompt_tokens, gen, &r, &err)) {
-        fprintf(stderr, "vl2 bench: %s\n", err.message);
-        vl2_session_free(b.session);
-        vl2_model_free(b.model);
-        g_array_unref(b.bw);
-        g_array_unref(b.gemm);
-        bw_probe_clear(&b.probe);
-        return 1;
-    }
+    if (!run_workloads(&b, tiles, prompt_tokens, gen, &r, &err))
+        return bench_fail(&b, err.message);
     double rss = rss_hwm_mb() - probe_mb;
     double bw = median((double *)b.bw->data, (int)b.bw->len);
     /* median() sorted them */
@@ -771,10 +773,6 @@ int vl2_cmd_bench(int argc, char **argv)
                "+ 300 MB = %.0f MB)\n", rss, info.n_bytes / 1e6, info.n_ctx_max, kv_mb,
                rss_bound);
     }
-    vl2_session_free(b.session);
-    vl2_model_free(b.model);
-    g_array_unref(b.bw);
-    g_array_unref(b.gemm);
-    bw_probe_clear(&b.probe);
+    bench_clear(&b);
     return 0;
 }

@@ -6,9 +6,9 @@
  * A preset (or any config.json) and the tokenizer files go to the engine's
  * vl2_write_random_checkpoint(), which writes config.json, the bf16 shards and
  * model.safetensors.index.json into DIR; the folder then loads and runs like a downloaded
- * one, so speed can be measured without fetching 6.7 to 55 GB. The tiny and base configs and
- * the tokenizer files are compiled in from the shared reference data (mkrandom.gresource.xml);
- * small is derived from base here. --dry-run prints the counts and writes nothing.
+ * one, so speed can be measured without fetching 6.7 to 55 GB. The presets' configs and the
+ * tokenizer files are compiled in from engine/deepseek-vl2/ (mkrandom.gresource.xml).
+ * --dry-run prints the counts and writes nothing.
  *
  * Output: the counts as "key: value" lines on stdout (also for --dry-run, plus the seconds
  * after a write); progress in percent on stderr. Errors: exit status 1 (2 for usage, 130 when
@@ -51,67 +51,13 @@ static GBytes *resource(const char *path)
  * Presets
  */
 
-/* DeepSeek-VL2-Small (published as 16.1B total, 2.8B active). Its language model is
- * DeepSeekMoE-16B with the shapes of DeepSeek-V2-Lite (deepseek-ai/DeepSeek-V2-Lite's
- * config.json: MLA without q_lora, 27 layers of 2048, 16 heads, 64 routed experts of 1408 + 2
- * shared, 6 per token, greedy softmax routing, the first layer dense); the vision tower and the
- * projector are those of the other two, the projector's output following the hidden size.
- * The published small config.json is not in the shared data, so this is the base config with
- * these fields changed. Uncertain: keys that do not change shapes (rope_scaling,
- * norm_topk_prob, aux_loss_*), and vocab_size. With 129280, the VL2 tokenizer's (its ids reach
- * 128822, so the engine needs at least that many rows), the total is 16,258,449,984; with
- * V2-Lite's own 102400 it would be 16,148,349,504, which is what "16.1B" suggests, so the
- * published Small probably pairs a 102400-row embedding with a tokenizer of its own. That
- * changes only the embedding and lm_head (110M parameters, 2% of a decoded token's bytes). */
-static const struct {
-    const char *key;
-    int value;
-} small_ints[] = {
-    { "hidden_size", 2048 },
-    { "intermediate_size", 10944 },
-    { "moe_intermediate_size", 1408 },
-    { "num_hidden_layers", 27 },
-    { "num_attention_heads", 16 },
-    { "num_key_value_heads", 16 },
-    { "kv_lora_rank", 512 },
-    { "qk_nope_head_dim", 128 },
-    { "qk_rope_head_dim", 64 },
-    { "v_head_dim", 128 },
-    { "n_routed_experts", 64 },
-    { "num_experts_per_tok", 6 },
-    { "n_shared_experts", 2 },
-    { "first_k_dense_replace", 1 },
-    { "n_group", 1 },
-    { "topk_group", 1 },
-    { "vocab_size", 129280 },
-    { "max_position_embeddings", 4096 },
-};
-
-static char *small_config(GBytes *base)
+/* The presets are the three configs in engine/deepseek-vl2/ (its README says where each comes
+ * from). Small's is reconstructed: its total with the VL2 tokenizer's 129280-row vocabulary is
+ * 16,258,449,984, while the published "16.1B" suggests DeepSeek-V2-Lite's 102400 rows
+ * (16,148,349,504). That changes only the embedding and lm_head, 2% of a decoded token's bytes. */
+static bool is_preset(const char *name)
 {
-    g_autoptr(JsonParser) parser = json_parser_new();
-    gsize len;
-    const char *text = g_bytes_get_data(base, &len);
-    if (!json_parser_load_from_data(parser, text, (gssize)len, NULL))
-        g_assert_not_reached(); /* compiled in from the published file */
-    JsonObject *top = json_node_get_object(json_parser_get_root(parser));
-    JsonObject *lm = json_object_get_object_member(top, "language_config");
-    for (size_t i = 0; i < G_N_ELEMENTS(small_ints); i++)
-        json_object_set_int_member(lm, small_ints[i].key, small_ints[i].value);
-    json_object_set_boolean_member(lm, "use_mla", TRUE);
-    json_object_set_null_member(lm, "q_lora_rank");
-    json_object_set_string_member(lm, "topk_method", "greedy");
-    json_object_set_string_member(lm, "scoring_func", "softmax");
-    json_object_set_boolean_member(lm, "norm_topk_prob", FALSE);
-    json_object_set_double_member(lm, "routed_scaling_factor", 1.0);
-    json_object_set_double_member(lm, "rope_theta", 10000.0);
-    json_object_set_double_member(lm, "rms_norm_eps", 1e-6);
-    json_object_set_int_member(json_object_get_object_member(top, "projector_config"), "n_embed",
-                               2048);
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    json_generator_set_pretty(gen, TRUE);
-    json_generator_set_root(gen, json_parser_get_root(parser));
-    return json_generator_to_data(gen, NULL);
+    return !strcmp(name, "tiny") || !strcmp(name, "small") || !strcmp(name, "base");
 }
 
 /* A regular, not too large text file. */
@@ -149,16 +95,12 @@ static char *read_config(const char *path, char **error)
 /* The config text of a preset name or a path; NULL with *error set. */
 static char *preset_config(const char *preset, char **error)
 {
-    if (!strcmp(preset, "tiny") || !strcmp(preset, "base")) {
+    if (is_preset(preset)) {
         g_autofree char *name = g_strconcat("presets/", preset, ".json", NULL);
         g_autoptr(GBytes) b = resource(name);
         gsize len;
         const char *data = g_bytes_get_data(b, &len);
         return g_strndup(data, len);
-    }
-    if (!strcmp(preset, "small")) {
-        g_autoptr(GBytes) b = resource("presets/base.json");
-        return small_config(b);
     }
     if (!strchr(preset, '/') && !g_str_has_suffix(preset, ".json") &&
         !g_file_test(preset, G_FILE_TEST_EXISTS)) {
@@ -235,11 +177,10 @@ static int mkrandom(const char *preset, const char *dest, uint64_t seed, bool dr
         g_free(error);
         return r;
     }
-    bool is_preset = !strcmp(preset, "tiny") || !strcmp(preset, "small") ||
-                     !strcmp(preset, "base");
-    g_autofree char *config_name = is_preset ? g_strdup_printf("the %s preset's config.json",
-                                                               preset)
-                                             : g_strdup(preset);
+    bool preset_named = is_preset(preset);
+    g_autofree char *config_name = preset_named ? g_strdup_printf("the %s preset's config.json",
+                                                                  preset)
+                                                : g_strdup(preset);
 
     GBytes *blobs[G_N_ELEMENTS(checkpoint_files)];
     vl2_extra_file extra[G_N_ELEMENTS(checkpoint_files)];
@@ -295,7 +236,7 @@ static int mkrandom(const char *preset, const char *dest, uint64_t seed, bool dr
     if (st != VL2_OK)
         return vl2_cli_fail("%s", err.message);
 
-    g_autofree char *what = g_strdup_printf("config: %s", is_preset ? preset : config_name);
+    g_autofree char *what = g_strdup_printf("config: %s", preset_named ? preset : config_name);
     print_counts(what, &info);
     if (!dry_run) {
         printf("dest: %s\n", dest);

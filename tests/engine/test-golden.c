@@ -1,4 +1,4 @@
-/* test-golden.c - the engine against the official implementation's outputs (../shared/golden).
+/* test-golden.c - the engine against the official implementation's outputs (tests/golden).
  *
  * For every golden mini model (mini-tiny: MHA + softmax greedy router; mini-small: MLA without
  * q_lora; mini-base: MLA with q_lora, sigmoid noaux_tc router) and every case, with the
@@ -10,7 +10,8 @@
  * Also: decoding through the KV cache gives the logits of a full recompute.
  *
  * With VL2_GOLDEN_MODELS=real-tiny (the meson 'model' suite) it checks the published Tiny's
- * shapes instead, from the checkpoint in $VL2_REAL_TINY_DIR (exit 77, skipped, when unset),
+ * shapes instead, from the checkpoint in $VL2_REAL_TINY_DIR and the extended golden set in
+ * $VL2_GOLDEN_DIR (meson -Dgolden_dir; exit 77, skipped, when not configured),
  * with that model's looser tolerances: 64 experts make routing near-ties frequent.
  */
 #include <math.h>
@@ -557,7 +558,9 @@ int main(int argc, char **argv)
                                      ",", -1);
     if (g_strv_contains((const char *const *)names, "real-tiny") &&
         !(g_getenv("VL2_REAL_TINY_DIR") && *g_getenv("VL2_REAL_TINY_DIR"))) {
-        g_printerr("skipped: set VL2_REAL_TINY_DIR to a real-tiny checkpoint (make_weights.py)\n");
+        g_printerr("skipped: the model suite needs the extended golden set with real-tiny: "
+                   "configure with -Dgolden_dir=DIR, e.g. "
+                   "meson configure build -Dgolden_dir=../shared/golden\n");
         return 77;
     }
     loaded_models = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,

@@ -48,8 +48,8 @@ typedef struct {
 static void mini_init(mini *m)
 {
     g_autofree char *cpath = golden_model_file("mini-tiny", "config.json");
-    g_autofree char *tpath = golden_model_file("mini-tiny", "tokenizer.json");
-    g_autofree char *tcpath = golden_model_file("mini-tiny", "tokenizer_config.json");
+    g_autofree char *tpath = test_model_file("tokenizer.json");
+    g_autofree char *tcpath = test_model_file("tokenizer_config.json");
     m->config = read_text(cpath);
     g_assert_true(g_file_get_contents(tpath, &m->tok, &m->tok_len, NULL));
     g_assert_true(g_file_get_contents(tcpath, &m->tok_config, &m->tok_config_len, NULL));
@@ -205,7 +205,7 @@ static vl2_random_info dry_run(const char *config_path)
 
 static void test_dry_run_tiny(void)
 {
-    g_autofree char *path = golden_model_file("real-tiny", "config.json");
+    g_autofree char *path = test_model_file("tiny/config.json");
     vl2_random_info info = dry_run(path);
     g_test_message("tiny: %" G_GINT64_FORMAT " parameters, %d tensors, %d shards", info.n_params,
                    info.n_tensors, info.n_shards);
@@ -226,7 +226,7 @@ static void test_dry_run_tiny(void)
 
 static void test_dry_run_base(void)
 {
-    g_autofree char *path = g_build_filename(test_hf_dir(), "config.json", NULL);
+    g_autofree char *path = test_model_file("base/config.json");
     vl2_random_info info = dry_run(path);
     g_test_message("base: %" G_GINT64_FORMAT " parameters, %d tensors, %d shards", info.n_params,
                    info.n_tensors, info.n_shards);
@@ -610,7 +610,7 @@ static void test_cli_write(void)
                                    "special_tokens_map.json", "processor_config.json" };
     for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
         g_autofree char *mine = g_build_filename(dest, files[i], NULL);
-        g_autofree char *theirs = g_build_filename(test_hf_dir(), files[i], NULL);
+        g_autofree char *theirs = test_model_file(files[i]);
         g_assert_true(same_file(mine, theirs));
     }
     g_autofree char *cfg = g_build_filename(dest, "config.json", NULL);

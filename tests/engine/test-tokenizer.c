@@ -12,7 +12,7 @@ static vl2_tokenizer *real_tok;
 static const vl2_tokenizer *real_tokenizer(void)
 {
     if (!real_tok) {
-        g_autofree char *path = test_golden_path("tokenizer/tokenizer.json");
+        g_autofree char *path = test_model_file("tokenizer.json");
         vl2_error err;
         vl2_status st = vl2_tokenizer_load(path, &real_tok, &err);
         if (st != VL2_OK)
@@ -429,7 +429,7 @@ static void test_hostile_files(void)
     expect_error(vl2_tokenizer_load(empty, &tok, &err), VL2_ERR_FORMAT, &err, empty);
 
     /* The real file cut at a line end: json-glib's line:column follows the name. */
-    g_autofree char *real = test_golden_path("tokenizer/tokenizer.json");
+    g_autofree char *real = test_model_file("tokenizer.json");
     g_autofree char *data = NULL;
     gsize len;
     g_assert_true(g_file_get_contents(real, &data, &len, NULL));

@@ -13,12 +13,17 @@ static const char *env_or_skip(const char *var)
 }
 
 const char *test_golden_dir(void) { return env_or_skip("VL2_GOLDEN_DIR"); }
-const char *test_hf_dir(void) { return env_or_skip("VL2_HF_DIR"); }
+const char *test_model_files_dir(void) { return env_or_skip("VL2_MODEL_FILES_DIR"); }
 const char *test_fixture_dir(void) { return env_or_skip("VL2_FIXTURE_DIR"); }
 
 char *test_golden_path(const char *rel)
 {
     return g_build_filename(test_golden_dir(), rel, NULL);
+}
+
+char *test_model_file(const char *rel)
+{
+    return g_build_filename(test_model_files_dir(), rel, NULL);
 }
 
 JsonNode *test_load_json(const char *path)

@@ -6,10 +6,12 @@
 
 #include "vl2.h"
 
-/* $VL2_GOLDEN_DIR (set by meson), e.g. ../shared/golden. */
+/* $VL2_GOLDEN_DIR (set by meson): tests/golden, or the extended set for the 'model' suite. */
 const char *test_golden_dir(void);
-/* $VL2_HF_DIR: the published deepseek-vl2 config and weight index. */
-const char *test_hf_dir(void);
+/* $VL2_MODEL_FILES_DIR: engine/deepseek-vl2, the published configs, tokenizer and weight index. */
+const char *test_model_files_dir(void);
+/* g_build_filename(test_model_files_dir(), rel, NULL), e.g. "tiny/config.json" */
+char *test_model_file(const char *rel);
 /* $VL2_FIXTURE_DIR: generated checkpoints (golden mini models with weights) in the build tree. */
 const char *test_fixture_dir(void);
 /* g_build_filename(test_golden_dir(), rel, NULL) */

@@ -352,7 +352,7 @@ load_done_main (gpointer data)
 typedef struct
 {
   char *path;
-  image_rgb image;
+  ImageRgb image;
 } CachedImage;
 
 static void
@@ -507,13 +507,13 @@ generate_done_main (gpointer data)
 }
 
 /* The decoded pixels of an image file, from the worker's small cache. */
-static const image_rgb *
+static const ImageRgb *
 worker_image (AppEngine   *self,
               const char  *path,
               GError     **error)
 {
   CachedImage *c;
-  char *message = NULL;
+  g_autoptr(GError) local_error = NULL;
 
   for (GList *l = self->image_cache.head; l; l = l->next)
     {
@@ -526,10 +526,9 @@ worker_image (AppEngine   *self,
         }
     }
   c = g_new0 (CachedImage, 1);
-  if (!image_file_load (path, &c->image, &message))
+  if (!image_file_load (path, &c->image, &local_error))
     {
-      g_set_error_literal (error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_IMAGE, message);
-      g_free (message);
+      g_set_error_literal (error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_IMAGE, local_error->message);
       g_free (c);
       return NULL;
     }
@@ -575,7 +574,7 @@ build_prompt (AppEngine  *self,
           g_ptr_array_add (image_arrays, imgs);
           for (guint k = 0; k < n; k++)
             {
-              const image_rgb *im = worker_image (self, t->image_paths[k], error);
+              const ImageRgb *im = worker_image (self, t->image_paths[k], error);
 
               if (!im)
                 return NULL;

@@ -165,8 +165,7 @@ import_thread (GTask        *task,
 {
   ImportData *d = task_data;
   GError *error = NULL;
-  image_rgb im;
-  char *message = NULL;
+  ImageRgb im;
   char *id;
 
   if (!d->bytes)
@@ -181,10 +180,9 @@ import_thread (GTask        *task,
         }
       d->bytes = g_bytes_new_take (contents, len);
     }
-  if (!image_file_load_bytes (d->bytes, d->name, &im, &message))
+  if (!image_file_load_bytes (d->bytes, d->name, &im, &error))
     {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s", message);
-      g_free (message);
+      g_task_return_error (task, error);
       return;
     }
   image_rgb_clear (&im);

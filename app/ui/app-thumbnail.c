@@ -1,7 +1,7 @@
 /* app-thumbnail.c - image files to textures without blocking the main thread.
  *
  * Decoding a 20-megapixel photo takes a noticeable fraction of a second, so it runs in a GTask
- * thread through the same decoder the engine uses (engine/cli/image-file.c): what the person
+ * thread through the same decoder the engine uses (imagefile/image-file.c): what the person
  * sees is exactly what the model sees, rotated by EXIF and all. Textures are cached by path
  * and size: the conversation list recycles its rows while scrolling and must not decode the
  * same pictures again. The cache is bounded by count and by pixel memory, since the viewer and
@@ -107,14 +107,13 @@ decode_thread (GTask        *task,
                GCancellable *cancellable)
 {
   Request *r = task_data;
-  image_rgb im;
-  char *error = NULL;
+  ImageRgb im;
+  GError *error = NULL;
   GdkPixbuf *pixbuf;
 
   if (!image_file_load (r->path, &im, &error))
     {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s", error);
-      g_free (error);
+      g_task_return_error (task, error); /* IMAGE_FILE_ERROR: missing, damaged, too large... */
       return;
     }
   pixbuf = gdk_pixbuf_new_from_data (im.rgb, GDK_COLORSPACE_RGB, FALSE, 8, im.width, im.height,

@@ -6,7 +6,9 @@
 G_BEGIN_DECLS
 
 /* Decodes `path` in a worker thread the way the engine does (EXIF orientation applied, the same
- * size limits), scaled to fit `size` x `size` pixels, or full size when size is 0. */
+ * size limits), scaled to fit `size` x `size` pixels, or full size when size is 0. A file that
+ * cannot be decoded fails with an IMAGE_FILE_ERROR (image-file.h), whose code tells a missing
+ * image from a damaged or oversized one. */
 void             app_thumbnail_load_async      (const char      *path,
                                                 int              size,
                                                 GCancellable    *cancellable,

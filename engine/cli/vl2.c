@@ -79,9 +79,12 @@ static bool parse_role(const char *s, vl2_role *role)
 
 static bool add_image(conversation *c, const char *file, char **error)
 {
-    image_rgb im;
-    if (!image_file_load(file, &im, error))
+    ImageRgb im;
+    g_autoptr(GError) gerr = NULL;
+    if (!image_file_load(file, &im, &gerr)) {
+        *error = g_strdup(gerr->message);
         return false;
+    }
     vl2_image v = { im.width, im.height, im.stride, im.rgb };
     g_array_append_val(c->images, v);
     return true;

@@ -730,10 +730,10 @@ test_exif (void)
   g_autoptr(GdkPixbuf) pixbuf = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 60, 40);
   g_autoptr(GBytes) rotated = NULL;
   g_autoptr(AppGrounding) g = NULL;
-  g_autofree char *error = NULL;
+  g_autoptr(GError) error = NULL;
   g_autofree char *jpeg = NULL;
   const AppGroundingRef *ref;
-  image_rgb im = { 0 };
+  g_auto(ImageRgb) im = { 0 };
   int x, y, width, height, n_checked = 0;
   gsize len;
 
@@ -748,7 +748,7 @@ test_exif (void)
                                             "quality", "100", NULL));
   rotated = jpeg_with_orientation ((const guint8 *) jpeg, len, 6);
   if (!image_file_load_bytes (rotated, "rotated.jpg", &im, &error))
-    g_error ("%s", error);
+    g_error ("%s", error->message);
   g_assert_cmpint (im.width, ==, 40);
   g_assert_cmpint (im.height, ==, 60);
 
@@ -779,8 +779,6 @@ test_exif (void)
         n_checked += inside || outside;
       }
   g_assert_cmpint (n_checked, >, 1500);
-
-  image_rgb_clear (&im);
 }
 
 static void

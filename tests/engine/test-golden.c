@@ -109,7 +109,7 @@ static JsonObject *case_object(const char *name)
 typedef struct {
     vl2_message *msgs;
     int n;
-    image_rgb *images;
+    ImageRgb *images;
     int n_images;
 } case_conv;
 
@@ -128,7 +128,7 @@ static void case_messages(JsonObject *c, case_conv *out)
     JsonArray *conv = json_object_get_array_member(c, "conversation");
     out->n = (int)json_array_get_length(conv);
     out->msgs = g_new0(vl2_message, out->n);
-    out->images = g_new0(image_rgb, 16);
+    out->images = g_new0(ImageRgb, 16);
     out->n_images = 0;
     for (int i = 0; i < out->n; i++) {
         JsonObject *m = json_array_get_object_element(conv, (guint)i);
@@ -144,10 +144,10 @@ static void case_messages(JsonObject *c, case_conv *out)
             g_autofree char *rel = g_build_filename("images",
                                                     json_array_get_string_element(imgs, j), NULL);
             g_autofree char *path = test_golden_path(rel);
-            char *error = NULL;
-            image_rgb *im = &out->images[out->n_images++];
+            g_autoptr(GError) error = NULL;
+            ImageRgb *im = &out->images[out->n_images++];
             if (!image_file_load(path, im, &error))
-                g_error("%s", error);
+                g_error("%s", error->message);
             v[j] = (vl2_image){ im->width, im->height, im->stride, im->rgb };
         }
         out->msgs[i].images = v;
@@ -166,10 +166,10 @@ static void check_tiles(const vl2_prompt *p, const char *name)
         g_autofree char *file = g_strdup_printf("%s/%02d.png", dir, n_files);
         if (!g_file_test(file, G_FILE_TEST_EXISTS))
             break;
-        image_rgb t;
-        char *error = NULL;
+        ImageRgb t;
+        g_autoptr(GError) error = NULL;
         if (!image_file_load(file, &t, &error))
-            g_error("%s", error);
+            g_error("%s", error->message);
         g_assert_cmpint(t.width, ==, S);
         g_assert_cmpint(t.height, ==, S);
         g_assert_cmpint(n_files, <, vl2_prompt_n_tiles(p));

@@ -46,7 +46,7 @@ vl2_generate_params vl2_generate_default_params(void)
         .top_k = 50,
         .repetition_penalty = 1.1f,
         .seed = VL2_SEED_RANDOM,
-        .max_new_tokens = 512,
+        .max_new_tokens = 1024,
         .stop_at_eos = true,
     };
 }

@@ -12,7 +12,9 @@
  *     turn ends with "<|Assistant|>:".
  * The template's system message is always empty here: the system_prompt argument reaches
  * sft_format only. This engine's own system prompt (vl2_conversation.system_prompt) is encoded
- * the way sft_format renders it: the text and a blank line right after bos.
+ * the way sft_format renders it: the text and a blank line right after bos. A user turn with
+ * images but no "<image>" gets one "<image>\n" line per image in front of its text, as the
+ * official demos write their questions, and is then encoded like that tagged text.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -91,15 +93,35 @@ static vl2_status encode_with_images(builder *b, const char *text, size_t len,
     return VL2_OK;
 }
 
+/* A user turn with images but no placeholder, the way people ask ("What is this?" and a
+ * picture), is written the way the official demos write theirs: one "<image>\n" line per image,
+ * then the text. Returns a new string, or NULL when the content is used as it stands. */
+static char *place_image_tags(const vl2_message *msg)
+{
+    if (msg->n_images == 0 || strstr(msg->content, IMAGE_TAG))
+        return NULL;
+    GString *text = g_string_sized_new((sizeof IMAGE_TAG) * (size_t)msg->n_images +
+                                       strlen(msg->content));
+    for (int i = 0; i < msg->n_images; i++) {
+        g_string_append(text, IMAGE_TAG);
+        g_string_append_c(text, '\n');
+    }
+    g_string_append(text, msg->content);
+    return g_string_free(text, FALSE);
+}
+
 static vl2_status user_turn(builder *b, const vl2_message *msg, int index)
 {
+    char *tagged = place_image_tags(msg);
     const char *s, *e;
-    py_strip(msg->content, &s, &e);
+    py_strip(tagged ? tagged : msg->content, &s, &e);
     int tags = count_tags(s, (size_t)(e - s));
-    if (tags != msg->n_images)
+    if (tags != msg->n_images) {
+        g_free(tagged);
         return vl2_set_error(b->err, VL2_ERR_IMAGE, "message %d has %d <image> placeholder%s but "
                              "%d image%s", index + 1, tags, tags == 1 ? "" : "s", msg->n_images,
                              msg->n_images == 1 ? "" : "s");
+    }
     GString *text = g_string_new("<|User|>:");
     if (e > s) {
         g_string_append_c(text, ' ');
@@ -107,6 +129,7 @@ static vl2_status user_turn(builder *b, const vl2_message *msg, int index)
         g_string_append(text, "\n\n");
     }
     g_string_append(text, "<|Assistant|>:");
+    g_free(tagged);
     vl2_status st = encode_with_images(b, text->str, text->len, msg->images, msg->n_images);
     g_string_free(text, TRUE);
     return st;

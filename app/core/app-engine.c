@@ -13,6 +13,7 @@
  */
 #include "app-engine.h"
 
+#include <float.h>
 #include <glib/gi18n.h>
 #include <string.h>
 
@@ -64,16 +65,30 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+/* The engine keeps its defaults in floats: 0.4f is 0.4000000059604645 as a double, which a
+ * spin button showing two digits would round and store as a change. Going through the
+ * float's shortest decimal form gives back the 0.4 the default was written as. */
+static double
+float_to_double (float value)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  g_ascii_formatd (buf, sizeof buf, "%." G_STRINGIFY (FLT_DIG) "g", value);
+  return g_ascii_strtod (buf, NULL);
+}
+
 void
 app_generate_params_init (AppGenerateParams *params)
 {
+  vl2_generate_params defaults = vl2_generate_default_params ();
+
   memset (params, 0, sizeof *params);
-  params->temperature = 0.4;
-  params->top_p = 0.9;
-  params->top_k = 50;
-  params->repetition_penalty = 1.1;
-  params->max_new_tokens = 1024;
-  params->seed = G_MAXUINT64;
+  params->temperature = float_to_double (defaults.temperature);
+  params->top_p = float_to_double (defaults.top_p);
+  params->top_k = defaults.top_k;
+  params->repetition_penalty = float_to_double (defaults.repetition_penalty);
+  params->max_new_tokens = defaults.max_new_tokens;
+  params->seed = defaults.seed == VL2_SEED_RANDOM ? G_MAXUINT64 : defaults.seed;
 }
 
 void
@@ -844,22 +859,8 @@ app_engine_generate_async (AppEngine               *self,
       t.assistant = app_message_get_role (m) == APP_ROLE_ASSISTANT;
       for (guint k = 0; images && images[k]; k++)
         g_ptr_array_add (paths, g_build_filename (image_dir, images[k], NULL));
-      /* People attach pictures and type a question; the model wants an <image> tag per
-       * picture. Like the official examples, the tags go first, one line each, unless the
-       * question places them itself. */
-      if (paths->len > 0 && !strstr (app_message_get_text (m), "<image>"))
-        {
-          GString *text = g_string_new (NULL);
-
-          for (guint k = 0; k < paths->len; k++)
-            g_string_append (text, "<image>\n");
-          g_string_append (text, app_message_get_text (m));
-          t.text = g_string_free (text, FALSE);
-        }
-      else
-        {
-          t.text = g_strdup (app_message_get_text (m));
-        }
+      /* a question without <image> tags gets them from the engine's prompt builder */
+      t.text = g_strdup (app_message_get_text (m));
       g_ptr_array_add (paths, NULL);
       t.image_paths = (char **) g_ptr_array_free (paths, FALSE);
       g_array_append_val (job->turns, t);

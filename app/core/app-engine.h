@@ -54,7 +54,8 @@ typedef struct {
   char *system_prompt;           /* NULL or "" for none */
 } AppGenerateParams;
 
-/* The official example's defaults (temperature 0.4, top-p 0.9, top-k 50, penalty 1.1). */
+/* Fills `params` with the engine's defaults (vl2_generate_default_params(), documented in
+ * engine/include/vl2.h) and no system prompt. */
 void             app_generate_params_init      (AppGenerateParams *params);
 void             app_generate_params_clear     (AppGenerateParams *params);
 

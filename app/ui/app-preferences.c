@@ -2,12 +2,16 @@
  *
  * Every control is bound to a GSettings key, so changes apply at once and persist: the
  * application reloads the model when the folder or the thread count changes, and the next
- * answer uses the sampling values. libadwaita 1.2 has no spin row, so numbers are spin buttons
- * at the end of action rows.
+ * answer uses the sampling values. A sampling key left unset follows the engine's default,
+ * which its row shows; a reset button returns a changed one to it. libadwaita 1.2 has no spin
+ * row, so numbers are spin buttons at the end of action rows.
  */
 #include "app-preferences.h"
 
 #include <glib/gi18n.h>
+#include <math.h>
+
+#include "app-engine.h"
 
 struct _AppPreferences
 {
@@ -88,6 +92,106 @@ spin_row (AppPreferences *self,
   return row;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Sampling rows. Their keys are maybe-typed: unset ("nothing") means the engine's default,
+ * which the spin button then shows; a value the user picks is stored as it is, and the row's
+ * reset button (shown only then) unsets the key again.
+ */
+
+static gboolean
+sampling_get_mapping (GValue   *value,
+                      GVariant *variant,
+                      gpointer  user_data)
+{
+  const double *fallback = user_data;
+  g_autoptr(GVariant) just = g_variant_get_maybe (variant);
+
+  if (!just)
+    g_value_set_double (value, *fallback);
+  else if (g_variant_is_of_type (just, G_VARIANT_TYPE_INT32))
+    g_value_set_double (value, g_variant_get_int32 (just));
+  else
+    g_value_set_double (value, g_variant_get_double (just));
+  return TRUE;
+}
+
+static GVariant *
+sampling_set_mapping (const GValue       *value,
+                      const GVariantType *expected_type,
+                      gpointer            user_data)
+{
+  const GVariantType *type = g_variant_type_element (expected_type);
+  double v = g_value_get_double (value);
+
+  if (g_variant_type_equal (type, G_VARIANT_TYPE_INT32))
+    return g_variant_new_maybe (type, g_variant_new_int32 ((gint32) round (v)));
+  return g_variant_new_maybe (type, g_variant_new_double (v));
+}
+
+static void
+sampling_changed_cb (GSettings  *settings,
+                     const char *key,
+                     GtkWidget  *reset)
+{
+  g_autoptr(GVariant) value = g_settings_get_value (settings, key);
+
+  gtk_widget_set_visible (reset, g_variant_n_children (value) > 0);
+}
+
+static void
+reset_clicked_cb (GtkWidget      *reset,
+                  AppPreferences *self)
+{
+  g_settings_reset (self->settings, g_object_get_data (G_OBJECT (reset), "key"));
+}
+
+/* A spin row for a sampling key whose unset value is `fallback`, the engine's default. */
+static GtkWidget *
+sampling_row (AppPreferences *self,
+              const char     *key,
+              double          fallback,
+              const char     *title,
+              const char     *subtitle,
+              double          lower,
+              double          upper,
+              double          step,
+              guint           digits)
+{
+  GtkWidget *row = adw_action_row_new ();
+  GtkAdjustment *adj = gtk_adjustment_new (fallback, lower, upper, step, step * 10, 0);
+  GtkWidget *spin = gtk_spin_button_new (adj, step, digits);
+  GtkWidget *reset = gtk_button_new_from_icon_name ("edit-undo-symbolic");
+  g_autofree char *shown = g_strdup_printf ("%.*f", (int) digits, fallback);
+  /* Translators: %s is the default value, such as 0.40 */
+  g_autofree char *tooltip = g_strdup_printf (_("Reset to the Default (%s)"), shown);
+  g_autofree char *changed = g_strconcat ("changed::", key, NULL);
+
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
+  adw_action_row_set_subtitle (ADW_ACTION_ROW (row), subtitle);
+
+  gtk_widget_set_valign (reset, GTK_ALIGN_CENTER);
+  gtk_widget_add_css_class (reset, "flat");
+  gtk_widget_set_tooltip_text (reset, tooltip);
+  gtk_accessible_update_property (GTK_ACCESSIBLE (reset), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  tooltip, -1);
+  g_object_set_data_full (G_OBJECT (reset), "key", g_strdup (key), g_free);
+  g_signal_connect (reset, "clicked", G_CALLBACK (reset_clicked_cb), self);
+  adw_action_row_add_suffix (ADW_ACTION_ROW (row), reset);
+
+  gtk_widget_set_valign (spin, GTK_ALIGN_CENTER);
+  gtk_accessible_update_property (GTK_ACCESSIBLE (spin), GTK_ACCESSIBLE_PROPERTY_LABEL, title,
+                                  -1);
+  adw_action_row_add_suffix (ADW_ACTION_ROW (row), spin);
+  adw_action_row_set_activatable_widget (ADW_ACTION_ROW (row), spin);
+
+  g_settings_bind_with_mapping (self->settings, key, adj, "value", G_SETTINGS_BIND_DEFAULT,
+                                sampling_get_mapping, sampling_set_mapping,
+                                g_memdup2 (&fallback, sizeof fallback), g_free);
+  g_signal_connect_object (self->settings, changed, G_CALLBACK (sampling_changed_cb), reset, 0);
+  sampling_changed_cb (self->settings, key, reset);
+  return row;
+}
+
 static void
 system_prompt_changed_cb (AppPreferences *self)
 {
@@ -109,7 +213,9 @@ app_preferences_new (GSettings *settings)
   AdwPreferencesGroup *system = ADW_PREFERENCES_GROUP (adw_preferences_group_new ());
   GtkWidget *choose, *frame, *view;
   g_autofree char *prompt = NULL;
+  AppGenerateParams defaults;
 
+  app_generate_params_init (&defaults);
   self->settings = g_object_ref (settings);
   gtk_window_set_title (GTK_WINDOW (self), _("Preferences"));
 
@@ -127,23 +233,28 @@ app_preferences_new (GSettings *settings)
   adw_preferences_page_add (page, model);
 
   adw_preferences_group_set_title (answers, _("Answers"));
-  adw_preferences_group_add (answers, spin_row (self, "temperature", _("Temperature"),
-                                                _("Higher is more varied; 0 always picks the "
-                                                  "likeliest word; at most 0.7 is advised"),
-                                                0, 2, 0.05, 2));
-  adw_preferences_group_add (answers, spin_row (self, "top-p", _("Top-p"),
-                                                _("Sample only from the likeliest words "
-                                                  "that make up this probability"),
-                                                0.05, 1, 0.05, 2));
-  adw_preferences_group_add (answers, spin_row (self, "max-new-tokens",
-                                                _("Maximum Answer Length"),
-                                                _("In tokens (about three quarters of a word)"),
-                                                16, 4096, 16, 0));
-  adw_preferences_group_add (answers, spin_row (self, "repetition-penalty",
-                                                _("Repetition Penalty"),
-                                                _("Makes words already used less likely; 1 "
-                                                  "turns it off"),
-                                                1, 2, 0.05, 2));
+  adw_preferences_group_add (answers, sampling_row (self, "temperature", defaults.temperature,
+                                                    _("Temperature"),
+                                                    _("Higher is more varied; 0 always picks "
+                                                      "the likeliest word; at most 0.7 is "
+                                                      "advised"),
+                                                    0, 2, 0.05, 2));
+  adw_preferences_group_add (answers, sampling_row (self, "top-p", defaults.top_p, _("Top-p"),
+                                                    _("Sample only from the likeliest words "
+                                                      "that make up this probability"),
+                                                    0.05, 1, 0.05, 2));
+  adw_preferences_group_add (answers, sampling_row (self, "max-new-tokens",
+                                                    defaults.max_new_tokens,
+                                                    _("Maximum Answer Length"),
+                                                    _("In tokens (about three quarters of a "
+                                                      "word)"),
+                                                    16, 4096, 16, 0));
+  adw_preferences_group_add (answers, sampling_row (self, "repetition-penalty",
+                                                    defaults.repetition_penalty,
+                                                    _("Repetition Penalty"),
+                                                    _("Makes words already used less likely; "
+                                                      "1 turns it off"),
+                                                    1, 2, 0.05, 2));
   adw_preferences_page_add (page, answers);
 
   adw_preferences_group_set_title (system, _("System Prompt"));

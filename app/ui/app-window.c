@@ -355,15 +355,40 @@ generate_cb (GObject      *source,
   g_free (g);
 }
 
+/* The sampling keys are maybe-typed: unset ("nothing") leaves the engine's default. */
+static void
+settings_double (GSettings  *settings,
+                 const char *key,
+                 double     *value)
+{
+  g_autoptr(GVariant) maybe = g_settings_get_value (settings, key);
+  g_autoptr(GVariant) just = g_variant_get_maybe (maybe);
+
+  if (just)
+    *value = g_variant_get_double (just);
+}
+
+static void
+settings_int (GSettings  *settings,
+              const char *key,
+              int        *value)
+{
+  g_autoptr(GVariant) maybe = g_settings_get_value (settings, key);
+  g_autoptr(GVariant) just = g_variant_get_maybe (maybe);
+
+  if (just)
+    *value = g_variant_get_int32 (just);
+}
+
 static void
 settings_params (AppWindow         *self,
                  AppGenerateParams *p)
 {
   app_generate_params_init (p);
-  p->temperature = g_settings_get_double (self->settings, "temperature");
-  p->top_p = g_settings_get_double (self->settings, "top-p");
-  p->max_new_tokens = g_settings_get_int (self->settings, "max-new-tokens");
-  p->repetition_penalty = g_settings_get_double (self->settings, "repetition-penalty");
+  settings_double (self->settings, "temperature", &p->temperature);
+  settings_double (self->settings, "top-p", &p->top_p);
+  settings_int (self->settings, "max-new-tokens", &p->max_new_tokens);
+  settings_double (self->settings, "repetition-penalty", &p->repetition_penalty);
   p->system_prompt = g_settings_get_string (self->settings, "system-prompt");
 }
 

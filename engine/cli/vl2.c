@@ -451,21 +451,26 @@ static int cmd_run(int argc, char **argv)
     int top_k = gp.top_k, max_new = gp.max_new_tokens, threads = 0, n_ctx = 0;
     gint64 seed = -1;
     gboolean resident = FALSE;
+    /* The help shows the engine's defaults, which are written in one place only. */
+    g_autofree char *temperature_help =
+        g_strdup_printf("Sampling temperature (default %g; 0 = greedy)", temperature);
+    g_autofree char *top_p_help = g_strdup_printf("Nucleus sampling mass (default %g)", top_p);
+    g_autofree char *top_k_help = g_strdup_printf("Keep the K most likely (default %d)", top_k);
+    g_autofree char *penalty_help = g_strdup_printf("Repetition penalty (default %g)", penalty);
+    g_autofree char *max_new_help =
+        g_strdup_printf("Answer length limit (default %d; 0 = no limit)", max_new);
     GOptionEntry entries[] = {
         { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder", "DIR" },
         { "image", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &images, "Image to ask about (repeatable)",
           "FILE" },
         { "prompt", 0, 0, G_OPTION_ARG_STRING, &prompt_text, "The question", "TEXT" },
         { "system", 0, 0, G_OPTION_ARG_STRING, &system, "System prompt", "TEXT" },
-        { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &temperature, "Sampling temperature "
-          "(default 0.4; 0 = greedy)", "T" },
-        { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p, "Nucleus sampling mass (default 0.9)", "P" },
-        { "top-k", 0, 0, G_OPTION_ARG_INT, &top_k, "Keep the K most likely (default 50)", "K" },
-        { "repetition-penalty", 0, 0, G_OPTION_ARG_DOUBLE, &penalty,
-          "Repetition penalty (default 1.1)", "R" },
+        { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &temperature, temperature_help, "T" },
+        { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p, top_p_help, "P" },
+        { "top-k", 0, 0, G_OPTION_ARG_INT, &top_k, top_k_help, "K" },
+        { "repetition-penalty", 0, 0, G_OPTION_ARG_DOUBLE, &penalty, penalty_help, "R" },
         { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default: random)", "N" },
-        { "max-new-tokens", 0, 0, G_OPTION_ARG_INT, &max_new, "Answer length limit "
-          "(default 512)", "N" },
+        { "max-new-tokens", 0, 0, G_OPTION_ARG_INT, &max_new, max_new_help, "N" },
         { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Worker threads (default: all CPUs)", "N" },
         { "ctx", 0, 0, G_OPTION_ARG_INT, &n_ctx, "Context size (default: the model's)", "N" },
         { "weights", 0, 0, G_OPTION_ARG_STRING, &weights, "Language model weights: as stored "
@@ -486,24 +491,16 @@ static int cmd_run(int argc, char **argv)
         return vl2_cli_usage(ctx, "--weights is q8 or q4");
     conversation c = { 0 };
     c.images = g_array_new(FALSE, TRUE, sizeof(vl2_image));
-    GString *text = g_string_new(NULL);
     int n_images = images ? (int)g_strv_length(images) : 0;
     for (int i = 0; i < n_images; i++) {
         char *error = NULL;
         if (!add_image(&c, images[i], &error)) {
             int r = vl2_cli_fail("%s", error);
             g_free(error);
-            g_string_free(text, TRUE);
             conversation_clear(&c);
             return r;
         }
     }
-    /* The official demos put the images first: "<image>\n" each, then the question. A prompt
-     * that places its own <image> tags is used as written. */
-    if (!strstr(prompt_text, "<image>"))
-        for (int i = 0; i < n_images; i++)
-            g_string_append(text, "<image>\n");
-    g_string_append(text, prompt_text);
 
     vl2_error err;
     vl2_model *model = NULL;
@@ -520,7 +517,8 @@ static int cmd_run(int argc, char **argv)
         vl2_cli_fail("%s", err.message);
         goto out;
     }
-    vl2_message msg = { VL2_ROLE_USER, text->str, (const vl2_image *)c.images->data, n_images };
+    /* a prompt without <image> tags gets them from the prompt builder (see vl2_message) */
+    vl2_message msg = { VL2_ROLE_USER, prompt_text, (const vl2_image *)c.images->data, n_images };
     vl2_conversation conv = { &msg, 1, system };
     vl2_session_params sp = vl2_session_default_params();
     sp.n_ctx = n_ctx;
@@ -567,7 +565,6 @@ out:
     vl2_prompt_free(prompt);
     vl2_session_free(s);
     vl2_model_free(model);
-    g_string_free(text, TRUE);
     conversation_clear(&c);
     return rc;
 }

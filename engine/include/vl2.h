@@ -179,8 +179,12 @@ typedef struct vl2_image {
     const uint8_t *rgb;
 } vl2_image;
 
-/* One turn. User content may hold "<image>" placeholders, one per entry of `images`. An
- * assistant turn with empty content marks where generation starts and must come last. */
+/* One turn. User content places its images with "<image>" placeholders, one per entry of
+ * `images` (another count is refused with VL2_ERR_IMAGE). Content with images but no
+ * placeholder gets one "<image>\n" line per image in front of its text, as the official demos
+ * write their questions: "What is this?" with two images is read as
+ * "<image>\n<image>\nWhat is this?". An assistant turn with empty content marks where
+ * generation starts and must come last. */
 typedef struct vl2_message {
     vl2_role role;
     const char *content;      /* UTF-8 */
@@ -237,9 +241,6 @@ vl2_status vl2_session_new(const vl2_model *model, const vl2_session_params *par
                            vl2_session **out_session, vl2_error *err);
 void vl2_session_free(vl2_session *session);
 
-/* Sampling and stopping for one generation. Defaults follow the official inference example:
- * temperature 0.4, top_p 0.9, repetition_penalty 1.1, and top_k 50 (the transformers default
- * that example inherits). temperature <= 0 means greedy (argmax). */
 /* Added to one token's logit before sampling (OpenAI's logit_bias; -INFINITY bans a token). */
 typedef struct vl2_logit_bias {
     int32_t id;
@@ -249,13 +250,14 @@ typedef struct vl2_logit_bias {
 /* A seed that asks for a fresh random seed on every prefill. */
 #define VL2_SEED_RANDOM UINT64_MAX
 
+/* Sampling and stopping for one generation. */
 typedef struct vl2_generate_params {
-    float temperature;
+    float temperature;         /* <= 0 = greedy (argmax) */
     float top_p;               /* 1 = off */
     int top_k;                 /* 0 = off */
     float repetition_penalty;  /* 1 = off; applies to prompt and generated ids, like transformers */
     uint64_t seed;             /* same seed, same prompt, same answer; default VL2_SEED_RANDOM */
-    int max_new_tokens;        /* 0 = until eos or the context is full; default 512 */
+    int max_new_tokens;        /* 0 = until eos or the context is full */
     bool stop_at_eos;
     const char *const *stop_strings; /* generation ends before the first occurrence of any */
     int n_stop_strings;
@@ -265,6 +267,13 @@ typedef struct vl2_generate_params {
     void *progress_user_data;
 } vl2_generate_params;
 
+/* The defaults. The CLI's help, the app and the app's settings read them from this function
+ * and write no numbers of their own. temperature 0.4, top_p 0.9 and repetition_penalty 1.1 are the
+ * official inference example's, top_k 50 the transformers default that example inherits; a
+ * random seed; stop at eos. max_new_tokens is 1024: the official example's 512 cuts off the
+ * long answers the model is made for (a page of OCR, a document or a table in Markdown, a
+ * grounded caption of a busy scene), its chat demo allows 2048, and 1024 is a quarter of the
+ * models' 4096-token context, leaving the rest to the conversation. */
 vl2_generate_params vl2_generate_default_params(void);
 
 /* Starts a generation: encodes the prompt's images, then runs the prompt through the decoder.

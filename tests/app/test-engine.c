@@ -4,12 +4,14 @@
  * text arriving on the main thread; stopping within a step and answering again; refusing a
  * second request while busy; errors (a missing image, an empty question, a question longer
  * than the context) ending as FAILED replies; early turns left out with a note when a long
- * chat would overflow the context.
+ * chat would overflow the context. And the sampling defaults: the engine's, with no numbers of
+ * the app's or of the settings schema's own.
  */
 #include <glib/gstdio.h>
 #include <string.h>
 
 #include "app-engine.h"
+#include "vl2.h"
 
 #define TIMEOUT_S 120
 
@@ -500,6 +502,59 @@ test_dispose_while_busy (void)
   g_array_unref (w.states);
 }
 
+/* The app writes no sampling defaults of its own: they are the engine's. */
+static void
+test_default_params (void)
+{
+  vl2_generate_params engine = vl2_generate_default_params ();
+  AppGenerateParams p;
+
+  app_generate_params_init (&p);
+  /* the engine takes floats: the app's doubles must narrow to the same values */
+  g_assert_cmpfloat ((float) p.temperature, ==, engine.temperature);
+  g_assert_cmpfloat ((float) p.top_p, ==, engine.top_p);
+  g_assert_cmpint (p.top_k, ==, engine.top_k);
+  g_assert_cmpfloat ((float) p.repetition_penalty, ==, engine.repetition_penalty);
+  g_assert_cmpint (p.max_new_tokens, ==, engine.max_new_tokens);
+  g_assert_cmpuint (p.seed, ==, engine.seed == VL2_SEED_RANDOM ? G_MAXUINT64 : engine.seed);
+  g_assert_null (p.system_prompt);
+  app_generate_params_clear (&p);
+}
+
+/* Nor do the settings: a sampling key holds nothing (the engine's default) until it is set. */
+static void
+test_settings_defaults (void)
+{
+  const char *keys[] = { "temperature", "top-p", "top-k", "repetition-penalty",
+                         "max-new-tokens" };
+  GSettingsSchemaSource *source = g_settings_schema_source_get_default ();
+  g_autoptr(GSettingsSchema) schema = NULL;
+  guint n_found = 0;
+
+  g_assert_nonnull (source);
+  schema = g_settings_schema_source_lookup (source, "io.github.sightline.Sightline", FALSE);
+  g_assert_nonnull (schema);
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_autoptr(GSettingsSchemaKey) key = NULL;
+      g_autoptr(GVariant) value = NULL;
+
+      if (!g_settings_schema_has_key (schema, keys[i]))
+        continue;
+      n_found++;
+      key = g_settings_schema_get_key (schema, keys[i]);
+      value = g_settings_schema_key_get_default_value (key);
+      if (!g_variant_is_of_type (value, G_VARIANT_TYPE_MAYBE) || g_variant_n_children (value))
+        {
+          g_autofree char *shown = g_variant_print (value, TRUE);
+
+          g_error ("the \"%s\" key defaults to %s, not nothing (the engine's default)",
+                   keys[i], shown);
+        }
+    }
+  g_assert_cmpuint (n_found, >=, 4);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -507,6 +562,8 @@ main (int   argc,
   g_test_init (&argc, &argv, NULL);
   main_thread = g_thread_self ();
   model_dir = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), "mini-tiny", NULL);
+  g_test_add_func ("/app/engine/default-params", test_default_params);
+  g_test_add_func ("/app/engine/settings-defaults", test_settings_defaults);
   g_test_add_func ("/app/engine/load", test_load);
   g_test_add_func ("/app/engine/stream", test_stream);
   g_test_add_func ("/app/engine/batches", test_batches);

@@ -4,9 +4,12 @@
  * waits for the model to load, drops an image onto the window through the window's own drop
  * target, sends a question, waits for the streamed answer, starts a second answer and stops
  * it, checks that the session still answers afterwards, that the chat and its image were saved,
- * and writes a screenshot of the window ($VL2_SCREENSHOT_DIR or the build folder).
+ * and writes a screenshot of the window ($VL2_SCREENSHOT_DIR or the build folder). Then the
+ * preferences' sampling rows: the engine's defaults while unset, a value of one's own, reset.
  */
 #include "app-composer.h"
+#include "app-engine.h"
+#include "app-preferences.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -172,7 +175,7 @@ test_chat_with_image (void)
                   app_message_get_tokens_per_second (answer));
 
   /* 3. a second, long answer: stop it while it streams */
-  g_settings_set_int (app_application_get_settings (app), "max-new-tokens", 4096);
+  g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 4096);
   send (composer, "Tell me much more.");
   wait_for (answer_streaming, NULL, "the second answer to stream");
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
@@ -185,7 +188,7 @@ test_chat_with_image (void)
   }
 
   /* 4. the session is still usable: a third answer completes */
-  g_settings_set_int (app_application_get_settings (app), "max-new-tokens", 16);
+  g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 16);
   send (composer, "Thanks!");
   wait_for (answer_done, NULL, "the third answer");
   {
@@ -220,6 +223,107 @@ test_chat_with_image (void)
   check_png (shot);
 }
 
+/* The preferences row titled `title`. */
+static GtkWidget *
+find_row (GtkWidget  *root,
+          const char *title)
+{
+  if (ADW_IS_ACTION_ROW (root) &&
+      g_strcmp0 (adw_preferences_row_get_title (ADW_PREFERENCES_ROW (root)), title) == 0)
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_row (c, title);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+/* A sampling row's reset button, shown or not. */
+static GtkWidget *
+find_reset (GtkWidget *root)
+{
+  if (GTK_IS_BUTTON (root) &&
+      g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (root)), "edit-undo-symbolic") == 0)
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_reset (c);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+/* An unset sampling key shows the engine's default; a value set is stored and can be reset. */
+static void
+test_preferences_defaults (void)
+{
+  GSettings *settings = app_application_get_settings (app);
+  g_autoptr(GVariant) saved_length = g_settings_get_value (settings, "max-new-tokens");
+  AppGenerateParams defaults;
+  AppPreferences *prefs;
+  GtkWidget *row;
+  GtkSpinButton *spin;
+  GtkWidget *reset;
+  GVariant *value;
+
+  app_generate_params_init (&defaults);
+  g_settings_reset (settings, "temperature");
+  g_settings_set (settings, "max-new-tokens", "mi", TRUE, 24);
+  prefs = app_preferences_new (settings);
+
+  row = find_row (GTK_WIDGET (prefs), "Temperature");
+  g_assert_nonnull (row);
+  spin = GTK_SPIN_BUTTON (ui_harness_find_widget (row, GTK_TYPE_SPIN_BUTTON, 0));
+  reset = find_reset (row);
+  g_assert_nonnull (reset);
+  g_assert_cmpfloat (gtk_spin_button_get_value (spin), ==, defaults.temperature);
+  g_assert_false (gtk_widget_get_visible (reset));
+
+  gtk_spin_button_set_value (spin, 0.7);
+  value = g_settings_get_value (settings, "temperature");
+  g_assert_cmpstr (g_variant_get_type_string (value), ==, "md");
+  g_assert_cmpuint (g_variant_n_children (value), ==, 1);
+  g_variant_unref (value);
+  g_assert_true (gtk_widget_get_visible (reset));
+
+  g_signal_emit_by_name (reset, "clicked");
+  value = g_settings_get_value (settings, "temperature");
+  g_assert_cmpuint (g_variant_n_children (value), ==, 0);
+  g_variant_unref (value);
+  g_assert_cmpfloat (gtk_spin_button_get_value (spin), ==, defaults.temperature);
+  g_assert_false (gtk_widget_get_visible (reset));
+
+  /* an integer key, set before the window opened */
+  row = find_row (GTK_WIDGET (prefs), "Maximum Answer Length");
+  g_assert_nonnull (row);
+  spin = GTK_SPIN_BUTTON (ui_harness_find_widget (row, GTK_TYPE_SPIN_BUTTON, 0));
+  reset = find_reset (row);
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (spin), ==, 24);
+  g_assert_true (gtk_widget_get_visible (reset));
+  g_signal_emit_by_name (reset, "clicked");
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (spin), ==, defaults.max_new_tokens);
+  g_assert_false (gtk_widget_get_visible (reset));
+  gtk_spin_button_set_value (spin, 32);
+  g_assert_true (gtk_widget_get_visible (reset));
+  {
+    gboolean set = FALSE;
+    gint32 length = 0;
+
+    g_settings_get (settings, "max-new-tokens", "mi", &set, &length);
+    g_assert_true (set);
+    g_assert_cmpint (length, ==, 32);
+  }
+
+  gtk_window_destroy (GTK_WINDOW (prefs));
+  g_settings_set_value (settings, "max-new-tokens", saved_length);
+  app_generate_params_clear (&defaults);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -230,9 +334,10 @@ main (int   argc,
 
   gtk_test_init (&argc, &argv, NULL);
   settings = g_settings_new ("io.github.sightline.Sightline");
-  g_settings_set_int (settings, "max-new-tokens", 24);
+  g_settings_set (settings, "max-new-tokens", "mi", TRUE, 24);
   app = ui_harness_app_new ();
   g_test_add_func ("/app/ui/chat-with-image", test_chat_with_image);
+  g_test_add_func ("/app/ui/preferences-defaults", test_preferences_defaults);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

@@ -473,9 +473,6 @@ static void test_image_errors(void)
     vl2_error err;
     vl2_prompt *p = NULL;
     vl2_message no_tag = { VL2_ROLE_USER, "What is it?", &ok.img, 1 };
-    vl2_conversation c1 = { &no_tag, 1, NULL };
-    g_assert_cmpint(vl2_prompt_new(model, &c1, &p, &err), ==, VL2_ERR_IMAGE);
-    g_assert_nonnull(strstr(err.message, "0 <image> placeholders but 1 image"));
     vl2_message two_tags = { VL2_ROLE_USER, "<image> vs <image>", &ok.img, 1 };
     vl2_conversation c2 = { &two_tags, 1, NULL };
     g_assert_cmpint(vl2_prompt_new(model, &c2, &p, &err), ==, VL2_ERR_IMAGE);
@@ -489,6 +486,79 @@ static void test_image_errors(void)
     g_assert_cmpint(vl2_prompt_new(model, &c4, &p, &err), ==, VL2_ERR_INVALID_ARGUMENT);
     g_assert_null(p);
     g_free(ok.pixels);
+}
+
+static bool same_ids(const vl2_prompt *a, const vl2_prompt *b)
+{
+    return vl2_prompt_n_tokens(a) == vl2_prompt_n_tokens(b) &&
+           !memcmp(vl2_prompt_ids(a), vl2_prompt_ids(b), vl2_prompt_n_tokens(a) * sizeof(int32_t));
+}
+
+static size_t first_image_position(const vl2_prompt *p)
+{
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    for (size_t i = 0; i < vl2_prompt_n_tokens(p); i++)
+        if (vl2_prompt_ids(p)[i] == info.image_id)
+            return i;
+    g_error("the prompt has no image token");
+}
+
+/* Where the images go: a question without <image> gets one "<image>\n" line per image in front
+ * of its text, as the official demos write theirs; a question that places its tags is used as
+ * written; any other count of tags is refused. */
+static void test_image_tags(void)
+{
+    synth_image a = make_image(40, 30, 1), b = make_image(30, 40, 2);
+    vl2_image ab[2] = { a.img, b.img };
+
+    vl2_message untagged[] = { { VL2_ROLE_USER, "What differs?", ab, 2 } };
+    vl2_message in_front[] = { { VL2_ROLE_USER, "<image>\n<image>\nWhat differs?", ab, 2 } };
+    vl2_prompt *p_untagged = make_prompt(untagged, 1, NULL);
+    vl2_prompt *p_in_front = make_prompt(in_front, 1, NULL);
+    g_assert_true(same_ids(p_untagged, p_in_front));
+    g_assert_cmpint(vl2_prompt_n_images(p_untagged), ==, 2);
+
+    /* an image without a question: the tag alone */
+    vl2_message bare[] = { { VL2_ROLE_USER, "", ab, 1 } };
+    vl2_message bare_tag[] = { { VL2_ROLE_USER, "<image>", ab, 1 } };
+    vl2_prompt *p_bare = make_prompt(bare, 1, NULL), *p_bare_tag = make_prompt(bare_tag, 1, NULL);
+    g_assert_true(same_ids(p_bare, p_bare_tag));
+
+    /* tags in the text stay where they are: the first image comes after "Compare" */
+    vl2_message placed[] = { { VL2_ROLE_USER, "Compare <image> with <image>", ab, 2 } };
+    vl2_prompt *p_placed = make_prompt(placed, 1, NULL);
+    g_assert_false(same_ids(p_placed, p_untagged));
+    g_assert_cmpuint(first_image_position(p_placed), >, first_image_position(p_untagged));
+    g_assert_cmpint(vl2_prompt_n_images(p_placed), ==, 2);
+
+    /* a count that disagrees with the images is an error, never a guess */
+    const struct {
+        const char *content;
+        int n_images;
+        const char *message;
+    } wrong[] = {
+        { "<image> and <image>", 1, "message 1 has 2 <image> placeholders but 1 image" },
+        { "<image>\nWhat differs?", 2, "message 1 has 1 <image> placeholder but 2 images" },
+        { "<image> and <image>", 0, "message 1 has 2 <image> placeholders but 0 images" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(wrong); i++) {
+        vl2_message m = { VL2_ROLE_USER, wrong[i].content, ab, wrong[i].n_images };
+        vl2_conversation c = { &m, 1, NULL };
+        vl2_prompt *p = NULL;
+        vl2_error err;
+        g_assert_cmpint(vl2_prompt_new(model, &c, &p, &err), ==, VL2_ERR_IMAGE);
+        g_assert_null(p);
+        g_assert_cmpstr(err.message, ==, wrong[i].message);
+    }
+
+    vl2_prompt_free(p_untagged);
+    vl2_prompt_free(p_in_front);
+    vl2_prompt_free(p_bare);
+    vl2_prompt_free(p_bare_tag);
+    vl2_prompt_free(p_placed);
+    g_free(a.pixels);
+    g_free(b.pixels);
 }
 
 /* With three or more images in the whole conversation, none is tiled. */
@@ -621,6 +691,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/session/continue-answer", test_continue_answer);
     g_test_add_func("/engine/session/eos-and-logit-bias", test_eos_and_logit_bias);
     g_test_add_func("/engine/session/image-errors", test_image_errors);
+    g_test_add_func("/engine/session/image-tags", test_image_tags);
     g_test_add_func("/engine/session/three-images-untiled", test_three_images_untiled);
     g_test_add_func("/engine/session/image-cache-reuse", test_image_cache_reuse);
     g_test_add_func("/engine/session/cancel-vision", test_cancel_vision);

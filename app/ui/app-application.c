@@ -4,6 +4,10 @@
  * engine with its worker thread. The model folder in the settings is loaded at startup and
  * again whenever the setting changes, so choosing a folder in the welcome page or in the
  * preferences takes effect at once.
+ *
+ * Files on the command line (`sightline FILE…`, or Open With, which passes URIs) open a new
+ * chat with them attached. A second `sightline FILE` while Sightline runs hands its files to
+ * the running instance over D-Bus (GApplication does that), which opens another chat.
  */
 #include "app-application.h"
 
@@ -34,7 +38,7 @@ app_application_new (void)
     g_once_init_leave (&registered, (app_register_resource (), 1));
   return g_object_new (APP_TYPE_APPLICATION,
                        "application-id", APP_ID,
-                       "flags", G_APPLICATION_DEFAULT_FLAGS,
+                       "flags", G_APPLICATION_DEFAULT_FLAGS | G_APPLICATION_HANDLES_OPEN,
                        "resource-base-path", "/io/github/sightline/Sightline",
                        NULL);
 }
@@ -238,6 +242,25 @@ app_application_activate (GApplication *app)
 }
 
 static void
+app_application_open (GApplication  *app,
+                      GFile        **files,
+                      int            n_files,
+                      const char    *hint)
+{
+  AppApplication *self = APP_APPLICATION (app);
+  AppWindow *window = NULL;
+
+  /* the main window, not a preferences or about window that may be in front of it */
+  for (GList *l = gtk_application_get_windows (GTK_APPLICATION (app)); l && !window; l = l->next)
+    if (APP_IS_WINDOW (l->data))
+      window = l->data;
+  if (!window)
+    window = app_window_new (self);
+  app_window_open_files (window, files, n_files);
+  gtk_window_present (GTK_WINDOW (window));
+}
+
+static void
 app_application_dispose (GObject *object)
 {
   AppApplication *self = APP_APPLICATION (object);
@@ -257,9 +280,12 @@ app_application_class_init (AppApplicationClass *klass)
   object_class->dispose = app_application_dispose;
   app_class->startup = app_application_startup;
   app_class->activate = app_application_activate;
+  app_class->open = app_application_open;
 }
 
 static void
 app_application_init (AppApplication *self)
 {
+  /* `sightline --help`: image files may follow the options */
+  g_application_set_option_context_parameter_string (G_APPLICATION (self), _("[FILE…]"));
 }

@@ -5,6 +5,10 @@
  * with the engine's own decoder (size limits, truncated files) and copied into the chat store
  * in a worker thread, so a large photo never freezes the window and the chat keeps its own
  * copy. A pending image shows a spinner until its copy exists, and send waits for it.
+ *
+ * Each chat keeps its own unsent question: the window names the chat it shows (the draft key),
+ * and the text, prompt kind and images of the chat it leaves are put aside, imports still
+ * running, until that chat is shown again.
  */
 #include "app-composer.h"
 
@@ -18,9 +22,10 @@
 
 typedef struct
 {
-  AppComposer *composer;         /* borrowed; NULL once the tile is removed */
+  AppComposer *composer;         /* borrowed; NULL once the composer is gone */
+  GPtrArray *list;               /* the array holding it: the composer's, or a draft's */
   char *id;                      /* store id once imported */
-  GtkWidget *tile;
+  GtkWidget *tile;               /* owned; in the images box while its chat is shown */
   GtkPicture *picture;
   GtkWidget *spinner;
   GCancellable *cancellable;
@@ -44,7 +49,18 @@ struct _AppComposer
   AppPromptKind kind;
   gboolean generating;
   gboolean can_send;
+
+  char *draft_key;               /* the chat shown, NULL before there is one */
+  GHashTable *drafts;            /* draft key -> Draft, the other chats' unsent questions */
 };
+
+/* A question put aside: what the composer held for a chat that is not shown. */
+typedef struct
+{
+  char *text;
+  AppPromptKind kind;
+  GPtrArray *pending;            /* Pending*, tiles out of the box */
+} Draft;
 
 G_DEFINE_FINAL_TYPE (AppComposer, app_composer, GTK_TYPE_WIDGET)
 
@@ -64,8 +80,19 @@ pending_free (gpointer p)
 
   g_cancellable_cancel (pi->cancellable);
   g_clear_object (&pi->cancellable);
+  g_clear_object (&pi->tile);
   g_free (pi->id);
   g_free (pi);
+}
+
+static void
+draft_free (gpointer p)
+{
+  Draft *d = p;
+
+  g_free (d->text);
+  g_clear_pointer (&d->pending, g_ptr_array_unref);
+  g_free (d);
 }
 
 static void
@@ -73,9 +100,11 @@ remove_clicked_cb (GtkButton *button,
                    Pending   *pi)
 {
   AppComposer *self = pi->composer;
+  GtkWidget *parent = gtk_widget_get_parent (pi->tile);
 
-  gtk_box_remove (GTK_BOX (self->images), pi->tile);
-  g_ptr_array_remove (self->pending, pi);
+  if (parent)
+    gtk_box_remove (GTK_BOX (parent), pi->tile);
+  g_ptr_array_remove (pi->list, pi);
   gtk_widget_set_visible (self->images, self->pending->len > 0);
   update_buttons (self);
   g_signal_emit (self, signals[CHANGED], 0);
@@ -89,6 +118,7 @@ pending_new (AppComposer *self)
   GtkWidget *remove = gtk_button_new_from_icon_name ("window-close-symbolic");
 
   pi->composer = self;
+  pi->list = self->pending;
   pi->cancellable = g_cancellable_new ();
   pi->picture = GTK_PICTURE (gtk_picture_new ());
   gtk_picture_set_content_fit (pi->picture, GTK_CONTENT_FIT_COVER);
@@ -114,7 +144,7 @@ pending_new (AppComposer *self)
   g_signal_connect (remove, "clicked", G_CALLBACK (remove_clicked_cb), pi);
   gtk_overlay_add_overlay (GTK_OVERLAY (overlay), remove);
 
-  pi->tile = overlay;
+  pi->tile = g_object_ref_sink (overlay);
   gtk_box_append (GTK_BOX (self->images), overlay);
   gtk_widget_set_visible (self->images, TRUE);
   g_ptr_array_add (self->pending, pi);
@@ -328,6 +358,88 @@ app_composer_clear (AppComposer *self)
   app_composer_set_text (self, "");
   while (self->pending->len)
     remove_clicked_cb (NULL, g_ptr_array_index (self->pending, 0));
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Drafts: one unsent question per chat
+ */
+
+static void
+show_pending (AppComposer *self)
+{
+  gtk_widget_set_visible (self->images, self->pending->len > 0);
+  update_buttons (self);
+  g_signal_emit (self, signals[CHANGED], 0);
+}
+
+void
+app_composer_set_draft_key (AppComposer *self,
+                            const char  *key)
+{
+  g_autofree char *text = NULL;
+  Draft *draft = NULL;
+
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  if (g_strcmp0 (self->draft_key, key) == 0)
+    return;
+  /* Before there is a chat, what was written goes to the first one; after, it stays with its
+   * chat. */
+  if (!self->draft_key)
+    {
+      self->draft_key = g_strdup (key);
+      return;
+    }
+  text = app_composer_get_text (self);
+  if (text[0] || self->pending->len > 0)
+    {
+      draft = g_new0 (Draft, 1);
+      draft->text = g_steal_pointer (&text);
+      draft->kind = self->kind;
+      draft->pending = g_steal_pointer (&self->pending);
+      for (guint i = 0; i < draft->pending->len; i++)
+        {
+          Pending *pi = g_ptr_array_index (draft->pending, i);
+
+          gtk_box_remove (GTK_BOX (self->images), pi->tile);
+        }
+      g_hash_table_replace (self->drafts, g_strdup (self->draft_key), draft);
+      self->pending = g_ptr_array_new_with_free_func (pending_free);
+    }
+  app_composer_clear (self);
+
+  g_free (self->draft_key);
+  self->draft_key = g_strdup (key);
+  draft = key ? g_hash_table_lookup (self->drafts, key) : NULL;
+  if (draft)
+    {
+      g_hash_table_steal (self->drafts, key);
+      g_ptr_array_unref (self->pending);
+      self->pending = g_steal_pointer (&draft->pending);
+      for (guint i = 0; i < self->pending->len; i++)
+        {
+          Pending *pi = g_ptr_array_index (self->pending, i);
+
+          gtk_box_append (GTK_BOX (self->images), pi->tile);
+        }
+      app_composer_set_text (self, draft->text);
+      app_composer_set_prompt_kind (self, draft->kind);
+      draft_free (draft);
+    }
+  else
+    {
+      app_composer_set_prompt_kind (self, APP_PROMPT_PLAIN);
+    }
+  show_pending (self);
+}
+
+void
+app_composer_forget_draft (AppComposer *self,
+                           const char  *key)
+{
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  g_hash_table_remove (self->drafts, key);
 }
 
 static gboolean
@@ -605,6 +717,9 @@ app_composer_dispose (GObject *object)
         ((Pending *) g_ptr_array_index (self->pending, i))->composer = NULL;
       g_clear_pointer (&self->pending, g_ptr_array_unref);
     }
+  /* the drafts' imports are cancelled as they go */
+  g_clear_pointer (&self->drafts, g_hash_table_unref);
+  g_clear_pointer (&self->draft_key, g_free);
   g_clear_pointer (&self->box, gtk_widget_unparent);
   g_clear_object (&self->store);
   G_OBJECT_CLASS (app_composer_parent_class)->dispose (object);
@@ -656,6 +771,7 @@ app_composer_init (AppComposer *self)
   GtkEventController *keys;
 
   self->pending = g_ptr_array_new_with_free_func (pending_free);
+  self->drafts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, draft_free);
   self->can_send = TRUE;
 
   self->box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);

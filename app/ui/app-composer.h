@@ -37,6 +37,15 @@ gboolean         app_composer_has_images       (AppComposer     *self);
 gboolean         app_composer_is_importing     (AppComposer     *self);
 void             app_composer_clear            (AppComposer     *self);
 
+/* Each chat keeps its own unsent question. `key` names the chat now shown (its id): what the
+ * composer holds is put aside under the previous key, imports still running, and what was put
+ * aside under `key` comes back (or the composer empties). Going from no key to a first one
+ * keeps what is there. forget_draft drops what was put aside for a chat that is gone. */
+void             app_composer_set_draft_key    (AppComposer     *self,
+                                                const char      *key);
+void             app_composer_forget_draft     (AppComposer     *self,
+                                                const char      *key);
+
 /* Adds an already imported image (edit and resend). */
 void             app_composer_add_image_id     (AppComposer     *self,
                                                 const char      *image_id);

@@ -60,11 +60,13 @@ G_DEFINE_FINAL_TYPE (AppWindow, app_window, ADW_TYPE_APPLICATION_WINDOW)
 static void set_chat (AppWindow *self, AppChat *chat);
 static void update_actions (AppWindow *self);
 
+/* A toast's title is Pango markup: file names and chat titles are shown as they are. */
 static void
 toast (AppWindow  *self,
        const char *text)
 {
-  AdwToast *t = adw_toast_new (text);
+  g_autofree char *markup = g_markup_escape_text (text, -1);
+  AdwToast *t = adw_toast_new (markup);
 
   adw_toast_set_timeout (t, 5);
   adw_toast_overlay_add_toast (self->toast_overlay, t);
@@ -157,6 +159,9 @@ update_chat_view (AppWindow *self)
   gtk_stack_set_visible_child_name (self->chat_stack, empty ? "empty" : "messages");
   adw_window_title_set_title (self->chat_title, self->chat ? app_chat_get_title (self->chat)
                                                            : _("Sightline"));
+  /* the window switcher and the taskbar name the chat, as editors name the document */
+  gtk_window_set_title (GTK_WINDOW (self), self->chat ? app_chat_get_title (self->chat)
+                                                      : _("Sightline"));
   update_actions (self);
 }
 
@@ -273,6 +278,7 @@ set_chat (AppWindow *self,
       selection = gtk_no_selection_new (g_object_ref (app_chat_get_messages (chat)));
     }
   gtk_list_view_set_model (self->message_list, GTK_SELECTION_MODEL (selection));
+  app_composer_set_draft_key (self->composer, chat ? app_chat_get_id (chat) : NULL);
   self->stick_to_bottom = TRUE;
 
   select_current (self);
@@ -870,6 +876,8 @@ delete_dismissed_cb (AdwToast      *t,
 
   if (!d->undone && !app_chat_store_purge (d->window->store, d->chat, &error))
     g_warning ("cannot delete the chat file: %s", error->message);
+  if (!d->undone && d->window->composer)
+    app_composer_forget_draft (d->window->composer, app_chat_get_id (d->chat));
   g_object_unref (d->chat);
   g_object_unref (d->window);
   g_free (d);
@@ -887,7 +895,7 @@ delete_chat (AppWindow *self,
     return;
   if (chat == self->chat && self->generation)
     g_cancellable_cancel (self->generation);
-  title = g_strdup_printf (_("“%s” deleted"), app_chat_get_title (chat));
+  title = g_markup_printf_escaped (_("“%s” deleted"), app_chat_get_title (chat));
   d = g_new0 (PendingDelete, 1);
   d->window = g_object_ref (self);
   d->chat = g_object_ref (chat);
@@ -952,6 +960,71 @@ drop_cb (GtkDropTarget *target,
     return FALSE;
   app_composer_focus (self->composer);
   return TRUE;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Files given to the application: `sightline FILE…`, Open With
+ */
+
+void
+app_window_open_files (AppWindow  *self,
+                       GFile     **files,
+                       int         n_files)
+{
+  g_autoslist(GFile) local = NULL;
+  g_autofree char *text = NULL;
+  AppEngineState state;
+  guint n = 0;
+
+  g_return_if_fail (APP_IS_WINDOW (self));
+
+  /* Attached images are read whole and copied into the chat store: files on this computer
+   * only, not what a URI can name elsewhere. */
+  for (int i = 0; i < n_files; i++)
+    {
+      if (g_file_is_native (files[i]))
+        {
+          local = g_slist_append (local, g_object_ref (files[i]));
+          n++;
+        }
+      else
+        {
+          g_autofree char *uri = g_file_get_uri (files[i]);
+          g_autofree char *msg =
+            g_strdup_printf (_("“%s” is not on this computer: Sightline opens local files only"),
+                             uri);
+
+          toast (self, msg);
+        }
+    }
+  if (!local)
+    return;
+
+  /* A new chat, unless the one shown is new and untouched. A search in the sidebar would
+   * hide it. */
+  gtk_editable_set_text (GTK_EDITABLE (self->search_entry), "");
+  text = app_composer_get_text (self->composer);
+  if (!self->chat || app_chat_get_n_messages (self->chat) > 0 ||
+      app_composer_has_images (self->composer) || g_strstrip (text)[0])
+    {
+      g_autoptr(AppChat) chat = app_chat_new ();
+
+      app_chat_store_add (self->store, chat);
+      set_chat (self, chat);
+    }
+  app_composer_add_files (self->composer, local);
+  adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
+  app_composer_focus (self->composer);
+
+  /* Without a model the welcome page hides the chat; the images wait in its composer. */
+  state = app_engine_get_state (self->engine);
+  if (state == APP_ENGINE_EMPTY || state == APP_ENGINE_FAILED)
+    toast (self, g_dngettext (GETTEXT_PACKAGE,
+                              "The image waits in a new chat: open a model folder to ask "
+                              "about it",
+                              "The images wait in a new chat: open a model folder to ask "
+                              "about them",
+                              n));
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -11,5 +11,10 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (AppWindow, app_window, APP, WINDOW, AdwApplicationWindow)
 
 AppWindow       *app_window_new                (AppApplication  *app);
+/* Starts a new chat with these files attached, waiting for the question (`sightline FILE…`,
+ * Open With). Files that are not on this computer are refused, with a toast each. */
+void             app_window_open_files         (AppWindow       *self,
+                                                GFile          **files,
+                                                int              n_files);
 
 G_END_DECLS

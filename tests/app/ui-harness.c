@@ -105,18 +105,28 @@ ui_harness_find_widget (GtkWidget *root,
   return find_widget (root, type, &n);
 }
 
-AppApplication *
-ui_harness_app_new (void)
+void
+ui_harness_set_model (const char *name)
 {
-  g_autofree char *model = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), "mini-tiny", NULL);
+  g_autofree char *model = name ? g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), name, NULL)
+                                : g_strdup ("");
   g_autoptr(GSettings) settings = g_settings_new ("io.github.sightline.Sightline");
-  AppApplication *app;
 
   /* the memory backend is shared within the process: the app sees these values */
   g_settings_set_string (settings, "model-folder", model);
   g_settings_set_int (settings, "threads", 2);
+}
+
+AppApplication *
+ui_harness_app_new (void)
+{
+  AppApplication *app;
+
+  ui_harness_set_model ("mini-tiny");
   app = app_application_new ();
-  g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE);
+  g_application_set_flags (G_APPLICATION (app),
+                           g_application_get_flags (G_APPLICATION (app)) |
+                             G_APPLICATION_NON_UNIQUE);
   g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
   return app;
 }

@@ -23,6 +23,9 @@ void             ui_harness_add_grounding_chat (void);
 GtkWidget       *ui_harness_find_widget        (GtkWidget       *root,
                                                 GType            type,
                                                 guint            n);
+/* Aims the settings at the golden mini model `name` in $VL2_FIXTURE_DIR ("mini-tiny"), or at
+ * no model when NULL (the welcome page); a running application loads it at once. */
+void             ui_harness_set_model          (const char      *name);
 /* The application, registered, with its settings aimed at the golden mini-tiny model in
  * $VL2_FIXTURE_DIR (the engine starts loading it at startup). */
 AppApplication  *ui_harness_app_new            (void);

@@ -349,25 +349,16 @@ void vl2_model_get_info(const vl2_model *m, vl2_model_info *info)
 vl2_status vl2_tokenize(const vl2_model *m, const char *text, size_t text_len, int32_t *ids,
                         size_t max_ids, size_t *n_ids, vl2_error *err)
 {
-    if (!m || (!text && text_len))
-        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "model or text is NULL");
-    vl2_ids out = { 0 };
-    vl2_status s = vl2_tokenizer_encode(m->tok, text ? text : "", text_len, &out, err);
-    if (s == VL2_OK) {
-        if (n_ids)
-            *n_ids = out.len;
-        if (ids)
-            memcpy(ids, out.data, (out.len < max_ids ? out.len : max_ids) * sizeof *ids);
-    }
-    vl2_ids_clear(&out);
-    return s;
+    if (!m)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "model is NULL");
+    return vl2_tokenizer_tokenize(m->tok, text, text_len, ids, max_ids, n_ids, err);
 }
 
 char *vl2_detokenize(const vl2_model *m, const int32_t *ids, size_t n_ids, bool skip_special)
 {
     if (!m || (!ids && n_ids))
         return NULL;
-    return vl2_tokenizer_decode(m->tok, ids, n_ids, skip_special);
+    return vl2_tokenizer_detokenize(m->tok, ids, n_ids, skip_special);
 }
 
 /* ---------------------------------------------------------------------------------------------

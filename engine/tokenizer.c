@@ -15,6 +15,7 @@
  * The regexes are written for Oniguruma, which the reference uses; here they run on GRegex
  * (PCRE2) after a rewrite of the constructs whose meaning differs (see "Regexes"). Nothing
  * mutable is shared once loaded, so one tokenizer may encode from several threads at once.
+ * A model owns one; vl2_tokenizer_open() gives tools the same tokenizer without the model.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -1020,7 +1021,7 @@ vl2_status vl2_tokenizer_load(const char *path, vl2_tokenizer **out, vl2_error *
     vl2_status st;
     if (failed || got != size)
         st = vl2_set_error(err, VL2_ERR_IO, "%s: read error", path);
-    else
+    else if ((st = vl2_check_lfs_pointer(path, data, size, "the tokenizer", err)) == VL2_OK)
         st = vl2_tokenizer_parse(data, size, path, out, err);
     free(data);
     return st;
@@ -1299,7 +1300,11 @@ bool vl2_tokenizer_is_special(const vl2_tokenizer *tok, int32_t id)
     return tok && id_known(tok, id) && (tok->id_flags[id] & ID_SPECIAL);
 }
 
-/* Unlike the reference, which silently drops ids it does not know, an unknown id is an error. */
+const char *vl2_tokenizer_token(const vl2_tokenizer *tok, int32_t id)
+{
+    return tok && id_known(tok, id) ? tok->id_token[id] : NULL;
+}
+
 char *vl2_tokenizer_decode(const vl2_tokenizer *tok, const int32_t *ids, size_t n,
                            bool skip_special)
 {
@@ -1334,4 +1339,44 @@ char *vl2_tokenizer_decode(const vl2_tokenizer *tok, const int32_t *ids, size_t 
     buf[w] = '\0';
     char *shrunk = realloc(buf, w + 1);
     return shrunk ? shrunk : buf;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The tokenizer on its own (vl2.h)
+ */
+
+vl2_status vl2_tokenizer_open(const char *dir, vl2_tokenizer **out_tok, vl2_error *err)
+{
+    if (!out_tok)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "out_tok is NULL");
+    *out_tok = NULL;
+    if (!dir || !*dir)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "no model folder given");
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
+        return vl2_set_error(err, VL2_ERR_IO, "%s: not a folder", dir);
+    g_autofree char *path = g_build_filename(dir, "tokenizer.json", NULL);
+    return vl2_tokenizer_load(path, out_tok, err);
+}
+
+vl2_status vl2_tokenizer_tokenize(const vl2_tokenizer *tok, const char *text, size_t text_len,
+                                  int32_t *ids, size_t max_ids, size_t *n_ids, vl2_error *err)
+{
+    if (!tok || (!text && text_len))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "tokenizer or text is NULL");
+    vl2_ids out = { 0 };
+    vl2_status s = vl2_tokenizer_encode(tok, text ? text : "", text_len, &out, err);
+    if (s == VL2_OK) {
+        if (n_ids)
+            *n_ids = out.len;
+        if (ids && out.len && max_ids)
+            memcpy(ids, out.data, (out.len < max_ids ? out.len : max_ids) * sizeof *ids);
+    }
+    vl2_ids_clear(&out);
+    return s;
+}
+
+char *vl2_tokenizer_detokenize(const vl2_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                               bool skip_special)
+{
+    return vl2_tokenizer_decode(tok, ids, n_ids, skip_special);
 }

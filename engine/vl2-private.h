@@ -161,6 +161,12 @@ typedef struct vl2_st_file {
     GHashTable *tensors;         /* name -> vl2_tensor* */
 } vl2_st_file;
 
+/* VL2_OK unless data (the len bytes of the file at path) is a Git LFS pointer, a placeholder
+ * left by a clone without git-lfs; then an error that says so, with the size of the real file
+ * (`what`, e.g. "the weights") and the command that fetches it. */
+vl2_status vl2_check_lfs_pointer(const char *path, const void *data, size_t len, const char *what,
+                                 vl2_error *err);
+
 vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err);
 void vl2_st_close(vl2_st_file *f);
 const vl2_tensor *vl2_st_get(const vl2_st_file *f, const char *name);
@@ -195,22 +201,17 @@ vl2_status vl2_weights_bind(vl2_weights *w, GPtrArray *table, vl2_progress_fn pr
  * Tokenizer (tokenizer.c)
  */
 
-typedef struct vl2_tokenizer vl2_tokenizer;
+/* vl2_tokenizer and its lookups (vl2_tokenizer_n_vocab, _token, _bytes, _is_special) are
+ * public, in vl2.h. */
 
 vl2_status vl2_tokenizer_load(const char *path, vl2_tokenizer **out, vl2_error *err);
 vl2_status vl2_tokenizer_parse(const char *json, size_t len, const char *name, vl2_tokenizer **out,
                                vl2_error *err);
-void vl2_tokenizer_free(vl2_tokenizer *tok);
 /* Appends the ids of `text` (no bos/eos added) to out. */
 vl2_status vl2_tokenizer_encode(const vl2_tokenizer *tok, const char *text, size_t len,
                                 vl2_ids *out, vl2_error *err);
-/* One more than the largest id (vocab and added tokens). */
-int32_t vl2_tokenizer_n_vocab(const vl2_tokenizer *tok);
 /* Id of an exact token string (vocab entry in its byte-level form, or added token), or -1. */
 int32_t vl2_tokenizer_find(const vl2_tokenizer *tok, const char *token);
-/* The bytes id stands for when decoded, or NULL for an unknown id. */
-const char *vl2_tokenizer_bytes(const vl2_tokenizer *tok, int32_t id, size_t *len);
-bool vl2_tokenizer_is_special(const vl2_tokenizer *tok, int32_t id);
 /* Whole-sequence decode as the reference does it: bytes concatenated, then lossy UTF-8; ids
  * the tokenizer does not know decode to nothing. Returns a malloc()ed string, or NULL on
  * allocation failure. */

@@ -8,6 +8,9 @@
  * Every file is mapped read-only and shared, so weights cost page cache, not heap, and the
  * kernels read bf16 straight from the mapping. Nothing in a header is trusted: offsets,
  * sizes and shapes are checked against the file size and each other before a tensor exists.
+ * The two ways a downloaded checkpoint is commonly broken get messages of their own that say
+ * what to do: a Git LFS pointer in place of the file (a clone without git-lfs), and a file
+ * shorter than its header says (an interrupted download).
  *
  * The table of expected tensors is built from the config alone (names, shapes) and binds each
  * entry to a field of the model. Load validates every entry; a test checks that the table
@@ -79,6 +82,57 @@ static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Files that are not (all) there: Git LFS pointers and interrupted downloads
+ */
+
+/* A clone made without git-lfs holds, in place of each large file, a pointer: a text file of
+ * fewer than 1024 bytes, "version https://git-lfs.github.com/spec/v1\noid sha256:...\nsize N\n",
+ * N being the size of the real file. */
+#define LFS_POINTER_MAX 1024
+#define LFS_VERSION "version https://git-lfs.github.com/spec/"
+
+vl2_status vl2_check_lfs_pointer(const char *path, const void *data, size_t len, const char *what,
+                                 vl2_error *err)
+{
+    if (len >= LFS_POINTER_MAX || len < strlen(LFS_VERSION) ||
+        memcmp(data, LFS_VERSION, strlen(LFS_VERSION)) != 0)
+        return VL2_OK;
+    g_autofree char *text = g_strndup(data, len);
+    const char *line = strstr(text, "\nsize ");
+    char *end = NULL;
+    guint64 real = line ? g_ascii_strtoull(line + 6, &end, 10) : 0;
+    bool known = line && g_ascii_isdigit(line[6]) && (*end == '\n' || *end == '\r' || !*end);
+    g_autofree char *have = g_format_size(len);
+    g_autofree char *want = known ? g_format_size(real) : NULL;
+    g_autofree char *dir = g_path_get_dirname(path);
+    return vl2_set_error(err, VL2_ERR_FORMAT, "%s is a Git LFS pointer (%s), not %s%s%s%s: the "
+                         "model was cloned without git-lfs; run \"git lfs pull\" in %s, or "
+                         "download it again", path, have, what, known ? " (" : "",
+                         known ? want : "", known ? ")" : "", dir);
+}
+
+/* "6.7 GB (6746589584 bytes)", or "135 bytes". */
+static char *describe_size(uint64_t n)
+{
+    if (n < 1000)
+        return g_strdup_printf("%" G_GUINT64_FORMAT " bytes", n);
+    g_autofree char *human = g_format_size(n);
+    return g_strdup_printf("%s (%" G_GUINT64_FORMAT " bytes)", human, n);
+}
+
+/* A safetensors file shorter than its header says: `want` is the size the header implies, or
+ * with `header_cut` the size of the header alone, which the file does not even hold. */
+static vl2_status incomplete_error(const char *path, size_t have, uint64_t want, bool header_cut,
+                                   vl2_error *err)
+{
+    g_autofree char *h = describe_size(have);
+    g_autofree char *w = describe_size(want);
+    return vl2_set_error(err, VL2_ERR_FORMAT, "%s is incomplete: it has %s but its header %s %s; "
+                         "the download was interrupted: download the file again, or resume the "
+                         "download", path, h, header_cut ? "alone takes" : "describes", w);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * One file
  */
 
@@ -98,8 +152,11 @@ static bool json_uint(JsonNode *n, int64_t *out)
     return *out >= 0;
 }
 
+/* Adds one tensor of the header. One that ends past the data the file holds is left out and
+ * only raises *max_end: the caller reports the file as incomplete once every entry has been
+ * checked, so that a corrupt entry is reported as such rather than as a short file. */
 static vl2_status parse_entry(vl2_st_file *f, const char *name, JsonNode *node, const uint8_t *base,
-                              size_t data_size, vl2_error *err)
+                              size_t data_size, int64_t *max_end, vl2_error *err)
 {
     const char *p = f->path;
     if (!JSON_NODE_HOLDS_OBJECT(node))
@@ -141,17 +198,16 @@ static vl2_status parse_entry(vl2_st_file *f, const char *name, JsonNode *node, 
         !json_uint(json_array_get_element(json_node_get_array(off), 1), &end) || end < begin)
         return vl2_set_error(err, VL2_ERR_FORMAT, "%s: tensor \"%s\" has invalid data_offsets", p,
                              name);
-    if ((uint64_t)end > data_size)
-        return vl2_set_error(err, VL2_ERR_FORMAT,
-                             "%s: tensor \"%s\" ends at byte %" G_GINT64_FORMAT " of the data, "
-                             "past the end of the file (%zu bytes of data); the file is truncated "
-                             "or its header is corrupt", p, name, end, data_size);
     size_t es = vl2_dtype_size(t.dtype);
     if ((uint64_t)(end - begin) != (uint64_t)t.n_elements * es)
         return vl2_set_error(err, VL2_ERR_FORMAT,
                              "%s: tensor \"%s\" spans %" G_GINT64_FORMAT " bytes but its shape and "
                              "dtype need %" G_GINT64_FORMAT, p, name, end - begin,
                              t.n_elements * (int64_t)es);
+    if (end > *max_end)
+        *max_end = end;
+    if ((uint64_t)end > data_size)
+        return VL2_OK;
     t.data = base + begin;
     t.n_bytes = (size_t)(end - begin);
     t.name = g_strdup(name);
@@ -194,11 +250,17 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | bytes[i];
-    vl2_status s = VL2_OK;
+    vl2_status s = vl2_check_lfs_pointer(path, bytes, size, "the weights", err);
+    if (s != VL2_OK)
+        goto fail;
+    if (hlen <= MAX_HEADER && hlen > size - 8 && size > 8 && bytes[8] == '{') {
+        /* a plausible header that the file holds only the start of */
+        s = incomplete_error(path, size, 8 + hlen, true, err);
+        goto fail;
+    }
     if (hlen > MAX_HEADER || hlen > size - 8) {
         s = vl2_set_error(err, VL2_ERR_FORMAT, "%s: header length %" G_GUINT64_FORMAT " exceeds "
-                          "the file (%zu bytes); not a safetensors file or truncated", path, hlen,
-                          size);
+                          "the file (%zu bytes); not a safetensors file", path, hlen, size);
         goto fail;
     }
     parser = json_parser_new();
@@ -215,13 +277,19 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
     JsonObjectIter it;
     const char *name;
     JsonNode *node;
+    int64_t max_end = 0;
     json_object_iter_init(&it, json_node_get_object(root));
     while (json_object_iter_next(&it, &name, &node)) {
         if (!strcmp(name, "__metadata__"))
             continue;
-        s = parse_entry(f, name, node, bytes + 8 + hlen, size - 8 - hlen, err);
+        s = parse_entry(f, name, node, bytes + 8 + hlen, size - 8 - hlen, &max_end, err);
         if (s != VL2_OK)
             goto fail;
+    }
+    /* Every entry is consistent with its shape, so the header is believed: the file is short. */
+    if ((uint64_t)max_end > size - 8 - hlen) {
+        s = incomplete_error(path, size, 8 + hlen + (uint64_t)max_end, false, err);
+        goto fail;
     }
     g_object_unref(parser);
     *out = f;
@@ -272,6 +340,11 @@ static vl2_status open_sharded(vl2_weights *w, const char *dir, const char *inde
     vl2_status st = vl2_read_file(index_path, 64u << 20, &text, &len, err);
     if (st != VL2_OK)
         return st;
+    st = vl2_check_lfs_pointer(index_path, text, len, "the weight index", err);
+    if (st != VL2_OK) {
+        free(text);
+        return st;
+    }
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) gerr = NULL;
     bool parsed = json_parser_load_from_data(parser, text, (gssize)len, &gerr);

@@ -1,6 +1,7 @@
 /* cli-util.c - see cli-util.h. */
 #include "cli-util.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -21,4 +22,19 @@ int vl2_cli_usage(GOptionContext *ctx, const char *msg)
     g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
     fputs(help, stderr);
     return 2;
+}
+
+GString *vl2_cli_read_stdin(char **error)
+{
+    GString *s = g_string_new(NULL);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        g_string_append_len(s, buf, (gssize)n);
+    if (ferror(stdin)) {
+        *error = g_strdup_printf("cannot read standard input: %s", g_strerror(errno));
+        g_string_free(s, TRUE);
+        return NULL;
+    }
+    return s;
 }

@@ -21,10 +21,23 @@
  *   vl2 bench --model DIR [...]
  *       Speed against this machine's memory bandwidth and arithmetic peak (bench.c).
  *
+ *   vl2 tokenize --model DIR [--json] TEXT
+ *       The token ids of TEXT as the tokenizer encodes raw text: no chat template, no bos (the
+ *       reference's encode(text, add_special_tokens=False)). TEXT - reads standard input, as it
+ *       is, a final newline included. One line of ids; --json prints one object a token,
+ *       {"id", "token": its string in tokenizer.json, "text": what it decodes to, or "bytes"
+ *       when that is only part of a character, "special"}. Reads only DIR/tokenizer.json.
+ *
+ *   vl2 detokenize --model DIR [--json] [--skip-special] [ID...]
+ *       The text of token ids (arguments, or standard input when there are none or -; separated
+ *       by white space or commas) and a newline; --json prints {"text", "tokens"}, the tokens as
+ *       tokenize --json prints them. An id the tokenizer has no token for is an error.
+ *
  * Errors: exit status 1 (2 for usage) and one line on stderr.
  */
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -591,6 +604,280 @@ static int cmd_quantize(int argc, char **argv)
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * tokenize, detokenize
+ */
+
+/* Offset of the first byte of s[0..len) that is not valid UTF-8, or len. NUL is valid text. */
+static size_t utf8_invalid_at(const char *s, size_t len)
+{
+    const char *end;
+    size_t from = 0;
+    while (!g_utf8_validate(s + from, (gssize)(len - from), &end)) {
+        if (*end != '\0')
+            return (size_t)(end - s);
+        from = (size_t)(end - s) + 1;
+    }
+    return len;
+}
+
+/* TEXT from the command line in UTF-8: as given when it is valid UTF-8, else converted from the
+ * locale's encoding when that is another one. NULL (with *error) when neither works. */
+static char *arg_text(const char *arg, char **error)
+{
+    size_t len = strlen(arg), bad = utf8_invalid_at(arg, len);
+    if (bad == len)
+        return g_strdup(arg);
+    const char *charset;
+    if (!g_get_charset(&charset)) {
+        char *converted = g_locale_to_utf8(arg, (gssize)len, NULL, NULL, NULL);
+        if (converted)
+            return converted;
+    }
+    *error = g_strdup_printf("the text is not valid UTF-8 (byte %zu of %zu is 0x%02x)", bad + 1,
+                             len, (unsigned char)arg[bad]);
+    return NULL;
+}
+
+/* One token for --json: its id; "token", its string in tokenizer.json; "text", the text it
+ * decodes to on its own, or "bytes", the byte values, when those are not valid UTF-8 by
+ * themselves (a piece of a character); "special". The texts and bytes of a text's tokens, joined
+ * in order, give back the text exactly. */
+static void add_token(JsonBuilder *b, const vl2_tokenizer *tok, int32_t id)
+{
+    size_t len;
+    const char *bytes = vl2_tokenizer_bytes(tok, id, &len);
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "id");
+    json_builder_add_int_value(b, id);
+    json_builder_set_member_name(b, "token");
+    json_builder_add_string_value(b, vl2_tokenizer_token(tok, id));
+    if (utf8_invalid_at(bytes, len) == len && !memchr(bytes, '\0', len)) {
+        g_autofree char *text = g_strndup(bytes, len);
+        json_builder_set_member_name(b, "text");
+        json_builder_add_string_value(b, text);
+    } else {
+        json_builder_set_member_name(b, "bytes");
+        json_builder_begin_array(b);
+        for (size_t i = 0; i < len; i++)
+            json_builder_add_int_value(b, (unsigned char)bytes[i]);
+        json_builder_end_array(b);
+    }
+    json_builder_set_member_name(b, "special");
+    json_builder_add_boolean_value(b, vl2_tokenizer_is_special(tok, id));
+    json_builder_end_object(b);
+}
+
+static void add_tokens(JsonBuilder *b, const vl2_tokenizer *tok, const int32_t *ids, size_t n)
+{
+    json_builder_begin_array(b);
+    for (size_t i = 0; i < n; i++)
+        add_token(b, tok, ids[i]);
+    json_builder_end_array(b);
+}
+
+static void print_json(JsonBuilder *b)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    JsonNode *root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    g_autofree char *json = json_generator_to_data(gen, NULL);
+    json_node_unref(root);
+    puts(json);
+}
+
+/* Drops the "--" that GOption leaves in front of the arguments after it (`vl2 tokenize --model
+ * DIR -- "-5 degrees"`). */
+static void skip_separator(int *argc, char ***argv)
+{
+    if (*argc >= 2 && !strcmp((*argv)[1], "--")) {
+        (*argv)[1] = (*argv)[0];
+        (*argc)--;
+        (*argv)++;
+    }
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    g_autofree char *model_dir = NULL;
+    gboolean json = FALSE;
+    GOptionEntry entries[] = {
+        { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir,
+          "Checkpoint folder (only its tokenizer.json is read)", "DIR" },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+          "Print [{\"id\", \"token\", \"text\" or \"bytes\", \"special\"}, ...]", NULL },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new(
+        "TEXT - print the token ids of TEXT (- reads standard input), without the chat template");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) gerr = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &gerr))
+        return vl2_cli_usage(ctx, gerr->message);
+    skip_separator(&argc, &argv);
+    if (!model_dir || argc != 2)
+        return vl2_cli_usage(ctx, "tokenize needs --model and one TEXT (quoted), or - to read "
+                                  "standard input");
+
+    char *error = NULL;
+    g_autofree char *text = NULL;
+    size_t len;
+    if (!strcmp(argv[1], "-")) {
+        GString *in = vl2_cli_read_stdin(&error);
+        if (!in)
+            goto fail;
+        len = in->len;
+        text = g_string_free(in, FALSE);
+        size_t bad = utf8_invalid_at(text, len);
+        if (bad < len) {
+            error = g_strdup_printf("standard input is not valid UTF-8 (byte %zu of %zu is "
+                                    "0x%02x)", bad + 1, len, (unsigned char)text[bad]);
+            goto fail;
+        }
+    } else {
+        if (!(text = arg_text(argv[1], &error)))
+            goto fail;
+        len = strlen(text);
+    }
+
+    vl2_error err;
+    vl2_tokenizer *tok;
+    if (vl2_tokenizer_open(model_dir, &tok, &err) != VL2_OK)
+        return vl2_cli_fail("%s", err.message);
+    /* never more ids than bytes */
+    int32_t *ids = g_new(int32_t, len + 1);
+    size_t n = 0;
+    if (vl2_tokenizer_tokenize(tok, text, len, ids, len + 1, &n, &err) != VL2_OK) {
+        vl2_tokenizer_free(tok);
+        g_free(ids);
+        return vl2_cli_fail("%s", err.message);
+    }
+    if (json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        add_tokens(b, tok, ids, n);
+        print_json(b);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            printf("%s%d", i ? " " : "", ids[i]);
+        putchar('\n');
+    }
+    vl2_tokenizer_free(tok);
+    g_free(ids);
+    return 0;
+fail:;
+    int r = vl2_cli_fail("%s", error);
+    g_free(error);
+    return r;
+}
+
+/* Appends the ids written in `s`, separated by white space or commas, checking each against the
+ * tokenizer. */
+static bool parse_ids(const char *s, const vl2_tokenizer *tok, const char *model_dir, GArray *ids,
+                      char **error)
+{
+    g_auto(GStrv) words = g_regex_split_simple("[\\s,]+", s, 0, 0);
+    for (char **w = words; *w; w++) {
+        if (!**w)
+            continue;
+        const char *digits = **w == '-' ? *w + 1 : *w;
+        bool number = *digits != '\0';
+        for (const char *c = digits; *c && number; c++)
+            number = g_ascii_isdigit(*c);
+        if (!number) {
+            *error = g_strdup_printf("\"%s\" is not a token id", *w);
+            return false;
+        }
+        gint64 id = g_ascii_strtoll(*w, NULL, 10); /* saturates: still out of range */
+        int32_t n_vocab = vl2_tokenizer_n_vocab(tok);
+        if (id < 0 || id >= n_vocab) {
+            *error = g_strdup_printf("token id %s is out of range: the tokenizer of %s has ids 0 "
+                                     "to %d", *w, model_dir, n_vocab - 1);
+            return false;
+        }
+        if (!vl2_tokenizer_token(tok, (int32_t)id)) {
+            *error = g_strdup_printf("token id %s has no token in the tokenizer of %s", *w,
+                                     model_dir);
+            return false;
+        }
+        int32_t v = (int32_t)id;
+        g_array_append_val(ids, v);
+    }
+    return true;
+}
+
+static int cmd_detokenize(int argc, char **argv)
+{
+    g_autofree char *model_dir = NULL;
+    gboolean json = FALSE, skip_special = FALSE;
+    GOptionEntry entries[] = {
+        { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir,
+          "Checkpoint folder (only its tokenizer.json is read)", "DIR" },
+        { "skip-special", 0, 0, G_OPTION_ARG_NONE, &skip_special, "Leave special tokens out",
+          NULL },
+        { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+          "Print {\"text\", \"tokens\": [...]}, the tokens as tokenize --json prints them", NULL },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new(
+        "[ID...] - print the text of token ids (none or - reads them from standard input)");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    /* so that a negative id reaches the range check instead of being taken for an option */
+    g_option_context_set_ignore_unknown_options(ctx, TRUE);
+    g_autoptr(GError) gerr = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &gerr))
+        return vl2_cli_usage(ctx, gerr->message);
+    skip_separator(&argc, &argv);
+    if (!model_dir)
+        return vl2_cli_usage(ctx, "detokenize needs --model");
+    for (int i = 1; i < argc; i++)
+        if (g_str_has_prefix(argv[i], "--")) {
+            g_autofree char *msg = g_strdup_printf("unknown option %s", argv[i]);
+            return vl2_cli_usage(ctx, msg);
+        }
+
+    vl2_error err;
+    vl2_tokenizer *tok;
+    if (vl2_tokenizer_open(model_dir, &tok, &err) != VL2_OK)
+        return vl2_cli_fail("%s", err.message);
+    char *error = NULL;
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    bool ok = true;
+    if (argc == 1 || (argc == 2 && !strcmp(argv[1], "-"))) {
+        GString *in = vl2_cli_read_stdin(&error);
+        ok = in && parse_ids(in->str, tok, model_dir, ids, &error);
+        if (in)
+            g_string_free(in, TRUE);
+    } else {
+        for (int i = 1; ok && i < argc; i++)
+            ok = parse_ids(argv[i], tok, model_dir, ids, &error);
+    }
+    int rc = 0;
+    char *text = ok ? vl2_tokenizer_detokenize(tok, (const int32_t *)ids->data, ids->len,
+                                               skip_special)
+                    : NULL;
+    if (!ok) {
+        rc = vl2_cli_fail("%s", error);
+    } else if (!text) {
+        rc = vl2_cli_fail("out of memory");
+    } else if (json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "text");
+        json_builder_add_string_value(b, text);
+        json_builder_set_member_name(b, "tokens");
+        add_tokens(b, tok, (const int32_t *)ids->data, ids->len);
+        json_builder_end_object(b);
+        print_json(b);
+    } else {
+        puts(text);
+    }
+    free(text);
+    g_free(error);
+    g_array_unref(ids);
+    vl2_tokenizer_free(tok);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const char help[] =
@@ -602,8 +889,12 @@ int main(int argc, char **argv)
         "  bench  measure speed against this machine's memory bandwidth and arithmetic peak\n"
         "  mkrandom  write a random-weight checkpoint with the published shapes (for speed)\n"
         "  quantize  write a checkpoint with 8- or 4-bit language model weights\n"
+        "  tokenize    print the token ids of a text, without the chat template\n"
+        "  detokenize  print the text of token ids\n"
         "\n"
         "Run 'vl2 COMMAND --help' for a command's options.\n";
+    /* Text arguments and messages in the user's encoding (UTF-8 nearly everywhere). */
+    setlocale(LC_ALL, "");
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(help, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -618,6 +909,10 @@ int main(int argc, char **argv)
         return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tokenize"))
+        return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "detokenize"))
+        return cmd_detokenize(argc - 1, argv + 1);
     fprintf(stderr, "vl2: unknown command '%s'\n\n%s", argv[1], help);
     return 2;
 }

@@ -162,6 +162,36 @@ vl2_status vl2_tokenize(const vl2_model *model, const char *text, size_t text_le
  * string (free() it) or NULL on allocation failure. */
 char *vl2_detokenize(const vl2_model *model, const int32_t *ids, size_t n_ids, bool skip_special);
 
+/* The tokenizer alone, for tools that only turn text into ids and back (`vl2 tokenize`): it
+ * reads the folder's tokenizer.json and nothing else, no config and no weights, and encodes and
+ * decodes exactly as a model loaded from the same folder does. Immutable once opened: one
+ * tokenizer may be used from several threads at once. */
+typedef struct vl2_tokenizer vl2_tokenizer;
+
+/* Opens dir/tokenizer.json. On success *out_tok owns it until vl2_tokenizer_free(). */
+vl2_status vl2_tokenizer_open(const char *dir, vl2_tokenizer **out_tok, vl2_error *err);
+void vl2_tokenizer_free(vl2_tokenizer *tok);
+
+/* vl2_tokenize() and vl2_detokenize() on the tokenizer alone, with the same contracts. A text
+ * never needs more ids than it has bytes. */
+vl2_status vl2_tokenizer_tokenize(const vl2_tokenizer *tok, const char *text, size_t text_len,
+                                  int32_t *ids, size_t max_ids, size_t *n_ids, vl2_error *err);
+char *vl2_tokenizer_detokenize(const vl2_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                               bool skip_special);
+
+/* One more than the largest id the tokenizer knows (vocabulary and added tokens). An id below
+ * it may still have no token, where the numbering has a gap. */
+int32_t vl2_tokenizer_n_vocab(const vl2_tokenizer *tok);
+/* The token of `id` as tokenizer.json spells it: a vocabulary entry in its byte-level form
+ * ("\xc4\xa0world", i.e. "Ġworld", for " world") or an added token's content ("<image>"). NULL
+ * for an id without a token. Owned by tok. */
+const char *vl2_tokenizer_token(const vl2_tokenizer *tok, int32_t id);
+/* The bytes `id` decodes to: *len bytes, not NUL-terminated, possibly only part of a UTF-8
+ * character. NULL (and *len 0) for an id without a token. Owned by tok; len may be NULL. */
+const char *vl2_tokenizer_bytes(const vl2_tokenizer *tok, int32_t id, size_t *len);
+/* Is `id` a special token (an added token marked special, which decoding can skip)? */
+bool vl2_tokenizer_is_special(const vl2_tokenizer *tok, int32_t id);
+
 /* ---------------------------------------------------------------------------------------------
  * Conversations and prompts
  */

@@ -4,8 +4,11 @@
  * outputs with the golden README's tolerances, and checks that errors exit non-zero with one
  * line on stderr.
  */
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "test-util.h"
 #include "vl2-private.h"
@@ -180,6 +183,349 @@ static void expect_failure(const char *const *args, int status, const char *need
         g_assert_cmpint(nl[1], ==, 0);
     }
     test_run_clear(&r);
+}
+
+/* Like expect_failure, with every string of the NULL-terminated `needles` on stderr. */
+static void expect_failure_all(const char *const *args, int status, const char *const *needles)
+{
+    test_run_result r = test_run_cli(args);
+    g_assert_cmpint(r.status, ==, status);
+    g_assert_cmpstr(r.out, ==, "");
+    for (const char *const *n = needles; *n; n++)
+        if (!strstr(r.err, *n))
+            g_error("stderr \"%s\" lacks \"%s\"", r.err, *n);
+    const char *nl = strchr(r.err, '\n');
+    g_assert_nonnull(nl);
+    g_assert_cmpint(nl[1], ==, 0);
+    test_run_clear(&r);
+}
+
+/* A fresh folder with the named files of the mini-tiny fixture linked in. */
+static char *linked_model(const char *const *names)
+{
+    g_autofree char *fixture = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    char *dir = test_make_tmpdir();
+    for (const char *const *n = names; *n; n++) {
+        g_autofree char *from = g_build_filename(fixture, *n, NULL);
+        g_autofree char *to = g_build_filename(dir, *n, NULL);
+        g_assert_cmpint(symlink(from, to), ==, 0);
+    }
+    return dir;
+}
+
+/* `vl2 run` on a clone made without git-lfs, and on an interrupted download: the engine's message
+ * on one line, naming the file, what is wrong and the fix. */
+static void test_broken_checkpoint(void)
+{
+    g_autofree char *dir = linked_model((const char *[]){ "config.json", "tokenizer.json",
+                                                          "tokenizer_config.json", NULL });
+    g_autofree char *weights = g_build_filename(dir, "model.safetensors", NULL);
+    const char *args[] = { "run", "--model", dir, "--prompt", "Hello", NULL };
+    test_write_file(weights, "version https://git-lfs.github.com/spec/v1\n"
+                             "oid sha256:4d7a2148a1a3b8c1f0f1f9c2a6fd1a5e8d2a1e5c9b7a3f6e0d4c8b2a1f9e7d3c\n"
+                             "size 6746589584\n", -1);
+    g_autofree char *in_dir = g_strdup_printf("\"git lfs pull\" in %s", dir);
+    expect_failure_all(args, 1, (const char *[]){ weights, "is a Git LFS pointer",
+                                                  "without git-lfs", in_dir, NULL });
+
+    /* the real file, cut 1000 bytes short */
+    g_autofree char *fixture = g_build_filename(test_fixture_dir(), "mini-tiny",
+                                                "model.safetensors", NULL);
+    g_autofree char *data = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(fixture, &data, &len, NULL));
+    test_write_file(weights, data, (gssize)len - 1000);
+    g_autofree char *have = g_strdup_printf("%zu bytes", (size_t)len - 1000);
+    g_autofree char *want = g_strdup_printf("%zu bytes", (size_t)len);
+    expect_failure_all(args, 1, (const char *[]){ weights, "is incomplete", have, want,
+                                                  "download", NULL });
+    test_rmtree(dir);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * tokenize, detokenize
+ */
+
+static void stdin_from(gpointer fd)
+{
+    dup2(GPOINTER_TO_INT(fd), 0);
+}
+
+/* Runs $VL2_CLI with args, `input` on its standard input and LC_ALL=C.UTF-8 (so that what it
+ * makes of a command-line argument does not depend on the test's locale). */
+static test_run_result run_cli_input(const char *const *args, const char *input, gssize len)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *in_path = g_build_filename(tmp, "stdin", NULL);
+    test_write_file(in_path, input ? input : "", input ? len : 0);
+    int fd = open(in_path, O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(fd, >=, 0);
+    GPtrArray *argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *)g_getenv("VL2_CLI"));
+    for (const char *const *a = args; *a; a++)
+        g_ptr_array_add(argv, (char *)*a);
+    g_ptr_array_add(argv, NULL);
+    g_auto(GStrv) env = g_environ_setenv(g_get_environ(), "LC_ALL", "C.UTF-8", TRUE);
+    test_run_result r = { 0 };
+    g_autoptr(GError) error = NULL;
+    int wait_status;
+    /* dup2 clears the descriptor's close-on-exec flag on the copy it makes */
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, env, G_SPAWN_DEFAULT, stdin_from,
+                      GINT_TO_POINTER(fd), &r.out, &r.err, &wait_status, &error))
+        g_error("cannot run %s: %s", (const char *)argv->pdata[0], error->message);
+    r.status = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
+    close(fd);
+    g_ptr_array_unref(argv);
+    test_rmtree(tmp);
+    return r;
+}
+
+/* The golden tokenizer cases: {text, ids} with the ids of the reference's
+ * encode(text, add_special_tokens=False). Free with json_node_unref(). */
+static JsonNode *tokenizer_cases(void)
+{
+    g_autofree char *path = test_golden_path("tokenizer_cases.json");
+    JsonNode *root = test_load_json(path);
+    g_assert_cmpuint(json_array_get_length(json_node_get_array(root)), >=, 8);
+    return root;
+}
+
+/* `vl2 tokenize --model dir -- text` (plain output), parsed; aborts the test on failure. */
+static GArray *cli_tokenize(const char *dir, const char *text)
+{
+    const char *args[] = { "tokenize", "--model", dir, "--", text, NULL };
+    test_run_result r = run_cli_input(args, NULL, 0);
+    if (r.status != 0)
+        g_error("vl2 tokenize \"%s\": %s", text, r.err);
+    g_assert_true(g_str_has_suffix(r.out, "\n"));
+    g_assert_cmpstr(r.err, ==, "");
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(int64_t));
+    g_auto(GStrv) words = g_strsplit(g_strchomp(r.out), " ", -1);
+    for (char **w = words; *w; w++) {
+        if (!**w)
+            continue;
+        int64_t id;
+        g_assert_true(g_ascii_string_to_signed(*w, 10, 0, G_MAXINT32, &id, NULL));
+        g_array_append_val(ids, id);
+    }
+    test_run_clear(&r);
+    return ids;
+}
+
+static bool same_ids(GArray *got, JsonArray *want)
+{
+    if (got->len != json_array_get_length(want))
+        return false;
+    for (guint i = 0; i < got->len; i++)
+        if (g_array_index(got, int64_t, i) != json_array_get_int_element(want, i))
+            return false;
+    return true;
+}
+
+/* A third of the golden cases, and every one with a 4-byte character (tokens that hold part of
+ * one), through `vl2 tokenize` from a folder that holds only tokenizer.json (the engine's tests
+ * run every case through the same calls): plain and --json output give the reference's ids,
+ * each token's string is the tokenizer's, the tokens' texts and bytes joined give the text back,
+ * and `vl2 detokenize --json` of the ids gives the text back. */
+static void test_tokenize_golden(void)
+{
+    g_autofree char *dir = linked_model((const char *[]){ "tokenizer.json", NULL });
+    g_autofree char *tok_path = g_build_filename(dir, "tokenizer.json", NULL);
+    vl2_tokenizer *tok;
+    vl2_error err;
+    g_assert_cmpint(vl2_tokenizer_load(tok_path, &tok, &err), ==, VL2_OK);
+    JsonNode *root = tokenizer_cases();
+    JsonArray *cases = json_node_get_array(root);
+    int n_tested = 0, n_bytes = 0, n_special = 0, n_non_ascii = 0;
+    /* `vl2 detokenize --model DIR --json -- ID...` of every id, and the texts they come from */
+    GPtrArray *id_args = g_ptr_array_new_with_free_func(g_free);
+    const char *head[] = { "detokenize", "--model", dir, "--json", "--" };
+    for (size_t h = 0; h < G_N_ELEMENTS(head); h++)
+        g_ptr_array_add(id_args, g_strdup(head[h]));
+    GString *all_text = g_string_new(NULL);
+    for (guint i = 0; i < json_array_get_length(cases); i++) {
+        JsonObject *c = json_array_get_object_element(cases, i);
+        const char *text = json_object_get_string_member(c, "text");
+        JsonArray *want = json_object_get_array_member(c, "ids");
+        if (i % 3 != 0 && !strstr(text, "\xf0"))
+            continue;
+        n_tested++;
+        for (const char *p = text; *p; p++)
+            if ((unsigned char)*p >= 0x80) {
+                n_non_ascii++;
+                break;
+            }
+        g_autoptr(GArray) plain = cli_tokenize(dir, text);
+        if (!same_ids(plain, want)) {
+            g_autofree char *escaped = g_strescape(text, NULL);
+            g_error("case %u \"%s\": vl2 tokenize gives %u ids, the reference %u", i, escaped,
+                    plain->len, json_array_get_length(want));
+        }
+
+        const char *args[] = { "tokenize", "--model", dir, "--json", "--", text, NULL };
+        test_run_result r = run_cli_input(args, NULL, 0);
+        if (r.status != 0)
+            g_error("vl2 tokenize --json: %s", r.err);
+        g_autoptr(JsonParser) parser = json_parser_new();
+        g_assert_true(json_parser_load_from_data(parser, r.out, -1, NULL));
+        JsonArray *tokens = json_node_get_array(json_parser_get_root(parser));
+        g_assert_cmpuint(json_array_get_length(tokens), ==, json_array_get_length(want));
+        GString *joined = g_string_new(NULL);
+        for (guint k = 0; k < json_array_get_length(tokens); k++) {
+            JsonObject *t = json_array_get_object_element(tokens, k);
+            int64_t id = json_object_get_int_member(t, "id");
+            g_assert_cmpint(id, ==, json_array_get_int_element(want, k));
+            g_assert_cmpstr(json_object_get_string_member(t, "token"), ==,
+                            vl2_tokenizer_token(tok, (int32_t)id));
+            gboolean special = json_object_get_boolean_member(t, "special");
+            g_assert_cmpint(special, ==, vl2_tokenizer_is_special(tok, (int32_t)id));
+            n_special += special;
+            if (json_object_has_member(t, "text")) {
+                g_assert_false(json_object_has_member(t, "bytes"));
+                g_string_append(joined, json_object_get_string_member(t, "text"));
+            } else {
+                JsonArray *bytes = json_object_get_array_member(t, "bytes");
+                g_assert_cmpuint(json_array_get_length(bytes), >, 0);
+                for (guint b = 0; b < json_array_get_length(bytes); b++)
+                    g_string_append_c(joined, (char)json_array_get_int_element(bytes, b));
+                n_bytes++;
+            }
+            g_ptr_array_add(id_args, g_strdup_printf("%" G_GINT64_FORMAT, id));
+        }
+        g_assert_cmpstr(joined->str, ==, text);
+        g_string_free(joined, TRUE);
+        test_run_clear(&r);
+
+        g_string_append(all_text, text);
+    }
+
+    /* detokenize(tokenize(text)) == text, for all the texts at once: decoding concatenates */
+    g_ptr_array_add(id_args, NULL);
+    test_run_result r = run_cli_input((const char *const *)id_args->pdata, NULL, 0);
+    if (r.status != 0)
+        g_error("vl2 detokenize --json: %s", r.err);
+    g_autoptr(JsonParser) dparser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(dparser, r.out, -1, NULL));
+    JsonObject *o = json_node_get_object(json_parser_get_root(dparser));
+    g_assert_cmpstr(json_object_get_string_member(o, "text"), ==, all_text->str);
+    JsonArray *dtokens = json_object_get_array_member(o, "tokens");
+    g_assert_cmpuint(json_array_get_length(dtokens), ==, id_args->len - 1 - G_N_ELEMENTS(head));
+    for (guint k = 0; k < json_array_get_length(dtokens); k++) {
+        g_autofree char *id = g_strdup_printf(
+            "%" G_GINT64_FORMAT,
+            json_object_get_int_member(json_array_get_object_element(dtokens, k), "id"));
+        g_assert_cmpstr(id, ==, g_ptr_array_index(id_args, G_N_ELEMENTS(head) + k));
+    }
+    test_run_clear(&r);
+    g_ptr_array_unref(id_args);
+    g_string_free(all_text, TRUE);
+
+    /* the cases reach every kind of token */
+    g_assert_cmpint(n_tested, >=, 8);
+    g_assert_cmpint(n_bytes, >, 0);
+    g_assert_cmpint(n_special, >, 0);
+    g_assert_cmpint(n_non_ascii, >=, 3);
+    vl2_tokenizer_free(tok);
+    json_node_unref(root);
+    test_rmtree(dir);
+}
+
+/* Text from standard input; plain detokenize from standard input, fed what plain tokenize
+ * printed, with special tokens kept or skipped. */
+static void test_detokenize_stdin(void)
+{
+    g_autofree char *dir = linked_model((const char *[]){ "tokenizer.json", NULL });
+    const char *text = "<image>\nDescribe caf\xc3\xa9 \xe6\xb7\xb1\xe5\xba\xa6 \xf0\x9f\x91\x8d!";
+    test_run_result t = run_cli_input((const char *[]){ "tokenize", "--model", dir, "-", NULL },
+                                      text, -1);
+    g_assert_cmpint(t.status, ==, 0);
+    g_autoptr(GArray) ids = cli_tokenize(dir, text);
+    g_autofree char *want_line = NULL;
+    GString *line = g_string_new(NULL);
+    for (guint i = 0; i < ids->len; i++)
+        g_string_append_printf(line, "%s%" G_GINT64_FORMAT, i ? " " : "",
+                               g_array_index(ids, int64_t, i));
+    g_string_append_c(line, '\n');
+    want_line = g_string_free(line, FALSE);
+    g_assert_cmpstr(t.out, ==, want_line);
+
+    test_run_result d = run_cli_input((const char *[]){ "detokenize", "--model", dir, NULL },
+                                      t.out, -1);
+    g_assert_cmpint(d.status, ==, 0);
+    g_autofree char *with_newline = g_strconcat(text, "\n", NULL);
+    g_assert_cmpstr(d.out, ==, with_newline);
+    test_run_clear(&d);
+
+    /* commas and "-" work too; --skip-special drops <image> */
+    g_autofree char *commas = g_strdelimit(g_strdup(t.out), " ", ',');
+    d = run_cli_input((const char *[]){ "detokenize", "--model", dir, "--skip-special", "-", NULL },
+                      commas, -1);
+    g_assert_cmpint(d.status, ==, 0);
+    g_assert_cmpstr(d.out, ==, with_newline + strlen("<image>"));
+    test_run_clear(&d);
+    test_run_clear(&t);
+
+    /* standard input is read as it is, its final newline ("\n" is 201) included */
+    t = run_cli_input((const char *[]){ "tokenize", "--model", dir, "-", NULL }, "Hello\n", -1);
+    g_assert_cmpint(t.status, ==, 0);
+    g_assert_cmpstr(t.out, ==, "19923 201\n");
+    test_run_clear(&t);
+    test_rmtree(dir);
+}
+
+static void test_tokenize_errors(void)
+{
+    g_autofree char *dir = linked_model((const char *[]){ "tokenizer.json", NULL });
+    /* invalid UTF-8, as an argument and on standard input */
+    test_run_result r = run_cli_input((const char *[]){ "tokenize", "--model", dir, "caf\xe9!",
+                                                        NULL }, NULL, 0);
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_cmpstr(r.out, ==, "");
+    g_assert_nonnull(strstr(r.err, "not valid UTF-8 (byte 4 of 5"));
+    test_run_clear(&r);
+    r = run_cli_input((const char *[]){ "tokenize", "--model", dir, "-", NULL }, "ok\xff", 3);
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_nonnull(strstr(r.err, "standard input is not valid UTF-8 (byte 3 of 3"));
+    test_run_clear(&r);
+
+    /* ids the tokenizer has no token for, and words that are no ids */
+    expect_failure((const char *[]){ "detokenize", "--model", dir, "19923", "128823", NULL }, 1,
+                   "token id 128823 is out of range");
+    expect_failure((const char *[]){ "detokenize", "--model", dir, "--", "-1", NULL }, 1,
+                   "token id -1 is out of range");
+    expect_failure((const char *[]){ "detokenize", "--model", dir, "99999999999999999999999",
+                                     NULL }, 1, "is out of range");
+    expect_failure((const char *[]){ "detokenize", "--model", dir, "12abc", NULL }, 1,
+                   "\"12abc\" is not a token id");
+
+    /* model folders without a usable tokenizer.json */
+    expect_failure((const char *[]){ "tokenize", "--model", "/nonexistent", "hi", NULL }, 1,
+                   "/nonexistent: not a folder");
+    expect_failure((const char *[]){ "detokenize", "--model", "/nonexistent", "1", NULL }, 1,
+                   "/nonexistent: not a folder");
+    g_autofree char *empty = test_make_tmpdir();
+    expect_failure((const char *[]){ "tokenize", "--model", empty, "hi", NULL }, 1,
+                   "tokenizer.json");
+    g_autofree char *pointer = g_build_filename(empty, "tokenizer.json", NULL);
+    test_write_file(pointer, "version https://git-lfs.github.com/spec/v1\n"
+                             "oid sha256:4d7a2148a1a3b8c1f0f1f9c2a6fd1a5e8d2a1e5c9b7a3f6e0d4c8b2a1f9e7d3c\n"
+                             "size 7520431\n", -1);
+    expect_failure((const char *[]){ "tokenize", "--model", empty, "hi", NULL }, 1,
+                   "tokenizer.json is a Git LFS pointer");
+    test_write_file(pointer, "{\"model\": ", -1);
+    expect_failure((const char *[]){ "detokenize", "--model", empty, "1", NULL }, 1,
+                   "tokenizer.json");
+
+    /* usage */
+    expect_failure((const char *[]){ "tokenize", "--model", dir, NULL }, 2, "one TEXT");
+    expect_failure((const char *[]){ "tokenize", "--model", dir, "two", "texts", NULL }, 2,
+                   "one TEXT");
+    expect_failure((const char *[]){ "tokenize", "hi", NULL }, 2, "--model");
+    expect_failure((const char *[]){ "detokenize", "1", NULL }, 2, "--model");
+    expect_failure((const char *[]){ "detokenize", "--model", dir, "--jsn", "1", NULL }, 2,
+                   "unknown option --jsn");
+    test_rmtree(empty);
+    test_rmtree(dir);
 }
 
 static void test_errors(void)
@@ -393,6 +739,28 @@ static void test_run_with_image(void)
     test_run_clear(&r);
 }
 
+/* run's help shows the engine's defaults, with no numbers of its own. */
+static void test_run_help(void)
+{
+    vl2_generate_params gp = vl2_generate_default_params();
+    const char *args[] = { "run", "--help", NULL };
+    test_run_result r = test_run_cli(args);
+    g_assert_cmpint(r.status, ==, 0);
+    char *expected[] = {
+        g_strdup_printf("Sampling temperature (default %g;", (double)gp.temperature),
+        g_strdup_printf("Nucleus sampling mass (default %g)", (double)gp.top_p),
+        g_strdup_printf("Keep the K most likely (default %d)", gp.top_k),
+        g_strdup_printf("Repetition penalty (default %g)", (double)gp.repetition_penalty),
+        g_strdup_printf("Answer length limit (default %d;", gp.max_new_tokens),
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(expected); i++) {
+        if (!strstr(r.out, expected[i]))
+            g_error("vl2 run --help lacks \"%s\":\n%s", expected[i], r.out);
+        g_free(expected[i]);
+    }
+    test_run_clear(&r);
+}
+
 static void test_run(void)
 {
     g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
@@ -424,7 +792,12 @@ int main(int argc, char **argv)
             n++;
         }
     g_test_add_func("/engine/cli/errors", test_errors);
+    g_test_add_func("/engine/cli/broken-checkpoint", test_broken_checkpoint);
+    g_test_add_func("/engine/cli/tokenize/golden", test_tokenize_golden);
+    g_test_add_func("/engine/cli/tokenize/stdin", test_detokenize_stdin);
+    g_test_add_func("/engine/cli/tokenize/errors", test_tokenize_errors);
     g_test_add_func("/engine/cli/run", test_run);
+    g_test_add_func("/engine/cli/run-help", test_run_help);
     g_test_add_func("/engine/cli/run-with-image", test_run_with_image);
     g_test_add_func("/engine/cli/quantize", test_quantize);
     g_test_add_func("/engine/cli/bench", test_bench);

@@ -535,6 +535,76 @@ static void test_invalid_text(void)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The public tokenizer (vl2_tokenizer_open and its calls in vl2.h)
+ */
+
+/* From the folder of the real tokenizer.json: every golden case encodes to the reference's ids
+ * and decodes back; lookups by id; bad folders and arguments. */
+static void test_public_api(void)
+{
+    g_autofree char *path = test_model_file("tokenizer.json");
+    g_autofree char *dir = g_path_get_dirname(path);
+    vl2_tokenizer *tok;
+    vl2_error err;
+    g_assert_cmpint(vl2_tokenizer_open(dir, &tok, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_tokenizer_n_vocab(tok), ==, vl2_tokenizer_n_vocab(real_tokenizer()));
+    load_golden();
+    for (guint i = 0; i < n_golden; i++) {
+        const char *text = golden[i].text;
+        size_t len = strlen(text), n = 99;
+        g_assert_cmpint(vl2_tokenizer_tokenize(tok, text, len, NULL, 0, &n, &err), ==, VL2_OK);
+        g_assert_cmpuint(n, ==, golden[i].n_ids);
+        g_assert_cmpuint(n, <=, len);        /* never more ids than bytes */
+        int32_t *ids = g_new0(int32_t, n + 1);
+        g_assert_cmpint(vl2_tokenizer_tokenize(tok, text, len, ids, n, &n, &err), ==, VL2_OK);
+        g_assert_cmpmem(ids, n * 4, golden[i].ids, golden[i].n_ids * 4);
+        char *back = vl2_tokenizer_detokenize(tok, ids, n, false);
+        g_assert_cmpstr(back, ==, text);
+        free(back);
+        g_free(ids);
+    }
+
+    int32_t image = vl2_tokenizer_find(tok, "<image>");
+    g_assert_cmpint(image, ==, 128815);
+    g_assert_cmpstr(vl2_tokenizer_token(tok, image), ==, "<image>");
+    g_assert_cmpstr(vl2_tokenizer_token(tok, 2058), ==, "\xc4\xa0world");   /* " world" */
+    size_t len;
+    const char *bytes = vl2_tokenizer_bytes(tok, 2058, &len);
+    g_assert_cmpmem(bytes, len, " world", 6);
+    g_assert_true(vl2_tokenizer_is_special(tok, 1));   /* <｜end▁of▁sentence｜> */
+    g_assert_false(vl2_tokenizer_is_special(tok, 2058));
+    int32_t n_vocab = vl2_tokenizer_n_vocab(tok);
+    g_assert_null(vl2_tokenizer_token(tok, -1));
+    g_assert_null(vl2_tokenizer_token(tok, n_vocab));
+    g_assert_null(vl2_tokenizer_bytes(tok, n_vocab, &len));
+    g_assert_cmpuint(len, ==, 0);
+    g_assert_cmpint(vl2_tokenizer_tokenize(tok, "caf\xc3", 4, NULL, 0, NULL, &err), ==,
+                    VL2_ERR_INVALID_ARGUMENT);
+    vl2_tokenizer_free(tok);
+    vl2_tokenizer_free(NULL);
+
+    tok = (vl2_tokenizer *)1;
+    expect_error(vl2_tokenizer_open(NULL, &tok, &err), VL2_ERR_INVALID_ARGUMENT, &err, "folder");
+    g_assert_null(tok);
+    expect_error(vl2_tokenizer_open("", &tok, &err), VL2_ERR_INVALID_ARGUMENT, &err, "folder");
+    expect_error(vl2_tokenizer_open(dir, NULL, &err), VL2_ERR_INVALID_ARGUMENT, &err, "NULL");
+    expect_error(vl2_tokenizer_open("/nonexistent", &tok, &err), VL2_ERR_IO, &err,
+                 "/nonexistent: not a folder");
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *missing = g_build_filename(tmp, "tokenizer.json", NULL);
+    expect_error(vl2_tokenizer_open(tmp, &tok, &err), VL2_ERR_IO, &err, missing);
+    /* a clone made without git-lfs */
+    test_write_file(missing, "version https://git-lfs.github.com/spec/v1\n"
+                             "oid sha256:4d7a2148a1a3b8c1f0f1f9c2a6fd1a5e8d2a1e5c9b7a3f6e0d4c8b2a1f9e7d3c\n"
+                             "size 7520431\n", -1);
+    expect_error(vl2_tokenizer_open(tmp, &tok, &err), VL2_ERR_FORMAT, &err,
+                 "tokenizer.json is a Git LFS pointer");
+    g_assert_nonnull(strstr(err.message, "git lfs pull"));
+    g_assert_null(tok);
+    test_rmtree(tmp);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * UTF-8: lossy decoding and streaming
  */
 
@@ -728,6 +798,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/tokenizer/synthetic", test_synthetic);
     g_test_add_func("/engine/tokenizer/hostile-files", test_hostile_files);
     g_test_add_func("/engine/tokenizer/invalid-text", test_invalid_text);
+    g_test_add_func("/engine/tokenizer/public-api", test_public_api);
     g_test_add_func("/engine/tokenizer/utf8-lossy", test_utf8_lossy);
     g_test_add_func("/engine/tokenizer/stream-random", test_stream_random);
     g_test_add_func("/engine/tokenizer/stream-cases", test_stream_cases);

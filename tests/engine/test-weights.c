@@ -186,12 +186,11 @@ static void expect_same_logits(const char *dir_a, const char *dir_b, double tol)
     g_assert_cmpfloat(worst, <=, tol);
 }
 
-/* The same weights split into three shards with an index load and compute the same. */
-static void test_sharded(void)
+/* Writes the fixture's weights as model-0000k-of-00003.safetensors, tensors dealt out in turn
+ * by name, and the model.safetensors.index.json that lists them. */
+static void write_sharded(scratch_model *s)
 {
-    scratch_model s;
-    scratch_init(&s, false);
-    GArray *all = entries_of(s.src);
+    GArray *all = entries_of(s->src);
     GArray *shards[3];
     for (int k = 0; k < 3; k++)
         shards[k] = g_array_new(FALSE, TRUE, sizeof(entry));
@@ -213,7 +212,7 @@ static void test_sharded(void)
     json_builder_end_object(b);
     for (int k = 0; k < 3; k++) {
         g_autofree char *name = g_strdup_printf("model-%05d-of-00003.safetensors", k + 1);
-        g_autofree char *p = scratch_path(&s, name);
+        g_autofree char *p = scratch_path(s, name);
         write_safetensors(p, shards[k], 0);
         g_array_unref(shards[k]);
     }
@@ -222,8 +221,18 @@ static void test_sharded(void)
     json_generator_set_root(gen, root);
     g_autofree char *index = json_generator_to_data(gen, NULL);
     json_node_unref(root);
-    g_autofree char *ipath = scratch_path(&s, "model.safetensors.index.json");
+    g_autofree char *ipath = scratch_path(s, "model.safetensors.index.json");
     test_write_file(ipath, index, -1);
+    g_array_unref(all);
+}
+
+/* The same weights split into three shards with an index load and compute the same. */
+static void test_sharded(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    write_sharded(&s);
+    g_autofree char *ipath = scratch_path(&s, "model.safetensors.index.json");
 
     g_autofree char *fixture = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
     expect_same_logits(s.dir, fixture, 0);
@@ -249,7 +258,6 @@ static void test_sharded(void)
     /* malformed index */
     test_write_file(ipath, "{\"weight_map\": [", -1);
     expect_load(&s, VL2_ERR_FORMAT, "model.safetensors.index.json", NULL);
-    g_array_unref(all);
     scratch_clear(&s);
 }
 
@@ -307,16 +315,105 @@ static void test_no_weights(void)
     scratch_clear(&s);
 }
 
+/* Loads the scratch model, expecting failure with `want` and a one-line message holding every
+ * string of the NULL-terminated `needles`. */
+static void expect_load_all(scratch_model *s, vl2_status want, const char *const *needles)
+{
+    vl2_model *m = NULL;
+    vl2_error err = { 0 };
+    vl2_status got = vl2_model_load(s->dir, NULL, &m, &err);
+    if (got != want)
+        g_error("load gave %d \"%s\"; want %d", got, got ? err.message : "", want);
+    for (const char *const *n = needles; *n; n++)
+        if (!strstr(err.message, *n))
+            g_error("\"%s\" lacks \"%s\"", err.message, *n);
+    g_assert_null(m);
+    g_assert_null(strchr(err.message, '\n'));
+    g_test_message("%s", err.message);
+}
+
+/* What a clone without git-lfs holds instead of a large file. */
+static void write_lfs_pointer(const char *path, uint64_t size)
+{
+    g_autofree char *text = g_strdup_printf(
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a2148a1a3b8c1f0f1f9c2a6fd1a5e8d2a1e5c9b7a3f6e0d4c8b2a1f9e7d3c\n"
+        "size %" G_GUINT64_FORMAT "\n", size);
+    test_write_file(path, text, -1);
+}
+
+/* A folder cloned without git-lfs: the message says so, with the size the pointer promises and
+ * the command that fetches the weights, instead of a nonsense header length. */
+static void test_lfs_pointer(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    g_autofree char *p = scratch_path(&s, "model.safetensors");
+    write_lfs_pointer(p, 6746589584ull);
+    g_autofree char *pointer = NULL;
+    gsize pointer_len;
+    g_assert_true(g_file_get_contents(p, &pointer, &pointer_len, NULL));
+    g_autofree char *have = g_strdup_printf("(%zu bytes)", pointer_len);
+    g_autofree char *want = g_format_size(6746589584ull);
+    g_autofree char *in_dir = g_strdup_printf("\"git lfs pull\" in %s", s.dir);
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model.safetensors is a Git LFS pointer", have, want,
+                                      "without git-lfs", in_dir, NULL });
+
+    /* a pointer without its size line still says what it is */
+    test_write_file(p, "version https://git-lfs.github.com/spec/v1\noid sha256:00\n", -1);
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model.safetensors is a Git LFS pointer", "git lfs pull",
+                                      NULL });
+
+    /* other short text files are not taken for pointers */
+    test_write_file(p, "version 1\nthis is not a safetensors file at all\n", -1);
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model.safetensors", "not a safetensors file", NULL });
+    scratch_clear(&s);
+}
+
+/* The same in a sharded checkpoint: the message names the shard that is a pointer. */
+static void test_lfs_pointer_shard(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    write_sharded(&s);
+    g_autofree char *p = scratch_path(&s, "model-00002-of-00003.safetensors");
+    write_lfs_pointer(p, 4998012345ull);
+    g_autofree char *want = g_format_size(4998012345ull);
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model-00002-of-00003.safetensors is a Git LFS pointer",
+                                      want, "git lfs pull", NULL });
+
+    /* the index itself as a pointer */
+    g_autofree char *index = scratch_path(&s, "model.safetensors.index.json");
+    write_lfs_pointer(index, 93467ull);
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model.safetensors.index.json is a Git LFS pointer",
+                                      "git lfs pull", NULL });
+    scratch_clear(&s);
+}
+
+/* An interrupted download: the file is shorter than its header says. The message calls it
+ * incomplete, with the size the file has, the size its header implies, and the fix. */
 static void test_truncated(void)
 {
     scratch_model s;
     scratch_init(&s, true);
     g_autofree char *p = scratch_path(&s, "model.safetensors");
-    g_assert_cmpint(truncate(p, (off_t)s.src->map_size - 1000), ==, 0);
-    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "past the end of the file");
-    /* shorter than the header itself */
+    size_t full = s.src->map_size;
+    g_assert_cmpint(truncate(p, (off_t)full - 1000), ==, 0);
+    g_autofree char *have = g_strdup_printf("%zu bytes", full - 1000);
+    g_autofree char *want = g_strdup_printf("%zu bytes", full);
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model.safetensors is incomplete", have, want,
+                                      "download", NULL });
+    /* cut inside the header itself */
     g_assert_cmpint(truncate(p, 100), ==, 0);
-    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "header length");
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model.safetensors is incomplete", "100 bytes", "header",
+                                      "download", NULL });
     g_assert_cmpint(truncate(p, 5), ==, 0);
     expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "too short");
     g_assert_cmpint(truncate(p, 0), ==, 0);
@@ -324,6 +421,27 @@ static void test_truncated(void)
     scratch_clear(&s);
 }
 
+/* A shard cut short in a sharded checkpoint is named, with both sizes. */
+static void test_truncated_shard(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    write_sharded(&s);
+    g_autofree char *p = scratch_path(&s, "model-00003-of-00003.safetensors");
+    GStatBuf st;
+    g_assert_cmpint(g_stat(p, &st), ==, 0);
+    size_t full = (size_t)st.st_size, cut = full / 2;
+    g_assert_cmpint(truncate(p, (off_t)cut), ==, 0);
+    g_autofree char *have = g_strdup_printf("%zu bytes", cut);
+    g_autofree char *want = g_strdup_printf("%zu bytes", full);
+    expect_load_all(&s, VL2_ERR_FORMAT,
+                    (const char *[]){ "model-00003-of-00003.safetensors is incomplete", have,
+                                      want, "download", NULL });
+    scratch_clear(&s);
+}
+
+/* A header whose last tensor claims more bytes than its shape needs is a corrupt header, not an
+ * interrupted download: that tensor is named. */
 static void test_offsets_past_end(void)
 {
     scratch_model s;
@@ -331,7 +449,7 @@ static void test_offsets_past_end(void)
     GArray *all = entries_of(s.src);
     g_autofree char *p = scratch_path(&s, "model.safetensors");
     write_safetensors(p, all, 4096);
-    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "past the end of the file");
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "shape and dtype need");
     g_array_unref(all);
     scratch_clear(&s);
 }
@@ -526,6 +644,9 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/weights/f32-and-f16", test_other_dtypes);
     g_test_add_func("/engine/weights/no-weights", test_no_weights);
     g_test_add_func("/engine/weights/truncated", test_truncated);
+    g_test_add_func("/engine/weights/truncated-shard", test_truncated_shard);
+    g_test_add_func("/engine/weights/lfs-pointer", test_lfs_pointer);
+    g_test_add_func("/engine/weights/lfs-pointer-shard", test_lfs_pointer_shard);
     g_test_add_func("/engine/weights/offsets-past-end", test_offsets_past_end);
     g_test_add_func("/engine/weights/bad-header-json", test_bad_header_json);
     g_test_add_func("/engine/weights/unknown-dtype", test_unknown_dtype);

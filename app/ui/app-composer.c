@@ -378,6 +378,7 @@ app_composer_set_draft_key (AppComposer *self,
 {
   g_autofree char *text = NULL;
   Draft *draft = NULL;
+  g_autofree char *stored_key = NULL;
 
   g_return_if_fail (APP_IS_COMPOSER (self));
 
@@ -410,10 +411,9 @@ app_composer_set_draft_key (AppComposer *self,
 
   g_free (self->draft_key);
   self->draft_key = g_strdup (key);
-  draft = key ? g_hash_table_lookup (self->drafts, key) : NULL;
-  if (draft)
+  if (key && g_hash_table_steal_extended (self->drafts, key, (gpointer *) &stored_key,
+                                          (gpointer *) &draft))
     {
-      g_hash_table_steal (self->drafts, key);
       g_ptr_array_unref (self->pending);
       self->pending = g_steal_pointer (&draft->pending);
       for (guint i = 0; i < self->pending->len; i++)

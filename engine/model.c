@@ -160,6 +160,14 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
     g_autofree char *config_path = g_build_filename(dir, "config.json", NULL);
     g_autofree char *tok_path = g_build_filename(dir, "tokenizer.json", NULL);
     GPtrArray *table = NULL;
+    /* stamped before they are read: a change while loading is seen by vl2_model_check_files */
+    static const char *const side_files[VL2_N_SIDE_FILES] = {
+        "config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors.index.json",
+    };
+    for (int i = 0; i < VL2_N_SIDE_FILES; i++) {
+        m->side_paths[i] = g_build_filename(dir, side_files[i], NULL);
+        vl2_stamp_path(m->side_paths[i], &m->side_stamps[i]);
+    }
     /* Cheap checks first: a broken weights file is reported before the tokenizer is parsed. */
     vl2_status s = vl2_config_load(config_path, &m->cfg, err);
     if (s == VL2_OK)
@@ -191,6 +199,9 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
                   : vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
         vl2_pool_free(qpool);
     }
+    /* binding and quantizing read the weights: they must not have changed meanwhile */
+    if (s == VL2_OK)
+        s = vl2_weights_check(&m->weights, err);
     if (table)
         g_ptr_array_unref(table);
     if (s != VL2_OK) {
@@ -223,8 +234,34 @@ void vl2_model_free(vl2_model *m)
     vl2_weights_close(&m->weights);
     vl2_tokenizer_free(m->tok);
     vl2_config_clear(&m->cfg);
+    for (int i = 0; i < VL2_N_SIDE_FILES; i++)
+        g_free(m->side_paths[i]);
     g_free(m->dir);
     free(m);
+}
+
+vl2_status vl2_model_check_files(const vl2_model *m, vl2_error *err)
+{
+    if (!m)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "model is NULL");
+    vl2_file_stamp now;
+    for (int i = 0; i < VL2_N_SIDE_FILES; i++) {
+        vl2_stamp_path(m->side_paths[i], &now);
+        vl2_status s = vl2_stamp_error(m->side_paths[i], &m->side_stamps[i], &now, false, err);
+        if (s != VL2_OK)
+            return s;
+    }
+    for (guint i = 0; i < m->weights.files->len; i++) {
+        const vl2_st_file *f = g_ptr_array_index(m->weights.files, i);
+        vl2_status s = vl2_st_check(f, err);
+        if (s != VL2_OK)
+            return s;
+        vl2_stamp_path(f->path, &now);
+        s = vl2_stamp_error(f->path, &f->stamp, &now, false, err);
+        if (s != VL2_OK)
+            return s;
+    }
+    return VL2_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -559,6 +596,17 @@ static bool progress_step(void *user_data)
     return !pr->fn || pr->fn((float)pr->done / (float)pr->total, pr->user_data);
 }
 
+/* Whether the mapped weights still hold what the model was loaded from (guard.c). When they do
+ * not, the cache may hold values computed from the wrong bytes: it is dropped, and the
+ * generation ends. */
+static vl2_status check_weights(vl2_session *s, vl2_error *err)
+{
+    vl2_status st = vl2_weights_check(&s->m->weights, err);
+    if (st != VL2_OK)
+        vl2_session_reset(s);
+    return st;
+}
+
 /* Runs positions [n_past, to) through the decoder in chunks; keys[0..] describe them in order.
  * The logits of the last position are kept. */
 static vl2_status run_positions(vl2_session *s, const embed_source *src, const uint64_t *keys,
@@ -637,6 +685,9 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
                                  "outside the vocabulary", ids[i], i);
     if (prompt->n_images > 0 && !s->m->vision.blocks)
         return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "this model has no vision weights");
+    st = check_weights(s, err);
+    if (st != VL2_OK)
+        return st;
 
     s->generating = false;
     s->have_logits = false;
@@ -702,6 +753,10 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
     free(features);
     free(image_tokens);
     free(keys);
+    /* a file cut short reads as zeros: nothing computed from them is kept */
+    vl2_status changed = check_weights(s, err);
+    if (changed != VL2_OK)
+        return changed;
     if (st != VL2_OK)
         return st;
 
@@ -748,7 +803,8 @@ vl2_status vl2_session_feed(vl2_session *s, int32_t id, vl2_error *err)
     s->seen[id] = 1;
     s->timings.decode_seconds += now_seconds() - t0;
     s->timings.n_decoded++;
-    return st;
+    vl2_status changed = check_weights(s, err);
+    return changed != VL2_OK ? changed : st;
 }
 
 /* ---------------------------------------------------------------------------------------------

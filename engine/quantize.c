@@ -389,6 +389,9 @@ vl2_status vl2_quantize_checkpoint(const char *src_dir, const char *dst_dir,
             if (g_file_test(from, G_FILE_TEST_IS_REGULAR))
                 st = copy_file(from, to, err);
         }
+        /* the source's mapped weights were read: they must not have changed meanwhile */
+        if (st == VL2_OK)
+            st = vl2_weights_check(&m->weights, err);
         if (st == VL2_OK && g_rename(tmp, dst_dir) != 0)
             st = vl2_set_error(err, VL2_ERR_IO, "cannot rename %s to %s: %s", tmp, dst_dir,
                                g_strerror(errno));

@@ -21,6 +21,7 @@ const char *vl2_status_name(vl2_status status)
     case VL2_ERR_CONTEXT_OVERFLOW: return "context overflow";
     case VL2_ERR_CANCELLED: return "cancelled";
     case VL2_ERR_IMAGE: return "bad image";
+    case VL2_ERR_MODEL_CHANGED: return "model changed";
     }
     return "unknown status";
 }

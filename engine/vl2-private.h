@@ -3,6 +3,7 @@
  * The pipeline, one file per stage (see engine/MODEL.md for the model itself):
  *   config.c     config.json -> vl2_config, with the official defaults for omitted keys
  *   weights.c    safetensors headers, mmap, the tensor table built from the config
+ *   guard.c      weights files changed on disk under a loaded model: SIGBUS, size, mtime
  *   tokenizer.c  tokenizer.json -> byte-level BPE encode / decode
  *   prompt.c     conversation -> token ids, exactly like the official processor
  *   decoder.c    DeepSeekMoE language model: attention (MHA, MLA), MoE, KV cache
@@ -153,13 +154,54 @@ typedef struct vl2_tensor {
     const uint16_t *scales;      /* Q8_0 / Q4_0: f16 scale of each block of 32, row after row */
 } vl2_tensor;
 
+/* ---------------------------------------------------------------------------------------------
+ * Files changed under a loaded model (guard.c, which explains the design)
+ */
+
+/* What a file was when the engine read it: its identity, size and modification time. */
+typedef struct vl2_file_stamp {
+    bool exists;
+    uint64_t dev, ino;
+    int64_t size;
+    int64_t mtime_ns;
+} vl2_file_stamp;
+
+typedef enum {
+    VL2_STAMP_SAME,
+    VL2_STAMP_MODIFIED,          /* the same file, another size or mtime: its bytes changed */
+    VL2_STAMP_REPLACED,          /* another file at the path, or none (or one where none was) */
+} vl2_stamp_change;
+
+void vl2_stamp_path(const char *path, vl2_file_stamp *out);
+void vl2_stamp_fd(int fd, vl2_file_stamp *out);
+vl2_stamp_change vl2_stamp_compare(const vl2_file_stamp *then, const vl2_file_stamp *now);
+/* VL2_ERR_MODEL_CHANGED with a message saying how `path` changed from `then` to `now` (or that
+ * its mapping faulted, with `tripped`); VL2_OK when it did not. */
+vl2_status vl2_stamp_error(const char *path, const vl2_file_stamp *then,
+                           const vl2_file_stamp *now, bool tripped, vl2_error *err);
+
+/* Guards reads of the mapping [start, start + len): a SIGBUS there maps zero pages over it and
+ * trips the slot instead of killing the process. Returns the slot, or -1 when unguarded. */
+int vl2_guard_add(const void *start, size_t len);
+/* Before the mapping is unmapped. */
+void vl2_guard_remove(int slot);
+bool vl2_guard_tripped(int slot);
+
 /* One mapped .safetensors file with its parsed header. */
 typedef struct vl2_st_file {
     char *path;
     void *map;
     size_t map_size;
     GHashTable *tensors;         /* name -> vl2_tensor* */
+    int fd;                      /* the file mapped, open until the file is closed */
+    vl2_file_stamp stamp;        /* what it was when it was opened */
+    int guard;                   /* its guard slot, or -1 */
 } vl2_st_file;
+
+/* VL2_ERR_MODEL_CHANGED when reading the mapping faulted or the file mapped was modified since
+ * it was opened (not when its path now names another file: the mapping is intact). One
+ * fstat(). */
+vl2_status vl2_st_check(const vl2_st_file *f, vl2_error *err);
 
 /* VL2_OK unless data (the len bytes of the file at path) is a Git LFS pointer, a placeholder
  * left by a clone without git-lfs; then an error that says so, with the size of the real file
@@ -193,6 +235,8 @@ typedef struct vl2_weights {
 
 vl2_status vl2_weights_open(const char *dir, vl2_weights *w, vl2_error *err);
 void vl2_weights_close(vl2_weights *w);
+/* vl2_st_check() on every file: VL2_ERR_MODEL_CHANGED when the mapped bytes cannot be trusted. */
+vl2_status vl2_weights_check(const vl2_weights *w, vl2_error *err);
 /* Binds every table entry, validating dtype and shape. progress may be NULL. */
 vl2_status vl2_weights_bind(vl2_weights *w, GPtrArray *table, vl2_progress_fn progress,
                             void *user_data, vl2_error *err);
@@ -273,6 +317,9 @@ typedef struct vl2_layer {
     vl2_tensor router, router_bias;
 } vl2_layer;
 
+/* config.json, tokenizer.json, tokenizer_config.json, model.safetensors.index.json */
+#define VL2_N_SIDE_FILES 4
+
 struct vl2_model {
     char *dir;
     vl2_config cfg;
@@ -298,6 +345,9 @@ struct vl2_model {
     size_t quant_arena_len;      /* its mapping's length */
     GHashTable *quantized;       /* tensor name -> the quantized vl2_tensor in this model */
     vl2_weights_format weights_format;
+    /* The folder's other files as they were when loading began (vl2_model_check_files). */
+    char *side_paths[VL2_N_SIDE_FILES];
+    vl2_file_stamp side_stamps[VL2_N_SIDE_FILES];
 };
 
 /* Quantizes the language model's matrices to `format` (quantize.c); STORED does nothing. */

@@ -10,7 +10,8 @@
  * sizes and shapes are checked against the file size and each other before a tensor exists.
  * The two ways a downloaded checkpoint is commonly broken get messages of their own that say
  * what to do: a Git LFS pointer in place of the file (a clone without git-lfs), and a file
- * shorter than its header says (an interrupted download).
+ * shorter than its header says (an interrupted download). A file that changes while it is
+ * mapped is guard.c's business: each file keeps its descriptor and a stamp of what it was.
  *
  * The table of expected tensors is built from the config alone (names, shapes) and binds each
  * entry to a field of the model. Load validates every entry; a test checks that the table
@@ -227,6 +228,8 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
         return vl2_set_error(err, VL2_ERR_IO, "%s: not a regular file", path);
     }
     size_t size = (size_t)st.st_size;
+    vl2_file_stamp stamp;
+    vl2_stamp_fd(fd, &stamp);
     if (size < 8) {
         close(fd);
         return vl2_set_error(err, VL2_ERR_FORMAT, "%s: %zu bytes, too short for a safetensors "
@@ -234,15 +237,20 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
     int map_errno = errno;
-    close(fd);
-    if (map == MAP_FAILED)
+    if (map == MAP_FAILED) {
+        close(fd);
         return vl2_set_error(err, VL2_ERR_IO, "%s: cannot map: %s", path, g_strerror(map_errno));
+    }
 
     vl2_st_file *f = g_new0(vl2_st_file, 1);
     f->path = g_strdup(path);
     f->map = map;
     f->map_size = size;
     f->tensors = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, tensor_free);
+    f->stamp = stamp;
+    f->fd = fd; /* kept to see the file mapped change, whatever its path names later */
+    /* guarded from the first read: the file may be cut short while its header is parsed */
+    f->guard = vl2_guard_add(map, size);
 
     const uint8_t *bytes = map;
     JsonParser *parser = NULL;
@@ -251,6 +259,8 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | bytes[i];
     vl2_status s = vl2_check_lfs_pointer(path, bytes, size, "the weights", err);
+    if (s == VL2_OK)
+        s = vl2_st_check(f, err); /* a header of zeros from a file cut short meanwhile */
     if (s != VL2_OK)
         goto fail;
     if (hlen <= MAX_HEADER && hlen > size - 8 && size > 8 && bytes[8] == '{') {
@@ -291,6 +301,9 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
         s = incomplete_error(path, size, 8 + hlen + (uint64_t)max_end, false, err);
         goto fail;
     }
+    s = vl2_st_check(f, err);
+    if (s != VL2_OK)
+        goto fail;
     g_object_unref(parser);
     *out = f;
     return VL2_OK;
@@ -305,8 +318,11 @@ void vl2_st_close(vl2_st_file *f)
 {
     if (!f)
         return;
+    vl2_guard_remove(f->guard);
     if (f->map)
         munmap(f->map, f->map_size);
+    if (f->fd >= 0)
+        close(f->fd);
     g_hash_table_unref(f->tensors);
     g_free(f->path);
     g_free(f);
@@ -315,6 +331,15 @@ void vl2_st_close(vl2_st_file *f)
 const vl2_tensor *vl2_st_get(const vl2_st_file *f, const char *name)
 {
     return g_hash_table_lookup(f->tensors, name);
+}
+
+vl2_status vl2_st_check(const vl2_st_file *f, vl2_error *err)
+{
+    /* the file mapped, wherever it is now: another file at its path leaves the mapping as it
+     * was */
+    vl2_file_stamp now;
+    vl2_stamp_fd(f->fd, &now);
+    return vl2_stamp_error(f->path, &f->stamp, &now, vl2_guard_tripped(f->guard), err);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -438,6 +463,16 @@ void vl2_weights_close(vl2_weights *w)
     if (w->copies)
         g_ptr_array_unref(w->copies);
     memset(w, 0, sizeof *w);
+}
+
+vl2_status vl2_weights_check(const vl2_weights *w, vl2_error *err)
+{
+    for (guint i = 0; w->files && i < w->files->len; i++) {
+        vl2_status s = vl2_st_check(g_ptr_array_index(w->files, i), err);
+        if (s != VL2_OK)
+            return s;
+    }
+    return VL2_OK;
 }
 
 static const char *file_of(const vl2_weights *w, const vl2_tensor *t)

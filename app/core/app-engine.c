@@ -10,6 +10,14 @@
  *
  * The session lives as long as the model, so a follow-up question reuses the KV cache of the
  * conversation so far (the engine matches the shared prefix, images included).
+ *
+ * The model's files may change on disk while it is loaded (a `git lfs pull`, a new download or a
+ * copy into the folder). The engine never crashes on that; it ends the answer being written
+ * with VL2_ERR_MODEL_CHANGED (the text so far is kept, the reply FAILED with the reason), and
+ * before every answer the worker asks it whether the files changed since they were loaded. If
+ * they did, the worker loads the folder again before answering, and the reply's note says so;
+ * when the new files cannot be loaded, the reply fails with the reason and the engine goes to
+ * FAILED with it, as after any failed load.
  */
 #include "app-engine.h"
 
@@ -48,6 +56,8 @@ struct _AppEngine
   /* worker thread only */
   vl2_model *model;
   vl2_session *session;
+  char *loaded_dir;              /* what the model was loaded from, to load it again */
+  int loaded_threads;
   GQueue image_cache;            /* CachedImage*, most recent first */
 };
 
@@ -275,6 +285,11 @@ error_from_status (vl2_status  status,
       break;
     case VL2_ERR_CANCELLED:
       return g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, message);
+    case VL2_ERR_MODEL_CHANGED:
+      /* the answer so far stays; the next one loads the model again */
+      return g_error_new (APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL,
+                          _("The answer stopped because the model's files changed on disk; it "
+                            "will be loaded again for the next question. (%s)"), message);
     default:
       break;
     }
@@ -385,6 +400,7 @@ worker_unload (AppEngine *self)
 {
   g_clear_pointer (&self->session, vl2_session_free);
   g_clear_pointer (&self->model, vl2_model_free);
+  g_clear_pointer (&self->loaded_dir, g_free);
   g_queue_clear_full (&self->image_cache, cached_image_free);
 }
 
@@ -422,6 +438,8 @@ worker_load (AppEngine *self,
 
       vl2_model_get_info (self->model, &info);
       r->name = g_strdup (variant_name (info.variant));
+      self->loaded_dir = g_strdup (job->model_dir);
+      self->loaded_threads = job->n_threads;
     }
   r->job = job_ref (job);
   run_on (job->context, load_done_main, r, NULL);
@@ -474,6 +492,9 @@ typedef struct
 {
   Job *job;
   GError *error;
+  gboolean reloaded;             /* the model's files had changed: it was loaded again */
+  char *reload_error;            /* ... and could not be: the engine has no model now */
+  char *name;                    /* the model's name after loading it again */
 } GenerateResult;
 
 static gboolean
@@ -497,6 +518,20 @@ generate_done_main (gpointer data)
                          job->dropped_messages);
       app_message_set_note (job->reply, note);
     }
+  if (r->reloaded)
+    {
+      const char *dropped = job->dropped_messages > 0 ? app_message_get_note (job->reply) : NULL;
+      g_autofree char *note =
+        g_strjoin (dropped ? " " : "", _("The model's files had changed on disk, so it was "
+                                         "loaded again for this answer."), dropped, NULL);
+
+      set_string (self, &self->model_name, r->name, PROP_MODEL_NAME);
+      app_message_set_note (job->reply, note);
+    }
+  else if (r->reload_error)
+    {
+      app_message_set_note (job->reply, NULL); /* no longer "loading it again" */
+    }
   app_message_set_stats (job->reply, job->n_tokens, job->first_token_seconds,
                          job->tokens_per_second);
   if (r->error)
@@ -510,13 +545,24 @@ generate_done_main (gpointer data)
                              job->stopped ? APP_MESSAGE_STOPPED : APP_MESSAGE_COMPLETE);
     }
   self->busy = FALSE;
-  set_state (self, APP_ENGINE_READY);
+  if (r->reload_error)
+    {
+      /* no model any more: as after a failed load, the window says why */
+      set_string (self, &self->error, r->reload_error, PROP_ERROR);
+      set_state (self, APP_ENGINE_FAILED);
+    }
+  else
+    {
+      set_state (self, APP_ENGINE_READY);
+    }
   if (r->error)
     g_task_return_error (job->task, g_steal_pointer (&r->error));
   else
     g_task_return_boolean (job->task, TRUE);
   g_clear_object (&job->task); /* on the main thread: see load_done_main() */
   job_unref (job);
+  g_free (r->reload_error);
+  g_free (r->name);
   g_free (r);
   return G_SOURCE_REMOVE;
 }
@@ -552,6 +598,52 @@ worker_image (AppEngine   *self,
   while (g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
     cached_image_free (g_queue_pop_tail (&self->image_cache));
   return &c->image;
+}
+
+static gboolean
+reloading_main (gpointer data)
+{
+  Job *job = data;
+
+  app_message_set_note (job->reply, _("The model's files changed on disk; loading it again…"));
+  return G_SOURCE_REMOVE;
+}
+
+/* Before an answer: when the model's files changed on disk since they were loaded, loads the
+ * folder again. FALSE (and r's errors set) when that fails: the engine has no model then. */
+static gboolean
+worker_reload_if_changed (AppEngine      *self,
+                          Job            *job,
+                          GenerateResult *r)
+{
+  vl2_model_params mp = vl2_model_default_params ();
+  g_autofree char *dir = NULL;
+  vl2_model_info info;
+  vl2_error err;
+
+  if (vl2_model_check_files (self->model, &err) == VL2_OK)
+    return TRUE;
+  g_debug ("loading the model again: %s", err.message);
+  job_invoke (job, reloading_main);
+  dir = g_strdup (self->loaded_dir);
+  mp.n_threads = self->loaded_threads;
+  worker_unload (self);
+  if (vl2_model_load (dir, &mp, &self->model, &err) != VL2_OK ||
+      vl2_session_new (self->model, NULL, &self->session, &err) != VL2_OK)
+    {
+      worker_unload (self);
+      r->reload_error = g_strdup (err.message);
+      r->error = g_error_new (APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL,
+                              _("The model's files changed on disk and it could not be loaded "
+                                "again: %s"), err.message);
+      return FALSE;
+    }
+  self->loaded_dir = g_steal_pointer (&dir);
+  self->loaded_threads = mp.n_threads;
+  vl2_model_get_info (self->model, &info);
+  r->name = g_strdup (variant_name (info.variant));
+  r->reloaded = TRUE;
+  return TRUE;
 }
 
 static bool
@@ -674,6 +766,8 @@ worker_generate (AppEngine *self,
                                       _("No model is loaded."));
       goto done;
     }
+  if (!worker_reload_if_changed (self, job, r))
+    goto done;
   prompt = fit_prompt (self, job, &r->error);
   if (!prompt)
     goto done;

@@ -68,6 +68,9 @@ typedef enum {
     VL2_ERR_CONTEXT_OVERFLOW, /* the prompt (plus generation) does not fit the context */
     VL2_ERR_CANCELLED,        /* a progress callback asked to stop */
     VL2_ERR_IMAGE,            /* an image is empty, too large or inconsistent with the prompt */
+    VL2_ERR_MODEL_CHANGED,    /* the model's files changed on disk while it was loaded: the
+                               * model cannot be used any more; load it again (see
+                               * vl2_model_check_files) */
 } vl2_status;
 
 #define VL2_ERROR_MESSAGE_SIZE 1024
@@ -146,6 +149,30 @@ typedef struct vl2_model_info {
 } vl2_model_info;
 
 void vl2_model_get_info(const vl2_model *model, vl2_model_info *info);
+
+/* Files changed under a loaded model. The weights are read from the mapped files for as long
+ * as the model is loaded, so the files must stay as they were; when they do not (a `git lfs
+ * pull`, a new download or a copy into the folder, a truncation), the engine neither crashes
+ * nor answers from a mix of old and new bytes:
+ *
+ * - a read of a mapped file that was cut short, which would raise SIGBUS, is caught by the
+ *   engine's SIGBUS handler (installed by the first load, and passing every other SIGBUS on
+ *   to the handler installed before it) and reads zeros instead;
+ * - vl2_session_prefill(), vl2_session_step() and vl2_session_feed() check the mapped files
+ *   (that no read faulted, and that no file was modified in place: same size and mtime) before
+ *   a prefill and after running each position, and return VL2_ERR_MODEL_CHANGED with a
+ *   message naming the file; text already returned by earlier steps was computed from the
+ *   intact weights, nothing computed since the change is returned. The session is reset, and
+ *   every later prefill on the model fails the same way: free it and load the folder again.
+ *
+ * A file replaced by another (renamed over it) or removed does not disturb the loaded model,
+ * which keeps reading the old file's pages. This function reports those changes too: it
+ * compares config.json, the tokenizer files, the weight index and every weights file with what
+ * they were when the model was loaded (identity, size and modification time) and returns
+ * VL2_ERR_MODEL_CHANGED, with a message naming the first file that differs and how, when any
+ * did; VL2_OK otherwise. A few stat() calls: cheap enough before every generation, which is
+ * where Sightline calls it to load the model again when it changed. */
+vl2_status vl2_model_check_files(const vl2_model *model, vl2_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer (byte-level BPE of tokenizer.json; added and special tokens are matched first)

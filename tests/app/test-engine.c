@@ -4,11 +4,15 @@
  * text arriving on the main thread; stopping within a step and answering again; refusing a
  * second request while busy; errors (a missing image, an empty question, a question longer
  * than the context) ending as FAILED replies; early turns left out with a note when a long
- * chat would overflow the context. And the sampling defaults: the engine's, with no numbers of
- * the app's or of the settings schema's own.
+ * chat would overflow the context. The model's files changing on disk between two questions
+ * (truncated, or replaced by another model) and during an answer: the process survives, the
+ * model is loaded again or the reply says why it cannot be, the chat keeps what it had. And
+ * the sampling defaults: the engine's, with no numbers of the app's or of the settings
+ * schema's own.
  */
 #include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app-engine.h"
 #include "vl2.h"
@@ -502,6 +506,264 @@ test_dispose_while_busy (void)
   g_array_unref (w.states);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The model's files change on disk while it is loaded
+ */
+
+static const char *const model_files[] = {
+  "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+  "model.safetensors",
+};
+
+/* Writes the files of fixture `name` into `dir`, each renamed into place as a download or
+ * `git lfs pull` leaves it. */
+static void
+put_fixture (const char *name,
+             const char *dir)
+{
+  g_autofree char *fixture = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), name, NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (model_files); i++)
+    {
+      g_autofree char *from = g_build_filename (fixture, model_files[i], NULL);
+      g_autofree char *to = g_build_filename (dir, model_files[i], NULL);
+      g_autofree char *data = NULL;
+      gsize len;
+
+      g_assert_true (g_file_get_contents (from, &data, &len, NULL));
+      g_assert_true (g_file_set_contents (to, data, (gssize) len, NULL));
+    }
+}
+
+static void
+remove_model_copy (const char *dir)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (model_files); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, model_files[i], NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (dir);
+}
+
+/* An engine with its own copy of mini-tiny, and a chat it answered once. */
+typedef struct
+{
+  char *dir;
+  char *weights;
+  AppEngine *engine;
+  AppChat *chat;
+  char *first_answer;
+} ChangedModel;
+
+static void
+ask (ChangedModel *c,
+     const char   *question,
+     int           max_new_tokens,
+     ReplyWatch   *w,
+     Result       *r)
+{
+  g_autoptr(AppMessage) q = app_message_new (APP_ROLE_USER, question);
+  g_autoptr(AppMessage) reply = NULL;
+  AppGenerateParams p = params (max_new_tokens);
+
+  app_chat_append (c->chat, q);
+  reply = add_reply (c->chat, w);
+  app_engine_generate_async (c->engine, c->chat, reply, "/x", &p, NULL, generate_cb, r);
+  app_generate_params_clear (&p);
+}
+
+static void
+changed_model_init (ChangedModel *c)
+{
+  ReplyWatch w = { 0 };
+  Result r = { 0 };
+  Result loaded = { 0 };
+
+  c->dir = g_dir_make_tmp ("sightline-model-XXXXXX", NULL);
+  g_assert_nonnull (c->dir);
+  c->weights = g_build_filename (c->dir, "model.safetensors", NULL);
+  put_fixture ("mini-tiny", c->dir);
+  c->engine = app_engine_new ();
+  app_engine_load_async (c->engine, c->dir, 2, NULL, load_cb, &loaded);
+  iterate_until (&loaded.done, "the model");
+  g_assert_no_error (loaded.error);
+
+  c->chat = app_chat_new ();
+  ask (c, "Hello! Who are you?", 8, &w, &r);
+  iterate_until (&r.done, "the first answer");
+  g_assert_no_error (r.error);
+  g_assert_cmpint (app_message_get_state (w.reply), ==, APP_MESSAGE_COMPLETE);
+  c->first_answer = g_strdup (app_message_get_text (w.reply));
+  g_array_unref (w.states);
+}
+
+/* What the chat had before the files changed is still there, as it was. */
+static void
+assert_first_exchange (ChangedModel *c)
+{
+  g_autoptr(AppMessage) q = app_chat_get_message (c->chat, 0);
+  g_autoptr(AppMessage) a = app_chat_get_message (c->chat, 1);
+
+  g_assert_cmpuint (app_chat_get_n_messages (c->chat), ==, 4);
+  g_assert_cmpstr (app_message_get_text (q), ==, "Hello! Who are you?");
+  g_assert_cmpint (app_message_get_state (a), ==, APP_MESSAGE_COMPLETE);
+  g_assert_cmpstr (app_message_get_text (a), ==, c->first_answer);
+  g_assert_cmpuint (app_message_get_n_tokens (a), ==, 8);
+}
+
+static void
+changed_model_clear (ChangedModel *c)
+{
+  g_object_unref (c->engine);
+  g_object_unref (c->chat);
+  remove_model_copy (c->dir);
+  g_free (c->dir);
+  g_free (c->weights);
+  g_free (c->first_answer);
+}
+
+static void
+expect_in (const char *text,
+           const char *needle)
+{
+  if (!text || !strstr (text, needle))
+    g_error ("\"%s\" lacks \"%s\"", text, needle);
+}
+
+/* Truncated between two questions (a download restarted over the folder): the second
+ * question tries to load the model again, fails, and says why. */
+static void
+test_model_truncated (void)
+{
+  ChangedModel c = { 0 };
+  ReplyWatch w = { 0 };
+  Result r = { 0 };
+
+  changed_model_init (&c);
+  g_assert_no_errno (truncate (c.weights, 1 << 20));
+  ask (&c, "And now?", 8, &w, &r);
+  iterate_until (&r.done, "the second answer");
+  g_assert_false (r.ok);
+  g_assert_error (r.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL);
+  g_test_message ("%s", r.error->message);
+  g_assert_cmpint (app_message_get_state (w.reply), ==, APP_MESSAGE_FAILED);
+  expect_in (app_message_get_error (w.reply), "changed on disk");
+  expect_in (app_message_get_error (w.reply), "incomplete");
+  expect_in (app_message_get_error (w.reply), c.weights);
+  /* no model now: the engine says why, as after any failed load */
+  g_assert_cmpint (app_engine_get_state (c.engine), ==, APP_ENGINE_FAILED);
+  expect_in (app_engine_get_error (c.engine), "incomplete");
+  assert_first_exchange (&c);
+
+  g_clear_error (&r.error);
+  g_array_unref (w.states);
+  changed_model_clear (&c);
+}
+
+/* Replaced by another model, file by file (a `git lfs pull` of another checkpoint into the
+ * folder): the second question loads it and is answered by it. */
+static void
+test_model_replaced (void)
+{
+  ChangedModel c = { 0 };
+  ReplyWatch w = { 0 };
+  Result r = { 0 };
+
+  changed_model_init (&c);
+  g_assert_cmpstr (app_engine_get_model_name (c.engine), ==, "DeepSeek-VL2 Tiny");
+  put_fixture ("mini-small", c.dir);
+  ask (&c, "And now?", 8, &w, &r);
+  iterate_until (&r.done, "the second answer");
+  g_assert_no_error (r.error);
+  g_assert_cmpint (app_message_get_state (w.reply), ==, APP_MESSAGE_COMPLETE);
+  g_assert_cmpuint (app_message_get_n_tokens (w.reply), ==, 8);
+  expect_in (app_message_get_note (w.reply), "loaded again");
+  g_assert_cmpstr (app_engine_get_model_name (c.engine), ==, "DeepSeek-VL2 Small");
+  g_assert_cmpint (app_engine_get_state (c.engine), ==, APP_ENGINE_READY);
+  assert_first_exchange (&c);
+
+  /* nothing changed since: the third answer needs no loading */
+  {
+    ReplyWatch w3 = { 0 };
+    Result r3 = { 0 };
+
+    ask (&c, "Once more.", 4, &w3, &r3);
+    iterate_until (&r3.done, "the third answer");
+    g_assert_no_error (r3.error);
+    g_assert_cmpint (app_message_get_state (w3.reply), ==, APP_MESSAGE_COMPLETE);
+    g_assert_null (app_message_get_note (w3.reply));
+    g_array_unref (w3.states);
+  }
+  g_array_unref (w.states);
+  changed_model_clear (&c);
+}
+
+/* Truncated while an answer is being written: the answer stops with the reason and keeps its
+ * text; the next question tries to load the model again. */
+typedef struct
+{
+  const char *path;
+  gboolean done;
+} TruncateOnText;
+
+static void
+truncate_on_text_cb (AppMessage     *m,
+                     GParamSpec     *pspec,
+                     TruncateOnText *t)
+{
+  if (t->done)
+    return;
+  t->done = TRUE;
+  g_assert_no_errno (truncate (t->path, 1 << 20));
+}
+
+static void
+test_model_truncated_while_answering (void)
+{
+  ChangedModel c = { 0 };
+  ReplyWatch w = { 0 };
+  Result r = { 0 };
+  TruncateOnText t = { 0 };
+
+  changed_model_init (&c);
+  t.path = c.weights;
+  ask (&c, "Write a very long story.", 4000, &w, &r);
+  g_signal_connect (w.reply, "notify::text", G_CALLBACK (truncate_on_text_cb), &t);
+  iterate_until (&r.done, "the interrupted answer");
+  g_assert_true (t.done);
+  g_assert_false (r.ok);
+  g_assert_error (r.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL);
+  g_test_message ("after %u tokens: %s", app_message_get_n_tokens (w.reply), r.error->message);
+  g_assert_cmpint (app_message_get_state (w.reply), ==, APP_MESSAGE_FAILED);
+  expect_in (app_message_get_error (w.reply), "changed on disk");
+  expect_in (app_message_get_error (w.reply), c.weights);
+  /* the text written before the change is kept */
+  g_assert_cmpstr (app_message_get_text (w.reply), !=, "");
+  g_assert_cmpuint (app_message_get_n_tokens (w.reply), >, 0);
+  g_assert_cmpuint (app_message_get_n_tokens (w.reply), <, 4000);
+  g_assert_cmpint (app_engine_get_state (c.engine), ==, APP_ENGINE_READY);
+  assert_first_exchange (&c);
+  g_clear_error (&r.error);
+  g_array_unref (w.states);
+
+  /* the next question finds the file still cut short */
+  {
+    ReplyWatch w2 = { 0 };
+    Result r2 = { 0 };
+
+    ask (&c, "Are you there?", 8, &w2, &r2);
+    iterate_until (&r2.done, "the next answer");
+    g_assert_cmpint (app_message_get_state (w2.reply), ==, APP_MESSAGE_FAILED);
+    expect_in (app_message_get_error (w2.reply), "incomplete");
+    g_assert_cmpint (app_engine_get_state (c.engine), ==, APP_ENGINE_FAILED);
+    g_clear_error (&r2.error);
+    g_array_unref (w2.states);
+  }
+  changed_model_clear (&c);
+}
+
 /* The app writes no sampling defaults of its own: they are the engine's. */
 static void
 test_default_params (void)
@@ -571,5 +833,9 @@ main (int   argc,
   g_test_add_func ("/app/engine/errors", test_errors);
   g_test_add_func ("/app/engine/context-overflow", test_context_overflow);
   g_test_add_func ("/app/engine/dispose-while-busy", test_dispose_while_busy);
+  g_test_add_func ("/app/engine/model-changed/truncated", test_model_truncated);
+  g_test_add_func ("/app/engine/model-changed/replaced", test_model_replaced);
+  g_test_add_func ("/app/engine/model-changed/truncated-while-answering",
+                   test_model_truncated_while_answering);
   return g_test_run ();
 }

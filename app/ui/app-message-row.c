@@ -188,7 +188,6 @@ update_state (AppMessageRow *self)
   const char *note = app_message_get_note (self->message);
   gboolean assistant = app_message_get_role (self->message) == APP_ROLE_ASSISTANT;
   guint n_tokens = app_message_get_n_tokens (self->message);
-
   AppFinishReason finish = app_message_get_finish_reason (self->message);
   const char *status = NULL;
 

@@ -479,7 +479,6 @@ run_answer (AppWindow  *self,
   AppGenerateParams params;
   Generation *g = g_new0 (Generation, 1);
 
-  save_chat (self, self->chat);
   self->generation = g_cancellable_new ();
   self->reply = g_object_ref (reply);
   self->reply_chat = g_object_ref (self->chat);
@@ -498,6 +497,9 @@ run_answer (AppWindow  *self,
   app_engine_generate_async (self->engine, self->chat, reply, image_dir, &params,
                              self->generation, generate_cb, g);
   app_generate_params_clear (&params);
+  /* saved as pending: were the app to end before the answer, it would come back interrupted,
+   * never as a complete empty answer */
+  save_chat (self, self->chat);
 }
 
 /* Appends an empty answer to the current chat and has the engine write it. */

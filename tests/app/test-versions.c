@@ -321,28 +321,33 @@ test_interrupted_continue (void)
   g_assert_null (find_label (row, "Interrupted"));
 }
 
-static char *first_branch;   /* the two exchanges as first asked */
-
-/* Editing a question and cancelling changes nothing: not the chat, not its file, not the
- * draft that was in the composer. */
-static void
-test_edit_cancel (void)
+/* A new chat of two exchanges, and a draft in the composer; returns the conversation. */
+static char *
+two_exchanges (void)
 {
   g_autoptr(AppChat) chat = NULL;
-  g_autofree char *file_before = NULL;
-  g_autofree char *file_after = NULL;
-  g_autofree char *text = NULL;
-  GtkWidget *edit_bar;
-  GtkRevealer *revealer;
 
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   ask ("First question");
   ask ("Second question");
   chat = current_chat ();
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 4);
-  first_branch = shown_texts ();
-  file_before = read_chat_file (chat);
   app_composer_set_text (composer (), "A draft of mine");
+  return shown_texts ();
+}
+
+/* Editing a question and cancelling changes nothing: not the chat, not its file, not the
+ * draft that was in the composer. */
+static void
+test_edit_cancel (void)
+{
+  g_autofree char *first_branch = two_exchanges ();
+  g_autoptr(AppChat) chat = current_chat ();
+  g_autofree char *file_before = read_chat_file (chat);
+  g_autofree char *file_after = NULL;
+  g_autofree char *text = NULL;
+  GtkWidget *edit_bar;
+  GtkRevealer *revealer;
 
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.edit-message", "u", 0);
   text = composer_text ();
@@ -383,6 +388,7 @@ test_edit_cancel (void)
 static void
 test_edit_send (void)
 {
+  g_autofree char *first_branch = two_exchanges ();
   g_autoptr(AppChat) chat = current_chat ();
   g_autoptr(AppMessage) edited = NULL;
   g_autoptr(AppMessage) original = NULL;
@@ -417,12 +423,15 @@ test_edit_send (void)
   g_assert_cmpuint (app_chat_get_n_messages (on_disk), ==, 2);
 }
 
-/* Regenerate keeps the answer it writes again as a version. */
+/* Regenerate keeps the answer it writes again as a version: the last one, and one in the middle
+ * of the conversation, whose old version keeps what followed it. */
 static void
 test_regenerate (void)
 {
+  g_autofree char *first_branch = two_exchanges ();
   g_autoptr(AppChat) chat = current_chat ();
   g_autoptr(AppMessage) old = message_at (3);
+  g_autoptr(AppMessage) first_answer = message_at (1);
   g_autoptr(AppMessage) new = NULL;
   g_autoptr(AppChat) on_disk = NULL;
   g_autofree char *shown = NULL;
@@ -441,8 +450,24 @@ test_regenerate (void)
   g_assert_cmpstr (shown, ==, first_branch);
   g_assert_cmpstr (version_label (old), ==, "1 / 2");
 
+  /* the first answer, written again: the conversation goes on from the new one */
+  g_clear_object (&new);
+  click (find_icon_button (GTK_WIDGET (row_for (first_answer)), "view-refresh-symbolic"));
+  wait_for (answer_done, NULL, "the first answer written again");
+  g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
+  new = message_at (1);
+  g_assert_true (new != first_answer);
+  settle ();
+  g_assert_cmpstr (version_label (new), ==, "2 / 2");
+  previous_version (new);
+  g_clear_pointer (&shown, g_free);
+  shown = shown_texts ();
+  g_assert_cmpstr (shown, ==, first_branch);
+
   on_disk = load_chat_file (chat);
+  g_assert_cmpuint (app_chat_get_n_versions (on_disk, 1), ==, 2);
   g_assert_cmpuint (app_chat_get_n_versions (on_disk, 3), ==, 2);
+  g_assert_cmpuint (app_chat_get_n_messages (on_disk), ==, 4);
 }
 
 /* An answer cut at the length limit says so, and Continue goes on in the same answer. */
@@ -503,8 +528,16 @@ test_saved_while_streaming (void)
   set_max_tokens (4000);
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   send ("Tell me a very long story.");
-  wait_for (answer_streaming, GSIZE_TO_POINTER (1), "the answer to stream");
   chat = current_chat ();
+  /* from the start, the file never has the answer as a complete empty one */
+  on_disk = load_chat_file (chat);
+  saved = app_chat_get_message (on_disk, 1);
+  g_assert_cmpint (app_message_get_state (saved), ==, APP_MESSAGE_INTERRUPTED);
+  g_assert_cmpstr (app_message_get_text (saved), ==, "");
+  g_clear_object (&saved);
+  g_clear_object (&on_disk);
+
+  wait_for (answer_streaming, GSIZE_TO_POINTER (1), "the answer to stream");
   ui_harness_wait (streaming_saved, chat, "the streaming answer in the chat file", 10);
   streaming = last_message ();
   g_assert_cmpint (app_message_get_state (streaming), ==, APP_MESSAGE_STREAMING);
@@ -612,7 +645,6 @@ main (int   argc,
   g_test_add_func ("/app/versions/saved-while-streaming", test_saved_while_streaming);
   g_test_add_func ("/app/versions/quit-while-answering", test_quit_while_answering);
   rc = g_test_run ();
-  g_free (first_branch);
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);
   return rc;

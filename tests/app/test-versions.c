@@ -272,6 +272,36 @@ version_label (AppMessage *message)
   return gtk_label_get_text (GTK_LABEL (label));
 }
 
+/* Shows `chat` by choosing it in the sidebar, as a click does. */
+static void
+choose_chat (AppChat *chat)
+{
+  GtkSingleSelection *selection = NULL;
+  GtkWidget *list;
+
+  /* the sidebar's list is the one that selects */
+  for (guint n = 0; !selection; n++)
+    {
+      list = ui_harness_find_widget (GTK_WIDGET (main_window ()), GTK_TYPE_LIST_VIEW, n);
+      g_assert_nonnull (list);
+      if (GTK_IS_SINGLE_SELECTION (gtk_list_view_get_model (GTK_LIST_VIEW (list))))
+        selection = GTK_SINGLE_SELECTION (gtk_list_view_get_model (GTK_LIST_VIEW (list)));
+    }
+
+  for (guint i = 0; i < g_list_model_get_n_items (G_LIST_MODEL (selection)); i++)
+    {
+      g_autoptr(AppChat) c = g_list_model_get_item (G_LIST_MODEL (selection), i);
+
+      if (c == chat)
+        {
+          gtk_single_selection_set_selected (selection, i);
+          settle ();
+          return;
+        }
+    }
+  g_error ("the sidebar does not show the chat %s", app_chat_get_id (chat));
+}
+
 static void
 click (GtkWidget *button)
 {
@@ -367,7 +397,24 @@ test_edit_cancel (void)
   revealer = GTK_REVEALER (gtk_widget_get_ancestor (edit_bar, GTK_TYPE_REVEALER));
   g_assert_true (gtk_revealer_get_reveal_child (revealer));
 
+  /* another chat meanwhile: the edit waits with its chat, and nothing of either is lost */
   app_composer_set_text (composer (), "First question, changed but not sent");
+  {
+    GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
+    g_autoptr(AppChat) other = g_list_model_get_item (chats, 1);
+    g_autofree char *other_text = NULL;
+
+    choose_chat (other);
+    other_text = composer_text ();
+    g_assert_cmpstr (other_text, ==, "");
+    g_assert_false (gtk_revealer_get_reveal_child (revealer));
+    choose_chat (chat);
+    g_clear_pointer (&text, g_free);
+    text = composer_text ();
+    g_assert_cmpstr (text, ==, "First question, changed but not sent");
+    g_assert_true (gtk_revealer_get_reveal_child (revealer));
+    g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 4);
+  }
   click (gtk_widget_get_last_child (edit_bar));
   g_clear_pointer (&text, g_free);
   text = composer_text ();

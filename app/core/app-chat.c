@@ -1,9 +1,18 @@
-/* app-chat.c - a conversation: its messages, its title, and its JSON form.
+/* app-chat.c - a conversation: its messages, their versions, its title, and its JSON form.
  *
- * The messages sit in a GListStore so the window's list view follows appends and truncations
- * by itself. Until the person names the chat, its title is the first line of the first
- * question, kept short enough for the sidebar; it is recomputed whenever that question
- * changes, so the sidebar never shows a stale title.
+ * A chat is a tree of messages. Editing a question or writing an answer again does not replace
+ * anything: the new message becomes another version of the same place in the conversation,
+ * a sibling of the old one, and each version keeps the conversation that followed it. Every
+ * node remembers which of its children (the versions of the next message) is shown, so
+ * following those choices from the root gives one conversation, the shown path. That path
+ * is what the rest of the app sees: it sits in a GListStore, so the window's list view follows
+ * appends, version switches and truncations by itself, and the engine adapter builds its
+ * prompts from it alone. A change of the path is one splice from the first position that
+ * differs, one items-changed.
+ *
+ * Until the person names the chat, its title is the first line of the first question shown,
+ * kept short enough for the sidebar; it is recomputed whenever that question changes, so the
+ * sidebar never shows a stale title.
  *
  * The JSON reader is the gate between a file on disk and the rest of the app: chat files
  * may have been cut short by a full disk, edited by hand or written by a newer version, so
@@ -21,10 +30,23 @@
 #include "app-enums.h"
 #include "app-grounding.h"
 
-#define CHAT_FORMAT_VERSION 1
+/* Version 1 was a flat list of messages; version 2 adds each message's parent and the version
+ * shown (see app-chat.h). Version 1 files are still read. */
+#define CHAT_FORMAT_VERSION 2
 
 /* Characters of a derived title, the ellipsis included: what fits a sidebar row. */
 #define TITLE_MAX_CHARS 48
+
+/* A message of the tree. The root has no message: its children are the versions of the first
+ * message. */
+typedef struct _Node Node;
+struct _Node
+{
+  AppMessage *message;          /* NULL for the root */
+  Node       *parent;           /* NULL for the root */
+  GPtrArray  *children;         /* Node*, the versions of the next message, oldest first */
+  guint       selected;         /* the child shown, when there are children */
+};
 
 struct _AppChat
 {
@@ -35,7 +57,9 @@ struct _AppChat
   char       *derived_title;    /* NULL while there is no question to derive it from */
   gint64      created;
   gint64      modified;
-  GListStore *messages;
+  Node       *root;
+  GHashTable *nodes;            /* AppMessage* -> Node*, every message of the tree */
+  GListStore *messages;         /* the shown path, without the root */
 
   /* The question the derived title comes from, watched for edits. */
   AppMessage *title_message;
@@ -69,6 +93,15 @@ static const char * const state_names[] = {
   [APP_MESSAGE_STREAMING] = "streaming",
   [APP_MESSAGE_STOPPED] = "stopped",
   [APP_MESSAGE_FAILED] = "failed",
+  [APP_MESSAGE_INTERRUPTED] = "interrupted",
+};
+
+/* APP_FINISH_NONE is written as no member at all. */
+static const char * const finish_names[] = {
+  [APP_FINISH_NONE] = "none",
+  [APP_FINISH_END] = "end",
+  [APP_FINISH_LENGTH] = "length",
+  [APP_FINISH_CONTEXT] = "context",
 };
 
 gboolean
@@ -303,6 +336,150 @@ app_chat_find_title_message (AppChat *self)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The tree of versions
+ */
+
+static Node *
+node_new (Node       *parent,
+          AppMessage *message)
+{
+  Node *node = g_new0 (Node, 1);
+
+  node->parent = parent;
+  node->message = message != NULL ? g_object_ref (message) : NULL;
+  node->children = g_ptr_array_new ();
+  return node;
+}
+
+/* Frees `node` and everything under it, and forgets their messages. Without recursion: a long
+ * conversation is a deep tree. */
+static void
+node_free_tree (AppChat *self,
+                Node    *node)
+{
+  g_autoptr(GPtrArray) stack = g_ptr_array_new ();
+
+  g_ptr_array_add (stack, node);
+  while (stack->len > 0)
+    {
+      Node *n = g_ptr_array_steal_index_fast (stack, stack->len - 1);
+
+      for (guint i = 0; i < n->children->len; i++)
+        g_ptr_array_add (stack, g_ptr_array_index (n->children, i));
+      if (n->message != NULL)
+        {
+          g_hash_table_remove (self->nodes, n->message);
+          g_object_unref (n->message);
+        }
+      g_ptr_array_unref (n->children);
+      g_free (n);
+    }
+}
+
+/* A new version of what follows `parent`, shown from now on. */
+static Node *
+node_add_child (AppChat    *self,
+                Node       *parent,
+                AppMessage *message)
+{
+  Node *child = node_new (parent, message);
+
+  g_ptr_array_add (parent->children, child);
+  parent->selected = parent->children->len - 1;
+  g_hash_table_insert (self->nodes, message, child);
+  return child;
+}
+
+static Node *
+node_shown_child (Node *node)
+{
+  if (node->children->len == 0)
+    return NULL;
+  return g_ptr_array_index (node->children, node->selected);
+}
+
+/* Which version of its place `node` is, from 0. */
+static guint
+node_index (Node *node)
+{
+  guint index = 0;
+
+  g_ptr_array_find (node->parent->children, node, &index);
+  return index;
+}
+
+/* Every message node in depth-first order, versions oldest first: each parent comes before
+ * its children, the order the chat file lists them in. */
+static GPtrArray *
+all_nodes (AppChat *self)
+{
+  g_autoptr(GPtrArray) stack = g_ptr_array_new ();
+  GPtrArray *nodes = g_ptr_array_new ();
+
+  for (guint i = self->root->children->len; i > 0; i--)
+    g_ptr_array_add (stack, g_ptr_array_index (self->root->children, i - 1));
+
+  while (stack->len > 0)
+    {
+      Node *n = g_ptr_array_steal_index_fast (stack, stack->len - 1);
+
+      g_ptr_array_add (nodes, n);
+      for (guint i = n->children->len; i > 0; i--)
+        g_ptr_array_add (stack, g_ptr_array_index (n->children, i - 1));
+    }
+
+  return nodes;
+}
+
+/* The node shown at `position`, or NULL past the end. */
+static Node *
+shown_node (AppChat *self,
+            guint    position)
+{
+  g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), position);
+
+  return message != NULL ? g_hash_table_lookup (self->nodes, message) : NULL;
+}
+
+/* Shows `node`: every node above it chooses the branch that leads to it. */
+static void
+select_path_to (Node *node)
+{
+  for (Node *n = node; n->parent != NULL; n = n->parent)
+    n->parent->selected = node_index (n);
+}
+
+/* Makes the list show the path the nodes' choices give now, in one splice from the first
+ * position that differs. */
+static void
+sync_path (AppChat *self)
+{
+  g_autoptr(GPtrArray) path = g_ptr_array_new ();
+  GListModel *model = G_LIST_MODEL (self->messages);
+  guint n_shown = g_list_model_get_n_items (model);
+  guint first = 0;
+
+  for (Node *n = node_shown_child (self->root); n != NULL; n = node_shown_child (n))
+    g_ptr_array_add (path, n->message);
+
+  while (first < n_shown && first < path->len)
+    {
+      g_autoptr(AppMessage) shown = g_list_model_get_item (model, first);
+
+      if (shown != g_ptr_array_index (path, first))
+        break;
+      first++;
+    }
+
+  if (first == n_shown && first == path->len)
+    return;
+
+  g_list_store_splice (self->messages, first, n_shown - first,
+                       (gpointer *)path->pdata + first, path->len - first);
+  app_chat_find_title_message (self);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * GObject
  */
 
@@ -333,6 +510,8 @@ app_chat_finalize (GObject *object)
   AppChat *self = (AppChat *)object;
 
   g_clear_object (&self->messages);
+  node_free_tree (self, self->root);
+  g_hash_table_unref (self->nodes);
   g_free (self->id);
   g_free (self->custom_title);
   g_free (self->derived_title);
@@ -447,6 +626,8 @@ static void
 app_chat_init (AppChat *self)
 {
   self->messages = g_list_store_new (APP_TYPE_MESSAGE);
+  self->root = node_new (NULL, NULL);
+  self->nodes = g_hash_table_new (g_direct_hash, g_direct_equal);
   self->created = g_get_real_time ();
   self->modified = self->created;
 }
@@ -589,9 +770,17 @@ void
 app_chat_append (AppChat    *self,
                  AppMessage *message)
 {
+  guint n;
+  Node *last;
+
   g_return_if_fail (APP_IS_CHAT (self));
   g_return_if_fail (APP_IS_MESSAGE (message));
+  g_return_if_fail (!g_hash_table_contains (self->nodes, message));
 
+  /* the end of the shown path has no children: it is where the conversation goes on */
+  n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+  last = n > 0 ? shown_node (self, n - 1) : self->root;
+  node_add_child (self, last, message);
   g_list_store_append (self->messages, message);
 
   if (self->title_message == NULL && app_message_get_role (message) == APP_ROLE_USER)
@@ -605,16 +794,93 @@ void
 app_chat_truncate (AppChat *self,
                    guint    position)
 {
-  guint n;
+  Node *node;
+  Node *parent;
+  guint index;
 
   g_return_if_fail (APP_IS_CHAT (self));
 
-  n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
-  if (position >= n)
+  node = shown_node (self, position);
+  if (node == NULL)
     return;
 
-  g_list_store_splice (self->messages, position, n - position, NULL, 0);
-  app_chat_find_title_message (self);
+  parent = node->parent;
+  index = node_index (node);
+  g_ptr_array_remove_index (parent->children, index);
+  parent->selected = index > 0 ? index - 1 : 0;
+  node_free_tree (self, node);
+  sync_path (self);
+}
+
+guint
+app_chat_get_n_versions (AppChat *self,
+                         guint    position)
+{
+  Node *node;
+
+  g_return_val_if_fail (APP_IS_CHAT (self), 0);
+
+  node = shown_node (self, position);
+  return node != NULL ? node->parent->children->len : 0;
+}
+
+guint
+app_chat_get_version (AppChat *self,
+                      guint    position)
+{
+  Node *node;
+
+  g_return_val_if_fail (APP_IS_CHAT (self), 0);
+
+  node = shown_node (self, position);
+  return node != NULL ? node->parent->selected : 0;
+}
+
+void
+app_chat_select_version (AppChat *self,
+                         guint    position,
+                         guint    version)
+{
+  Node *node;
+
+  g_return_if_fail (APP_IS_CHAT (self));
+
+  node = shown_node (self, position);
+  if (node == NULL || version >= node->parent->children->len)
+    return;
+
+  node->parent->selected = version;
+  sync_path (self);
+}
+
+gboolean
+app_chat_add_version (AppChat    *self,
+                      AppMessage *message,
+                      AppMessage *version)
+{
+  Node *node;
+
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+  g_return_val_if_fail (APP_IS_MESSAGE (message), FALSE);
+  g_return_val_if_fail (APP_IS_MESSAGE (version), FALSE);
+  g_return_val_if_fail (app_message_get_role (message) == app_message_get_role (version), FALSE);
+
+  node = g_hash_table_lookup (self->nodes, message);
+  if (node == NULL || g_hash_table_contains (self->nodes, version))
+    return FALSE;
+
+  select_path_to (node_add_child (self, node->parent, version));
+  sync_path (self);
+  return TRUE;
+}
+
+gboolean
+app_chat_contains (AppChat    *self,
+                   AppMessage *message)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+
+  return message != NULL && g_hash_table_contains (self->nodes, message);
 }
 
 /* Case folding alone leaves "é" and "e\u0301", or full-width and ASCII letters, different;
@@ -665,8 +931,8 @@ app_chat_matches (AppChat    *self,
 {
   g_autoptr(GPtrArray) words = NULL;
   g_autoptr(GPtrArray) haystacks = NULL;
+  g_autoptr(GPtrArray) nodes = NULL;
   g_autofree char *folded_query = NULL;
-  guint n_messages;
 
   g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
 
@@ -678,14 +944,15 @@ app_chat_matches (AppChat    *self,
   if (words->len == 0)
     return TRUE;
 
-  n_messages = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
-  haystacks = g_ptr_array_new_full (n_messages + 1, g_free);
+  /* every version: what the person wrote once is found, whichever version is shown */
+  nodes = all_nodes (self);
+  haystacks = g_ptr_array_new_full (nodes->len + 1, g_free);
   g_ptr_array_add (haystacks, fold (app_chat_get_title (self)));
 
-  for (guint i = 0; i < n_messages; i++)
+  for (guint i = 0; i < nodes->len; i++)
     {
-      g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), i);
-      const char *text = app_message_get_text (message);
+      Node *node = g_ptr_array_index (nodes, i);
+      const char *text = app_message_get_text (node->message);
 
       if (g_utf8_validate (text, -1, NULL))
         g_ptr_array_add (haystacks, fold (text));
@@ -706,11 +973,14 @@ app_chat_matches (AppChat    *self,
   return TRUE;
 }
 
-/* New strings, each id once, in the order the chat first shows them. */
+/* New strings, each id once: the shown conversation's in the order it shows them, then those
+ * only other versions hold. */
 GPtrArray *
 app_chat_collect_images (AppChat *self)
 {
   g_autoptr(GHashTable) seen = NULL;
+  g_autoptr(GPtrArray) nodes = NULL;
+  g_autoptr(GPtrArray) messages = NULL;
   GPtrArray *images;
   guint n;
 
@@ -719,11 +989,17 @@ app_chat_collect_images (AppChat *self)
   seen = g_hash_table_new (g_str_hash, g_str_equal);
   images = g_ptr_array_new_with_free_func (g_free);
   n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
+  nodes = all_nodes (self);
+  messages = g_ptr_array_new_full (n + nodes->len, g_object_unref);
 
   for (guint i = 0; i < n; i++)
+    g_ptr_array_add (messages, g_list_model_get_item (G_LIST_MODEL (self->messages), i));
+  for (guint i = 0; i < nodes->len; i++)
+    g_ptr_array_add (messages, g_object_ref (((Node *)g_ptr_array_index (nodes, i))->message));
+
+  for (guint i = 0; i < messages->len; i++)
     {
-      g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), i);
-      const char * const *ids = app_message_get_images (message);
+      const char * const *ids = app_message_get_images (g_ptr_array_index (messages, i));
 
       for (guint j = 0; ids[j] != NULL; j++)
         {
@@ -768,13 +1044,31 @@ add_string_member (JsonBuilder *builder,
     }
 }
 
+/* `parent` is the index of the message it follows in the file, -1 for a first message;
+ * `selected` whether it is the version shown among several. */
 static void
 add_message (JsonBuilder *builder,
-             AppMessage  *message)
+             AppMessage  *message,
+             int          parent,
+             gboolean     has_versions,
+             gboolean     selected)
 {
   const char * const *images = app_message_get_images (message);
+  AppFinishReason finish = app_message_get_finish_reason (message);
 
   json_builder_begin_object (builder);
+
+  json_builder_set_member_name (builder, "parent");
+  if (parent < 0)
+    json_builder_add_null_value (builder);
+  else
+    json_builder_add_int_value (builder, parent);
+
+  if (has_versions)
+    {
+      json_builder_set_member_name (builder, "selected");
+      json_builder_add_boolean_value (builder, selected);
+    }
 
   json_builder_set_member_name (builder, "role");
   json_builder_add_string_value (builder, role_names[app_message_get_role (message)]);
@@ -789,6 +1083,12 @@ add_message (JsonBuilder *builder,
 
   json_builder_set_member_name (builder, "state");
   json_builder_add_string_value (builder, state_names[app_message_get_state (message)]);
+
+  if (finish != APP_FINISH_NONE)
+    {
+      json_builder_set_member_name (builder, "finish");
+      json_builder_add_string_value (builder, finish_names[finish]);
+    }
 
   add_string_member (builder, "error", app_message_get_error (message));
   add_string_member (builder, "note", app_message_get_note (message));
@@ -813,7 +1113,8 @@ JsonNode *
 app_chat_to_json (AppChat *self)
 {
   g_autoptr(JsonBuilder) builder = NULL;
-  guint n;
+  g_autoptr(GPtrArray) nodes = NULL;
+  g_autoptr(GHashTable) indices = NULL;
 
   g_return_val_if_fail (APP_IS_CHAT (self), NULL);
 
@@ -837,11 +1138,21 @@ app_chat_to_json (AppChat *self)
 
   json_builder_set_member_name (builder, "messages");
   json_builder_begin_array (builder);
-  n = g_list_model_get_n_items (G_LIST_MODEL (self->messages));
-  for (guint i = 0; i < n; i++)
+  nodes = all_nodes (self);
+  indices = g_hash_table_new (g_direct_hash, g_direct_equal);
+  for (guint i = 0; i < nodes->len; i++)
     {
-      g_autoptr(AppMessage) message = g_list_model_get_item (G_LIST_MODEL (self->messages), i);
-      add_message (builder, message);
+      Node *node = g_ptr_array_index (nodes, i);
+      Node *parent = node->parent;
+      gpointer parent_index = NULL;
+
+      /* parents come first, so each one has its index already */
+      g_hash_table_lookup_extended (indices, parent, NULL, &parent_index);
+      g_hash_table_insert (indices, node, GUINT_TO_POINTER (i));
+      add_message (builder, node->message,
+                   parent == self->root ? -1 : (int)GPOINTER_TO_UINT (parent_index),
+                   parent->children->len > 1,
+                   node_shown_child (parent) == node);
     }
   json_builder_end_array (builder);
 
@@ -1008,9 +1319,15 @@ read_name (Reader             *reader,
   return FALSE;
 }
 
+/* `parent` and `selected` receive the message's place in the tree, which files of version 2
+ * give: the index of the message it follows (-1 for a first message) and whether it is the
+ * version shown. Version 1 is one conversation, each message following the one before. */
 static AppMessage *
 message_from_json (JsonNode  *node,
                    guint      index,
+                   gint64     version,
+                   gint64    *parent,
+                   gboolean  *selected,
                    GError   **error)
 {
   g_autofree char *prefix = g_strdup_printf ("messages[%u].", index);
@@ -1024,6 +1341,7 @@ message_from_json (JsonNode  *node,
   const char *boxes_image;
   guint role = APP_ROLE_USER;
   guint state = APP_MESSAGE_COMPLETE;
+  guint finish = APP_FINISH_NONE;
   gint64 n_tokens = 0;
   double first_token_seconds = 0;
   double tokens_per_second = 0;
@@ -1047,6 +1365,7 @@ message_from_json (JsonNode  *node,
   if (!read_name (&reader, "role", role_names, G_N_ELEMENTS (role_names), &role, error) ||
       !read_string (&reader, "text", TRUE, &text, error) ||
       !read_name (&reader, "state", state_names, G_N_ELEMENTS (state_names), &state, error) ||
+      !read_name (&reader, "finish", finish_names, G_N_ELEMENTS (finish_names), &finish, error) ||
       !read_string (&reader, "error", FALSE, &error_text, error) ||
       !read_string (&reader, "note", FALSE, &note, error) ||
       !read_string (&reader, "boxes_image", FALSE, &boxes_image, error) ||
@@ -1088,19 +1407,32 @@ message_from_json (JsonNode  *node,
     }
   g_ptr_array_add (images, NULL);
 
+  *parent = (gint64)index - 1;
+  *selected = FALSE;
+  if (version >= 2)
+    {
+      /* an absent or null parent: a version of the first message */
+      *parent = -1;
+      if (!read_int (&reader, "parent", 0, (gint64)index - 1, parent, error) ||
+          !read_boolean (&reader, "selected", selected, error))
+        return NULL;
+    }
+
   if (boxes_image != NULL && !app_chat_image_id_is_valid (boxes_image))
     {
       corrupt (error, &reader, "boxes_image", _("not an image id"));
       return NULL;
     }
 
-  /* The app that was writing this answer is gone; what it wrote is all there will be. */
+  /* The app that was writing this answer is gone (it crashed, or the file was saved while the
+   * answer streamed): what it wrote is kept, and can be continued. */
   if (state == APP_MESSAGE_STREAMING || state == APP_MESSAGE_PENDING)
-    state = APP_MESSAGE_STOPPED;
+    state = APP_MESSAGE_INTERRUPTED;
 
   message = app_message_new (role, text);
   app_message_set_images (message, (const char * const *)images->pdata);
   app_message_set_state (message, state);
+  app_message_set_finish_reason (message, finish);
   app_message_set_error (message, error_text);
   app_message_set_note (message, note);
   app_message_set_boxes_image (message, boxes_image);
@@ -1115,8 +1447,12 @@ app_chat_new_from_json (JsonNode  *node,
                         GError   **error)
 {
   g_autoptr(AppChat) chat = NULL;
-  g_autoptr(GPtrArray) messages = NULL;
+  g_autoptr(GPtrArray) nodes = NULL;
+  g_autoptr(GHashTable) chosen = NULL;
   g_autofree char *stripped_title = NULL;
+  GHashTableIter iter;
+  gpointer key;
+  gpointer value;
   Reader reader = { NULL, "" };
   JsonNode *version_node;
   JsonNode *messages_node;
@@ -1126,6 +1462,7 @@ app_chat_new_from_json (JsonNode  *node,
   gboolean custom_title = FALSE;
   gint64 created = 0;
   gint64 modified = 0;
+  gint64 version = 0;
   guint n;
 
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -1147,7 +1484,7 @@ app_chat_new_from_json (JsonNode  *node,
       return NULL;
     }
   if (!holds_value_of_type (version_node, G_TYPE_INT64) ||
-      json_node_get_int (version_node) != CHAT_FORMAT_VERSION)
+      (version = json_node_get_int (version_node)) < 1 || version > CHAT_FORMAT_VERSION)
     {
       corrupt (error, &reader, "version", _("unsupported version"));
       return NULL;
@@ -1191,23 +1528,48 @@ app_chat_new_from_json (JsonNode  *node,
 
   array = json_node_get_array (messages_node);
   n = json_array_get_length (array);
-  messages = g_ptr_array_new_full (n, g_object_unref);
+  chat = g_object_new (APP_TYPE_CHAT, "id", id, NULL);
+  nodes = g_ptr_array_new_full (n, NULL);
+  chosen = g_hash_table_new (g_direct_hash, g_direct_equal);
   for (guint i = 0; i < n; i++)
     {
-      AppMessage *message = message_from_json (json_array_get_element (array, i), i, error);
+      g_autoptr(AppMessage) message = NULL;
+      gint64 parent_index = -1;
+      gboolean selected = FALSE;
+      Node *parent;
 
+      message = message_from_json (json_array_get_element (array, i), i, version,
+                                   &parent_index, &selected, error);
       if (message == NULL)
         return NULL;
-      g_ptr_array_add (messages, message);
+
+      parent = parent_index < 0 ? chat->root : g_ptr_array_index (nodes, parent_index);
+      g_ptr_array_add (nodes, node_add_child (chat, parent, message));
+
+      if (selected)
+        {
+          if (g_hash_table_contains (chosen, parent))
+            {
+              g_autofree char *prefix = g_strdup_printf ("messages[%u].", i);
+              Reader message_reader = { NULL, prefix };
+
+              corrupt (error, &message_reader, "selected", _("another version is selected"));
+              return NULL;
+            }
+          g_hash_table_insert (chosen, parent, GUINT_TO_POINTER (parent->children->len - 1));
+        }
     }
 
-  chat = g_object_new (APP_TYPE_CHAT, "id", id, NULL);
+  /* without a choice, a message shows its newest version */
+  g_hash_table_iter_init (&iter, chosen);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    ((Node *)key)->selected = GPOINTER_TO_UINT (value);
+
   chat->created = created;
   chat->modified = modified;
   chat->custom_title = g_steal_pointer (&stripped_title);
 
-  g_list_store_splice (chat->messages, 0, 0, messages->pdata, messages->len);
-  app_chat_find_title_message (chat);
+  sync_path (chat);
 
   return g_steal_pointer (&chat);
 }

@@ -2,6 +2,11 @@
  *
  * Saved as one JSON file per chat by AppChatStore. The model list is what the window's
  * GtkListView shows; appending a message appends a row.
+ *
+ * Each place in the conversation can hold several versions of its message: an edited question
+ * or an answer written again is added beside the old one, and each version keeps the
+ * conversation that followed it. The model list is the conversation the chosen versions
+ * make (the shown path); switching a version replaces the rows from there on.
  */
 #pragma once
 
@@ -29,29 +34,56 @@ gint64           app_chat_get_created          (AppChat         *self);
 gint64           app_chat_get_modified         (AppChat         *self);
 void             app_chat_touch                (AppChat         *self);
 
-/* The messages (AppMessage), oldest first. get_message returns a new reference (or NULL past
- * the end), like g_list_model_get_item(). */
+/* The messages (AppMessage) of the shown path, oldest first. get_message returns a new
+ * reference (or NULL past the end), like g_list_model_get_item(). */
 GListModel      *app_chat_get_messages         (AppChat         *self);
 guint            app_chat_get_n_messages       (AppChat         *self);
 AppMessage      *app_chat_get_message          (AppChat         *self,
                                                 guint            position);
+/* Appends to the shown path (a message may be in one chat once). */
 void             app_chat_append               (AppChat         *self,
                                                 AppMessage      *message);
-/* Removes the message at `position` and every later one (edit and resend, regenerate). */
+/* Deletes the version shown at `position` with the conversation that followed it. When the
+ * message had other versions, the one before it (or else the next) is shown in its place. */
 void             app_chat_truncate             (AppChat         *self,
                                                 guint            position);
 
-/* Case-insensitive match of every word of `query` against the title and the messages. */
+/* Versions of the message shown at `position`: how many there are (0 past the end), which one
+ * is shown (from 0), and showing another, with the conversation that followed it. */
+guint            app_chat_get_n_versions       (AppChat         *self,
+                                                guint            position);
+guint            app_chat_get_version          (AppChat         *self,
+                                                guint            position);
+void             app_chat_select_version       (AppChat         *self,
+                                                guint            position,
+                                                guint            version);
+/* Adds `version` as the newest version of `message` (any message of the chat, shown or not;
+ * the same role) and shows it, with nothing after it yet: edit and resend, regenerate.
+ * FALSE when `message` is not in the chat. */
+gboolean         app_chat_add_version          (AppChat         *self,
+                                                AppMessage      *message,
+                                                AppMessage      *version);
+/* Whether `message` is any version of any message of the chat. */
+gboolean         app_chat_contains             (AppChat         *self,
+                                                AppMessage      *message);
+
+/* Case-insensitive match of every word of `query` against the title and the messages, every
+ * version included. */
 gboolean         app_chat_matches              (AppChat         *self,
                                                 const char      *query);
 
-/* Every image id any message of the chat refers to. */
+/* Every image id any message of the chat refers to, every version included. */
 GPtrArray       *app_chat_collect_images       (AppChat         *self);
 
-/* JSON: {"version": 1, "id", "title", "custom_title", "created", "modified", "messages":
- * [{"role": "user"|"assistant", "text", "images": [...], "state", "error", "note", "n_tokens",
- * "first_token_seconds", "tokens_per_second", "created"}]}. A message saved while streaming
- * comes back as STOPPED. */
+/* JSON: {"version": 2, "id", "title", "custom_title", "created", "modified", "messages":
+ * [{"parent", "selected", "role": "user"|"assistant", "text", "images": [...], "state",
+ * "finish", "error", "note", "boxes_image", "n_tokens", "first_token_seconds",
+ * "tokens_per_second", "created"}]}. "messages" lists every version of every message, each
+ * after the message it follows: "parent" is that message's index in the list (null for the
+ * first message of the chat), versions of one place come oldest first, and "selected" marks
+ * the one shown where there are several (else the newest is). "finish" (absent while unknown)
+ * is "end", "length" or "context". Files of version 1 (one conversation, no "parent") are
+ * read too. A message saved while streaming comes back as INTERRUPTED. */
 JsonNode        *app_chat_to_json              (AppChat         *self);
 AppChat         *app_chat_new_from_json        (JsonNode        *node,
                                                 GError         **error);

@@ -148,6 +148,8 @@ typedef struct
   double first_token_seconds;
   double tokens_per_second;
   gboolean stopped;
+  AppFinishReason finish;        /* why the model ended, when it did */
+  guint n_tokens_before;         /* a continued answer's tokens so far */
   float progress;
 } Job;
 
@@ -532,9 +534,15 @@ generate_done_main (gpointer data)
     {
       app_message_set_note (job->reply, NULL); /* no longer "loading it again" */
     }
-  app_message_set_stats (job->reply, job->n_tokens, job->first_token_seconds,
-                         job->tokens_per_second);
-  if (r->error)
+  app_message_set_stats (job->reply, job->n_tokens_before + job->n_tokens,
+                         job->first_token_seconds, job->tokens_per_second);
+  app_message_set_finish_reason (job->reply, job->finish);
+  if (app_message_get_state (job->reply) == APP_MESSAGE_INTERRUPTED)
+    {
+      /* the app closed meanwhile and said so: the answer stays interrupted, with the text
+       * that came in after */
+    }
+  else if (r->error)
     {
       app_message_set_error (job->reply, r->error->message);
       app_message_set_state (job->reply, APP_MESSAGE_FAILED);
@@ -748,6 +756,24 @@ fit_prompt (AppEngine  *self,
     }
 }
 
+static AppFinishReason
+finish_reason (vl2_stop_reason stop)
+{
+  switch (stop)
+    {
+    case VL2_STOP_LENGTH:
+      return APP_FINISH_LENGTH;
+    case VL2_STOP_CONTEXT:
+      return APP_FINISH_CONTEXT;
+    case VL2_STOP_EOS:
+    case VL2_STOP_STRING:
+      return APP_FINISH_END;
+    case VL2_STOP_NONE:
+    default:
+      return APP_FINISH_NONE;
+    }
+}
+
 static void
 worker_generate (AppEngine *self,
                  Job       *job)
@@ -808,7 +834,10 @@ worker_generate (AppEngine *self,
         t_first = g_get_monotonic_time ();
       post_text (job, step.text);
       if (step.stop != VL2_STOP_NONE)
-        break;
+        {
+          job->finish = finish_reason (step.stop);
+          break;
+        }
     }
 
 done:
@@ -936,6 +965,19 @@ app_engine_generate_async (AppEngine               *self,
       return;
     }
 
+  /* The prompt builder strips an answer it continues, and the model goes on right after its
+   * last visible character: what it writes next must not follow a space that is gone. */
+  if (app_message_get_text (reply)[0] != '\0')
+    {
+      g_autofree char *text = g_strdup (app_message_get_text (reply));
+      char *end = text + strlen (text);
+
+      while (end > text && g_unichar_isspace (g_utf8_get_char (g_utf8_prev_char (end))))
+        end = g_utf8_prev_char (end);
+      *end = '\0';
+      app_message_set_text (reply, text);
+    }
+
   /* Snapshot the conversation before the reply: the worker must not touch GObjects that the
    * main thread may change meanwhile. */
   job->turns = g_array_new (FALSE, TRUE, sizeof (TurnSnapshot));
@@ -946,11 +988,21 @@ app_engine_generate_async (AppEngine               *self,
       g_autoptr(AppMessage) m = app_chat_get_message (chat, i);
       const char * const *images = app_message_get_images (m);
       TurnSnapshot t = { 0 };
-      GPtrArray *paths = g_ptr_array_new ();
+      GPtrArray *paths;
 
-      if (m == reply)
-        break;
       t.assistant = app_message_get_role (m) == APP_ROLE_ASSISTANT;
+      if (m == reply)
+        {
+          /* an answer with text is continued: the prompt ends inside it */
+          if (app_message_get_text (m)[0] != '\0')
+            {
+              t.text = g_strdup (app_message_get_text (m));
+              t.image_paths = g_new0 (char *, 1);
+              g_array_append_val (job->turns, t);
+            }
+          break;
+        }
+      paths = g_ptr_array_new ();
       for (guint k = 0; images && images[k]; k++)
         g_ptr_array_add (paths, g_build_filename (image_dir, images[k], NULL));
       /* a question without <image> tags gets them from the engine's prompt builder */
@@ -962,7 +1014,11 @@ app_engine_generate_async (AppEngine               *self,
   job->params = *params;
   job->params.system_prompt = g_strdup (params->system_prompt);
   job->reply = g_object_ref (reply);
+  job->n_tokens_before = app_message_get_text (reply)[0] != '\0'
+                           ? app_message_get_n_tokens (reply) : 0;
 
+  app_message_set_finish_reason (reply, APP_FINISH_NONE);
+  app_message_set_error (reply, NULL);
   app_message_set_state (reply, APP_MESSAGE_PENDING);
   self->busy = TRUE;
   set_state (self, APP_ENGINE_BUSY);

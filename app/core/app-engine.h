@@ -83,12 +83,16 @@ gboolean         app_engine_load_finish        (AppEngine       *self,
                                                 GAsyncResult    *result,
                                                 GError         **error);
 
-/* Answers the chat: every message before `reply` is the conversation, `reply` (the chat's last
- * message, an empty assistant message) receives the answer: its state goes PENDING ->
- * STREAMING -> COMPLETE, STOPPED (cancelled) or FAILED, its text grows in batches, and its
- * statistics and note (earlier turns left out to fit the context) are set at the end.
- * `image_dir` resolves the messages' image ids. Finishes when the answer is over: TRUE when it
- * is complete or was stopped through `cancellable`, FALSE (and FAILED) on an error. */
+/* Answers the chat: the messages of its shown path before `reply` are the conversation, and
+ * `reply` (an assistant message of that path, normally its last: a new, empty one) receives
+ * the answer. A reply that has text already is continued: the model goes on from its end
+ * (trailing spaces dropped) and the new text is appended. Its state goes PENDING -> STREAMING
+ * -> COMPLETE, STOPPED (cancelled) or FAILED, its text grows in batches, and its statistics
+ * (tokens counted over the continuations), finish reason and note (earlier turns left out to
+ * fit the context) are set at the end. A reply that someone marks INTERRUPTED meanwhile (the
+ * app closing) stays so. `image_dir` resolves the messages' image ids. Finishes when the
+ * answer is over: TRUE when it is complete or was stopped through `cancellable`, FALSE (and
+ * FAILED) on an error. */
 void             app_engine_generate_async     (AppEngine       *self,
                                                 AppChat         *chat,
                                                 AppMessage      *reply,

@@ -21,6 +21,7 @@ struct _AppMessage
   GString         *text;
   char           **images;
   AppMessageState  state;
+  AppFinishReason  finish_reason;
   char            *error;
   char            *note;
   char            *boxes_image;
@@ -38,6 +39,7 @@ enum {
   PROP_TEXT,
   PROP_IMAGES,
   PROP_STATE,
+  PROP_FINISH_REASON,
   PROP_ERROR,
   PROP_NOTE,
   PROP_BOXES_IMAGE,
@@ -112,6 +114,10 @@ app_message_get_property (GObject    *object,
       g_value_set_enum (value, self->state);
       break;
 
+    case PROP_FINISH_REASON:
+      g_value_set_enum (value, self->finish_reason);
+      break;
+
     case PROP_ERROR:
       g_value_set_string (value, self->error);
       break;
@@ -169,6 +175,10 @@ app_message_set_property (GObject      *object,
 
     case PROP_STATE:
       app_message_set_state (self, g_value_get_enum (value));
+      break;
+
+    case PROP_FINISH_REASON:
+      app_message_set_finish_reason (self, g_value_get_enum (value));
       break;
 
     case PROP_ERROR:
@@ -242,6 +252,12 @@ app_message_class_init (AppMessageClass *klass)
     g_param_spec_enum ("state", NULL, NULL,
                        APP_TYPE_MESSAGE_STATE,
                        APP_MESSAGE_COMPLETE,
+                       (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_FINISH_REASON] =
+    g_param_spec_enum ("finish-reason", NULL, NULL,
+                       APP_TYPE_FINISH_REASON,
+                       APP_FINISH_NONE,
                        (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
 
   properties[PROP_ERROR] =
@@ -388,13 +404,35 @@ app_message_set_state (AppMessage      *self,
                        AppMessageState  state)
 {
   g_return_if_fail (APP_IS_MESSAGE (self));
-  g_return_if_fail (state <= APP_MESSAGE_FAILED);
+  g_return_if_fail (state <= APP_MESSAGE_INTERRUPTED);
 
   if (self->state == state)
     return;
 
   self->state = state;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+}
+
+AppFinishReason
+app_message_get_finish_reason (AppMessage *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE (self), APP_FINISH_NONE);
+
+  return self->finish_reason;
+}
+
+void
+app_message_set_finish_reason (AppMessage      *self,
+                               AppFinishReason  reason)
+{
+  g_return_if_fail (APP_IS_MESSAGE (self));
+  g_return_if_fail (reason <= APP_FINISH_CONTEXT);
+
+  if (self->finish_reason == reason)
+    return;
+
+  self->finish_reason = reason;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FINISH_REASON]);
 }
 
 const char *

@@ -4,8 +4,10 @@
  * notifications, so a streamed answer updates only its own row. The text of an answer is
  * rendered as Markdown (app-markdown-view.c keeps the widgets of unchanged blocks while the
  * answer grows); a question is shown as the person typed it. Buttons act through window
- * actions with the message's position: copy, edit and resend (questions), regenerate (the last
- * answer only).
+ * actions with the message's position: copy, edit and resend (questions), regenerate
+ * (answers), continue (the last answer, when it was stopped, interrupted or cut at the length
+ * limit), and the version switcher ("‹ 2 / 3 ›") where an edit or a regeneration left several
+ * versions of the message.
  *
  * A grounded answer (with `<|ref|>`/`<|det|>` spans, see app-grounding.h) shows its labels as
  * coloured chips and, below the text, the image its boxes belong to with the boxes drawn:
@@ -44,6 +46,10 @@ struct _AppMessageRow
   GtkWidget *copy_button;
   GtkWidget *edit_button;
   GtkWidget *regenerate_button;
+  GtkWidget *versions;
+  GtkWidget *previous_version;
+  GtkWidget *version_label;
+  GtkWidget *next_version;
   GtkWidget *menu_button;
   GtkWidget *images;
   GtkWidget *badge;
@@ -63,6 +69,7 @@ struct _AppMessageRow
   GtkWidget *status_box;
   GtkWidget *spinner;
   GtkWidget *status_label;
+  GtkWidget *continue_button;
   GtkWidget *error_label;
   GtkWidget *note_label;
   GtkWidget *stats_label;
@@ -154,6 +161,25 @@ update_text (AppMessageRow *self)
     update_answer (self, text);
 }
 
+/* Continue is offered where the answer can go on: after a stop, an interruption or the length
+ * limit, on the last message of the conversation (the rest was asked after it). */
+static void
+update_continue (AppMessageRow *self)
+{
+  AppMessageState state = app_message_get_state (self->message);
+  int pos = message_position (self);
+  gboolean last = pos >= 0 && (guint) pos + 1 == app_chat_get_n_messages (self->chat);
+  gboolean cut = state == APP_MESSAGE_STOPPED || state == APP_MESSAGE_INTERRUPTED ||
+                 (state == APP_MESSAGE_COMPLETE &&
+                  app_message_get_finish_reason (self->message) == APP_FINISH_LENGTH);
+
+  gtk_widget_set_visible (self->continue_button,
+                          app_message_get_role (self->message) == APP_ROLE_ASSISTANT && cut &&
+                            last);
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->continue_button), "u",
+                                    (guint32) MAX (pos, 0));
+}
+
 static void
 update_state (AppMessageRow *self)
 {
@@ -162,9 +188,9 @@ update_state (AppMessageRow *self)
   const char *note = app_message_get_note (self->message);
   gboolean assistant = app_message_get_role (self->message) == APP_ROLE_ASSISTANT;
   guint n_tokens = app_message_get_n_tokens (self->message);
+  AppFinishReason finish = app_message_get_finish_reason (self->message);
+  const char *status = NULL;
 
-  gtk_widget_set_visible (self->status_box, state == APP_MESSAGE_PENDING ||
-                                              state == APP_MESSAGE_STOPPED);
   gtk_spinner_set_spinning (GTK_SPINNER (self->spinner), state == APP_MESSAGE_PENDING);
   gtk_widget_set_visible (self->spinner, state == APP_MESSAGE_PENDING);
   if (state == APP_MESSAGE_PENDING)
@@ -178,13 +204,28 @@ update_state (AppMessageRow *self)
           question = app_chat_get_message (self->chat, (guint) pos - 1);
           images = app_message_get_images (question) && app_message_get_images (question)[0];
         }
-      gtk_label_set_text (GTK_LABEL (self->status_label),
-                          images ? _("Looking at the images…") : _("Reading…"));
+      status = images ? _("Looking at the images…") : _("Reading…");
     }
   else if (state == APP_MESSAGE_STOPPED)
     {
-      gtk_label_set_text (GTK_LABEL (self->status_label), _("Stopped"));
+      status = _("Stopped");
     }
+  else if (state == APP_MESSAGE_INTERRUPTED)
+    {
+      /* the app closed, quit or crashed while it wrote this */
+      status = _("Interrupted");
+    }
+  else if (state == APP_MESSAGE_COMPLETE && finish == APP_FINISH_LENGTH)
+    {
+      status = _("Stopped at the length limit");
+    }
+  else if (state == APP_MESSAGE_COMPLETE && finish == APP_FINISH_CONTEXT)
+    {
+      status = _("Stopped: the conversation fills the model’s context");
+    }
+  gtk_widget_set_visible (self->status_box, status != NULL);
+  gtk_label_set_text (GTK_LABEL (self->status_label), status ? status : "");
+  update_continue (self);
 
   gtk_widget_set_visible (self->error_label, state == APP_MESSAGE_FAILED && error);
   gtk_label_set_text (GTK_LABEL (self->error_label), error ? error : "");
@@ -216,17 +257,45 @@ update_state (AppMessageRow *self)
     update_text (self);
 }
 
-/* Regenerate is offered on the last message only, and only if it is an answer. */
+/* "‹ 2 / 3 ›": which version of its place the message is, and the way to the others. */
+static void
+update_versions (AppMessageRow *self,
+                 guint          pos,
+                 guint          version,
+                 guint          n_versions)
+{
+  g_autofree char *label = g_strdup_printf (_("%u / %u"), version + 1, n_versions);
+  g_autofree char *description = g_strdup_printf (_("Version %u of %u"), version + 1,
+                                                  n_versions);
+
+  gtk_widget_set_visible (self->versions, n_versions > 1);
+  gtk_label_set_text (GTK_LABEL (self->version_label), label);
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->version_label),
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, description, -1);
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->previous_version), "(uu)", pos,
+                                    version > 0 ? version - 1 : 0);
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->next_version), "(uu)", pos,
+                                    MIN (version + 1, n_versions > 0 ? n_versions - 1 : 0));
+  gtk_widget_set_sensitive (self->previous_version, version > 0);
+  gtk_widget_set_sensitive (self->next_version, version + 1 < n_versions);
+}
+
+/* Any question can be edited and any answer written again: each adds a version. */
 static void
 update_position (AppMessageRow *self)
 {
   int pos = message_position (self);
   gboolean assistant = app_message_get_role (self->message) == APP_ROLE_ASSISTANT;
-  gboolean last = pos >= 0 && (guint) pos + 1 == app_chat_get_n_messages (self->chat);
+  guint n_versions = pos >= 0 ? app_chat_get_n_versions (self->chat, (guint) pos) : 0;
+  guint version = pos >= 0 ? app_chat_get_version (self->chat, (guint) pos) : 0;
 
-  gtk_widget_set_visible (self->regenerate_button, assistant && last);
+  gtk_widget_set_visible (self->regenerate_button, assistant && pos >= 0);
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->regenerate_button), "u",
+                                    (guint32) MAX (pos, 0));
   gtk_widget_set_visible (self->edit_button, !assistant);
   gtk_actionable_set_action_target (GTK_ACTIONABLE (self->edit_button), "u", (guint32) MAX (pos, 0));
+  update_versions (self, MAX (pos, 0), version, n_versions);
+  update_continue (self);
   if (assistant)
     update_boxes (self);
 }
@@ -677,6 +746,25 @@ app_message_row_init (AppMessageRow *self)
   gtk_label_set_xalign (GTK_LABEL (self->author), 0);
   gtk_box_append (GTK_BOX (header), self->author);
 
+  self->versions = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 0);
+  gtk_widget_add_css_class (self->versions, "version-switcher");
+  self->previous_version = icon_button ("go-previous-symbolic", _("Previous Version"),
+                                        _("Show the previous version"));
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->previous_version), "win.show-version");
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->previous_version), "(uu)", 0, 0);
+  gtk_box_append (GTK_BOX (self->versions), self->previous_version);
+  self->version_label = gtk_label_new (NULL);
+  gtk_widget_add_css_class (self->version_label, "caption");
+  gtk_widget_add_css_class (self->version_label, "numeric");
+  gtk_box_append (GTK_BOX (self->versions), self->version_label);
+  self->next_version = icon_button ("go-next-symbolic", _("Next Version"),
+                                    _("Show the next version"));
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->next_version), "win.show-version");
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->next_version), "(uu)", 0, 0);
+  gtk_box_append (GTK_BOX (self->versions), self->next_version);
+  gtk_widget_set_visible (self->versions, FALSE);
+  gtk_box_append (GTK_BOX (header), self->versions);
+
   self->edit_button = icon_button ("document-edit-symbolic", _("Edit and Resend"),
                                    _("Edit this question and send it again"));
   gtk_actionable_set_action_name (GTK_ACTIONABLE (self->edit_button), "win.edit-message");
@@ -685,6 +773,7 @@ app_message_row_init (AppMessageRow *self)
   self->regenerate_button = icon_button ("view-refresh-symbolic", _("Regenerate"),
                                          _("Write this answer again"));
   gtk_actionable_set_action_name (GTK_ACTIONABLE (self->regenerate_button), "win.regenerate");
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->regenerate_button), "u", 0);
   gtk_box_append (GTK_BOX (header), self->regenerate_button);
   self->copy_button = icon_button ("edit-copy-symbolic", _("Copy"), _("Copy this message"));
   g_signal_connect_swapped (self->copy_button, "clicked", G_CALLBACK (copy_clicked_cb), self);
@@ -749,6 +838,12 @@ app_message_row_init (AppMessageRow *self)
   self->status_label = gtk_label_new (NULL);
   gtk_widget_add_css_class (self->status_label, "dim-label");
   gtk_box_append (GTK_BOX (self->status_box), self->status_label);
+  self->continue_button = gtk_button_new_with_mnemonic (_("_Continue"));
+  gtk_widget_add_css_class (self->continue_button, "continue");
+  gtk_widget_set_tooltip_text (self->continue_button, _("Go on writing this answer"));
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->continue_button), "win.continue");
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->continue_button), "u", 0);
+  gtk_box_append (GTK_BOX (self->status_box), self->continue_button);
   gtk_box_append (GTK_BOX (self->box), self->status_box);
 
   self->error_label = dim_label ("error");
@@ -766,6 +861,8 @@ app_message_row_init (AppMessageRow *self)
   g_signal_group_connect_swapped (self->message_signals, "notify::state",
                                   G_CALLBACK (update_state), self);
   g_signal_group_connect_swapped (self->message_signals, "notify::error",
+                                  G_CALLBACK (update_state), self);
+  g_signal_group_connect_swapped (self->message_signals, "notify::finish-reason",
                                   G_CALLBACK (update_state), self);
   g_signal_group_connect_swapped (self->message_signals, "notify::note",
                                   G_CALLBACK (update_state), self);

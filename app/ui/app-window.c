@@ -4,12 +4,19 @@
  * appends the question and an empty answer, and the engine fills the answer in place, so the
  * list never rebuilds while text streams in. The window follows the engine's state: a welcome
  * page until a model folder is chosen, a progress page while it loads, the chat when it is
- * ready. Chats are saved after every question and every finished answer; deleting one can be
- * undone until its toast goes away.
+ * ready. Chats are saved after every question and every finished answer, and every few seconds
+ * while an answer streams, so a crash keeps what it wrote; closing the window or quitting while
+ * an answer is written stops it and saves it as interrupted, to be continued later. Deleting a
+ * chat can be undone until its toast goes away.
+ *
+ * Nothing sent is replaced: editing a question puts it in the composer (what was being written
+ * there waits) and sending it adds a new version beside the old one, while cancelling leaves
+ * the chat as it was; writing an answer again adds a version too. The rows switch versions.
  */
 #include "app-window.h"
 
 #include <glib/gi18n.h>
+#include <string.h>
 
 #include "app-composer.h"
 #include "app-config.h"
@@ -31,6 +38,8 @@ struct _AppWindow
   AppChat *chat;                 /* current */
   GCancellable *generation;      /* while an answer is being written */
   AppMessage *reply;
+  AppChat *reply_chat;           /* the chat of that answer */
+  GHashTable *edits;             /* AppChat -> the AppMessage being edited in it */
   gboolean stick_to_bottom;
   guint scroll_idle;
 
@@ -52,13 +61,18 @@ struct _AppWindow
   GtkStack *chat_stack;
   GtkScrolledWindow *message_scroller;
   GtkListView *message_list;
+  GtkRevealer *edit_bar;
   AppComposer *composer;
 };
+
+/* While an answer streams, what it wrote is saved this often. */
+#define AUTOSAVE_SECONDS 2
 
 G_DEFINE_FINAL_TYPE (AppWindow, app_window, ADW_TYPE_APPLICATION_WINDOW)
 
 static void set_chat (AppWindow *self, AppChat *chat);
 static void update_actions (AppWindow *self);
+static void set_draft_key (AppWindow *self, AppChat *chat);
 
 /* A toast's title is Pango markup: file names and chat titles are shown as they are. */
 static void
@@ -278,7 +292,7 @@ set_chat (AppWindow *self,
       selection = gtk_no_selection_new (g_object_ref (app_chat_get_messages (chat)));
     }
   gtk_list_view_set_model (self->message_list, GTK_SELECTION_MODEL (selection));
-  app_composer_set_draft_key (self->composer, chat ? app_chat_get_id (chat) : NULL);
+  set_draft_key (self, chat);
   self->stick_to_bottom = TRUE;
 
   select_current (self);
@@ -331,6 +345,7 @@ reply_state_cb (AppMessage *reply,
     {
       g_clear_object (&self->generation);
       g_clear_object (&self->reply);
+      g_clear_object (&self->reply_chat);
       app_composer_set_generating (self->composer, FALSE);
       update_actions (self);
     }
@@ -342,7 +357,40 @@ typedef struct
 {
   AppWindow *window;
   AppChat *chat;
+  AppChatStore *store;           /* the window's, kept for after the window closes */
+  AppMessage *reply;
+  guint autosave;
+  gsize saved_length;
 } Generation;
+
+/* Saves the chat of an answer, whether its window is still open (which reports a failure) or
+ * closed meanwhile. */
+static void
+save_generation (Generation *g)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (g->window->store)
+    save_chat (g->window, g->chat);
+  else if (!app_chat_store_save (g->store, g->chat, &error))
+    g_warning ("The chat could not be saved: %s", error->message);
+}
+
+/* A crash, a power cut or a kill keeps what the answer wrote up to the last save; it comes back
+ * as interrupted. */
+static gboolean
+autosave_cb (gpointer data)
+{
+  Generation *g = data;
+  gsize length = strlen (app_message_get_text (g->reply));
+
+  if (length != g->saved_length)
+    {
+      g->saved_length = length;
+      save_generation (g);
+    }
+  return G_SOURCE_CONTINUE;
+}
 
 static void
 generate_cb (GObject      *source,
@@ -355,10 +403,32 @@ generate_cb (GObject      *source,
   /* the reply carries the outcome (state, error, statistics); the chat keeps it */
   if (!app_engine_generate_finish (APP_ENGINE (source), result, &error))
     g_debug ("answer failed: %s", error->message);
-  save_chat (g->window, g->chat);
+  g_clear_handle_id (&g->autosave, g_source_remove);
+  save_generation (g);
+  g_object_unref (g->reply);
+  g_object_unref (g->store);
   g_object_unref (g->chat);
   g_object_unref (g->window);
   g_free (g);
+}
+
+/* The window closes or the app quits while an answer is written: it stops where it is and is
+ * saved as interrupted, with its text, to be continued or written again later. */
+static void
+interrupt_answer (AppWindow *self)
+{
+  g_autoptr(GCancellable) generation = NULL;
+  g_autoptr(AppMessage) reply = NULL;
+  g_autoptr(AppChat) chat = NULL;
+
+  if (!self->generation || !self->reply)
+    return;
+  generation = g_object_ref (self->generation);
+  reply = g_object_ref (self->reply);
+  chat = g_object_ref (self->reply_chat);
+  g_cancellable_cancel (generation);
+  app_message_set_state (reply, APP_MESSAGE_INTERRUPTED);
+  save_chat (self, chat);
 }
 
 /* The sampling keys are maybe-typed: unset ("nothing") leaves the engine's default. */
@@ -398,31 +468,107 @@ settings_params (AppWindow         *self,
   p->system_prompt = g_settings_get_string (self->settings, "system-prompt");
 }
 
-/* Appends an empty answer to the current chat and has the engine write it. */
+/* Has the engine write `reply`, an answer on the current chat's shown path: a new one, or one
+ * with text to continue. */
 static void
-start_answer (AppWindow *self)
+run_answer (AppWindow  *self,
+            AppMessage *reply)
 {
-  g_autoptr(AppMessage) reply = app_message_new (APP_ROLE_ASSISTANT, "");
   g_autofree char *image_dir = g_build_filename (app_chat_store_get_data_dir (self->store),
                                                  "images", NULL);
   AppGenerateParams params;
   Generation *g = g_new0 (Generation, 1);
 
-  app_chat_append (self->chat, reply);
-  save_chat (self, self->chat);
   self->generation = g_cancellable_new ();
   self->reply = g_object_ref (reply);
+  self->reply_chat = g_object_ref (self->chat);
   self->stick_to_bottom = TRUE;
   app_composer_set_generating (self->composer, TRUE);
   update_actions (self);
 
   g->window = g_object_ref (self);
   g->chat = g_object_ref (self->chat);
+  g->store = g_object_ref (self->store);
+  g->reply = g_object_ref (reply);
+  g->saved_length = strlen (app_message_get_text (reply));
+  g->autosave = g_timeout_add_seconds (AUTOSAVE_SECONDS, autosave_cb, g);
   g_signal_connect (reply, "notify::state", G_CALLBACK (reply_state_cb), self);
   settings_params (self, &params);
   app_engine_generate_async (self->engine, self->chat, reply, image_dir, &params,
                              self->generation, generate_cb, g);
   app_generate_params_clear (&params);
+  /* saved as pending: were the app to end before the answer, it would come back interrupted,
+   * never as a complete empty answer */
+  save_chat (self, self->chat);
+}
+
+/* Appends an empty answer to the current chat and has the engine write it. */
+static void
+start_answer (AppWindow *self)
+{
+  g_autoptr(AppMessage) reply = app_message_new (APP_ROLE_ASSISTANT, "");
+
+  app_chat_append (self->chat, reply);
+  run_answer (self, reply);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Editing a question
+ */
+
+/* What the composer holds while a question of `chat` is edited, beside the chat's own draft. */
+static char *
+edit_key (AppChat *chat)
+{
+  return g_strconcat (app_chat_get_id (chat), "#edit", NULL);
+}
+
+static void
+update_edit_bar (AppWindow *self)
+{
+  gtk_revealer_set_reveal_child (self->edit_bar,
+                                 self->chat && g_hash_table_contains (self->edits, self->chat));
+}
+
+/* The composer shows the chat's unsent question, or the question being edited in it. */
+static void
+set_draft_key (AppWindow *self,
+               AppChat   *chat)
+{
+  g_autofree char *key = NULL;
+
+  if (chat && g_hash_table_contains (self->edits, chat))
+    key = edit_key (chat);
+  else if (chat)
+    key = g_strdup (app_chat_get_id (chat));
+  app_composer_set_draft_key (self->composer, key);
+  update_edit_bar (self);
+}
+
+/* Leaves the edit of the current chat's question: the edited text goes, the draft comes back. */
+static void
+end_edit (AppWindow *self)
+{
+  g_autofree char *key = NULL;
+
+  if (!self->chat || !g_hash_table_contains (self->edits, self->chat))
+    return;
+  key = edit_key (self->chat);
+  app_composer_clear (self->composer);
+  g_hash_table_remove (self->edits, self->chat);
+  set_draft_key (self, self->chat);
+  app_composer_forget_draft (self->composer, key);
+}
+
+static void
+cancel_edit_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  end_edit (self);
+  app_composer_focus (self->composer);
 }
 
 static void
@@ -431,14 +577,28 @@ send_cb (AppWindow *self)
   g_autofree char *text = app_composer_get_prompt (self->composer);
   g_auto(GStrv) images = app_composer_get_images (self->composer);
   g_autoptr(AppMessage) question = NULL;
+  AppMessage *edited;
 
   if (self->generation || app_engine_get_state (self->engine) != APP_ENGINE_READY || !text)
     return;
   ensure_chat (self);
   question = app_message_new (APP_ROLE_USER, text);
   app_message_set_images (question, (const char * const *) images);
-  app_chat_append (self->chat, question);
-  app_composer_clear (self->composer);
+  edited = g_hash_table_lookup (self->edits, self->chat);
+  if (edited)
+    {
+      /* an edited question: a new version beside the old one */
+      g_autoptr(AppMessage) old = g_object_ref (edited);
+
+      end_edit (self);
+      if (!app_chat_add_version (self->chat, old, question))
+        app_chat_append (self->chat, question);
+    }
+  else
+    {
+      app_chat_append (self->chat, question);
+      app_composer_clear (self->composer);
+    }
   start_answer (self);
 }
 
@@ -617,9 +777,11 @@ update_actions (AppWindow *self)
       last_is_answer = app_message_get_role (last) == APP_ROLE_ASSISTANT;
     }
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop", generating);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.regenerate",
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.regenerate", ready && !generating);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.continue",
                                  ready && !generating && last_is_answer);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.edit-message", !generating);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.show-version", !generating);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.delete-current", self->chat != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.rename-current", n > 0);
 }
@@ -734,18 +896,60 @@ open_model_action (GtkWidget  *widget,
   app_choose_model_folder (GTK_WINDOW (self), self->settings);
 }
 
+/* Writes the answer at the position again, as a new version beside the old one. */
 static void
 regenerate_action (GtkWidget  *widget,
                    const char *name,
                    GVariant   *param)
 {
   AppWindow *self = APP_WINDOW (widget);
-  guint n = self->chat ? app_chat_get_n_messages (self->chat) : 0;
+  guint pos = g_variant_get_uint32 (param);
+  g_autoptr(AppMessage) old = NULL;
+  g_autoptr(AppMessage) reply = NULL;
 
-  if (self->generation || n == 0)
+  if (self->generation || !self->chat)
     return;
-  app_chat_truncate (self->chat, n - 1);
-  start_answer (self);
+  old = app_chat_get_message (self->chat, pos);
+  if (!old || app_message_get_role (old) != APP_ROLE_ASSISTANT)
+    return;
+  reply = app_message_new (APP_ROLE_ASSISTANT, "");
+  app_chat_add_version (self->chat, old, reply);
+  run_answer (self, reply);
+}
+
+/* Goes on writing the last answer (stopped, interrupted, or cut at the length limit). */
+static void
+continue_action (GtkWidget  *widget,
+                 const char *name,
+                 GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  guint pos = g_variant_get_uint32 (param);
+  g_autoptr(AppMessage) reply = NULL;
+
+  if (self->generation || !self->chat || pos + 1 != app_chat_get_n_messages (self->chat))
+    return;
+  reply = app_chat_get_message (self->chat, pos);
+  if (app_message_get_role (reply) != APP_ROLE_ASSISTANT)
+    return;
+  run_answer (self, reply);
+}
+
+/* Shows another version of the message at the position, with what followed it; the choice is
+ * kept. */
+static void
+show_version_action (GtkWidget  *widget,
+                     const char *name,
+                     GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  guint pos, version;
+
+  g_variant_get (param, "(uu)", &pos, &version);
+  if (self->generation || !self->chat || version == app_chat_get_version (self->chat, pos))
+    return;
+  app_chat_select_version (self->chat, pos, version);
+  save_chat (self, self->chat);
 }
 
 static void
@@ -757,20 +961,24 @@ edit_message_action (GtkWidget  *widget,
   guint pos = g_variant_get_uint32 (param);
   g_autoptr(AppMessage) question = NULL;
   const char * const *images;
+  gboolean editing;
 
   if (self->generation || !self->chat || pos >= app_chat_get_n_messages (self->chat))
     return;
   question = app_chat_get_message (self->chat, pos);
   if (app_message_get_role (question) != APP_ROLE_USER)
     return;
-  /* the question goes back to the composer; it and everything after it leave the chat */
+  /* The question goes to the composer to be changed; the chat stays as it is until it is sent.
+   * What the composer held waits under the chat's own key until the edit ends. */
+  editing = g_hash_table_contains (self->edits, self->chat);
+  g_hash_table_insert (self->edits, g_object_ref (self->chat), g_object_ref (question));
+  if (!editing)
+    set_draft_key (self, self->chat);
   app_composer_clear (self->composer);
   app_composer_set_prompt (self->composer, app_message_get_text (question));
   images = app_message_get_images (question);
   for (guint i = 0; images && images[i]; i++)
     app_composer_add_image_id (self->composer, images[i]);
-  app_chat_truncate (self->chat, pos);
-  save_chat (self, self->chat);
   app_composer_focus (self->composer);
 }
 
@@ -1060,8 +1268,7 @@ app_window_close_request (GtkWindow *window)
   g_settings_set_int (self->settings, "window-width", width);
   g_settings_set_int (self->settings, "window-height", height);
   g_settings_set_boolean (self->settings, "window-maximized", gtk_window_is_maximized (window));
-  if (self->generation)
-    g_cancellable_cancel (self->generation);
+  interrupt_answer (self);
   return GTK_WINDOW_CLASS (app_window_parent_class)->close_request (window);
 }
 
@@ -1162,6 +1369,8 @@ app_window_dispose (GObject *object)
 {
   AppWindow *self = APP_WINDOW (object);
 
+  if (self->store)
+    interrupt_answer (self);
   if (self->generation)
     g_cancellable_cancel (self->generation);
   if (self->chat)
@@ -1169,6 +1378,8 @@ app_window_dispose (GObject *object)
   g_clear_handle_id (&self->scroll_idle, g_source_remove);
   g_clear_object (&self->generation);
   g_clear_object (&self->reply);
+  g_clear_object (&self->reply_chat);
+  g_clear_pointer (&self->edits, g_hash_table_unref);
   g_clear_object (&self->chat);
   g_clear_object (&self->chat_selection);
   g_clear_object (&self->chat_filter);
@@ -1210,6 +1421,7 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_stack);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_scroller);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_list);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, edit_bar);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, composer);
 
   gtk_widget_class_install_action (widget_class, "win.new-chat", NULL, new_chat_action);
@@ -1221,8 +1433,12 @@ app_window_class_init (AppWindowClass *klass)
                                    prompt_kind_action);
   gtk_widget_class_install_action (widget_class, "win.find-in-image", NULL, prompt_kind_action);
   gtk_widget_class_install_action (widget_class, "win.open-model", NULL, open_model_action);
-  gtk_widget_class_install_action (widget_class, "win.regenerate", NULL, regenerate_action);
+  gtk_widget_class_install_action (widget_class, "win.regenerate", "u", regenerate_action);
+  gtk_widget_class_install_action (widget_class, "win.continue", "u", continue_action);
+  gtk_widget_class_install_action (widget_class, "win.show-version", "(uu)",
+                                   show_version_action);
   gtk_widget_class_install_action (widget_class, "win.edit-message", "u", edit_message_action);
+  gtk_widget_class_install_action (widget_class, "win.cancel-edit", NULL, cancel_edit_action);
   gtk_widget_class_install_action (widget_class, "win.rename-chat", "s", rename_chat_action);
   gtk_widget_class_install_action (widget_class, "win.delete-chat", "s", delete_chat_action);
   gtk_widget_class_install_action (widget_class, "win.rename-current", NULL,
@@ -1240,6 +1456,8 @@ app_window_init (AppWindow *self)
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->stick_to_bottom = TRUE;
+  self->edits = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref,
+                                       g_object_unref);
 
   drop = gtk_drop_target_new (G_TYPE_INVALID, GDK_ACTION_COPY);
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));

@@ -615,6 +615,7 @@ assert_messages_equal (AppMessage *a,
   g_assert_cmpfloat (app_message_get_tokens_per_second (a), ==,
                      app_message_get_tokens_per_second (b));
   g_assert_cmpint (app_message_get_created (a), ==, app_message_get_created (b));
+  g_assert_cmpint (app_message_get_finish_reason (a), ==, app_message_get_finish_reason (b));
 }
 
 static void
@@ -640,11 +641,16 @@ test_json_round_trip (void)
   static const char *tricky = "He said \"hi\" \\ and left.\n\tLine two: üñíçødé 😀 中文 \u2028 end\r\n";
   static const AppMessageState states[] = {
     APP_MESSAGE_COMPLETE, APP_MESSAGE_PENDING, APP_MESSAGE_STREAMING,
-    APP_MESSAGE_STOPPED, APP_MESSAGE_FAILED,
+    APP_MESSAGE_STOPPED, APP_MESSAGE_FAILED, APP_MESSAGE_INTERRUPTED,
   };
+  /* an answer saved while it was being written was interrupted by whatever ended the app */
   static const AppMessageState loaded_states[] = {
-    APP_MESSAGE_COMPLETE, APP_MESSAGE_STOPPED, APP_MESSAGE_STOPPED,
-    APP_MESSAGE_STOPPED, APP_MESSAGE_FAILED,
+    APP_MESSAGE_COMPLETE, APP_MESSAGE_INTERRUPTED, APP_MESSAGE_INTERRUPTED,
+    APP_MESSAGE_STOPPED, APP_MESSAGE_FAILED, APP_MESSAGE_INTERRUPTED,
+  };
+  static const AppFinishReason finishes[] = {
+    APP_FINISH_END, APP_FINISH_NONE, APP_FINISH_NONE,
+    APP_FINISH_NONE, APP_FINISH_NONE, APP_FINISH_LENGTH,
   };
   g_autoptr(AppChat) chat = app_chat_new ();
   g_autoptr(AppChat) copy = NULL;
@@ -668,6 +674,7 @@ test_json_round_trip (void)
 
       message = add_message (chat, APP_ROLE_ASSISTANT, text);
       app_message_set_state (message, states[i]);
+      app_message_set_finish_reason (message, finishes[i]);
       app_message_set_stats (message, 100 + i, 0.25 * (i + 1), 17.5 + i);
       app_message_set_created (message, 1700000000000002 + i);
       if (states[i] == APP_MESSAGE_FAILED)
@@ -683,14 +690,17 @@ test_json_round_trip (void)
 
   node = app_chat_to_json (chat);
   object = json_node_get_object (node);
-  g_assert_cmpint (json_object_get_int_member (object, "version"), ==, 1);
+  g_assert_cmpint (json_object_get_int_member (object, "version"), ==, 2);
   g_assert_cmpstr (json_object_get_string_member (object, "id"), ==, app_chat_get_id (chat));
   g_assert_cmpstr (json_object_get_string_member (object, "title"), ==, app_chat_get_title (chat));
   g_assert_false (json_object_get_boolean_member (object, "custom_title"));
   g_assert_cmpint (json_object_get_int_member (object, "created"), ==, app_chat_get_created (chat));
   g_assert_cmpint (json_object_get_int_member (object, "modified"), ==, app_chat_get_modified (chat));
-  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (object, "messages")), ==, 7);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (object, "messages")), ==, 8);
   first = json_array_get_object_element (json_object_get_array_member (object, "messages"), 0);
+  g_assert_true (json_object_get_null_member (first, "parent"));
+  g_assert_false (json_object_has_member (first, "selected"));
+  g_assert_false (json_object_has_member (first, "finish"));
   g_assert_cmpstr (json_object_get_string_member (first, "role"), ==, "user");
   g_assert_cmpstr (json_object_get_string_member (first, "text"), ==, tricky);
   g_assert_cmpstr (json_object_get_string_member (first, "state"), ==, "complete");
@@ -706,9 +716,17 @@ test_json_round_trip (void)
   g_assert_cmpstr (app_chat_get_title (copy), ==, "He said \"hi\" \\ and left.");
   g_assert_cmpint (app_chat_get_created (copy), ==, app_chat_get_created (chat));
   g_assert_cmpint (app_chat_get_modified (copy), ==, app_chat_get_modified (chat));
-  g_assert_cmpuint (app_chat_get_n_messages (copy), ==, 7);
+  g_assert_cmpuint (app_chat_get_n_messages (copy), ==, 8);
+  {
+    JsonObject *last = json_array_get_object_element (
+      json_object_get_array_member (object, "messages"), 6);
 
-  for (guint i = 0; i < 7; i++)
+    g_assert_cmpint (json_object_get_int_member (last, "parent"), ==, 5);
+    g_assert_cmpstr (json_object_get_string_member (last, "state"), ==, "interrupted");
+    g_assert_cmpstr (json_object_get_string_member (last, "finish"), ==, "length");
+  }
+
+  for (guint i = 0; i < 8; i++)
     {
       AppMessage *original = message_at (chat, i);
       AppMessage *loaded = message_at (copy, i);
@@ -764,7 +782,8 @@ test_json_invalid (void)
     "\"chat\"",
     "null",
     "{}",
-    "{\"version\": 2, %s, \"messages\": []}",
+    "{\"version\": 3, %s, \"messages\": []}",
+    "{\"version\": 0, %s, \"messages\": []}",
     "{\"version\": \"1\", %s, \"messages\": []}",
     "{\"version\": 1.0, %s, \"messages\": []}",
     "{%s, \"messages\": []}",
@@ -813,6 +832,19 @@ test_json_invalid (void)
     "{\"role\": \"user\", \"text\": \"hi\", \"first_token_seconds\": \"fast\"}",
     "{\"role\": \"user\", \"text\": \"hi\", \"tokens_per_second\": -3.5}",
     "{\"role\": \"user\", \"text\": \"hi\", \"created\": true}",
+    "{\"role\": \"assistant\", \"text\": \"hi\", \"finish\": \"tired\"}",
+    "{\"role\": \"assistant\", \"text\": \"hi\", \"finish\": 2}",
+  };
+  /* version 2: where each message sits in the tree of versions */
+  const char *tree_messages[] = {
+    "{\"parent\": 1, \"role\": \"assistant\", \"text\": \"its own parent\"}",
+    "{\"parent\": 2, \"role\": \"assistant\", \"text\": \"a parent further down\"}",
+    "{\"parent\": -1, \"role\": \"assistant\", \"text\": \"hi\"}",
+    "{\"parent\": \"0\", \"role\": \"assistant\", \"text\": \"hi\"}",
+    "{\"parent\": 0.5, \"role\": \"assistant\", \"text\": \"hi\"}",
+    "{\"parent\": 0, \"selected\": 1, \"role\": \"assistant\", \"text\": \"hi\"}",
+    "{\"parent\": null, \"selected\": true, \"role\": \"user\", \"text\": \"a second "
+    "version of the first question, both shown\"}",
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (top_level); i++)
@@ -843,6 +875,22 @@ test_json_invalid (void)
       g_assert_nonnull (strstr (error->message, "messages[1]"));
     }
 
+  for (guint i = 0; i < G_N_ELEMENTS (tree_messages); i++)
+    {
+      g_autofree char *json = g_strdup_printf ("{\"version\": 2, %s, \"messages\": ["
+                                               "{\"parent\": null, \"selected\": true, "
+                                               "\"role\": \"user\", \"text\": \"fine\"}, %s]}",
+                                               id, tree_messages[i]);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(AppChat) chat = NULL;
+
+      g_test_message ("%s", json);
+      chat = chat_from_string (json, &error);
+      g_assert_null (chat);
+      g_assert_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT);
+      g_assert_nonnull (strstr (error->message, "messages[1]"));
+    }
+
   /* Members this version does not know are ignored; absent optional ones take defaults. */
   {
     g_autofree char *json = g_strdup_printf ("{\"version\": 1, %s, \"future\": {\"x\": [1]}, "
@@ -860,10 +908,314 @@ test_json_invalid (void)
     g_assert_cmpstr (app_chat_get_title (chat), ==, "Minimal");
     g_assert_cmpint (app_message_get_state (message_at (chat, 0)), ==, APP_MESSAGE_COMPLETE);
     g_assert_null (app_message_get_images (message_at (chat, 0))[0]);
-    g_assert_cmpint (app_message_get_state (message_at (chat, 1)), ==, APP_MESSAGE_STOPPED);
+    g_assert_cmpint (app_message_get_state (message_at (chat, 1)), ==, APP_MESSAGE_INTERRUPTED);
     g_assert_null (app_message_get_error (message_at (chat, 1)));
     g_assert_cmpfloat (app_message_get_first_token_seconds (message_at (chat, 1)), ==, 2);
   }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Versions: edits and regenerations are kept beside what they replace
+ */
+
+/* The texts of the shown path, joined with " | ". */
+static char *
+shown_texts (AppChat *chat)
+{
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; i < app_chat_get_n_messages (chat); i++)
+    g_string_append_printf (s, "%s%s", i > 0 ? " | " : "",
+                            app_message_get_text (message_at (chat, i)));
+  return g_string_free (s, FALSE);
+}
+
+static void
+assert_shown (AppChat    *chat,
+              const char *expected)
+{
+  g_autofree char *texts = shown_texts (chat);
+
+  g_assert_cmpstr (texts, ==, expected);
+}
+
+/* The chat the version tests start from: two exchanges, with an image in the second
+ * question. */
+static AppChat *
+make_versioned_chat (AppMessage **q1,
+                     AppMessage **a2)
+{
+  static const char * const images[] = { IMAGE_A, NULL };
+  AppChat *chat = app_chat_new ();
+  AppMessage *q2;
+
+  *q1 = add_message (chat, APP_ROLE_USER, "Q1");
+  add_message (chat, APP_ROLE_ASSISTANT, "A1");
+  q2 = add_message (chat, APP_ROLE_USER, "Q2");
+  app_message_set_images (q2, images);
+  *a2 = add_message (chat, APP_ROLE_ASSISTANT, "A2");
+  return chat;
+}
+
+static void
+test_chat_versions (void)
+{
+  static const char * const other_image[] = { IMAGE_B, NULL };
+  AppMessage *q1, *a2;
+  g_autoptr(AppChat) chat = make_versioned_chat (&q1, &a2);
+  g_autoptr(AppMessage) a2b = app_message_new (APP_ROLE_ASSISTANT, "A2b");
+  g_autoptr(AppMessage) q1b = app_message_new (APP_ROLE_USER, "Q1b edited");
+  g_autoptr(AppMessage) a1b = app_message_new (APP_ROLE_ASSISTANT, "A1b");
+  g_autoptr(AppMessage) stranger = app_message_new (APP_ROLE_USER, "Not in the chat");
+  g_autoptr(AppMessage) other = app_message_new (APP_ROLE_USER, "x");
+  g_autoptr(GPtrArray) images = NULL;
+  AppMessage *a2c;
+  guint changes = 0;
+  guint title_notifies = 0;
+
+  g_signal_connect (app_chat_get_messages (chat), "items-changed",
+                    G_CALLBACK (count_items_changed), &changes);
+  g_signal_connect (chat, "notify::title", G_CALLBACK (count_notify), &title_notifies);
+  for (guint i = 0; i < 4; i++)
+    {
+      g_assert_cmpuint (app_chat_get_n_versions (chat, i), ==, 1);
+      g_assert_cmpuint (app_chat_get_version (chat, i), ==, 0);
+    }
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 4), ==, 0);
+
+  /* Regenerate the last answer: a second version, shown, the first one kept. */
+  g_assert_true (app_chat_add_version (chat, a2, a2b));
+  assert_shown (chat, "Q1 | A1 | Q2 | A2b");
+  g_assert_cmpuint (changes, ==, 1);
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 3), ==, 2);
+  g_assert_cmpuint (app_chat_get_version (chat, 3), ==, 1);
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 2), ==, 1);
+  g_assert_true (app_chat_contains (chat, a2));
+  g_assert_false (app_chat_contains (chat, stranger));
+
+  /* Edit the first question: the new version is shown with nothing after it yet, and the
+   * title follows it; the answer to it continues that version. */
+  g_assert_true (app_chat_add_version (chat, q1, q1b));
+  assert_shown (chat, "Q1b edited");
+  g_assert_cmpuint (changes, ==, 2);
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Q1b edited");
+  g_assert_cmpuint (title_notifies, ==, 1);
+  app_chat_append (chat, a1b);
+  app_message_set_images (q1b, other_image);
+  assert_shown (chat, "Q1b edited | A1b");
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 0), ==, 2);
+  g_assert_cmpuint (app_chat_get_version (chat, 0), ==, 1);
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 1), ==, 1);
+
+  /* Back to the first version: its whole conversation, with the answer version chosen last. */
+  changes = 0;
+  app_chat_select_version (chat, 0, 0);
+  assert_shown (chat, "Q1 | A1 | Q2 | A2b");
+  g_assert_cmpuint (changes, ==, 1);
+  g_assert_cmpstr (app_chat_get_title (chat), ==, "Q1");
+  app_chat_select_version (chat, 3, 0);
+  assert_shown (chat, "Q1 | A1 | Q2 | A2");
+  g_assert_cmpuint (changes, ==, 2);
+  /* the same version again, or one that does not exist: nothing happens */
+  app_chat_select_version (chat, 3, 0);
+  app_chat_select_version (chat, 3, 2);
+  app_chat_select_version (chat, 9, 0);
+  g_assert_cmpuint (changes, ==, 2);
+  app_chat_select_version (chat, 0, 1);
+  assert_shown (chat, "Q1b edited | A1b");
+  app_chat_select_version (chat, 0, 0);
+  assert_shown (chat, "Q1 | A1 | Q2 | A2");
+
+  /* A version of a message not shown: the path to it is shown. */
+  app_chat_select_version (chat, 0, 1);
+  a2c = app_message_new (APP_ROLE_ASSISTANT, "A2c");
+  g_assert_true (app_chat_add_version (chat, a2, a2c));
+  assert_shown (chat, "Q1 | A1 | Q2 | A2c");
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 3), ==, 3);
+  g_assert_cmpuint (app_chat_get_version (chat, 3), ==, 2);
+  /* held by the test: the chat lets go of it further down */
+  g_object_add_weak_pointer (G_OBJECT (a2c), (gpointer *)&a2c);
+  g_object_unref (a2c);
+  g_assert_nonnull (a2c);
+
+  /* Not a message of this chat, or already one: refused. */
+  g_assert_false (app_chat_add_version (chat, stranger, other));
+  g_assert_false (app_chat_add_version (chat, a2, a2b));
+
+  /* Every version is searched and its images count. */
+  g_assert_true (app_chat_matches (chat, "A1b"));
+  g_assert_true (app_chat_matches (chat, "edited"));
+  images = app_chat_collect_images (chat);
+  g_assert_cmpuint (images->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (images, 0), ==, IMAGE_A);
+  g_assert_cmpstr (g_ptr_array_index (images, 1), ==, IMAGE_B);
+
+  /* Deleting a version shows the one before it, and the other versions stay. */
+  app_chat_truncate (chat, 3);
+  assert_shown (chat, "Q1 | A1 | Q2 | A2b");
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 3), ==, 2);
+  g_assert_null (a2c);
+  app_chat_truncate (chat, 0);
+  assert_shown (chat, "Q1b edited | A1b");
+  g_assert_cmpuint (app_chat_get_n_versions (chat, 0), ==, 1);
+  g_assert_false (app_chat_contains (chat, a2));
+}
+
+/* Every version, the one shown of each, and what followed each, through JSON and back. */
+static void
+test_chat_versions_json (void)
+{
+  AppMessage *q1, *a2;
+  g_autoptr(AppChat) chat = make_versioned_chat (&q1, &a2);
+  g_autoptr(AppMessage) a2b = app_message_new (APP_ROLE_ASSISTANT, "A2b");
+  g_autoptr(AppMessage) q1b = app_message_new (APP_ROLE_USER, "Q1b");
+  g_autoptr(AppMessage) a1b = app_message_new (APP_ROLE_ASSISTANT, "A1b");
+  g_autoptr(AppChat) copy = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *json_again = NULL;
+  JsonArray *messages;
+
+  app_chat_add_version (chat, a2, a2b);
+  app_chat_add_version (chat, q1, q1b);
+  app_chat_append (chat, a1b);
+  app_message_set_finish_reason (a1b, APP_FINISH_LENGTH);
+  /* shown: the first question, with the first answer to its follow-up */
+  app_chat_select_version (chat, 0, 0);
+  app_chat_select_version (chat, 3, 0);
+  assert_shown (chat, "Q1 | A1 | Q2 | A2");
+
+  node = app_chat_to_json (chat);
+  messages = json_object_get_array_member (json_node_get_object (node), "messages");
+  g_assert_cmpuint (json_array_get_length (messages), ==, 7);
+  /* parents first, versions oldest first: Q1 A1 Q2 A2 A2b Q1b A1b */
+  {
+    static const struct { const char *text; int parent; int selected; } expected[] = {
+      { "Q1", -1, TRUE }, { "A1", 0, -1 }, { "Q2", 1, -1 }, { "A2", 2, TRUE },
+      { "A2b", 2, FALSE }, { "Q1b", -1, FALSE }, { "A1b", 5, -1 },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+      {
+        JsonObject *m = json_array_get_object_element (messages, i);
+
+        g_assert_cmpstr (json_object_get_string_member (m, "text"), ==, expected[i].text);
+        if (expected[i].parent < 0)
+          g_assert_true (json_object_get_null_member (m, "parent"));
+        else
+          g_assert_cmpint (json_object_get_int_member (m, "parent"), ==, expected[i].parent);
+        if (expected[i].selected < 0)
+          g_assert_false (json_object_has_member (m, "selected"));
+        else
+          g_assert_cmpint (json_object_get_boolean_member (m, "selected"), ==,
+                           expected[i].selected);
+      }
+  }
+
+  json = json_to_string (node, FALSE);
+  copy = chat_from_string (json, &error);
+  g_assert_no_error (error);
+  assert_chats_equal (chat, copy);
+  assert_shown (copy, "Q1 | A1 | Q2 | A2");
+  g_assert_cmpuint (app_chat_get_n_versions (copy, 0), ==, 2);
+  g_assert_cmpuint (app_chat_get_version (copy, 0), ==, 0);
+  g_assert_cmpuint (app_chat_get_n_versions (copy, 3), ==, 2);
+  g_assert_cmpuint (app_chat_get_version (copy, 3), ==, 0);
+  app_chat_select_version (copy, 3, 1);
+  assert_shown (copy, "Q1 | A1 | Q2 | A2b");
+  app_chat_select_version (copy, 0, 1);
+  assert_shown (copy, "Q1b | A1b");
+  g_assert_cmpint (app_message_get_finish_reason (message_at (copy, 1)), ==, APP_FINISH_LENGTH);
+  /* the choices made on the copy are what it writes */
+  app_chat_select_version (copy, 0, 0);
+  json_again = chat_to_string (copy);
+  {
+    g_autoptr(AppChat) again = chat_from_string (json_again, &error);
+
+    g_assert_no_error (error);
+    assert_shown (again, "Q1 | A1 | Q2 | A2b");
+  }
+
+  /* Without a choice written, a place shows its newest version. */
+  {
+    g_autofree char *plain = g_strdup_printf (
+      "{\"version\": 2, \"id\": \"%s\", \"messages\": ["
+      "{\"role\": \"user\", \"text\": \"Q\"}, "
+      "{\"parent\": 0, \"role\": \"assistant\", \"text\": \"old\"}, "
+      "{\"parent\": 0, \"role\": \"assistant\", \"text\": \"new\"}, "
+      "{\"parent\": 1, \"role\": \"user\", \"text\": \"after old\"}]}",
+      app_chat_get_id (chat));
+    g_autoptr(AppChat) loaded = chat_from_string (plain, &error);
+
+    g_assert_no_error (error);
+    assert_shown (loaded, "Q | new");
+    app_chat_select_version (loaded, 1, 0);
+    assert_shown (loaded, "Q | old | after old");
+  }
+}
+
+/* A chat file of the first format: one conversation, read as it was and written anew. */
+static void
+test_store_version_1 (Fixture       *fixture,
+                      gconstpointer  user_data)
+{
+  static const char *id = "0b6e2d8c-4b1f-4d5e-9a8b-3c2d1e0f9a8b";
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChatStore) reloaded = NULL;
+  g_autofree char *path = chat_path (fixture, id);
+  g_autofree char *json = g_strdup_printf (
+    "{\"version\": 1, \"id\": \"%s\", \"title\": \"First question\", \"custom_title\": false, "
+    "\"created\": 1700000000000000, \"modified\": 1700000000000001, \"messages\": ["
+    "{\"role\": \"user\", \"text\": \"First question\", \"images\": [\"" IMAGE_A "\"], "
+    "\"state\": \"complete\"}, "
+    "{\"role\": \"assistant\", \"text\": \"First answer\", \"state\": \"complete\", "
+    "\"n_tokens\": 3}, "
+    "{\"role\": \"user\", \"text\": \"Second question\", \"state\": \"complete\"}, "
+    "{\"role\": \"assistant\", \"text\": \"Half an ans\", \"state\": \"streaming\"}]}", id);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) on_disk = NULL;
+  g_autofree char *contents = NULL;
+  AppMessage *reply;
+  AppChat *chat;
+
+  g_assert_no_errno (g_mkdir_with_parents (fixture->chats_dir, 0700));
+  write_file (path, json, -1);
+  app_chat_store_load (store);
+  g_assert_cmpuint (app_chat_store_get_load_errors (store)->len, ==, 0);
+  chat = chat_at (store, 0);
+  assert_shown (chat, "First question | First answer | Second question | Half an ans");
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (app_chat_get_n_versions (chat, i), ==, 1);
+  g_assert_cmpint (app_message_get_state (message_at (chat, 3)), ==, APP_MESSAGE_INTERRUPTED);
+  g_assert_cmpstr (app_message_get_images (message_at (chat, 0))[0], ==, IMAGE_A);
+
+  /* the file is left as it is until the chat changes */
+  g_file_get_contents (path, &contents, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (contents, ==, json);
+
+  /* Regenerating the interrupted answer keeps it as the first version, in the new format. */
+  reply = app_message_new (APP_ROLE_ASSISTANT, "A whole answer");
+  g_assert_true (app_chat_add_version (chat, message_at (chat, 3), reply));
+  g_object_unref (reply);
+  app_chat_store_save (store, chat, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&contents, g_free);
+  g_file_get_contents (path, &contents, NULL, &error);
+  g_assert_no_error (error);
+  on_disk = json_from_string (contents, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (on_disk), "version"), ==, 2);
+
+  reloaded = app_chat_store_new (fixture->data_dir);
+  app_chat_store_load (reloaded);
+  chat = chat_at (reloaded, 0);
+  assert_shown (chat, "First question | First answer | Second question | A whole answer");
+  app_chat_select_version (chat, 3, 0);
+  assert_shown (chat, "First question | First answer | Second question | Half an ans");
+  g_assert_cmpint (app_message_get_state (message_at (chat, 3)), ==, APP_MESSAGE_INTERRUPTED);
+  g_assert_cmpuint (app_message_get_n_tokens (message_at (chat, 1)), ==, 3);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -932,7 +1284,7 @@ test_store_persistence (Fixture       *fixture,
   g_assert_no_error (error);
   on_disk = json_from_string (contents, &error);
   g_assert_no_error (error);
-  g_assert_cmpint (json_object_get_int_member (json_node_get_object (on_disk), "version"), ==, 1);
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (on_disk), "version"), ==, 2);
   g_assert_cmpstr (json_object_get_string_member (json_node_get_object (on_disk), "id"), ==,
                    app_chat_get_id (first));
   g_assert_cmpint (json_object_get_int_member (json_node_get_object (on_disk), "modified"), ==,
@@ -1083,7 +1435,7 @@ test_store_corrupt_files (Fixture       *fixture,
 
     version_id = g_strdup (app_chat_get_id (chat));
     object = chat_object (chat);
-    json_object_set_int_member (object, "version", 2);
+    json_object_set_int_member (object, "version", 3);
     g_ptr_array_add (bad_paths, write_chat_object (fixture, version_id, object));
     json_object_unref (object);
   }
@@ -1586,11 +1938,14 @@ main (int   argc,
   g_test_add_func ("/app/chat-store/matches", test_chat_matches);
   g_test_add_func ("/app/chat-store/json-round-trip", test_json_round_trip);
   g_test_add_func ("/app/chat-store/json-invalid", test_json_invalid);
+  g_test_add_func ("/app/chat-store/versions", test_chat_versions);
+  g_test_add_func ("/app/chat-store/versions-json", test_chat_versions_json);
 
 #define ADD_STORE_TEST(path, func) \
   g_test_add ("/app/chat-store/" path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
 
   ADD_STORE_TEST ("persistence", test_store_persistence);
+  ADD_STORE_TEST ("version-1", test_store_version_1);
   ADD_STORE_TEST ("corrupt-files", test_store_corrupt_files);
   ADD_STORE_TEST ("duplicate-ids", test_store_duplicate_ids);
   ADD_STORE_TEST ("atomic-save", test_store_atomic_save);

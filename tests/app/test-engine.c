@@ -4,11 +4,13 @@
  * text arriving on the main thread; stopping within a step and answering again; refusing a
  * second request while busy; errors (a missing image, an empty question, a question longer
  * than the context) ending as FAILED replies; early turns left out with a note when a long
- * chat would overflow the context. The model's files changing on disk between two questions
- * (truncated, or replaced by another model) and during an answer: the process survives, the
- * model is loaded again or the reply says why it cannot be, the chat keeps what it had. And
- * the sampling defaults: the engine's, with no numbers of the app's or of the settings
- * schema's own.
+ * chat would overflow the context; why an answer ended, and an answer cut at the length limit
+ * continued in place; the prompt made of the versions shown only; an answer the app marks
+ * interrupted while it runs staying so. The model's files changing on disk between two
+ * questions (truncated, or replaced by another model) and during an answer: the process
+ * survives, the model is loaded again or the reply says why it cannot be, the chat keeps what
+ * it had. And the sampling defaults: the engine's, with no numbers of the app's or of the
+ * settings schema's own.
  */
 #include <glib/gstdio.h>
 #include <string.h>
@@ -371,6 +373,102 @@ test_stop_and_reuse (void)
     g_array_unref (w3.states);
     app_generate_params_clear (&small);
   }
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+/* Why an answer ended, and an answer cut at the length limit continued: the new text follows
+ * the old, in the same message. Then the prompt comes from the versions shown only. */
+static void
+test_finish_and_continue (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = chat_with ("Hello! Who are you?");
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = add_reply (chat, &w);
+  AppGenerateParams p = params (8);
+  g_autofree char *first = NULL;
+  Result r = { 0 }, again = { 0 };
+
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, generate_cb, &r);
+  iterate_until (&r.done, "the short answer");
+  g_assert_true (r.ok);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  g_assert_cmpuint (app_message_get_n_tokens (reply), ==, 8);
+  g_assert_cmpint (app_message_get_finish_reason (reply), ==, APP_FINISH_LENGTH);
+  first = g_strchomp (g_strdup (app_message_get_text (reply)));
+  g_assert_cmpstr (first, !=, "");
+
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, generate_cb, &again);
+  g_assert_cmpint (app_message_get_finish_reason (reply), ==, APP_FINISH_NONE);
+  iterate_until (&again.done, "the continuation");
+  g_assert_true (again.ok);
+  g_test_message ("\"%s\" went on as \"%s\"", first, app_message_get_text (reply));
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  g_assert_true (g_str_has_prefix (app_message_get_text (reply), first));
+  g_assert_cmpuint (strlen (app_message_get_text (reply)), >, strlen (first));
+  g_assert_cmpuint (app_message_get_n_tokens (reply), ==, 16);
+  g_assert_cmpint (app_message_get_finish_reason (reply), ==, APP_FINISH_LENGTH);
+  g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
+
+  /* A version not shown is not part of the conversation: the answer to an edited first
+   * question is the answer to that question alone. */
+  {
+    g_autoptr(AppChat) fresh = chat_with ("What is two plus two?");
+    g_autoptr(AppMessage) edited = app_message_new (APP_ROLE_USER, "What is two plus two?");
+    g_autoptr(AppMessage) q = app_chat_get_message (chat, 0);
+    ReplyWatch fw = { 0 }, ew = { 0 };
+    g_autoptr(AppMessage) fresh_reply = add_reply (fresh, &fw);
+    g_autoptr(AppMessage) edited_reply = NULL;
+    Result fr = { 0 }, er = { 0 };
+
+    app_engine_generate_async (engine, fresh, fresh_reply, "/x", &p, NULL, generate_cb, &fr);
+    iterate_until (&fr.done, "the answer in a fresh chat");
+    g_assert_true (app_chat_add_version (chat, q, edited));
+    edited_reply = add_reply (chat, &ew);
+    app_engine_generate_async (engine, chat, edited_reply, "/x", &p, NULL, generate_cb, &er);
+    iterate_until (&er.done, "the answer to the edited question");
+    g_assert_cmpstr (app_message_get_text (edited_reply), ==, app_message_get_text (fresh_reply));
+    g_array_unref (fw.states);
+    g_array_unref (ew.states);
+  }
+
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+/* The app closing marks the answer interrupted and stops it: the end of the generation does
+ * not turn it into a stopped answer, and the text that was still on its way is kept. */
+static void
+interrupt_on_text_cb (AppMessage   *m,
+                      GParamSpec   *pspec,
+                      GCancellable *cancellable)
+{
+  if (app_message_get_state (m) == APP_MESSAGE_INTERRUPTED)
+    return;
+  app_message_set_state (m, APP_MESSAGE_INTERRUPTED);
+  g_cancellable_cancel (cancellable);
+}
+
+static void
+test_interrupted (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = chat_with ("Write a very long story.");
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = add_reply (chat, &w);
+  g_autoptr(GCancellable) cancel = g_cancellable_new ();
+  AppGenerateParams p = params (4000);
+  Result r = { 0 };
+
+  g_signal_connect (reply, "notify::text", G_CALLBACK (interrupt_on_text_cb), cancel);
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, cancel, generate_cb, &r);
+  iterate_until (&r.done, "the end of the interrupted answer");
+  g_assert_true (r.ok);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_INTERRUPTED);
+  g_assert_cmpstr (app_message_get_text (reply), !=, "");
+  g_assert_cmpint (app_message_get_finish_reason (reply), ==, APP_FINISH_NONE);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
   app_generate_params_clear (&p);
   g_array_unref (w.states);
 }
@@ -830,6 +928,8 @@ main (int   argc,
   g_test_add_func ("/app/engine/stream", test_stream);
   g_test_add_func ("/app/engine/batches", test_batches);
   g_test_add_func ("/app/engine/stop-and-reuse", test_stop_and_reuse);
+  g_test_add_func ("/app/engine/finish-and-continue", test_finish_and_continue);
+  g_test_add_func ("/app/engine/interrupted", test_interrupted);
   g_test_add_func ("/app/engine/errors", test_errors);
   g_test_add_func ("/app/engine/context-overflow", test_context_overflow);
   g_test_add_func ("/app/engine/dispose-while-busy", test_dispose_while_busy);

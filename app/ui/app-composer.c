@@ -18,7 +18,10 @@
 #include "app-thumbnail.h"
 #include "image-file.h"
 
+/* Pending images: this high, as wide as their shape asks up to three times that, in a strip
+ * that scrolls sideways: the box keeps its height whatever is attached. */
 #define THUMB 72
+#define THUMB_MAX_WIDTH (3 * THUMB)
 
 typedef struct
 {
@@ -26,7 +29,7 @@ typedef struct
   GPtrArray *list;               /* the array holding it: the composer's, or a draft's */
   char *id;                      /* store id once imported */
   GtkWidget *tile;               /* owned; in the images box while its chat is shown */
-  GtkPicture *picture;
+  AppThumbnail *picture;
   GtkWidget *spinner;
   GCancellable *cancellable;
 } Pending;
@@ -120,9 +123,7 @@ pending_new (AppComposer *self)
   pi->composer = self;
   pi->list = self->pending;
   pi->cancellable = g_cancellable_new ();
-  pi->picture = GTK_PICTURE (gtk_picture_new ());
-  gtk_picture_set_content_fit (pi->picture, GTK_CONTENT_FIT_COVER);
-  gtk_widget_set_size_request (GTK_WIDGET (pi->picture), THUMB, THUMB);
+  pi->picture = APP_THUMBNAIL (app_thumbnail_new (NULL, THUMB, THUMB_MAX_WIDTH));
   gtk_widget_add_css_class (GTK_WIDGET (pi->picture), "attachment");
   gtk_overlay_set_child (GTK_OVERLAY (overlay), GTK_WIDGET (pi->picture));
 
@@ -161,7 +162,7 @@ pending_ready (Pending    *pi,
 
   pi->id = g_strdup (id);
   gtk_widget_set_visible (pi->spinner, FALSE);
-  app_thumbnail_set_picture (pi->picture, path, 2 * THUMB);
+  app_thumbnail_set_path (pi->picture, path);
   update_buttons (self);
   g_signal_emit (self, signals[CHANGED], 0);
 }
@@ -767,7 +768,7 @@ mode_button (const char *icon,
 static void
 app_composer_init (AppComposer *self)
 {
-  GtkWidget *row, *scroller, *overlay;
+  GtkWidget *row, *scroller, *overlay, *strip;
   GtkEventController *keys;
 
   self->pending = g_ptr_array_new_with_free_func (pending_free);
@@ -780,9 +781,19 @@ app_composer_init (AppComposer *self)
 
   self->images = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_widget_set_margin_start (self->images, 8);
+  gtk_widget_set_margin_end (self->images, 8);
   gtk_widget_set_margin_top (self->images, 8);
   gtk_widget_set_visible (self->images, FALSE);
-  gtk_box_append (GTK_BOX (self->box), self->images);
+  strip = gtk_scrolled_window_new ();
+  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (strip), GTK_POLICY_AUTOMATIC,
+                                  GTK_POLICY_NEVER);
+  gtk_scrolled_window_set_propagate_natural_height (GTK_SCROLLED_WINDOW (strip), TRUE);
+  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (strip), self->images);
+  /* each thumbnail keeps its natural width; the strip scrolls */
+  gtk_scrollable_set_hscroll_policy (GTK_SCROLLABLE (gtk_scrolled_window_get_child (
+                                       GTK_SCROLLED_WINDOW (strip))), GTK_SCROLL_NATURAL);
+  g_object_bind_property (self->images, "visible", strip, "visible", G_BINDING_SYNC_CREATE);
+  gtk_box_append (GTK_BOX (self->box), strip);
 
   row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_widget_set_margin_start (row, 6);

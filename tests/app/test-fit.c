@@ -1,0 +1,357 @@
+/* test-fit.c - images of any number and shape fit the window, under Xvfb.
+ *
+ * Three chats are written before the app starts, each a question with 1, 5 or 20 images
+ * among which a 25:1 panorama and a 1:3 portrait, then an answer. For each chat the test asks
+ * the real window what it needs: its minimum width stays within 360 pixels, so the sidebar
+ * does not fold away at 1100 pixels; the thumbnails are one height and no wider than the
+ * bound, the panorama included. Then the same images attached in the question box: it keeps
+ * one bounded height with 1, 5 or 20 of them and never asks for more width than a narrow
+ * window has. Last, the window at 360 pixels shows the chat with 20 images.
+ */
+#include <json-glib/json-glib.h>
+
+#include "app-composer.h"
+#include "app-message-row.h"
+#include "app-thumbnail.h"
+#include "ui-harness.h"
+
+#define TIMEOUT_S 120
+#define NARROW 360
+/* the bounds of app-message-row.c and app-composer.c */
+#define ROW_THUMB 160
+#define ROW_THUMB_MAX (2 * ROW_THUMB)
+#define COMPOSER_THUMB 72
+#define COMPOSER_THUMB_MAX (3 * COMPOSER_THUMB)
+
+static AppApplication *app;
+static char *image_ids[20];           /* the store ids of the images, panorama first */
+static const char *chat_ids[] = { "11111111-0000-4000-8000-000000000001",
+                                  "11111111-0000-4000-8000-000000000005",
+                                  "11111111-0000-4000-8000-000000000020" };
+static const guint chat_sizes[] = { 1, 5, 20 };
+
+/* ------------------------------------------------------------------------------------------
+ * The fixture: images of several shapes, chats that show them
+ */
+
+static char *
+write_image (const char *dir,
+             int         index,
+             int         width,
+             int         height)
+{
+  g_autoptr(GdkPixbuf) pixbuf = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, width, height);
+  g_autofree char *name = g_strdup_printf ("image-%02d.png", index);
+  char *path = g_build_filename (dir, name, NULL);
+  g_autoptr(GError) error = NULL;
+
+  /* a colour of its own: every file has its own content, and so its own store id */
+  gdk_pixbuf_fill (pixbuf, 0x203040ff + ((guint32) index << 24) + ((guint32) index << 8));
+  if (!gdk_pixbuf_save (pixbuf, path, "png", &error, NULL))
+    g_error ("%s", error->message);
+  return path;
+}
+
+static void
+write_chats (const char *dir)
+{
+  char *paths[21] = { NULL };
+
+  for (int i = 0; i < 20; i++)
+    {
+      /* a 25:1 panorama, a 1:3 portrait, then 4:3 photos */
+      int w = i == 0 ? 2500 : i == 1 ? 200 : 400;
+      int h = i == 0 ? 100 : i == 1 ? 600 : 300;
+      g_autofree char *contents = NULL;
+      g_autofree char *sum = NULL;
+      gsize len;
+
+      paths[i] = write_image (dir, i, w, h);
+      g_assert_true (g_file_get_contents (paths[i], &contents, &len, NULL));
+      sum = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) contents, len);
+      image_ids[i] = g_strconcat (sum, ".png", NULL);
+    }
+  for (guint c = 0; c < G_N_ELEMENTS (chat_ids); c++)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      g_autoptr(JsonGenerator) gen = json_generator_new ();
+      g_autoptr(JsonNode) root = NULL;
+      g_autofree char *text = NULL;
+      g_autofree char *name = g_strdup_printf ("chat-%u.json", chat_sizes[c]);
+      g_autofree char *file = g_build_filename (dir, name, NULL);
+      g_autofree char *title = g_strdup_printf ("%u images", chat_sizes[c]);
+      const char *files[21] = { NULL };
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "version");
+      json_builder_add_int_value (b, 1);
+      json_builder_set_member_name (b, "id");
+      json_builder_add_string_value (b, chat_ids[c]);
+      json_builder_set_member_name (b, "title");
+      json_builder_add_string_value (b, title);
+      json_builder_set_member_name (b, "custom_title");
+      json_builder_add_boolean_value (b, TRUE);
+      json_builder_set_member_name (b, "created");
+      json_builder_add_int_value (b, 1795000000000000 + c);
+      json_builder_set_member_name (b, "modified");
+      json_builder_add_int_value (b, 1795000000000000 + c);
+      json_builder_set_member_name (b, "messages");
+      json_builder_begin_array (b);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "role");
+      json_builder_add_string_value (b, "user");
+      json_builder_set_member_name (b, "text");
+      json_builder_add_string_value (b, "What do these show?");
+      json_builder_set_member_name (b, "images");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < chat_sizes[c]; i++)
+        {
+          json_builder_add_string_value (b, image_ids[i]);
+          files[i] = paths[i];
+        }
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "state");
+      json_builder_add_string_value (b, "complete");
+      json_builder_end_object (b);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "role");
+      json_builder_add_string_value (b, "assistant");
+      json_builder_set_member_name (b, "text");
+      json_builder_add_string_value (b, "Coloured rectangles.");
+      json_builder_set_member_name (b, "state");
+      json_builder_add_string_value (b, "complete");
+      json_builder_end_object (b);
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      json_generator_set_root (gen, root);
+      text = json_generator_to_data (gen, NULL);
+      g_assert_true (g_file_set_contents (file, text, -1, NULL));
+      ui_harness_add_chat (file, files);
+    }
+  for (int i = 0; i < 20; i++)
+    g_free (paths[i]);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The window
+ */
+
+static void
+show_chat (GtkWindow  *window,
+           const char *id)
+{
+  GtkSelectionModel *model = NULL;
+  GtkWidget *list;
+
+  /* the sidebar's list: the one of chats */
+  for (guint i = 0; (list = ui_harness_find_widget (GTK_WIDGET (window), GTK_TYPE_LIST_VIEW, i));
+       i++)
+    {
+      g_autoptr(GObject) first = NULL;
+
+      model = gtk_list_view_get_model (GTK_LIST_VIEW (list));
+      first = model ? g_list_model_get_item (G_LIST_MODEL (model), 0) : NULL;
+      if (first && APP_IS_CHAT (first))
+        break;
+    }
+  if (!list)
+    g_error ("no list of chats; the store has %u",
+             g_list_model_get_n_items (app_chat_store_get_chats (app_application_get_store (app))));
+
+  for (guint i = 0; i < g_list_model_get_n_items (G_LIST_MODEL (model)); i++)
+    {
+      g_autoptr(AppChat) chat = g_list_model_get_item (G_LIST_MODEL (model), i);
+
+      if (g_str_equal (app_chat_get_id (chat), id))
+        {
+          gtk_selection_model_select_item (model, i, TRUE);
+          return;
+        }
+    }
+  g_error ("no chat %s in the sidebar", id);
+}
+
+/* The visible thumbnails under `root` that show a picture. */
+static GPtrArray *
+thumbnails (GtkWidget *root)
+{
+  GPtrArray *found = g_ptr_array_new ();
+  GtkWidget *t;
+
+  for (guint i = 0; (t = ui_harness_find_widget (root, APP_TYPE_THUMBNAIL, i)); i++)
+    g_ptr_array_add (found, t);
+  return found;
+}
+
+typedef struct
+{
+  GtkWidget *root;
+  guint n;
+} Shown;
+
+static gboolean
+thumbnails_shown (gpointer data)
+{
+  Shown *s = data;
+  g_autoptr(GPtrArray) all = thumbnails (s->root);
+  guint n = 0;
+
+  for (guint i = 0; i < all->len; i++)
+    if (gtk_picture_get_paintable (app_thumbnail_get_picture (all->pdata[i])) &&
+        gtk_widget_get_mapped (all->pdata[i]))
+      n++;
+  return n == s->n;
+}
+
+/* The window's content (inside the decorations) needs no more than the narrow width. */
+static void
+assert_window_fits (GtkWindow  *window,
+                    const char *what)
+{
+  GtkWidget *content = ui_harness_find_widget (GTK_WIDGET (window), ADW_TYPE_LEAFLET, 0);
+  int min, nat;
+
+  gtk_widget_measure (content, GTK_ORIENTATION_HORIZONTAL, -1, &min, &nat, NULL, NULL);
+  g_test_message ("%s: the window needs %d px (natural %d)", what, min, nat);
+  if (min > NARROW)
+    g_error ("%s: the window needs %d px, more than %d", what, min, NARROW);
+}
+
+/* Each thumbnail is one height, no wider than its bound, the panorama at the bound. */
+static void
+assert_thumbnails (GPtrArray *all,
+                   int        height,
+                   int        max_width)
+{
+  for (guint i = 0; i < all->len; i++)
+    {
+      GtkWidget *t = all->pdata[i];
+      GdkPaintable *p = gtk_picture_get_paintable (app_thumbnail_get_picture (APP_THUMBNAIL (t)));
+      double aspect = gdk_paintable_get_intrinsic_aspect_ratio (p);
+
+      g_assert_cmpint (gtk_widget_get_height (t), ==, height);
+      g_assert_cmpint (gtk_widget_get_width (t), <=, max_width);
+      g_assert_cmpint (gtk_widget_get_width (t), >=, height / 2);
+      if (aspect >= 20)
+        g_assert_cmpint (gtk_widget_get_width (t), ==, max_width);
+      else if (aspect > 1.3 && aspect < 1.4)
+        g_assert_cmpint (gtk_widget_get_width (t), ==, (int) (height * aspect + 0.5));
+    }
+}
+
+static void
+test_fit (void)
+{
+  GtkWindow *window;
+  AdwLeaflet *leaflet;
+  AppComposer *composer;
+  int heights[G_N_ELEMENTS (chat_sizes)];
+
+  g_application_activate (G_APPLICATION (app));
+  window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  gtk_window_set_default_size (window, 1100, 800);
+  ui_harness_wait_ready (app, TIMEOUT_S);
+  leaflet = ADW_LEAFLET (ui_harness_find_widget (GTK_WIDGET (window), ADW_TYPE_LEAFLET, 0));
+  composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_COMPOSER, 0));
+
+  /* 1. a question with 1, 5 and 20 images */
+  for (guint c = 0; c < G_N_ELEMENTS (chat_ids); c++)
+    {
+      g_autofree char *what = g_strdup_printf ("a message with %u images", chat_sizes[c]);
+      GtkWidget *row;
+      Shown shown;
+      g_autoptr(GPtrArray) all = NULL;
+      int min, nat;
+
+      show_chat (window, chat_ids[c]);
+      row = NULL;
+      for (guint i = 0; (row = ui_harness_find_widget (GTK_WIDGET (window),
+                                                      APP_TYPE_MESSAGE_ROW, i)); i++)
+        if (app_message_row_get_message (APP_MESSAGE_ROW (row)) &&
+            app_message_get_images (app_message_row_get_message (APP_MESSAGE_ROW (row))) &&
+            app_message_get_images (app_message_row_get_message (APP_MESSAGE_ROW (row)))[0])
+          break;
+      g_assert_nonnull (row);
+      shown = (Shown) { row, chat_sizes[c] };
+      ui_harness_wait (thumbnails_shown, &shown, what, TIMEOUT_S);
+      ui_harness_spin (0.2);
+      assert_window_fits (window, what);
+      g_assert_false (adw_leaflet_get_folded (leaflet));
+      gtk_widget_measure (row, GTK_ORIENTATION_HORIZONTAL, -1, &min, &nat, NULL, NULL);
+      g_assert_cmpint (min, <=, NARROW);
+      all = thumbnails (row);
+      assert_thumbnails (all, ROW_THUMB, ROW_THUMB_MAX);
+    }
+
+  /* 2. the same images attached to the next question: one height whatever their number */
+  for (guint c = 0; c < G_N_ELEMENTS (chat_sizes); c++)
+    {
+      g_autofree char *what = g_strdup_printf ("%u images in the question box", chat_sizes[c]);
+      Shown shown = { GTK_WIDGET (composer), chat_sizes[c] };
+      g_autoptr(GPtrArray) all = NULL;
+      int min, nat, min_w;
+
+      app_composer_clear (composer);
+      for (guint i = 0; i < chat_sizes[c]; i++)
+        app_composer_add_image_id (composer, image_ids[i]);
+      ui_harness_wait (thumbnails_shown, &shown, what, TIMEOUT_S);
+      ui_harness_spin (0.2);
+      assert_window_fits (window, what);
+      g_assert_false (adw_leaflet_get_folded (leaflet));
+      gtk_widget_measure (GTK_WIDGET (composer), GTK_ORIENTATION_HORIZONTAL, -1, &min_w, NULL,
+                          NULL, NULL);
+      g_assert_cmpint (min_w, <=, NARROW);
+      gtk_widget_measure (GTK_WIDGET (composer), GTK_ORIENTATION_VERTICAL, NARROW, &min, &nat,
+                          NULL, NULL);
+      g_test_message ("%s: %d px high (natural %d) at %d px wide", what, min, nat, NARROW);
+      g_assert_cmpint (nat, <=, 3 * COMPOSER_THUMB);
+      heights[c] = nat;
+      all = thumbnails (GTK_WIDGET (composer));
+      assert_thumbnails (all, COMPOSER_THUMB, COMPOSER_THUMB_MAX);
+    }
+  g_assert_cmpint (heights[0], ==, heights[1]);
+  g_assert_cmpint (heights[1], ==, heights[2]);
+
+  /* 3. a narrow window: the 20 images wrap, the attachments scroll */
+  gtk_window_set_default_size (window, NARROW, 700);
+  ui_harness_spin (0.5);
+  g_assert_true (adw_leaflet_get_folded (leaflet));
+  {
+    GtkWidget *row = NULL;
+
+    for (guint i = 0; (row = ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_MESSAGE_ROW,
+                                                    i)); i++)
+      if (gtk_widget_get_mapped (row) && app_message_get_images (
+            app_message_row_get_message (APP_MESSAGE_ROW (row)))[0])
+        break;
+    g_assert_nonnull (row);
+    g_assert_cmpint (gtk_widget_get_width (GTK_WIDGET (window)), <=, NARROW);
+    g_assert_cmpint (gtk_widget_get_width (row), <=, NARROW);
+    g_assert_cmpint (gtk_widget_get_width (GTK_WIDGET (composer)), <=, NARROW);
+  }
+  if (g_getenv ("FIT_SHOT"))
+    g_assert_true (ui_harness_render_png (GTK_WIDGET (window), g_getenv ("FIT_SHOT"), NULL));
+  app_composer_clear (composer);
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autofree char *home = ui_harness_isolate ("fit");
+  g_autofree char *dir = g_build_filename (home, "fixture", NULL);
+  int rc;
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  write_chats (dir);
+  gtk_test_init (&argc, &argv, NULL);
+  app = ui_harness_app_new ();
+  g_test_add_func ("/app/ui/fit", test_fit);
+  rc = g_test_run ();
+  g_application_quit (G_APPLICATION (app));
+  g_clear_object (&app);
+  for (int i = 0; i < 20; i++)
+    g_free (image_ids[i]);
+  return rc;
+}

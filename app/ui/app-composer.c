@@ -14,6 +14,7 @@
 
 #include <glib/gi18n.h>
 
+#include "app-context-bar.h"
 #include "app-grounding.h"
 #include "app-thumbnail.h"
 #include "image-file.h"
@@ -49,6 +50,7 @@ struct _AppComposer
   GtkWidget *caption_button;
   GtkWidget *find_button;
   GtkWidget *send_button;
+  AppContextBar *context_bar;
   AppPromptKind kind;
   gboolean generating;
   gboolean can_send;
@@ -71,6 +73,7 @@ enum { SEND, STOP, IMPORT_FAILED, CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static void update_buttons (AppComposer *self);
+static void update_context (AppComposer *self);
 
 /* ------------------------------------------------------------------------------------------
  * Pending images
@@ -482,6 +485,7 @@ update_kind (AppComposer *self)
     }
   gtk_label_set_text (GTK_LABEL (self->placeholder), placeholder);
   update_buttons (self);
+  update_context (self);
 }
 
 void
@@ -563,7 +567,8 @@ update_buttons (AppComposer *self)
       gtk_widget_remove_css_class (b, "destructive-action");
       gtk_widget_add_css_class (b, "suggested-action");
       gtk_widget_set_sensitive (b, self->can_send && has_content (self) &&
-                                     !app_composer_is_importing (self));
+                                     !app_composer_is_importing (self) &&
+                                     app_context_bar_get_fits (self->context_bar));
     }
 }
 
@@ -571,7 +576,7 @@ static void
 request_send (AppComposer *self)
 {
   if (self->generating || !self->can_send || !has_content (self) ||
-      app_composer_is_importing (self))
+      app_composer_is_importing (self) || !app_context_bar_get_fits (self->context_bar))
     return;
   g_signal_emit (self, signals[SEND], 0);
 }
@@ -663,6 +668,16 @@ paste_clipboard_cb (GtkTextView *view,
     }
 }
 
+/* What the question would send, for the context bar to count. */
+static void
+update_context (AppComposer *self)
+{
+  g_autofree char *prompt = has_content (self) ? app_composer_get_prompt (self) : NULL;
+  g_auto(GStrv) images = app_composer_get_images (self);
+
+  app_context_bar_set_question (self->context_bar, prompt, (const char * const *) images);
+}
+
 /* ------------------------------------------------------------------------------------------
  * API
  */
@@ -694,6 +709,14 @@ app_composer_set_can_send (AppComposer *self,
 {
   self->can_send = can_send;
   update_buttons (self);
+}
+
+AppContextBar *
+app_composer_get_context_bar (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), NULL);
+
+  return self->context_bar;
 }
 
 void
@@ -862,5 +885,14 @@ app_composer_init (AppComposer *self)
   g_signal_connect (self->text_view, "paste-clipboard", G_CALLBACK (paste_clipboard_cb), self);
   g_signal_connect_swapped (gtk_text_view_get_buffer (self->text_view), "changed",
                             G_CALLBACK (buffer_changed_cb), self);
+
+  /* under the question: what it costs of the context; Send waits until it fits */
+  self->context_bar = app_context_bar_new ();
+  gtk_widget_set_margin_start (GTK_WIDGET (self->context_bar), 12);
+  gtk_widget_set_margin_end (GTK_WIDGET (self->context_bar), 12);
+  gtk_widget_set_margin_bottom (GTK_WIDGET (self->context_bar), 6);
+  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->context_bar));
+  g_signal_connect_swapped (self->context_bar, "notify::fits", G_CALLBACK (update_buttons), self);
+  g_signal_connect (self, "changed", G_CALLBACK (update_context), NULL);
   update_buttons (self);
 }

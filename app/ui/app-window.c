@@ -293,6 +293,7 @@ set_chat (AppWindow *self,
     }
   gtk_list_view_set_model (self->message_list, GTK_SELECTION_MODEL (selection));
   set_draft_key (self, chat);
+  app_context_bar_set_chat (app_composer_get_context_bar (self->composer), chat);
   self->stick_to_bottom = TRUE;
 
   select_current (self);
@@ -466,6 +467,9 @@ settings_params (AppWindow         *self,
   settings_int (self->settings, "max-new-tokens", &p->max_new_tokens);
   settings_double (self->settings, "repetition-penalty", &p->repetition_penalty);
   p->system_prompt = g_settings_get_string (self->settings, "system-prompt");
+  /* what the person chose to leave out to fit the context (app-context-bar.c) */
+  p->leave_out_images =
+    app_context_bar_get_leave_out_images (app_composer_get_context_bar (self->composer));
 }
 
 /* Has the engine write `reply`, an answer on the current chat's shown path: a new one, or one
@@ -1285,6 +1289,13 @@ app_window_new (AppApplication *app)
   self->engine = g_object_ref (app_application_get_engine (app));
   self->settings = g_object_ref (app_application_get_settings (app));
   app_composer_set_store (self->composer, self->store);
+  {
+    g_autofree char *image_dir = g_build_filename (app_chat_store_get_data_dir (self->store),
+                                                   "images", NULL);
+
+    app_context_bar_set_engine (app_composer_get_context_bar (self->composer), self->engine,
+                                self->settings, image_dir);
+  }
 
   gtk_window_set_default_size (GTK_WINDOW (self),
                                g_settings_get_int (self->settings, "window-width"),

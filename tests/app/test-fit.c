@@ -7,8 +7,14 @@
  * bound, the panorama included. Then the same images attached in the question box: it keeps
  * one bounded height with 1, 5 or 20 of them and never asks for more width than a narrow
  * window has. Last, the window at 360 pixels shows the chat with 20 images.
+ *
+ * Then the context, counted before Send: a short question fits and Send is on; a 38 kB paste
+ * is too long before it is sent, Send stays off and the paste stays in the box; a question
+ * after twenty images does not fit, and "Leave Out Oldest Images" makes it fit and be
+ * answered, with a note, the chat keeping every image.
  */
 #include <json-glib/json-glib.h>
+#include <string.h>
 
 #include "app-composer.h"
 #include "app-message-row.h"
@@ -330,9 +336,161 @@ test_fit (void)
     g_assert_cmpint (gtk_widget_get_width (row), <=, NARROW);
     g_assert_cmpint (gtk_widget_get_width (GTK_WIDGET (composer)), <=, NARROW);
   }
-  if (g_getenv ("FIT_SHOT"))
-    g_assert_true (ui_harness_render_png (GTK_WIDGET (window), g_getenv ("FIT_SHOT"), NULL));
   app_composer_clear (composer);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The context: counted before Send
+ */
+
+static gboolean
+counted (gpointer data)
+{
+  return app_context_bar_get_n_tokens (data) > 0;
+}
+
+static gboolean
+over (gpointer data)
+{
+  return !app_context_bar_get_fits (data);
+}
+
+static GtkWidget *
+button_labelled (GtkWidget  *root,
+                 const char *label)
+{
+  GtkWidget *b;
+
+  for (guint i = 0; (b = ui_harness_find_widget (root, GTK_TYPE_BUTTON, i)); i++)
+    if (g_strcmp0 (gtk_button_get_label (GTK_BUTTON (b)), label) == 0)
+      return b;
+  return NULL;
+}
+
+static GtkWidget *
+send_button (AppComposer *composer)
+{
+  GtkWidget *b;
+
+  for (guint i = 0; (b = ui_harness_find_widget (GTK_WIDGET (composer), GTK_TYPE_BUTTON, i));
+       i++)
+    if (gtk_widget_has_css_class (b, "suggested-action"))
+      return b;
+  g_error ("no send button");
+}
+
+static AppChat *
+chat_by_id (const char *id)
+{
+  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
+
+  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
+    {
+      AppChat *chat = g_list_model_get_item (chats, i);
+
+      if (g_str_equal (app_chat_get_id (chat), id))
+        return chat;
+      g_object_unref (chat);
+    }
+  g_error ("no chat %s", id);
+}
+
+static gboolean
+answered (gpointer data)
+{
+  AppChat *chat = data;
+  guint n = app_chat_get_n_messages (chat);
+  g_autoptr(AppMessage) last = n ? app_chat_get_message (chat, n - 1) : NULL;
+  AppMessageState s = last ? app_message_get_state (last) : APP_MESSAGE_PENDING;
+
+  return last && app_message_get_role (last) == APP_ROLE_ASSISTANT && n > 2 &&
+         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_FAILED || s == APP_MESSAGE_STOPPED);
+}
+
+static void
+test_context (void)
+{
+  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  AppComposer *composer;
+  AppContextBar *bar;
+  GString *paste = g_string_new (NULL);
+  AppChat *one, *twenty;
+  g_autofree char *text = NULL;
+  GtkWidget *images_button, *turns_button;
+
+  gtk_window_set_default_size (window, 1100, 800);
+  ui_harness_spin (0.3);
+  composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_COMPOSER, 0));
+  bar = app_composer_get_context_bar (composer);
+  g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 8);
+
+  /* 1. a short question after one image: counted, and it fits */
+  one = chat_by_id (chat_ids[0]);
+  show_chat (window, chat_ids[0]);
+  app_composer_clear (composer);
+  app_composer_set_text (composer, "What colour is it?");
+  ui_harness_wait (counted, bar, "the count", TIMEOUT_S);
+  g_test_message ("a question after one image: %d tokens", app_context_bar_get_n_tokens (bar));
+  g_assert_true (app_context_bar_get_fits (bar));
+  g_assert_cmpint (app_context_bar_get_n_tokens (bar), >, 421);
+  g_assert_cmpint (app_context_bar_get_n_tokens (bar), <, 4096);
+  g_assert_true (gtk_widget_get_mapped (GTK_WIDGET (bar)));
+  g_assert_true (gtk_widget_get_sensitive (send_button (composer)));
+
+  /* 2. a 38 kB paste: too long before Send, which stays off; nothing to leave out helps */
+  for (int i = 0; paste->len < 38000; i++)
+    g_string_append_printf (paste, "line %d of a long log\n", i);
+  app_composer_set_text (composer, paste->str);
+  ui_harness_wait (over, bar, "the long paste to be counted", TIMEOUT_S);
+  g_test_message ("a 38 kB paste: %d tokens", app_context_bar_get_n_tokens (bar));
+  g_assert_cmpint (app_context_bar_get_n_tokens (bar), >, 4096);
+  g_assert_false (gtk_widget_get_sensitive (send_button (composer)));
+  gtk_widget_activate (send_button (composer)); /* insensitive: nothing happens */
+  ui_harness_spin (0.5);
+  g_assert_cmpuint (app_chat_get_n_messages (one), ==, 2);
+  images_button = button_labelled (GTK_WIDGET (bar), "Leave Out Oldest _Images");
+  turns_button = button_labelled (GTK_WIDGET (bar), "Leave Out Oldest _Turns");
+  g_assert_null (images_button);
+  g_assert_null (turns_button);
+  text = app_composer_get_text (composer);
+  g_assert_cmpstr (text, ==, paste->str); /* the paste is still there to shorten */
+  g_string_free (paste, TRUE);
+
+  /* 3. a question after twenty images: 20 x 421 tokens are too many; leave out the oldest
+   * images, and the answer comes, saying so */
+  twenty = chat_by_id (chat_ids[2]);
+  show_chat (window, chat_ids[2]);
+  app_composer_clear (composer);
+  app_composer_set_text (composer, "Which one was the widest?");
+  ui_harness_wait (over, bar, "the count after twenty images", TIMEOUT_S);
+  g_test_message ("after twenty images: %d tokens", app_context_bar_get_n_tokens (bar));
+  g_assert_false (gtk_widget_get_sensitive (send_button (composer)));
+  images_button = button_labelled (GTK_WIDGET (bar), "Leave Out Oldest _Images");
+  turns_button = button_labelled (GTK_WIDGET (bar), "Leave Out Oldest _Turns");
+  g_assert_nonnull (images_button);
+  g_assert_nonnull (turns_button);
+  g_assert_true (gtk_widget_get_mapped (images_button));
+  g_assert_true (gtk_widget_get_mapped (turns_button));
+  g_assert_true (gtk_widget_activate (images_button));
+  ui_harness_spin (0.5); /* a button activated from the keyboard clicks when it comes up */
+  g_assert_true (app_context_bar_get_fits (bar));
+  g_assert_cmpint (app_context_bar_get_n_tokens (bar), <=, 4096 - 256);
+  g_assert_true (gtk_widget_get_sensitive (send_button (composer)));
+  g_assert_true (gtk_widget_activate (send_button (composer)));
+  ui_harness_wait (answered, twenty, "the answer without the oldest images", TIMEOUT_S);
+  {
+    g_autoptr(AppMessage) reply = app_chat_get_message (twenty,
+                                                        app_chat_get_n_messages (twenty) - 1);
+    g_autoptr(AppMessage) question = app_chat_get_message (twenty, 0);
+
+    g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+    g_test_message ("%s", app_message_get_note (reply));
+    g_assert_nonnull (strstr (app_message_get_note (reply), "oldest images"));
+    /* left out of the prompt, not of the chat */
+    g_assert_cmpuint (g_strv_length ((char **) app_message_get_images (question)), ==, 20);
+  }
+  g_object_unref (one);
+  g_object_unref (twenty);
 }
 
 int
@@ -348,6 +506,7 @@ main (int   argc,
   gtk_test_init (&argc, &argv, NULL);
   app = ui_harness_app_new ();
   g_test_add_func ("/app/ui/fit", test_fit);
+  g_test_add_func ("/app/ui/context", test_context);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

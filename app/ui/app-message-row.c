@@ -470,6 +470,21 @@ boxes_pressed_cb (GtkGestureClick *gesture,
   open_boxes (self, -1);
 }
 
+/* The image with the boxes opens large from the keyboard too. */
+static gboolean
+boxes_key_cb (GtkEventControllerKey *keys,
+              guint                  keyval,
+              guint                  keycode,
+              GdkModifierType        state,
+              AppMessageRow         *self)
+{
+  if (keyval != GDK_KEY_Return && keyval != GDK_KEY_KP_Enter && keyval != GDK_KEY_ISO_Enter &&
+      keyval != GDK_KEY_space && keyval != GDK_KEY_KP_Space)
+    return FALSE;
+  open_boxes (self, -1);
+  return TRUE;
+}
+
 static void
 chip_hovered_cb (AppMessageRow *self,
                  int            chip)
@@ -717,6 +732,7 @@ app_message_row_init (AppMessageRow *self)
 {
   GtkWidget *header;
   GtkGesture *click;
+  GtkEventController *keys;
   g_autoptr(GMenu) menu = g_menu_new ();
   g_autoptr(GMenu) exports = g_menu_new ();
 
@@ -828,6 +844,10 @@ app_message_row_init (AppMessageRow *self)
   click = gtk_gesture_click_new ();
   g_signal_connect (click, "released", G_CALLBACK (boxes_pressed_cb), self);
   gtk_widget_add_controller (GTK_WIDGET (self->boxes), GTK_EVENT_CONTROLLER (click));
+  keys = gtk_event_controller_key_new ();
+  g_signal_connect (keys, "key-pressed", G_CALLBACK (boxes_key_cb), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->boxes), keys);
+  gtk_widget_set_focusable (GTK_WIDGET (self->boxes), TRUE);
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->boxes));
 
   self->status_box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);

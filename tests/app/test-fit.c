@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "app-composer.h"
+#include "app-grounding-view.h"
 #include "app-message-row.h"
 #include "app-thumbnail.h"
 #include "ui-harness.h"
@@ -35,6 +36,7 @@ static const char *chat_ids[] = { "11111111-0000-4000-8000-000000000001",
                                   "11111111-0000-4000-8000-000000000005",
                                   "11111111-0000-4000-8000-000000000020" };
 static const guint chat_sizes[] = { 1, 5, 20 };
+#define KEYBOARD_CHAT "11111111-0000-4000-8000-000000000099"
 
 /* ------------------------------------------------------------------------------------------
  * The fixture: images of several shapes, chats that show them
@@ -135,6 +137,27 @@ write_chats (const char *dir)
       g_assert_true (g_file_set_contents (file, text, -1, NULL));
       ui_harness_add_chat (file, files);
     }
+  {
+    g_autofree char *file = g_build_filename (dir, "chat-keyboard.json", NULL);
+    g_autofree char *text =
+      g_strdup_printf ("{\"version\": 1, \"id\": \"%s\", \"title\": \"Keyboard\", "
+                       "\"custom_title\": true, \"created\": 1795000000000100, "
+                       "\"modified\": 1795000000000100, \"messages\": ["
+                       "{\"role\": \"user\", \"text\": \"Where is the square?\", "
+                       "\"images\": [\"%s\", \"%s\"], \"state\": \"complete\"}, "
+                       "{\"role\": \"assistant\", \"text\": \"%s\", "
+                       "\"state\": \"complete\", \"n_tokens\": 40, "
+                       "\"first_token_seconds\": 1.5, \"tokens_per_second\": 12.0}]}",
+                       KEYBOARD_CHAT, image_ids[2], image_ids[3],
+                       "<|ref|>The square<|/ref|><|det|>[[100, 100, 600, 600]]<|/det|> is on "
+                       "the left; see [the notes](https://example.com/notes) and "
+                       "<|ref|>the frame<|/ref|><|det|>[[0, 0, 999, 999]]<|/det|>.\\n\\n"
+                       "```c\\nint side = 500;\\n```\\n\\nThat is all.");
+    const char *files[] = { paths[2], paths[3], NULL };
+
+    g_assert_true (g_file_set_contents (file, text, -1, NULL));
+    ui_harness_add_chat (file, files);
+  }
   for (int i = 0; i < 20; i++)
     g_free (paths[i]);
 }
@@ -493,6 +516,199 @@ test_context (void)
   g_object_unref (twenty);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The keyboard: every control of a message is a Tab stop with a name, and nothing else is
+ */
+
+/* The name a screen reader reads: the accessible label set on it, or its own text. GTK 4.8
+ * has no getter for accessible properties; the test API compares, and tells the value it
+ * found when it differs. */
+static char *
+accessible_name (GtkWidget *w)
+{
+  if (gtk_test_accessible_has_property (GTK_ACCESSIBLE (w), GTK_ACCESSIBLE_PROPERTY_LABEL))
+    return gtk_test_accessible_check_property (GTK_ACCESSIBLE (w), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                               "\001");
+  if (GTK_IS_LABEL (w))
+    return g_strdup (gtk_label_get_text (GTK_LABEL (w)));
+  if (GTK_IS_BUTTON (w) && gtk_button_get_label (GTK_BUTTON (w)))
+    return g_strdup (gtk_button_get_label (GTK_BUTTON (w)));
+  /* the button inside a menu button is named by it */
+  if (gtk_widget_get_parent (w) && GTK_IS_MENU_BUTTON (gtk_widget_get_parent (w)))
+    return accessible_name (gtk_widget_get_parent (w));
+  return NULL;
+}
+
+typedef struct
+{
+  GtkWidget *widget;
+  char *name;
+  char *uri;                     /* a label's focused link */
+} Stop;
+
+static void
+stop_clear (gpointer p)
+{
+  g_free (((Stop *) p)->name);
+  g_free (((Stop *) p)->uri);
+}
+
+/* Tabs through `row` from its start, as far as it goes; every stop is checked as it comes. */
+static GArray *
+walk (GtkWidget *row)
+{
+  GtkRoot *root = gtk_widget_get_root (row);
+  GArray *stops = g_array_new (FALSE, TRUE, sizeof (Stop));
+
+  g_array_set_clear_func (stops, stop_clear);
+  gtk_root_set_focus (root, NULL);
+  for (int i = 0; i < 200 && gtk_widget_child_focus (row, GTK_DIR_TAB_FORWARD); i++)
+    {
+      GtkWidget *focus = gtk_root_get_focus (root);
+      Stop stop = { focus, focus ? accessible_name (focus) : NULL, NULL };
+      graphene_rect_t bounds;
+
+      g_assert_nonnull (focus);
+      g_assert_true (gtk_widget_is_ancestor (focus, row));
+      g_test_message ("  Tab %d: %s \"%s\"", i, G_OBJECT_TYPE_NAME (focus),
+                      stop.name ? stop.name : "(no name)");
+      if (!gtk_widget_is_visible (focus) || !gtk_widget_get_mapped (focus))
+        g_error ("Tab stop %d, a %s, is not shown", i, G_OBJECT_TYPE_NAME (focus));
+      g_assert_true (gtk_widget_compute_bounds (focus, GTK_WIDGET (root), &bounds));
+      if (bounds.size.width < 4 || bounds.size.height < 4)
+        g_error ("Tab stop %d, a %s, is %g x %g", i, G_OBJECT_TYPE_NAME (focus),
+                 bounds.size.width, bounds.size.height);
+      if (!stop.name || !g_strstrip (stop.name)[0])
+        g_error ("Tab stop %d, a %s, has no name", i, G_OBJECT_TYPE_NAME (focus));
+      if (GTK_IS_LABEL (focus))
+        stop.uri = g_strdup (gtk_label_get_current_uri (GTK_LABEL (focus)));
+      g_array_append_val (stops, stop);
+    }
+  g_assert_cmpuint (stops->len, <, 200);
+  return stops;
+}
+
+static gboolean
+reached (GArray    *stops,
+         GtkWidget *widget)
+{
+  for (guint i = 0; i < stops->len; i++)
+    if (g_array_index (stops, Stop, i).widget == widget)
+      return TRUE;
+  return FALSE;
+}
+
+static guint
+times_reached (GArray    *stops,
+               GtkWidget *widget)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < stops->len; i++)
+    n += g_array_index (stops, Stop, i).widget == widget;
+  return n;
+}
+
+/* The widget of `type` under `root` whose accessible name or tooltip is `name`. */
+static GtkWidget *
+named (GtkWidget  *root,
+       GType       type,
+       const char *name)
+{
+  GtkWidget *w;
+
+  for (guint i = 0; (w = ui_harness_find_widget (root, type, i)); i++)
+    {
+      g_autofree char *n = accessible_name (w);
+
+      if (g_strcmp0 (n, name) == 0 || g_strcmp0 (gtk_widget_get_tooltip_text (w), name) == 0)
+        return w;
+    }
+  return NULL;
+}
+
+static GtkWidget *
+row_of (GtkWindow   *window,
+        AppRole        role)
+{
+  GtkWidget *row;
+
+  for (guint i = 0; (row = ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_MESSAGE_ROW, i));
+       i++)
+    {
+      AppMessage *m = app_message_row_get_message (APP_MESSAGE_ROW (row));
+
+      if (m && app_message_get_role (m) == role && gtk_widget_get_mapped (row))
+        return row;
+    }
+  g_error ("no row of a %s", role == APP_ROLE_USER ? "question" : "answer");
+}
+
+static void
+test_keyboard (void)
+{
+  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  GtkWidget *question, *answer, *label;
+  Shown shown;
+  g_autoptr(GArray) q_stops = NULL;
+  g_autoptr(GArray) a_stops = NULL;
+  guint links = 0;
+
+  gtk_window_set_default_size (window, 1100, 900);
+  show_chat (window, KEYBOARD_CHAT);
+  ui_harness_spin (0.5);
+  question = row_of (window, APP_ROLE_USER);
+  shown = (Shown) { question, 2 };
+  ui_harness_wait (thumbnails_shown, &shown, "the question's images", TIMEOUT_S);
+  ui_harness_spin (0.5);
+
+  /* the question: its text, its two images, edit and copy */
+  g_test_message ("the question:");
+  q_stops = walk (question);
+  g_assert_true (reached (q_stops, named (question, GTK_TYPE_BUTTON, "Open image 1")));
+  g_assert_true (reached (q_stops, named (question, GTK_TYPE_BUTTON, "Open image 2")));
+  g_assert_true (reached (q_stops, named (question, GTK_TYPE_BUTTON,
+                                          "Edit this question and send it again")));
+  g_assert_true (reached (q_stops, named (question, GTK_TYPE_BUTTON, "Copy this message")));
+
+  /* the answer: copy, regenerate, the menu, each chip and the link, the code's copy button */
+  answer = row_of (window, APP_ROLE_ASSISTANT);
+  g_test_message ("the answer:");
+  a_stops = walk (answer);
+  g_assert_true (reached (a_stops, named (answer, GTK_TYPE_BUTTON, "Copy this message")));
+  g_assert_true (reached (a_stops, named (answer, GTK_TYPE_BUTTON, "Write this answer again")));
+  g_assert_true (reached (a_stops, gtk_widget_get_first_child (
+                                     named (answer, GTK_TYPE_MENU_BUTTON, "Boxes and raw output"))));
+  g_assert_true (reached (a_stops, named (answer, GTK_TYPE_BUTTON, "Copy code")));
+  /* the label with the chips and the link: one stop for each of its three links */
+  for (guint i = 0; (label = ui_harness_find_widget (answer, GTK_TYPE_LABEL, i)); i++)
+    if (strstr (gtk_label_get_text (GTK_LABEL (label)), "The square"))
+      break;
+  g_assert_nonnull (label);
+  links = times_reached (a_stops, label);
+  g_test_message ("the label with two chips and a link: %u stops", links);
+  g_assert_cmpuint (links, ==, 3);
+  {
+    g_autoptr(GHashTable) uris = g_hash_table_new (g_str_hash, g_str_equal);
+
+    for (guint i = 0; i < a_stops->len; i++)
+      {
+        Stop *stop = &g_array_index (a_stops, Stop, i);
+
+        if (stop->widget == label)
+          {
+            g_test_message ("  link %s", stop->uri);
+            g_assert_nonnull (stop->uri);
+            g_hash_table_add (uris, stop->uri);
+          }
+      }
+    g_assert_cmpuint (g_hash_table_size (uris), ==, 3);
+    g_assert_true (g_hash_table_contains (uris, "https://example.com/notes"));
+  }
+  /* the image with the boxes opens large: a stop too */
+  g_assert_true (reached (a_stops, ui_harness_find_widget (answer, APP_TYPE_GROUNDING_VIEW, 0)));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -501,12 +717,15 @@ main (int   argc,
   g_autofree char *dir = g_build_filename (home, "fixture", NULL);
   int rc;
 
+  /* accessible properties kept where the test can read them, with no bus to talk to */
+  g_setenv ("GTK_A11Y", "test", TRUE);
   g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
   write_chats (dir);
   gtk_test_init (&argc, &argv, NULL);
   app = ui_harness_app_new ();
   g_test_add_func ("/app/ui/fit", test_fit);
   g_test_add_func ("/app/ui/context", test_context);
+  g_test_add_func ("/app/ui/keyboard", test_keyboard);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

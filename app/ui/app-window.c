@@ -1439,6 +1439,10 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.search", NULL, search_action);
   gtk_widget_class_install_action (widget_class, "win.show-chats", NULL, show_chats_action);
   gtk_widget_class_install_action (widget_class, "win.stop", NULL, stop_action);
+  /* Escape stops the answer only when what has focus does not take it first (the search
+   * entry closes the search): a window binding, not an application accelerator, which would
+   * run before the focused widget */
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "win.stop", NULL);
   gtk_widget_class_install_action (widget_class, "win.attach", NULL, attach_action);
   gtk_widget_class_install_action (widget_class, "win.grounded-caption", NULL,
                                    prompt_kind_action);

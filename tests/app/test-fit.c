@@ -13,8 +13,12 @@
  * after twenty images does not fit, and "Leave Out Oldest Images" makes it fit and be
  * answered, with a note, the chat keeping every image.
  */
+#include <dlfcn.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
+#ifdef HAVE_X11
+#include <gdk/x11/gdkx.h>
+#endif
 
 #include "app-composer.h"
 #include "app-grounding-view.h"
@@ -709,6 +713,126 @@ test_keyboard (void)
   g_assert_true (reached (a_stops, ui_harness_find_widget (answer, APP_TYPE_GROUNDING_VIEW, 0)));
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Escape: what has focus takes it first
+ */
+
+/* Presses and releases a key on the X server, as a person would (XTest, loaded at run time);
+ * FALSE where that cannot be done. */
+static gboolean
+press_key (GtkWindow *window,
+           guint      keysym)
+{
+#ifdef HAVE_X11
+  typedef int (*FakeKeyEvent) (Display *, unsigned int, Bool, unsigned long);
+  static FakeKeyEvent fake_key;
+  GdkDisplay *display = gtk_widget_get_display (GTK_WIDGET (window));
+  Display *dpy;
+  KeyCode code;
+
+  if (!GDK_IS_X11_DISPLAY (display))
+    return FALSE;
+  if (!fake_key)
+    {
+      void *xtst = dlopen ("libXtst.so.6", RTLD_NOW | RTLD_LOCAL);
+
+      if (!xtst || !(fake_key = (FakeKeyEvent) dlsym (xtst, "XTestFakeKeyEvent")))
+        return FALSE;
+    }
+  dpy = gdk_x11_display_get_xdisplay (display);
+  XSetInputFocus (dpy, gdk_x11_surface_get_xid (gtk_native_get_surface (GTK_NATIVE (window))),
+                  RevertToParent, CurrentTime);
+  ui_harness_spin (0.2);
+  code = XKeysymToKeycode (dpy, keysym);
+  fake_key (dpy, code, True, CurrentTime);
+  fake_key (dpy, code, False, CurrentTime);
+  XFlush (dpy);
+  ui_harness_spin (0.5);
+  return TRUE;
+#else
+  return FALSE;
+#endif
+}
+
+static AppMessage *
+newest_message (void)
+{
+  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
+  g_autoptr(AppChat) chat = g_list_model_get_item (chats, 0);
+  guint n = app_chat_get_n_messages (chat);
+
+  return n ? app_chat_get_message (chat, n - 1) : NULL;
+}
+
+static gboolean
+streaming (gpointer data)
+{
+  g_autoptr(AppMessage) m = newest_message ();
+
+  return m && app_message_get_state (m) == APP_MESSAGE_STREAMING &&
+         app_message_get_text (m)[0] != '\0';
+}
+
+static gboolean
+stopped (gpointer data)
+{
+  g_autoptr(AppMessage) m = newest_message ();
+
+  return m && app_message_get_state (m) != APP_MESSAGE_STREAMING &&
+         app_message_get_state (m) != APP_MESSAGE_PENDING;
+}
+
+static void
+test_escape (void)
+{
+  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  AppComposer *composer;
+  GtkSearchBar *search;
+  GtkWidget *entry, *focus;
+
+  gtk_window_set_default_size (window, 1100, 800);
+  ui_harness_spin (0.3);
+  if (!press_key (window, GDK_KEY_Shift_L))
+    {
+      g_test_skip ("no X server with XTest to press keys on");
+      return;
+    }
+  composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_COMPOSER, 0));
+  search = GTK_SEARCH_BAR (ui_harness_find_widget (GTK_WIDGET (window), GTK_TYPE_SEARCH_BAR, 0));
+  entry = ui_harness_find_widget (GTK_WIDGET (window), GTK_TYPE_SEARCH_ENTRY, 0);
+
+  /* a long answer in a new chat */
+  g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 4096);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.new-chat", NULL));
+  app_composer_set_text (composer, "Tell me a very long story.");
+  g_signal_emit_by_name (composer, "send");
+  ui_harness_wait (streaming, NULL, "the answer to stream", TIMEOUT_S);
+
+  /* Escape in the search entry closes the search, and the answer goes on */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.search", NULL));
+  ui_harness_spin (0.3);
+  g_assert_true (gtk_search_bar_get_search_mode (search));
+  focus = gtk_root_get_focus (GTK_ROOT (window));
+  g_assert_true (focus == entry || gtk_widget_is_ancestor (focus, entry));
+  g_assert_true (press_key (window, GDK_KEY_Escape));
+  g_assert_false (gtk_search_bar_get_search_mode (search));
+  {
+    g_autoptr(AppMessage) m = newest_message ();
+
+    g_assert_cmpint (app_message_get_state (m), ==, APP_MESSAGE_STREAMING);
+  }
+
+  /* Escape again, in the question box: the answer stops */
+  app_composer_focus (composer);
+  g_assert_true (press_key (window, GDK_KEY_Escape));
+  ui_harness_wait (stopped, NULL, "Escape to stop the answer", TIMEOUT_S);
+  {
+    g_autoptr(AppMessage) m = newest_message ();
+
+    g_assert_cmpint (app_message_get_state (m), ==, APP_MESSAGE_STOPPED);
+  }
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -726,6 +850,7 @@ main (int   argc,
   g_test_add_func ("/app/ui/fit", test_fit);
   g_test_add_func ("/app/ui/context", test_context);
   g_test_add_func ("/app/ui/keyboard", test_keyboard);
+  g_test_add_func ("/app/ui/escape", test_escape);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

@@ -366,6 +366,15 @@ test_fit (void)
   app_composer_clear (composer);
 }
 
+/* Each test runs alone too (-p): the window, and the model loaded. */
+static GtkWindow *
+ready_window (void)
+{
+  g_application_activate (G_APPLICATION (app));
+  ui_harness_wait_ready (app, TIMEOUT_S);
+  return gtk_application_get_active_window (GTK_APPLICATION (app));
+}
+
 /* ------------------------------------------------------------------------------------------
  * The context: counted before Send
  */
@@ -437,7 +446,7 @@ answered (gpointer data)
 static void
 test_context (void)
 {
-  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  GtkWindow *window = ready_window ();
   AppComposer *composer;
   AppContextBar *bar;
   GString *paste = g_string_new (NULL);
@@ -651,7 +660,7 @@ row_of (GtkWindow   *window,
 static void
 test_keyboard (void)
 {
-  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  GtkWindow *window = ready_window ();
   GtkWidget *question, *answer, *label;
   Shown shown;
   g_autoptr(GArray) q_stops = NULL;
@@ -785,7 +794,7 @@ stopped (gpointer data)
 static void
 test_escape (void)
 {
-  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
+  GtkWindow *window = ready_window ();
   AppComposer *composer;
   GtkSearchBar *search;
   GtkWidget *entry, *focus;

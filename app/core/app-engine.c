@@ -1360,6 +1360,7 @@ app_engine_generate_finish (AppEngine     *self,
 void
 app_engine_count_tokens_async (AppEngine               *self,
                                AppChat                 *chat,
+                               AppMessage              *replacing,
                                const char              *question,
                                const char * const      *images,
                                const char              *image_dir,
@@ -1386,8 +1387,11 @@ app_engine_count_tokens_async (AppEngine               *self,
       g_autoptr(AppMessage) m = app_chat_get_message (chat, i);
       const char * const *ids = app_message_get_images (m);
       TurnSnapshot t = { 0 };
-      GPtrArray *p = g_ptr_array_new ();
+      GPtrArray *p;
 
+      if (m == replacing)
+        break;
+      p = g_ptr_array_new ();
       t.assistant = app_message_get_role (m) == APP_ROLE_ASSISTANT;
       for (guint k = 0; ids && ids[k]; k++)
         g_ptr_array_add (p, g_build_filename (image_dir, ids[k], NULL));

@@ -126,10 +126,12 @@ typedef struct
 } AppTokenCount;
 
 /* Counts on the worker, after whatever it is doing: `question` and `images` (store ids, may be
- * NULL) are the next question, after the chat's messages (chat may be NULL: a new chat).
+ * NULL) are the next question, after the chat's messages (chat may be NULL: a new chat), or,
+ * when it replaces one of them (`replacing`, an edited question), after those before it.
  * Uses the system prompt and answer length of `params`. */
 void             app_engine_count_tokens_async (AppEngine       *self,
                                                 AppChat         *chat,
+                                                AppMessage      *replacing,
                                                 const char      *question,
                                                 const char * const *images,
                                                 const char      *image_dir,

@@ -44,6 +44,7 @@ struct _AppContextBar
   GSettings *settings;
   char *image_dir;
   AppChat *chat;
+  AppMessage *replacing;
   char *prompt;
   char **images;
 
@@ -241,7 +242,7 @@ count_timeout_cb (gpointer data)
     }
   self->cancellable = g_cancellable_new ();
   read_params (self, &params);
-  app_engine_count_tokens_async (self->engine, self->chat, self->prompt,
+  app_engine_count_tokens_async (self->engine, self->chat, self->replacing, self->prompt,
                                  (const char * const *) self->images, self->image_dir, &params,
                                  self->cancellable, count_done_cb, g_object_ref (self));
   app_generate_params_clear (&params);
@@ -331,6 +332,7 @@ app_context_bar_set_chat (AppContextBar *self,
   if (self->chat)
     g_signal_handlers_disconnect_by_data (app_chat_get_messages (self->chat), self);
   g_set_object (&self->chat, chat);
+  g_clear_object (&self->replacing);
   if (chat)
     g_signal_connect_object (app_chat_get_messages (chat), "items-changed",
                              G_CALLBACK (schedule_count), self, G_CONNECT_SWAPPED);
@@ -340,6 +342,16 @@ app_context_bar_set_chat (AppContextBar *self,
   self->counted = FALSE;
   update (self);
   schedule_count (self);
+}
+
+void
+app_context_bar_set_replacing (AppContextBar *self,
+                               AppMessage    *question)
+{
+  g_return_if_fail (APP_IS_CONTEXT_BAR (self));
+
+  if (g_set_object (&self->replacing, question))
+    schedule_count (self);
 }
 
 void
@@ -408,6 +420,7 @@ app_context_bar_dispose (GObject *object)
   if (self->chat)
     g_signal_handlers_disconnect_by_data (app_chat_get_messages (self->chat), self);
   g_clear_object (&self->chat);
+  g_clear_object (&self->replacing);
   g_clear_object (&self->engine);
   g_clear_object (&self->settings);
   gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_CONTEXT_BAR);

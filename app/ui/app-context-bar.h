@@ -26,6 +26,10 @@ void             app_context_bar_set_engine    (AppContextBar   *self,
 /* The chat the question follows (NULL: a new chat). A new chat leaves nothing out. */
 void             app_context_bar_set_chat      (AppContextBar   *self,
                                                 AppChat         *chat);
+/* The question of the chat that the next one replaces (an edit), or NULL: the prompt is then
+ * the messages before it and the question. */
+void             app_context_bar_set_replacing (AppContextBar   *self,
+                                                AppMessage      *question);
 /* The next question as it would be sent (NULL: nothing to send), and its images' store ids.
  * Counted a moment later, so typing does not count every key. */
 void             app_context_bar_set_question  (AppContextBar   *self,

@@ -292,8 +292,8 @@ set_chat (AppWindow *self,
       selection = gtk_no_selection_new (g_object_ref (app_chat_get_messages (chat)));
     }
   gtk_list_view_set_model (self->message_list, GTK_SELECTION_MODEL (selection));
-  set_draft_key (self, chat);
   app_context_bar_set_chat (app_composer_get_context_bar (self->composer), chat);
+  set_draft_key (self, chat);
   self->stick_to_bottom = TRUE;
 
   select_current (self);
@@ -532,6 +532,10 @@ update_edit_bar (AppWindow *self)
 {
   gtk_revealer_set_reveal_child (self->edit_bar,
                                  self->chat && g_hash_table_contains (self->edits, self->chat));
+  /* an edit replaces its question: the context counts what comes before it */
+  app_context_bar_set_replacing (app_composer_get_context_bar (self->composer),
+                                 self->chat ? g_hash_table_lookup (self->edits, self->chat)
+                                            : NULL);
 }
 
 /* The composer shows the chat's unsent question, or the question being edited in it. */
@@ -978,6 +982,7 @@ edit_message_action (GtkWidget  *widget,
   g_hash_table_insert (self->edits, g_object_ref (self->chat), g_object_ref (question));
   if (!editing)
     set_draft_key (self, self->chat);
+  app_context_bar_set_replacing (app_composer_get_context_bar (self->composer), question);
   app_composer_clear (self->composer);
   app_composer_set_prompt (self->composer, app_message_get_text (question));
   images = app_message_get_images (question);

@@ -607,6 +607,7 @@ count_cb (GObject      *source,
 static AppTokenCount
 count_tokens (AppEngine          *engine,
               AppChat            *chat,
+              AppMessage         *replacing,
               const char         *question,
               const char * const *images,
               const char         *system_prompt)
@@ -615,8 +616,8 @@ count_tokens (AppEngine          *engine,
   CountResult r = { 0 };
 
   p.system_prompt = g_strdup (system_prompt);
-  app_engine_count_tokens_async (engine, chat, question, images, g_getenv ("VL2_TEST_IMAGES"),
-                                 &p, NULL, count_cb, &r);
+  app_engine_count_tokens_async (engine, chat, replacing, question, images,
+                                 g_getenv ("VL2_TEST_IMAGES"), &p, NULL, count_cb, &r);
   iterate_until (&r.done, "the count");
   g_assert_no_error (r.error);
   g_assert_true (r.ok);
@@ -679,16 +680,18 @@ test_count_tokens (void)
       { VL2_ROLE_USER, "And in this one?", &i2, 1 },
     };
 
-    c = count_tokens (engine, chat, "And in this one?", second, NULL);
+    c = count_tokens (engine, chat, NULL, "And in this one?", second, NULL);
     g_assert_cmpint (c.n_tokens, ==, direct_count (msgs, 3, NULL));
     g_assert_cmpint (c.n_ctx, ==, 4096);
     g_assert_cmpint (c.n_answer, ==, 256);
     g_assert_cmpint (c.turns_left_out, ==, 0);
     g_assert_cmpint (c.images_left_out, ==, 0);
-    c = count_tokens (engine, chat, "And in this one?", second, "Be brief.");
+    c = count_tokens (engine, chat, NULL, "And in this one?", second, "Be brief.");
     g_assert_cmpint (c.n_tokens, ==, direct_count (msgs, 3, "Be brief."));
-    /* a new chat: the question alone */
-    c = count_tokens (engine, NULL, "And in this one?", second, NULL);
+    /* a new chat: the question alone; an edit of the first question: that one alone too */
+    c = count_tokens (engine, NULL, NULL, "And in this one?", second, NULL);
+    g_assert_cmpint (c.n_tokens, ==, direct_count (msgs + 2, 1, NULL));
+    c = count_tokens (engine, chat, q, "And in this one?", second, NULL);
     g_assert_cmpint (c.n_tokens, ==, direct_count (msgs + 2, 1, NULL));
   }
 
@@ -696,7 +699,7 @@ test_count_tokens (void)
   for (int i = 0; i < 6000; i++)
     g_string_append_printf (huge, "w%d ", i % 97);
   g_assert_cmpuint (huge->len, >, 20000);
-  c = count_tokens (engine, chat, huge->str, NULL, NULL);
+  c = count_tokens (engine, chat, NULL, huge->str, NULL, NULL);
   g_assert_cmpint (c.n_tokens, >, c.n_ctx);
   g_assert_cmpint (c.turns_left_out, ==, -1);
   g_assert_cmpint (c.images_left_out, ==, -1);
@@ -721,7 +724,7 @@ test_count_tokens (void)
         app_chat_append (album, uq);
         app_chat_append (album, ua);
       }
-    c = count_tokens (engine, album, "Which was the first?", second, NULL);
+    c = count_tokens (engine, album, NULL, "Which was the first?", second, NULL);
     g_test_message ("album: %d tokens; %d images (%d tokens) or %d messages (%d tokens) out",
                     c.n_tokens, c.images_left_out, c.images_tokens, c.turns_left_out,
                     c.turns_tokens);

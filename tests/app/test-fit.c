@@ -8,7 +8,8 @@
  * one bounded height with 1, 5 or 20 of them and never asks for more width than a narrow
  * window has. Last, the window at 360 pixels shows the chat with 20 images.
  *
- * Then the context, counted before Send: a short question fits and Send is on; a 38 kB paste
+ * Then the context, counted before Send: a short question fits and Send is on; an edit of the
+ * first question counts only what comes before it; a 38 kB paste
  * is too long before it is sent, Send stays off and the paste stays in the box; a question
  * after twenty images does not fit, and "Leave Out Oldest Images" makes it fit and be
  * answered, with a note, the chat keeping every image.
@@ -323,7 +324,7 @@ test_fit (void)
       g_autofree char *what = g_strdup_printf ("%u images in the question box", chat_sizes[c]);
       Shown shown = { GTK_WIDGET (composer), chat_sizes[c] };
       g_autoptr(GPtrArray) all = NULL;
-      int min, nat, min_w;
+      int min, nat, min_w, bar_min, bar_nat;
 
       app_composer_clear (composer);
       for (guint i = 0; i < chat_sizes[c]; i++)
@@ -335,11 +336,16 @@ test_fit (void)
       gtk_widget_measure (GTK_WIDGET (composer), GTK_ORIENTATION_HORIZONTAL, -1, &min_w, NULL,
                           NULL, NULL);
       g_assert_cmpint (min_w, <=, NARROW);
+      /* the box with its context bar (which may warn: 20 images do not fit the context)
+       * left out: the question and the strip of images */
       gtk_widget_measure (GTK_WIDGET (composer), GTK_ORIENTATION_VERTICAL, NARROW, &min, &nat,
                           NULL, NULL);
-      g_test_message ("%s: %d px high (natural %d) at %d px wide", what, min, nat, NARROW);
-      g_assert_cmpint (nat, <=, 3 * COMPOSER_THUMB);
-      heights[c] = nat;
+      gtk_widget_measure (GTK_WIDGET (app_composer_get_context_bar (composer)),
+                          GTK_ORIENTATION_VERTICAL, NARROW - 24, &bar_min, &bar_nat, NULL, NULL);
+      g_test_message ("%s: %d px high (natural %d, of which the context bar %d) at %d px wide",
+                      what, min, nat, bar_nat, NARROW);
+      g_assert_cmpint (nat - bar_nat, <=, 3 * COMPOSER_THUMB);
+      heights[c] = nat - bar_nat;
       all = thumbnails (GTK_WIDGET (composer));
       assert_thumbnails (all, COMPOSER_THUMB, COMPOSER_THUMB_MAX);
     }
@@ -383,6 +389,21 @@ static gboolean
 counted (gpointer data)
 {
   return app_context_bar_get_n_tokens (data) > 0;
+}
+
+typedef struct
+{
+  AppContextBar *bar;
+  int before;
+} EditCount;
+
+static gboolean
+count_changed (gpointer data)
+{
+  EditCount *e = data;
+  int n = app_context_bar_get_n_tokens (e->bar);
+
+  return n > 0 && n != e->before;
 }
 
 static gboolean
@@ -472,6 +493,19 @@ test_context (void)
   g_assert_cmpint (app_context_bar_get_n_tokens (bar), <, 4096);
   g_assert_true (gtk_widget_get_mapped (GTK_WIDGET (bar)));
   g_assert_true (gtk_widget_get_sensitive (send_button (composer)));
+
+  /* editing the first question: what comes after it is not part of the prompt */
+  {
+    int after_all = app_context_bar_get_n_tokens (bar);
+    EditCount e = { bar, after_all };
+
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.edit-message", "u", 0));
+    ui_harness_wait (count_changed, &e, "the edit to be counted", TIMEOUT_S);
+    g_test_message ("editing the first question: %d tokens", app_context_bar_get_n_tokens (bar));
+    g_assert_cmpint (app_context_bar_get_n_tokens (bar), <, after_all);
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.cancel-edit", NULL));
+    ui_harness_spin (0.2);
+  }
 
   /* 2. a 38 kB paste: too long before Send, which stays off; nothing to leave out helps */
   for (int i = 0; paste->len < 38000; i++)

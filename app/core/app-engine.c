@@ -1380,6 +1380,8 @@ app_engine_count_tokens_async (AppEngine               *self,
 
   job = job_new (self, JOB_COUNT, cancellable, callback, user_data);
   g_task_set_source_tag (job->task, app_engine_count_tokens_async);
+  /* a count cancelled while it ran is stale: it finishes as cancelled */
+  g_task_set_check_cancellable (job->task, TRUE);
   job->turns = g_array_new (FALSE, TRUE, sizeof (TurnSnapshot));
   g_array_set_clear_func (job->turns, turn_clear);
   for (guint i = 0; i < n; i++)

@@ -695,6 +695,22 @@ test_count_tokens (void)
     g_assert_cmpint (c.n_tokens, ==, direct_count (msgs + 2, 1, NULL));
   }
 
+  /* a count cancelled meanwhile (a newer one replaces it) finishes as cancelled */
+  {
+    AppGenerateParams p = params (8);
+    g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+    CountResult r = { 0 };
+
+    app_engine_count_tokens_async (engine, chat, NULL, "Stale?", NULL,
+                                   g_getenv ("VL2_TEST_IMAGES"), &p, cancellable, count_cb, &r);
+    g_cancellable_cancel (cancellable);
+    iterate_until (&r.done, "the cancelled count");
+    g_assert_false (r.ok);
+    g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&r.error);
+    app_generate_params_clear (&p);
+  }
+
   /* a 38 kB paste: nothing can be left out to make it fit */
   for (int i = 0; i < 6000; i++)
     g_string_append_printf (huge, "w%d ", i % 97);

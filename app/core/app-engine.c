@@ -32,7 +32,9 @@
 
 /* Room kept free for the answer when deciding whether early turns must be left out. */
 #define MIN_ANSWER_ROOM 256
-/* Decoded images kept by the worker, so each turn does not decode the chat's images again. */
+/* Decoded images kept by the worker, so each turn does not decode the chat's images again. A
+ * prompt being built holds every image of its conversation, however many: the cache shrinks
+ * back after. */
 #define IMAGE_CACHE_SIZE 8
 
 G_DEFINE_QUARK (app-engine-error-quark, app_engine_error)
@@ -59,6 +61,7 @@ struct _AppEngine
   char *loaded_dir;              /* what the model was loaded from, to load it again */
   int loaded_threads;
   GQueue image_cache;            /* CachedImage*, most recent first */
+  gboolean hold_images;          /* a prompt is reading the cached pixels: none may go */
   GHashTable *image_sizes;       /* path -> width << 32 | height, for counting */
 };
 
@@ -626,7 +629,7 @@ worker_image (AppEngine   *self,
     }
   c->path = g_strdup (path);
   g_queue_push_head (&self->image_cache, c);
-  while (g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
+  while (!self->hold_images && g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
     cached_image_free (g_queue_pop_tail (&self->image_cache));
   return &c->image;
 }
@@ -753,8 +756,15 @@ fit_prompt (AppEngine  *self,
 
   for (;;)
     {
-      vl2_prompt *prompt = build_prompt (self, job, first, error);
+      vl2_prompt *prompt;
       guint next;
+
+      /* the images stay decoded until the prompt has its tiles, then the cache shrinks */
+      self->hold_images = TRUE;
+      prompt = build_prompt (self, job, first, error);
+      self->hold_images = FALSE;
+      while (g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
+        cached_image_free (g_queue_pop_tail (&self->image_cache));
 
       if (!prompt)
         return NULL;

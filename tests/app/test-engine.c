@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <gdk-pixbuf/gdk-pixbuf.h>
+
 #include "app-engine.h"
 #include "image-file.h"
 #include "vl2.h"
@@ -776,6 +778,51 @@ test_count_tokens (void)
   }
 }
 
+/* A question with more images than the worker keeps decoded (8): every one stays readable
+ * while the prompt is built (under AddressSanitizer, a freed one is caught). */
+static void
+test_many_images (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autofree char *dir = g_dir_make_tmp ("sightline-many-XXXXXX", NULL);
+  g_autoptr(AppChat) chat = chat_with ("Which of these is the darkest?");
+  g_autoptr(AppMessage) q = app_chat_get_message (chat, 0);
+  const char *ids[10] = { NULL };
+  char *names[9];
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = NULL;
+  AppGenerateParams p = params (4);
+  Result r = { 0 };
+
+  for (int i = 0; i < 9; i++)
+    {
+      g_autoptr(GdkPixbuf) pixbuf = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 64 + i, 48);
+      g_autofree char *path = NULL;
+
+      names[i] = g_strdup_printf ("image-%d.png", i);
+      path = g_build_filename (dir, names[i], NULL);
+      gdk_pixbuf_fill (pixbuf, 0x10101000u * (guint32) (i + 1) | 0xff);
+      g_assert_true (gdk_pixbuf_save (pixbuf, path, "png", NULL, NULL));
+      ids[i] = names[i];
+    }
+  app_message_set_images (q, ids);
+  reply = add_reply (chat, &w);
+  app_engine_generate_async (engine, chat, reply, dir, &p, NULL, generate_cb, &r);
+  iterate_until (&r.done, "the answer about nine images");
+  g_assert_no_error (r.error);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  for (int i = 0; i < 9; i++)
+    {
+      g_autofree char *path = g_build_filename (dir, names[i], NULL);
+
+      g_unlink (path);
+      g_free (names[i]);
+    }
+  g_rmdir (dir);
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
 /* Dropping the engine while it writes an answer stops the worker cleanly. */
 static void
 test_dispose_while_busy (void)
@@ -1126,6 +1173,7 @@ main (int   argc,
   g_test_add_func ("/app/engine/errors", test_errors);
   g_test_add_func ("/app/engine/context-overflow", test_context_overflow);
   g_test_add_func ("/app/engine/count-tokens", test_count_tokens);
+  g_test_add_func ("/app/engine/many-images", test_many_images);
   g_test_add_func ("/app/engine/dispose-while-busy", test_dispose_while_busy);
   g_test_add_func ("/app/engine/model-changed/truncated", test_model_truncated);
   g_test_add_func ("/app/engine/model-changed/replaced", test_model_replaced);

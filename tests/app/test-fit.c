@@ -721,7 +721,19 @@ test_keyboard (void)
                                           "Edit this question and send it again")));
   g_assert_true (reached (q_stops, named (question, GTK_TYPE_BUTTON, "Copy this message")));
 
-  /* the answer: copy, regenerate, the menu, each chip and the link, the code's copy button */
+  /* a second version of the answer: the switcher shows "2 / 2" */
+  {
+    g_autoptr(AppChat) chat = chat_by_id (KEYBOARD_CHAT);
+    g_autoptr(AppMessage) first = app_chat_get_message (chat, 1);
+    g_autoptr(AppMessage) second = app_message_new (APP_ROLE_ASSISTANT,
+                                                    app_message_get_text (first));
+
+    g_assert_true (app_chat_add_version (chat, first, second));
+    ui_harness_spin (0.5);
+  }
+
+  /* the answer: copy, regenerate, the menu, the version switcher, each chip and the link,
+   * the code's copy button */
   answer = row_of (window, APP_ROLE_ASSISTANT);
   g_test_message ("the answer:");
   a_stops = walk (answer);
@@ -730,6 +742,7 @@ test_keyboard (void)
   g_assert_true (reached (a_stops, gtk_widget_get_first_child (
                                      named (answer, GTK_TYPE_MENU_BUTTON, "Boxes and raw output"))));
   g_assert_true (reached (a_stops, named (answer, GTK_TYPE_BUTTON, "Copy code")));
+  g_assert_true (reached (a_stops, named (answer, GTK_TYPE_BUTTON, "Show the previous version")));
   /* the label with the chips and the link: one stop for each of its three links */
   for (guint i = 0; (label = ui_harness_find_widget (answer, GTK_TYPE_LABEL, i)); i++)
     if (strstr (gtk_label_get_text (GTK_LABEL (label)), "The square"))

@@ -257,9 +257,9 @@ static bool pil_pad(const vl2_image *im, int W, int H, uint8_t *dst)
  * Adding an image to a prompt
  */
 
-vl2_status vl2_image_check(const vl2_image *im, int index, vl2_error *err)
+vl2_status vl2_image_check_size(const vl2_image *im, int index, vl2_error *err)
 {
-    if (!im->rgb || im->width <= 0 || im->height <= 0)
+    if (im->width <= 0 || im->height <= 0)
         return vl2_set_error(err, VL2_ERR_IMAGE, "image %d is empty (%d x %d)", index + 1,
                              im->width, im->height);
     if (im->width > VL2_MAX_IMAGE_SIDE || im->height > VL2_MAX_IMAGE_SIDE ||
@@ -267,6 +267,17 @@ vl2_status vl2_image_check(const vl2_image *im, int index, vl2_error *err)
         return vl2_set_error(err, VL2_ERR_IMAGE, "image %d is %d x %d pixels; the limit is %d "
                              "pixels a side and %d megapixels", index + 1, im->width, im->height,
                              VL2_MAX_IMAGE_SIDE, VL2_MAX_IMAGE_PIXELS / 1000000);
+    return VL2_OK;
+}
+
+vl2_status vl2_image_check(const vl2_image *im, int index, vl2_error *err)
+{
+    if (!im->rgb)
+        return vl2_set_error(err, VL2_ERR_IMAGE, "image %d is empty (%d x %d)", index + 1,
+                             im->width, im->height);
+    vl2_status s = vl2_image_check_size(im, index, err);
+    if (s != VL2_OK)
+        return s;
     if (im->stride < 3 * im->width)
         return vl2_set_error(err, VL2_ERR_IMAGE, "image %d has a stride of %d bytes for %d "
                              "pixels a row", index + 1, im->stride, im->width);
@@ -282,6 +293,36 @@ int vl2_image_token_count(const vl2_config *cfg, int width_tiles, int height_til
     return hw * (hw + 1) + 1 + height_tiles * hw * (width_tiles * hw + 1);
 }
 
+/* The canvas the local view is cut from. The processor tiles only when the whole conversation
+ * holds at most two images; otherwise the local view is one tile, like the global view. */
+static void local_canvas(const vl2_config *cfg, const vl2_prompt *p, const vl2_image *image,
+                         int *bw, int *bh)
+{
+    *bw = *bh = p->tile_size;
+    if (p->n_images_total <= 2)
+        vl2_select_best_resolution(cfg, image->width, image->height, bw, bh);
+}
+
+vl2_status vl2_prompt_add_image_ids(const vl2_model *model, vl2_prompt *p,
+                                    const vl2_image *image, vl2_error *err)
+{
+    vl2_status s = vl2_image_check_size(image, p->n_images, err);
+    if (s != VL2_OK)
+        return s;
+    if (model->image_id < 0)
+        return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "%s/tokenizer.json has no <image> token",
+                             model->dir);
+    int bw, bh;
+    local_canvas(&model->cfg, p, image, &bw, &bh);
+    int n_tokens = vl2_image_token_count(&model->cfg, bw / p->tile_size, bh / p->tile_size);
+    if (!vl2_ids_reserve(&p->ids, p->ids.len + (size_t)n_tokens))
+        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory counting the prompt");
+    for (int i = 0; i < n_tokens; i++)
+        p->ids.data[p->ids.len++] = model->image_id;
+    p->n_images++;
+    return VL2_OK;
+}
+
 vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2_image *image,
                                 vl2_error *err)
 {
@@ -293,10 +334,8 @@ vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2
                              model->dir);
     const vl2_config *cfg = &model->cfg;
     const int S = p->tile_size;
-    int bw = S, bh = S;
-    /* The processor tiles only when the whole conversation holds at most two images. */
-    if (p->n_images_total <= 2)
-        vl2_select_best_resolution(cfg, image->width, image->height, &bw, &bh);
+    int bw, bh;
+    local_canvas(cfg, p, image, &bw, &bh);
     const int tw = bw / S, th = bh / S, n_tiles = 1 + tw * th;
     const size_t tile_bytes = (size_t)S * S * 3;
 

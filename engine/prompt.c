@@ -15,6 +15,10 @@
  * the way sft_format renders it: the text and a blank line right after bos. A user turn with
  * images but no "<image>" gets one "<image>\n" line per image in front of its text, as the
  * official demos write their questions, and is then encoded like that tagged text.
+ *
+ * Counting (vl2_prompt_count_tokens) runs the same builder with `ids_only`: an image's run of
+ * <image> ids follows from its width and height through the tiling rule (image.c), so nothing
+ * is resized and the pixels are never read.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +68,7 @@ typedef struct {
     const vl2_model *model;
     vl2_prompt *p;
     vl2_error *err;
+    bool ids_only;               /* counting: images give their ids, no tiles */
 } builder;
 
 static vl2_status encode(builder *b, const char *text, size_t len)
@@ -85,7 +90,8 @@ static vl2_status encode_with_images(builder *b, const char *text, size_t len,
             return s;
         if (i == n_images)
             break;
-        s = vl2_prompt_add_image(b->model, b->p, &images[i], b->err);
+        s = b->ids_only ? vl2_prompt_add_image_ids(b->model, b->p, &images[i], b->err)
+                        : vl2_prompt_add_image(b->model, b->p, &images[i], b->err);
         if (s != VL2_OK)
             return s;
         p = tag + sizeof IMAGE_TAG - 1;
@@ -183,12 +189,9 @@ static vl2_status check_conversation(const vl2_conversation *c, vl2_error *err)
     return VL2_OK;
 }
 
-vl2_status vl2_prompt_new(const vl2_model *model, const vl2_conversation *conv,
-                          vl2_prompt **out_prompt, vl2_error *err)
+static vl2_status build(const vl2_model *model, const vl2_conversation *conv, bool ids_only,
+                        vl2_prompt **out_prompt, vl2_error *err)
 {
-    if (!out_prompt)
-        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "out_prompt is NULL");
-    *out_prompt = NULL;
     if (!model)
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "model is NULL");
     vl2_status s = check_conversation(conv, err);
@@ -204,7 +207,7 @@ vl2_status vl2_prompt_new(const vl2_model *model, const vl2_conversation *conv,
         total_images += conv->messages[i].n_images;
     p->n_images_total = total_images;
 
-    builder b = { model, p, err };
+    builder b = { model, p, err, ids_only };
     if (!vl2_ids_push(&p->ids, model->bos_id)) {
         s = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory building the prompt");
         goto fail;
@@ -231,6 +234,29 @@ vl2_status vl2_prompt_new(const vl2_model *model, const vl2_conversation *conv,
     *out_prompt = p;
     return VL2_OK;
 fail:
+    vl2_prompt_free(p);
+    return s;
+}
+
+vl2_status vl2_prompt_new(const vl2_model *model, const vl2_conversation *conv,
+                          vl2_prompt **out_prompt, vl2_error *err)
+{
+    if (!out_prompt)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "out_prompt is NULL");
+    *out_prompt = NULL;
+    return build(model, conv, false, out_prompt, err);
+}
+
+vl2_status vl2_prompt_count_tokens(const vl2_model *model, const vl2_conversation *conv,
+                                   size_t *n_tokens, vl2_error *err)
+{
+    if (!n_tokens)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "n_tokens is NULL");
+    *n_tokens = 0;
+    vl2_prompt *p = NULL;
+    vl2_status s = build(model, conv, true, &p, err);
+    if (s == VL2_OK)
+        *n_tokens = p->ids.len;
     vl2_prompt_free(p);
     return s;
 }

@@ -377,7 +377,13 @@ struct vl2_prompt {
 /* Appends one image: its tiles to the prompt and its run of <image> ids to the ids. */
 vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2_image *image,
                                 vl2_error *err);
+/* Appends only its run of <image> ids, for counting: the image's width and height are read,
+ * its pixels are not (rgb may be NULL), and no tiles are made. */
+vl2_status vl2_prompt_add_image_ids(const vl2_model *model, vl2_prompt *p,
+                                    const vl2_image *image, vl2_error *err);
 vl2_status vl2_image_check(const vl2_image *im, int index, vl2_error *err);
+/* The size limits alone (vl2_image_check also needs the pixels). */
+vl2_status vl2_image_check_size(const vl2_image *im, int index, vl2_error *err);
 void vl2_select_best_resolution(const vl2_config *cfg, int width, int height, int *best_w,
                                 int *best_h);
 /* <image> ids of one image with a width_tiles x height_tiles local view. */

@@ -32,7 +32,9 @@
 
 /* Room kept free for the answer when deciding whether early turns must be left out. */
 #define MIN_ANSWER_ROOM 256
-/* Decoded images kept by the worker, so each turn does not decode the chat's images again. */
+/* Decoded images kept by the worker, so each turn does not decode the chat's images again. A
+ * prompt being built holds every image of its conversation, however many: the cache shrinks
+ * back after. */
 #define IMAGE_CACHE_SIZE 8
 
 G_DEFINE_QUARK (app-engine-error-quark, app_engine_error)
@@ -59,6 +61,8 @@ struct _AppEngine
   char *loaded_dir;              /* what the model was loaded from, to load it again */
   int loaded_threads;
   GQueue image_cache;            /* CachedImage*, most recent first */
+  gboolean hold_images;          /* a prompt is reading the cached pixels: none may go */
+  GHashTable *image_sizes;       /* path -> width << 32 | height, for counting */
 };
 
 G_DEFINE_FINAL_TYPE (AppEngine, app_engine, G_TYPE_OBJECT)
@@ -111,7 +115,7 @@ app_generate_params_clear (AppGenerateParams *params)
  * Jobs
  */
 
-typedef enum { JOB_LOAD, JOB_GENERATE, JOB_QUIT } JobKind;
+typedef enum { JOB_LOAD, JOB_GENERATE, JOB_COUNT, JOB_QUIT } JobKind;
 
 typedef struct
 {
@@ -151,6 +155,11 @@ typedef struct
   AppFinishReason finish;        /* why the model ended, when it did */
   guint n_tokens_before;         /* a continued answer's tokens so far */
   float progress;
+
+  /* count; and the images a generation left out to fit */
+  AppTokenCount count;
+  GError *count_error;
+  int images_left_out;
 } Job;
 
 static void
@@ -208,6 +217,7 @@ job_unref (gpointer p)
   g_clear_pointer (&job->turns, g_array_unref);
   app_generate_params_clear (&job->params);
   g_clear_object (&job->reply);
+  g_clear_error (&job->count_error);
   g_mutex_clear (&job->lock);
   g_string_free (job->pending, TRUE);
   g_free (job);
@@ -534,6 +544,22 @@ generate_done_main (gpointer data)
     {
       app_message_set_note (job->reply, NULL); /* no longer "loading it again" */
     }
+  if (job->images_left_out > 0)
+    {
+      g_autofree char *images =
+        g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                      "The oldest image was left out to fit the model's context.",
+                                      "The %d oldest images were left out to fit the model's "
+                                      "context.",
+                                      job->images_left_out),
+                         job->images_left_out);
+      g_autofree char *note = app_message_get_note (job->reply)
+                                ? g_strconcat (app_message_get_note (job->reply), " ", images,
+                                               NULL)
+                                : g_strdup (images);
+
+      app_message_set_note (job->reply, note);
+    }
   app_message_set_stats (job->reply, job->n_tokens_before + job->n_tokens,
                          job->first_token_seconds, job->tokens_per_second);
   app_message_set_finish_reason (job->reply, job->finish);
@@ -603,7 +629,7 @@ worker_image (AppEngine   *self,
     }
   c->path = g_strdup (path);
   g_queue_push_head (&self->image_cache, c);
-  while (g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
+  while (!self->hold_images && g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
     cached_image_free (g_queue_pop_tail (&self->image_cache));
   return &c->image;
 }
@@ -730,8 +756,15 @@ fit_prompt (AppEngine  *self,
 
   for (;;)
     {
-      vl2_prompt *prompt = build_prompt (self, job, first, error);
+      vl2_prompt *prompt;
       guint next;
+
+      /* the images stay decoded until the prompt has its tiles, then the cache shrinks */
+      self->hold_images = TRUE;
+      prompt = build_prompt (self, job, first, error);
+      self->hold_images = FALSE;
+      while (g_queue_get_length (&self->image_cache) > IMAGE_CACHE_SIZE)
+        cached_image_free (g_queue_pop_tail (&self->image_cache));
 
       if (!prompt)
         return NULL;
@@ -774,6 +807,9 @@ finish_reason (vl2_stop_reason stop)
     }
 }
 
+static void leave_out_images (AppEngine *self,
+                              Job       *job);
+
 static void
 worker_generate (AppEngine *self,
                  Job       *job)
@@ -794,6 +830,8 @@ worker_generate (AppEngine *self,
     }
   if (!worker_reload_if_changed (self, job, r))
     goto done;
+  if (job->params.leave_out_images)
+    leave_out_images (self, job);
   prompt = fit_prompt (self, job, &r->error);
   if (!prompt)
     goto done;
@@ -855,6 +893,299 @@ done:
   run_on (job->context, generate_done_main, r, NULL);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Counting (worker, then main thread)
+ *
+ * The count uses the engine's prompt builder without pixels (vl2_prompt_count_tokens): an
+ * image costs what its width and height make it cost under the tiling rule. Sizes are kept by
+ * path, since the store's image files never change (they are named by their content); the
+ * first count of an image decodes it into the worker's image cache, where the answer finds it.
+ */
+
+static gboolean
+worker_image_size (AppEngine  *self,
+                   const char *path,
+                   int        *width,
+                   int        *height)
+{
+  gpointer size;
+  const ImageRgb *im;
+
+  if (!self->image_sizes)
+    self->image_sizes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  if (!g_hash_table_lookup_extended (self->image_sizes, path, NULL, &size))
+    {
+      g_autoptr(GError) error = NULL;
+
+      im = worker_image (self, path, &error);
+      if (!im)
+        return FALSE;
+      size = GSIZE_TO_POINTER (((gsize) im->width << 32) | (gsize) im->height);
+      g_hash_table_insert (self->image_sizes, g_strdup (path), size);
+    }
+  *width = (int) (GPOINTER_TO_SIZE (size) >> 32);
+  *height = (int) (GPOINTER_TO_SIZE (size) & 0xffffffff);
+  return TRUE;
+}
+
+/* `text` without the <image> placeholders of the images left out (drop[k]), when it places
+ * each of its n images with one; a text without placeholders needs no change. */
+static char *
+strip_image_tags (const char     *text,
+                  const gboolean *drop,
+                  guint           n)
+{
+  static const char tag[] = "<image>";
+  GString *out;
+  const char *p = text;
+  guint k = 0;
+
+  for (const char *q = text; (q = strstr (q, tag)); q += strlen (tag))
+    k++;
+  if (k != n)
+    return g_strdup (text);
+  out = g_string_new (NULL);
+  for (k = 0; k < n; k++)
+    {
+      const char *q = strstr (p, tag);
+
+      g_string_append_len (out, p, q - p);
+      p = q + strlen (tag);
+      if (!drop[k])
+        g_string_append (out, tag);
+      else if (*p == '\n')
+        p++;
+    }
+  g_string_append (out, p);
+  return g_string_free (out, FALSE);
+}
+
+/* The turns from `first` on with their `skip` oldest images left out, as the engine counts
+ * them; -1 when it cannot (an error message in *error). Unreadable images are not counted. */
+static int
+count_turns (AppEngine  *self,
+             GArray     *turns,
+             guint       first,
+             guint       skip,
+             const char *system_prompt,
+             GError    **error)
+{
+  g_autoptr(GArray) msgs = g_array_new (FALSE, TRUE, sizeof (vl2_message));
+  g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  vl2_conversation conv = { 0 };
+  guint seen = 0;
+  size_t n = 0;
+  vl2_error err;
+
+  for (guint i = first; i < turns->len; i++)
+    {
+      TurnSnapshot *t = &g_array_index (turns, TurnSnapshot, i);
+      vl2_message m = { t->assistant ? VL2_ROLE_ASSISTANT : VL2_ROLE_USER, t->text, NULL, 0 };
+      guint n_paths = t->image_paths ? g_strv_length (t->image_paths) : 0;
+
+      if (n_paths > 0)
+        {
+          vl2_image *imgs = g_new0 (vl2_image, n_paths);
+          gboolean *drop = g_new0 (gboolean, n_paths);
+          guint n_kept = 0;
+
+          g_ptr_array_add (keep, imgs);
+          g_ptr_array_add (keep, drop);
+          for (guint k = 0; k < n_paths; k++)
+            {
+              int w, h;
+
+              drop[k] = seen++ < skip ||
+                        !worker_image_size (self, t->image_paths[k], &w, &h);
+              if (!drop[k])
+                imgs[n_kept++] = (vl2_image) { w, h, 0, NULL };
+            }
+          if (n_kept < n_paths)
+            {
+              char *text = strip_image_tags (t->text, drop, n_paths);
+
+              g_ptr_array_add (keep, text);
+              m.content = text;
+            }
+          m.images = n_kept ? imgs : NULL;
+          m.n_images = (int) n_kept;
+        }
+      g_array_append_val (msgs, m);
+    }
+  conv.messages = (const vl2_message *) msgs->data;
+  conv.n_messages = (int) msgs->len;
+  conv.system_prompt = system_prompt;
+  if (vl2_prompt_count_tokens (self->model, &conv, &n, &err) != VL2_OK)
+    {
+      g_propagate_error (error, error_from_status (err.code, err.message));
+      return -1;
+    }
+  return (int) MIN (n, (size_t) G_MAXINT);
+}
+
+/* Room for the answer; what is left is the prompt's. As fit_prompt() reckons it. */
+static int
+answer_room (AppEngine  *self,
+             Job        *job,
+             int        *n_ctx)
+{
+  vl2_model_info info;
+
+  vl2_model_get_info (self->model, &info);
+  *n_ctx = info.n_ctx_max;
+  return CLAMP (job->params.max_new_tokens, MIN_ANSWER_ROOM, info.n_ctx_max / 4);
+}
+
+/* The fewest oldest images before the question to leave out for the turns to fit (0: they fit
+ * as they are, -1: no number does), and the tokens then. Leaving out images is not monotonic:
+ * with two images left instead of three, the engine tiles them. */
+static int
+images_to_fit (AppEngine *self,
+               Job       *job,
+               int        limit,
+               int       *n_tokens)
+{
+  guint n_before = 0;
+
+  for (guint i = 0; i + 1 < job->turns->len; i++)
+    {
+      char **paths = g_array_index (job->turns, TurnSnapshot, i).image_paths;
+
+      n_before += paths ? g_strv_length (paths) : 0;
+    }
+  for (guint k = 0; k <= n_before; k++)
+    {
+      int n = count_turns (self, job->turns, 0, k, job->params.system_prompt, NULL);
+
+      if (n >= 0 && n <= limit)
+        {
+          *n_tokens = n;
+          return (int) k;
+        }
+    }
+  *n_tokens = -1;
+  return -1;
+}
+
+/* The fewest earliest messages to leave out, whole exchanges as fit_prompt() leaves them. */
+static int
+turns_to_fit (AppEngine *self,
+              Job       *job,
+              int        limit,
+              int       *n_tokens)
+{
+  guint last_user = 0, first = 0;
+
+  for (guint i = 0; i < job->turns->len; i++)
+    if (!g_array_index (job->turns, TurnSnapshot, i).assistant)
+      last_user = i;
+  for (;;)
+    {
+      int n = count_turns (self, job->turns, first, 0, job->params.system_prompt, NULL);
+
+      if (n >= 0 && n <= limit)
+        {
+          *n_tokens = n;
+          return (int) first;
+        }
+      if (first >= last_user)
+        break;
+      first++;
+      while (first < last_user && g_array_index (job->turns, TurnSnapshot, first).assistant)
+        first++;
+    }
+  *n_tokens = -1;
+  return -1;
+}
+
+/* Before a generation asked to leave out images: the oldest ones go from the turns. */
+static void
+leave_out_images (AppEngine *self,
+                  Job       *job)
+{
+  int n_ctx, room = answer_room (self, job, &n_ctx), n;
+  int k = images_to_fit (self, job, n_ctx - room, &n);
+  int seen = 0;
+
+  if (k <= 0)
+    return;
+  for (guint i = 0; i < job->turns->len && seen < k; i++)
+    {
+      TurnSnapshot *t = &g_array_index (job->turns, TurnSnapshot, i);
+      guint n_paths = t->image_paths ? g_strv_length (t->image_paths) : 0;
+      g_autofree gboolean *drop = g_new0 (gboolean, MAX (n_paths, 1));
+      GPtrArray *kept = g_ptr_array_new ();
+      char *text;
+
+      for (guint j = 0; j < n_paths; j++)
+        {
+          drop[j] = seen < k;
+          if (drop[j])
+            {
+              seen++;
+              g_free (t->image_paths[j]);
+            }
+          else
+            {
+              g_ptr_array_add (kept, t->image_paths[j]);
+            }
+        }
+      g_ptr_array_add (kept, NULL);
+      g_free (t->image_paths);
+      t->image_paths = (char **) g_ptr_array_free (kept, FALSE);
+      text = strip_image_tags (t->text, drop, n_paths);
+      g_free (t->text);
+      t->text = text;
+    }
+  job->images_left_out = k;
+}
+
+static gboolean
+count_done_main (gpointer data)
+{
+  Job *job = data;
+
+  if (job->count_error)
+    g_task_return_error (job->task, g_steal_pointer (&job->count_error));
+  else
+    g_task_return_pointer (job->task, g_memdup2 (&job->count, sizeof job->count), g_free);
+  g_clear_object (&job->task); /* on the main thread: see load_done_main() */
+  return G_SOURCE_REMOVE;
+}
+
+static void
+worker_count (AppEngine *self,
+              Job       *job)
+{
+  AppTokenCount *c = &job->count;
+  int limit;
+
+  if (g_cancellable_set_error_if_cancelled (job->cancellable, &job->count_error))
+    goto done;
+  if (!self->model)
+    {
+      job->count_error = g_error_new_literal (APP_ENGINE_ERROR, APP_ENGINE_ERROR_NO_MODEL,
+                                              _("No model is loaded."));
+      goto done;
+    }
+  c->n_answer = answer_room (self, job, &c->n_ctx);
+  limit = c->n_ctx - c->n_answer;
+  c->n_tokens = count_turns (self, job->turns, 0, 0, job->params.system_prompt,
+                             &job->count_error);
+  if (c->n_tokens < 0)
+    goto done;
+  if (c->n_tokens <= limit)
+    {
+      c->turns_tokens = c->images_tokens = c->n_tokens;
+      goto done;
+    }
+  c->turns_left_out = turns_to_fit (self, job, limit, &c->turns_tokens);
+  c->images_left_out = images_to_fit (self, job, limit, &c->images_tokens);
+
+done:
+  job_invoke (job, count_done_main);
+}
+
 static gpointer
 worker_main (gpointer data)
 {
@@ -871,6 +1202,8 @@ worker_main (gpointer data)
         }
       if (job->kind == JOB_LOAD)
         worker_load (self, job);
+      else if (job->kind == JOB_COUNT)
+        worker_count (self, job);
       else
         worker_generate (self, job);
       job_unref (job);
@@ -1034,6 +1367,79 @@ app_engine_generate_finish (AppEngine     *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+void
+app_engine_count_tokens_async (AppEngine               *self,
+                               AppChat                 *chat,
+                               AppMessage              *replacing,
+                               const char              *question,
+                               const char * const      *images,
+                               const char              *image_dir,
+                               const AppGenerateParams *params,
+                               GCancellable            *cancellable,
+                               GAsyncReadyCallback      callback,
+                               gpointer                 user_data)
+{
+  Job *job;
+  guint n = chat ? app_chat_get_n_messages (chat) : 0;
+  TurnSnapshot q = { 0 };
+  GPtrArray *paths = g_ptr_array_new ();
+
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_return_if_fail (chat == NULL || APP_IS_CHAT (chat));
+  g_return_if_fail (params != NULL);
+
+  job = job_new (self, JOB_COUNT, cancellable, callback, user_data);
+  g_task_set_source_tag (job->task, app_engine_count_tokens_async);
+  /* a count cancelled while it ran is stale: it finishes as cancelled */
+  g_task_set_check_cancellable (job->task, TRUE);
+  job->turns = g_array_new (FALSE, TRUE, sizeof (TurnSnapshot));
+  g_array_set_clear_func (job->turns, turn_clear);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(AppMessage) m = app_chat_get_message (chat, i);
+      const char * const *ids = app_message_get_images (m);
+      TurnSnapshot t = { 0 };
+      GPtrArray *p;
+
+      if (m == replacing)
+        break;
+      p = g_ptr_array_new ();
+      t.assistant = app_message_get_role (m) == APP_ROLE_ASSISTANT;
+      for (guint k = 0; ids && ids[k]; k++)
+        g_ptr_array_add (p, g_build_filename (image_dir, ids[k], NULL));
+      g_ptr_array_add (p, NULL);
+      t.image_paths = (char **) g_ptr_array_free (p, FALSE);
+      t.text = g_strdup (app_message_get_text (m));
+      g_array_append_val (job->turns, t);
+    }
+  for (guint k = 0; images && images[k]; k++)
+    g_ptr_array_add (paths, g_build_filename (image_dir, images[k], NULL));
+  g_ptr_array_add (paths, NULL);
+  q.image_paths = (char **) g_ptr_array_free (paths, FALSE);
+  q.text = g_strdup (question ? question : "");
+  g_array_append_val (job->turns, q);
+  job->params = *params;
+  job->params.system_prompt = g_strdup (params->system_prompt);
+  g_async_queue_push (self->jobs, job);
+}
+
+gboolean
+app_engine_count_tokens_finish (AppEngine      *self,
+                                GAsyncResult   *result,
+                                AppTokenCount  *count,
+                                GError        **error)
+{
+  g_autofree AppTokenCount *c = NULL;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  c = g_task_propagate_pointer (G_TASK (result), error);
+  if (!c)
+    return FALSE;
+  if (count)
+    *count = *c;
+  return TRUE;
+}
+
 AppEngineState
 app_engine_get_state (AppEngine *self)
 {
@@ -1098,6 +1504,7 @@ app_engine_finalize (GObject *object)
   AppEngine *self = APP_ENGINE (object);
 
   g_async_queue_unref (self->jobs);
+  g_clear_pointer (&self->image_sizes, g_hash_table_unref);
   g_free (self->model_dir);
   g_free (self->model_name);
   g_free (self->error);

@@ -52,6 +52,9 @@ typedef struct {
   int max_new_tokens;
   guint64 seed;                  /* G_MAXUINT64: a new random seed each time */
   char *system_prompt;           /* NULL or "" for none */
+  /* When the conversation does not fit the context, leave out its oldest images (as many as
+   * it takes) before any earlier message; by default earlier messages are left out. */
+  gboolean leave_out_images;
 } AppGenerateParams;
 
 /* Fills `params` with the engine's defaults (vl2_generate_default_params(), documented in
@@ -104,5 +107,41 @@ void             app_engine_generate_async     (AppEngine       *self,
 gboolean         app_engine_generate_finish    (AppEngine       *self,
                                                 GAsyncResult    *result,
                                                 GError         **error);
+
+/* What the next question costs: the prompt the engine's own builder makes for the chat and
+ * the question (images counted by the tiling rule from their sizes), against the context. It
+ * fits when n_tokens + n_answer <= n_ctx. When it does not, *_left_out says how many of the
+ * earliest messages (whole exchanges, never the question) or of the oldest images before the
+ * question must be left out for it to fit, and *_tokens what it then needs: 0 when it fits as
+ * it is, -1 when no number would do. An image that cannot be read is not counted. */
+typedef struct
+{
+  int n_tokens;
+  int n_ctx;                     /* the model's context */
+  int n_answer;                  /* kept free for the answer */
+  int turns_left_out;
+  int turns_tokens;
+  int images_left_out;
+  int images_tokens;
+} AppTokenCount;
+
+/* Counts on the worker, after whatever it is doing: `question` and `images` (store ids, may be
+ * NULL) are the next question, after the chat's messages (chat may be NULL: a new chat), or,
+ * when it replaces one of them (`replacing`, an edited question), after those before it.
+ * Uses the system prompt and answer length of `params`. */
+void             app_engine_count_tokens_async (AppEngine       *self,
+                                                AppChat         *chat,
+                                                AppMessage      *replacing,
+                                                const char      *question,
+                                                const char * const *images,
+                                                const char      *image_dir,
+                                                const AppGenerateParams *params,
+                                                GCancellable    *cancellable,
+                                                GAsyncReadyCallback callback,
+                                                gpointer         user_data);
+gboolean         app_engine_count_tokens_finish (AppEngine      *self,
+                                                 GAsyncResult   *result,
+                                                 AppTokenCount  *count,
+                                                 GError        **error);
 
 G_END_DECLS

@@ -206,7 +206,6 @@ app_application_startup (GApplication *app)
     { "win.attach", { "<Control>o", NULL } },
     { "win.grounded-caption", { "<Control><Shift>g", NULL } },
     { "win.find-in-image", { "<Control><Shift>f", NULL } },
-    { "win.stop", { "Escape", NULL } },
     { "win.show-help-overlay", { "<Control>question", NULL } },
   };
 

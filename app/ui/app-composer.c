@@ -14,11 +14,15 @@
 
 #include <glib/gi18n.h>
 
+#include "app-context-bar.h"
 #include "app-grounding.h"
 #include "app-thumbnail.h"
 #include "image-file.h"
 
+/* Pending images: this high, as wide as their shape asks up to three times that, in a strip
+ * that scrolls sideways: the box keeps its height whatever is attached. */
 #define THUMB 72
+#define THUMB_MAX_WIDTH (3 * THUMB)
 
 typedef struct
 {
@@ -26,7 +30,7 @@ typedef struct
   GPtrArray *list;               /* the array holding it: the composer's, or a draft's */
   char *id;                      /* store id once imported */
   GtkWidget *tile;               /* owned; in the images box while its chat is shown */
-  GtkPicture *picture;
+  AppThumbnail *picture;
   GtkWidget *spinner;
   GCancellable *cancellable;
 } Pending;
@@ -46,6 +50,7 @@ struct _AppComposer
   GtkWidget *caption_button;
   GtkWidget *find_button;
   GtkWidget *send_button;
+  AppContextBar *context_bar;
   AppPromptKind kind;
   gboolean generating;
   gboolean can_send;
@@ -68,6 +73,7 @@ enum { SEND, STOP, IMPORT_FAILED, CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static void update_buttons (AppComposer *self);
+static void update_context (AppComposer *self);
 
 /* ------------------------------------------------------------------------------------------
  * Pending images
@@ -120,9 +126,7 @@ pending_new (AppComposer *self)
   pi->composer = self;
   pi->list = self->pending;
   pi->cancellable = g_cancellable_new ();
-  pi->picture = GTK_PICTURE (gtk_picture_new ());
-  gtk_picture_set_content_fit (pi->picture, GTK_CONTENT_FIT_COVER);
-  gtk_widget_set_size_request (GTK_WIDGET (pi->picture), THUMB, THUMB);
+  pi->picture = APP_THUMBNAIL (app_thumbnail_new (NULL, THUMB, THUMB_MAX_WIDTH));
   gtk_widget_add_css_class (GTK_WIDGET (pi->picture), "attachment");
   gtk_overlay_set_child (GTK_OVERLAY (overlay), GTK_WIDGET (pi->picture));
 
@@ -161,7 +165,7 @@ pending_ready (Pending    *pi,
 
   pi->id = g_strdup (id);
   gtk_widget_set_visible (pi->spinner, FALSE);
-  app_thumbnail_set_picture (pi->picture, path, 2 * THUMB);
+  app_thumbnail_set_path (pi->picture, path);
   update_buttons (self);
   g_signal_emit (self, signals[CHANGED], 0);
 }
@@ -481,6 +485,7 @@ update_kind (AppComposer *self)
     }
   gtk_label_set_text (GTK_LABEL (self->placeholder), placeholder);
   update_buttons (self);
+  update_context (self);
 }
 
 void
@@ -562,7 +567,8 @@ update_buttons (AppComposer *self)
       gtk_widget_remove_css_class (b, "destructive-action");
       gtk_widget_add_css_class (b, "suggested-action");
       gtk_widget_set_sensitive (b, self->can_send && has_content (self) &&
-                                     !app_composer_is_importing (self));
+                                     !app_composer_is_importing (self) &&
+                                     app_context_bar_get_fits (self->context_bar));
     }
 }
 
@@ -570,7 +576,7 @@ static void
 request_send (AppComposer *self)
 {
   if (self->generating || !self->can_send || !has_content (self) ||
-      app_composer_is_importing (self))
+      app_composer_is_importing (self) || !app_context_bar_get_fits (self->context_bar))
     return;
   g_signal_emit (self, signals[SEND], 0);
 }
@@ -662,6 +668,16 @@ paste_clipboard_cb (GtkTextView *view,
     }
 }
 
+/* What the question would send, for the context bar to count. */
+static void
+update_context (AppComposer *self)
+{
+  g_autofree char *prompt = has_content (self) ? app_composer_get_prompt (self) : NULL;
+  g_auto(GStrv) images = app_composer_get_images (self);
+
+  app_context_bar_set_question (self->context_bar, prompt, (const char * const *) images);
+}
+
 /* ------------------------------------------------------------------------------------------
  * API
  */
@@ -693,6 +709,14 @@ app_composer_set_can_send (AppComposer *self,
 {
   self->can_send = can_send;
   update_buttons (self);
+}
+
+AppContextBar *
+app_composer_get_context_bar (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), NULL);
+
+  return self->context_bar;
 }
 
 void
@@ -767,7 +791,7 @@ mode_button (const char *icon,
 static void
 app_composer_init (AppComposer *self)
 {
-  GtkWidget *row, *scroller, *overlay;
+  GtkWidget *row, *scroller, *overlay, *strip;
   GtkEventController *keys;
 
   self->pending = g_ptr_array_new_with_free_func (pending_free);
@@ -780,9 +804,19 @@ app_composer_init (AppComposer *self)
 
   self->images = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_widget_set_margin_start (self->images, 8);
+  gtk_widget_set_margin_end (self->images, 8);
   gtk_widget_set_margin_top (self->images, 8);
   gtk_widget_set_visible (self->images, FALSE);
-  gtk_box_append (GTK_BOX (self->box), self->images);
+  strip = gtk_scrolled_window_new ();
+  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (strip), GTK_POLICY_AUTOMATIC,
+                                  GTK_POLICY_NEVER);
+  gtk_scrolled_window_set_propagate_natural_height (GTK_SCROLLED_WINDOW (strip), TRUE);
+  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (strip), self->images);
+  /* each thumbnail keeps its natural width; the strip scrolls */
+  gtk_scrollable_set_hscroll_policy (GTK_SCROLLABLE (gtk_scrolled_window_get_child (
+                                       GTK_SCROLLED_WINDOW (strip))), GTK_SCROLL_NATURAL);
+  g_object_bind_property (self->images, "visible", strip, "visible", G_BINDING_SYNC_CREATE);
+  gtk_box_append (GTK_BOX (self->box), strip);
 
   row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_widget_set_margin_start (row, 6);
@@ -851,5 +885,14 @@ app_composer_init (AppComposer *self)
   g_signal_connect (self->text_view, "paste-clipboard", G_CALLBACK (paste_clipboard_cb), self);
   g_signal_connect_swapped (gtk_text_view_get_buffer (self->text_view), "changed",
                             G_CALLBACK (buffer_changed_cb), self);
+
+  /* under the question: what it costs of the context; Send waits until it fits */
+  self->context_bar = app_context_bar_new ();
+  gtk_widget_set_margin_start (GTK_WIDGET (self->context_bar), 12);
+  gtk_widget_set_margin_end (GTK_WIDGET (self->context_bar), 12);
+  gtk_widget_set_margin_bottom (GTK_WIDGET (self->context_bar), 6);
+  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->context_bar));
+  g_signal_connect_swapped (self->context_bar, "notify::fits", G_CALLBACK (update_buttons), self);
+  g_signal_connect (self, "changed", G_CALLBACK (update_context), NULL);
   update_buttons (self);
 }

@@ -4,6 +4,7 @@
 #include <gtk/gtk.h>
 
 #include "app-chat-store.h"
+#include "app-context-bar.h"
 #include "app-grounding.h"
 
 G_BEGIN_DECLS
@@ -61,5 +62,8 @@ void             app_composer_set_generating   (AppComposer     *self,
 void             app_composer_set_can_send     (AppComposer     *self,
                                                 gboolean         can_send);
 void             app_composer_focus            (AppComposer     *self);
+/* Under the question, what it costs of the model's context; Send is off while it does not
+ * fit. The window gives it the engine and the chat. */
+AppContextBar   *app_composer_get_context_bar  (AppComposer     *self);
 
 G_END_DECLS

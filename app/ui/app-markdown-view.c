@@ -1,9 +1,10 @@
 /* app-markdown-view.c - turns the block tree of app/core/app-markdown.c into widgets.
  *
  * Each top-level block becomes one child of the view: a wrapping, selectable GtkLabel for
- * paragraphs and headings, a framed monospace label with a copy button for code, nested boxes
- * for quotes and lists, a GtkGrid for tables, a separator for rules. The inline formatting is
- * already Pango markup, escaped and with links filtered, so labels take it as it is.
+ * paragraphs and headings (one with links is not selectable, so that Tab reaches each link),
+ * a framed monospace label with a copy button for code, nested boxes for quotes and lists, a
+ * GtkGrid for tables, a separator for rules. The inline formatting is already Pango markup,
+ * escaped and with links filtered, so labels take it as it is.
  *
  * While an answer streams, set_text is called with a slightly longer text every few tokens.
  * Rebuilding every widget each time would make a long answer stutter and would reset the
@@ -121,16 +122,26 @@ label_leave_cb (GtkEventControllerMotion *motion,
   set_hovered_chip (GTK_WIDGET (label), -1);
 }
 
+/* Text with links (grounding chips too) is not selectable: GTK moves Tab from link to link
+ * only in a label that is not, and a selectable label takes one Tab stop for all its links,
+ * selecting its text. Text without links stays selectable, with one stop. */
+static void
+label_set_markup (GtkLabel   *label,
+                  const char *markup)
+{
+  gtk_label_set_markup (label, markup);
+  gtk_label_set_selectable (label, strstr (markup, "<a ") == NULL);
+}
+
 static GtkWidget *
 markup_label_new (const char *markup)
 {
   GtkWidget *label = gtk_label_new (NULL);
   GtkEventController *motion = gtk_event_controller_motion_new ();
 
-  gtk_label_set_markup (GTK_LABEL (label), markup);
+  label_set_markup (GTK_LABEL (label), markup);
   gtk_label_set_wrap (GTK_LABEL (label), TRUE);
   gtk_label_set_wrap_mode (GTK_LABEL (label), PANGO_WRAP_WORD_CHAR);
-  gtk_label_set_selectable (GTK_LABEL (label), TRUE);
   gtk_label_set_xalign (GTK_LABEL (label), 0.0f);
   gtk_label_set_yalign (GTK_LABEL (label), 0.0f);
   gtk_widget_set_halign (label, GTK_ALIGN_FILL);
@@ -382,11 +393,11 @@ table_cell_set (GtkWidget        *label,
     {
       g_autofree char *header = g_strconcat ("<b>", cell, "</b>", NULL);
 
-      gtk_label_set_markup (GTK_LABEL (label), header);
+      label_set_markup (GTK_LABEL (label), header);
     }
   else
     {
-      gtk_label_set_markup (GTK_LABEL (label), cell);
+      label_set_markup (GTK_LABEL (label), cell);
     }
 
   /* the header's bottom line is the same as the body's lines: only the last row has none */
@@ -635,13 +646,13 @@ update_block (GtkWidget        *widget,
   switch (block->kind)
     {
     case APP_MD_PARAGRAPH:
-      gtk_label_set_markup (GTK_LABEL (widget), block->markup);
+      label_set_markup (GTK_LABEL (widget), block->markup);
       return TRUE;
 
     case APP_MD_HEADING:
       if (old->level != block->level)
         return FALSE;
-      gtk_label_set_markup (GTK_LABEL (widget), block->markup);
+      label_set_markup (GTK_LABEL (widget), block->markup);
       return TRUE;
 
     case APP_MD_CODE:

@@ -25,7 +25,9 @@
 #include "app-image-viewer.h"
 #include "app-markdown-view.h"
 #include "app-thumbnail.h"
+#include "app-wrap-box.h"
 
+/* A question's images: this high, as wide as their shape asks up to twice that, in rows */
 #define THUMB 160
 /* The image under an answer's boxes: its height in the conversation, the size it is decoded at */
 #define BOXES_HEIGHT 360
@@ -468,6 +470,21 @@ boxes_pressed_cb (GtkGestureClick *gesture,
   open_boxes (self, -1);
 }
 
+/* The image with the boxes opens large from the keyboard too. */
+static gboolean
+boxes_key_cb (GtkEventControllerKey *keys,
+              guint                  keyval,
+              guint                  keycode,
+              GdkModifierType        state,
+              AppMessageRow         *self)
+{
+  if (keyval != GDK_KEY_Return && keyval != GDK_KEY_KP_Enter && keyval != GDK_KEY_ISO_Enter &&
+      keyval != GDK_KEY_space && keyval != GDK_KEY_KP_Space)
+    return FALSE;
+  open_boxes (self, -1);
+  return TRUE;
+}
+
 static void
 chip_hovered_cb (AppMessageRow *self,
                  int            chip)
@@ -549,22 +566,18 @@ static void
 update_images (AppMessageRow *self)
 {
   const char * const *images = app_message_get_images (self->message);
-  GtkWidget *child;
 
-  while ((child = gtk_widget_get_first_child (self->images)))
-    gtk_box_remove (GTK_BOX (self->images), child);
+  app_wrap_box_remove_all (APP_WRAP_BOX (self->images));
   for (guint i = 0; images && images[i]; i++)
     {
       g_autofree char *path = app_chat_store_get_image_path (self->store, images[i]);
-      GtkWidget *button = gtk_button_new ();
-      GtkWidget *picture = gtk_picture_new ();
       g_autofree char *label = g_strdup_printf (_("Open image %u"), i + 1);
+      GtkWidget *button, *picture;
 
       if (!path)
         continue;
-      gtk_picture_set_content_fit (GTK_PICTURE (picture), GTK_CONTENT_FIT_COVER);
-      gtk_widget_set_size_request (picture, THUMB, THUMB);
-      app_thumbnail_set_picture (GTK_PICTURE (picture), path, 2 * THUMB);
+      button = gtk_button_new ();
+      picture = app_thumbnail_new (path, THUMB, 2 * THUMB);
       gtk_button_set_child (GTK_BUTTON (button), picture);
       gtk_widget_add_css_class (button, "image-button");
       gtk_widget_add_css_class (button, "attachment");
@@ -573,7 +586,7 @@ update_images (AppMessageRow *self)
                                       label, -1);
       g_object_set_data_full (G_OBJECT (button), "path", g_steal_pointer (&path), g_free);
       g_signal_connect (button, "clicked", G_CALLBACK (image_clicked_cb), self);
-      gtk_box_append (GTK_BOX (self->images), button);
+      app_wrap_box_append (APP_WRAP_BOX (self->images), button);
     }
   gtk_widget_set_visible (self->images, images && images[0]);
 }
@@ -719,6 +732,7 @@ app_message_row_init (AppMessageRow *self)
 {
   GtkWidget *header;
   GtkGesture *click;
+  GtkEventController *keys;
   g_autoptr(GMenu) menu = g_menu_new ();
   g_autoptr(GMenu) exports = g_menu_new ();
 
@@ -790,7 +804,7 @@ app_message_row_init (AppMessageRow *self)
   gtk_box_append (GTK_BOX (header), self->menu_button);
   gtk_box_append (GTK_BOX (self->box), header);
 
-  self->images = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  self->images = app_wrap_box_new (6);
   gtk_box_append (GTK_BOX (self->box), self->images);
 
   self->badge = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 4);
@@ -830,6 +844,10 @@ app_message_row_init (AppMessageRow *self)
   click = gtk_gesture_click_new ();
   g_signal_connect (click, "released", G_CALLBACK (boxes_pressed_cb), self);
   gtk_widget_add_controller (GTK_WIDGET (self->boxes), GTK_EVENT_CONTROLLER (click));
+  keys = gtk_event_controller_key_new ();
+  g_signal_connect (keys, "key-pressed", G_CALLBACK (boxes_key_cb), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->boxes), keys);
+  gtk_widget_set_focusable (GTK_WIDGET (self->boxes), TRUE);
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->boxes));
 
   self->status_box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);

@@ -6,7 +6,14 @@
  * and size: the conversation list recycles its rows while scrolling and must not decode the
  * same pictures again. The cache is bounded by count and by pixel memory, since the viewer and
  * the box export load photos at their full size.
+ *
+ * AppThumbnail shows one of them at a bounded size: a fixed height and a width that follows
+ * the picture's aspect ratio within limits. A panorama cannot fill the question box, and a
+ * row of thumbnails cannot ask a window for more width than it has: their minimum width is at
+ * most their height.
  */
+#define G_LOG_DOMAIN "sightline"
+
 #include "app-thumbnail.h"
 
 #include "image-file.h"
@@ -209,4 +216,140 @@ app_thumbnail_set_picture (GtkPicture *picture,
   gtk_picture_set_paintable (picture, cached ? GDK_PAINTABLE (cached) : NULL);
   if (!cached)
     app_thumbnail_load_async (path, size, NULL, picture_loaded_cb, g_object_ref (picture));
+}
+
+/* ------------------------------------------------------------------------------------------
+ * AppThumbnail
+ */
+
+struct _AppThumbnail
+{
+  GtkWidget parent_instance;
+
+  GtkWidget *picture;
+  int height;
+  int max_width;
+};
+
+G_DEFINE_FINAL_TYPE (AppThumbnail, app_thumbnail, GTK_TYPE_WIDGET)
+
+/* The width the picture's aspect ratio asks for, within the bounds. */
+static int
+natural_width (AppThumbnail *self)
+{
+  GdkPaintable *paintable = gtk_picture_get_paintable (GTK_PICTURE (self->picture));
+  double aspect = paintable ? gdk_paintable_get_intrinsic_aspect_ratio (paintable) : 0;
+  int width = aspect > 0 ? (int) (self->height * aspect + 0.5) : self->height;
+
+  return CLAMP (width, MAX (1, self->height / 2), MAX (self->height, self->max_width));
+}
+
+static void
+app_thumbnail_measure (GtkWidget      *widget,
+                       GtkOrientation  orientation,
+                       int             for_size,
+                       int            *minimum,
+                       int            *natural,
+                       int            *minimum_baseline,
+                       int            *natural_baseline)
+{
+  AppThumbnail *self = APP_THUMBNAIL (widget);
+
+  if (orientation == GTK_ORIENTATION_VERTICAL)
+    {
+      *minimum = *natural = self->height;
+    }
+  else
+    {
+      *natural = natural_width (self);
+      *minimum = MIN (*natural, self->height);
+    }
+}
+
+static GtkSizeRequestMode
+app_thumbnail_get_request_mode (GtkWidget *widget)
+{
+  return GTK_SIZE_REQUEST_CONSTANT_SIZE;
+}
+
+static void
+app_thumbnail_size_allocate (GtkWidget *widget,
+                             int        width,
+                             int        height,
+                             int        baseline)
+{
+  gtk_widget_allocate (APP_THUMBNAIL (widget)->picture, width, height, baseline, NULL);
+}
+
+static void
+paintable_changed_cb (AppThumbnail *self)
+{
+  gtk_widget_queue_resize (GTK_WIDGET (self));
+}
+
+static void
+app_thumbnail_dispose (GObject *object)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  g_clear_pointer (&self->picture, gtk_widget_unparent);
+  G_OBJECT_CLASS (app_thumbnail_parent_class)->dispose (object);
+}
+
+static void
+app_thumbnail_class_init (AppThumbnailClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = app_thumbnail_dispose;
+  widget_class->measure = app_thumbnail_measure;
+  widget_class->get_request_mode = app_thumbnail_get_request_mode;
+  widget_class->size_allocate = app_thumbnail_size_allocate;
+  gtk_widget_class_set_css_name (widget_class, "thumbnail");
+}
+
+static void
+app_thumbnail_init (AppThumbnail *self)
+{
+  self->picture = gtk_picture_new ();
+  gtk_picture_set_content_fit (GTK_PICTURE (self->picture), GTK_CONTENT_FIT_COVER);
+  gtk_widget_set_parent (self->picture, GTK_WIDGET (self));
+  gtk_widget_set_overflow (GTK_WIDGET (self), GTK_OVERFLOW_HIDDEN);
+  g_signal_connect_object (self->picture, "notify::paintable", G_CALLBACK (paintable_changed_cb),
+                           self, G_CONNECT_SWAPPED);
+}
+
+GtkWidget *
+app_thumbnail_new (const char *path,
+                   int         height,
+                   int         max_width)
+{
+  AppThumbnail *self = g_object_new (APP_TYPE_THUMBNAIL, NULL);
+
+  self->height = MAX (height, 1);
+  self->max_width = MAX (max_width, self->height);
+  app_thumbnail_set_path (self, path);
+  return GTK_WIDGET (self);
+}
+
+void
+app_thumbnail_set_path (AppThumbnail *self,
+                        const char   *path)
+{
+  g_return_if_fail (APP_IS_THUMBNAIL (self));
+
+  if (path)
+    /* twice the size shown, for a sharp picture on a scaled display */
+    app_thumbnail_set_picture (GTK_PICTURE (self->picture), path, 2 * self->max_width);
+  else
+    gtk_picture_set_paintable (GTK_PICTURE (self->picture), NULL);
+}
+
+GtkPicture *
+app_thumbnail_get_picture (AppThumbnail *self)
+{
+  g_return_val_if_fail (APP_IS_THUMBNAIL (self), NULL);
+
+  return GTK_PICTURE (self->picture);
 }

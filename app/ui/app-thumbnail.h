@@ -1,4 +1,5 @@
-/* app-thumbnail.h - images decoded off the main thread into textures, with a small cache. */
+/* app-thumbnail.h - images decoded off the main thread into textures, with a small cache, and
+ * the bounded thumbnail that shows them in the conversation and the question box. */
 #pragma once
 
 #include <gtk/gtk.h>
@@ -21,5 +22,20 @@ GdkTexture      *app_thumbnail_load_finish     (GAsyncResult    *result,
 void             app_thumbnail_set_picture     (GtkPicture      *picture,
                                                 const char      *path,
                                                 int              size);
+
+/* A thumbnail of bounded size: `height` pixels high and as wide as the image's aspect ratio
+ * makes it, from half its height to `max_width`, the picture cropped to fill it. It may be
+ * given less width, down to its height (a square crop), so a row of thumbnails can shrink to
+ * a narrow window. Until the image is decoded it is a square. */
+#define APP_TYPE_THUMBNAIL (app_thumbnail_get_type ())
+G_DECLARE_FINAL_TYPE (AppThumbnail, app_thumbnail, APP, THUMBNAIL, GtkWidget)
+
+GtkWidget       *app_thumbnail_new             (const char      *path,
+                                                int              height,
+                                                int              max_width);
+/* The image to show; NULL for none yet (an import still running). */
+void             app_thumbnail_set_path        (AppThumbnail    *self,
+                                                const char      *path);
+GtkPicture      *app_thumbnail_get_picture     (AppThumbnail    *self);
 
 G_END_DECLS

@@ -292,6 +292,7 @@ set_chat (AppWindow *self,
       selection = gtk_no_selection_new (g_object_ref (app_chat_get_messages (chat)));
     }
   gtk_list_view_set_model (self->message_list, GTK_SELECTION_MODEL (selection));
+  app_context_bar_set_chat (app_composer_get_context_bar (self->composer), chat);
   set_draft_key (self, chat);
   self->stick_to_bottom = TRUE;
 
@@ -466,6 +467,9 @@ settings_params (AppWindow         *self,
   settings_int (self->settings, "max-new-tokens", &p->max_new_tokens);
   settings_double (self->settings, "repetition-penalty", &p->repetition_penalty);
   p->system_prompt = g_settings_get_string (self->settings, "system-prompt");
+  /* what the person chose to leave out to fit the context (app-context-bar.c) */
+  p->leave_out_images =
+    app_context_bar_get_leave_out_images (app_composer_get_context_bar (self->composer));
 }
 
 /* Has the engine write `reply`, an answer on the current chat's shown path: a new one, or one
@@ -528,6 +532,10 @@ update_edit_bar (AppWindow *self)
 {
   gtk_revealer_set_reveal_child (self->edit_bar,
                                  self->chat && g_hash_table_contains (self->edits, self->chat));
+  /* an edit replaces its question: the context counts what comes before it */
+  app_context_bar_set_replacing (app_composer_get_context_bar (self->composer),
+                                 self->chat ? g_hash_table_lookup (self->edits, self->chat)
+                                            : NULL);
 }
 
 /* The composer shows the chat's unsent question, or the question being edited in it. */
@@ -974,6 +982,7 @@ edit_message_action (GtkWidget  *widget,
   g_hash_table_insert (self->edits, g_object_ref (self->chat), g_object_ref (question));
   if (!editing)
     set_draft_key (self, self->chat);
+  app_context_bar_set_replacing (app_composer_get_context_bar (self->composer), question);
   app_composer_clear (self->composer);
   app_composer_set_prompt (self->composer, app_message_get_text (question));
   images = app_message_get_images (question);
@@ -1285,6 +1294,13 @@ app_window_new (AppApplication *app)
   self->engine = g_object_ref (app_application_get_engine (app));
   self->settings = g_object_ref (app_application_get_settings (app));
   app_composer_set_store (self->composer, self->store);
+  {
+    g_autofree char *image_dir = g_build_filename (app_chat_store_get_data_dir (self->store),
+                                                   "images", NULL);
+
+    app_context_bar_set_engine (app_composer_get_context_bar (self->composer), self->engine,
+                                self->settings, image_dir);
+  }
 
   gtk_window_set_default_size (GTK_WINDOW (self),
                                g_settings_get_int (self->settings, "window-width"),
@@ -1428,6 +1444,10 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.search", NULL, search_action);
   gtk_widget_class_install_action (widget_class, "win.show-chats", NULL, show_chats_action);
   gtk_widget_class_install_action (widget_class, "win.stop", NULL, stop_action);
+  /* Escape stops the answer only when what has focus does not take it first (the search
+   * entry closes the search): a window binding, not an application accelerator, which would
+   * run before the focused widget */
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "win.stop", NULL);
   gtk_widget_class_install_action (widget_class, "win.attach", NULL, attach_action);
   gtk_widget_class_install_action (widget_class, "win.grounded-caption", NULL,
                                    prompt_kind_action);

@@ -264,6 +264,12 @@ typedef struct vl2_prompt vl2_prompt;
 vl2_status vl2_prompt_new(const vl2_model *model, const vl2_conversation *conv,
                           vl2_prompt **out_prompt, vl2_error *err);
 void vl2_prompt_free(vl2_prompt *prompt);
+/* The number of token ids vl2_prompt_new() makes for `conv`, without making them: images are
+ * read for their width and height only (rgb may be NULL), which decide their tile grid and so
+ * their run of <image> ids; nothing is tiled. The checks and errors are vl2_prompt_new()'s,
+ * less those on pixels. Cheap enough to run as a person types: the text is tokenized, once. */
+vl2_status vl2_prompt_count_tokens(const vl2_model *model, const vl2_conversation *conv,
+                                   size_t *n_tokens, vl2_error *err);
 size_t vl2_prompt_n_tokens(const vl2_prompt *prompt);
 const int32_t *vl2_prompt_ids(const vl2_prompt *prompt);
 int vl2_prompt_n_images(const vl2_prompt *prompt);

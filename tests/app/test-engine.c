@@ -9,14 +9,18 @@
  * interrupted while it runs staying so. The model's files changing on disk between two
  * questions (truncated, or replaced by another model) and during an answer: the process
  * survives, the model is loaded again or the reply says why it cannot be, the chat keeps what
- * it had. And the sampling defaults: the engine's, with no numbers of the app's or of the
- * settings schema's own.
+ * it had. Counting the next question's tokens, and leaving out the oldest images to fit. And
+ * the sampling defaults: the engine's, with no numbers of the app's or of the settings
+ * schema's own.
  */
 #include <glib/gstdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <gdk-pixbuf/gdk-pixbuf.h>
+
 #include "app-engine.h"
+#include "image-file.h"
 #include "vl2.h"
 
 #define TIMEOUT_S 120
@@ -583,6 +587,242 @@ test_context_overflow (void)
   g_array_unref (w.states);
 }
 
+typedef struct
+{
+  gboolean done;
+  gboolean ok;
+  AppTokenCount count;
+  GError *error;
+} CountResult;
+
+static void
+count_cb (GObject      *source,
+          GAsyncResult *res,
+          gpointer      data)
+{
+  CountResult *r = data;
+
+  r->ok = app_engine_count_tokens_finish (APP_ENGINE (source), res, &r->count, &r->error);
+  r->done = TRUE;
+}
+
+static AppTokenCount
+count_tokens (AppEngine          *engine,
+              AppChat            *chat,
+              AppMessage         *replacing,
+              const char         *question,
+              const char * const *images,
+              const char         *system_prompt)
+{
+  AppGenerateParams p = params (8);
+  CountResult r = { 0 };
+
+  p.system_prompt = g_strdup (system_prompt);
+  app_engine_count_tokens_async (engine, chat, replacing, question, images,
+                                 g_getenv ("VL2_TEST_IMAGES"), &p, NULL, count_cb, &r);
+  iterate_until (&r.done, "the count");
+  g_assert_no_error (r.error);
+  g_assert_true (r.ok);
+  app_generate_params_clear (&p);
+  return r.count;
+}
+
+/* The engine's own count of a conversation, from decoded images. */
+static int
+direct_count (const vl2_message *msgs,
+              int                n,
+              const char        *system_prompt)
+{
+  vl2_model *model;
+  vl2_model_params mp = vl2_model_default_params ();
+  vl2_conversation conv = { msgs, n, system_prompt };
+  vl2_prompt *prompt;
+  vl2_error err;
+  int count;
+
+  mp.n_threads = 1;
+  g_assert_cmpint (vl2_model_load (model_dir, &mp, &model, &err), ==, VL2_OK);
+  g_assert_cmpint (vl2_prompt_new (model, &conv, &prompt, &err), ==, VL2_OK);
+  count = (int) vl2_prompt_n_tokens (prompt);
+  vl2_prompt_free (prompt);
+  vl2_model_free (model);
+  return count;
+}
+
+/* Counting the next question: the prompt vl2_prompt_new() makes for the chat and the
+ * question, images and system prompt included; what to leave out when it does not fit; and an
+ * answer asked to leave out the oldest images doing so, with a note. */
+static void
+test_count_tokens (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = chat_with ("What is in this picture?");
+  g_autoptr(AppMessage) q = app_chat_get_message (chat, 0);
+  g_autoptr(AppMessage) a = app_message_new (APP_ROLE_ASSISTANT, "A red square.");
+  const char *first[] = { "rgba.png", NULL };
+  const char *second[] = { "palette.png", NULL };
+  g_autofree char *rgba_path = g_build_filename (g_getenv ("VL2_TEST_IMAGES"), "rgba.png", NULL);
+  g_autofree char *palette_path = g_build_filename (g_getenv ("VL2_TEST_IMAGES"), "palette.png",
+                                                    NULL);
+  g_auto(ImageRgb) rgba = { 0 };
+  g_auto(ImageRgb) palette = { 0 };
+  AppTokenCount c;
+  GString *huge = g_string_new (NULL);
+
+  app_message_set_images (q, first);
+  app_chat_append (chat, a);
+  g_assert_true (image_file_load (rgba_path, &rgba, NULL));
+  g_assert_true (image_file_load (palette_path, &palette, NULL));
+  {
+    vl2_image i1 = { rgba.width, rgba.height, rgba.stride, rgba.rgb };
+    vl2_image i2 = { palette.width, palette.height, palette.stride, palette.rgb };
+    vl2_message msgs[] = {
+      { VL2_ROLE_USER, "What is in this picture?", &i1, 1 },
+      { VL2_ROLE_ASSISTANT, "A red square.", NULL, 0 },
+      { VL2_ROLE_USER, "And in this one?", &i2, 1 },
+    };
+
+    c = count_tokens (engine, chat, NULL, "And in this one?", second, NULL);
+    g_assert_cmpint (c.n_tokens, ==, direct_count (msgs, 3, NULL));
+    g_assert_cmpint (c.n_ctx, ==, 4096);
+    g_assert_cmpint (c.n_answer, ==, 256);
+    g_assert_cmpint (c.turns_left_out, ==, 0);
+    g_assert_cmpint (c.images_left_out, ==, 0);
+    c = count_tokens (engine, chat, NULL, "And in this one?", second, "Be brief.");
+    g_assert_cmpint (c.n_tokens, ==, direct_count (msgs, 3, "Be brief."));
+    /* a new chat: the question alone; an edit of the first question: that one alone too */
+    c = count_tokens (engine, NULL, NULL, "And in this one?", second, NULL);
+    g_assert_cmpint (c.n_tokens, ==, direct_count (msgs + 2, 1, NULL));
+    c = count_tokens (engine, chat, q, "And in this one?", second, NULL);
+    g_assert_cmpint (c.n_tokens, ==, direct_count (msgs + 2, 1, NULL));
+  }
+
+  /* a count cancelled meanwhile (a newer one replaces it) finishes as cancelled */
+  {
+    AppGenerateParams p = params (8);
+    g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+    CountResult r = { 0 };
+
+    app_engine_count_tokens_async (engine, chat, NULL, "Stale?", NULL,
+                                   g_getenv ("VL2_TEST_IMAGES"), &p, cancellable, count_cb, &r);
+    g_cancellable_cancel (cancellable);
+    iterate_until (&r.done, "the cancelled count");
+    g_assert_false (r.ok);
+    g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&r.error);
+    app_generate_params_clear (&p);
+  }
+
+  /* a 38 kB paste: nothing can be left out to make it fit */
+  for (int i = 0; i < 6000; i++)
+    g_string_append_printf (huge, "w%d ", i % 97);
+  g_assert_cmpuint (huge->len, >, 20000);
+  c = count_tokens (engine, chat, NULL, huge->str, NULL, NULL);
+  g_assert_cmpint (c.n_tokens, >, c.n_ctx);
+  g_assert_cmpint (c.turns_left_out, ==, -1);
+  g_assert_cmpint (c.images_left_out, ==, -1);
+  g_string_free (huge, TRUE);
+
+  /* eleven questions with an image each: 421 tokens an image (three or more are not tiled) */
+  {
+    g_autoptr(AppChat) album = app_chat_new ();
+    const char *images[] = { "rgba.png", "palette.png", "gray8.png" };
+    ReplyWatch w = { 0 };
+    g_autoptr(AppMessage) reply = NULL;
+    AppGenerateParams p = params (8);
+    Result r = { 0 };
+
+    for (int i = 0; i < 10; i++)
+      {
+        g_autoptr(AppMessage) uq = app_message_new (APP_ROLE_USER, "What is this?");
+        g_autoptr(AppMessage) ua = app_message_new (APP_ROLE_ASSISTANT, "A test image.");
+        const char *ids[] = { images[i % 3], NULL };
+
+        app_message_set_images (uq, ids);
+        app_chat_append (album, uq);
+        app_chat_append (album, ua);
+      }
+    c = count_tokens (engine, album, NULL, "Which was the first?", second, NULL);
+    g_test_message ("album: %d tokens; %d images (%d tokens) or %d messages (%d tokens) out",
+                    c.n_tokens, c.images_left_out, c.images_tokens, c.turns_left_out,
+                    c.turns_tokens);
+    g_assert_cmpint (c.n_tokens + c.n_answer, >, c.n_ctx);
+    g_assert_cmpint (c.images_left_out, >, 0);
+    g_assert_cmpint (c.images_left_out, <, 10);
+    g_assert_cmpint (c.images_tokens + c.n_answer, <=, c.n_ctx);
+    g_assert_cmpint (c.images_tokens, <, c.n_tokens);
+    g_assert_cmpint (c.turns_left_out, >, 0);
+    g_assert_cmpint (c.turns_left_out % 2, ==, 0); /* whole exchanges */
+    g_assert_cmpint (c.turns_tokens + c.n_answer, <=, c.n_ctx);
+
+    /* the answer leaves out the same images, and says so */
+    {
+      g_autoptr(AppMessage) last = app_message_new (APP_ROLE_USER, "Which was the first?");
+
+      app_message_set_images (last, second);
+      app_chat_append (album, last);
+    }
+    reply = add_reply (album, &w);
+    p.leave_out_images = TRUE;
+    app_engine_generate_async (engine, album, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
+                               generate_cb, &r);
+    iterate_until (&r.done, "the answer");
+    g_assert_no_error (r.error);
+    g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+    g_assert_nonnull (app_message_get_note (reply));
+    g_test_message ("%s", app_message_get_note (reply));
+    g_assert_nonnull (strstr (app_message_get_note (reply), "oldest images"));
+    g_assert_null (strstr (app_message_get_note (reply), "earliest"));
+    app_generate_params_clear (&p);
+    g_array_unref (w.states);
+  }
+}
+
+/* A question with more images than the worker keeps decoded (8): every one stays readable
+ * while the prompt is built (under AddressSanitizer, a freed one is caught). */
+static void
+test_many_images (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autofree char *dir = g_dir_make_tmp ("sightline-many-XXXXXX", NULL);
+  g_autoptr(AppChat) chat = chat_with ("Which of these is the darkest?");
+  g_autoptr(AppMessage) q = app_chat_get_message (chat, 0);
+  const char *ids[10] = { NULL };
+  char *names[9];
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = NULL;
+  AppGenerateParams p = params (4);
+  Result r = { 0 };
+
+  for (int i = 0; i < 9; i++)
+    {
+      g_autoptr(GdkPixbuf) pixbuf = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 64 + i, 48);
+      g_autofree char *path = NULL;
+
+      names[i] = g_strdup_printf ("image-%d.png", i);
+      path = g_build_filename (dir, names[i], NULL);
+      gdk_pixbuf_fill (pixbuf, 0x10101000u * (guint32) (i + 1) | 0xff);
+      g_assert_true (gdk_pixbuf_save (pixbuf, path, "png", NULL, NULL));
+      ids[i] = names[i];
+    }
+  app_message_set_images (q, ids);
+  reply = add_reply (chat, &w);
+  app_engine_generate_async (engine, chat, reply, dir, &p, NULL, generate_cb, &r);
+  iterate_until (&r.done, "the answer about nine images");
+  g_assert_no_error (r.error);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  for (int i = 0; i < 9; i++)
+    {
+      g_autofree char *path = g_build_filename (dir, names[i], NULL);
+
+      g_unlink (path);
+      g_free (names[i]);
+    }
+  g_rmdir (dir);
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
 /* Dropping the engine while it writes an answer stops the worker cleanly. */
 static void
 test_dispose_while_busy (void)
@@ -932,6 +1172,8 @@ main (int   argc,
   g_test_add_func ("/app/engine/interrupted", test_interrupted);
   g_test_add_func ("/app/engine/errors", test_errors);
   g_test_add_func ("/app/engine/context-overflow", test_context_overflow);
+  g_test_add_func ("/app/engine/count-tokens", test_count_tokens);
+  g_test_add_func ("/app/engine/many-images", test_many_images);
   g_test_add_func ("/app/engine/dispose-while-busy", test_dispose_while_busy);
   g_test_add_func ("/app/engine/model-changed/truncated", test_model_truncated);
   g_test_add_func ("/app/engine/model-changed/replaced", test_model_replaced);

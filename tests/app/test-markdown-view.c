@@ -204,13 +204,16 @@ test_blocks (void)
   g_assert_true (GTK_IS_LABEL (heading));
   g_assert_true (gtk_widget_has_css_class (heading, "title-1"));
   g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (heading)), ==, "Title");
+  g_assert_true (gtk_label_get_selectable (GTK_LABEL (heading)));
 
   para = nth_child (GTK_WIDGET (view), 1);
   g_assert_true (GTK_IS_LABEL (para));
   g_assert_true (gtk_label_get_use_markup (GTK_LABEL (para)));
   g_assert_true (gtk_label_get_wrap (GTK_LABEL (para)));
   g_assert_cmpint (gtk_label_get_wrap_mode (GTK_LABEL (para)), ==, PANGO_WRAP_WORD_CHAR);
-  g_assert_true (gtk_label_get_selectable (GTK_LABEL (para)));
+  /* with a link: not selectable, so that Tab goes from link to link (text without links is) */
+  g_assert_false (gtk_label_get_selectable (GTK_LABEL (para)));
+  g_assert_true (gtk_widget_get_focusable (para));
   g_assert_cmpfloat (gtk_label_get_xalign (GTK_LABEL (para)), ==, 0.0f);
   g_assert_cmpstr (gtk_label_get_label (GTK_LABEL (para)), ==,
                    "Some <b>bold</b> &amp; &lt;|ref|&gt;x&lt;|/ref|&gt; "

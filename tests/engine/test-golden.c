@@ -207,6 +207,65 @@ typedef struct {
     const char *model, *name;
 } golden_case;
 
+/* vl2_prompt_count_tokens: the processor's number of input ids, from the images' sizes alone
+ * (no pixels), and the same number as the prompt vl2_prompt_new() makes, with a system prompt
+ * too. */
+static void test_count(gconstpointer data)
+{
+    const golden_case *gc = data;
+    vl2_model *m = fixture_model(gc->model);
+    case_conv cc;
+    case_messages(case_object(gc->name), &cc);
+    for (int i = 0; i < cc.n; i++)
+        for (int k = 0; k < cc.msgs[i].n_images; k++) {
+            vl2_image *im = (vl2_image *)&cc.msgs[i].images[k];
+            im->rgb = NULL;
+            im->stride = 0;
+        }
+    vl2_conversation conv = { cc.msgs, cc.n, NULL };
+    size_t n = 0;
+    vl2_error err;
+    if (vl2_prompt_count_tokens(m, &conv, &n, &err) != VL2_OK)
+        g_error("%s", err.message);
+    const vl2_tensor *ref_ids = need(cases_st, gc->name, "input_ids", VL2_DTYPE_I64);
+    g_assert_cmpuint(n, ==, (size_t)ref_ids->n_elements);
+
+    /* with the pixels and a system prompt: what vl2_prompt_new() makes */
+    case_conv full;
+    case_messages(case_object(gc->name), &full);
+    vl2_conversation with_system = { full.msgs, full.n, "Answer in one short sentence." };
+    vl2_prompt *prompt;
+    if (vl2_prompt_new(m, &with_system, &prompt, &err) != VL2_OK)
+        g_error("%s", err.message);
+    with_system.messages = cc.msgs;
+    if (vl2_prompt_count_tokens(m, &with_system, &n, &err) != VL2_OK)
+        g_error("%s", err.message);
+    g_assert_cmpuint(n, ==, vl2_prompt_n_tokens(prompt));
+    g_assert_cmpuint(n, >, (size_t)ref_ids->n_elements);
+    vl2_prompt_free(prompt);
+    case_conv_clear(&full);
+    case_conv_clear(&cc);
+}
+
+/* Counting refuses what vl2_prompt_new() refuses, pixels aside. */
+static void test_count_errors(void)
+{
+    vl2_model *m = fixture_model("mini-tiny");
+    vl2_image big = { VL2_MAX_IMAGE_SIDE + 1, 10, 0, NULL };
+    vl2_message msg = { VL2_ROLE_USER, "What is this?", &big, 1 };
+    vl2_conversation conv = { &msg, 1, NULL };
+    size_t n = 1;
+    vl2_error err;
+    g_assert_cmpint(vl2_prompt_count_tokens(m, &conv, &n, &err), ==, VL2_ERR_IMAGE);
+    g_assert_cmpuint(n, ==, 0);
+    big.width = 0;
+    g_assert_cmpint(vl2_prompt_count_tokens(m, &conv, &n, &err), ==, VL2_ERR_IMAGE);
+    msg.n_images = 0;
+    msg.content = "  ";
+    g_assert_cmpint(vl2_prompt_count_tokens(m, &conv, &n, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_cmpint(vl2_prompt_count_tokens(m, &conv, NULL, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+}
+
 static void test_case(gconstpointer data)
 {
     const golden_case *gc = data;
@@ -583,6 +642,9 @@ int main(int argc, char **argv)
             g_ptr_array_add(keep, gc);
             g_autofree char *path = g_strdup_printf("/engine/golden/%s/%s", gc->model, gc->name);
             g_test_add_data_func(path, gc, test_case);
+            g_autofree char *cpath = g_strdup_printf("/engine/golden/%s/count/%s", gc->model,
+                                                     gc->name);
+            g_test_add_data_func(cpath, gc, test_count);
         }
         g_autofree char *path = g_strdup_printf("/engine/golden/%s/cache-equals-recompute",
                                                 gm->name);
@@ -596,6 +658,8 @@ int main(int argc, char **argv)
             g_test_add_data_func(qpath, qc, test_quantized);
         }
     }
+    if (g_strv_contains((const char *const *)names, "mini-tiny"))
+        g_test_add_func("/engine/golden/count-errors", test_count_errors);
     if (g_strv_contains((const char *const *)names, "mini-base"))
         g_test_add_func("/engine/golden/mla-cache-layout", test_mla_cache_layout);
     int rc = g_test_run();

@@ -221,6 +221,8 @@ code_block_new (const AppMdBlock *block)
   button = gtk_button_new_from_icon_name ("edit-copy-symbolic");
   gtk_widget_add_css_class (button, "flat");
   gtk_widget_add_css_class (button, "md-code-copy");
+  /* in a conversation, a button that took the focus would have the list scroll to its row */
+  gtk_widget_set_focus_on_click (button, FALSE);
   gtk_widget_set_valign (button, GTK_ALIGN_CENTER);
   gtk_widget_set_tooltip_text (button, _("Copy"));
   gtk_accessible_update_property (GTK_ACCESSIBLE (button),

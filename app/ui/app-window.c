@@ -192,7 +192,10 @@ scroll_value_changed_cb (GtkAdjustment *adj,
 }
 
 /* The list view knows the heights of the rows it has measured only, so its adjustment can
- * end before the last row does: bring the last row in first, then go to the very end. */
+ * end before the last row does. Going to the end of what it knows has it measure the rows
+ * there; their heights move the end, scroll_changed_cb brings the view there again, until the
+ * last row is in. (GTK 4.8's "list.scroll-to-item" to a row not measured yet sends the view
+ * to the top instead: a long chat opened at its first message.) */
 static gboolean
 scroll_to_end_idle (gpointer data)
 {
@@ -203,8 +206,6 @@ scroll_to_end_idle (gpointer data)
   self->scroll_idle = 0;
   if (!self->stick_to_bottom || n == 0)
     return G_SOURCE_REMOVE;
-  gtk_widget_activate_action (GTK_WIDGET (self->message_list), "list.scroll-to-item", "u",
-                              n - 1);
   gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
                                    gtk_adjustment_get_page_size (adj));
   return G_SOURCE_REMOVE;
@@ -217,16 +218,13 @@ scroll_to_end (AppWindow *self)
     self->scroll_idle = g_idle_add_full (G_PRIORITY_LOW, scroll_to_end_idle, self, NULL);
 }
 
+/* Not at once: the list view changes its adjustment while it lays its rows out, deaf to the
+ * value meanwhile, so a value set here would move the scroll bar and not the rows. */
 static void
 scroll_changed_cb (GtkAdjustment *adj,
                    AppWindow     *self)
 {
-  if (self->stick_to_bottom)
-    {
-      gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
-                                       gtk_adjustment_get_page_size (adj));
-      scroll_to_end (self);
-    }
+  scroll_to_end (self);
 }
 
 static gboolean

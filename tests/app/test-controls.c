@@ -1,0 +1,560 @@
+/* test-controls.c - every control does what it shows, in the real application under Xvfb.
+ *
+ * Two chats are put in the data folder before the app starts: the grounding fixture
+ * (tests/app/fixtures/grounding-chat.json), the newest, and a long one (ten questions with
+ * answers taller than the window). Each test can run alone (-p); they check that
+ *  - a chat opens at its newest message, at startup and when chosen in the sidebar;
+ *  - Copy says so in a toast and leaves the conversation where it was;
+ *  - Edit on a question in the middle leaves it where it is, and sending it shows its answer
+ *    at the end, not the first message;
+ * Pointer motion, clicks and drags are the controllers' own signals, emitted as GTK would.
+ */
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "app-composer.h"
+#include "app-grounding-view.h"
+#include "app-image-viewer.h"
+#include "app-markdown-view.h"
+#include "app-message-row.h"
+#include "ui-harness.h"
+
+#define TIMEOUT_S 120
+#define LONG_CHAT_ID "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e"
+#define GROUNDING_CHAT_ID "a6032475-84ba-4cf4-9cb2-2b99a75b6b26"
+#define N_ROUNDS 10
+
+static AppApplication *app;
+
+/* ------------------------------------------------------------------------------------------
+ * The long chat
+ */
+
+static char *
+long_chat_file (const char *dir)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *json = NULL;
+  char *path = g_build_filename (dir, "long-chat.json", NULL);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, 1);
+  json_builder_set_member_name (b, "id");
+  json_builder_add_string_value (b, LONG_CHAT_ID);
+  json_builder_set_member_name (b, "title");
+  json_builder_add_string_value (b, "A long chat");
+  json_builder_set_member_name (b, "custom_title");
+  json_builder_add_boolean_value (b, FALSE);
+  json_builder_set_member_name (b, "created");
+  json_builder_add_int_value (b, 1794000000000000);
+  json_builder_set_member_name (b, "modified");
+  json_builder_add_int_value (b, 1794000900000000);
+  json_builder_set_member_name (b, "messages");
+  json_builder_begin_array (b);
+  for (int i = 0; i < N_ROUNDS; i++)
+    {
+      g_autoptr(GString) answer = g_string_new (NULL);
+      g_autofree char *question = g_strdup_printf ("Question %d", i + 1);
+
+      for (int p = 0; p < 14; p++)
+        g_string_append_printf (answer, "Paragraph %d of answer %d: the corn is yellow, the "
+                                "husks are green, and the light comes from the left of the "
+                                "picture, where a window must be.\n\n", p + 1, i + 1);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "role");
+      json_builder_add_string_value (b, "user");
+      json_builder_set_member_name (b, "text");
+      json_builder_add_string_value (b, question);
+      json_builder_set_member_name (b, "images");
+      json_builder_begin_array (b);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "state");
+      json_builder_add_string_value (b, "complete");
+      json_builder_set_member_name (b, "created");
+      json_builder_add_int_value (b, 1794000000000000 + i * 2000000);
+      json_builder_end_object (b);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "role");
+      json_builder_add_string_value (b, "assistant");
+      json_builder_set_member_name (b, "text");
+      json_builder_add_string_value (b, answer->str);
+      json_builder_set_member_name (b, "images");
+      json_builder_begin_array (b);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "state");
+      json_builder_add_string_value (b, "complete");
+      json_builder_set_member_name (b, "created");
+      json_builder_add_int_value (b, 1794000000000000 + i * 2000000 + 1000000);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  json = json_generator_to_data (gen, NULL);
+  if (!g_file_set_contents (path, json, -1, &error))
+    g_error ("%s", error->message);
+  return path;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The window
+ */
+
+static GtkWindow *
+main_window (void)
+{
+  GList *windows = gtk_application_get_windows (GTK_APPLICATION (app));
+
+  for (GList *l = windows; l; l = l->next)
+    if (!APP_IS_IMAGE_VIEWER (l->data) && !ADW_IS_MESSAGE_DIALOG (l->data))
+      return l->data;
+  g_error ("no main window");
+}
+
+/* The conversation's scrolled window: the one around the list view of messages. */
+static GtkScrolledWindow *
+conversation (void)
+{
+  GtkWidget *row = ui_harness_find_widget (GTK_WIDGET (main_window ()), APP_TYPE_MESSAGE_ROW, 0);
+  GtkWidget *scroller;
+
+  g_assert_nonnull (row);
+  scroller = gtk_widget_get_ancestor (row, GTK_TYPE_SCROLLED_WINDOW);
+  g_assert_nonnull (scroller);
+  return GTK_SCROLLED_WINDOW (scroller);
+}
+
+static GtkAdjustment *
+vadjustment (void)
+{
+  return gtk_scrolled_window_get_vadjustment (conversation ());
+}
+
+static AppChat *
+current_chat (void)
+{
+  GtkWidget *row = ui_harness_find_widget (GTK_WIDGET (main_window ()), APP_TYPE_MESSAGE_ROW, 0);
+  AppMessage *m = app_message_row_get_message (APP_MESSAGE_ROW (row));
+  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
+
+  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
+    {
+      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
+
+      for (guint k = 0; k < app_chat_get_n_messages (c); k++)
+        {
+          g_autoptr(AppMessage) cm = app_chat_get_message (c, k);
+
+          if (cm == m)
+            return c;
+        }
+    }
+  g_error ("the row's message is in no chat");
+}
+
+/* The row showing message `pos` of the chat shown, if the list has made one. */
+static AppMessageRow *
+row_of (guint pos)
+{
+  g_autoptr(AppMessage) m = app_chat_get_message (current_chat (), pos);
+  AppMessageRow *row;
+
+  for (guint i = 0;
+       (row = APP_MESSAGE_ROW (ui_harness_find_widget (GTK_WIDGET (main_window ()),
+                                                       APP_TYPE_MESSAGE_ROW, i)));
+       i++)
+    if (app_message_row_get_message (row) == m)
+      return row;
+  return NULL;
+}
+
+/* The row of message `pos` is wholly or partly in view; its top and bottom in the scroller. */
+static gboolean
+row_in_view (guint   pos,
+             double *top,
+             double *bottom)
+{
+  AppMessageRow *row = row_of (pos);
+  graphene_rect_t bounds;
+  GtkScrolledWindow *scroller = conversation ();
+
+  if (!row || !gtk_widget_get_mapped (GTK_WIDGET (row)) ||
+      !gtk_widget_compute_bounds (GTK_WIDGET (row), GTK_WIDGET (scroller), &bounds))
+    return FALSE;
+  *top = bounds.origin.y;
+  *bottom = bounds.origin.y + bounds.size.height;
+  return *bottom > 0 && *top < gtk_widget_get_height (GTK_WIDGET (scroller));
+}
+
+/* The conversation shows its end: the last row's bottom at the bottom of the view. */
+static gboolean
+at_newest (gpointer data)
+{
+  guint n = app_chat_get_n_messages (current_chat ());
+  double top, bottom;
+
+  return row_in_view (n - 1, &top, &bottom) &&
+         fabs (bottom - gtk_widget_get_height (GTK_WIDGET (conversation ()))) < 2;
+}
+
+static gboolean
+window_mapped (gpointer data)
+{
+  return ui_harness_find_widget (GTK_WIDGET (main_window ()), APP_TYPE_MESSAGE_ROW, 0) &&
+         gtk_widget_get_mapped (GTK_WIDGET (conversation ()));
+}
+
+static AppComposer *
+composer (void)
+{
+  return APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (main_window ()), APP_TYPE_COMPOSER,
+                                               0));
+}
+
+/* The sidebar's list: the list view whose model is a single selection. */
+static GtkSingleSelection *
+chat_selection (void)
+{
+  GtkListView *list = NULL;
+
+  for (guint i = 0;
+       (list = GTK_LIST_VIEW (ui_harness_find_widget (GTK_WIDGET (main_window ()),
+                                                      GTK_TYPE_LIST_VIEW, i)));
+       i++)
+    if (GTK_IS_SINGLE_SELECTION (gtk_list_view_get_model (list)))
+      return GTK_SINGLE_SELECTION (gtk_list_view_get_model (list));
+  g_error ("no chat list");
+}
+
+static void
+select_chat (const char *id)
+{
+  GListModel *chats = G_LIST_MODEL (chat_selection ());
+
+  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
+    {
+      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
+
+      if (g_str_equal (app_chat_get_id (c), id))
+        {
+          gtk_single_selection_set_selected (chat_selection (), i);
+          return;
+        }
+    }
+  g_error ("no chat %s in the sidebar", id);
+}
+
+/* What a person's wheel does: every scroll controller of the conversation hears it, the
+ * scrolled window's own (which scrolls) and the window's (which stops following the end). */
+static void
+wheel (double dy)
+{
+  g_autoptr(GListModel) controllers =
+    gtk_widget_observe_controllers (GTK_WIDGET (conversation ()));
+
+  for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
+    {
+      g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
+      gboolean handled = FALSE;
+
+      if (GTK_IS_EVENT_CONTROLLER_SCROLL (c))
+        g_signal_emit_by_name (c, "scroll", 0.0, dy, &handled);
+    }
+}
+
+/* What a click on a button does before "clicked": GtkButton takes the focus on a press when
+ * it takes focus on click. */
+static void
+click (GtkWidget *button)
+{
+  if (gtk_widget_get_focus_on_click (button) && gtk_widget_get_focusable (button))
+    gtk_widget_grab_focus (button);
+  g_signal_emit_by_name (button, "clicked");
+}
+
+/* The first button under `root` with this icon, shown or not. */
+static GtkWidget *
+find_button (GtkWidget  *root,
+             const char *icon)
+{
+  if (GTK_IS_BUTTON (root) && g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (root)), icon) == 0)
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_button (c, icon);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+/* A label shown under `root` holds `text`. */
+static gboolean
+label_shows (GtkWidget  *root,
+             const char *text)
+{
+  if (!gtk_widget_get_visible (root))
+    return FALSE;
+  if (GTK_IS_LABEL (root) && strstr (gtk_label_get_text (GTK_LABEL (root)), text))
+    return TRUE;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    if (label_shows (c, text))
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+toast_shown (gpointer data)
+{
+  GtkWidget *overlay = ui_harness_find_widget (GTK_WIDGET (main_window ()),
+                                               ADW_TYPE_TOAST_OVERLAY, 0);
+
+  return label_shows (overlay, data);
+}
+
+typedef struct
+{
+  char *text;
+  gboolean done;
+} ClipboardRead;
+
+static void
+clipboard_read_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  ClipboardRead *r = user_data;
+  g_autoptr(GError) error = NULL;
+
+  r->text = gdk_clipboard_read_text_finish (GDK_CLIPBOARD (source), result, &error);
+  g_assert_no_error (error);
+  r->done = TRUE;
+}
+
+static gboolean
+flag_set (gpointer data)
+{
+  return *(gboolean *) data;
+}
+
+static char *
+clipboard_text (GdkClipboard *clipboard)
+{
+  ClipboardRead read = { 0 };
+
+  gdk_clipboard_read_text_async (clipboard, NULL, clipboard_read_cb, &read);
+  ui_harness_wait (flag_set, &read.done, "the clipboard's text", TIMEOUT_S);
+  return read.text;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * A chat opens at its newest message
+ */
+
+/* The window, its model loaded: each test can run alone. */
+static GtkWindow *
+window_ready (void)
+{
+  GtkWindow *window;
+
+  g_application_activate (G_APPLICATION (app));
+  window = main_window ();
+  gtk_window_set_default_size (window, 1000, 760);
+  ui_harness_wait_ready (app, TIMEOUT_S);
+  ui_harness_wait (window_mapped, NULL, "the conversation", TIMEOUT_S);
+  return window;
+}
+
+/* The chat shown comes to its newest message, and stays there. */
+static void
+assert_opens_at_newest (void)
+{
+  gint64 start = g_get_monotonic_time ();
+
+  ui_harness_wait (at_newest, NULL, "the newest message", 20);
+  g_test_message ("at the newest message after %.2f s",
+                  (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC);
+  ui_harness_spin (0.5);
+  g_assert_true (at_newest (NULL));
+}
+
+static void
+test_open_at_newest (void)
+{
+  window_ready ();
+  /* the newest chat, shown at startup */
+  g_assert_cmpstr (app_chat_get_id (current_chat ()), ==, GROUNDING_CHAT_ID);
+  assert_opens_at_newest ();
+
+  /* a long chat chosen in the sidebar, and back */
+  select_chat (LONG_CHAT_ID);
+  assert_opens_at_newest ();
+  select_chat (GROUNDING_CHAT_ID);
+  assert_opens_at_newest ();
+  select_chat (LONG_CHAT_ID);
+  assert_opens_at_newest ();
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Copy and Edit leave the conversation where it is
+ */
+
+/* The long chat, scrolled up a little from its end, as by a person reading the answer before
+ * the last question, its header near the top of the view. */
+static GtkAdjustment *
+reading_previous_answer (void)
+{
+  GtkAdjustment *adj;
+  guint pos = 2 * N_ROUNDS - 3;
+  double top, bottom;
+
+  window_ready ();
+  select_chat (LONG_CHAT_ID);
+  adj = vadjustment ();
+  /* at the end, whether the chat opened there or not */
+  for (int i = 0; i < 20 && !at_newest (NULL); i++)
+    {
+      gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
+                                       gtk_adjustment_get_page_size (adj));
+      ui_harness_spin (0.2);
+    }
+  /* up a little, as a person reading the previous answer would */
+  wheel (-3);
+  ui_harness_spin (0.5);
+  g_assert_true (row_in_view (pos, &top, &bottom));
+  /* the answer's header near the top of the view, its end below the view */
+  gtk_adjustment_set_value (adj, gtk_adjustment_get_value (adj) + top - 60);
+  ui_harness_spin (0.5);
+  g_assert_true (row_in_view (pos, &top, &bottom));
+  g_assert_cmpfloat (bottom, >, gtk_adjustment_get_page_size (adj));
+  return adj;
+}
+
+/* Copy says so, and leaves the conversation where it was. */
+static void
+test_copy (void)
+{
+  GtkAdjustment *adj = reading_previous_answer ();
+  double before = gtk_adjustment_get_value (adj);
+  guint pos = 2 * N_ROUNDS - 3;
+  AppMessageRow *row;
+  GtkWidget *copy;
+
+  row = row_of (pos);
+  copy = find_button (GTK_WIDGET (row), "edit-copy-symbolic");
+  g_assert_nonnull (copy);
+  gdk_clipboard_set_text (gtk_widget_get_clipboard (copy), "");
+  click (copy);
+  ui_harness_spin (0.5);
+  g_assert_cmpfloat (fabs (gtk_adjustment_get_value (adj) - before), <, 1);
+  ui_harness_wait (toast_shown, (gpointer) "Message copied", "the toast of Copy", TIMEOUT_S);
+  {
+    g_autofree char *text = clipboard_text (gtk_widget_get_clipboard (copy));
+    g_autoptr(AppMessage) m = app_chat_get_message (current_chat (), pos);
+
+    g_assert_cmpstr (text, ==, app_message_get_text (m));
+  }
+}
+
+static gboolean
+answer_done (gpointer data)
+{
+  AppChat *chat = current_chat ();
+  g_autoptr(AppMessage) m = app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
+  AppMessageState s = app_message_get_state (m);
+
+  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
+         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
+}
+
+/* Edit on a question in the middle of the chat, its header in view: the question goes to the
+ * composer, and the conversation does not jump, neither then nor when it is sent. */
+static void
+test_edit (void)
+{
+  GtkAdjustment *adj;
+  guint pos = N_ROUNDS;          /* a question */
+  double top = 0, bottom = 0, value, page;
+  g_autofree char *text = NULL;
+
+  window_ready ();
+  select_chat (GROUNDING_CHAT_ID);
+  ui_harness_spin (0.5);
+  select_chat (LONG_CHAT_ID);
+  ui_harness_spin (0.5);
+  adj = vadjustment ();
+  /* straight to the question with the scroll bar, and on until it is at the top of the view */
+  gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) * pos / (2 * N_ROUNDS));
+  ui_harness_spin (0.3);
+  for (int i = 0; i < 100 && !row_in_view (pos, &top, &bottom); i++)
+    {
+      gtk_adjustment_set_value (adj, gtk_adjustment_get_value (adj) + (bottom > 0 ? 200 : -200));
+      ui_harness_spin (0.1);
+    }
+  /* the last bit with the wheel, the question's header at the bottom of the view and the rest
+   * of it below */
+  g_assert_true (row_in_view (pos, &top, &bottom));
+  gtk_adjustment_set_value (adj, gtk_adjustment_get_value (adj) + top + 40);
+  ui_harness_spin (0.3);
+  wheel (-0.5);
+  ui_harness_spin (0.3);
+  g_assert_true (row_in_view (pos, &top, &bottom));
+  gtk_adjustment_set_value (adj, gtk_adjustment_get_value (adj) + top -
+                                   gtk_adjustment_get_page_size (adj) + 60);
+  ui_harness_spin (0.5);
+  g_assert_true (row_in_view (pos, &top, &bottom));
+  g_assert_cmpfloat (bottom, >, gtk_adjustment_get_page_size (adj));
+  value = gtk_adjustment_get_value (adj);
+  page = gtk_adjustment_get_page_size (adj);
+  click (find_button (GTK_WIDGET (row_of (pos)), "document-edit-symbolic"));
+  ui_harness_spin (1);
+  text = app_composer_get_text (composer ());
+  g_assert_cmpstr (text, ==, "Question 6");
+  /* the chat is as it was until the question is sent, and the question stays in view: the
+   * conversation moves no more than the edit bar below it takes from its height */
+  g_assert_cmpuint (app_chat_get_n_messages (current_chat ()), ==, 2 * N_ROUNDS);
+  g_assert_true (row_in_view (pos, &top, &bottom));
+  g_test_message ("Edit: value %.0f -> %.0f, page %.0f -> %.0f", value,
+                  gtk_adjustment_get_value (adj), page, gtk_adjustment_get_page_size (adj));
+  g_assert_cmpfloat (fabs (gtk_adjustment_get_value (adj) - value), <=,
+                     page - gtk_adjustment_get_page_size (adj) + 1);
+
+  /* sent: the question's new version, and the conversation follows its answer at the end */
+  app_composer_set_text (composer (), "Question 6, again");
+  g_signal_emit_by_name (composer (), "send");
+  ui_harness_wait (answer_done, NULL, "the answer", TIMEOUT_S);
+  ui_harness_spin (0.5);
+  g_assert_cmpuint (app_chat_get_n_messages (current_chat ()), ==, pos + 2);
+  g_assert_true (at_newest (NULL));
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  g_autofree char *home = ui_harness_isolate ("controls");
+  g_autofree char *long_chat = long_chat_file (home);
+  g_autoptr(GSettings) settings = NULL;
+  int rc;
+
+  ui_harness_add_grounding_chat ();
+  ui_harness_add_chat (long_chat, NULL);
+  gtk_test_init (&argc, &argv, NULL);
+  settings = g_settings_new ("io.github.sightline.Sightline");
+  g_settings_set (settings, "max-new-tokens", "mi", TRUE, 8);
+  app = ui_harness_app_new ();
+  g_test_add_func ("/app/controls/open-at-newest", test_open_at_newest);
+  g_test_add_func ("/app/controls/copy", test_copy);
+  g_test_add_func ("/app/controls/edit", test_edit);
+  rc = g_test_run ();
+  g_application_quit (G_APPLICATION (app));
+  g_clear_object (&app);
+  return rc;
+}

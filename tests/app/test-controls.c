@@ -7,6 +7,8 @@
  *  - Copy says so in a toast and leaves the conversation where it was;
  *  - Edit on a question in the middle leaves it where it is, and sending it shows its answer
  *    at the end, not the first message;
+ *  - pointing at each chip of a grounded caption highlights that chip's boxes, and pointing
+ *    at the text between chips highlights none;
  * Pointer motion, clicks and drags are the controllers' own signals, emitted as GTK would.
  */
 #include <json-glib/json-glib.h>
@@ -535,6 +537,93 @@ test_edit (void)
   g_assert_true (at_newest (NULL));
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Grounding: pointing at a chip highlights that chip's boxes
+ */
+
+static gboolean
+boxes_ready (gpointer data)
+{
+  GtkWidget *view = ui_harness_find_widget (GTK_WIDGET (main_window ()),
+                                            APP_TYPE_GROUNDING_VIEW, 0);
+
+  return view && gtk_widget_get_mapped (view) &&
+         app_grounding_view_get_texture (APP_GROUNDING_VIEW (view));
+}
+
+/* The answer's label that holds `text`. */
+static GtkLabel *
+label_with (GtkWidget  *root,
+            const char *text)
+{
+  GtkWidget *label;
+
+  for (guint i = 0; (label = ui_harness_find_widget (root, GTK_TYPE_LABEL, i)); i++)
+    if (strstr (gtk_label_get_text (GTK_LABEL (label)), text))
+      return GTK_LABEL (label);
+  g_error ("no label shows “%s”", text);
+}
+
+/* The pointer moves to the middle of `text` in the label: every motion controller of the
+ * label hears it, GtkLabel's own first, as from a real pointer. */
+static void
+point_at (GtkLabel   *label,
+          const char *text)
+{
+  const char *all = gtk_label_get_text (label);
+  int index = (int) (strstr (all, text) - all) + (int) strlen (text) / 2;
+  PangoRectangle pos;
+  int lx, ly;
+  double x, y;
+  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (GTK_WIDGET (label));
+
+  pango_layout_index_to_pos (gtk_label_get_layout (label), index, &pos);
+  gtk_label_get_layout_offsets (label, &lx, &ly);
+  x = lx + (pos.x + pos.width / 2.0) / PANGO_SCALE;
+  y = ly + (pos.y + pos.height / 2.0) / PANGO_SCALE;
+  for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
+    {
+      g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
+
+      if (GTK_IS_EVENT_CONTROLLER_MOTION (c))
+        g_signal_emit_by_name (c, "motion", x, y);
+    }
+}
+
+static void
+test_chips (void)
+{
+  static const struct { const char *text; int ref; } places[] = {
+    { "Two giraffes", 0 },
+    { "stand on a sunny savanna", -1 },
+    { "zebras", 1 },
+    { "graze near the trees", -1 },
+    { "a safari vehicle", 2 },
+    { "waits at the left edge", -1 },
+    { "giraffes", 0 },           /* the end of a chip */
+    { "Far behind them", -1 },
+  };
+  AppGroundingView *view;
+  GtkLabel *label;
+
+  window_ready ();
+  select_chat (GROUNDING_CHAT_ID);
+  ui_harness_wait (boxes_ready, NULL, "the boxes", TIMEOUT_S);
+  ui_harness_spin (0.5);
+  view = APP_GROUNDING_VIEW (ui_harness_find_widget (GTK_WIDGET (main_window ()),
+                                                     APP_TYPE_GROUNDING_VIEW, 0));
+  label = label_with (gtk_widget_get_ancestor (GTK_WIDGET (view), APP_TYPE_MESSAGE_ROW),
+                      "Two giraffes");
+  g_assert_cmpint (app_grounding_view_get_highlight (view), ==, -1);
+  for (guint i = 0; i < G_N_ELEMENTS (places); i++)
+    {
+      point_at (label, places[i].text);
+      if (app_grounding_view_get_highlight (view) != places[i].ref)
+        g_error ("pointing at “%s” highlights the boxes of ref %d, expected %d", places[i].text,
+                 app_grounding_view_get_highlight (view), places[i].ref);
+    }
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -553,6 +642,7 @@ main (int   argc,
   g_test_add_func ("/app/controls/open-at-newest", test_open_at_newest);
   g_test_add_func ("/app/controls/copy", test_copy);
   g_test_add_func ("/app/controls/edit", test_edit);
+  g_test_add_func ("/app/controls/chips", test_chips);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

@@ -9,6 +9,8 @@
  *    at the end, not the first message;
  *  - pointing at each chip of a grounded caption highlights that chip's boxes, and pointing
  *    at the text between chips highlights none;
+ *  - the viewer zooms about the pointer (or the middle, for the keys), fits a small image at
+ *    its own size, and saves and copies an image without boxes;
  * Pointer motion, clicks and drags are the controllers' own signals, emitted as GTK would.
  */
 #include <json-glib/json-glib.h>
@@ -624,6 +626,245 @@ test_chips (void)
     }
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The image viewer
+ */
+
+static gboolean
+viewer_loaded (gpointer data)
+{
+  AppImageViewer *viewer = data;
+  AppGroundingView *view = app_image_viewer_get_view (viewer);
+
+  return app_grounding_view_get_texture (view) && gtk_widget_get_mapped (GTK_WIDGET (view)) &&
+         gtk_widget_get_width (GTK_WIDGET (view)) > 0;
+}
+
+static AppImageViewer *
+open_viewer (const char *path)
+{
+  AppImageViewer *viewer = app_image_viewer_new (main_window (), path);
+
+  gtk_window_present (GTK_WINDOW (viewer));
+  ui_harness_wait (viewer_loaded, viewer, "the viewer", TIMEOUT_S);
+  ui_harness_spin (0.3);
+  return viewer;
+}
+
+/* The picture's pixel under (x, y) of the viewer's scrolled area. */
+static graphene_point_t
+pixel_under (AppImageViewer *viewer,
+             double          x,
+             double          y)
+{
+  AppGroundingView *view = app_image_viewer_get_view (viewer);
+  GtkWidget *scroller = gtk_widget_get_ancestor (GTK_WIDGET (view), GTK_TYPE_SCROLLED_WINDOW);
+  GdkTexture *texture = app_grounding_view_get_texture (view);
+  graphene_rect_t image;
+  graphene_point_t p;
+  double scale;
+
+  g_assert_true (app_grounding_view_get_image_bounds (view, &image));
+  g_assert_true (gtk_widget_compute_point (scroller, GTK_WIDGET (view),
+                                           &GRAPHENE_POINT_INIT (x, y), &p));
+  scale = image.size.width / gdk_texture_get_width (texture);
+  return GRAPHENE_POINT_INIT ((p.x - image.origin.x) / scale, (p.y - image.origin.y) / scale);
+}
+
+static void
+assert_same_pixel (graphene_point_t a,
+                   graphene_point_t b,
+                   const char      *what)
+{
+  if (fabs (a.x - b.x) > 1 || fabs (a.y - b.y) > 1)
+    g_error ("%s: the picture's pixel (%.1f, %.1f) moved to (%.1f, %.1f)", what, a.x, a.y,
+             b.x, b.y);
+}
+
+/* Zooming keeps the picture's point under the pointer, or the middle for the keys. */
+static void
+test_viewer_zoom (void)
+{
+  g_autofree char *path = NULL;
+  AppImageViewer *viewer;
+  GtkWidget *scroller;
+  graphene_point_t before;
+  double w, h;
+
+  window_ready ();
+  path = app_chat_store_get_image_path (app_application_get_store (app),
+                                        "e315513b79cbf2387da8a27f06ced62351c2f8f98823c49e2202b75a52c4b055.png");
+  viewer = open_viewer (path);
+  scroller = gtk_widget_get_ancestor (GTK_WIDGET (app_image_viewer_get_view (viewer)),
+                                      GTK_TYPE_SCROLLED_WINDOW);
+  w = gtk_widget_get_width (scroller);
+  h = gtk_widget_get_height (scroller);
+
+  /* from fitted to 100 % with the keys: the middle stays */
+  before = pixel_under (viewer, w / 2, h / 2);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (viewer), "viewer.zoom-original", NULL));
+  ui_harness_spin (0.3);
+  assert_same_pixel (before, pixel_under (viewer, w / 2, h / 2), "fitted to 100 %");
+
+  /* to 200 %, and on with the pointer near the top left corner (Ctrl+scroll) */
+  before = pixel_under (viewer, w / 2, h / 2);
+  app_image_viewer_set_zoom (viewer, 2);
+  ui_harness_spin (0.3);
+  assert_same_pixel (before, pixel_under (viewer, w / 2, h / 2), "zoomed to 200 %");
+  for (int i = 0; i < 2; i++)
+    {
+      before = pixel_under (viewer, w / 4, h / 5);
+      app_image_viewer_zoom_at (viewer, 2 * (i + 2) * 0.75, w / 4, h / 5);
+      ui_harness_spin (0.3);
+      assert_same_pixel (before, pixel_under (viewer, w / 4, h / 5), "zoomed at the pointer");
+    }
+
+  /* Ctrl+minus: the middle stays */
+  before = pixel_under (viewer, w / 2, h / 2);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (viewer), "viewer.zoom-out", NULL));
+  ui_harness_spin (0.3);
+  assert_same_pixel (before, pixel_under (viewer, w / 2, h / 2), "zoomed out with the keys");
+  gtk_window_destroy (GTK_WINDOW (viewer));
+}
+
+/* A small PNG of its own: w x h pixels of a gradient. */
+static char *
+small_png (int w,
+           int h)
+{
+  g_autofree guchar *px = g_malloc ((gsize) w * h * 4);
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GdkTexture) texture = NULL;
+  char *path = g_build_filename (g_get_user_data_dir (), "small.png", NULL);
+
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      {
+        guchar *p = px + ((gsize) y * w + x) * 4;
+
+        p[0] = (guchar) (255 * x / w);
+        p[1] = (guchar) (255 * y / h);
+        p[2] = 128;
+        p[3] = 255;
+      }
+  bytes = g_bytes_new_take (g_steal_pointer (&px), (gsize) w * h * 4);
+  texture = gdk_memory_texture_new (w, h, GDK_MEMORY_R8G8B8A8, bytes, (gsize) w * 4);
+  g_assert_true (gdk_texture_save_to_png (texture, path));
+  return path;
+}
+
+typedef struct
+{
+  GdkTexture *texture;
+  gboolean done;
+} TextureRead;
+
+static void
+texture_read_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  TextureRead *r = user_data;
+  g_autoptr(GError) error = NULL;
+
+  r->texture = gdk_clipboard_read_texture_finish (GDK_CLIPBOARD (source), result, &error);
+  g_assert_no_error (error);
+  r->done = TRUE;
+}
+
+/* Whether the menu (or one of its sections) has an entry for `action`. */
+static gboolean
+menu_has (GMenuModel *menu,
+          const char *action)
+{
+  for (int i = 0; i < g_menu_model_get_n_items (menu); i++)
+    {
+      g_autofree char *name = NULL;
+      g_autoptr(GMenuModel) section = g_menu_model_get_item_link (menu, i, G_MENU_LINK_SECTION);
+
+      if ((g_menu_model_get_item_attribute (menu, i, G_MENU_ATTRIBUTE_ACTION, "s", &name) &&
+           g_str_equal (name, action)) || (section && menu_has (section, action)))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+toast_in (gpointer data)
+{
+  return label_shows (GTK_WIDGET (data), "Image saved");
+}
+
+static gboolean
+file_exists (gpointer data)
+{
+  return g_file_test (data, G_FILE_TEST_IS_REGULAR);
+}
+
+/* A small image is shown at its own size when fitted; a plain image (no boxes) can be saved
+ * and copied. */
+static void
+test_viewer_plain (void)
+{
+  g_autofree char *path = small_png (120, 90);
+  g_autofree char *saved = g_build_filename (g_get_user_data_dir (), "saved copy.png", NULL);
+  AppImageViewer *viewer;
+  AppGroundingView *view;
+  graphene_rect_t image;
+
+  window_ready ();
+  viewer = open_viewer (path);
+  view = app_image_viewer_get_view (viewer);
+
+  /* fitted, it is not blown up past 100 % */
+  g_assert_true (app_grounding_view_get_image_bounds (view, &image));
+  g_assert_cmpfloat (gtk_widget_get_width (GTK_WIDGET (view)), >, 300);
+  g_assert_cmpfloat_with_epsilon (image.size.width, 120, 1e-3);
+  g_assert_cmpfloat_with_epsilon (image.size.height, 90, 1e-3);
+
+  /* its menu has Save and Copy */
+  {
+    GtkWidget *button = ui_harness_find_widget (GTK_WIDGET (viewer), GTK_TYPE_MENU_BUTTON, 0);
+
+    g_assert_nonnull (button);
+    g_assert_true (menu_has (gtk_menu_button_get_menu_model (GTK_MENU_BUTTON (button)),
+                             "viewer.save-image"));
+    g_assert_true (menu_has (gtk_menu_button_get_menu_model (GTK_MENU_BUTTON (button)),
+                             "viewer.copy-image"));
+  }
+
+  /* Copy Image: the picture, at its own size */
+  {
+    GdkClipboard *clipboard = gtk_widget_get_clipboard (GTK_WIDGET (viewer));
+    TextureRead read = { 0 };
+
+    gdk_clipboard_set_text (clipboard, "");
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (viewer), "viewer.copy-image", NULL));
+    gdk_clipboard_read_texture_async (clipboard, NULL, texture_read_cb, &read);
+    ui_harness_wait (flag_set, &read.done, "the copied image", TIMEOUT_S);
+    g_assert_cmpint (gdk_texture_get_width (read.texture), ==, 120);
+    g_assert_cmpint (gdk_texture_get_height (read.texture), ==, 90);
+    g_object_unref (read.texture);
+  }
+
+  /* Save Image As… (past its file chooser, which stays out of the test: it starts
+   * libcloudproviders, whose leak LeakSanitizer would report): the file as it is */
+  {
+    g_autoptr(GFile) destination = g_file_new_for_path (saved);
+    g_autofree char *original = NULL;
+    g_autofree char *copy = NULL;
+    gsize original_len, copy_len;
+
+    app_image_viewer_save_to (viewer, destination);
+    ui_harness_wait (file_exists, saved, "the saved image", TIMEOUT_S);
+    ui_harness_wait (toast_in, viewer, "the toast of Save", TIMEOUT_S);
+    g_assert_true (g_file_get_contents (path, &original, &original_len, NULL));
+    g_assert_true (g_file_get_contents (saved, &copy, &copy_len, NULL));
+    g_assert_cmpmem (original, original_len, copy, copy_len);
+  }
+  gtk_window_destroy (GTK_WINDOW (viewer));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -643,6 +884,8 @@ main (int   argc,
   g_test_add_func ("/app/controls/copy", test_copy);
   g_test_add_func ("/app/controls/edit", test_edit);
   g_test_add_func ("/app/controls/chips", test_chips);
+  g_test_add_func ("/app/controls/viewer-zoom", test_viewer_zoom);
+  g_test_add_func ("/app/controls/viewer-plain", test_viewer_plain);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

@@ -11,6 +11,8 @@
  *    at the text between chips highlights none;
  *  - the viewer zooms about the pointer (or the middle, for the keys), fits a small image at
  *    its own size, and saves and copies an image without boxes;
+ *  - the Find and Grounded Caption toggles are drawn in the accent colour when on, and the
+ *    composer names the one that is on while the question is typed;
  * Pointer motion, clicks and drags are the controllers' own signals, emitted as GTK would.
  */
 #include <json-glib/json-glib.h>
@@ -865,6 +867,110 @@ test_viewer_plain (void)
   gtk_window_destroy (GTK_WINDOW (viewer));
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The composer's helpers show when they are on
+ */
+
+/* The composer's toggle button with this icon. */
+static GtkWidget *
+mode_button (const char *icon)
+{
+  GtkWidget *b = find_button (GTK_WIDGET (composer ()), icon);
+
+  g_assert_nonnull (b);
+  g_assert_true (GTK_IS_TOGGLE_BUTTON (b));
+  return b;
+}
+
+/* How far the button's background, away from its icon, is from the accent colour: the mean
+ * colour of its left and right edges' middle. */
+static int
+accent_distance (GtkWidget *button)
+{
+  g_autofree char *path = g_build_filename (g_get_user_data_dir (), "button.png", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GdkTexture) texture = NULL;
+  g_autofree guchar *px = NULL;
+  GdkRGBA accent;
+  int w, h, sum[3] = { 0 }, n = 0, d = 0;
+
+  g_assert_true (ui_harness_render_png (button, path, &error));
+  texture = gdk_texture_new_from_filename (path, &error);
+  g_assert_no_error (error);
+  w = gdk_texture_get_width (texture);
+  h = gdk_texture_get_height (texture);
+  px = g_malloc ((gsize) w * h * 4);
+  gdk_texture_download (texture, px, (gsize) w * 4);
+  for (int y = h / 2 - 2; y <= h / 2 + 2; y++)
+    for (int x = 0; x < w; x++)
+      if (x > w / 8 && x < w / 4)
+        {
+          const guchar *p = px + ((gsize) y * w + x) * 4;  /* B, G, R, A */
+
+          sum[0] += p[2];
+          sum[1] += p[1];
+          sum[2] += p[0];
+          n++;
+        }
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  g_assert_true (gtk_style_context_lookup_color (gtk_widget_get_style_context (button),
+                                                 "accent_bg_color", &accent));
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  d = MAX (d, abs (sum[0] / n - (int) (accent.red * 255)));
+  d = MAX (d, abs (sum[1] / n - (int) (accent.green * 255)));
+  d = MAX (d, abs (sum[2] / n - (int) (accent.blue * 255)));
+  g_test_message ("%s: mean #%02x%02x%02x, accent distance %d",
+                  gtk_widget_get_tooltip_text (button), sum[0] / n, sum[1] / n, sum[2] / n, d);
+  return d;
+}
+
+static void
+test_helper_toggles (void)
+{
+  GtkWidget *find, *caption;
+
+  window_ready ();
+  find = mode_button ("find-location-symbolic");
+  caption = mode_button ("media-view-subtitles-symbolic");
+  /* GTK 4 draws a toggle button as a button node, :checked when on */
+  g_assert_cmpstr (gtk_widget_get_css_name (find), ==, "button");
+  app_composer_set_prompt_kind (composer (), APP_PROMPT_PLAIN);
+  app_composer_set_text (composer (), "");
+  ui_harness_spin (0.3);
+  g_assert_cmpint (accent_distance (find), >, 60);
+
+  /* Find on: its button in the accent colour, the other not */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.find-in-image",
+                                             NULL));
+  ui_harness_spin (0.3);
+  g_assert_true (gtk_widget_get_state_flags (find) & GTK_STATE_FLAG_CHECKED);
+  g_assert_cmpint (accent_distance (find), <, 16);
+  g_assert_cmpint (accent_distance (caption), >, 60);
+  g_assert_true (label_shows (GTK_WIDGET (composer ()), "What to find in the image"));
+
+  /* typing hides the placeholder: the helper is still named */
+  app_composer_set_text (composer (), "the giraffe at the back");
+  ui_harness_spin (0.2);
+  g_assert_false (label_shows (GTK_WIDGET (composer ()), "What to find in the image"));
+  g_assert_true (label_shows (GTK_WIDGET (composer ()), "Find in Image"));
+
+  /* the other helper: its name */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (main_window ()),
+                                             "win.grounded-caption", NULL));
+  ui_harness_spin (0.3);
+  g_assert_cmpint (accent_distance (caption), <, 16);
+  g_assert_cmpint (accent_distance (find), >, 60);
+  g_assert_true (label_shows (GTK_WIDGET (composer ()), "Grounded Caption"));
+  g_assert_false (label_shows (GTK_WIDGET (composer ()), "Find in Image"));
+
+  /* off: nothing named */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (main_window ()),
+                                             "win.grounded-caption", NULL));
+  ui_harness_spin (0.2);
+  g_assert_false (label_shows (GTK_WIDGET (composer ()), "Grounded Caption"));
+  app_composer_set_text (composer (), "");
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -886,6 +992,7 @@ main (int   argc,
   g_test_add_func ("/app/controls/chips", test_chips);
   g_test_add_func ("/app/controls/viewer-zoom", test_viewer_zoom);
   g_test_add_func ("/app/controls/viewer-plain", test_viewer_plain);
+  g_test_add_func ("/app/controls/helper-toggles", test_helper_toggles);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

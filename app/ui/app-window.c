@@ -20,6 +20,7 @@
 
 #include "app-composer.h"
 #include "app-config.h"
+#include "app-import-errors.h"
 #include "app-message-row.h"
 #include "app-preferences.h"
 
@@ -42,6 +43,7 @@ struct _AppWindow
   GHashTable *edits;             /* AppChat -> the AppMessage being edited in it */
   gboolean stick_to_bottom;
   guint scroll_idle;
+  AppImportErrors *import_errors;
 
   /* template */
   AdwToastOverlay *toast_overlay;
@@ -611,7 +613,7 @@ static void
 import_failed_cb (AppWindow  *self,
                   const char *message)
 {
-  toast (self, message);
+  app_import_errors_add (self->import_errors, message);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1374,6 +1376,7 @@ app_window_dispose (GObject *object)
   if (self->chat)
     g_signal_handlers_disconnect_by_data (self->chat, self);
   g_clear_handle_id (&self->scroll_idle, g_source_remove);
+  g_clear_object (&self->import_errors);
   g_clear_object (&self->generation);
   g_clear_object (&self->reply);
   g_clear_object (&self->reply_chat);
@@ -1456,6 +1459,7 @@ app_window_init (AppWindow *self)
   self->stick_to_bottom = TRUE;
   self->edits = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref,
                                        g_object_unref);
+  self->import_errors = app_import_errors_new (self->toast_overlay);
 
   drop = gtk_drop_target_new (G_TYPE_INVALID, GDK_ACTION_COPY);
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));

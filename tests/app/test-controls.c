@@ -13,6 +13,7 @@
  *    its own size, and saves and copies an image without boxes;
  *  - the Find and Grounded Caption toggles are drawn in the accent colour when on, and the
  *    composer names the one that is on while the question is typed;
+ *  - three files that cannot be added give one toast, whose Details list each file;
  * Pointer motion, clicks and drags are the controllers' own signals, emitted as GTK would.
  */
 #include <json-glib/json-glib.h>
@@ -971,6 +972,95 @@ test_helper_toggles (void)
   app_composer_set_text (composer (), "");
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Import errors: one toast for the lot
+ */
+
+static gboolean
+composer_idle (gpointer data)
+{
+  return !app_composer_is_importing (composer ());
+}
+
+/* The shown button under `root` labelled `label`. */
+static GtkWidget *
+find_labelled_button (GtkWidget  *root,
+                      const char *label)
+{
+  if (!gtk_widget_get_visible (root))
+    return NULL;
+  if (GTK_IS_BUTTON (root) && g_strcmp0 (gtk_button_get_label (GTK_BUTTON (root)), label) == 0)
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_labelled_button (c, label);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+static gboolean
+details_shown (gpointer data)
+{
+  GtkWidget **out = data;
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GObject) w = g_list_model_get_item (toplevels, i);
+
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        *out = GTK_WIDGET (w);
+    }
+  return *out != NULL;
+}
+
+static void
+test_import_errors (void)
+{
+  static const char *names[] = { "notes.txt", "empty.png", "gone.jpg" };
+  GSList *files = NULL;
+  GtkWidget *overlay, *details, *dialog = NULL;
+
+  window_ready ();
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *path = g_build_filename (g_get_user_data_dir (), names[i], NULL);
+
+      if (i == 0)
+        g_assert_true (g_file_set_contents (path, "Not an image, a shopping list.\n", -1, NULL));
+      else if (i == 1)
+        g_assert_true (g_file_set_contents (path, "", 0, NULL));
+      files = g_slist_append (files, g_file_new_for_path (path));
+    }
+  app_composer_add_files (composer (), files);
+  g_slist_free_full (files, g_object_unref);
+  ui_harness_wait (composer_idle, NULL, "the imports", TIMEOUT_S);
+  ui_harness_spin (0.5);
+
+  /* one toast says how many, with a button for the details */
+  overlay = ui_harness_find_widget (GTK_WIDGET (main_window ()), ADW_TYPE_TOAST_OVERLAY, 0);
+  g_assert_true (label_shows (overlay, "3 files could not be added"));
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    g_assert_false (label_shows (overlay, names[i]));
+  details = find_labelled_button (overlay, "_Details");
+  g_assert_nonnull (details);
+
+  /* Details: each file, and why */
+  g_signal_emit_by_name (details, "clicked");
+  ui_harness_wait (details_shown, &dialog, "the details", TIMEOUT_S);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    g_assert_true (label_shows (dialog, names[i]));
+  gtk_window_destroy (GTK_WINDOW (dialog));
+
+  /* and no other toast waits behind it */
+  ui_harness_spin (1);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    g_assert_false (label_shows (overlay, names[i]));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -993,6 +1083,7 @@ main (int   argc,
   g_test_add_func ("/app/controls/viewer-zoom", test_viewer_zoom);
   g_test_add_func ("/app/controls/viewer-plain", test_viewer_plain);
   g_test_add_func ("/app/controls/helper-toggles", test_helper_toggles);
+  g_test_add_func ("/app/controls/import-errors", test_import_errors);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

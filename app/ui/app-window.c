@@ -20,6 +20,7 @@
 
 #include "app-composer.h"
 #include "app-config.h"
+#include "app-drop-highlight.h"
 #include "app-import-errors.h"
 #include "app-message-row.h"
 #include "app-preferences.h"
@@ -44,6 +45,7 @@ struct _AppWindow
   gboolean stick_to_bottom;
   guint scroll_idle;
   AppImportErrors *import_errors;
+  AppDropHighlight *drop_highlight;
 
   /* template */
   AdwToastOverlay *toast_overlay;
@@ -1155,6 +1157,7 @@ drop_cb (GtkDropTarget *target,
          double         y,
          AppWindow     *self)
 {
+  app_drop_highlight_set_active (self->drop_highlight, FALSE);
   if (g_strcmp0 (gtk_stack_get_visible_child_name (self->main_stack), "chat") != 0)
     {
       toast (self, _("Open a model folder first, then drop images."));
@@ -1454,6 +1457,7 @@ app_window_init (AppWindow *self)
 {
   GtkDropTarget *drop;
   GType types[] = { GDK_TYPE_FILE_LIST, GDK_TYPE_TEXTURE };
+  GtkWidget *overlay, *content;
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->stick_to_bottom = TRUE;
@@ -1465,4 +1469,15 @@ app_window_init (AppWindow *self)
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));
   g_signal_connect (drop, "drop", G_CALLBACK (drop_cb), self);
   gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+
+  /* while images are dragged over the window, over everything it shows, what a drop does */
+  self->drop_highlight = app_drop_highlight_new ();
+  app_drop_highlight_track (self->drop_highlight, GTK_WIDGET (self),
+                            gtk_drop_target_get_formats (drop));
+  overlay = gtk_overlay_new ();
+  content = g_object_ref (adw_application_window_get_content (ADW_APPLICATION_WINDOW (self)));
+  adw_application_window_set_content (ADW_APPLICATION_WINDOW (self), overlay);
+  gtk_overlay_set_child (GTK_OVERLAY (overlay), content);
+  gtk_overlay_add_overlay (GTK_OVERLAY (overlay), GTK_WIDGET (self->drop_highlight));
+  g_object_unref (content);
 }

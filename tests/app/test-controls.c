@@ -14,6 +14,7 @@
  *  - the Find and Grounded Caption toggles are drawn in the accent colour when on, and the
  *    composer names the one that is on while the question is typed;
  *  - three files that cannot be added give one toast, whose Details list each file;
+ *  - a drag over the window shows where to drop, and hides when it leaves or drops.
  * Pointer motion, clicks and drags are the controllers' own signals, emitted as GTK would.
  */
 #include <json-glib/json-glib.h>
@@ -1061,6 +1062,77 @@ test_import_errors (void)
     g_assert_false (label_shows (overlay, names[i]));
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Drag and drop: the window says where images can go
+ */
+
+/* The first controller of `type` on the window. */
+static GtkEventController *
+window_controller (GType type)
+{
+  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (GTK_WIDGET (main_window ()));
+
+  GtkEventController *found = NULL;
+
+  for (guint i = 0; i < g_list_model_get_n_items (controllers) && !found; i++)
+    {
+      g_autoptr(GtkEventController) c = g_list_model_get_item (controllers, i);
+
+      if (G_TYPE_CHECK_INSTANCE_TYPE (c, type))
+        found = c;   /* the window keeps it */
+    }
+  return found;
+}
+
+static gboolean
+drop_hint_shown (void)
+{
+  return label_shows (GTK_WIDGET (main_window ()), "Drop images to ask about them");
+}
+
+static void
+test_drop_highlight (void)
+{
+  GtkEventController *motion, *drop;
+  g_autofree char *image = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
+                                             "multi_image_2.png", NULL);
+  g_autoptr(GFile) file = g_file_new_for_path (image);
+  GSList *files = g_slist_append (NULL, file);
+  g_auto(GValue) value = G_VALUE_INIT;
+  gboolean accepted = FALSE;
+
+  window_ready ();
+  app_composer_clear (composer ());
+  motion = window_controller (GTK_TYPE_DROP_CONTROLLER_MOTION);
+  drop = window_controller (GTK_TYPE_DROP_TARGET);
+  g_assert_nonnull (motion);
+  g_assert_nonnull (drop);
+  g_assert_false (drop_hint_shown ());
+
+  /* a drag comes over the window, and goes */
+  g_signal_emit_by_name (motion, "enter", 300.0, 200.0);
+  ui_harness_spin (0.2);
+  g_assert_true (drop_hint_shown ());
+  g_signal_emit_by_name (motion, "leave");
+  ui_harness_spin (0.2);
+  g_assert_false (drop_hint_shown ());
+
+  /* it comes again, and drops: the image is attached, the highlight gone */
+  g_signal_emit_by_name (motion, "enter", 300.0, 200.0);
+  ui_harness_spin (0.2);
+  g_assert_true (drop_hint_shown ());
+  g_value_init (&value, GDK_TYPE_FILE_LIST);
+  g_value_take_boxed (&value, gdk_file_list_new_from_list (files));
+  g_slist_free (files);
+  g_signal_emit_by_name (drop, "drop", &value, 300.0, 200.0, &accepted);
+  g_assert_true (accepted);
+  ui_harness_spin (0.2);
+  g_assert_false (drop_hint_shown ());
+  ui_harness_wait (composer_idle, NULL, "the dropped image", TIMEOUT_S);
+  g_assert_true (app_composer_has_images (composer ()));
+  app_composer_clear (composer ());
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1084,6 +1156,7 @@ main (int   argc,
   g_test_add_func ("/app/controls/viewer-plain", test_viewer_plain);
   g_test_add_func ("/app/controls/helper-toggles", test_helper_toggles);
   g_test_add_func ("/app/controls/import-errors", test_import_errors);
+  g_test_add_func ("/app/controls/drop-highlight", test_drop_highlight);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

@@ -46,6 +46,7 @@ struct _AppComposer
   GtkWidget *images;
   GtkTextView *text_view;
   GtkWidget *placeholder;
+  GtkWidget *mode_label;         /* the helper in use, shown while its question is typed */
   GtkWidget *attach_button;
   GtkWidget *caption_button;
   GtkWidget *find_button;
@@ -461,6 +462,19 @@ has_content (AppComposer *self)
  * Grounding helpers: a grounded caption, or Find (the phrase wrapped in a ref)
  */
 
+/* The placeholder says which helper is on until the person types; then this label does. */
+static void
+update_mode_label (AppComposer *self)
+{
+  GtkTextBuffer *buffer = gtk_text_view_get_buffer (self->text_view);
+
+  gtk_label_set_text (GTK_LABEL (self->mode_label),
+                      self->kind == APP_PROMPT_FIND ? _("Find in Image")
+                      : self->kind == APP_PROMPT_GROUNDED_CAPTION ? _("Grounded Caption") : "");
+  gtk_widget_set_visible (self->mode_label, self->kind != APP_PROMPT_PLAIN &&
+                                              gtk_text_buffer_get_char_count (buffer) > 0);
+}
+
 static void
 update_kind (AppComposer *self)
 {
@@ -484,6 +498,7 @@ update_kind (AppComposer *self)
       break;
     }
   gtk_label_set_text (GTK_LABEL (self->placeholder), placeholder);
+  update_mode_label (self);
   update_buttons (self);
   update_context (self);
 }
@@ -612,6 +627,7 @@ buffer_changed_cb (AppComposer *self)
   GtkTextBuffer *buffer = gtk_text_view_get_buffer (self->text_view);
 
   gtk_widget_set_visible (self->placeholder, gtk_text_buffer_get_char_count (buffer) == 0);
+  update_mode_label (self);
   update_buttons (self);
   g_signal_emit (self, signals[CHANGED], 0);
 }
@@ -781,6 +797,7 @@ mode_button (const char *icon,
   gtk_button_set_icon_name (GTK_BUTTON (b), icon);
   gtk_widget_add_css_class (b, "flat");
   gtk_widget_add_css_class (b, "circular");
+  gtk_widget_add_css_class (b, "mode-toggle");
   gtk_widget_set_valign (b, GTK_ALIGN_END);
   gtk_widget_set_tooltip_text (b, tooltip);
   gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL, name,
@@ -817,6 +834,15 @@ app_composer_init (AppComposer *self)
                                        GTK_SCROLLED_WINDOW (strip))), GTK_SCROLL_NATURAL);
   g_object_bind_property (self->images, "visible", strip, "visible", G_BINDING_SYNC_CREATE);
   gtk_box_append (GTK_BOX (self->box), strip);
+
+  self->mode_label = gtk_label_new (NULL);
+  gtk_label_set_xalign (GTK_LABEL (self->mode_label), 0);
+  gtk_widget_set_margin_start (self->mode_label, 14);
+  gtk_widget_set_margin_top (self->mode_label, 8);
+  gtk_widget_add_css_class (self->mode_label, "composer-mode");
+  gtk_widget_add_css_class (self->mode_label, "caption-heading");
+  gtk_widget_set_visible (self->mode_label, FALSE);
+  gtk_box_append (GTK_BOX (self->box), self->mode_label);
 
   row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_widget_set_margin_start (row, 6);

@@ -39,6 +39,7 @@ struct _AppGroundingView
   int hovered;        /* under the pointer, -1 off every box */
   double zoom;
   int natural_height;
+  gboolean fit_upscale;
 };
 
 G_DEFINE_FINAL_TYPE (AppGroundingView, app_grounding_view, GTK_TYPE_WIDGET)
@@ -71,6 +72,8 @@ image_rect (AppGroundingView *self,
     s = self->zoom;
   else
     s = MIN (width / tw, height / th);
+  if (self->zoom <= 0 && !self->fit_upscale)
+    s = MIN (s, 1);
   if (s <= 0)
     return FALSE;
   graphene_rect_init (out, MAX (0, (width - tw * s) / 2), MAX (0, (height - th * s) / 2),
@@ -485,6 +488,16 @@ app_grounding_view_set_natural_height (AppGroundingView *self,
   gtk_widget_queue_resize (GTK_WIDGET (self));
 }
 
+void
+app_grounding_view_set_fit_upscale (AppGroundingView *self,
+                                    gboolean          upscale)
+{
+  g_return_if_fail (APP_IS_GROUNDING_VIEW (self));
+
+  self->fit_upscale = !!upscale;
+  gtk_widget_queue_draw (GTK_WIDGET (self));
+}
+
 gboolean
 app_grounding_view_get_image_bounds (AppGroundingView *self,
                                      graphene_rect_t  *bounds)
@@ -554,6 +567,7 @@ app_grounding_view_init (AppGroundingView *self)
 
   self->highlight = -1;
   self->hovered = -1;
+  self->fit_upscale = TRUE;
   g_signal_connect (motion, "motion", G_CALLBACK (motion_cb), self);
   g_signal_connect (motion, "leave", G_CALLBACK (leave_cb), self);
   gtk_widget_add_controller (GTK_WIDGET (self), motion);

@@ -41,6 +41,10 @@ double            app_grounding_view_get_zoom        (AppGroundingView *self);
  * own size). */
 void              app_grounding_view_set_natural_height (AppGroundingView *self,
                                                       int               height);
+/* When fitting, whether an image smaller than the widget is drawn larger than its own size
+ * (TRUE, the default) or at 100 %. */
+void              app_grounding_view_set_fit_upscale (AppGroundingView *self,
+                                                      gboolean          upscale);
 
 /* Where the image and box `box` of refs[ref] are drawn, in widget coordinates. FALSE when
  * there is no such box or no image yet. */

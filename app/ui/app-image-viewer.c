@@ -3,12 +3,17 @@
  *
  * The picture is decoded off the main thread like every image of the app, with EXIF orientation
  * applied, so it is the picture the model saw and the boxes land where the model meant. It
- * opens fitted to the window; the zoom buttons, Ctrl+scroll and Ctrl+plus/minus/0 zoom it in
- * a scrolled view, the boxes following. Escape closes the window.
+ * opens fitted to the window, never drawn larger than its own size; the zoom buttons,
+ * Ctrl+scroll and Ctrl+plus/minus/0 zoom it in a scrolled view, the boxes following. Zooming
+ * keeps the point under the pointer where it is (Ctrl+scroll), or the one in the middle of the
+ * window (keys and buttons). The menu saves a copy of the image file or copies the picture,
+ * and with boxes saves the picture with them or copies them. Escape closes the window.
  */
 #include "app-image-viewer.h"
 
 #include <glib/gi18n.h>
+#include <math.h>
+#include <string.h>
 
 #include "app-grounding-view.h"
 #include "app-thumbnail.h"
@@ -26,10 +31,13 @@ struct _AppImageViewer
   AdwWindowTitle *title;
   GtkStack *stack;
   AdwStatusPage *error_page;
-  GtkWidget *boxes_menu;
+  AdwToastOverlay *toasts;
+  GtkWidget *menu_button;
   GtkWidget *zoom_label;
   char *path;
   char *answer;
+  gboolean has_pointer;          /* over the picture, at (pointer_x, pointer_y) of the scroller */
+  double pointer_x, pointer_y;
 };
 
 G_DEFINE_FINAL_TYPE (AppImageViewer, app_image_viewer, ADW_TYPE_WINDOW)
@@ -62,14 +70,73 @@ update_zoom (AppImageViewer *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.zoom-fit", !fit);
 }
 
+/* The scrolled area of one axis after zooming: the view takes the larger of the zoomed image
+ * and the viewport, with the image centred in it (see the grounding view's image_rect), and
+ * the point of the image at `image_pos` (its pixels) goes to `at` of the viewport. */
+static void
+place_axis (GtkAdjustment *adj,
+            double         viewport,
+            double         image_size,
+            double         image_pos,
+            double         at)
+{
+  double content = MAX (image_size, viewport);
+  double origin = (content - image_size) / 2;
+
+  gtk_adjustment_configure (adj, CLAMP (origin + image_pos - at, 0, content - viewport), 0,
+                            content, viewport * 0.1, viewport * 0.9, viewport);
+}
+
+void
+app_image_viewer_zoom_at (AppImageViewer *self,
+                          double          zoom,
+                          double          x,
+                          double          y)
+{
+  GdkTexture *texture;
+  graphene_rect_t image;
+  graphene_point_t p;
+  double scale, u, v, width, height;
+
+  g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
+
+  zoom = zoom > 0 ? CLAMP (zoom, ZOOM_MIN, ZOOM_MAX) : 0;
+  texture = app_grounding_view_get_texture (self->view);
+  width = gtk_widget_get_width (GTK_WIDGET (self->scroller));
+  height = gtk_widget_get_height (GTK_WIDGET (self->scroller));
+  /* the image's point there, in its own pixels, before the zoom changes */
+  if (zoom == 0 || !texture || width <= 0 || height <= 0 ||
+      !app_grounding_view_get_image_bounds (self->view, &image) ||
+      !gtk_widget_compute_point (GTK_WIDGET (self->scroller), GTK_WIDGET (self->view),
+                                 &GRAPHENE_POINT_INIT (x, y), &p))
+    {
+      app_grounding_view_set_zoom (self->view, zoom);
+      update_zoom (self);
+      return;
+    }
+  scale = image.size.width / gdk_texture_get_width (texture);
+  u = CLAMP ((p.x - image.origin.x) / scale, 0, gdk_texture_get_width (texture));
+  v = CLAMP ((p.y - image.origin.y) / scale, 0, gdk_texture_get_height (texture));
+
+  app_grounding_view_set_zoom (self->view, zoom);
+  update_zoom (self);
+  /* The viewport keeps a value it is given when the bounds allow it: set the bounds the new
+   * size will have, with the value that puts the point back under (x, y). The scroll bars
+   * overlay the picture, so the viewport is the scroller's size. */
+  place_axis (gtk_scrolled_window_get_hadjustment (self->scroller), width,
+              ceil (gdk_texture_get_width (texture) * zoom), u * zoom, x);
+  place_axis (gtk_scrolled_window_get_vadjustment (self->scroller), height,
+              ceil (gdk_texture_get_height (texture) * zoom), v * zoom, y);
+}
+
 void
 app_image_viewer_set_zoom (AppImageViewer *self,
                            double          zoom)
 {
   g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
 
-  app_grounding_view_set_zoom (self->view, zoom > 0 ? CLAMP (zoom, ZOOM_MIN, ZOOM_MAX) : 0);
-  update_zoom (self);
+  app_image_viewer_zoom_at (self, zoom, gtk_widget_get_width (GTK_WIDGET (self->scroller)) / 2.0,
+                            gtk_widget_get_height (GTK_WIDGET (self->scroller)) / 2.0);
 }
 
 static void
@@ -89,6 +156,24 @@ zoom_action (GtkWidget  *widget,
     app_image_viewer_set_zoom (self, 0);
 }
 
+static void
+pointer_motion_cb (GtkEventControllerMotion *motion,
+                   double                    x,
+                   double                    y,
+                   AppImageViewer           *self)
+{
+  self->has_pointer = TRUE;
+  self->pointer_x = x;
+  self->pointer_y = y;
+}
+
+static void
+pointer_leave_cb (GtkEventControllerMotion *motion,
+                  AppImageViewer           *self)
+{
+  self->has_pointer = FALSE;
+}
+
 static gboolean
 scroll_cb (GtkEventControllerScroll *scroll,
            double                    dx,
@@ -97,11 +182,126 @@ scroll_cb (GtkEventControllerScroll *scroll,
 {
   GdkModifierType state =
     gtk_event_controller_get_current_event_state (GTK_EVENT_CONTROLLER (scroll));
+  double zoom;
 
   if (!(state & GDK_CONTROL_MASK) || dy == 0)
     return FALSE;
-  app_image_viewer_set_zoom (self, current_zoom (self) * (dy < 0 ? ZOOM_STEP : 1 / ZOOM_STEP));
+  zoom = current_zoom (self) * (dy < 0 ? ZOOM_STEP : 1 / ZOOM_STEP);
+  if (self->has_pointer)
+    app_image_viewer_zoom_at (self, zoom, self->pointer_x, self->pointer_y);
+  else
+    app_image_viewer_set_zoom (self, zoom);
   return TRUE;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Save and copy
+ */
+
+static void
+toast (AppImageViewer *self,
+       const char     *text)
+{
+  g_autofree char *markup = g_markup_escape_text (text, -1);
+
+  adw_toast_overlay_add_toast (self->toasts, adw_toast_new (markup));
+}
+
+static void
+copy_image_action (GtkWidget  *widget,
+                   const char *name,
+                   GVariant   *param)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (widget);
+  GdkTexture *texture = app_grounding_view_get_texture (self->view);
+
+  if (!texture)
+    return;
+  gdk_clipboard_set_texture (gtk_widget_get_clipboard (widget), texture);
+  toast (self, _("Image copied"));
+}
+
+static void
+saved_cb (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  g_autoptr(AppImageViewer) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (g_file_copy_finish (G_FILE (source), result, &error))
+    {
+      toast (self, _("Image saved"));
+    }
+  else
+    {
+      g_autofree char *message = g_strdup_printf (_("The image could not be saved: %s"),
+                                                  error->message);
+
+      toast (self, message);
+    }
+}
+
+void
+app_image_viewer_save_to (AppImageViewer *self,
+                          GFile          *destination)
+{
+  g_autoptr(GFile) source = NULL;
+
+  g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
+  g_return_if_fail (G_IS_FILE (destination));
+
+  /* the file as it was attached, byte for byte; the chooser asked before replacing */
+  source = g_file_new_for_path (self->path);
+  g_file_copy_async (source, destination, G_FILE_COPY_OVERWRITE, G_PRIORITY_DEFAULT, NULL,
+                     NULL, NULL, saved_cb, g_object_ref (self));
+}
+
+static void
+save_response_cb (GtkNativeDialog *dialog,
+                  int              response,
+                  AppImageViewer  *self)
+{
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr(GFile) destination = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+
+      if (destination)
+        app_image_viewer_save_to (self, destination);
+    }
+  g_object_unref (dialog);
+  g_object_unref (self);
+}
+
+static void
+save_image_action (GtkWidget  *widget,
+                   const char *name,
+                   GVariant   *param)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (widget);
+  GtkFileChooserNative *chooser =
+    gtk_file_chooser_native_new (_("Save Image"), GTK_WINDOW (self),
+                                 GTK_FILE_CHOOSER_ACTION_SAVE, _("_Save"), _("_Cancel"));
+  const char *ext = strrchr (self->path, '.');
+  /* TRANSLATORS: the suggested file name of a saved image, before its extension */
+  g_autofree char *suggested = g_strconcat (_("Image"), ext && !strchr (ext, '/') ? ext : "",
+                                            NULL);
+
+  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), suggested);
+  g_signal_connect (chooser, "response", G_CALLBACK (save_response_cb), g_object_ref (self));
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
+}
+
+/* Ctrl+S: the picture with its boxes when there are some, else the image. */
+static gboolean
+save_shortcut_cb (GtkWidget *widget,
+                  GVariant  *args,
+                  gpointer   user_data)
+{
+  if (APP_IMAGE_VIEWER (widget)->answer &&
+      gtk_widget_activate_action (widget, "viewer.save-boxes", NULL))
+    return TRUE;
+  return gtk_widget_activate_action (widget, "viewer.save-image", NULL);
 }
 
 static void
@@ -136,10 +336,33 @@ loaded_cb (GObject      *source,
       return;
     }
   app_grounding_view_set_texture (self->view, texture);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-image", TRUE);
   size = g_strdup_printf (_("%d × %d pixels"), gdk_texture_get_width (texture),
                           gdk_texture_get_height (texture));
   adw_window_title_set_subtitle (self->title, size);
   gtk_stack_set_visible_child_name (self->stack, "picture");
+}
+
+/* The image's own entries, then those of its boxes when it has some. */
+static void
+update_menu (AppImageViewer *self,
+             gboolean        boxes)
+{
+  g_autoptr(GMenu) menu = g_menu_new ();
+  g_autoptr(GMenu) image = g_menu_new ();
+
+  g_menu_append (image, _("_Save Image As…"), "viewer.save-image");
+  g_menu_append (image, _("_Copy Image"), "viewer.copy-image");
+  g_menu_append_section (menu, NULL, G_MENU_MODEL (image));
+  if (boxes)
+    {
+      g_autoptr(GMenu) with_boxes = g_menu_new ();
+
+      g_menu_append (with_boxes, _("_Save Image with Boxes…"), "viewer.save-boxes");
+      g_menu_append (with_boxes, _("_Copy Boxes as JSON"), "viewer.copy-boxes");
+      g_menu_append_section (menu, NULL, G_MENU_MODEL (with_boxes));
+    }
+  gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (self->menu_button), G_MENU_MODEL (menu));
 }
 
 AppImageViewer *
@@ -172,7 +395,7 @@ app_image_viewer_set_answer (AppImageViewer *self,
   app_grounding_view_set_highlight (self->view, highlight);
   grounding = app_grounding_view_get_grounding (self->view);
   boxes = grounding && grounding->n_boxes > 0;
-  gtk_widget_set_visible (self->boxes_menu, boxes);
+  update_menu (self, boxes);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-boxes", boxes);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.save-boxes", boxes);
 }
@@ -206,7 +429,7 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
     { GDK_KEY_plus, "viewer.zoom-in" }, { GDK_KEY_equal, "viewer.zoom-in" },
     { GDK_KEY_KP_Add, "viewer.zoom-in" }, { GDK_KEY_minus, "viewer.zoom-out" },
     { GDK_KEY_KP_Subtract, "viewer.zoom-out" }, { GDK_KEY_0, "viewer.zoom-fit" },
-    { GDK_KEY_1, "viewer.zoom-original" }, { GDK_KEY_s, "viewer.save-boxes" },
+    { GDK_KEY_1, "viewer.zoom-original" }, { GDK_KEY_c, "viewer.copy-image" },
   };
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
@@ -218,9 +441,13 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
     gtk_widget_class_install_action (widget_class, actions[i].name, NULL,
                                      g_str_has_suffix (actions[i].name, "-boxes")
                                        ? export_action : zoom_action);
+  gtk_widget_class_install_action (widget_class, "viewer.save-image", NULL, save_image_action);
+  gtk_widget_class_install_action (widget_class, "viewer.copy-image", NULL, copy_image_action);
   for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
     gtk_widget_class_add_binding_action (widget_class, keys[i].key, GDK_CONTROL_MASK,
                                          keys[i].action, NULL);
+  gtk_widget_class_add_binding (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, save_shortcut_cb,
+                                NULL);
 }
 
 static GtkWidget *
@@ -243,8 +470,7 @@ app_image_viewer_init (AppImageViewer *self)
   GtkWidget *header = adw_header_bar_new ();
   GtkWidget *zoom = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 2);
   GtkWidget *overlay = adw_toast_overlay_new ();
-  GtkEventController *scroll;
-  g_autoptr(GMenu) menu = g_menu_new ();
+  GtkEventController *scroll, *motion;
 
   gtk_window_set_title (GTK_WINDOW (self), _("Image"));
   gtk_window_set_default_size (GTK_WINDOW (self), 900, 700);
@@ -265,16 +491,13 @@ app_image_viewer_init (AppImageViewer *self)
                                                  _("Best Fit")));
   adw_header_bar_pack_start (ADW_HEADER_BAR (header), zoom);
 
-  g_menu_append (menu, _("_Save Image with Boxes…"), "viewer.save-boxes");
-  g_menu_append (menu, _("_Copy Boxes as JSON"), "viewer.copy-boxes");
-  self->boxes_menu = gtk_menu_button_new ();
-  gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (self->boxes_menu), "view-more-symbolic");
-  gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (self->boxes_menu), G_MENU_MODEL (menu));
-  gtk_widget_set_tooltip_text (self->boxes_menu, _("Boxes"));
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->boxes_menu),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Boxes"), -1);
-  gtk_widget_set_visible (self->boxes_menu, FALSE);
-  adw_header_bar_pack_end (ADW_HEADER_BAR (header), self->boxes_menu);
+  self->menu_button = gtk_menu_button_new ();
+  gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (self->menu_button), "view-more-symbolic");
+  gtk_widget_set_tooltip_text (self->menu_button, _("Image Menu"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->menu_button),
+                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Image menu"), -1);
+  update_menu (self, FALSE);
+  adw_header_bar_pack_end (ADW_HEADER_BAR (header), self->menu_button);
   gtk_box_append (GTK_BOX (box), header);
 
   self->stack = GTK_STACK (gtk_stack_new ());
@@ -283,6 +506,7 @@ app_image_viewer_init (AppImageViewer *self)
   gtk_spinner_start (GTK_SPINNER (gtk_stack_get_child_by_name (self->stack, "loading")));
 
   self->view = app_grounding_view_new ();
+  app_grounding_view_set_fit_upscale (self->view, FALSE);
   gtk_accessible_update_property (GTK_ACCESSIBLE (self->view), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                   _("Image"), -1);
   self->scroller = GTK_SCROLLED_WINDOW (gtk_scrolled_window_new ());
@@ -291,6 +515,10 @@ app_image_viewer_init (AppImageViewer *self)
   gtk_event_controller_set_propagation_phase (scroll, GTK_PHASE_CAPTURE);
   g_signal_connect (scroll, "scroll", G_CALLBACK (scroll_cb), self);
   gtk_widget_add_controller (GTK_WIDGET (self->scroller), scroll);
+  motion = gtk_event_controller_motion_new ();
+  g_signal_connect (motion, "motion", G_CALLBACK (pointer_motion_cb), self);
+  g_signal_connect (motion, "leave", G_CALLBACK (pointer_leave_cb), self);
+  gtk_widget_add_controller (GTK_WIDGET (self->scroller), motion);
   gtk_stack_add_named (self->stack, GTK_WIDGET (self->scroller), "picture");
 
   self->error_page = ADW_STATUS_PAGE (adw_status_page_new ());
@@ -301,6 +529,8 @@ app_image_viewer_init (AppImageViewer *self)
   gtk_box_append (GTK_BOX (box), GTK_WIDGET (self->stack));
   adw_toast_overlay_set_child (ADW_TOAST_OVERLAY (overlay), box);
   adw_window_set_content (ADW_WINDOW (self), overlay);
+  self->toasts = ADW_TOAST_OVERLAY (overlay);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-image", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-boxes", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.save-boxes", FALSE);
   update_zoom (self);

@@ -18,9 +18,20 @@ AppImageViewer  *app_image_viewer_new          (GtkWindow       *parent,
 void             app_image_viewer_set_answer   (AppImageViewer  *self,
                                                 const char      *answer,
                                                 int              highlight);
-/* 0 fits the image to the window; otherwise logical pixels per image pixel. */
+/* 0 fits the image to the window; otherwise logical pixels per image pixel. The point in the
+ * middle of the window stays where it is. */
 void             app_image_viewer_set_zoom     (AppImageViewer  *self,
                                                 double           zoom);
+/* The same, keeping the picture's point at (x, y) of the picture's area (under the pointer, for
+ * Ctrl+scroll) where it is, as far as the picture's edges allow. */
+void             app_image_viewer_zoom_at      (AppImageViewer  *self,
+                                                double           zoom,
+                                                double           x,
+                                                double           y);
+/* Writes a copy of the image file, as it was attached, to `destination` (what Save Image As…
+ * does once the person chose it), and says in a toast how it went. */
+void             app_image_viewer_save_to      (AppImageViewer  *self,
+                                                GFile           *destination);
 AppGroundingView *app_image_viewer_get_view    (AppImageViewer  *self);
 
 G_END_DECLS

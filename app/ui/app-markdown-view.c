@@ -90,8 +90,151 @@ on_activate_link (GtkLabel   *label,
   return TRUE;
 }
 
-/* Grounding chips are links (see app-grounding.h); the label knows which one is under the
- * pointer once its own motion handler, which runs first, has looked. */
+/* ------------------------------------------------------------------------------------------
+ * Grounding chips under the pointer
+ *
+ * Chips are links (see app-grounding.h). GTK 4.8 says which link has the keyboard cursor
+ * (gtk_label_get_current_uri) but not which one is under the pointer, so each label keeps the
+ * ranges of its chips in its text, read from the markup it was given the way GtkLabel reads
+ * it, and the pointer's position goes through the label's Pango layout to a byte of that text.
+ */
+
+typedef struct
+{
+  int start, end;       /* bytes of the label's text */
+  int chip;
+} ChipRange;
+
+typedef struct
+{
+  GArray *ranges;       /* ChipRange */
+  int text_len;
+  int open;             /* the chip of the link being read, -1 outside chips */
+  int open_start;
+  int depth;            /* of elements inside that link */
+} ChipParse;
+
+static void
+chip_start_element (GMarkupParseContext  *context,
+                    const char           *element,
+                    const char          **names,
+                    const char          **values,
+                    gpointer              user_data,
+                    GError              **error)
+{
+  ChipParse *p = user_data;
+
+  if (p->depth > 0)
+    {
+      p->depth++;
+      return;
+    }
+  if (!g_str_equal (element, "a"))
+    return;
+  p->depth = 1;
+  p->open = -1;
+  p->open_start = p->text_len;
+  for (guint i = 0; names[i]; i++)
+    if (g_str_equal (names[i], "href"))
+      p->open = app_grounding_ref_from_uri (values[i]);
+}
+
+static void
+chip_end_element (GMarkupParseContext  *context,
+                  const char           *element,
+                  gpointer              user_data,
+                  GError              **error)
+{
+  ChipParse *p = user_data;
+
+  if (p->depth == 0 || --p->depth > 0)
+    return;
+  if (p->open >= 0 && p->text_len > p->open_start)
+    {
+      ChipRange r = { p->open_start, p->text_len, p->open };
+
+      g_array_append_val (p->ranges, r);
+    }
+  p->open = -1;
+}
+
+static void
+chip_text (GMarkupParseContext  *context,
+           const char           *text,
+           gsize                 len,
+           gpointer              user_data,
+           GError              **error)
+{
+  ChipParse *p = user_data;
+
+  /* entities come decoded: the length is that of the label's text */
+  p->text_len += (int) len;
+}
+
+/* The chips of a label's markup, or NULL when it has none. */
+static GArray *
+chip_ranges (const char *markup)
+{
+  static const GMarkupParser parser = { chip_start_element, chip_end_element, chip_text,
+                                        NULL, NULL };
+  ChipParse p = { NULL, 0, -1, 0, 0 };
+  g_autoptr(GMarkupParseContext) context = NULL;
+
+  if (!strstr (markup, APP_GROUNDING_SCHEME ":"))
+    return NULL;
+  p.ranges = g_array_new (FALSE, FALSE, sizeof (ChipRange));
+  context = g_markup_parse_context_new (&parser, 0, &p, NULL);
+  if (!g_markup_parse_context_parse (context, "<markup>", -1, NULL) ||
+      !g_markup_parse_context_parse (context, markup, -1, NULL) ||
+      !g_markup_parse_context_parse (context, "</markup>", -1, NULL) ||
+      !g_markup_parse_context_end_parse (context, NULL) || p.ranges->len == 0)
+    g_clear_pointer (&p.ranges, g_array_unref);
+  return p.ranges;
+}
+
+#define DATA_CHIP_RANGES "app-md-chip-ranges"
+
+/* Every label of the view takes its markup here, so its chips are known.
+ * Text with links (grounding chips too) is not selectable: GTK moves Tab from link to link
+ * only in a label that is not, and a selectable label takes one Tab stop for all its links,
+ * selecting its text. Text without links stays selectable, with one stop. */
+static void
+label_set_markup (GtkWidget  *label,
+                  const char *markup)
+{
+  gtk_label_set_markup (GTK_LABEL (label), markup);
+  gtk_label_set_selectable (GTK_LABEL (label), strstr (markup, "<a ") == NULL);
+  g_object_set_data_full (G_OBJECT (label), DATA_CHIP_RANGES, chip_ranges (markup),
+                          (GDestroyNotify) g_array_unref);
+}
+
+/* The chip at (x, y) of the label, or -1: on its text, not beside a line's end. */
+static int
+chip_at (GtkLabel *label,
+         double    x,
+         double    y)
+{
+  GArray *ranges = g_object_get_data (G_OBJECT (label), DATA_CHIP_RANGES);
+  PangoLayout *layout;
+  int lx, ly, index, trailing;
+
+  if (!ranges)
+    return -1;
+  layout = gtk_label_get_layout (label);
+  gtk_label_get_layout_offsets (label, &lx, &ly);
+  if (!pango_layout_xy_to_index (layout, (int) ((x - lx) * PANGO_SCALE),
+                                 (int) ((y - ly) * PANGO_SCALE), &index, &trailing))
+    return -1;
+  for (guint i = 0; i < ranges->len; i++)
+    {
+      const ChipRange *r = &g_array_index (ranges, ChipRange, i);
+
+      if (index >= r->start && index < r->end)
+        return r->chip;
+    }
+  return -1;
+}
+
 static void
 set_hovered_chip (GtkWidget *label,
                   int        chip)
@@ -111,8 +254,7 @@ label_motion_cb (GtkEventControllerMotion *motion,
                  double                    y,
                  GtkLabel                 *label)
 {
-  set_hovered_chip (GTK_WIDGET (label),
-                    app_grounding_ref_from_uri (gtk_label_get_current_uri (label)));
+  set_hovered_chip (GTK_WIDGET (label), chip_at (label, x, y));
 }
 
 static void
@@ -122,24 +264,13 @@ label_leave_cb (GtkEventControllerMotion *motion,
   set_hovered_chip (GTK_WIDGET (label), -1);
 }
 
-/* Text with links (grounding chips too) is not selectable: GTK moves Tab from link to link
- * only in a label that is not, and a selectable label takes one Tab stop for all its links,
- * selecting its text. Text without links stays selectable, with one stop. */
-static void
-label_set_markup (GtkLabel   *label,
-                  const char *markup)
-{
-  gtk_label_set_markup (label, markup);
-  gtk_label_set_selectable (label, strstr (markup, "<a ") == NULL);
-}
-
 static GtkWidget *
 markup_label_new (const char *markup)
 {
   GtkWidget *label = gtk_label_new (NULL);
   GtkEventController *motion = gtk_event_controller_motion_new ();
 
-  label_set_markup (GTK_LABEL (label), markup);
+  label_set_markup (label, markup);
   gtk_label_set_wrap (GTK_LABEL (label), TRUE);
   gtk_label_set_wrap_mode (GTK_LABEL (label), PANGO_WRAP_WORD_CHAR);
   gtk_label_set_xalign (GTK_LABEL (label), 0.0f);
@@ -232,6 +363,8 @@ code_block_new (const AppMdBlock *block)
   button = gtk_button_new_from_icon_name ("edit-copy-symbolic");
   gtk_widget_add_css_class (button, "flat");
   gtk_widget_add_css_class (button, "md-code-copy");
+  /* in a conversation, a button that took the focus would have the list scroll to its row */
+  gtk_widget_set_focus_on_click (button, FALSE);
   gtk_widget_set_valign (button, GTK_ALIGN_CENTER);
   gtk_widget_set_tooltip_text (button, _("Copy"));
   gtk_accessible_update_property (GTK_ACCESSIBLE (button),
@@ -393,11 +526,11 @@ table_cell_set (GtkWidget        *label,
     {
       g_autofree char *header = g_strconcat ("<b>", cell, "</b>", NULL);
 
-      label_set_markup (GTK_LABEL (label), header);
+      label_set_markup (label, header);
     }
   else
     {
-      label_set_markup (GTK_LABEL (label), cell);
+      label_set_markup (label, cell);
     }
 
   /* the header's bottom line is the same as the body's lines: only the last row has none */
@@ -646,13 +779,13 @@ update_block (GtkWidget        *widget,
   switch (block->kind)
     {
     case APP_MD_PARAGRAPH:
-      label_set_markup (GTK_LABEL (widget), block->markup);
+      label_set_markup (widget, block->markup);
       return TRUE;
 
     case APP_MD_HEADING:
       if (old->level != block->level)
         return FALSE;
-      label_set_markup (GTK_LABEL (widget), block->markup);
+      label_set_markup (widget, block->markup);
       return TRUE;
 
     case APP_MD_CODE:

@@ -18,6 +18,7 @@
  */
 #include "app-message-row.h"
 
+#include <adwaita.h>
 #include <glib/gi18n.h>
 
 #include "app-grounding.h"
@@ -591,12 +592,38 @@ update_images (AppMessageRow *self)
   gtk_widget_set_visible (self->images, images && images[0]);
 }
 
+#define DATA_COPIED_TOAST "app-copied-toast"
+
+static void
+copied_dismissed_cb (AdwToast  *toast,
+                     GtkWidget *overlay)
+{
+  if (g_object_get_data (G_OBJECT (overlay), DATA_COPIED_TOAST) == toast)
+    g_object_set_data (G_OBJECT (overlay), DATA_COPIED_TOAST, NULL);
+}
+
+/* Copying says so in a toast, one at a time: a second copy replaces the first toast instead of
+ * queueing behind it. */
 static void
 copy_clicked_cb (AppMessageRow *self)
 {
-  if (self->message)
-    gdk_clipboard_set_text (gtk_widget_get_clipboard (GTK_WIDGET (self)),
-                            app_message_get_text (self->message));
+  GtkWidget *overlay = gtk_widget_get_ancestor (GTK_WIDGET (self), ADW_TYPE_TOAST_OVERLAY);
+  AdwToast *previous, *toast;
+
+  if (!self->message)
+    return;
+  gdk_clipboard_set_text (gtk_widget_get_clipboard (GTK_WIDGET (self)),
+                          app_message_get_text (self->message));
+  if (!overlay)
+    return;
+  previous = g_object_get_data (G_OBJECT (overlay), DATA_COPIED_TOAST);
+  if (previous)
+    adw_toast_dismiss (previous);
+  toast = adw_toast_new (_("Message copied"));
+  adw_toast_set_timeout (toast, 2);
+  g_object_set_data (G_OBJECT (overlay), DATA_COPIED_TOAST, toast);
+  g_signal_connect (toast, "dismissed", G_CALLBACK (copied_dismissed_cb), overlay);
+  adw_toast_overlay_add_toast (ADW_TOAST_OVERLAY (overlay), toast);
 }
 
 AppMessage *
@@ -703,6 +730,8 @@ icon_button (const char *icon,
   gtk_widget_add_css_class (b, "flat");
   gtk_widget_add_css_class (b, "circular");
   gtk_widget_add_css_class (b, "message-action");
+  /* a button that took the focus would have the list scroll its row into view */
+  gtk_widget_set_focus_on_click (b, FALSE);
   gtk_widget_set_tooltip_text (b, tooltip);
   gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL, label, -1);
   return b;

@@ -20,6 +20,8 @@
 
 #include "app-composer.h"
 #include "app-config.h"
+#include "app-drop-highlight.h"
+#include "app-import-errors.h"
 #include "app-message-row.h"
 #include "app-preferences.h"
 
@@ -42,6 +44,8 @@ struct _AppWindow
   GHashTable *edits;             /* AppChat -> the AppMessage being edited in it */
   gboolean stick_to_bottom;
   guint scroll_idle;
+  AppImportErrors *import_errors;
+  AppDropHighlight *drop_highlight;
 
   /* template */
   AdwToastOverlay *toast_overlay;
@@ -192,7 +196,10 @@ scroll_value_changed_cb (GtkAdjustment *adj,
 }
 
 /* The list view knows the heights of the rows it has measured only, so its adjustment can
- * end before the last row does: bring the last row in first, then go to the very end. */
+ * end before the last row does. Going to the end of what it knows has it measure the rows
+ * there; their heights move the end, scroll_changed_cb brings the view there again, until the
+ * last row is in. (GTK 4.8's "list.scroll-to-item" to a row not measured yet sends the view
+ * to the top instead: a long chat opened at its first message.) */
 static gboolean
 scroll_to_end_idle (gpointer data)
 {
@@ -203,8 +210,6 @@ scroll_to_end_idle (gpointer data)
   self->scroll_idle = 0;
   if (!self->stick_to_bottom || n == 0)
     return G_SOURCE_REMOVE;
-  gtk_widget_activate_action (GTK_WIDGET (self->message_list), "list.scroll-to-item", "u",
-                              n - 1);
   gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
                                    gtk_adjustment_get_page_size (adj));
   return G_SOURCE_REMOVE;
@@ -217,16 +222,13 @@ scroll_to_end (AppWindow *self)
     self->scroll_idle = g_idle_add_full (G_PRIORITY_LOW, scroll_to_end_idle, self, NULL);
 }
 
+/* Not at once: the list view changes its adjustment while it lays its rows out, deaf to the
+ * value meanwhile, so a value set here would move the scroll bar and not the rows. */
 static void
 scroll_changed_cb (GtkAdjustment *adj,
                    AppWindow     *self)
 {
-  if (self->stick_to_bottom)
-    {
-      gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
-                                       gtk_adjustment_get_page_size (adj));
-      scroll_to_end (self);
-    }
+  scroll_to_end (self);
 }
 
 static gboolean
@@ -621,7 +623,7 @@ static void
 import_failed_cb (AppWindow  *self,
                   const char *message)
 {
-  toast (self, message);
+  app_import_errors_add (self->import_errors, message);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1164,6 +1166,7 @@ drop_cb (GtkDropTarget *target,
          double         y,
          AppWindow     *self)
 {
+  app_drop_highlight_set_active (self->drop_highlight, FALSE);
   if (g_strcmp0 (gtk_stack_get_visible_child_name (self->main_stack), "chat") != 0)
     {
       toast (self, _("Open a model folder first, then drop images."));
@@ -1392,6 +1395,7 @@ app_window_dispose (GObject *object)
   if (self->chat)
     g_signal_handlers_disconnect_by_data (self->chat, self);
   g_clear_handle_id (&self->scroll_idle, g_source_remove);
+  g_clear_object (&self->import_errors);
   g_clear_object (&self->generation);
   g_clear_object (&self->reply);
   g_clear_object (&self->reply_chat);
@@ -1473,14 +1477,27 @@ app_window_init (AppWindow *self)
 {
   GtkDropTarget *drop;
   GType types[] = { GDK_TYPE_FILE_LIST, GDK_TYPE_TEXTURE };
+  GtkWidget *overlay, *content;
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->stick_to_bottom = TRUE;
   self->edits = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref,
                                        g_object_unref);
+  self->import_errors = app_import_errors_new (self->toast_overlay);
 
   drop = gtk_drop_target_new (G_TYPE_INVALID, GDK_ACTION_COPY);
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));
   g_signal_connect (drop, "drop", G_CALLBACK (drop_cb), self);
   gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+
+  /* while images are dragged over the window, over everything it shows, what a drop does */
+  self->drop_highlight = app_drop_highlight_new ();
+  app_drop_highlight_track (self->drop_highlight, GTK_WIDGET (self),
+                            gtk_drop_target_get_formats (drop));
+  overlay = gtk_overlay_new ();
+  content = g_object_ref (adw_application_window_get_content (ADW_APPLICATION_WINDOW (self)));
+  adw_application_window_set_content (ADW_APPLICATION_WINDOW (self), overlay);
+  gtk_overlay_set_child (GTK_OVERLAY (overlay), content);
+  gtk_overlay_add_overlay (GTK_OVERLAY (overlay), GTK_WIDGET (self->drop_highlight));
+  g_object_unref (content);
 }

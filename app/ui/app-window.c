@@ -2,11 +2,12 @@
  *
  * The conversation is the current chat's GListModel of messages shown in a GtkListView: sending
  * appends the question and an empty answer, and the engine fills the answer in place, so the
- * list never rebuilds while text streams in. The window follows the engine's state: a welcome
- * page until a model folder is chosen, a progress page while it loads, the chat when it is
- * ready. Chats are saved after every question and every finished answer, and every few seconds
- * while an answer streams, so a crash keeps what it wrote; closing the window or quitting while
- * an answer is written stops it and saves it as interrupted, to be continued later. Deleting a
+ * list never rebuilds while text streams in. The chats can be read whatever the model is
+ * doing: its state (none, loading, failed) is a banner above the conversation, and a welcome
+ * page takes the conversation's place only on a first start, with no chat and no model. Chats
+ * are saved after every question and every finished answer, and every few seconds while an
+ * answer streams, so a crash keeps what it wrote; closing the window or quitting while an
+ * answer is written stops it and saves it as interrupted, to be continued later. Deleting a
  * chat can be undone until its toast goes away.
  *
  * Nothing sent is replaced: editing a question puts it in the composer (what was being written
@@ -21,6 +22,7 @@
 #include "app-composer.h"
 #include "app-config.h"
 #include "app-message-row.h"
+#include "app-model-banner.h"
 #include "app-preferences.h"
 
 struct _AppWindow
@@ -56,8 +58,9 @@ struct _AppWindow
   AdwWindowTitle *chat_title;
   GtkStack *main_stack;
   AdwStatusPage *welcome_page;
-  AdwStatusPage *loading_page;
-  GtkProgressBar *load_progress;
+  GtkWidget *welcome_button;
+  GtkWidget *welcome_retry_button;
+  AppModelBanner *model_banner;
   GtkStack *chat_stack;
   GtkScrolledWindow *message_scroller;
   GtkListView *message_list;
@@ -73,6 +76,7 @@ G_DEFINE_FINAL_TYPE (AppWindow, app_window, ADW_TYPE_APPLICATION_WINDOW)
 static void set_chat (AppWindow *self, AppChat *chat);
 static void update_actions (AppWindow *self);
 static void set_draft_key (AppWindow *self, AppChat *chat);
+static void update_send (AppWindow *self);
 
 /* A toast's title is Pango markup: file names and chat titles are shown as they are. */
 static void
@@ -101,61 +105,92 @@ save_chat (AppWindow *self,
 }
 
 /* ------------------------------------------------------------------------------------------
- * The engine's state decides the page
+ * The model's state: a banner over the chats, or the welcome page on a first start
  */
+
+/* The welcome page, when there is nothing to read yet: what to do to start, or what to do
+ * about the folder that failed. */
+static void
+update_welcome (AppWindow *self,
+                AppEngineState state)
+{
+  g_autofree char *folder = g_settings_get_string (self->settings, "model-folder");
+  g_autofree char *text = NULL;
+
+  if (state == APP_ENGINE_FAILED)
+    {
+      const char *advice = app_engine_get_error_advice (self->engine);
+
+      text = g_markup_printf_escaped ("%s\n\n<small>%s</small>", advice ? advice : "",
+                                      app_engine_get_error (self->engine));
+      adw_status_page_set_icon_name (self->welcome_page, "dialog-warning-symbolic");
+      adw_status_page_set_title (self->welcome_page, _("The Model Could Not Be Loaded"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_button), _("_Choose Another Folder…"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_retry_button), _("_Try Again"));
+    }
+  else
+    {
+      text = g_markup_printf_escaped (
+        "%s%s", folder[0] ? _("Loading the model was cancelled. ") : "",
+        _("Sightline answers questions about your images with DeepSeek-VL2, on this computer "
+          "and offline. To start, download a model folder such as "
+          "deepseek-ai/deepseek-vl2-tiny (6.7 GB) from Hugging Face, then open it here."));
+      adw_status_page_set_icon_name (self->welcome_page, APP_ID);
+      adw_status_page_set_title (self->welcome_page, _("Welcome to Sightline"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_button), _("_Open Model Folder…"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_retry_button), _("_Load Model"));
+    }
+  adw_status_page_set_description (self->welcome_page, text);
+  gtk_widget_set_visible (self->welcome_retry_button, folder[0] != '\0');
+}
 
 static void
 update_page (AppWindow *self)
 {
   AppEngineState state = app_engine_get_state (self->engine);
-  g_autofree char *folder = g_settings_get_string (self->settings, "model-folder");
   const char *name = app_engine_get_model_name (self->engine);
+  guint n_chats = g_list_model_get_n_items (app_chat_store_get_chats (self->store));
 
-  switch (state)
+  if (n_chats == 0 && (state == APP_ENGINE_EMPTY || state == APP_ENGINE_FAILED))
     {
-    case APP_ENGINE_LOADING:
-      gtk_stack_set_visible_child_name (self->main_stack, "loading");
-      adw_status_page_set_description (self->loading_page, folder);
-      break;
-    case APP_ENGINE_READY:
-    case APP_ENGINE_BUSY:
-      gtk_stack_set_visible_child_name (self->main_stack, "chat");
-      break;
-    case APP_ENGINE_FAILED:
-      {
-        g_autofree char *text =
-          g_strdup_printf (_("The model in “%s” could not be loaded: %s\n\nChoose a folder "
-                             "with a DeepSeek-VL2 checkpoint: config.json, tokenizer.json and "
-                             "the .safetensors weights."),
-                           folder, app_engine_get_error (self->engine));
-
-        adw_status_page_set_title (self->welcome_page, _("The Model Could Not Be Loaded"));
-        adw_status_page_set_description (self->welcome_page, text);
-        gtk_stack_set_visible_child_name (self->main_stack, "welcome");
-      }
-      break;
-    case APP_ENGINE_EMPTY:
-    default:
-      adw_status_page_set_title (self->welcome_page, _("Welcome to Sightline"));
-      adw_status_page_set_description (
-        self->welcome_page,
-        _("Sightline answers questions about your images with DeepSeek-VL2, on this computer "
-          "and offline. It needs a model: download a checkpoint folder such as "
-          "deepseek-ai/deepseek-vl2-tiny (6.7 GB) from Hugging Face, then open it here."));
+      update_welcome (self, state);
       gtk_stack_set_visible_child_name (self->main_stack, "welcome");
-      break;
+    }
+  else
+    {
+      gtk_stack_set_visible_child_name (self->main_stack, "chat");
     }
   adw_window_title_set_subtitle (self->chat_title, state == APP_ENGINE_READY ||
                                                        state == APP_ENGINE_BUSY ? name : NULL);
-  app_composer_set_can_send (self->composer, state == APP_ENGINE_READY);
+  update_send (self);
   update_actions (self);
 }
 
+/* Sending needs the model, idle: the send button says why it cannot. */
 static void
-load_progress_cb (AppWindow *self)
+update_send (AppWindow *self)
 {
-  gtk_progress_bar_set_fraction (self->load_progress,
-                                 app_engine_get_load_progress (self->engine));
+  const char *reason = NULL;
+
+  switch (app_engine_get_state (self->engine))
+    {
+    case APP_ENGINE_EMPTY:
+      reason = _("No model is loaded: open a model folder to ask questions");
+      break;
+    case APP_ENGINE_LOADING:
+      reason = _("The model is loading");
+      break;
+    case APP_ENGINE_FAILED:
+      reason = _("The model could not be loaded: choose another folder");
+      break;
+    case APP_ENGINE_BUSY:
+    case APP_ENGINE_READY:
+    default:
+      break;
+    }
+  app_composer_set_cannot_send_reason (self->composer, reason);
+  app_composer_set_can_send (self->composer, app_engine_get_state (self->engine) ==
+                                               APP_ENGINE_READY);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -784,6 +819,8 @@ update_actions (AppWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.show-version", !generating);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.delete-current", self->chat != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.rename-current", n > 0);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.cancel-load",
+                                 app_engine_get_state (self->engine) == APP_ENGINE_LOADING);
 }
 
 static void
@@ -894,6 +931,22 @@ open_model_action (GtkWidget  *widget,
   AppWindow *self = APP_WINDOW (widget);
 
   app_choose_model_folder (GTK_WINDOW (self), self->settings);
+}
+
+static void
+cancel_load_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  app_application_cancel_load (APP_WINDOW (widget)->app);
+}
+
+static void
+reload_model_action (GtkWidget  *widget,
+                     const char *name,
+                     GVariant   *param)
+{
+  app_application_load_model (APP_WINDOW (widget)->app);
 }
 
 /* Writes the answer at the position again, as a new version beside the old one. */
@@ -1224,7 +1277,7 @@ app_window_open_files (AppWindow  *self,
   adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
   app_composer_focus (self->composer);
 
-  /* Without a model the welcome page hides the chat; the images wait in its composer. */
+  /* Without a model the images wait in the chat's composer; the banner says what to do. */
   state = app_engine_get_state (self->engine);
   if (state == APP_ENGINE_EMPTY || state == APP_ENGINE_FAILED)
     toast (self, g_dngettext (GETTEXT_PACKAGE,
@@ -1310,6 +1363,9 @@ app_window_new (AppApplication *app)
                             G_CALLBACK (chat_selected_cb), self);
   g_signal_connect_swapped (self->chat_filter, "items-changed", G_CALLBACK (select_current),
                             self);
+  /* the welcome page is for when there is no chat */
+  g_signal_connect_object (app_chat_store_get_chats (self->store), "items-changed",
+                           G_CALLBACK (update_page), self, G_CONNECT_SWAPPED);
   g_signal_connect_swapped (self->search_entry, "search-changed",
                             G_CALLBACK (search_changed_cb), self);
   gtk_search_bar_set_key_capture_widget (self->search_bar, GTK_WIDGET (self->sidebar));
@@ -1343,10 +1399,11 @@ app_window_new (AppApplication *app)
 
   g_signal_connect_object (self->engine, "notify::state", G_CALLBACK (update_page), self,
                            G_CONNECT_SWAPPED);
-  g_signal_connect_object (self->engine, "notify::load-progress", G_CALLBACK (load_progress_cb),
-                           self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->engine, "notify::error-advice", G_CALLBACK (update_page), self,
+                           G_CONNECT_SWAPPED);
   g_signal_connect_object (self->settings, "changed::model-folder", G_CALLBACK (update_page),
                            self, G_CONNECT_SWAPPED);
+  app_model_banner_set_engine (self->model_banner, self->engine, self->settings);
 
   chats = app_chat_store_get_chats (self->store);
   if (g_list_model_get_n_items (chats) > 0)
@@ -1402,6 +1459,7 @@ app_window_class_init (AppWindowClass *klass)
   window_class->close_request = app_window_close_request;
 
   g_type_ensure (APP_TYPE_COMPOSER);
+  g_type_ensure (APP_TYPE_MODEL_BANNER);
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/sightline/Sightline/app-window.ui");
   gtk_widget_class_bind_template_child (widget_class, AppWindow, toast_overlay);
@@ -1416,8 +1474,9 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_title);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, main_stack);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_page);
-  gtk_widget_class_bind_template_child (widget_class, AppWindow, loading_page);
-  gtk_widget_class_bind_template_child (widget_class, AppWindow, load_progress);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_button);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_retry_button);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, model_banner);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_stack);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_scroller);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_list);
@@ -1437,6 +1496,8 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.continue", "u", continue_action);
   gtk_widget_class_install_action (widget_class, "win.show-version", "(uu)",
                                    show_version_action);
+  gtk_widget_class_install_action (widget_class, "win.cancel-load", NULL, cancel_load_action);
+  gtk_widget_class_install_action (widget_class, "win.reload-model", NULL, reload_model_action);
   gtk_widget_class_install_action (widget_class, "win.edit-message", "u", edit_message_action);
   gtk_widget_class_install_action (widget_class, "win.cancel-edit", NULL, cancel_edit_action);
   gtk_widget_class_install_action (widget_class, "win.rename-chat", "s", rename_chat_action);

@@ -4,11 +4,12 @@
  * appends the question and an empty answer, and the engine fills the answer in place, so the
  * list never rebuilds while text streams in. The chats can be read whatever the model is
  * doing: its state (none, loading, failed) is a banner above the conversation, and a welcome
- * page takes the conversation's place only on a first start, with no chat and no model. Chats
- * are saved after every question and every finished answer, and every few seconds while an
- * answer streams, so a crash keeps what it wrote; closing the window or quitting while an
- * answer is written stops it and saves it as interrupted, to be continued later. Deleting a
- * chat can be undone until its toast goes away.
+ * page takes the conversation's place only on a first start, with no chat and no model. An
+ * answer belongs to its chat: another chat shows no Stop for it, and the sidebar marks the chat
+ * that is answering. Chats are saved after every question and every finished answer, and every
+ * few seconds while an answer streams, so a crash keeps what it wrote; closing the window or
+ * quitting while an answer is written stops it and saves it as interrupted, to be continued
+ * later. Deleting a chat can be undone until its toast goes away.
  *
  * Nothing sent is replaced: editing a question puts it in the composer (what was being written
  * there waits) and sending it adds a new version beside the old one, while cancelling leaves
@@ -40,7 +41,7 @@ struct _AppWindow
   AppChat *chat;                 /* current */
   GCancellable *generation;      /* while an answer is being written */
   AppMessage *reply;
-  AppChat *reply_chat;           /* the chat of that answer */
+  AppChat *reply_chat;           /* the chat of that answer, the "answering-chat" */
   GHashTable *edits;             /* AppChat -> the AppMessage being edited in it */
   gboolean stick_to_bottom;
   guint scroll_idle;
@@ -72,6 +73,14 @@ struct _AppWindow
 #define AUTOSAVE_SECONDS 2
 
 G_DEFINE_FINAL_TYPE (AppWindow, app_window, ADW_TYPE_APPLICATION_WINDOW)
+
+enum {
+  PROP_0,
+  PROP_ANSWERING_CHAT,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 static void set_chat (AppWindow *self, AppChat *chat);
 static void update_actions (AppWindow *self);
@@ -184,6 +193,9 @@ update_send (AppWindow *self)
       reason = _("The model could not be loaded: choose another folder");
       break;
     case APP_ENGINE_BUSY:
+      if (self->reply_chat != self->chat)
+        reason = _("Sightline is answering in another chat: wait for it, or stop it there");
+      break;
     case APP_ENGINE_READY:
     default:
       break;
@@ -308,6 +320,24 @@ select_current (AppWindow *self)
   gtk_single_selection_set_selected (self->chat_selection, GTK_INVALID_LIST_POSITION);
 }
 
+/* An answer's Stop is shown with its chat only. */
+static void
+update_generating (AppWindow *self)
+{
+  app_composer_set_generating (self->composer,
+                               self->generation && self->reply_chat == self->chat);
+  update_send (self);
+  update_actions (self);
+}
+
+static void
+set_answering (AppWindow *self,
+               AppChat   *chat)
+{
+  if (g_set_object (&self->reply_chat, chat))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ANSWERING_CHAT]);
+}
+
 static void
 set_chat (AppWindow *self,
           AppChat   *chat)
@@ -332,6 +362,7 @@ set_chat (AppWindow *self,
 
   select_current (self);
   update_chat_view (self);
+  update_generating (self);
 }
 
 static AppChat *
@@ -380,9 +411,8 @@ reply_state_cb (AppMessage *reply,
     {
       g_clear_object (&self->generation);
       g_clear_object (&self->reply);
-      g_clear_object (&self->reply_chat);
-      app_composer_set_generating (self->composer, FALSE);
-      update_actions (self);
+      set_answering (self, NULL);
+      update_generating (self);
     }
   if (state == APP_MESSAGE_COMPLETE)
     notify_finished (self, reply);
@@ -516,10 +546,9 @@ run_answer (AppWindow  *self,
 
   self->generation = g_cancellable_new ();
   self->reply = g_object_ref (reply);
-  self->reply_chat = g_object_ref (self->chat);
+  set_answering (self, self->chat);
   self->stick_to_bottom = TRUE;
-  app_composer_set_generating (self->composer, TRUE);
-  update_actions (self);
+  update_generating (self);
 
   g->window = g_object_ref (self);
   g->chat = g_object_ref (self->chat);
@@ -637,10 +666,11 @@ send_cb (AppWindow *self)
   start_answer (self);
 }
 
+/* Stops the answer in view, never one of another chat. */
 static void
 stop_cb (AppWindow *self)
 {
-  if (self->generation)
+  if (self->generation && self->reply_chat == self->chat)
     g_cancellable_cancel (self->generation);
 }
 
@@ -687,6 +717,55 @@ chat_selected_cb (AppWindow *self)
     }
 }
 
+/* Choosing a chat shows it, the one already selected too: in a narrow window the list and
+ * the conversation take turns, and a selection that does not change says nothing. */
+static void
+open_chat (AppWindow *self,
+           AppChat   *chat)
+{
+  if (!chat)
+    return;
+  set_chat (self, chat);
+  adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
+}
+
+static void
+chat_activated_cb (GtkListView *list,
+                   guint        position,
+                   AppWindow   *self)
+{
+  g_autoptr(AppChat) chat = g_list_model_get_item (G_LIST_MODEL (self->chat_selection),
+                                                   position);
+
+  open_chat (self, chat);
+}
+
+static void
+chat_row_released_cb (GtkGestureClick *gesture,
+                      int              n_press,
+                      double           x,
+                      double           y,
+                      GtkListItem     *item)
+{
+  GtkWidget *row = gtk_event_controller_get_widget (GTK_EVENT_CONTROLLER (gesture));
+  AppWindow *self = APP_WINDOW (gtk_widget_get_root (row));
+
+  open_chat (self, gtk_list_item_get_item (item));
+}
+
+/* The spinner of the chat that is answering. */
+static void
+update_row_answering (GtkListItem *item,
+                      GParamSpec  *pspec,
+                      AppWindow   *self)
+{
+  GtkWidget *spinner = g_object_get_data (G_OBJECT (item), "answering");
+  gboolean answering = self->reply_chat && gtk_list_item_get_item (item) == self->reply_chat;
+
+  gtk_widget_set_visible (spinner, answering);
+  gtk_spinner_set_spinning (GTK_SPINNER (spinner), answering);
+}
+
 static void
 chat_row_setup_cb (GtkSignalListItemFactory *factory,
                    GtkListItem              *item,
@@ -694,12 +773,22 @@ chat_row_setup_cb (GtkSignalListItemFactory *factory,
 {
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   GtkWidget *label = gtk_label_new (NULL);
+  GtkWidget *spinner = gtk_spinner_new ();
   GtkWidget *menu_button = gtk_menu_button_new ();
+  GtkGesture *click = gtk_gesture_click_new ();
 
   gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
   gtk_label_set_xalign (GTK_LABEL (label), 0);
   gtk_widget_set_hexpand (label, TRUE);
   gtk_box_append (GTK_BOX (box), label);
+  gtk_widget_set_visible (spinner, FALSE);
+  gtk_widget_set_tooltip_text (spinner, _("Answering"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (spinner), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  _("Answering"), -1);
+  gtk_box_append (GTK_BOX (box), spinner);
+  g_object_set_data (G_OBJECT (item), "answering", spinner);
+  g_signal_connect_object (click, "released", G_CALLBACK (chat_row_released_cb), item, 0);
+  gtk_widget_add_controller (box, GTK_EVENT_CONTROLLER (click));
   gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (menu_button), "view-more-symbolic");
   gtk_widget_add_css_class (menu_button, "flat");
   gtk_widget_set_tooltip_text (menu_button, _("Chat Menu"));
@@ -730,6 +819,9 @@ chat_row_bind_cb (GtkSignalListItemFactory *factory,
   gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (menu_button), G_MENU_MODEL (menu));
   binding = g_object_bind_property (chat, "title", label, "label", G_BINDING_SYNC_CREATE);
   g_object_set_data (G_OBJECT (item), "binding", binding);
+  g_signal_connect_object (self, "notify::answering-chat", G_CALLBACK (update_row_answering),
+                           item, G_CONNECT_SWAPPED);
+  update_row_answering (item, NULL, self);
 }
 
 static void
@@ -742,6 +834,7 @@ chat_row_unbind_cb (GtkSignalListItemFactory *factory,
   if (binding)
     g_binding_unbind (binding);
   g_object_set_data (G_OBJECT (item), "binding", NULL);
+  g_signal_handlers_disconnect_by_func (self, update_row_answering, item);
 }
 
 static AppChat *
@@ -811,7 +904,8 @@ update_actions (AppWindow *self)
 
       last_is_answer = app_message_get_role (last) == APP_ROLE_ASSISTANT;
     }
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop", generating);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop",
+                                 generating && self->reply_chat == self->chat);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.regenerate", ready && !generating);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.continue",
                                  ready && !generating && last_is_answer);
@@ -1154,7 +1248,7 @@ delete_chat (AppWindow *self,
 
   if (!chat)
     return;
-  if (chat == self->chat && self->generation)
+  if (chat == self->reply_chat && self->generation)
     g_cancellable_cancel (self->generation);
   title = g_markup_printf_escaped (_("“%s” deleted"), app_chat_get_title (chat));
   d = g_new0 (PendingDelete, 1);
@@ -1363,6 +1457,7 @@ app_window_new (AppApplication *app)
                             G_CALLBACK (chat_selected_cb), self);
   g_signal_connect_swapped (self->chat_filter, "items-changed", G_CALLBACK (select_current),
                             self);
+  g_signal_connect (self->chat_list, "activate", G_CALLBACK (chat_activated_cb), self);
   /* the welcome page is for when there is no chat */
   g_signal_connect_object (app_chat_store_get_chats (self->store), "items-changed",
                            G_CALLBACK (update_page), self, G_CONNECT_SWAPPED);
@@ -1449,6 +1544,24 @@ app_window_dispose (GObject *object)
 }
 
 static void
+app_window_get_property (GObject    *object,
+                         guint       prop_id,
+                         GValue     *value,
+                         GParamSpec *pspec)
+{
+  AppWindow *self = APP_WINDOW (object);
+
+  switch (prop_id)
+    {
+    case PROP_ANSWERING_CHAT:
+      g_value_set_object (value, self->reply_chat);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_window_class_init (AppWindowClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
@@ -1456,7 +1569,14 @@ app_window_class_init (AppWindowClass *klass)
   GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
 
   object_class->dispose = app_window_dispose;
+  object_class->get_property = app_window_get_property;
   window_class->close_request = app_window_close_request;
+
+  /* the chat whose answer is being written, NULL when none is */
+  properties[PROP_ANSWERING_CHAT] =
+    g_param_spec_object ("answering-chat", NULL, NULL, APP_TYPE_CHAT,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   g_type_ensure (APP_TYPE_COMPOSER);
   g_type_ensure (APP_TYPE_MODEL_BANNER);

@@ -22,6 +22,7 @@
 
 #include "app-composer.h"
 #include "app-config.h"
+#include "app-export.h"
 #include "app-message-row.h"
 #include "app-model-banner.h"
 #include "app-preferences.h"
@@ -810,12 +811,22 @@ chat_row_bind_cb (GtkSignalListItemFactory *factory,
   g_autoptr(GMenu) menu = g_menu_new ();
   g_autoptr(GMenuItem) rename = g_menu_item_new (_("_Rename…"), NULL);
   g_autoptr(GMenuItem) delete = g_menu_item_new (_("_Delete"), NULL);
+  g_autoptr(GMenu) exports = g_menu_new ();
+  g_autoptr(GMenuItem) markdown = g_menu_item_new (_("Export as _Markdown…"), NULL);
+  g_autoptr(GMenuItem) json = g_menu_item_new (_("Export as _JSON…"), NULL);
   GBinding *binding;
 
   g_menu_item_set_action_and_target (rename, "win.rename-chat", "s", app_chat_get_id (chat));
   g_menu_item_set_action_and_target (delete, "win.delete-chat", "s", app_chat_get_id (chat));
   g_menu_append_item (menu, rename);
   g_menu_append_item (menu, delete);
+  g_menu_item_set_action_and_target (markdown, "win.export-chat", "(ss)", app_chat_get_id (chat),
+                                     "markdown");
+  g_menu_item_set_action_and_target (json, "win.export-chat", "(ss)", app_chat_get_id (chat),
+                                     "json");
+  g_menu_append_item (exports, markdown);
+  g_menu_append_item (exports, json);
+  g_menu_append_section (menu, NULL, G_MENU_MODEL (exports));
   gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (menu_button), G_MENU_MODEL (menu));
   binding = g_object_bind_property (chat, "title", label, "label", G_BINDING_SYNC_CREATE);
   g_object_set_data (G_OBJECT (item), "binding", binding);
@@ -913,6 +924,7 @@ update_actions (AppWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.show-version", !generating);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.delete-current", self->chat != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.rename-current", n > 0);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.export-current", n > 0);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.cancel-load",
                                  app_engine_get_state (self->engine) == APP_ENGINE_LOADING);
 }
@@ -1041,6 +1053,66 @@ reload_model_action (GtkWidget  *widget,
                      GVariant   *param)
 {
   app_application_load_model (APP_WINDOW (widget)->app);
+}
+
+/* Export */
+
+static void
+export_done_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(AppWindow) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *where = app_export_finish (result, &error);
+
+  if (where)
+    {
+      g_autofree char *msg = g_strdup_printf (_("Chat exported to “%s”"), where);
+
+      toast (self, msg);
+    }
+  else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_autofree char *msg = g_strdup_printf (_("The chat could not be exported: %s"),
+                                              error->message);
+
+      toast (self, msg);
+    }
+}
+
+static void
+export_chat (AppWindow  *self,
+             AppChat    *chat,
+             const char *format)
+{
+  if (!chat)
+    return;
+  app_export_run (GTK_WINDOW (self), self->store, chat,
+                  g_str_equal (format, "json") ? APP_EXPORT_JSON : APP_EXPORT_MARKDOWN,
+                  export_done_cb, g_object_ref (self));
+}
+
+static void
+export_chat_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  const char *id, *format;
+
+  g_variant_get (param, "(&s&s)", &id, &format);
+  export_chat (self, find_chat (self, id), format);
+}
+
+static void
+export_current_action (GtkWidget  *widget,
+                       const char *name,
+                       GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  export_chat (self, self->chat, g_variant_get_string (param, NULL));
 }
 
 /* Writes the answer at the position again, as a new version beside the old one. */
@@ -1618,6 +1690,9 @@ app_window_class_init (AppWindowClass *klass)
                                    show_version_action);
   gtk_widget_class_install_action (widget_class, "win.cancel-load", NULL, cancel_load_action);
   gtk_widget_class_install_action (widget_class, "win.reload-model", NULL, reload_model_action);
+  gtk_widget_class_install_action (widget_class, "win.export-chat", "(ss)", export_chat_action);
+  gtk_widget_class_install_action (widget_class, "win.export-current", "s",
+                                   export_current_action);
   gtk_widget_class_install_action (widget_class, "win.edit-message", "u", edit_message_action);
   gtk_widget_class_install_action (widget_class, "win.cancel-edit", NULL, cancel_edit_action);
   gtk_widget_class_install_action (widget_class, "win.rename-chat", "s", rename_chat_action);

@@ -4,8 +4,10 @@
  * why it cannot send), not a Stop button, Escape there does not stop A, and the sidebar marks
  * A as answering; back in A, Stop stops it. While the model reads a question's images, the
  * answer shows a progress bar saying which image and tile it is on. In a narrow window,
- * choosing the chat already selected (click or Enter) goes back to the conversation.
+ * choosing the chat already selected (click or Enter) goes back to the conversation. And a
+ * chat exported from its menu as Markdown (its images copied beside it) and as JSON.
  */
+#include <json-glib/json-glib.h>
 #include <string.h>
 
 #include "app-composer.h"
@@ -14,6 +16,8 @@
 
 #define TIMEOUT_S 120
 #define FIXTURE_ID "a6032475-84ba-4cf4-9cb2-2b99a75b6b26"
+#define GIRAFFES "e315513b79cbf2387da8a27f06ced62351c2f8f98823c49e2202b75a52c4b055.png"
+#define CORN "59363d52805cc6e80f53ead82b6a3ee564f30bddcf891bc3ac60c5d8a2f54cc2.png"
 
 static AppApplication *app;
 static char *home;
@@ -351,6 +355,138 @@ test_narrow (void)
   wait_for (unfolded, NULL, "the window to unfold");
 }
 
+static GtkFileChooser *
+save_dialog (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GObject) w = g_list_model_get_item (toplevels, i);
+
+      if (GTK_IS_FILE_CHOOSER_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        return GTK_FILE_CHOOSER (w);
+    }
+  return NULL;
+}
+
+static gboolean
+dialog_shown (gpointer data)
+{
+  return save_dialog () != NULL;
+}
+
+static gboolean
+file_written (gpointer path)
+{
+  return g_file_test (path, G_FILE_TEST_IS_REGULAR);
+}
+
+static gboolean
+in_folder (GtkFileChooser *dialog,
+           GFile          *folder)
+{
+  g_autoptr(GFile) current = gtk_file_chooser_get_current_folder (dialog);
+
+  return current && g_file_equal (current, folder);
+}
+
+/* Answers the save dialog: `name` in the test's folder. */
+static char *
+save_as (const char *name)
+{
+  g_autoptr(GFile) folder = g_file_new_for_path (home);
+  g_autoptr(GtkWidget) held = NULL;
+  GtkFileChooser *dialog;
+
+  wait_for (dialog_shown, NULL, "the save dialog");
+  /* held: the dialog goes with its GtkFileChooserNative once it has answered */
+  dialog = save_dialog ();
+  held = g_object_ref (GTK_WIDGET (dialog));
+  g_assert_cmpint (gtk_file_chooser_get_action (dialog), ==, GTK_FILE_CHOOSER_ACTION_SAVE);
+  /* The dialog goes to its folder as it opens, and answers once it has read the folder (it
+   * checks the name against it): choose the folder and Export until it does, as a person
+   * would. */
+  for (int i = 0; i < 10 && gtk_widget_get_visible (GTK_WIDGET (dialog)); i++)
+    {
+      ui_harness_spin (0.5);
+      if (!in_folder (dialog, folder))
+        {
+          g_autoptr(GError) error = NULL;
+
+          g_assert_true (gtk_file_chooser_set_current_folder (dialog, folder, &error));
+          g_assert_no_error (error);
+          gtk_file_chooser_set_current_name (dialog, name);
+          continue;
+        }
+      gtk_dialog_response (GTK_DIALOG (dialog), GTK_RESPONSE_ACCEPT);
+      for (int k = 0; k < 50 && gtk_widget_get_visible (GTK_WIDGET (dialog)); k++)
+        ui_harness_spin (0.1);
+    }
+  g_assert_false (gtk_widget_get_visible (GTK_WIDGET (dialog)));
+  return g_build_filename (home, name, NULL);
+}
+
+static void
+assert_same_file (const char *a,
+                  const char *b)
+{
+  g_autofree char *x = NULL, *y = NULL;
+  gsize nx, ny;
+
+  g_assert_true (g_file_get_contents (a, &x, &nx, NULL));
+  g_assert_true (g_file_get_contents (b, &y, &ny, NULL));
+  g_assert_cmpmem (x, nx, y, ny);
+}
+
+/* 4. Export from the chat's menu: Markdown with the images beside it, and JSON. */
+static void
+test_export (void)
+{
+  AppChat *chat = find_chat (FIXTURE_ID);
+  g_autofree char *md_path = NULL;
+  g_autofree char *json_path = NULL;
+  g_autofree char *md = NULL;
+  g_autofree char *corn = NULL, *giraffes = NULL;
+  g_autofree char *store_corn = app_chat_store_get_image_path (store (), CORN);
+  g_autofree char *store_giraffes = app_chat_store_get_image_path (store (), GIRAFFES);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) error = NULL;
+  JsonObject *root;
+
+  /* the sidebar row's menu: Markdown */
+  g_assert_true (gtk_widget_activate_action (window (), "win.export-chat", "(ss)", FIXTURE_ID,
+                                             "markdown"));
+  md_path = save_as ("Corn and giraffes.md");
+  wait_for (file_written, md_path, "the Markdown file");
+  g_assert_true (g_file_get_contents (md_path, &md, NULL, NULL));
+  g_test_message ("%s", md);
+  g_assert_true (g_str_has_prefix (md, "# What is this?\n"));
+  g_assert_nonnull (strstr (md, "\n## You\n\n![Image 1](Corn%20and%20giraffes%20images/image-1.png)"
+                                "\n\nWhat is this?\n"));
+  g_assert_nonnull (strstr (md, "\n## Sightline\n\nThree ears of sweet corn, one of them husked.\n"));
+  g_assert_nonnull (strstr (md, "![Image 2](Corn%20and%20giraffes%20images/image-2.png)"));
+  g_assert_nonnull (strstr (md, "Two giraffes stand on a sunny savanna lawn."));
+  g_assert_null (strstr (md, "<|"));
+  corn = g_build_filename (home, "Corn and giraffes images", "image-1.png", NULL);
+  giraffes = g_build_filename (home, "Corn and giraffes images", "image-2.png", NULL);
+  assert_same_file (corn, store_corn);
+  assert_same_file (giraffes, store_giraffes);
+
+  /* the main menu, for the chat shown: JSON, the chat file's content */
+  select_chat (chat);
+  g_assert_true (gtk_widget_activate_action (window (), "win.export-current", "s", "json"));
+  json_path = save_as ("chat.json");
+  wait_for (file_written, json_path, "the JSON file");
+  json_parser_load_from_file (parser, json_path, &error);
+  g_assert_no_error (error);
+  root = json_node_get_object (json_parser_get_root (parser));
+  g_assert_cmpstr (json_object_get_string_member (root, "id"), ==, FIXTURE_ID);
+  g_assert_cmpstr (json_object_get_string_member (root, "title"), ==, app_chat_get_title (chat));
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (root, "messages")), ==,
+                    4);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -368,6 +504,7 @@ main (int   argc,
   g_test_add_func ("/app/chat-state/answer-per-chat", test_answer_per_chat);
   g_test_add_func ("/app/chat-state/reading-progress", test_reading_progress);
   g_test_add_func ("/app/chat-state/narrow", test_narrow);
+  g_test_add_func ("/app/chat-state/export", test_export);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);

@@ -614,6 +614,7 @@ typedef struct
   GError *error;
   gboolean reloaded;             /* the model's files had changed: it was loaded again */
   char *reload_error;            /* ... and could not be: the engine has no model now */
+  char *reload_advice;           /* what to do about it */
   char *name;                    /* the model's name after loading it again */
 } GenerateResult;
 
@@ -675,6 +676,7 @@ generate_done_main (gpointer data)
     {
       /* no model any more: as after a failed load, the window says why */
       set_string (self, &self->error, r->reload_error, PROP_ERROR);
+      set_string (self, &self->error_advice, r->reload_advice, PROP_ERROR_ADVICE);
       set_state (self, APP_ENGINE_FAILED);
     }
   else
@@ -688,6 +690,7 @@ generate_done_main (gpointer data)
   g_clear_object (&job->task); /* on the main thread: see load_done_main() */
   job_unref (job);
   g_free (r->reload_error);
+  g_free (r->reload_advice);
   g_free (r->name);
   g_free (r);
   return G_SOURCE_REMOVE;
@@ -759,6 +762,7 @@ worker_reload_if_changed (AppEngine      *self,
     {
       worker_unload (self);
       r->reload_error = g_strdup (err.message);
+      r->reload_advice = load_advice (dir, err.code, err.message);
       r->error = g_error_new (APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL,
                               _("The model's files changed on disk and it could not be loaded "
                                 "again: %s"), err.message);

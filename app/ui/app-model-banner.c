@@ -126,6 +126,11 @@ update (AppModelBanner *self)
 
   if (gtk_revealer_get_reveal_child (self->revealer) != revealed)
     {
+      /* it slides in, and goes at once: the conversation under it moves once, instead of
+       * for a quarter of a second just as the model is ready to be asked */
+      gtk_revealer_set_transition_type (self->revealer,
+                                        revealed ? GTK_REVEALER_TRANSITION_TYPE_SLIDE_DOWN
+                                                 : GTK_REVEALER_TRANSITION_TYPE_NONE);
       gtk_revealer_set_reveal_child (self->revealer, revealed);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REVEALED]);
     }

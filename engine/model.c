@@ -135,6 +135,35 @@ static const char *weights_format(const vl2_model *m)
          : t == VL2_DTYPE_F32 ? "f32" : vl2_dtype_name(t);
 }
 
+/* Loading reports one fraction: binding the tensors, then (when the weights are copied into
+ * memory or quantized) copying them, which takes the rest of the range. Either stage stops
+ * at the callback's word. */
+#define LOAD_BIND_SHARE 0.1f
+
+typedef struct {
+    vl2_progress_fn fn;
+    void *user_data;
+    float from, span;            /* this stage's part of the range */
+} load_progress;
+
+static bool load_progress_cb(float fraction, void *user_data)
+{
+    const load_progress *lp = user_data;
+    return lp->fn(lp->from + lp->span * fraction, lp->user_data);
+}
+
+/* A checkpoint written by `vl2 quantize` stores a ".scales" tensor beside each matrix. */
+static bool holds_quantized(const vl2_weights *w)
+{
+    GHashTableIter it;
+    gpointer name;
+    g_hash_table_iter_init(&it, w->index);
+    while (g_hash_table_iter_next(&it, &name, NULL))
+        if (g_str_has_suffix(name, ".scales"))
+            return true;
+    return false;
+}
+
 vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_model **out_model,
                           vl2_error *err)
 {
@@ -168,14 +197,18 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
         m->side_paths[i] = g_build_filename(dir, side_files[i], NULL);
         vl2_stamp_path(m->side_paths[i], &m->side_stamps[i]);
     }
+    load_progress lp = { params->progress, params->progress_user_data, 0.0f, 1.0f };
     /* Cheap checks first: a broken weights file is reported before the tokenizer is parsed. */
     vl2_status s = vl2_config_load(config_path, &m->cfg, err);
     if (s == VL2_OK)
         s = vl2_weights_open(dir, &m->weights, err);
     if (s == VL2_OK) {
+        /* Binding the mapped weights takes a second; copying them into memory takes many. */
+        if (params->weights != VL2_WEIGHTS_STORED || params->resident ||
+            holds_quantized(&m->weights))
+            lp.span = LOAD_BIND_SHARE;
         table = vl2_tensor_table(&m->cfg, m);
-        s = vl2_weights_bind(&m->weights, table, params->progress, params->progress_user_data,
-                             err);
+        s = vl2_weights_bind(&m->weights, table, lp.fn ? load_progress_cb : NULL, &lp, err);
     }
     if (s == VL2_OK)
         s = vl2_tokenizer_load(tok_path, &m->tok, err);
@@ -195,7 +228,10 @@ vl2_status vl2_model_load(const char *dir, const vl2_model_params *params, vl2_m
     if (s == VL2_OK && (params->weights != VL2_WEIGHTS_STORED || params->resident ||
                         !strcmp(weights_format(m), "q8") || !strcmp(weights_format(m), "q4"))) {
         vl2_pool *qpool = vl2_pool_new(m->n_threads);
-        s = qpool ? vl2_quantize_model(m, qpool, params->weights, err)
+        lp.from = lp.span;
+        lp.span = 1.0f - lp.from;
+        s = qpool ? vl2_quantize_model(m, qpool, params->weights, lp.fn ? load_progress_cb : NULL,
+                                       &lp, err)
                   : vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
         vl2_pool_free(qpool);
     }
@@ -426,6 +462,7 @@ struct vl2_session {
     GString *text;               /* what the last step returns */
 
     vl2_timings timings;
+    vl2_prefill_progress prefill_progress;
 };
 
 vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
@@ -587,13 +624,26 @@ typedef struct {
     vl2_progress_fn fn;
     void *user_data;
     int done, total;             /* units: an image tile, or a prefill chunk */
+    vl2_prefill_progress *what;  /* the session's account of the units */
 } progress;
+
+static bool progress_report(const progress *pr)
+{
+    return !pr->fn || pr->fn((float)pr->done / (float)pr->total, pr->user_data);
+}
 
 static bool progress_step(void *user_data)
 {
     progress *pr = user_data;
     pr->done++;
-    return !pr->fn || pr->fn((float)pr->done / (float)pr->total, pr->user_data);
+    return progress_report(pr);
+}
+
+static bool tile_done(void *user_data)
+{
+    progress *pr = user_data;
+    pr->what->tiles_done++;
+    return progress_step(pr);
 }
 
 /* Whether the mapped weights still hold what the model was loaded from (guard.c). When they do
@@ -625,6 +675,8 @@ static vl2_status run_positions(vl2_session *s, const embed_source *src, const u
         memcpy(s->keys + c, keys + (c - from), (size_t)T * sizeof *keys);
         s->n_past = c + T;
         s->have_logits = last;
+        if (pr)
+            pr->what->tokens_done += T;
         if (pr && !progress_step(pr))
             return vl2_set_error(err, VL2_ERR_CANCELLED, "prefill was cancelled");
     }
@@ -718,28 +770,40 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
     s->timings.n_prompt_tokens = n - keep;
 
     /* Encode, tile by tile, the images not entirely inside the reused prefix. */
+    vl2_prefill_progress *what = &s->prefill_progress;
+    memset(what, 0, sizeof *what);
+    what->n_tokens = n - keep;
     progress pr = { params->progress, params->progress_user_data, 0,
-                    (n - keep + PREFILL_CHUNK - 1) / PREFILL_CHUNK };
+                    (n - keep + PREFILL_CHUNK - 1) / PREFILL_CHUNK, what };
     for (int i = 0; i < n_img; i++)
-        if (prompt->image_offset[i] + image_tokens[i] > keep)
+        if (prompt->image_offset[i] + image_tokens[i] > keep) {
             pr.total += 1 + prompt->grid[i][0] * prompt->grid[i][1];
+            what->n_images++;
+        }
     const int D = s->m->cfg.lm.hidden_size;
     const size_t tile_bytes = (size_t)prompt->tile_size * prompt->tile_size * 3;
     double t0 = now_seconds();
     for (int i = 0, first_tile = 0; i < n_img && st == VL2_OK; i++) {
         int tw = prompt->grid[i][0], th = prompt->grid[i][1];
         if (prompt->image_offset[i] + image_tokens[i] > keep) {
+            /* said before the first tile: with a full-size model it takes seconds */
+            what->image++;
+            what->tiles_done = 0;
+            what->n_tiles = 1 + tw * th;
             features[i] = malloc((size_t)image_tokens[i] * (size_t)D * sizeof(float));
             if (!features[i])
                 st = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for image %d", i + 1);
+            else if (!progress_report(&pr))
+                st = vl2_set_error(err, VL2_ERR_CANCELLED, "image encoding was cancelled");
             else
                 st = vl2_vision_encode_image(s->m, s->pool,
                                              prompt->tiles + (size_t)first_tile * tile_bytes, tw,
-                                             th, features[i], progress_step, &pr, err);
+                                             th, features[i], tile_done, &pr, err);
             s->timings.n_tiles += 1 + tw * th;
         }
         first_tile += 1 + tw * th;
     }
+    what->image = 0;
     s->timings.vision_seconds = now_seconds() - t0;
 
     if (st == VL2_OK) {
@@ -784,6 +848,17 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
     s->n_generated = 0;
     s->generating = true;
     return VL2_OK;
+}
+
+void vl2_session_get_prefill_progress(const vl2_session *s, vl2_prefill_progress *progress)
+{
+    if (!progress)
+        return;
+    if (!s) {
+        memset(progress, 0, sizeof *progress);
+        return;
+    }
+    *progress = s->prefill_progress;
 }
 
 vl2_status vl2_session_feed(vl2_session *s, int32_t id, vl2_error *err)

@@ -137,7 +137,7 @@ static void release_pages(const vl2_weights *w, const void *p, size_t n)
 }
 
 vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format format,
-                              vl2_error *err)
+                              vl2_progress_fn progress, void *user_data, vl2_error *err)
 {
     m->weights_format = format;
     if (format != VL2_WEIGHTS_STORED && format != VL2_WEIGHTS_Q8 && format != VL2_WEIGHTS_Q4)
@@ -164,6 +164,9 @@ vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format f
 #ifdef MADV_HUGEPAGE
     madvise(arena, len, MADV_HUGEPAGE);
 #endif
+    /* the model owns the arena from here: a cancelled load frees it with the model */
+    m->quant_arena = arena;
+    m->quant_arena_len = len ? len : HUGE_PAGE;
     size_t off = 0;
     int n_threads = vl2_pool_size(pool);
     for (guint i = 0; i < items->len; i++) {
@@ -187,9 +190,9 @@ vl2_status vl2_quantize_model(vl2_model *m, vl2_pool *pool, vl2_weights_format f
         it->t->data = it->qs;
         it->t->scales = it->scale_bytes ? it->scales : NULL;
         it->t->n_bytes = it->qs_bytes + it->scale_bytes;
+        if (progress && !progress((float)((double)off / (double)(total ? total : 1)), user_data))
+            return vl2_set_error(err, VL2_ERR_CANCELLED, "loading was cancelled");
     }
-    m->quant_arena = arena;
-    m->quant_arena_len = len ? len : HUGE_PAGE;
     return VL2_OK;
 }
 

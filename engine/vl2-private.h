@@ -350,10 +350,12 @@ struct vl2_model {
     vl2_file_stamp side_stamps[VL2_N_SIDE_FILES];
 };
 
-/* Quantizes the language model's matrices to `format` (quantize.c); STORED does nothing. */
+/* Quantizes the language model's matrices to `format` (quantize.c); STORED copies them as
+ * they are (resident weights). progress (may be NULL) gets the fraction copied after each
+ * matrix; false stops with VL2_ERR_CANCELLED, and vl2_model_free() then frees what was made. */
 struct vl2_pool;
 vl2_status vl2_quantize_model(vl2_model *m, struct vl2_pool *pool, vl2_weights_format format,
-                              vl2_error *err);
+                              vl2_progress_fn progress, void *user_data, vl2_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Prompts (prompt.c)

@@ -49,6 +49,7 @@ struct _AppEngine
   char *model_dir;
   char *model_name;
   char *error;
+  char *error_advice;
   gboolean busy;
 
   /* the worker */
@@ -74,6 +75,7 @@ enum {
   PROP_MODEL_DIR,
   PROP_MODEL_NAME,
   PROP_ERROR,
+  PROP_ERROR_ADVICE,
   N_PROPS
 };
 
@@ -155,6 +157,8 @@ typedef struct
   AppFinishReason finish;        /* why the model ended, when it did */
   guint n_tokens_before;         /* a continued answer's tokens so far */
   float progress;
+  vl2_prefill_progress prefill;  /* what `progress` stands for while generating */
+  gboolean progress_changed;
 
   /* count; and the images a generation left out to fit */
   AppTokenCount count;
@@ -357,6 +361,7 @@ typedef struct
   Job *job;
   char *name;
   GError *error;
+  char *advice;
 } LoadResult;
 
 static gboolean
@@ -366,9 +371,18 @@ load_done_main (gpointer data)
   AppEngine *self = r->job->engine;
 
   self->busy = FALSE;
-  if (r->error)
+  if (g_error_matches (r->error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      /* the person stopped it: no model, and nothing went wrong */
+      set_string (self, &self->error, NULL, PROP_ERROR);
+      set_string (self, &self->error_advice, NULL, PROP_ERROR_ADVICE);
+      set_state (self, APP_ENGINE_EMPTY);
+      g_task_return_error (r->job->task, g_steal_pointer (&r->error));
+    }
+  else if (r->error)
     {
       set_string (self, &self->error, r->error->message, PROP_ERROR);
+      set_string (self, &self->error_advice, r->advice, PROP_ERROR_ADVICE);
       set_state (self, APP_ENGINE_FAILED);
       g_task_return_error (r->job->task, g_steal_pointer (&r->error));
     }
@@ -377,6 +391,7 @@ load_done_main (gpointer data)
       set_string (self, &self->model_dir, r->job->model_dir, PROP_MODEL_DIR);
       set_string (self, &self->model_name, r->name, PROP_MODEL_NAME);
       set_string (self, &self->error, NULL, PROP_ERROR);
+      set_string (self, &self->error_advice, NULL, PROP_ERROR_ADVICE);
       self->load_progress = 1.0;
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
       set_state (self, APP_ENGINE_READY);
@@ -387,6 +402,7 @@ load_done_main (gpointer data)
   g_clear_object (&r->job->task);
   job_unref (r->job);
   g_free (r->name);
+  g_free (r->advice);
   g_free (r);
   return G_SOURCE_REMOVE;
 }
@@ -426,6 +442,71 @@ variant_name (const char *variant)
   return "DeepSeek-VL2";
 }
 
+/* What the person can do about a folder that did not load, in a sentence: the engine's
+ * message says what is wrong, with paths; this says what to do about it. Runs on the worker:
+ * it looks into the folder. */
+static char *
+load_advice (const char *dir,
+             vl2_status  status,
+             const char *message)
+{
+  g_autofree char *config = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *tokenizer = g_build_filename (dir, "tokenizer.json", NULL);
+  g_autoptr(GDir) d = NULL;
+  g_autoptr(GPtrArray) missing = NULL;
+  gboolean has_config, has_tokenizer, has_weights = FALSE;
+  const char *name;
+
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    return g_strdup_printf (_("The folder “%s” is not there any more. Choose the model folder "
+                              "again."), dir);
+  d = g_dir_open (dir, 0, NULL);
+  while (d && (name = g_dir_read_name (d)))
+    has_weights = has_weights || g_str_has_suffix (name, ".safetensors") ||
+                  g_str_equal (name, "model.safetensors.index.json");
+  has_config = g_file_test (config, G_FILE_TEST_IS_REGULAR);
+  has_tokenizer = g_file_test (tokenizer, G_FILE_TEST_IS_REGULAR);
+  if (!has_config && !has_weights)
+    return g_strdup (_("This folder does not hold a model. Choose the folder that holds "
+                       "config.json and the .safetensors files of a DeepSeek-VL2 checkpoint."));
+  /* The engine names these two in its message (tests/engine/test-weights.c holds it to it). */
+  if (strstr (message, "Git LFS pointer"))
+    return g_strdup (_("The model’s files were not downloaded: the folder holds Git LFS "
+                       "pointers in their place. Run “git lfs pull” in the folder, then try "
+                       "again."));
+  if (strstr (message, "is incomplete"))
+    return g_strdup (_("The download is incomplete: a file of the model is shorter than it "
+                       "should be. Download the model again, then try again."));
+  if (!has_config || !has_tokenizer || !has_weights)
+    {
+      g_autofree char *list = NULL;
+
+      missing = g_ptr_array_new ();
+      if (!has_config)
+        g_ptr_array_add (missing, (char *) "config.json");
+      if (!has_tokenizer)
+        g_ptr_array_add (missing, (char *) "tokenizer.json");
+      if (!has_weights)
+        g_ptr_array_add (missing, _("the .safetensors weights"));
+      g_ptr_array_add (missing, NULL);
+      list = g_strjoinv (", ", (char **) missing->pdata);
+      return g_strdup_printf (_("Files of the model are missing: %s. Download the model again, "
+                                "or choose the folder that holds all of its files."), list);
+    }
+  switch (status)
+    {
+    case VL2_ERR_NO_MEMORY:
+      return g_strdup (_("There is not enough memory for this model. Close other programs, or "
+                         "choose a smaller or quantized model."));
+    case VL2_ERR_UNSUPPORTED:
+      return g_strdup (_("Sightline cannot run this checkpoint. Choose a DeepSeek-VL2 Tiny, "
+                         "Small or full checkpoint."));
+    default:
+      return g_strdup (_("Choose a folder with a DeepSeek-VL2 checkpoint: config.json, "
+                         "tokenizer.json and the .safetensors weights."));
+    }
+}
+
 static void
 worker_load (AppEngine *self,
              Job       *job)
@@ -443,6 +524,15 @@ worker_load (AppEngine *self,
     {
       worker_unload (self);
       r->error = error_from_status (err.code, err.message);
+      if (err.code != VL2_ERR_CANCELLED)
+        r->advice = load_advice (job->model_dir, err.code, err.message);
+    }
+  else if (g_cancellable_is_cancelled (job->cancellable))
+    {
+      /* cancelled after the engine's last word: the person asked for no model */
+      worker_unload (self);
+      r->error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                      _("Loading was cancelled."));
     }
   else
     {
@@ -461,12 +551,32 @@ worker_load (AppEngine *self,
  * Generating (worker, with text flushed to the main thread)
  */
 
+/* "Reading image 2 of 3, tile 4 of 7": the tile being read, counted from 1. */
+static char *
+prefill_text (const vl2_prefill_progress *p)
+{
+  int tile = MIN (p->tiles_done + 1, p->n_tiles);
+
+  if (p->image == 0)
+    return g_strdup (_("Reading the conversation"));
+  if (p->n_images > 1 && p->n_tiles > 1)
+    return g_strdup_printf (_("Reading image %d of %d, tile %d of %d"), p->image, p->n_images,
+                            tile, p->n_tiles);
+  if (p->n_images > 1)
+    return g_strdup_printf (_("Reading image %d of %d"), p->image, p->n_images);
+  if (p->n_tiles > 1)
+    return g_strdup_printf (_("Reading the image, tile %d of %d"), tile, p->n_tiles);
+  return g_strdup (_("Reading the image"));
+}
+
 static gboolean
 flush_main (gpointer data)
 {
   Job *job = data;
   g_autofree char *text = NULL;
+  g_autofree char *progress_text = NULL;
   gboolean started;
+  double progress = 0;
 
   g_mutex_lock (&job->lock);
   job->flush_scheduled = FALSE;
@@ -475,8 +585,16 @@ flush_main (gpointer data)
     text = g_string_free (g_steal_pointer (&job->pending), FALSE);
   if (!job->pending)
     job->pending = g_string_new (NULL);
+  if (job->progress_changed)
+    {
+      progress = job->progress;
+      progress_text = prefill_text (&job->prefill);
+      job->progress_changed = FALSE;
+    }
   g_mutex_unlock (&job->lock);
 
+  if (progress_text && app_message_get_state (job->reply) == APP_MESSAGE_PENDING)
+    app_message_set_progress (job->reply, progress, progress_text);
   if (started && app_message_get_state (job->reply) == APP_MESSAGE_PENDING)
     app_message_set_state (job->reply, APP_MESSAGE_STREAMING);
   if (text)
@@ -506,6 +624,7 @@ typedef struct
   GError *error;
   gboolean reloaded;             /* the model's files had changed: it was loaded again */
   char *reload_error;            /* ... and could not be: the engine has no model now */
+  char *reload_advice;           /* what to do about it */
   char *name;                    /* the model's name after loading it again */
 } GenerateResult;
 
@@ -583,6 +702,7 @@ generate_done_main (gpointer data)
     {
       /* no model any more: as after a failed load, the window says why */
       set_string (self, &self->error, r->reload_error, PROP_ERROR);
+      set_string (self, &self->error_advice, r->reload_advice, PROP_ERROR_ADVICE);
       set_state (self, APP_ENGINE_FAILED);
     }
   else
@@ -596,6 +716,7 @@ generate_done_main (gpointer data)
   g_clear_object (&job->task); /* on the main thread: see load_done_main() */
   job_unref (job);
   g_free (r->reload_error);
+  g_free (r->reload_advice);
   g_free (r->name);
   g_free (r);
   return G_SOURCE_REMOVE;
@@ -667,6 +788,7 @@ worker_reload_if_changed (AppEngine      *self,
     {
       worker_unload (self);
       r->reload_error = g_strdup (err.message);
+      r->reload_advice = load_advice (dir, err.code, err.message);
       r->error = g_error_new (APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL,
                               _("The model's files changed on disk and it could not be loaded "
                                 "again: %s"), err.message);
@@ -680,12 +802,24 @@ worker_reload_if_changed (AppEngine      *self,
   return TRUE;
 }
 
+/* Worker side: the latest progress waits in the mailbox with the text; a slow main loop sees
+ * only the newest. */
 static bool
 prefill_progress_cb (float  fraction,
                      void  *user_data)
 {
   Job *job = user_data;
 
+  g_mutex_lock (&job->lock);
+  job->progress = fraction;
+  vl2_session_get_prefill_progress (job->engine->session, &job->prefill);
+  job->progress_changed = TRUE;
+  if (!job->flush_scheduled)
+    {
+      job->flush_scheduled = TRUE;
+      job_invoke (job, flush_main);
+    }
+  g_mutex_unlock (&job->lock);
   return !g_cancellable_is_cancelled (job->cancellable);
 }
 
@@ -1475,6 +1609,13 @@ app_engine_get_error (AppEngine *self)
   return self->error;
 }
 
+const char *
+app_engine_get_error_advice (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), NULL);
+  return self->error_advice;
+}
+
 /* ------------------------------------------------------------------------------------------
  * GObject
  */
@@ -1508,6 +1649,7 @@ app_engine_finalize (GObject *object)
   g_free (self->model_dir);
   g_free (self->model_name);
   g_free (self->error);
+  g_free (self->error_advice);
   G_OBJECT_CLASS (app_engine_parent_class)->finalize (object);
 }
 
@@ -1535,6 +1677,9 @@ app_engine_get_property (GObject    *object,
       break;
     case PROP_ERROR:
       g_value_set_string (value, self->error);
+      break;
+    case PROP_ERROR_ADVICE:
+      g_value_set_string (value, self->error_advice);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1564,6 +1709,9 @@ app_engine_class_init (AppEngineClass *klass)
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   properties[PROP_ERROR] =
     g_param_spec_string ("error", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_ERROR_ADVICE] =
+    g_param_spec_string ("error-advice", NULL, NULL, NULL,
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }

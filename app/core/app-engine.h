@@ -68,14 +68,18 @@ G_DECLARE_FINAL_TYPE (AppEngine, app_engine, APP, ENGINE, GObject)
 AppEngine       *app_engine_new                (void);
 
 /* Properties: "state", "load-progress" (0..1), "model-dir", "model-name" (e.g. "DeepSeek-VL2
- * Tiny"), "error" (the last load error, one line). */
+ * Tiny"), "error" (the last load error, one line), "error-advice" (what to do about it, in a
+ * sentence: choose another folder, run git lfs pull, download again). */
 AppEngineState   app_engine_get_state          (AppEngine       *self);
 double           app_engine_get_load_progress  (AppEngine       *self);
 const char      *app_engine_get_model_dir      (AppEngine       *self);
 const char      *app_engine_get_model_name     (AppEngine       *self);
 const char      *app_engine_get_error          (AppEngine       *self);
+const char      *app_engine_get_error_advice   (AppEngine       *self);
 
-/* Loads the checkpoint in `model_dir` (replacing a loaded one). n_threads 0 = every CPU. */
+/* Loads the checkpoint in `model_dir` (replacing a loaded one). n_threads 0 = every CPU.
+ * Cancelling stops the load wherever it is and leaves no model: the state goes back to EMPTY
+ * (not FAILED) and the task returns G_IO_ERROR_CANCELLED. */
 void             app_engine_load_async         (AppEngine       *self,
                                                 const char      *model_dir,
                                                 int              n_threads,
@@ -93,9 +97,10 @@ gboolean         app_engine_load_finish        (AppEngine       *self,
  * -> COMPLETE, STOPPED (cancelled) or FAILED, its text grows in batches, and its statistics
  * (tokens counted over the continuations), finish reason and note (earlier turns left out to
  * fit the context) are set at the end. A reply that someone marks INTERRUPTED meanwhile (the
- * app closing) stays so. `image_dir` resolves the messages' image ids. Finishes when the
- * answer is over: TRUE when it is complete or was stopped through `cancellable`, FALSE (and
- * FAILED) on an error. */
+ * app closing) stays so. While it is PENDING, the reply's "progress" and "progress-text" say
+ * how far the model has read the conversation and what it reads ("Reading image 2 of 3, tile 4
+ * of 7"). `image_dir` resolves the messages' image ids. Finishes when the answer is over: TRUE
+ * when it is complete or was stopped through `cancellable`, FALSE (and FAILED) on an error. */
 void             app_engine_generate_async     (AppEngine       *self,
                                                 AppChat         *chat,
                                                 AppMessage      *reply,

@@ -29,6 +29,8 @@ struct _AppMessage
   double           first_token_seconds;
   double           tokens_per_second;
   gint64           created;
+  double           progress;       /* not saved: reading the question and its images */
+  char            *progress_text;
 };
 
 G_DEFINE_FINAL_TYPE (AppMessage, app_message, G_TYPE_OBJECT)
@@ -47,6 +49,8 @@ enum {
   PROP_FIRST_TOKEN_SECONDS,
   PROP_TOKENS_PER_SECOND,
   PROP_CREATED,
+  PROP_PROGRESS,
+  PROP_PROGRESS_TEXT,
   N_PROPS
 };
 
@@ -84,6 +88,7 @@ app_message_finalize (GObject *object)
   g_free (self->error);
   g_free (self->note);
   g_free (self->boxes_image);
+  g_free (self->progress_text);
 
   G_OBJECT_CLASS (app_message_parent_class)->finalize (object);
 }
@@ -144,6 +149,14 @@ app_message_get_property (GObject    *object,
 
     case PROP_CREATED:
       g_value_set_int64 (value, self->created);
+      break;
+
+    case PROP_PROGRESS:
+      g_value_set_double (value, self->progress);
+      break;
+
+    case PROP_PROGRESS_TEXT:
+      g_value_set_string (value, self->progress_text);
       break;
 
     default:
@@ -294,6 +307,16 @@ app_message_class_init (AppMessageClass *klass)
     g_param_spec_int64 ("created", NULL, NULL,
                         G_MININT64, G_MAXINT64, 0,
                         (G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_PROGRESS] =
+    g_param_spec_double ("progress", NULL, NULL,
+                         0, 1, 0,
+                         (G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
+
+  properties[PROP_PROGRESS_TEXT] =
+    g_param_spec_string ("progress-text", NULL, NULL,
+                         NULL,
+                         (G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS));
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -567,4 +590,39 @@ app_message_set_created (AppMessage *self,
 
   self->created = created;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CREATED]);
+}
+
+double
+app_message_get_progress (AppMessage *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE (self), 0);
+
+  return self->progress;
+}
+
+const char *
+app_message_get_progress_text (AppMessage *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE (self), NULL);
+
+  return self->progress_text;
+}
+
+void
+app_message_set_progress (AppMessage *self,
+                          double      fraction,
+                          const char *text)
+{
+  g_return_if_fail (APP_IS_MESSAGE (self));
+
+  fraction = isfinite (fraction) ? CLAMP (fraction, 0, 1) : 0;
+  g_object_freeze_notify (G_OBJECT (self));
+  if (self->progress != fraction)
+    {
+      self->progress = fraction;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PROGRESS]);
+    }
+  if (set_string (&self->progress_text, text))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PROGRESS_TEXT]);
+  g_object_thaw_notify (G_OBJECT (self));
 }

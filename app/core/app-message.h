@@ -90,6 +90,14 @@ void             app_message_set_stats         (AppMessage      *self,
                                                 double           first_token_seconds,
                                                 double           tokens_per_second);
 
+/* How far the model has read the conversation before a PENDING answer starts (0..1), and what
+ * it is reading ("Reading image 2 of 3, tile 4 of 7"), or NULL. Not kept in the chat file. */
+double           app_message_get_progress      (AppMessage      *self);
+const char      *app_message_get_progress_text (AppMessage      *self);
+void             app_message_set_progress      (AppMessage      *self,
+                                                double           fraction,
+                                                const char      *text);
+
 /* Creation time, microseconds since the epoch (g_get_real_time). */
 gint64           app_message_get_created       (AppMessage      *self);
 void             app_message_set_created       (AppMessage      *self,

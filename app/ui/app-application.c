@@ -25,6 +25,9 @@ struct _AppApplication
   GSettings *settings;
   AppChatStore *store;
   AppEngine *engine;
+  GCancellable *load;            /* the last load asked for, for Cancel */
+  gboolean load_wanted;          /* asked while the engine was busy: load when it is free */
+  gboolean load_forced;
 };
 
 G_DEFINE_FINAL_TYPE (AppApplication, app_application, ADW_TYPE_APPLICATION)
@@ -87,8 +90,33 @@ load_model (AppApplication *self,
   if (!force && app_engine_get_state (self->engine) == APP_ENGINE_READY &&
       g_strcmp0 (app_engine_get_model_dir (self->engine), dir) == 0)
     return;
+  if (app_engine_get_state (self->engine) == APP_ENGINE_LOADING ||
+      app_engine_get_state (self->engine) == APP_ENGINE_BUSY)
+    {
+      /* The engine takes one request at a time: this one waits until it is free
+       * (engine_state_cb), and a load under way, of what is no longer wanted, stops. */
+      self->load_wanted = TRUE;
+      self->load_forced = self->load_forced || force;
+      if (app_engine_get_state (self->engine) == APP_ENGINE_LOADING && self->load)
+        g_cancellable_cancel (self->load);
+      return;
+    }
+  g_clear_object (&self->load);
+  self->load = g_cancellable_new ();
   app_engine_load_async (self->engine, dir, g_settings_get_int (self->settings, "threads"),
-                         NULL, load_model_cb, self);
+                         self->load, load_model_cb, self);
+}
+
+static void
+engine_state_cb (AppApplication *self)
+{
+  AppEngineState state = app_engine_get_state (self->engine);
+  gboolean force = self->load_forced;
+
+  if (!self->load_wanted || state == APP_ENGINE_LOADING || state == APP_ENGINE_BUSY)
+    return;
+  self->load_wanted = self->load_forced = FALSE;
+  load_model (self, force);
 }
 
 void
@@ -96,6 +124,15 @@ app_application_load_model (AppApplication *self)
 {
   g_return_if_fail (APP_IS_APPLICATION (self));
   load_model (self, FALSE);
+}
+
+void
+app_application_cancel_load (AppApplication *self)
+{
+  g_return_if_fail (APP_IS_APPLICATION (self));
+  self->load_wanted = self->load_forced = FALSE;
+  if (self->load)
+    g_cancellable_cancel (self->load);
 }
 
 static void
@@ -226,6 +263,8 @@ app_application_startup (GApplication *app)
                            G_CALLBACK (model_folder_changed_cb), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (self->settings, "changed::threads",
                            G_CALLBACK (threads_changed_cb), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->engine, "notify::state", G_CALLBACK (engine_state_cb), self,
+                           G_CONNECT_SWAPPED);
   app_application_load_model (self);
 }
 
@@ -264,6 +303,9 @@ app_application_dispose (GObject *object)
 {
   AppApplication *self = APP_APPLICATION (object);
 
+  if (self->load)
+    g_cancellable_cancel (self->load);
+  g_clear_object (&self->load);
   g_clear_object (&self->engine);
   g_clear_object (&self->store);
   g_clear_object (&self->settings);

@@ -17,5 +17,7 @@ AppEngine       *app_application_get_engine    (AppApplication  *self);
 GSettings       *app_application_get_settings  (AppApplication  *self);
 /* Loads the model folder from the settings (again), if one is set. */
 void             app_application_load_model    (AppApplication  *self);
+/* Stops the model's load under way: no model, the state back to EMPTY. */
+void             app_application_cancel_load   (AppApplication  *self);
 
 G_END_DECLS

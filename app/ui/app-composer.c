@@ -55,6 +55,7 @@ struct _AppComposer
   AppPromptKind kind;
   gboolean generating;
   gboolean can_send;
+  char *cannot_send_reason;      /* the send button's tooltip while it cannot send */
 
   char *draft_key;               /* the chat shown, NULL before there is one */
   GHashTable *drafts;            /* draft key -> Draft, the other chats' unsent questions */
@@ -576,7 +577,8 @@ update_buttons (AppComposer *self)
   else
     {
       gtk_button_set_icon_name (GTK_BUTTON (b), "go-up-symbolic");
-      gtk_widget_set_tooltip_text (b, _("Send"));
+      gtk_widget_set_tooltip_text (b, !self->can_send && self->cannot_send_reason
+                                        ? self->cannot_send_reason : _("Send"));
       gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                       _("Send the question"), -1);
       gtk_widget_remove_css_class (b, "destructive-action");
@@ -736,6 +738,15 @@ app_composer_get_context_bar (AppComposer *self)
 }
 
 void
+app_composer_set_cannot_send_reason (AppComposer *self,
+                                     const char  *reason)
+{
+  g_free (self->cannot_send_reason);
+  self->cannot_send_reason = g_strdup (reason);
+  update_buttons (self);
+}
+
+void
 app_composer_focus (AppComposer *self)
 {
   gtk_widget_grab_focus (GTK_WIDGET (self->text_view));
@@ -760,6 +771,7 @@ app_composer_dispose (GObject *object)
   /* the drafts' imports are cancelled as they go */
   g_clear_pointer (&self->drafts, g_hash_table_unref);
   g_clear_pointer (&self->draft_key, g_free);
+  g_clear_pointer (&self->cannot_send_reason, g_free);
   g_clear_pointer (&self->box, gtk_widget_unparent);
   g_clear_object (&self->store);
   G_OBJECT_CLASS (app_composer_parent_class)->dispose (object);

@@ -61,6 +61,10 @@ void             app_composer_set_generating   (AppComposer     *self,
                                                 gboolean         generating);
 void             app_composer_set_can_send     (AppComposer     *self,
                                                 gboolean         can_send);
+/* Why sending is not possible now ("No model is loaded"), shown on the send button while
+ * can_send is FALSE. */
+void             app_composer_set_cannot_send_reason (AppComposer *self,
+                                                const char      *reason);
 void             app_composer_focus            (AppComposer     *self);
 /* Under the question, what it costs of the model's context; Send is off while it does not
  * fit. The window gives it the engine and the chat. */

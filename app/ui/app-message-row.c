@@ -70,7 +70,7 @@ struct _AppMessageRow
   gboolean has_boxes;
   gboolean has_tags;
   GtkWidget *status_box;
-  GtkWidget *spinner;
+  GtkWidget *progress;
   GtkWidget *status_label;
   GtkWidget *continue_button;
   GtkWidget *error_label;
@@ -183,6 +183,31 @@ update_continue (AppMessageRow *self)
                                     (guint32) MAX (pos, 0));
 }
 
+/* While the model reads the question: how far, and what (the engine's "Reading image 2 of 3,
+ * tile 4 of 7"), until it starts to answer. */
+static void
+update_progress (AppMessageRow *self)
+{
+  const char *text = app_message_get_progress_text (self->message);
+
+  if (!text)
+    {
+      g_autoptr(AppMessage) question = NULL;
+      int pos = message_position (self);
+      gboolean images = FALSE;
+
+      if (pos > 0)
+        {
+          question = app_chat_get_message (self->chat, (guint) pos - 1);
+          images = app_message_get_images (question) && app_message_get_images (question)[0];
+        }
+      text = images ? _("Looking at the images…") : _("Reading…");
+    }
+  gtk_progress_bar_set_text (GTK_PROGRESS_BAR (self->progress), text);
+  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress),
+                                 app_message_get_progress (self->message));
+}
+
 static void
 update_state (AppMessageRow *self)
 {
@@ -194,20 +219,10 @@ update_state (AppMessageRow *self)
   AppFinishReason finish = app_message_get_finish_reason (self->message);
   const char *status = NULL;
 
-  gtk_spinner_set_spinning (GTK_SPINNER (self->spinner), state == APP_MESSAGE_PENDING);
-  gtk_widget_set_visible (self->spinner, state == APP_MESSAGE_PENDING);
+  gtk_widget_set_visible (self->progress, state == APP_MESSAGE_PENDING);
   if (state == APP_MESSAGE_PENDING)
     {
-      g_autoptr(AppMessage) question = NULL;
-      int pos = message_position (self);
-      gboolean images = FALSE;
-
-      if (pos > 0)
-        {
-          question = app_chat_get_message (self->chat, (guint) pos - 1);
-          images = app_message_get_images (question) && app_message_get_images (question)[0];
-        }
-      status = images ? _("Looking at the images…") : _("Reading…");
+      update_progress (self);
     }
   else if (state == APP_MESSAGE_STOPPED)
     {
@@ -226,7 +241,8 @@ update_state (AppMessageRow *self)
     {
       status = _("Stopped: the conversation fills the model’s context");
     }
-  gtk_widget_set_visible (self->status_box, status != NULL);
+  gtk_widget_set_visible (self->status_box, state == APP_MESSAGE_PENDING || status != NULL);
+  gtk_widget_set_visible (self->status_label, status != NULL);
   gtk_label_set_text (GTK_LABEL (self->status_label), status ? status : "");
   update_continue (self);
 
@@ -880,8 +896,11 @@ app_message_row_init (AppMessageRow *self)
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->boxes));
 
   self->status_box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  self->spinner = gtk_spinner_new ();
-  gtk_box_append (GTK_BOX (self->status_box), self->spinner);
+  self->progress = gtk_progress_bar_new ();
+  gtk_progress_bar_set_show_text (GTK_PROGRESS_BAR (self->progress), TRUE);
+  gtk_widget_set_hexpand (self->progress, TRUE);
+  gtk_widget_add_css_class (self->progress, "reading");
+  gtk_box_append (GTK_BOX (self->status_box), self->progress);
   self->status_label = gtk_label_new (NULL);
   gtk_widget_add_css_class (self->status_label, "dim-label");
   gtk_box_append (GTK_BOX (self->status_box), self->status_label);
@@ -919,6 +938,10 @@ app_message_row_init (AppMessageRow *self)
                                   G_CALLBACK (update_images), self);
   g_signal_group_connect_swapped (self->message_signals, "notify::boxes-image",
                                   G_CALLBACK (update_boxes), self);
+  g_signal_group_connect_swapped (self->message_signals, "notify::progress",
+                                  G_CALLBACK (update_progress), self);
+  g_signal_group_connect_swapped (self->message_signals, "notify::progress-text",
+                                  G_CALLBACK (update_progress), self);
   self->chat_signals = g_signal_group_new (G_TYPE_LIST_MODEL);
   g_signal_group_connect_swapped (self->chat_signals, "items-changed",
                                   G_CALLBACK (update_position), self);

@@ -2,12 +2,14 @@
  *
  * The conversation is the current chat's GListModel of messages shown in a GtkListView: sending
  * appends the question and an empty answer, and the engine fills the answer in place, so the
- * list never rebuilds while text streams in. The window follows the engine's state: a welcome
- * page until a model folder is chosen, a progress page while it loads, the chat when it is
- * ready. Chats are saved after every question and every finished answer, and every few seconds
- * while an answer streams, so a crash keeps what it wrote; closing the window or quitting while
- * an answer is written stops it and saves it as interrupted, to be continued later. Deleting a
- * chat can be undone until its toast goes away.
+ * list never rebuilds while text streams in. The chats can be read whatever the model is
+ * doing: its state (none, loading, failed) is a banner above the conversation, and a welcome
+ * page takes the conversation's place only on a first start, with no chat and no model. An
+ * answer belongs to its chat: another chat shows no Stop for it, and the sidebar marks the chat
+ * that is answering. Chats are saved after every question and every finished answer, and every
+ * few seconds while an answer streams, so a crash keeps what it wrote; closing the window or
+ * quitting while an answer is written stops it and saves it as interrupted, to be continued
+ * later. Deleting a chat can be undone until its toast goes away.
  *
  * Nothing sent is replaced: editing a question puts it in the composer (what was being written
  * there waits) and sending it adds a new version beside the old one, while cancelling leaves
@@ -22,7 +24,9 @@
 #include "app-config.h"
 #include "app-drop-highlight.h"
 #include "app-import-errors.h"
+#include "app-export.h"
 #include "app-message-row.h"
+#include "app-model-banner.h"
 #include "app-preferences.h"
 
 struct _AppWindow
@@ -40,7 +44,7 @@ struct _AppWindow
   AppChat *chat;                 /* current */
   GCancellable *generation;      /* while an answer is being written */
   AppMessage *reply;
-  AppChat *reply_chat;           /* the chat of that answer */
+  AppChat *reply_chat;           /* the chat of that answer, the "answering-chat" */
   GHashTable *edits;             /* AppChat -> the AppMessage being edited in it */
   gboolean stick_to_bottom;
   guint scroll_idle;
@@ -60,8 +64,9 @@ struct _AppWindow
   AdwWindowTitle *chat_title;
   GtkStack *main_stack;
   AdwStatusPage *welcome_page;
-  AdwStatusPage *loading_page;
-  GtkProgressBar *load_progress;
+  GtkWidget *welcome_button;
+  GtkWidget *welcome_retry_button;
+  AppModelBanner *model_banner;
   GtkStack *chat_stack;
   GtkScrolledWindow *message_scroller;
   GtkListView *message_list;
@@ -74,9 +79,18 @@ struct _AppWindow
 
 G_DEFINE_FINAL_TYPE (AppWindow, app_window, ADW_TYPE_APPLICATION_WINDOW)
 
+enum {
+  PROP_0,
+  PROP_ANSWERING_CHAT,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
 static void set_chat (AppWindow *self, AppChat *chat);
 static void update_actions (AppWindow *self);
 static void set_draft_key (AppWindow *self, AppChat *chat);
+static void update_send (AppWindow *self);
 
 /* A toast's title is Pango markup: file names and chat titles are shown as they are. */
 static void
@@ -105,61 +119,95 @@ save_chat (AppWindow *self,
 }
 
 /* ------------------------------------------------------------------------------------------
- * The engine's state decides the page
+ * The model's state: a banner over the chats, or the welcome page on a first start
  */
+
+/* The welcome page, when there is nothing to read yet: what to do to start, or what to do
+ * about the folder that failed. */
+static void
+update_welcome (AppWindow *self,
+                AppEngineState state)
+{
+  g_autofree char *folder = g_settings_get_string (self->settings, "model-folder");
+  g_autofree char *text = NULL;
+
+  if (state == APP_ENGINE_FAILED)
+    {
+      const char *advice = app_engine_get_error_advice (self->engine);
+
+      text = g_markup_printf_escaped ("%s\n\n<small>%s</small>", advice ? advice : "",
+                                      app_engine_get_error (self->engine));
+      adw_status_page_set_icon_name (self->welcome_page, "dialog-warning-symbolic");
+      adw_status_page_set_title (self->welcome_page, _("The Model Could Not Be Loaded"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_button), _("_Choose Another Folder…"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_retry_button), _("_Try Again"));
+    }
+  else
+    {
+      text = g_markup_printf_escaped (
+        "%s%s", folder[0] ? _("Loading the model was cancelled. ") : "",
+        _("Sightline answers questions about your images with DeepSeek-VL2, on this computer "
+          "and offline. To start, download a model folder such as "
+          "deepseek-ai/deepseek-vl2-tiny (6.7 GB) from Hugging Face, then open it here."));
+      adw_status_page_set_icon_name (self->welcome_page, APP_ID);
+      adw_status_page_set_title (self->welcome_page, _("Welcome to Sightline"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_button), _("_Open Model Folder…"));
+      gtk_button_set_label (GTK_BUTTON (self->welcome_retry_button), _("_Load Model"));
+    }
+  adw_status_page_set_description (self->welcome_page, text);
+  gtk_widget_set_visible (self->welcome_retry_button, folder[0] != '\0');
+}
 
 static void
 update_page (AppWindow *self)
 {
   AppEngineState state = app_engine_get_state (self->engine);
-  g_autofree char *folder = g_settings_get_string (self->settings, "model-folder");
   const char *name = app_engine_get_model_name (self->engine);
+  guint n_chats = g_list_model_get_n_items (app_chat_store_get_chats (self->store));
 
-  switch (state)
+  if (n_chats == 0 && (state == APP_ENGINE_EMPTY || state == APP_ENGINE_FAILED))
     {
-    case APP_ENGINE_LOADING:
-      gtk_stack_set_visible_child_name (self->main_stack, "loading");
-      adw_status_page_set_description (self->loading_page, folder);
-      break;
-    case APP_ENGINE_READY:
-    case APP_ENGINE_BUSY:
-      gtk_stack_set_visible_child_name (self->main_stack, "chat");
-      break;
-    case APP_ENGINE_FAILED:
-      {
-        g_autofree char *text =
-          g_strdup_printf (_("The model in “%s” could not be loaded: %s\n\nChoose a folder "
-                             "with a DeepSeek-VL2 checkpoint: config.json, tokenizer.json and "
-                             "the .safetensors weights."),
-                           folder, app_engine_get_error (self->engine));
-
-        adw_status_page_set_title (self->welcome_page, _("The Model Could Not Be Loaded"));
-        adw_status_page_set_description (self->welcome_page, text);
-        gtk_stack_set_visible_child_name (self->main_stack, "welcome");
-      }
-      break;
-    case APP_ENGINE_EMPTY:
-    default:
-      adw_status_page_set_title (self->welcome_page, _("Welcome to Sightline"));
-      adw_status_page_set_description (
-        self->welcome_page,
-        _("Sightline answers questions about your images with DeepSeek-VL2, on this computer "
-          "and offline. It needs a model: download a checkpoint folder such as "
-          "deepseek-ai/deepseek-vl2-tiny (6.7 GB) from Hugging Face, then open it here."));
+      update_welcome (self, state);
       gtk_stack_set_visible_child_name (self->main_stack, "welcome");
-      break;
+    }
+  else
+    {
+      gtk_stack_set_visible_child_name (self->main_stack, "chat");
     }
   adw_window_title_set_subtitle (self->chat_title, state == APP_ENGINE_READY ||
                                                        state == APP_ENGINE_BUSY ? name : NULL);
-  app_composer_set_can_send (self->composer, state == APP_ENGINE_READY);
+  update_send (self);
   update_actions (self);
 }
 
+/* Sending needs the model, idle: the send button says why it cannot. */
 static void
-load_progress_cb (AppWindow *self)
+update_send (AppWindow *self)
 {
-  gtk_progress_bar_set_fraction (self->load_progress,
-                                 app_engine_get_load_progress (self->engine));
+  const char *reason = NULL;
+
+  switch (app_engine_get_state (self->engine))
+    {
+    case APP_ENGINE_EMPTY:
+      reason = _("No model is loaded: open a model folder to ask questions");
+      break;
+    case APP_ENGINE_LOADING:
+      reason = _("The model is loading");
+      break;
+    case APP_ENGINE_FAILED:
+      reason = _("The model could not be loaded: choose another folder");
+      break;
+    case APP_ENGINE_BUSY:
+      if (self->reply_chat != self->chat)
+        reason = _("Sightline is answering in another chat: wait for it, or stop it there");
+      break;
+    case APP_ENGINE_READY:
+    default:
+      break;
+    }
+  app_composer_set_cannot_send_reason (self->composer, reason);
+  app_composer_set_can_send (self->composer, app_engine_get_state (self->engine) ==
+                                               APP_ENGINE_READY);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -275,6 +323,24 @@ select_current (AppWindow *self)
   gtk_single_selection_set_selected (self->chat_selection, GTK_INVALID_LIST_POSITION);
 }
 
+/* An answer's Stop is shown with its chat only. */
+static void
+update_generating (AppWindow *self)
+{
+  app_composer_set_generating (self->composer,
+                               self->generation && self->reply_chat == self->chat);
+  update_send (self);
+  update_actions (self);
+}
+
+static void
+set_answering (AppWindow *self,
+               AppChat   *chat)
+{
+  if (g_set_object (&self->reply_chat, chat))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ANSWERING_CHAT]);
+}
+
 static void
 set_chat (AppWindow *self,
           AppChat   *chat)
@@ -300,6 +366,7 @@ set_chat (AppWindow *self,
 
   select_current (self);
   update_chat_view (self);
+  update_generating (self);
 }
 
 static AppChat *
@@ -348,9 +415,8 @@ reply_state_cb (AppMessage *reply,
     {
       g_clear_object (&self->generation);
       g_clear_object (&self->reply);
-      g_clear_object (&self->reply_chat);
-      app_composer_set_generating (self->composer, FALSE);
-      update_actions (self);
+      set_answering (self, NULL);
+      update_generating (self);
     }
   if (state == APP_MESSAGE_COMPLETE)
     notify_finished (self, reply);
@@ -487,10 +553,9 @@ run_answer (AppWindow  *self,
 
   self->generation = g_cancellable_new ();
   self->reply = g_object_ref (reply);
-  self->reply_chat = g_object_ref (self->chat);
+  set_answering (self, self->chat);
   self->stick_to_bottom = TRUE;
-  app_composer_set_generating (self->composer, TRUE);
-  update_actions (self);
+  update_generating (self);
 
   g->window = g_object_ref (self);
   g->chat = g_object_ref (self->chat);
@@ -612,10 +677,11 @@ send_cb (AppWindow *self)
   start_answer (self);
 }
 
+/* Stops the answer in view, never one of another chat. */
 static void
 stop_cb (AppWindow *self)
 {
-  if (self->generation)
+  if (self->generation && self->reply_chat == self->chat)
     g_cancellable_cancel (self->generation);
 }
 
@@ -662,6 +728,55 @@ chat_selected_cb (AppWindow *self)
     }
 }
 
+/* Choosing a chat shows it, the one already selected too: in a narrow window the list and
+ * the conversation take turns, and a selection that does not change says nothing. */
+static void
+open_chat (AppWindow *self,
+           AppChat   *chat)
+{
+  if (!chat)
+    return;
+  set_chat (self, chat);
+  adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
+}
+
+static void
+chat_activated_cb (GtkListView *list,
+                   guint        position,
+                   AppWindow   *self)
+{
+  g_autoptr(AppChat) chat = g_list_model_get_item (G_LIST_MODEL (self->chat_selection),
+                                                   position);
+
+  open_chat (self, chat);
+}
+
+static void
+chat_row_released_cb (GtkGestureClick *gesture,
+                      int              n_press,
+                      double           x,
+                      double           y,
+                      GtkListItem     *item)
+{
+  GtkWidget *row = gtk_event_controller_get_widget (GTK_EVENT_CONTROLLER (gesture));
+  AppWindow *self = APP_WINDOW (gtk_widget_get_root (row));
+
+  open_chat (self, gtk_list_item_get_item (item));
+}
+
+/* The spinner of the chat that is answering. */
+static void
+update_row_answering (GtkListItem *item,
+                      GParamSpec  *pspec,
+                      AppWindow   *self)
+{
+  GtkWidget *spinner = g_object_get_data (G_OBJECT (item), "answering");
+  gboolean answering = self->reply_chat && gtk_list_item_get_item (item) == self->reply_chat;
+
+  gtk_widget_set_visible (spinner, answering);
+  gtk_spinner_set_spinning (GTK_SPINNER (spinner), answering);
+}
+
 static void
 chat_row_setup_cb (GtkSignalListItemFactory *factory,
                    GtkListItem              *item,
@@ -669,12 +784,22 @@ chat_row_setup_cb (GtkSignalListItemFactory *factory,
 {
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   GtkWidget *label = gtk_label_new (NULL);
+  GtkWidget *spinner = gtk_spinner_new ();
   GtkWidget *menu_button = gtk_menu_button_new ();
+  GtkGesture *click = gtk_gesture_click_new ();
 
   gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
   gtk_label_set_xalign (GTK_LABEL (label), 0);
   gtk_widget_set_hexpand (label, TRUE);
   gtk_box_append (GTK_BOX (box), label);
+  gtk_widget_set_visible (spinner, FALSE);
+  gtk_widget_set_tooltip_text (spinner, _("Answering"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (spinner), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  _("Answering"), -1);
+  gtk_box_append (GTK_BOX (box), spinner);
+  g_object_set_data (G_OBJECT (item), "answering", spinner);
+  g_signal_connect_object (click, "released", G_CALLBACK (chat_row_released_cb), item, 0);
+  gtk_widget_add_controller (box, GTK_EVENT_CONTROLLER (click));
   gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (menu_button), "view-more-symbolic");
   gtk_widget_add_css_class (menu_button, "flat");
   gtk_widget_set_tooltip_text (menu_button, _("Chat Menu"));
@@ -696,15 +821,28 @@ chat_row_bind_cb (GtkSignalListItemFactory *factory,
   g_autoptr(GMenu) menu = g_menu_new ();
   g_autoptr(GMenuItem) rename = g_menu_item_new (_("_Rename…"), NULL);
   g_autoptr(GMenuItem) delete = g_menu_item_new (_("_Delete"), NULL);
+  g_autoptr(GMenu) exports = g_menu_new ();
+  g_autoptr(GMenuItem) markdown = g_menu_item_new (_("Export as _Markdown…"), NULL);
+  g_autoptr(GMenuItem) json = g_menu_item_new (_("Export as _JSON…"), NULL);
   GBinding *binding;
 
   g_menu_item_set_action_and_target (rename, "win.rename-chat", "s", app_chat_get_id (chat));
   g_menu_item_set_action_and_target (delete, "win.delete-chat", "s", app_chat_get_id (chat));
   g_menu_append_item (menu, rename);
   g_menu_append_item (menu, delete);
+  g_menu_item_set_action_and_target (markdown, "win.export-chat", "(ss)", app_chat_get_id (chat),
+                                     "markdown");
+  g_menu_item_set_action_and_target (json, "win.export-chat", "(ss)", app_chat_get_id (chat),
+                                     "json");
+  g_menu_append_item (exports, markdown);
+  g_menu_append_item (exports, json);
+  g_menu_append_section (menu, NULL, G_MENU_MODEL (exports));
   gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (menu_button), G_MENU_MODEL (menu));
   binding = g_object_bind_property (chat, "title", label, "label", G_BINDING_SYNC_CREATE);
   g_object_set_data (G_OBJECT (item), "binding", binding);
+  g_signal_connect_object (self, "notify::answering-chat", G_CALLBACK (update_row_answering),
+                           item, G_CONNECT_SWAPPED);
+  update_row_answering (item, NULL, self);
 }
 
 static void
@@ -717,6 +855,7 @@ chat_row_unbind_cb (GtkSignalListItemFactory *factory,
   if (binding)
     g_binding_unbind (binding);
   g_object_set_data (G_OBJECT (item), "binding", NULL);
+  g_signal_handlers_disconnect_by_func (self, update_row_answering, item);
 }
 
 static AppChat *
@@ -786,7 +925,8 @@ update_actions (AppWindow *self)
 
       last_is_answer = app_message_get_role (last) == APP_ROLE_ASSISTANT;
     }
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop", generating);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop",
+                                 generating && self->reply_chat == self->chat);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.regenerate", ready && !generating);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.continue",
                                  ready && !generating && last_is_answer);
@@ -794,6 +934,9 @@ update_actions (AppWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.show-version", !generating);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.delete-current", self->chat != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.rename-current", n > 0);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.export-current", n > 0);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.cancel-load",
+                                 app_engine_get_state (self->engine) == APP_ENGINE_LOADING);
 }
 
 static void
@@ -904,6 +1047,82 @@ open_model_action (GtkWidget  *widget,
   AppWindow *self = APP_WINDOW (widget);
 
   app_choose_model_folder (GTK_WINDOW (self), self->settings);
+}
+
+static void
+cancel_load_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  app_application_cancel_load (APP_WINDOW (widget)->app);
+}
+
+static void
+reload_model_action (GtkWidget  *widget,
+                     const char *name,
+                     GVariant   *param)
+{
+  app_application_load_model (APP_WINDOW (widget)->app);
+}
+
+/* Export */
+
+static void
+export_done_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(AppWindow) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *where = app_export_finish (result, &error);
+
+  if (where)
+    {
+      g_autofree char *msg = g_strdup_printf (_("Chat exported to “%s”"), where);
+
+      toast (self, msg);
+    }
+  else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_autofree char *msg = g_strdup_printf (_("The chat could not be exported: %s"),
+                                              error->message);
+
+      toast (self, msg);
+    }
+}
+
+static void
+export_chat (AppWindow  *self,
+             AppChat    *chat,
+             const char *format)
+{
+  if (!chat)
+    return;
+  app_export_run (GTK_WINDOW (self), self->store, chat,
+                  g_str_equal (format, "json") ? APP_EXPORT_JSON : APP_EXPORT_MARKDOWN,
+                  export_done_cb, g_object_ref (self));
+}
+
+static void
+export_chat_action (GtkWidget  *widget,
+                    const char *name,
+                    GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+  const char *id, *format;
+
+  g_variant_get (param, "(&s&s)", &id, &format);
+  export_chat (self, find_chat (self, id), format);
+}
+
+static void
+export_current_action (GtkWidget  *widget,
+                       const char *name,
+                       GVariant   *param)
+{
+  AppWindow *self = APP_WINDOW (widget);
+
+  export_chat (self, self->chat, g_variant_get_string (param, NULL));
 }
 
 /* Writes the answer at the position again, as a new version beside the old one. */
@@ -1112,7 +1331,7 @@ delete_chat (AppWindow *self,
 
   if (!chat)
     return;
-  if (chat == self->chat && self->generation)
+  if (chat == self->reply_chat && self->generation)
     g_cancellable_cancel (self->generation);
   title = g_markup_printf_escaped (_("“%s” deleted"), app_chat_get_title (chat));
   d = g_new0 (PendingDelete, 1);
@@ -1236,7 +1455,7 @@ app_window_open_files (AppWindow  *self,
   adw_leaflet_navigate (self->leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
   app_composer_focus (self->composer);
 
-  /* Without a model the welcome page hides the chat; the images wait in its composer. */
+  /* Without a model the images wait in the chat's composer; the banner says what to do. */
   state = app_engine_get_state (self->engine);
   if (state == APP_ENGINE_EMPTY || state == APP_ENGINE_FAILED)
     toast (self, g_dngettext (GETTEXT_PACKAGE,
@@ -1329,6 +1548,10 @@ app_window_new (AppApplication *app)
                             G_CALLBACK (chat_selected_cb), self);
   g_signal_connect_swapped (self->chat_filter, "items-changed", G_CALLBACK (select_current),
                             self);
+  g_signal_connect (self->chat_list, "activate", G_CALLBACK (chat_activated_cb), self);
+  /* the welcome page is for when there is no chat */
+  g_signal_connect_object (app_chat_store_get_chats (self->store), "items-changed",
+                           G_CALLBACK (update_page), self, G_CONNECT_SWAPPED);
   g_signal_connect_swapped (self->search_entry, "search-changed",
                             G_CALLBACK (search_changed_cb), self);
   gtk_search_bar_set_key_capture_widget (self->search_bar, GTK_WIDGET (self->sidebar));
@@ -1362,10 +1585,11 @@ app_window_new (AppApplication *app)
 
   g_signal_connect_object (self->engine, "notify::state", G_CALLBACK (update_page), self,
                            G_CONNECT_SWAPPED);
-  g_signal_connect_object (self->engine, "notify::load-progress", G_CALLBACK (load_progress_cb),
-                           self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->engine, "notify::error-advice", G_CALLBACK (update_page), self,
+                           G_CONNECT_SWAPPED);
   g_signal_connect_object (self->settings, "changed::model-folder", G_CALLBACK (update_page),
                            self, G_CONNECT_SWAPPED);
+  app_model_banner_set_engine (self->model_banner, self->engine, self->settings);
 
   chats = app_chat_store_get_chats (self->store);
   if (g_list_model_get_n_items (chats) > 0)
@@ -1412,6 +1636,24 @@ app_window_dispose (GObject *object)
 }
 
 static void
+app_window_get_property (GObject    *object,
+                         guint       prop_id,
+                         GValue     *value,
+                         GParamSpec *pspec)
+{
+  AppWindow *self = APP_WINDOW (object);
+
+  switch (prop_id)
+    {
+    case PROP_ANSWERING_CHAT:
+      g_value_set_object (value, self->reply_chat);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_window_class_init (AppWindowClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
@@ -1419,9 +1661,17 @@ app_window_class_init (AppWindowClass *klass)
   GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
 
   object_class->dispose = app_window_dispose;
+  object_class->get_property = app_window_get_property;
   window_class->close_request = app_window_close_request;
 
+  /* the chat whose answer is being written, NULL when none is */
+  properties[PROP_ANSWERING_CHAT] =
+    g_param_spec_object ("answering-chat", NULL, NULL, APP_TYPE_CHAT,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
   g_type_ensure (APP_TYPE_COMPOSER);
+  g_type_ensure (APP_TYPE_MODEL_BANNER);
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/sightline/Sightline/app-window.ui");
   gtk_widget_class_bind_template_child (widget_class, AppWindow, toast_overlay);
@@ -1436,8 +1686,9 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_title);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, main_stack);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_page);
-  gtk_widget_class_bind_template_child (widget_class, AppWindow, loading_page);
-  gtk_widget_class_bind_template_child (widget_class, AppWindow, load_progress);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_button);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_retry_button);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, model_banner);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_stack);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_scroller);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_list);
@@ -1461,6 +1712,11 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.continue", "u", continue_action);
   gtk_widget_class_install_action (widget_class, "win.show-version", "(uu)",
                                    show_version_action);
+  gtk_widget_class_install_action (widget_class, "win.cancel-load", NULL, cancel_load_action);
+  gtk_widget_class_install_action (widget_class, "win.reload-model", NULL, reload_model_action);
+  gtk_widget_class_install_action (widget_class, "win.export-chat", "(ss)", export_chat_action);
+  gtk_widget_class_install_action (widget_class, "win.export-current", "s",
+                                   export_current_action);
   gtk_widget_class_install_action (widget_class, "win.edit-message", "u", edit_message_action);
   gtk_widget_class_install_action (widget_class, "win.cancel-edit", NULL, cancel_edit_action);
   gtk_widget_class_install_action (widget_class, "win.rename-chat", "s", rename_chat_action);

@@ -111,7 +111,11 @@ typedef struct vl2_model_params {
      * and 4 KiB file pages cost a page walk each); loading takes seconds longer; the peak RSS
      * stays that of the mapped model. Quantized weights are always held this way. */
     bool resident;
-    vl2_progress_fn progress;    /* optional, called while tensors are validated and bound */
+    /* Optional: called while tensors are validated and bound, then while the weights are
+     * copied or quantized into memory (resident, Q8/Q4 or a quantized checkpoint), with one
+     * fraction for the whole load. Returning false cancels the load: vl2_model_load() frees
+     * what it made and returns VL2_ERR_CANCELLED. */
+    vl2_progress_fn progress;
     void *progress_user_data;
 } vl2_model_params;
 
@@ -326,7 +330,10 @@ typedef struct vl2_generate_params {
     int n_stop_strings;
     const vl2_logit_bias *logit_bias;
     int n_logit_bias;
-    vl2_progress_fn progress;  /* optional, called during vision encoding and prefill */
+    /* Optional, called during vision encoding (when an image starts and after each tile) and
+     * prefill (after each chunk of positions); vl2_session_get_prefill_progress() says what
+     * the fraction stands for. */
+    vl2_progress_fn progress;
     void *progress_user_data;
 } vl2_generate_params;
 
@@ -344,6 +351,22 @@ vl2_generate_params vl2_generate_default_params(void);
  * The prompt is copied; it may be freed afterwards. */
 vl2_status vl2_session_prefill(vl2_session *session, const vl2_prompt *prompt,
                                const vl2_generate_params *params, vl2_error *err);
+
+/* What the prefill in progress is doing, for its progress callback to put into words
+ * ("reading image 2 of 3, tile 4 of 7"). Images inside the reused cache are not encoded again
+ * and not counted. */
+typedef struct vl2_prefill_progress {
+    int image;         /* the image being encoded, 1..n_images; 0 once the text runs */
+    int n_images;      /* images this prefill encodes */
+    int tiles_done;    /* tiles of that image encoded so far (its global view is one) */
+    int n_tiles;       /* its tiles: 1 + width_tiles x height_tiles */
+    int tokens_done;   /* prompt positions run through the decoder so far */
+    int n_tokens;      /* positions this prefill runs (the reused prefix excluded) */
+} vl2_prefill_progress;
+
+/* Fills *progress from inside a vl2_generate_params.progress callback, on the thread running
+ * the prefill. Outside a prefill it describes the last one. */
+void vl2_session_get_prefill_progress(const vl2_session *session, vl2_prefill_progress *progress);
 
 typedef enum {
     VL2_STOP_NONE = 0,   /* more to come: call vl2_session_step() again */

@@ -150,6 +150,143 @@ test_load (void)
   g_array_unref (w.states);
 }
 
+/* Cancelling a load leaves no model and no error: EMPTY, not FAILED. The engine is usable. */
+static void
+test_cancel_load (void)
+{
+  g_autoptr(AppEngine) engine = app_engine_new ();
+  g_autoptr(GCancellable) cancel = g_cancellable_new ();
+  Result r = { 0 }, again = { 0 };
+
+  app_engine_load_async (engine, model_dir, 2, cancel, load_cb, &r);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_LOADING);
+  g_cancellable_cancel (cancel);
+  iterate_until (&r.done, "the cancelled load");
+  g_assert_false (r.ok);
+  g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_EMPTY);
+  g_assert_null (app_engine_get_error (engine));
+  g_assert_null (app_engine_get_error_advice (engine));
+  g_clear_error (&r.error);
+
+  app_engine_load_async (engine, model_dir, 2, NULL, load_cb, &again);
+  iterate_until (&again.done, "the model");
+  g_assert_no_error (again.error);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
+}
+
+/* A folder beside the fixture's: config.json and tokenizer.json linked to the model's when
+ * asked, and `weights` (NULL: none) as model.safetensors. */
+static char *
+model_folder (gboolean    config,
+              gboolean    tokenizer,
+              const char *weights,
+              gssize      weights_len)
+{
+  g_autoptr(GError) error = NULL;
+  char *dir = g_dir_make_tmp ("sightline-folder-XXXXXX", &error);
+  const char *names[] = { config ? "config.json" : NULL, tokenizer ? "tokenizer.json" : NULL };
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    if (names[i])
+      {
+        g_autofree char *from = g_build_filename (model_dir, names[i], NULL);
+        g_autofree char *to = g_build_filename (dir, names[i], NULL);
+
+        g_assert_cmpint (symlink (from, to), ==, 0);
+      }
+  if (weights)
+    {
+      g_autofree char *to = g_build_filename (dir, "model.safetensors", NULL);
+
+      g_file_set_contents (to, weights, weights_len, &error);
+      g_assert_no_error (error);
+    }
+  return dir;
+}
+
+static void
+remove_folder (const char *dir)
+{
+  const char *names[] = { "config.json", "tokenizer.json", "model.safetensors", "notes.txt" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *p = g_build_filename (dir, names[i], NULL);
+
+      g_unlink (p);
+    }
+  g_rmdir (dir);
+}
+
+/* The advice for `dir`: the load fails, and the advice holds `needle`. */
+static void
+expect_advice (AppEngine  *engine,
+               const char *dir,
+               const char *needle)
+{
+  Result r = { 0 };
+  const char *advice;
+
+  app_engine_load_async (engine, dir, 1, NULL, load_cb, &r);
+  iterate_until (&r.done, "the failed load");
+  g_assert_false (r.ok);
+  g_clear_error (&r.error);
+  g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_FAILED);
+  advice = app_engine_get_error_advice (engine);
+  if (!advice || !strstr (advice, needle))
+    g_error ("%s: the advice \"%s\" lacks \"%s\" (error: %s)", dir, advice, needle,
+             app_engine_get_error (engine));
+}
+
+/* A failed load says what to do: the folder that holds the files, git lfs pull, download
+ * again, the files that are missing. */
+static void
+test_load_advice (void)
+{
+  g_autoptr(AppEngine) engine = app_engine_new ();
+  g_autofree char *weights = NULL;
+  gsize len;
+  const char *pointer = "version https://git-lfs.github.com/spec/v1\n"
+                        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+                        "size 6746589584\n";
+  struct {
+    gboolean config, tokenizer;
+    const char *weights;
+    gssize len;
+    const char *needle;
+  } cases[] = {
+    { FALSE, FALSE, NULL, 0, "config.json and the .safetensors files" },
+    { TRUE, TRUE, pointer, -1, "git lfs pull" },
+    { TRUE, TRUE, NULL, 0, "the .safetensors weights" },
+    { TRUE, FALSE, NULL, 0, "tokenizer.json" },
+    { TRUE, TRUE, NULL, 0, "Download the model again" },     /* cut short, below */
+  };
+  g_autofree char *model = g_build_filename (model_dir, "model.safetensors", NULL);
+
+  g_assert_true (g_file_get_contents (model, &weights, &len, NULL));
+  cases[3].weights = weights;
+  cases[3].len = (gssize) len;
+  cases[4].weights = weights;
+  cases[4].len = (gssize) len / 2;
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *dir = model_folder (cases[i].config, cases[i].tokenizer, cases[i].weights,
+                                           cases[i].len);
+
+      if (i == 0)
+        {
+          g_autofree char *notes = g_build_filename (dir, "notes.txt", NULL);
+
+          g_assert_true (g_file_set_contents (notes, "not a model", -1, NULL));
+        }
+      expect_advice (engine, dir, cases[i].needle);
+      remove_folder (dir);
+    }
+  expect_advice (engine, "/nonexistent/model", "not there any more");
+}
+
 /* A reply's states and text as the main thread sees them. */
 typedef struct
 {
@@ -215,6 +352,67 @@ params (int max_new_tokens)
   p.temperature = 0;
   p.max_new_tokens = max_new_tokens;
   return p;
+}
+
+typedef struct
+{
+  GPtrArray *texts;
+  double last;
+} ProgressWatch;
+
+static void
+reply_progress_cb (AppMessage    *m,
+                   GParamSpec    *pspec,
+                   ProgressWatch *w)
+{
+  const char *text = app_message_get_progress_text (m);
+
+  g_assert_true (g_thread_self () == main_thread);
+  g_assert_cmpint (app_message_get_state (m), ==, APP_MESSAGE_PENDING);
+  g_assert_cmpfloat (app_message_get_progress (m), >=, w->last);
+  w->last = app_message_get_progress (m);
+  if (text && (w->texts->len == 0 ||
+               g_strcmp0 (g_ptr_array_index (w->texts, w->texts->len - 1), text) != 0))
+    g_ptr_array_add (w->texts, g_strdup (text));
+}
+
+/* While the question waits, the reply says what the model reads: the image tile by tile,
+ * then the conversation, with a fraction that only grows. */
+static void
+test_reading_progress (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autoptr(AppChat) chat = app_chat_new ();
+  g_autoptr(AppMessage) question = app_message_new (APP_ROLE_USER, "What is written here?");
+  g_autoptr(AppMessage) reply = app_message_new (APP_ROLE_ASSISTANT, "");
+  g_autofree char *image_dir = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", NULL);
+  const char *images[] = { "vqa_1.jpg", NULL };
+  ProgressWatch w = { g_ptr_array_new_with_free_func (g_free), 0 };
+  AppGenerateParams p = params (2);
+  Result r = { 0 };
+  gboolean tiles = FALSE;
+
+  app_message_set_images (question, images);
+  app_chat_append (chat, question);
+  app_chat_append (chat, reply);
+  g_signal_connect (reply, "notify::progress-text", G_CALLBACK (reply_progress_cb), &w);
+  g_signal_connect (reply, "notify::progress", G_CALLBACK (reply_progress_cb), &w);
+  app_engine_generate_async (engine, chat, reply, image_dir, &p, NULL, generate_cb, &r);
+  iterate_until (&r.done, "the answer");
+  g_assert_no_error (r.error);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  for (guint i = 0; i < w.texts->len; i++)
+    {
+      const char *t = g_ptr_array_index (w.texts, i);
+
+      g_test_message ("%s", t);
+      tiles = tiles || (g_str_has_prefix (t, "Reading the image, tile ") && strstr (t, " of 9"));
+    }
+  g_assert_true (tiles); /* 5014 x 2004 pixels: a global view and 8 tiles */
+  g_assert_cmpstr (g_ptr_array_index (w.texts, w.texts->len - 1), ==, "Reading the conversation");
+  g_assert_cmpfloat (w.last, ==, 1.0);
+  g_ptr_array_unref (w.texts);
+  app_generate_params_clear (&p);
 }
 
 static void
@@ -1165,6 +1363,9 @@ main (int   argc,
   g_test_add_func ("/app/engine/default-params", test_default_params);
   g_test_add_func ("/app/engine/settings-defaults", test_settings_defaults);
   g_test_add_func ("/app/engine/load", test_load);
+  g_test_add_func ("/app/engine/cancel-load", test_cancel_load);
+  g_test_add_func ("/app/engine/load-advice", test_load_advice);
+  g_test_add_func ("/app/engine/reading-progress", test_reading_progress);
   g_test_add_func ("/app/engine/stream", test_stream);
   g_test_add_func ("/app/engine/batches", test_batches);
   g_test_add_func ("/app/engine/stop-and-reuse", test_stop_and_reuse);

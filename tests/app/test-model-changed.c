@@ -219,7 +219,9 @@ test_model_changed (void)
   g_assert_cmpint (app_message_get_state (failed), ==, APP_MESSAGE_FAILED);
   expect_in (app_message_get_error (failed), "incomplete");
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_FAILED);
-  wait_for_label (GTK_WIDGET (window), "The Model Could Not Be Loaded");
+  /* the banner above the chat: what to do, and the engine's words */
+  wait_for_label (GTK_WIDGET (window), "The model could not be loaded");
+  wait_for_label (GTK_WIDGET (window), "Download the model again");
   wait_for_label (GTK_WIDGET (window), "the download was interrupted");
 
   /* 5. the chat kept everything, in memory and on disk */

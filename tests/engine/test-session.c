@@ -644,9 +644,18 @@ static void test_image_cache_reuse(void)
     g_free(b.pixels);
 }
 
-static bool cancel_second(float fraction, void *user_data)
+typedef struct {
+    vl2_session *s;
+    int calls;
+} tile_counter;
+
+static bool cancel_second_tile(float fraction, void *user_data)
 {
-    return ++*(int *)user_data < 2;
+    tile_counter *c = user_data;
+    vl2_prefill_progress pp;
+    vl2_session_get_prefill_progress(c->s, &pp);
+    c->calls++;
+    return pp.tiles_done < 2;
 }
 
 static void test_cancel_vision(void)
@@ -656,17 +665,111 @@ static void test_cancel_vision(void)
     vl2_prompt *p = make_prompt(&m, 1, NULL);
     vl2_session *s = make_session(0);
     vl2_generate_params gp = greedy(2);
-    int calls = 0;
-    gp.progress = cancel_second;
+    tile_counter calls = { s, 0 };
+    gp.progress = cancel_second_tile;
     gp.progress_user_data = &calls;
     vl2_error err;
     g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_ERR_CANCELLED);
-    g_assert_cmpint(calls, ==, 2); /* stopped after the second tile, not after all of them */
+    /* the image's start, then two tiles: stopped after the second, not after all of them */
+    g_assert_cmpint(calls.calls, ==, 3);
+    g_assert_cmpint(vl2_prompt_n_tiles(p), >, 2);
     g_assert_cmpint(vl2_session_n_past(s), ==, 0);
     expect_usable(s, p, &gp);
     vl2_prompt_free(p);
     vl2_session_free(s);
     g_free(a.pixels);
+}
+
+/* Every progress call, with what the session said it stood for. */
+typedef struct {
+    vl2_session *s;
+    GArray *calls;               /* progress_call */
+} progress_log;
+
+typedef struct {
+    float fraction;
+    vl2_prefill_progress what;
+} progress_call;
+
+static bool log_progress(float fraction, void *user_data)
+{
+    progress_log *log = user_data;
+    progress_call c = { fraction, { 0 } };
+    vl2_session_get_prefill_progress(log->s, &c.what);
+    g_array_append_val(log->calls, c);
+    return true;
+}
+
+/* The fraction rises to 1; each image is announced before its first tile with its tile
+ * count, its tiles counted one by one, then the text runs in chunks to the last position. */
+static void test_prefill_progress(void)
+{
+    synth_image a = make_image(800, 400, 4), b = make_image(300, 500, 5);
+    vl2_image both[] = { a.img, b.img };
+    vl2_message m = { VL2_ROLE_USER, "<image>\n<image>\nWhat differs?", both, 2 };
+    vl2_prompt *p = make_prompt(&m, 1, NULL);
+    vl2_session *s = make_session(0);
+    vl2_generate_params gp = greedy(2);
+    progress_log log = { s, g_array_new(FALSE, TRUE, sizeof(progress_call)) };
+    gp.progress = log_progress;
+    gp.progress_user_data = &log;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_OK);
+
+    int tiles[2];
+    for (int i = 0; i < 2; i++) {
+        int w, h;
+        vl2_prompt_image_grid(p, i, &w, &h);
+        tiles[i] = 1 + w * h;
+    }
+    g_assert_cmpint(tiles[0] + tiles[1], ==, vl2_prompt_n_tiles(p));
+    int chunks = ((int)vl2_prompt_n_tokens(p) + 255) / 256;
+    /* two announcements, one call a tile, one a chunk */
+    g_assert_cmpuint(log.calls->len, ==, 2 + tiles[0] + tiles[1] + chunks);
+    float last = 0;
+    guint k = 0;
+    for (int i = 0; i < 2; i++)
+        for (int t = 0; t <= tiles[i]; t++, k++) {
+            const progress_call *c = &g_array_index(log.calls, progress_call, k);
+            g_assert_cmpint(c->what.image, ==, i + 1);
+            g_assert_cmpint(c->what.n_images, ==, 2);
+            g_assert_cmpint(c->what.n_tiles, ==, tiles[i]);
+            g_assert_cmpint(c->what.tiles_done, ==, t);
+            g_assert_cmpint(c->what.tokens_done, ==, 0);
+            g_assert_cmpfloat(c->fraction, >=, last);
+            last = c->fraction;
+        }
+    for (; k < log.calls->len; k++) {
+        const progress_call *c = &g_array_index(log.calls, progress_call, k);
+        g_assert_cmpint(c->what.image, ==, 0);
+        g_assert_cmpint(c->what.tokens_done, >, 0);
+        g_assert_cmpfloat(c->fraction, >, last);
+        last = c->fraction;
+    }
+    const progress_call *end = &g_array_index(log.calls, progress_call, log.calls->len - 1);
+    g_assert_cmpfloat(end->fraction, ==, 1.0f);
+    g_assert_cmpint(end->what.tokens_done, ==, end->what.n_tokens);
+    g_assert_cmpint(end->what.n_tokens, ==, (int)vl2_prompt_n_tokens(p));
+
+    /* the same conversation and a follow-up: the images come from the cache, uncounted */
+    vl2_message follow[] = { m, { VL2_ROLE_ASSISTANT, "Colours.", NULL, 0 },
+                             { VL2_ROLE_USER, "And the shapes?", NULL, 0 } };
+    vl2_prompt *p2 = make_prompt(follow, 3, NULL);
+    g_array_set_size(log.calls, 0);
+    g_assert_cmpint(vl2_session_prefill(s, p2, &gp, &err), ==, VL2_OK);
+    g_assert_cmpuint(log.calls->len, >, 0);
+    for (k = 0; k < log.calls->len; k++) {
+        const progress_call *c = &g_array_index(log.calls, progress_call, k);
+        g_assert_cmpint(c->what.n_images, ==, 0);
+        g_assert_cmpint(c->what.image, ==, 0);
+        g_assert_cmpint(c->what.n_tokens, <, (int)vl2_prompt_n_tokens(p2));
+    }
+    g_array_unref(log.calls);
+    vl2_prompt_free(p);
+    vl2_prompt_free(p2);
+    vl2_session_free(s);
+    g_free(a.pixels);
+    g_free(b.pixels);
 }
 
 int main(int argc, char **argv)
@@ -695,6 +798,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/session/three-images-untiled", test_three_images_untiled);
     g_test_add_func("/engine/session/image-cache-reuse", test_image_cache_reuse);
     g_test_add_func("/engine/session/cancel-vision", test_cancel_vision);
+    g_test_add_func("/engine/session/prefill-progress", test_prefill_progress);
     int rc = g_test_run();
     vl2_model_free(model);
     return rc;

@@ -613,6 +613,65 @@ static void test_cancel_load(void)
     g_assert_cmpint(calls, >, 0);
 }
 
+typedef struct {
+    float last;
+    int calls;
+    int binding_calls;           /* calls in the first tenth */
+    float cancel_above;          /* > 1: never */
+} load_log;
+
+static bool log_load(float fraction, void *user_data)
+{
+    load_log *log = user_data;
+    g_assert_cmpfloat(fraction, >=, log->last);
+    g_assert_cmpfloat(fraction, <=, 1.0f);
+    log->last = fraction;
+    log->calls++;
+    log->binding_calls += fraction <= 0.1f;
+    return fraction <= log->cancel_above;
+}
+
+/* Copying the weights into memory is most of a resident (or quantized) load: its progress
+ * goes on past binding to 1, and a cancel while copying frees what was made. */
+static void test_cancel_load_copying(void)
+{
+    g_autofree char *dir = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    vl2_weights_format formats[] = { VL2_WEIGHTS_STORED, VL2_WEIGHTS_Q8 };
+    vl2_model_params p = vl2_model_default_params();
+    load_log log = { 0, 0, 0, 2.0f };
+    vl2_model *m;
+    vl2_error err;
+
+    /* mapped: binding is the whole load */
+    p.progress = log_load;
+    p.progress_user_data = &log;
+    g_assert_cmpint(vl2_model_load(dir, &p, &m, &err), ==, VL2_OK);
+    g_assert_cmpfloat(log.last, ==, 1.0f);
+    int bind_calls = log.calls;
+    vl2_model_free(m);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(formats); i++) {
+        log = (load_log){ 0, 0, 0, 2.0f };
+        p.resident = formats[i] == VL2_WEIGHTS_STORED;
+        p.weights = formats[i];
+        g_assert_cmpint(vl2_model_load(dir, &p, &m, &err), ==, VL2_OK);
+        g_assert_cmpfloat(log.last, ==, 1.0f);
+        /* binding in the first tenth, then the copy reports matrix by matrix */
+        g_assert_cmpint(log.binding_calls, ==, bind_calls);
+        g_assert_cmpint(log.calls, >, bind_calls + 1);
+        int calls = log.calls;
+        vl2_model_free(m);
+
+        /* stop at the first matrix copied */
+        log = (load_log){ 0, 0, 0, 0.1f };
+        g_assert_cmpint(vl2_model_load(dir, &p, &m, &err), ==, VL2_ERR_CANCELLED);
+        g_assert_null(m);
+        g_assert_cmpfloat(log.last, >, 0.1f);
+        g_assert_cmpint(log.calls, <, calls);
+        g_assert_nonnull(strstr(err.message, "cancelled"));
+    }
+}
+
 /* Resident weights are a copy of the mapped ones: the same logits, bit for bit, in the same
  * format; the model still works after its file pages are given back. */
 static void test_resident(void)
@@ -655,6 +714,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/weights/config-and-tokenizer-files", test_config_and_tokenizer_files);
     g_test_add_func("/engine/weights/bad-arguments", test_bad_arguments);
     g_test_add_func("/engine/weights/cancel", test_cancel_load);
+    g_test_add_func("/engine/weights/cancel-while-copying", test_cancel_load_copying);
     g_test_add_func("/engine/weights/resident", test_resident);
     return g_test_run();
 }

@@ -1,0 +1,241 @@
+/* app-model-banner.c - the model's state above the conversation.
+ *
+ * The chats stay readable whatever the model is doing: instead of a page in place of the
+ * conversation, a bar slides in above it while there is no model ("Open Model Folder…"), while
+ * one loads (the folder, the percentage, a progress bar and Cancel) and when loading failed
+ * (what to do about it, the engine's message under it, "Choose Another Folder…" and "Try
+ * Again"). It hides once the model is ready. Everything it shows comes from AppEngine's
+ * properties; its buttons are window actions, so the window decides what they do.
+ */
+#define G_LOG_DOMAIN "sightline-banner"
+
+#include "app-model-banner.h"
+
+#include <glib/gi18n.h>
+#include <string.h>
+
+struct _AppModelBanner
+{
+  GtkWidget parent_instance;
+
+  AppEngine *engine;
+  GSettings *settings;
+
+  /* template */
+  GtkRevealer *revealer;
+  GtkWidget *bar;
+  GtkImage *icon;
+  GtkLabel *title;
+  GtkLabel *detail;
+  GtkProgressBar *progress;
+  GtkButton *retry_button;
+  GtkButton *button;
+};
+
+G_DEFINE_FINAL_TYPE (AppModelBanner, app_model_banner, GTK_TYPE_WIDGET)
+
+enum {
+  PROP_0,
+  PROP_REVEALED,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+/* The folder as the person knows it: its name, not its path. */
+static char *
+folder_name (AppModelBanner *self)
+{
+  g_autofree char *folder = g_settings_get_string (self->settings, "model-folder");
+  g_autofree char *trimmed = g_strdup (folder);
+  gsize len = strlen (trimmed);
+
+  while (len > 1 && trimmed[len - 1] == G_DIR_SEPARATOR)
+    trimmed[--len] = '\0';
+  return len ? g_path_get_basename (trimmed) : NULL;
+}
+
+static void
+set_button (GtkButton  *button,
+            const char *label,
+            const char *action)
+{
+  gtk_button_set_label (button, label);
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (button), action);
+  gtk_widget_set_visible (GTK_WIDGET (button), label != NULL);
+}
+
+static void
+update (AppModelBanner *self)
+{
+  AppEngineState state = app_engine_get_state (self->engine);
+  g_autofree char *name = folder_name (self);
+  g_autofree char *title = NULL;
+  const char *detail = NULL;
+  gboolean failed = state == APP_ENGINE_FAILED;
+  gboolean revealed = state == APP_ENGINE_EMPTY || state == APP_ENGINE_LOADING || failed;
+
+  switch (state)
+    {
+    case APP_ENGINE_LOADING:
+      {
+        int percent = (int) (100 * app_engine_get_load_progress (self->engine));
+
+        /* TRANSLATORS: the model folder's name and how much of it is loaded */
+        title = name ? g_strdup_printf (_("Loading “%s”… %d %%"), name, percent)
+                     : g_strdup_printf (_("Loading the model… %d %%"), percent);
+        gtk_progress_bar_set_fraction (self->progress,
+                                       app_engine_get_load_progress (self->engine));
+        set_button (self->button, _("_Cancel"), "win.cancel-load");
+        set_button (self->retry_button, NULL, NULL);
+      }
+      break;
+    case APP_ENGINE_FAILED:
+      title = g_strdup_printf ("%s %s", _("The model could not be loaded."),
+                               app_engine_get_error_advice (self->engine)
+                                 ? app_engine_get_error_advice (self->engine) : "");
+      detail = app_engine_get_error (self->engine);
+      set_button (self->button, _("_Choose Another Folder…"), "win.open-model");
+      set_button (self->retry_button, _("_Try Again"), "win.reload-model");
+      break;
+    case APP_ENGINE_EMPTY:
+      /* with a folder chosen, a load was cancelled */
+      title = g_strdup (name ? _("Loading was cancelled: no model is loaded. The chats can be "
+                                 "read; answering needs the model.")
+                             : _("No model is loaded. The chats can be read; answering needs a "
+                                 "DeepSeek-VL2 model folder."));
+      set_button (self->button, _("_Open Model Folder…"), "win.open-model");
+      set_button (self->retry_button, name ? _("_Load Model") : NULL, "win.reload-model");
+      break;
+    case APP_ENGINE_READY:
+    case APP_ENGINE_BUSY:
+    default:
+      break;
+    }
+  if (title)
+    gtk_label_set_text (self->title, title);
+  gtk_label_set_text (self->detail, detail ? detail : "");
+  gtk_widget_set_visible (GTK_WIDGET (self->detail), detail != NULL);
+  gtk_widget_set_visible (GTK_WIDGET (self->progress), state == APP_ENGINE_LOADING);
+  gtk_image_set_from_icon_name (self->icon, failed ? "dialog-warning-symbolic"
+                                                   : "dialog-information-symbolic");
+  if (failed)
+    gtk_widget_add_css_class (self->bar, "failed");
+  else
+    gtk_widget_remove_css_class (self->bar, "failed");
+
+  if (gtk_revealer_get_reveal_child (self->revealer) != revealed)
+    {
+      /* it slides in, and goes at once: the conversation under it moves once, instead of
+       * for a quarter of a second just as the model is ready to be asked */
+      gtk_revealer_set_transition_type (self->revealer,
+                                        revealed ? GTK_REVEALER_TRANSITION_TYPE_SLIDE_DOWN
+                                                 : GTK_REVEALER_TRANSITION_TYPE_NONE);
+      gtk_revealer_set_reveal_child (self->revealer, revealed);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REVEALED]);
+    }
+}
+
+AppModelBanner *
+app_model_banner_new (void)
+{
+  return g_object_new (APP_TYPE_MODEL_BANNER, NULL);
+}
+
+void
+app_model_banner_set_engine (AppModelBanner *self,
+                             AppEngine      *engine,
+                             GSettings      *settings)
+{
+  g_return_if_fail (APP_IS_MODEL_BANNER (self));
+  g_return_if_fail (APP_IS_ENGINE (engine));
+  g_return_if_fail (G_IS_SETTINGS (settings));
+  g_return_if_fail (self->engine == NULL);
+
+  self->engine = g_object_ref (engine);
+  self->settings = g_object_ref (settings);
+  g_signal_connect_object (engine, "notify::state", G_CALLBACK (update), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (engine, "notify::load-progress", G_CALLBACK (update), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (engine, "notify::error", G_CALLBACK (update), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (engine, "notify::error-advice", G_CALLBACK (update), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (settings, "changed::model-folder", G_CALLBACK (update), self,
+                           G_CONNECT_SWAPPED);
+  update (self);
+}
+
+gboolean
+app_model_banner_get_revealed (AppModelBanner *self)
+{
+  g_return_val_if_fail (APP_IS_MODEL_BANNER (self), FALSE);
+
+  return gtk_revealer_get_reveal_child (self->revealer);
+}
+
+static void
+app_model_banner_dispose (GObject *object)
+{
+  AppModelBanner *self = APP_MODEL_BANNER (object);
+
+  gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_MODEL_BANNER);
+  g_clear_object (&self->engine);
+  g_clear_object (&self->settings);
+  G_OBJECT_CLASS (app_model_banner_parent_class)->dispose (object);
+}
+
+static void
+app_model_banner_get_property (GObject    *object,
+                               guint       prop_id,
+                               GValue     *value,
+                               GParamSpec *pspec)
+{
+  AppModelBanner *self = APP_MODEL_BANNER (object);
+
+  switch (prop_id)
+    {
+    case PROP_REVEALED:
+      g_value_set_boolean (value, app_model_banner_get_revealed (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_model_banner_class_init (AppModelBannerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = app_model_banner_dispose;
+  object_class->get_property = app_model_banner_get_property;
+
+  properties[PROP_REVEALED] =
+    g_param_spec_boolean ("revealed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/"
+                                               "app-model-banner.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, revealer);
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, bar);
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, icon);
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, title);
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, detail);
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, progress);
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, retry_button);
+  gtk_widget_class_bind_template_child (widget_class, AppModelBanner, button);
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+  gtk_widget_class_set_css_name (widget_class, "modelbanner");
+  gtk_widget_class_set_accessible_role (widget_class, GTK_ACCESSIBLE_ROLE_GROUP);
+}
+
+static void
+app_model_banner_init (AppModelBanner *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+}

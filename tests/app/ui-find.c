@@ -1,0 +1,128 @@
+/* ui-find.c - see ui-find.h. */
+#include "ui-find.h"
+
+#include <string.h>
+
+GtkWidget *
+ui_find_mapped (GtkWidget     *root,
+                UiMatch        match,
+                gconstpointer  data)
+{
+  if (!gtk_widget_get_mapped (root))
+    return NULL;
+  if (match (root, data))
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = ui_find_mapped (c, match, data);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+static gboolean
+is_label_with (GtkWidget     *w,
+               gconstpointer  needle)
+{
+  return GTK_IS_LABEL (w) && strstr (gtk_label_get_text (GTK_LABEL (w)), needle);
+}
+
+GtkWidget *
+ui_find_label (GtkWidget  *root,
+               const char *needle)
+{
+  return ui_find_mapped (root, is_label_with, needle);
+}
+
+static gboolean
+is_action_button (GtkWidget     *w,
+                  gconstpointer  action)
+{
+  return GTK_IS_BUTTON (w) &&
+         g_strcmp0 (gtk_actionable_get_action_name (GTK_ACTIONABLE (w)), action) == 0;
+}
+
+GtkWidget *
+ui_find_action_button (GtkWidget  *root,
+                       const char *action)
+{
+  return ui_find_mapped (root, is_action_button, action);
+}
+
+static gboolean
+is_icon (GtkWidget     *w,
+         gconstpointer  name)
+{
+  return GTK_IS_IMAGE (w) && g_strcmp0 (gtk_image_get_icon_name (GTK_IMAGE (w)), name) == 0;
+}
+
+GtkWidget *
+ui_find_icon (GtkWidget  *root,
+              const char *icon_name)
+{
+  return ui_find_mapped (root, is_icon, icon_name);
+}
+
+static gboolean
+is_type (GtkWidget     *w,
+         gconstpointer  type)
+{
+  return G_TYPE_CHECK_INSTANCE_TYPE (w, GPOINTER_TO_SIZE (type));
+}
+
+GtkWidget *
+ui_find_type (GtkWidget *root,
+              GType      type)
+{
+  return ui_find_mapped (root, is_type, GSIZE_TO_POINTER (type));
+}
+
+GtkWidget *
+ui_find_any (GtkWidget *root,
+             GType      type)
+{
+  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type))
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = ui_find_any (c, type);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+GtkListView *
+ui_find_chat_list (GtkWidget *root)
+{
+  if (GTK_IS_LIST_VIEW (root) &&
+      GTK_IS_SINGLE_SELECTION (gtk_list_view_get_model (GTK_LIST_VIEW (root))))
+    return GTK_LIST_VIEW (root);
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkListView *found = ui_find_chat_list (c);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+static gboolean
+is_send_button (GtkWidget     *w,
+                gconstpointer  data)
+{
+  const char *icon = GTK_IS_BUTTON (w) ? gtk_button_get_icon_name (GTK_BUTTON (w)) : NULL;
+
+  return g_strcmp0 (icon, "go-up-symbolic") == 0 ||
+         g_strcmp0 (icon, "media-playback-stop-symbolic") == 0;
+}
+
+GtkWidget *
+ui_find_send_button (GtkWidget *composer)
+{
+  return ui_find_mapped (composer, is_send_button, NULL);
+}

@@ -1,0 +1,33 @@
+/* ui-find.h - finding what a window shows: widgets that are on screen (mapped), by what they
+ * say or do. For the UI tests, which look at the real window as a person would. */
+#pragma once
+
+#include <gtk/gtk.h>
+
+G_BEGIN_DECLS
+
+typedef gboolean (*UiMatch) (GtkWidget *widget, gconstpointer data);
+
+/* The first mapped widget under `root` (itself included) that `match` accepts, depth first. */
+GtkWidget       *ui_find_mapped                (GtkWidget       *root,
+                                                UiMatch          match,
+                                                gconstpointer    data);
+/* Mapped: a label whose text holds `needle`; a button acting on `action` ("win.stop"); an
+ * image showing the icon `icon_name`; a widget of `type` (a GType cast to a pointer). */
+GtkWidget       *ui_find_label                 (GtkWidget       *root,
+                                                const char      *needle);
+GtkWidget       *ui_find_action_button         (GtkWidget       *root,
+                                                const char      *action);
+GtkWidget       *ui_find_icon                  (GtkWidget       *root,
+                                                const char      *icon_name);
+GtkWidget       *ui_find_type                  (GtkWidget       *root,
+                                                GType            type);
+/* Any widget of `type` under `root`, shown or not. */
+GtkWidget       *ui_find_any                   (GtkWidget       *root,
+                                                GType            type);
+/* The sidebar's chat list: the list view whose model is a single selection. */
+GtkListView     *ui_find_chat_list             (GtkWidget       *root);
+/* The composer's send (or stop) button. */
+GtkWidget       *ui_find_send_button           (GtkWidget       *composer);
+
+G_END_DECLS

@@ -127,10 +127,10 @@ update (AppModelBanner *self)
   if (gtk_revealer_get_reveal_child (self->revealer) != revealed)
     {
       /* it slides in, and goes at once: the conversation under it moves once, instead of
-       * for a quarter of a second just as the model is ready to be asked */
-      gtk_revealer_set_transition_type (self->revealer,
-                                        revealed ? GTK_REVEALER_TRANSITION_TYPE_SLIDE_DOWN
-                                                 : GTK_REVEALER_TRANSITION_TYPE_NONE);
+       * for a quarter of a second just as the model is ready to be asked. A slide that takes
+       * no time, not the NONE transition: a revealer without a transition keeps its child's
+       * height when hidden, a blank band above the conversation. */
+      gtk_revealer_set_transition_duration (self->revealer, revealed ? 250 : 0);
       gtk_revealer_set_reveal_child (self->revealer, revealed);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REVEALED]);
     }

@@ -15,6 +15,7 @@
 
 #include "app-composer.h"
 #include "app-message-row.h"
+#include "app-model-banner.h"
 #include "ui-find.h"
 #include "ui-harness.h"
 
@@ -217,11 +218,13 @@ test_welcome (void)
   wait_for (chat_shown, NULL, "the chat back");
 }
 
+/* The banner's buttons are gone, and so is its place above the conversation. */
 static gboolean
 banner_gone (gpointer data)
 {
   return !ui_find_action_button (window (), "win.open-model") &&
-         !ui_find_action_button (window (), "win.cancel-load");
+         !ui_find_action_button (window (), "win.cancel-load") &&
+         gtk_widget_get_height (ui_find_any (window (), APP_TYPE_MODEL_BANNER)) == 0;
 }
 
 static void

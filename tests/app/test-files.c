@@ -7,7 +7,7 @@
  * window: the forgotten image is swept at startup and the others stay; the missing image shows
  * as missing, a follow-up is answered without it, and Remove takes it out of the question;
  * deleting a chat deletes its own image once the undo toast has gone, not the one it shares;
- * Undo keeps everything; an attachment removed before sending is deleted, unless a chat shows
+ * an undone deletion keeps everything; an attachment removed before sending is deleted, unless a chat shows
  * it; and drafts (text, helper and images) stay with their chat when switching chats and come
  * back after the application is started again, a new chat holding only a draft included.
  */
@@ -346,22 +346,26 @@ question_has_no_image_on_disk (gpointer data)
 }
 
 static gboolean
-all_loaded (gpointer data)
+chat_loaded (gpointer id)
 {
-  return n_chats () == GPOINTER_TO_UINT (data);
+  return find_chat (id) != NULL;
 }
 
+/* The window, the model ready and the chats read (the one named `id` among them). Each test
+ * starts with it, so that each can run alone (-p). */
 static GtkWindow *
-start (guint n)
+start (const char *id)
 {
-  GtkWindow *window;
+  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (app));
 
+  if (window)
+    return window;
   g_application_activate (G_APPLICATION (app));
   window = gtk_application_get_active_window (GTK_APPLICATION (app));
   g_assert_nonnull (window);
   gtk_window_set_default_size (window, 1100, 760);
   ui_harness_wait_ready (app, TIMEOUT_S);
-  wait_for (all_loaded, GUINT_TO_POINTER (n), "the chats");
+  wait_for (chat_loaded, (gpointer) id, "the chats");
   return window;
 }
 
@@ -378,7 +382,8 @@ test_startup_sweep (void)
   g_autofree char *shared = image_path (shared_image);
   g_autofree char *undo = image_path (undo_image);
 
-  start (7);
+  start (draft_chat_y);
+  g_assert_cmpuint (n_chats (), ==, 7);
   wait_for (file_gone, orphan, "the forgotten image to be swept");
   g_assert_true (file_exists (own));
   g_assert_true (file_exists (shared));
@@ -393,6 +398,7 @@ test_missing_image (void)
   GtkWidget *tile, *remove;
   g_autoptr(AppMessage) answer = NULL;
 
+  start (missing_chat);
   select_chat (missing_chat);
   c = composer ();
   wait_for (missing_tile_shown, NULL, "the missing image's tile");
@@ -418,54 +424,50 @@ test_missing_image (void)
   g_assert_false (missing_tile_shown (NULL));
 }
 
-/* Deleting a chat deletes its own image once undo is no longer offered; a shared one stays. */
-static void
-test_delete_chat (void)
-{
-  g_autofree char *own = image_path (own_image);
-  g_autofree char *shared = image_path (shared_image);
-  g_autofree char *own_file = chat_file (own_chat);
-  g_autofree char *shared_file = chat_file (shared_chat_a);
-  GtkWindow *window = main_window ();
-
-  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
-                                             own_chat));
-  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
-                                             shared_chat_a));
-  /* undo is still possible: everything is there */
-  ui_harness_spin (1);
-  g_assert_true (file_exists (own));
-  g_assert_true (file_exists (own_file));
-  /* the toasts time out one after the other */
-  wait_for (file_gone, own_file, "the deleted chat's file to go");
-  wait_for (file_gone, own, "the deleted chat's image to go");
-  wait_for (file_gone, shared_file, "the second deleted chat's file to go");
-  ui_harness_spin (1);
-  g_assert_true (file_exists (shared));
-  g_assert_null (find_chat (own_chat));
-}
-
 static gboolean
 undo_shown (gpointer data)
 {
   return find_button (GTK_WIDGET (main_window ()), "_Undo") != NULL;
 }
 
-/* Undo: the chat and its image stay, after the toast too. */
+/* Deleting a chat deletes its own image once undo is no longer offered; a shared one stays,
+ * and so does everything of a deletion undone. */
 static void
-test_undo_delete (void)
+test_delete_chat (void)
 {
+  g_autofree char *own = image_path (own_image);
+  g_autofree char *shared = image_path (shared_image);
   g_autofree char *undo = image_path (undo_image);
+  g_autofree char *own_file = chat_file (own_chat);
+  g_autofree char *shared_file = chat_file (shared_chat_a);
   g_autofree char *undo_file = chat_file (undo_chat);
-  GtkWindow *window = main_window ();
+  GtkWindow *window = start (undo_chat);
 
+  /* deleted, and brought back with Undo */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
                                              undo_chat));
   g_assert_null (find_chat (undo_chat));
   wait_for (undo_shown, NULL, "the Undo button");
   g_signal_emit_by_name (find_button (GTK_WIDGET (window), "_Undo"), "clicked");
   g_assert_nonnull (find_chat (undo_chat));
-  ui_harness_spin (8);
+
+  /* deleted for good */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
+                                             own_chat));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
+                                             shared_chat_a));
+
+  /* undo is still possible for the others: everything is there */
+  g_assert_true (file_exists (own));
+  g_assert_true (file_exists (own_file));
+  /* their toasts time out one after the other */
+  wait_for (file_gone, own_file, "the deleted chat's file to go");
+  wait_for (file_gone, own, "the deleted chat's image to go");
+  wait_for (file_gone, shared_file, "the second deleted chat's file to go");
+  ui_harness_spin (1);
+  g_assert_true (file_exists (shared));
+  g_assert_null (find_chat (own_chat));
+  g_assert_null (find_chat (shared_chat_a));
   g_assert_true (file_exists (undo_file));
   g_assert_true (file_exists (undo));
   g_assert_nonnull (find_chat (undo_chat));
@@ -478,6 +480,7 @@ test_remove_attachment (void)
   g_auto(GStrv) ids = NULL;
   g_autofree char *path = NULL;
 
+  start (draft_chat_x);
   select_chat (draft_chat_x);
   attach ("tiny_gray.png");
   ids = app_composer_get_images (composer ());
@@ -519,6 +522,7 @@ test_drafts (void)
   g_autofree char *new_chat = NULL;
 
   /* X: a question being written, with a picture, as a Find */
+  start (draft_chat_x);
   select_chat (draft_chat_x);
   app_composer_set_text (composer (), "Where is the red one?");
   app_composer_set_prompt_kind (composer (), APP_PROMPT_FIND);
@@ -590,7 +594,7 @@ check_after_restart (char **ids)
 
   gtk_init ();
   app = ui_harness_app_new ();
-  start (6);   /* the seven made, two deleted, one new */
+  start (new_chat);
 
   /* the new chat that held only a draft is there, with it */
   select_chat (new_chat);
@@ -645,7 +649,6 @@ main (int   argc,
   g_test_add_func ("/app/files/startup-sweep", test_startup_sweep);
   g_test_add_func ("/app/files/missing-image", test_missing_image);
   g_test_add_func ("/app/files/delete-chat", test_delete_chat);
-  g_test_add_func ("/app/files/undo-delete", test_undo_delete);
   g_test_add_func ("/app/files/remove-attachment", test_remove_attachment);
   g_test_add_func ("/app/files/drafts", test_drafts);
   rc = g_test_run ();

@@ -2339,10 +2339,11 @@ import_images (AppChatStore *store,
     {
       g_autoptr(GError) error = NULL;
       g_autoptr(GBytes) bytes = NULL;
-      guint8 *data = g_memdup2 (png_bytes, sizeof png_bytes + 4);
+      guint8 *data = g_malloc (sizeof png_bytes + 4);
       char *id;
 
       /* the same PNG with a different trailer each: another sha256, still a PNG */
+      memcpy (data, png_bytes, sizeof png_bytes);
       memcpy (data + sizeof png_bytes, &i, 4);
       bytes = g_bytes_new_take (data, sizeof png_bytes + 4);
       id = app_chat_store_import_image (store, bytes, &error);

@@ -25,9 +25,10 @@
  * picture being attached right now is never taken away. The checks are on the main thread,
  * where the chats are; the deletions happen in a thread under the holds' lock, which an import
  * takes too. An image becomes a candidate when its last hold goes, when a save drops it from a
- * chat (a draft's attachment removed, a question edited away) and when a chat is purged; the
- * candidates are checked together in an idle, once the chats have been loaded (before that,
- * what the files refer to is not known). A sweep after loading removes what was left behind
+ * chat (a draft's attachment removed, a question edited away) and when a chat is purged, the
+ * last two once the file no longer names it (until then, or when the write failed, the file
+ * still refers to it); the candidates are checked together in an idle, once the chats have
+ * been loaded (before that, what the files refer to is not known). A sweep after loading removes what was left behind
  * before (a crash, an older version that never deleted images).
  */
 #include <glib/gi18n.h>
@@ -75,10 +76,27 @@ struct _AppChatStore
   GMutex      holds_lock;
   GHashTable *holds;          /* image id -> count */
   GHashTable *candidates;     /* image ids to check */
+  GHashTable *unwritten;      /* chat id -> GPtrArray of Unwritten: images its file may still
+                               * name, as the save that drops them is not done or failed */
   GSource    *collect_source;
 };
 
 G_DEFINE_FINAL_TYPE (AppChatStore, app_chat_store, G_TYPE_OBJECT)
+
+typedef struct
+{
+  char    *image;
+  guint64  request;           /* the request that drops it */
+} Unwritten;
+
+static void
+unwritten_free (gpointer p)
+{
+  Unwritten *u = p;
+
+  g_free (u->image);
+  g_free (u);
+}
 
 G_DEFINE_QUARK (app-chat-store-error-quark, app_chat_store_error)
 
@@ -143,6 +161,7 @@ app_chat_store_finalize (GObject *object)
   g_clear_pointer (&self->done, g_hash_table_unref);
   g_clear_pointer (&self->holds, g_hash_table_unref);
   g_clear_pointer (&self->candidates, g_hash_table_unref);
+  g_clear_pointer (&self->unwritten, g_hash_table_unref);
   g_clear_pointer (&self->context, g_main_context_unref);
   g_mutex_clear (&self->io_lock);
   g_mutex_clear (&self->pending_lock);
@@ -240,6 +259,8 @@ app_chat_store_init (AppChatStore *self)
   g_mutex_init (&self->holds_lock);
   self->holds = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->candidates = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->unwritten = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify)g_ptr_array_unref);
 }
 
 AppChatStore *
@@ -336,6 +357,7 @@ typedef struct
   GBytes  *data;              /* what to write; NULL removes the file */
   gboolean purge;             /* removing: the chat is gone, not blank */
   guint64  number;            /* the request's place in the order they were made */
+  GPtrArray *dropped_images;  /* images the file refers to no more once this is done */
 } FileRequest;
 
 static void
@@ -346,8 +368,12 @@ file_request_free (gpointer p)
   g_free (request->id);
   g_free (request->path);
   g_clear_pointer (&request->data, g_bytes_unref);
+  g_clear_pointer (&request->dropped_images, g_ptr_array_unref);
   g_free (request);
 }
+
+static void add_candidate_locked (AppChatStore *self,
+                                  const char   *image_id);
 
 static FileRequest *
 file_request_new (AppChatStore *self,
@@ -377,7 +403,12 @@ file_request_run (AppChatStore  *self,
 
   done = g_hash_table_lookup (self->done, request->id);
   if (done != NULL && *done >= request->number)
-    goto out;   /* what this request would write is already out of date */
+    {
+      /* What this request would write is out of date; the newer request's outcome says what
+       * the file names. */
+      g_mutex_unlock (&self->io_lock);
+      return TRUE;
+    }
   if (done == NULL)
     {
       done = g_new0 (guint64, 1);
@@ -439,6 +470,29 @@ file_request_run (AppChatStore  *self,
 
 out:
   g_mutex_unlock (&self->io_lock);
+
+  /* Only once the file no longer names them may they go: a failed write leaves a file that
+   * still does, and they are kept until a write of that chat succeeds. */
+  g_mutex_lock (&self->holds_lock);
+  if (ok)
+    {
+      GPtrArray *unwritten = g_hash_table_lookup (self->unwritten, request->id);
+
+      /* what this request or an earlier one dropped: the file on disk is newer than both */
+      for (guint i = unwritten ? unwritten->len : 0; i > 0; i--)
+        {
+          Unwritten *u = g_ptr_array_index (unwritten, i - 1);
+
+          if (u->request <= request->number)
+            {
+              add_candidate_locked (self, u->image);
+              g_ptr_array_remove_index_fast (unwritten, i - 1);
+            }
+        }
+      if (unwritten && unwritten->len == 0)
+        g_hash_table_remove (self->unwritten, request->id);
+    }
+  g_mutex_unlock (&self->holds_lock);
   return ok;
 }
 
@@ -487,27 +541,38 @@ file_request_start (AppChatStore        *self,
 void
 app_chat_store_flush (AppChatStore *self)
 {
-  GHashTable *candidates;
+  gboolean more;
 
   g_return_if_fail (APP_IS_CHAT_STORE (self));
 
-  /* The checks waiting for an idle run now: the main loop may not run again. */
-  g_mutex_lock (&self->holds_lock);
-  if (self->collect_source != NULL)
+  /* The checks waiting for an idle run now: the main loop may not run again. A write that
+   * completes may make more images candidates, so this goes on until nothing is left. */
+  do
     {
-      g_source_destroy (self->collect_source);
-      g_clear_pointer (&self->collect_source, g_source_unref);
+      GHashTable *candidates;
+
+      g_mutex_lock (&self->holds_lock);
+      if (self->collect_source != NULL)
+        {
+          g_source_destroy (self->collect_source);
+          g_clear_pointer (&self->collect_source, g_source_unref);
+        }
+      candidates = g_steal_pointer (&self->candidates);
+      self->candidates = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+      g_mutex_unlock (&self->holds_lock);
+
+      collect_now (self, candidates);
+
+      g_mutex_lock (&self->pending_lock);
+      while (self->n_pending > 0)
+        g_cond_wait (&self->pending_cond, &self->pending_lock);
+      g_mutex_unlock (&self->pending_lock);
+
+      g_mutex_lock (&self->holds_lock);
+      more = self->loaded && g_hash_table_size (self->candidates) > 0;
+      g_mutex_unlock (&self->holds_lock);
     }
-  candidates = g_steal_pointer (&self->candidates);
-  self->candidates = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_mutex_unlock (&self->holds_lock);
-
-  collect_now (self, candidates);
-
-  g_mutex_lock (&self->pending_lock);
-  while (self->n_pending > 0)
-    g_cond_wait (&self->pending_cond, &self->pending_lock);
-  g_mutex_unlock (&self->pending_lock);
+  while (more);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -908,36 +973,57 @@ app_chat_store_add (AppChatStore *self,
  * Saving and deleting
  */
 
-static void add_candidate_locked (AppChatStore *self,
-                                  const char   *image_id);
+/* Until `request` is done, its file may still name the images it drops. */
+static void
+keep_unwritten (AppChatStore *self,
+                FileRequest  *request)
+{
+  GPtrArray *unwritten;
 
-/* The images the chat's file referred to and the chat no longer does may have been the last
- * references to them. `chat` NULL: the file is gone. */
+  if (request->dropped_images->len == 0)
+    return;
+
+  g_mutex_lock (&self->holds_lock);
+  unwritten = g_hash_table_lookup (self->unwritten, request->id);
+  if (unwritten == NULL)
+    {
+      unwritten = g_ptr_array_new_with_free_func (unwritten_free);
+      g_hash_table_insert (self->unwritten, g_strdup (request->id), unwritten);
+    }
+  for (guint i = 0; i < request->dropped_images->len; i++)
+    {
+      Unwritten *u = g_new0 (Unwritten, 1);
+
+      u->image = g_strdup (g_ptr_array_index (request->dropped_images, i));
+      u->request = request->number;
+      g_ptr_array_add (unwritten, u);
+    }
+  g_mutex_unlock (&self->holds_lock);
+}
+
+/* The images the chat's file referred to and `chat` no longer does (NULL: the file goes), which
+ * may have been the last references to them: once the request is done, they are candidates. */
 static void
 update_saved_images (AppChatStore *self,
-                     const char   *id,
+                     FileRequest  *request,
                      AppChat      *chat)
 {
-  GPtrArray *before = g_hash_table_lookup (self->saved_images, id);
+  GPtrArray *before = g_hash_table_lookup (self->saved_images, request->id);
   g_autoptr(GPtrArray) now = chat != NULL ? app_chat_collect_images (chat) : NULL;
 
-  if (before != NULL)
+  request->dropped_images = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; before && i < before->len; i++)
     {
-      g_mutex_lock (&self->holds_lock);
-      for (guint i = 0; i < before->len; i++)
-        {
-          const char *image = g_ptr_array_index (before, i);
+      const char *image = g_ptr_array_index (before, i);
 
-          if (now == NULL || !g_ptr_array_find_with_equal_func (now, image, g_str_equal, NULL))
-            add_candidate_locked (self, image);
-        }
-      g_mutex_unlock (&self->holds_lock);
+      if (now == NULL || !g_ptr_array_find_with_equal_func (now, image, g_str_equal, NULL))
+        g_ptr_array_add (request->dropped_images, g_strdup (image));
     }
 
   if (now != NULL && now->len > 0)
-    g_hash_table_insert (self->saved_images, g_strdup (id), g_steal_pointer (&now));
+    g_hash_table_insert (self->saved_images, g_strdup (request->id), g_steal_pointer (&now));
   else
-    g_hash_table_remove (self->saved_images, id);
+    g_hash_table_remove (self->saved_images, request->id);
 }
 
 static GBytes *
@@ -1011,7 +1097,8 @@ prepare_save (AppChatStore           *self,
   /* Nothing in it worth a file; a file it had goes (if this store wrote it). */
   blank = app_chat_is_blank (chat);
   *request = file_request_new (self, id, blank ? NULL : chat_to_bytes (chat));
-  update_saved_images (self, id, blank ? NULL : chat);
+  update_saved_images (self, *request, blank ? NULL : chat);
+  keep_unwritten (self, *request);
   return TRUE;
 }
 
@@ -1117,14 +1204,18 @@ prepare_purge (AppChatStore *self,
     g_hash_table_remove (self->trash, id);
   g_hash_table_add (self->purged, g_strdup (id));
 
-  update_saved_images (self, id, NULL);
-  g_mutex_lock (&self->holds_lock);
-  for (guint i = 0; i < images->len; i++)
-    add_candidate_locked (self, g_ptr_array_index (images, i));
-  g_mutex_unlock (&self->holds_lock);
-
   request = file_request_new (self, id, NULL);
   request->purge = TRUE;
+  update_saved_images (self, request, NULL);
+  /* what the chat had beside its file (an unsaved draft's attachments) goes as well */
+  for (guint i = 0; i < images->len; i++)
+    {
+      const char *image = g_ptr_array_index (images, i);
+
+      if (!g_ptr_array_find_with_equal_func (request->dropped_images, image, g_str_equal, NULL))
+        g_ptr_array_add (request->dropped_images, g_strdup (image));
+    }
+  keep_unwritten (self, request);
   return request;
 }
 
@@ -1405,6 +1496,18 @@ referenced_images (AppChatStore *self)
   g_hash_table_iter_init (&iter, self->foreign_images);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     g_hash_table_add (images, g_strdup (key));
+
+  /* what a file still names because the save that would drop it failed */
+  g_mutex_lock (&self->holds_lock);
+  g_hash_table_iter_init (&iter, self->unwritten);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      GPtrArray *kept = value;
+
+      for (guint i = 0; i < kept->len; i++)
+        g_hash_table_add (images, g_strdup (((Unwritten *)g_ptr_array_index (kept, i))->image));
+    }
+  g_mutex_unlock (&self->holds_lock);
 
   return images;
 }

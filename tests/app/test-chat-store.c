@@ -2493,6 +2493,35 @@ test_store_image_gc (Fixture       *fixture,
   settle (store);
   g_assert_false (image_exists (store, edited_away));
 
+  /* A save that fails leaves a file that still names the image: kept until one succeeds. */
+  {
+    g_autoptr(GPtrArray) more = import_images (store, 7);
+    const char *kept_on_failure = g_ptr_array_index (more, 6);
+    g_autoptr(AppChat) failing = chat_with_image ("Fails to save", kept_on_failure);
+    g_autofree char *path = chat_path (fixture, app_chat_get_id (failing));
+    g_autofree char *moved = g_strconcat (path, ".moved", NULL);
+
+    for (guint i = 0; i < 6; i++)
+      app_chat_store_release_image (store, g_ptr_array_index (more, i));
+    g_assert_true (app_chat_store_save (store, failing, &error));
+    g_assert_no_error (error);
+    app_chat_store_release_image (store, kept_on_failure);
+    g_assert_no_errno (g_rename (path, moved));
+    g_assert_no_errno (g_mkdir (path, 0700));
+    app_chat_truncate (failing, 0);
+    add_message (failing, APP_ROLE_USER, "Asked again, without the picture");
+    g_assert_false (app_chat_store_save (store, failing, &error));
+    g_clear_error (&error);
+    settle (store);
+    g_assert_true (image_exists (store, kept_on_failure));
+    g_assert_no_errno (g_rmdir (path));
+    g_assert_no_errno (g_rename (moved, path));
+    g_assert_true (app_chat_store_save (store, failing, &error));
+    g_assert_no_error (error);
+    settle (store);
+    g_assert_false (image_exists (store, kept_on_failure));
+  }
+
   /* An image named in a chat file the store cannot read is that file's: kept. */
   {
     g_autofree char *bad_path = chat_path (fixture, "5c0ffee0-0000-4000-8000-000000000000");

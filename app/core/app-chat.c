@@ -64,6 +64,11 @@ struct _AppChat
   /* The question the derived title comes from, watched for edits. */
   AppMessage *title_message;
   gulong      title_message_handler;
+
+  /* The unsent question */
+  char       *draft_text;       /* never NULL */
+  AppPromptKind draft_kind;
+  char      **draft_images;     /* never NULL */
 };
 
 G_DEFINE_FINAL_TYPE (AppChat, app_chat, G_TYPE_OBJECT)
@@ -102,6 +107,12 @@ static const char * const finish_names[] = {
   [APP_FINISH_END] = "end",
   [APP_FINISH_LENGTH] = "length",
   [APP_FINISH_CONTEXT] = "context",
+};
+
+static const char * const kind_names[] = {
+  [APP_PROMPT_PLAIN] = "plain",
+  [APP_PROMPT_GROUNDED_CAPTION] = "grounded-caption",
+  [APP_PROMPT_FIND] = "find",
 };
 
 gboolean
@@ -515,6 +526,8 @@ app_chat_finalize (GObject *object)
   g_free (self->id);
   g_free (self->custom_title);
   g_free (self->derived_title);
+  g_free (self->draft_text);
+  g_strfreev (self->draft_images);
 
   G_OBJECT_CLASS (app_chat_parent_class)->finalize (object);
 }
@@ -630,6 +643,8 @@ app_chat_init (AppChat *self)
   self->nodes = g_hash_table_new (g_direct_hash, g_direct_equal);
   self->created = g_get_real_time ();
   self->modified = self->created;
+  self->draft_text = g_strdup ("");
+  self->draft_images = g_new0 (char *, 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -973,8 +988,23 @@ app_chat_matches (AppChat    *self,
   return TRUE;
 }
 
+static void
+collect_image (GPtrArray  *images,
+               GHashTable *seen,
+               const char *image_id)
+{
+  char *id;
+
+  if (image_id == NULL || g_hash_table_contains (seen, image_id))
+    return;
+
+  id = g_strdup (image_id);
+  g_ptr_array_add (images, id);
+  g_hash_table_add (seen, id);
+}
+
 /* New strings, each id once: the shown conversation's in the order it shows them, then those
- * only other versions hold. */
+ * only other versions hold, then the draft's. */
 GPtrArray *
 app_chat_collect_images (AppChat *self)
 {
@@ -999,22 +1029,107 @@ app_chat_collect_images (AppChat *self)
 
   for (guint i = 0; i < messages->len; i++)
     {
-      const char * const *ids = app_message_get_images (g_ptr_array_index (messages, i));
+      AppMessage *message = g_ptr_array_index (messages, i);
+      const char * const *ids = app_message_get_images (message);
 
       for (guint j = 0; ids[j] != NULL; j++)
-        {
-          char *id;
-
-          if (g_hash_table_contains (seen, ids[j]))
-            continue;
-
-          id = g_strdup (ids[j]);
-          g_ptr_array_add (images, id);
-          g_hash_table_add (seen, id);
-        }
+        collect_image (images, seen, ids[j]);
+      /* an id of the chat's, unless a hand-edited file says otherwise */
+      collect_image (images, seen, app_message_get_boxes_image (message));
     }
 
+  for (guint j = 0; self->draft_images[j] != NULL; j++)
+    collect_image (images, seen, self->draft_images[j]);
+
   return images;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The draft
+ */
+
+const char *
+app_chat_get_draft_text (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  return self->draft_text;
+}
+
+AppPromptKind
+app_chat_get_draft_kind (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), APP_PROMPT_PLAIN);
+
+  return self->draft_kind;
+}
+
+const char * const *
+app_chat_get_draft_images (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+
+  return (const char * const *)self->draft_images;
+}
+
+/* White space alone is not worth keeping; the composer does not send it either. */
+gboolean
+app_chat_has_draft (AppChat *self)
+{
+  const char *p;
+
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+
+  if (self->draft_images[0] != NULL)
+    return TRUE;
+
+  for (p = self->draft_text; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      if (!g_unichar_isspace (g_utf8_get_char (p)))
+        return TRUE;
+    }
+
+  return FALSE;
+}
+
+gboolean
+app_chat_set_draft (AppChat            *self,
+                    const char         *text,
+                    AppPromptKind       kind,
+                    const char * const *images)
+{
+  static const char * const none[] = { NULL };
+
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+  g_return_val_if_fail (kind < G_N_ELEMENTS (kind_names), FALSE);
+
+  if (text == NULL)
+    text = "";
+  if (images == NULL)
+    images = none;
+
+  if (g_strcmp0 (text, self->draft_text) == 0 &&
+      kind == self->draft_kind &&
+      g_strv_equal ((const char * const *)self->draft_images, images))
+    return FALSE;
+
+  g_free (self->draft_text);
+  self->draft_text = g_strdup (text);
+  self->draft_kind = kind;
+  g_strfreev (self->draft_images);
+  self->draft_images = g_strdupv ((char **)images);
+
+  return TRUE;
+}
+
+gboolean
+app_chat_is_blank (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+
+  return app_chat_get_n_messages (self) == 0 &&
+         self->custom_title == NULL &&
+         !app_chat_has_draft (self);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1155,6 +1270,21 @@ app_chat_to_json (AppChat *self)
                    node_shown_child (parent) == node);
     }
   json_builder_end_array (builder);
+
+  if (app_chat_has_draft (self))
+    {
+      json_builder_set_member_name (builder, "draft");
+      json_builder_begin_object (builder);
+      add_string_member (builder, "text", self->draft_text);
+      json_builder_set_member_name (builder, "kind");
+      json_builder_add_string_value (builder, kind_names[self->draft_kind]);
+      json_builder_set_member_name (builder, "images");
+      json_builder_begin_array (builder);
+      for (guint i = 0; self->draft_images[i] != NULL; i++)
+        json_builder_add_string_value (builder, self->draft_images[i]);
+      json_builder_end_array (builder);
+      json_builder_end_object (builder);
+    }
 
   json_builder_end_object (builder);
 
@@ -1442,6 +1572,59 @@ message_from_json (JsonNode  *node,
   return g_steal_pointer (&message);
 }
 
+/* The optional "draft": what the person was writing. A bad draft spoils the file like any
+ * other member: the file is then left as it is rather than half read. */
+static gboolean
+draft_from_json (Reader     *parent,
+                 AppChat    *chat,
+                 GError    **error)
+{
+  g_autoptr(GPtrArray) images = NULL;
+  Reader reader = { NULL, "draft." };
+  JsonNode *node = reader_get (parent, "draft");
+  JsonNode *images_node;
+  const char *text;
+  guint kind = APP_PROMPT_PLAIN;
+
+  if (node == NULL)
+    return TRUE;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return corrupt (error, parent, "draft", _("not an object"));
+
+  reader.object = json_node_get_object (node);
+  if (!read_string (&reader, "text", FALSE, &text, error) ||
+      !read_name (&reader, "kind", kind_names, G_N_ELEMENTS (kind_names), &kind, error))
+    return FALSE;
+
+  images = g_ptr_array_new ();
+  images_node = reader_get (&reader, "images");
+  if (images_node != NULL)
+    {
+      JsonArray *array;
+
+      if (!JSON_NODE_HOLDS_ARRAY (images_node))
+        return corrupt (error, &reader, "images", _("not an array"));
+
+      array = json_node_get_array (images_node);
+      for (guint i = 0; i < json_array_get_length (array); i++)
+        {
+          JsonNode *item = json_array_get_element (array, i);
+          const char *id;
+
+          if (!holds_value_of_type (item, G_TYPE_STRING) ||
+              !app_chat_image_id_is_valid ((id = json_node_get_string (item))))
+            return corrupt (error, &reader, "images", _("not a list of image ids"));
+
+          g_ptr_array_add (images, (gpointer)id);
+        }
+    }
+  g_ptr_array_add (images, NULL);
+
+  app_chat_set_draft (chat, text, kind, (const char * const *)images->pdata);
+  return TRUE;
+}
+
 AppChat *
 app_chat_new_from_json (JsonNode  *node,
                         GError   **error)
@@ -1570,6 +1753,9 @@ app_chat_new_from_json (JsonNode  *node,
   chat->custom_title = g_steal_pointer (&stripped_title);
 
   sync_path (chat);
+
+  if (!draft_from_json (&reader, chat, error))
+    return NULL;
 
   return g_steal_pointer (&chat);
 }

@@ -12,6 +12,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "app-grounding.h"
 #include "app-message.h"
 
 G_BEGIN_DECLS
@@ -72,18 +73,37 @@ gboolean         app_chat_contains             (AppChat         *self,
 gboolean         app_chat_matches              (AppChat         *self,
                                                 const char      *query);
 
-/* Every image id any message of the chat refers to, every version included. */
+/* Every image id the chat refers to: its messages' (every version included, and where their
+ * boxes go), then its draft's. */
 GPtrArray       *app_chat_collect_images       (AppChat         *self);
+
+/* The question the person is writing and has not sent: its text, the composer's grounding
+ * helper and the image ids attached so far. It belongs to the chat and is saved with it, so it
+ * survives switching chats and restarting. An empty text and no images is no draft. */
+const char      *app_chat_get_draft_text       (AppChat         *self);
+AppPromptKind    app_chat_get_draft_kind       (AppChat         *self);
+const char * const *app_chat_get_draft_images  (AppChat         *self);
+gboolean         app_chat_has_draft            (AppChat         *self);
+/* TRUE when the draft changed. */
+gboolean         app_chat_set_draft            (AppChat         *self,
+                                                const char      *text,
+                                                AppPromptKind    kind,
+                                                const char * const *images);
+/* Nothing a person made is in it: no message, no draft, no title of their own. Such a chat is
+ * not worth a file. */
+gboolean         app_chat_is_blank             (AppChat         *self);
 
 /* JSON: {"version": 2, "id", "title", "custom_title", "created", "modified", "messages":
  * [{"parent", "selected", "role": "user"|"assistant", "text", "images": [...], "state",
  * "finish", "error", "note", "boxes_image", "n_tokens", "first_token_seconds",
- * "tokens_per_second", "created"}]}. "messages" lists every version of every message, each
+ * "tokens_per_second", "created"}], "draft": {"text", "kind": "plain"|"grounded-caption"|
+ * "find", "images": [...]}}. "messages" lists every version of every message, each
  * after the message it follows: "parent" is that message's index in the list (null for the
  * first message of the chat), versions of one place come oldest first, and "selected" marks
  * the one shown where there are several (else the newest is). "finish" (absent while unknown)
- * is "end", "length" or "context". Files of version 1 (one conversation, no "parent") are
- * read too. A message saved while streaming comes back as INTERRUPTED. */
+ * is "end", "length" or "context". "draft" is there only when the chat has one. Files of
+ * version 1 (one conversation, no "parent") are read too. A message saved while streaming
+ * comes back as INTERRUPTED. */
 JsonNode        *app_chat_to_json              (AppChat         *self);
 AppChat         *app_chat_new_from_json        (JsonNode        *node,
                                                 GError         **error);

@@ -18,6 +18,11 @@
  * they did, the worker loads the folder again before answering, and the reply's note says so;
  * when the new files cannot be loaded, the reply fails with the reason and the engine goes to
  * FAILED with it, as after any failed load.
+ *
+ * An image file of the chat that is gone (deleted by hand, a folder restored without it) does
+ * not end the conversation: the prompt is built without it, as if it had never been attached,
+ * and the answer's note says so. Any other unreadable image is an error, as it would silently
+ * change what the model is asked about.
  */
 #include "app-engine.h"
 
@@ -150,6 +155,7 @@ typedef struct
   gboolean flush_scheduled;
   gboolean started;              /* first text seen: the reply is streaming */
   int dropped_messages;
+  GHashTable *missing_images;    /* paths of the images left out: their files are gone */
   guint n_tokens;
   double first_token_seconds;
   double tokens_per_second;
@@ -219,6 +225,7 @@ job_unref (gpointer p)
   g_clear_object (&job->cancellable);
   g_free (job->model_dir);
   g_clear_pointer (&job->turns, g_array_unref);
+  g_clear_pointer (&job->missing_images, g_hash_table_unref);
   app_generate_params_clear (&job->params);
   g_clear_object (&job->reply);
   g_clear_error (&job->count_error);
@@ -634,24 +641,43 @@ generate_done_main (gpointer data)
   GenerateResult *r = data;
   Job *job = r->job;
   AppEngine *self = job->engine;
+  guint n_missing;
 
   /* whatever text is still in the mailbox belongs before the end */
   flush_main (job);
-  if (job->dropped_messages > 0)
+  n_missing = job->missing_images ? g_hash_table_size (job->missing_images) : 0;
+  if (job->dropped_messages > 0 || n_missing > 0)
     {
-      g_autofree char *note =
-        g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
-                                      "The earliest message was left out to fit the model's "
-                                      "context.",
-                                      "The %d earliest messages were left out to fit the "
-                                      "model's context.",
-                                      job->dropped_messages),
-                         job->dropped_messages);
-      app_message_set_note (job->reply, note);
+      g_autoptr(GString) note = g_string_new (NULL);
+
+      if (job->dropped_messages > 0)
+        g_string_append_printf (note,
+                                g_dngettext (GETTEXT_PACKAGE,
+                                             "The earliest message was left out to fit the "
+                                             "model's context.",
+                                             "The %d earliest messages were left out to fit the "
+                                             "model's context.",
+                                             job->dropped_messages),
+                                job->dropped_messages);
+      if (n_missing > 0)
+        {
+          if (note->len)
+            g_string_append_c (note, ' ');
+          g_string_append_printf (note,
+                                  g_dngettext (GETTEXT_PACKAGE,
+                                               "An image of this chat is missing: the answer "
+                                               "was written without it.",
+                                               "%u images of this chat are missing: the answer "
+                                               "was written without them.",
+                                               n_missing),
+                                  n_missing);
+        }
+      app_message_set_note (job->reply, note->str);
     }
   if (r->reloaded)
     {
-      const char *dropped = job->dropped_messages > 0 ? app_message_get_note (job->reply) : NULL;
+      const char *dropped = job->dropped_messages > 0 || n_missing > 0
+                              ? app_message_get_note (job->reply) : NULL;
       g_autofree char *note =
         g_strjoin (dropped ? " " : "", _("The model's files had changed on disk, so it was "
                                          "loaded again for this answer."), dropped, NULL);
@@ -744,7 +770,12 @@ worker_image (AppEngine   *self,
   c = g_new0 (CachedImage, 1);
   if (!image_file_load (path, &c->image, &local_error))
     {
-      g_set_error_literal (error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_IMAGE, local_error->message);
+      /* a missing file keeps its IMAGE_FILE_ERROR: the caller leaves it out */
+      if (g_error_matches (local_error, IMAGE_FILE_ERROR, IMAGE_FILE_ERROR_NOT_FOUND))
+        g_propagate_error (error, g_steal_pointer (&local_error));
+      else
+        g_set_error_literal (error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_IMAGE,
+                             local_error->message);
       g_free (c);
       return NULL;
     }
@@ -823,7 +854,43 @@ prefill_progress_cb (float  fraction,
   return !g_cancellable_is_cancelled (job->cancellable);
 }
 
-/* Builds the prompt from turns [first, n); returns NULL and sets error when it fails. */
+/* `text` without the `<image>` placeholders of the images left out (missing[k] set: their files
+ * are gone, or they are left out to fit), when it places each image with one; a text without
+ * placeholders needs no change. */
+static char *
+drop_placeholders (const char     *text,
+                   const gboolean *missing,
+                   guint           n)
+{
+  static const char tag[] = "<image>";
+  g_autoptr(GString) out = NULL;
+  const char *p = text;
+  guint k = 0;
+
+  for (const char *q = text; (q = strstr (q, tag)); q += strlen (tag))
+    k++;
+  if (k != n)
+    return g_strdup (text);
+
+  out = g_string_new (NULL);
+  for (k = 0; k < n; k++)
+    {
+      const char *q = strstr (p, tag);
+
+      g_string_append_len (out, p, q - p);
+      if (!missing[k])
+        g_string_append (out, tag);
+      p = q + strlen (tag);
+      /* the placeholder's own line goes with it */
+      if (missing[k] && *p == '\n')
+        p++;
+    }
+  g_string_append (out, p);
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+/* Builds the prompt from turns [first, n); returns NULL and sets error when it fails. Images
+ * whose files are gone are left out and listed in job->missing_images. */
 static vl2_prompt *
 build_prompt (AppEngine  *self,
               Job        *job,
@@ -832,10 +899,17 @@ build_prompt (AppEngine  *self,
 {
   g_autoptr(GArray) msgs = g_array_new (FALSE, TRUE, sizeof (vl2_message));
   g_autoptr(GPtrArray) image_arrays = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) texts = g_ptr_array_new_with_free_func (g_free);
   vl2_conversation conv = { 0 };
   vl2_prompt *prompt = NULL;
   vl2_error err;
+  guint last_user = 0;
 
+  for (guint i = 0; i < job->turns->len; i++)
+    if (!g_array_index (job->turns, TurnSnapshot, i).assistant)
+      last_user = i;
+  g_clear_pointer (&job->missing_images, g_hash_table_unref);
+  job->missing_images = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   for (guint i = first; i < job->turns->len; i++)
     {
       TurnSnapshot *t = &g_array_index (job->turns, TurnSnapshot, i);
@@ -845,18 +919,53 @@ build_prompt (AppEngine  *self,
       if (n > 0)
         {
           vl2_image *imgs = g_new0 (vl2_image, n);
+          g_autofree gboolean *missing = g_new0 (gboolean, n);
+          guint n_found = 0;
 
           g_ptr_array_add (image_arrays, imgs);
           for (guint k = 0; k < n; k++)
             {
-              const ImageRgb *im = worker_image (self, t->image_paths[k], error);
+              g_autoptr(GError) local_error = NULL;
+              const ImageRgb *im = worker_image (self, t->image_paths[k], &local_error);
 
+              if (!im && g_error_matches (local_error, IMAGE_FILE_ERROR,
+                                          IMAGE_FILE_ERROR_NOT_FOUND))
+                {
+                  missing[k] = TRUE;
+                  g_hash_table_add (job->missing_images, g_strdup (t->image_paths[k]));
+                  continue;
+                }
               if (!im)
-                return NULL;
-              imgs[k] = (vl2_image) { im->width, im->height, im->stride, im->rgb };
+                {
+                  g_propagate_error (error, g_steal_pointer (&local_error));
+                  return NULL;
+                }
+              imgs[n_found++] = (vl2_image) { im->width, im->height, im->stride, im->rgb };
             }
-          m.images = imgs;
-          m.n_images = (int) n;
+          if (n_found < n)
+            {
+              g_autofree char *stripped = g_strstrip (g_strdup (t->text));
+              char *text;
+
+              /* images alone were the question, and they are gone */
+              if (n_found == 0 && !stripped[0] && i == last_user)
+                {
+                  g_set_error_literal (error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_INPUT,
+                                       g_dngettext (GETTEXT_PACKAGE,
+                                                    "The image of this question is missing: "
+                                                    "there is nothing left to ask about.",
+                                                    "The images of this question are missing: "
+                                                    "there is nothing left to ask about.",
+                                                    n));
+                  return NULL;
+                }
+              text = drop_placeholders (t->text, missing, n);
+
+              g_ptr_array_add (texts, text);
+              m.content = text;
+            }
+          m.images = n_found ? imgs : NULL;
+          m.n_images = (int) n_found;
         }
       g_array_append_val (msgs, m);
     }
@@ -1062,38 +1171,6 @@ worker_image_size (AppEngine  *self,
   return TRUE;
 }
 
-/* `text` without the <image> placeholders of the images left out (drop[k]), when it places
- * each of its n images with one; a text without placeholders needs no change. */
-static char *
-strip_image_tags (const char     *text,
-                  const gboolean *drop,
-                  guint           n)
-{
-  static const char tag[] = "<image>";
-  GString *out;
-  const char *p = text;
-  guint k = 0;
-
-  for (const char *q = text; (q = strstr (q, tag)); q += strlen (tag))
-    k++;
-  if (k != n)
-    return g_strdup (text);
-  out = g_string_new (NULL);
-  for (k = 0; k < n; k++)
-    {
-      const char *q = strstr (p, tag);
-
-      g_string_append_len (out, p, q - p);
-      p = q + strlen (tag);
-      if (!drop[k])
-        g_string_append (out, tag);
-      else if (*p == '\n')
-        p++;
-    }
-  g_string_append (out, p);
-  return g_string_free (out, FALSE);
-}
-
 /* The turns from `first` on with their `skip` oldest images left out, as the engine counts
  * them; -1 when it cannot (an error message in *error). Unreadable images are not counted. */
 static int
@@ -1136,7 +1213,7 @@ count_turns (AppEngine  *self,
             }
           if (n_kept < n_paths)
             {
-              char *text = strip_image_tags (t->text, drop, n_paths);
+              char *text = drop_placeholders (t->text, drop, n_paths);
 
               g_ptr_array_add (keep, text);
               m.content = text;
@@ -1267,7 +1344,7 @@ leave_out_images (AppEngine *self,
       g_ptr_array_add (kept, NULL);
       g_free (t->image_paths);
       t->image_paths = (char **) g_ptr_array_free (kept, FALSE);
-      text = strip_image_tags (t->text, drop, n_paths);
+      text = drop_placeholders (t->text, drop, n_paths);
       g_free (t->text);
       t->text = text;
     }

@@ -1,6 +1,7 @@
 /* app-application.c - the Sightline application.
  *
- * Owns what outlives a window: the settings, the chat store (loaded once at startup) and the
+ * Owns what outlives a window: the settings, the chat store (read in a thread at startup, then
+ * rid of the images nothing refers to; the app waits for its writes before it exits) and the
  * engine with its worker thread. The model folder in the settings is loaded at startup and
  * again whenever the setting changes, so choosing a folder in the welcome page or in the
  * preferences takes effect at once.
@@ -148,6 +149,34 @@ threads_changed_cb (AppApplication *self)
   load_model (self, TRUE);
 }
 
+static void
+swept_cb (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  guint deleted = app_chat_store_sweep_images_finish (APP_CHAT_STORE (source), result, &error);
+
+  if (error)
+    g_debug ("images not swept: %s", error->message);
+  else if (deleted > 0)
+    g_debug ("%u images no chat refers to were deleted", deleted);
+}
+
+static void
+chats_loaded_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  /* unreadable files are the store's load errors, which the window shows */
+  if (!app_chat_store_load_finish (APP_CHAT_STORE (source), result, &error))
+    g_warning ("the chats could not be read: %s", error->message);
+  else
+    app_chat_store_sweep_images_async (APP_CHAT_STORE (source), NULL, swept_cb, NULL);
+}
+
 /* ------------------------------------------------------------------------------------------
  * Actions
  */
@@ -257,7 +286,7 @@ app_application_startup (GApplication *app)
   self->settings = g_settings_new (APP_ID);
   data_dir = g_build_filename (g_get_user_data_dir (), "sightline", NULL);
   self->store = app_chat_store_new (data_dir);
-  app_chat_store_load (self->store);
+  app_chat_store_load_async (self->store, NULL, chats_loaded_cb, NULL);
   self->engine = app_engine_new ();
   g_signal_connect_object (self->settings, "changed::model-folder",
                            G_CALLBACK (model_folder_changed_cb), self, G_CONNECT_SWAPPED);
@@ -298,6 +327,17 @@ app_application_open (GApplication  *app,
   gtk_window_present (GTK_WINDOW (window));
 }
 
+/* Nothing a person made is lost on quit: every save asked for is written before the end. */
+static void
+app_application_shutdown (GApplication *app)
+{
+  AppApplication *self = APP_APPLICATION (app);
+
+  G_APPLICATION_CLASS (app_application_parent_class)->shutdown (app);
+  if (self->store)
+    app_chat_store_flush (self->store);
+}
+
 static void
 app_application_dispose (GObject *object)
 {
@@ -306,6 +346,8 @@ app_application_dispose (GObject *object)
   if (self->load)
     g_cancellable_cancel (self->load);
   g_clear_object (&self->load);
+  if (self->store)
+    app_chat_store_flush (self->store);
   g_clear_object (&self->engine);
   g_clear_object (&self->store);
   g_clear_object (&self->settings);
@@ -320,6 +362,7 @@ app_application_class_init (AppApplicationClass *klass)
 
   object_class->dispose = app_application_dispose;
   app_class->startup = app_application_startup;
+  app_class->shutdown = app_application_shutdown;
   app_class->activate = app_application_activate;
   app_class->open = app_application_open;
 }

@@ -27,6 +27,7 @@
 typedef struct
 {
   AppComposer *composer;         /* borrowed; NULL once the composer is gone */
+  AppChatStore *store;           /* holds `id` in it: never deleted while attached here */
   GPtrArray *list;               /* the array holding it: the composer's, or a draft's */
   char *id;                      /* store id once imported */
   GtkWidget *tile;               /* owned; in the images box while its chat is shown */
@@ -89,6 +90,10 @@ pending_free (gpointer p)
   g_cancellable_cancel (pi->cancellable);
   g_clear_object (&pi->cancellable);
   g_clear_object (&pi->tile);
+  /* no longer attached: deleted unless a message or a draft shows it */
+  if (pi->id && pi->store)
+    app_chat_store_release_image (pi->store, pi->id);
+  g_clear_object (&pi->store);
   g_free (pi->id);
   g_free (pi);
 }
@@ -166,6 +171,8 @@ pending_ready (Pending    *pi,
   g_autofree char *path = app_chat_store_get_image_path (self->store, id);
 
   pi->id = g_strdup (id);
+  pi->store = g_object_ref (self->store);
+  app_chat_store_hold_image (pi->store, id);
   gtk_widget_set_visible (pi->spinner, FALSE);
   app_thumbnail_set_path (pi->picture, path);
   update_buttons (self);
@@ -193,6 +200,24 @@ import_data_free (gpointer p)
   g_free (d);
 }
 
+/* An imported id, held by the import until the tile takes its own hold. */
+typedef struct
+{
+  AppChatStore *store;
+  char *id;
+} Imported;
+
+static void
+imported_free (gpointer p)
+{
+  Imported *im = p;
+
+  app_chat_store_release_image (im->store, im->id);
+  g_object_unref (im->store);
+  g_free (im->id);
+  g_free (im);
+}
+
 static void
 import_thread (GTask        *task,
                gpointer      source,
@@ -202,6 +227,7 @@ import_thread (GTask        *task,
   ImportData *d = task_data;
   GError *error = NULL;
   ImageRgb im;
+  Imported *imported;
   char *id;
 
   if (!d->bytes)
@@ -224,9 +250,14 @@ import_thread (GTask        *task,
   image_rgb_clear (&im);
   id = app_chat_store_import_image (d->store, d->bytes, &error);
   if (!id)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, id, g_free);
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  imported = g_new0 (Imported, 1);
+  imported->store = g_object_ref (d->store);
+  imported->id = id;
+  g_task_return_pointer (task, imported, imported_free);
 }
 
 static void
@@ -236,11 +267,12 @@ import_done_cb (GObject      *source,
 {
   Pending *pi = user_data;
   g_autoptr(GError) error = NULL;
-  g_autofree char *id = g_task_propagate_pointer (G_TASK (result), &error);
+  Imported *imported = g_task_propagate_pointer (G_TASK (result), &error);
 
+  /* removed meanwhile, pi is gone: the task lets go of the image, and nothing shows it */
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    return; /* removed meanwhile; pi is gone */
-  if (!id)
+    return;
+  if (!imported)
     {
       AppComposer *self = pi->composer;
 
@@ -248,7 +280,8 @@ import_done_cb (GObject      *source,
       remove_clicked_cb (NULL, pi);
       return;
     }
-  pending_ready (pi, id);
+  pending_ready (pi, imported->id);
+  imported_free (imported);
 }
 
 static void
@@ -439,6 +472,15 @@ app_composer_set_draft_key (AppComposer *self,
   show_pending (self);
 }
 
+gboolean
+app_composer_has_draft (AppComposer *self,
+                        const char  *key)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), FALSE);
+
+  return key && g_hash_table_contains (self->drafts, key);
+}
+
 void
 app_composer_forget_draft (AppComposer *self,
                            const char  *key)
@@ -514,6 +556,7 @@ app_composer_set_prompt_kind (AppComposer   *self,
     return;
   self->kind = kind;
   update_kind (self);
+  g_signal_emit (self, signals[CHANGED], 0);
 }
 
 AppPromptKind

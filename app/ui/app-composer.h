@@ -46,6 +46,9 @@ void             app_composer_set_draft_key    (AppComposer     *self,
                                                 const char      *key);
 void             app_composer_forget_draft     (AppComposer     *self,
                                                 const char      *key);
+/* Whether something was put aside under `key`. */
+gboolean         app_composer_has_draft        (AppComposer     *self,
+                                                const char      *key);
 
 /* Adds an already imported image (edit and resend). */
 void             app_composer_add_image_id     (AppComposer     *self,

@@ -23,6 +23,7 @@
 
 #include "app-grounding.h"
 #include "app-grounding-view.h"
+#include "app-image-tile.h"
 #include "app-image-viewer.h"
 #include "app-markdown-view.h"
 #include "app-thumbnail.h"
@@ -570,13 +571,162 @@ export_cb (GSimpleAction *action,
 }
 
 static void
-image_clicked_cb (GtkButton     *button,
+image_clicked_cb (AppImageTile  *tile,
                   AppMessageRow *self)
 {
-  const char *path = g_object_get_data (G_OBJECT (button), "path");
+  const char *path = app_image_tile_get_path (tile);
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
   gtk_window_present (GTK_WINDOW (app_image_viewer_new (GTK_WINDOW (root), path)));
+}
+
+/* ------------------------------------------------------------------------------------------
+ * An image whose file is gone: removed from the question, or replaced by another file
+ */
+
+static void
+image_saved_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!app_chat_store_save_finish (APP_CHAT_STORE (source), result, &error))
+    g_warning ("the chat could not be saved: %s", error->message);
+}
+
+/* The message's images with the one at `index` (still `old_id`) replaced, or removed when
+ * `new_id` is NULL; FALSE when the message changed meanwhile. */
+static gboolean
+change_image (AppChatStore *store,
+              AppChat      *chat,
+              AppMessage   *message,
+              guint         index,
+              const char   *old_id,
+              const char   *new_id)
+{
+  const char * const *images = app_message_get_images (message);
+  g_autoptr(GPtrArray) changed = g_ptr_array_new ();
+
+  if (index >= g_strv_length ((char **) images) || g_strcmp0 (images[index], old_id) != 0)
+    return FALSE;
+  for (guint i = 0; images[i]; i++)
+    {
+      if (i != index)
+        g_ptr_array_add (changed, (gpointer) images[i]);
+      else if (new_id)
+        g_ptr_array_add (changed, (gpointer) new_id);
+    }
+  g_ptr_array_add (changed, NULL);
+  app_message_set_images (message, (const char * const *) changed->pdata);
+  app_chat_store_save_async (store, chat, APP_CHAT_STORE_SAVE_DEFAULT, NULL, image_saved_cb,
+                             NULL);
+  return TRUE;
+}
+
+static void
+image_remove_cb (AppImageTile  *tile,
+                 AppMessageRow *self)
+{
+  guint index = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (tile), "index"));
+  const char *id = g_object_get_data (G_OBJECT (tile), "image-id");
+
+  if (self->message && self->chat)
+    change_image (self->store, self->chat, self->message, index, id, NULL);
+}
+
+typedef struct
+{
+  AppChatStore *store;
+  AppChat *chat;
+  AppMessage *message;
+  GtkWindow *parent;
+  guint index;
+  char *old_id;
+} Replacement;
+
+static void
+replacement_free (Replacement *r)
+{
+  g_object_unref (r->store);
+  g_object_unref (r->chat);
+  g_object_unref (r->message);
+  g_clear_object (&r->parent);
+  g_free (r->old_id);
+  g_free (r);
+}
+
+static void
+replacement_imported_cb (GObject      *source,
+                         GAsyncResult *result,
+                         gpointer      user_data)
+{
+  Replacement *r = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *id = app_image_import_finish (result, &error);
+
+  if (id)
+    {
+      change_image (r->store, r->chat, r->message, r->index, r->old_id, id);
+      app_chat_store_release_image (r->store, id);
+    }
+  else
+    {
+      AdwMessageDialog *dialog =
+        ADW_MESSAGE_DIALOG (adw_message_dialog_new (r->parent, _("The Image Cannot Be Used"),
+                                                    error->message));
+
+      adw_message_dialog_add_response (dialog, "close", _("_Close"));
+      gtk_window_present (GTK_WINDOW (dialog));
+    }
+  replacement_free (r);
+}
+
+static void
+replacement_chosen_cb (GtkNativeDialog *chooser,
+                       int              response,
+                       Replacement     *r)
+{
+  g_autoptr(GFile) file = NULL;
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (chooser));
+  g_object_unref (chooser);
+  if (!file)
+    {
+      replacement_free (r);
+      return;
+    }
+  app_image_import_async (r->store, file, NULL, replacement_imported_cb, r);
+}
+
+static void
+image_replace_cb (AppImageTile  *tile,
+                  AppMessageRow *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  g_autoptr(GtkFileFilter) filter = gtk_file_filter_new ();
+  GtkFileChooserNative *chooser;
+  Replacement *r;
+
+  if (!self->message || !self->chat)
+    return;
+  r = g_new0 (Replacement, 1);
+  r->store = g_object_ref (self->store);
+  r->chat = g_object_ref (self->chat);
+  r->message = g_object_ref (self->message);
+  r->parent = GTK_IS_WINDOW (root) ? g_object_ref (GTK_WINDOW (root)) : NULL;
+  r->index = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (tile), "index"));
+  r->old_id = g_strdup (g_object_get_data (G_OBJECT (tile), "image-id"));
+
+  chooser = gtk_file_chooser_native_new (_("Replace the Missing Image"), r->parent,
+                                         GTK_FILE_CHOOSER_ACTION_OPEN, _("_Replace"),
+                                         _("_Cancel"));
+  gtk_file_filter_set_name (filter, _("Images"));
+  gtk_file_filter_add_pixbuf_formats (filter);
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), filter);
+  g_signal_connect (chooser, "response", G_CALLBACK (replacement_chosen_cb), r);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
 }
 
 static void
@@ -589,21 +739,18 @@ update_images (AppMessageRow *self)
     {
       g_autofree char *path = app_chat_store_get_image_path (self->store, images[i]);
       g_autofree char *label = g_strdup_printf (_("Open image %u"), i + 1);
-      GtkWidget *button, *picture;
+      AppImageTile *tile;
 
       if (!path)
         continue;
-      button = gtk_button_new ();
-      picture = app_thumbnail_new (path, THUMB, 2 * THUMB);
-      gtk_button_set_child (GTK_BUTTON (button), picture);
-      gtk_widget_add_css_class (button, "image-button");
-      gtk_widget_add_css_class (button, "attachment");
-      gtk_widget_set_tooltip_text (button, _("Open Image"));
-      gtk_accessible_update_property (GTK_ACCESSIBLE (button), GTK_ACCESSIBLE_PROPERTY_LABEL,
-                                      label, -1);
-      g_object_set_data_full (G_OBJECT (button), "path", g_steal_pointer (&path), g_free);
-      g_signal_connect (button, "clicked", G_CALLBACK (image_clicked_cb), self);
-      app_wrap_box_append (APP_WRAP_BOX (self->images), button);
+      tile = app_image_tile_new (path, THUMB);
+      app_image_tile_set_label (tile, label);
+      g_object_set_data (G_OBJECT (tile), "index", GUINT_TO_POINTER (i));
+      g_object_set_data_full (G_OBJECT (tile), "image-id", g_strdup (images[i]), g_free);
+      g_signal_connect (tile, "open", G_CALLBACK (image_clicked_cb), self);
+      g_signal_connect (tile, "remove", G_CALLBACK (image_remove_cb), self);
+      g_signal_connect (tile, "replace", G_CALLBACK (image_replace_cb), self);
+      app_wrap_box_append (APP_WRAP_BOX (self->images), GTK_WIDGET (tile));
     }
   gtk_widget_set_visible (self->images, images && images[0]);
 }

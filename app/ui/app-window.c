@@ -9,11 +9,17 @@
  * that is answering. Chats are saved after every question and every finished answer, and every
  * few seconds while an answer streams, so a crash keeps what it wrote; closing the window or
  * quitting while an answer is written stops it and saves it as interrupted, to be continued
- * later. Deleting a chat can be undone until its toast goes away.
+ * later. Deleting a chat can be undone until its toast goes away (or the window closes). The
+ * files are written in the background.
  *
  * Nothing sent is replaced: editing a question puts it in the composer (what was being written
  * there waits) and sending it adds a new version beside the old one, while cancelling leaves
  * the chat as it was; writing an answer again adds a version too. The rows switch versions.
+ *
+ * The question being written belongs to the chat shown: each change goes into the chat's
+ * draft, saved (without moving the chat up the list) a moment after the typing stops, at once
+ * when another chat is shown, and when the window closes. A chat whose draft was saved comes
+ * back with it after a restart.
  */
 #include "app-window.h"
 
@@ -28,6 +34,9 @@
 #include "app-message-row.h"
 #include "app-model-banner.h"
 #include "app-preferences.h"
+
+/* How long a draft waits after a change before it is saved. */
+#define DRAFT_SAVE_DELAY_MS 500
 
 struct _AppWindow
 {
@@ -50,6 +59,10 @@ struct _AppWindow
   guint scroll_idle;
   AppImportErrors *import_errors;
   AppDropHighlight *drop_highlight;
+  guint draft_save_id;           /* a draft change waiting to be saved */
+  AppChat *draft_chat;           /* the chat whose draft that is */
+  gboolean restoring_draft;      /* the composer is being filled from a chat */
+  GPtrArray *pending_deletes;    /* PendingDelete*, deletions that can still be undone */
 
   /* template */
   AdwToastOverlay *toast_overlay;
@@ -105,17 +118,36 @@ toast (AppWindow  *self,
 }
 
 static void
-save_chat (AppWindow *self,
-           AppChat   *chat)
+save_done_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
 {
+  g_autoptr(AppWindow) self = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!app_chat_store_save (self->store, chat, &error))
+  /* the file is written in a thread; a window closed meanwhile has nowhere to say it */
+  if (!app_chat_store_save_finish (APP_CHAT_STORE (source), result, &error) &&
+      self->toast_overlay)
     {
       g_autofree char *msg = g_strdup_printf (_("The chat could not be saved: %s"),
                                               error->message);
       toast (self, msg);
     }
+}
+
+static void
+save_chat_full (AppWindow             *self,
+                AppChat               *chat,
+                AppChatStoreSaveFlags  flags)
+{
+  app_chat_store_save_async (self->store, chat, flags, NULL, save_done_cb, g_object_ref (self));
+}
+
+static void
+save_chat (AppWindow *self,
+           AppChat   *chat)
+{
+  save_chat_full (self, chat, APP_CHAT_STORE_SAVE_DEFAULT);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -341,6 +373,44 @@ set_answering (AppWindow *self,
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ANSWERING_CHAT]);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Drafts: the composer's question is kept in the chat it was written for
+ */
+
+static gboolean
+save_draft_cb (gpointer data)
+{
+  AppWindow *self = data;
+  g_autoptr(AppChat) chat = g_steal_pointer (&self->draft_chat);
+
+  self->draft_save_id = 0;
+  if (chat)
+    save_chat_full (self, chat, APP_CHAT_STORE_SAVE_KEEP_PLACE);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+save_draft_now (AppWindow *self)
+{
+  if (!self->draft_save_id)
+    return;
+  g_clear_handle_id (&self->draft_save_id, g_source_remove);
+  save_draft_cb (self);
+}
+
+/* Fills the composer with a chat's saved draft (after a restart: nothing was put aside). */
+static void
+restore_draft (AppWindow *self,
+               AppChat   *chat)
+{
+  const char * const *images = app_chat_get_draft_images (chat);
+
+  app_composer_set_text (self->composer, app_chat_get_draft_text (chat));
+  app_composer_set_prompt_kind (self->composer, app_chat_get_draft_kind (chat));
+  for (guint i = 0; images[i]; i++)
+    app_composer_add_image_id (self->composer, images[i]);
+}
+
 static void
 set_chat (AppWindow *self,
           AppChat   *chat)
@@ -349,6 +419,7 @@ set_chat (AppWindow *self,
 
   if (self->chat == chat && chat)
     return;
+  save_draft_now (self);
   if (self->chat)
     g_signal_handlers_disconnect_by_data (self->chat, self);
   g_set_object (&self->chat, chat);
@@ -380,6 +451,36 @@ ensure_chat (AppWindow *self)
       set_chat (self, chat);
     }
   return self->chat;
+}
+
+static void
+composer_changed_cb (AppWindow *self)
+{
+  g_autofree char *text = NULL;
+  g_auto(GStrv) images = NULL;
+
+  /* a question being edited is not the chat's draft, which waits meanwhile */
+  if (self->restoring_draft || (self->chat && g_hash_table_contains (self->edits, self->chat)))
+    return;
+  text = app_composer_get_text (self->composer);
+  images = app_composer_get_images (self->composer);
+  /* something written with no chat shown starts one, to be kept in */
+  if (!self->chat)
+    {
+      g_autofree char *stripped = g_strstrip (g_strdup (text));
+
+      if (!stripped[0] && !images[0])
+        return;
+      ensure_chat (self);
+    }
+  if (!app_chat_set_draft (self->chat, text, app_composer_get_prompt_kind (self->composer),
+                           (const char * const *) images))
+    return;
+  if (self->draft_chat != self->chat)
+    save_draft_now (self);
+  g_set_object (&self->draft_chat, self->chat);
+  if (!self->draft_save_id)
+    self->draft_save_id = g_timeout_add (DRAFT_SAVE_DELAY_MS, save_draft_cb, self);
 }
 
 static void
@@ -432,17 +533,27 @@ typedef struct
   gsize saved_length;
 } Generation;
 
+static void
+generation_saved_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!app_chat_store_save_finish (APP_CHAT_STORE (source), result, &error))
+    g_warning ("The chat could not be saved: %s", error->message);
+}
+
 /* Saves the chat of an answer, whether its window is still open (which reports a failure) or
  * closed meanwhile. */
 static void
 save_generation (Generation *g)
 {
-  g_autoptr(GError) error = NULL;
-
   if (g->window->store)
     save_chat (g->window, g->chat);
-  else if (!app_chat_store_save (g->store, g->chat, &error))
-    g_warning ("The chat could not be saved: %s", error->message);
+  else
+    app_chat_store_save_async (g->store, g->chat, APP_CHAT_STORE_SAVE_DEFAULT, NULL,
+                               generation_saved_cb, NULL);
 }
 
 /* A crash, a power cut or a kill keeps what the answer wrote up to the last save; it comes back
@@ -605,18 +716,30 @@ update_edit_bar (AppWindow *self)
                                             : NULL);
 }
 
-/* The composer shows the chat's unsent question, or the question being edited in it. */
+/* The composer shows the chat's unsent question, or the question being edited in it. What the
+ * composer put aside for the chat comes back, imports still running; when nothing was (after a
+ * restart), the draft saved in the chat. What was written before there was any chat stays. */
 static void
 set_draft_key (AppWindow *self,
                AppChat   *chat)
 {
   g_autofree char *key = NULL;
+  g_autofree char *text = NULL;
+  gboolean restore = FALSE;
 
   if (chat && g_hash_table_contains (self->edits, chat))
     key = edit_key (chat);
   else if (chat)
-    key = g_strdup (app_chat_get_id (chat));
+    {
+      key = g_strdup (app_chat_get_id (chat));
+      restore = !app_composer_has_draft (self->composer, key);
+    }
+  self->restoring_draft = TRUE;
   app_composer_set_draft_key (self->composer, key);
+  text = app_composer_get_text (self->composer);
+  if (restore && !text[0] && !app_composer_has_images (self->composer))
+    restore_draft (self, chat);
+  self->restoring_draft = FALSE;
   update_edit_bar (self);
 }
 
@@ -1288,21 +1411,66 @@ save_current_action (GtkWidget  *widget,
     save_chat (self, self->chat);
 }
 
-/* Delete, with undo until the toast is gone */
+/* Delete, with undo until the toast is gone or the window closes */
 
 typedef struct
 {
   AppWindow *window;
+  AppChatStore *store;
   AppChat *chat;
   gboolean undone;
+  gboolean finished;
 } PendingDelete;
+
+static void
+pending_delete_free (gpointer data,
+                     GClosure *closure)
+{
+  PendingDelete *d = data;
+
+  if (d->window->pending_deletes)
+    g_ptr_array_remove (d->window->pending_deletes, d);
+  g_object_unref (d->chat);
+  g_object_unref (d->store);
+  g_object_unref (d->window);
+  g_free (d);
+}
+
+static void
+purge_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!app_chat_store_purge_finish (APP_CHAT_STORE (source), result, &error))
+    g_warning ("cannot delete the chat file: %s", error->message);
+}
+
+/* No undo any more: the chat's file goes, and with it the images nothing else shows. */
+static void
+finish_delete (PendingDelete *d)
+{
+  if (d->undone || d->finished)
+    return;
+  d->finished = TRUE;
+  app_chat_store_purge_async (d->store, d->chat, NULL, purge_done_cb, NULL);
+  if (d->window->composer)
+    app_composer_forget_draft (d->window->composer, app_chat_get_id (d->chat));
+  if (d->window->pending_deletes)
+    g_ptr_array_remove (d->window->pending_deletes, d);
+}
 
 static void
 undo_delete_cb (AdwToast      *t,
                 PendingDelete *d)
 {
+  if (d->finished)
+    return;
   d->undone = TRUE;
-  app_chat_store_untrash (d->window->store, d->chat);
+  if (d->window->pending_deletes)
+    g_ptr_array_remove (d->window->pending_deletes, d);
+  app_chat_store_untrash (d->store, d->chat);
   set_chat (d->window, d->chat);
 }
 
@@ -1310,15 +1478,7 @@ static void
 delete_dismissed_cb (AdwToast      *t,
                      PendingDelete *d)
 {
-  g_autoptr(GError) error = NULL;
-
-  if (!d->undone && !app_chat_store_purge (d->window->store, d->chat, &error))
-    g_warning ("cannot delete the chat file: %s", error->message);
-  if (!d->undone && d->window->composer)
-    app_composer_forget_draft (d->window->composer, app_chat_get_id (d->chat));
-  g_object_unref (d->chat);
-  g_object_unref (d->window);
-  g_free (d);
+  finish_delete (d);
 }
 
 static void
@@ -1336,7 +1496,9 @@ delete_chat (AppWindow *self,
   title = g_markup_printf_escaped (_("“%s” deleted"), app_chat_get_title (chat));
   d = g_new0 (PendingDelete, 1);
   d->window = g_object_ref (self);
+  d->store = g_object_ref (self->store);
   d->chat = g_object_ref (chat);
+  g_ptr_array_add (self->pending_deletes, d);
   app_chat_store_trash (self->store, chat);
   if (chat == self->chat)
     {
@@ -1350,7 +1512,9 @@ delete_chat (AppWindow *self,
   adw_toast_set_button_label (t, _("_Undo"));
   adw_toast_set_priority (t, ADW_TOAST_PRIORITY_HIGH);
   g_signal_connect (t, "button-clicked", G_CALLBACK (undo_delete_cb), d);
-  g_signal_connect (t, "dismissed", G_CALLBACK (delete_dismissed_cb), d);
+  /* the toast owns the pending delete: it goes when the toast does */
+  g_signal_connect_data (t, "dismissed", G_CALLBACK (delete_dismissed_cb), d,
+                         pending_delete_free, 0);
   adw_toast_overlay_add_toast (self->toast_overlay, t);
 }
 
@@ -1489,6 +1653,20 @@ show_load_errors (AppWindow *self)
   toast (self, text);
 }
 
+static void
+store_loaded_cb (AppWindow *self)
+{
+  GListModel *chats = app_chat_store_get_chats (self->store);
+
+  if (!self->chat && g_list_model_get_n_items (chats) > 0)
+    {
+      g_autoptr(AppChat) first = g_list_model_get_item (chats, 0);
+
+      set_chat (self, first);
+    }
+  show_load_errors (self);
+}
+
 static gboolean
 app_window_close_request (GtkWindow *window)
 {
@@ -1500,6 +1678,11 @@ app_window_close_request (GtkWindow *window)
   g_settings_set_int (self->settings, "window-height", height);
   g_settings_set_boolean (self->settings, "window-maximized", gtk_window_is_maximized (window));
   interrupt_answer (self);
+  /* the draft goes out now, deletions can no longer be undone; the application waits for
+   * the files before it exits */
+  save_draft_now (self);
+  while (self->pending_deletes->len)
+    finish_delete (g_ptr_array_index (self->pending_deletes, 0));
   return GTK_WINDOW_CLASS (app_window_parent_class)->close_request (window);
 }
 
@@ -1591,6 +1774,8 @@ app_window_new (AppApplication *app)
                            self, G_CONNECT_SWAPPED);
   app_model_banner_set_engine (self->model_banner, self->engine, self->settings);
 
+  g_signal_connect_swapped (self->composer, "changed", G_CALLBACK (composer_changed_cb), self);
+
   chats = app_chat_store_get_chats (self->store);
   if (g_list_model_get_n_items (chats) > 0)
     {
@@ -1603,7 +1788,12 @@ app_window_new (AppApplication *app)
       update_chat_view (self);
     }
   update_page (self);
-  show_load_errors (self);
+  /* the chats are read in a thread as the application starts */
+  if (app_chat_store_get_loaded (self->store))
+    show_load_errors (self);
+  else
+    g_signal_connect_object (self->store, "notify::loaded", G_CALLBACK (store_loaded_cb), self,
+                             G_CONNECT_SWAPPED);
   return self;
 }
 
@@ -1620,6 +1810,8 @@ app_window_dispose (GObject *object)
     g_signal_handlers_disconnect_by_data (self->chat, self);
   g_clear_handle_id (&self->scroll_idle, g_source_remove);
   g_clear_object (&self->import_errors);
+  save_draft_now (self);
+  g_clear_pointer (&self->pending_deletes, g_ptr_array_unref);
   g_clear_object (&self->generation);
   g_clear_object (&self->reply);
   g_clear_object (&self->reply_chat);
@@ -1740,6 +1932,7 @@ app_window_init (AppWindow *self)
   self->edits = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref,
                                        g_object_unref);
   self->import_errors = app_import_errors_new (self->toast_overlay);
+  self->pending_deletes = g_ptr_array_new ();
 
   drop = gtk_drop_target_new (G_TYPE_INVALID, GDK_ACTION_COPY);
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include "app-chat-store.h"
 #include "app-enums.h"
@@ -1926,6 +1927,775 @@ test_store_image_path (Fixture       *fixture,
     }
 }
 
+
+/* ---------------------------------------------------------------------------------------------
+ * Drafts
+ */
+
+static void
+test_chat_draft (void)
+{
+  static const char * const images[] = { IMAGE_A, IMAGE_B, NULL };
+  static const char * const one_image[] = { IMAGE_B, NULL };
+  g_autoptr(AppChat) chat = app_chat_new ();
+  g_autoptr(AppChat) copy = NULL;
+  g_autoptr(AppChat) blank_copy = NULL;
+  g_autoptr(GPtrArray) collected = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  g_autofree char *json = NULL;
+  JsonObject *draft;
+
+  /* A new chat has no draft and nothing of a person's. */
+  g_assert_cmpstr (app_chat_get_draft_text (chat), ==, "");
+  g_assert_cmpint (app_chat_get_draft_kind (chat), ==, APP_PROMPT_PLAIN);
+  g_assert_null (app_chat_get_draft_images (chat)[0]);
+  g_assert_false (app_chat_has_draft (chat));
+  g_assert_true (app_chat_is_blank (chat));
+  node = app_chat_to_json (chat);
+  g_assert_false (json_object_has_member (json_node_get_object (node), "draft"));
+  g_clear_pointer (&node, json_node_unref);
+
+  /* White space is no draft; the kind alone neither. */
+  g_assert_true (app_chat_set_draft (chat, " \n\t", APP_PROMPT_FIND, NULL));
+  g_assert_false (app_chat_has_draft (chat));
+  g_assert_true (app_chat_is_blank (chat));
+  g_assert_false (app_chat_set_draft (chat, " \n\t", APP_PROMPT_FIND, NULL));
+
+  /* Text, a helper and images: kept through JSON. */
+  g_assert_true (app_chat_set_draft (chat, "Where is the “cat”? 😀\n", APP_PROMPT_FIND, images));
+  g_assert_true (app_chat_has_draft (chat));
+  g_assert_false (app_chat_is_blank (chat));
+  g_assert_false (app_chat_set_draft (chat, "Where is the “cat”? 😀\n", APP_PROMPT_FIND, images));
+  node = app_chat_to_json (chat);
+  draft = json_object_get_object_member (json_node_get_object (node), "draft");
+  g_assert_nonnull (draft);
+  g_assert_cmpstr (json_object_get_string_member (draft, "text"), ==, "Where is the “cat”? 😀\n");
+  g_assert_cmpstr (json_object_get_string_member (draft, "kind"), ==, "find");
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (draft, "images")), ==, 2);
+  json = json_to_string (node, FALSE);
+  copy = chat_from_string (json, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (app_chat_get_draft_text (copy), ==, "Where is the “cat”? 😀\n");
+  g_assert_cmpint (app_chat_get_draft_kind (copy), ==, APP_PROMPT_FIND);
+  g_assert_true (g_strv_equal (app_chat_get_draft_images (copy), images));
+
+  /* The draft's images are the chat's too, after its messages'. */
+  add_message (copy, APP_ROLE_USER, "An earlier question");
+  app_message_set_images (message_at (copy, 0), one_image);
+  collected = app_chat_collect_images (copy);
+  g_assert_cmpuint (collected->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (collected, 0), ==, IMAGE_B);
+  g_assert_cmpstr (g_ptr_array_index (collected, 1), ==, IMAGE_A);
+
+  /* Images alone are a draft; clearing it leaves a blank chat again. */
+  g_assert_true (app_chat_set_draft (chat, NULL, APP_PROMPT_PLAIN, one_image));
+  g_assert_true (app_chat_has_draft (chat));
+  g_assert_true (app_chat_set_draft (chat, NULL, APP_PROMPT_PLAIN, NULL));
+  g_assert_true (app_chat_is_blank (chat));
+  g_clear_pointer (&json, g_free);
+  json = chat_to_string (chat);
+  blank_copy = chat_from_string (json, &error);
+  g_assert_no_error (error);
+  g_assert_false (app_chat_has_draft (blank_copy));
+
+  /* A title of the person's own is theirs too. */
+  app_chat_set_title (chat, "Kept");
+  g_assert_false (app_chat_is_blank (chat));
+
+  /* A spoilt draft spoils the file, as any member does. */
+  {
+    static const char *bad[] = {
+      "\"draft\": 3",
+      "\"draft\": {\"text\": 3}",
+      "\"draft\": {\"kind\": \"shout\"}",
+      "\"draft\": {\"images\": \"x\"}",
+      "\"draft\": {\"images\": [\"../../etc/passwd\"]}",
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+      {
+        g_autofree char *text = g_strdup_printf ("{\"version\": 1, \"id\": "
+                                                 "\"0b6e2d8c-4b1f-4d5e-9a8b-3c2d1e0f9a8b\", "
+                                                 "\"messages\": [], %s}", bad[i]);
+        g_autoptr(AppChat) spoilt = NULL;
+
+        g_test_message ("%s", bad[i]);
+        spoilt = chat_from_string (text, &error);
+        g_assert_null (spoilt);
+        g_assert_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT);
+        g_assert_true (strstr (error->message, "draft") != NULL);
+        g_clear_error (&error);
+      }
+  }
+}
+
+/* Runs the main context until nothing is left to dispatch: finished requests report back. */
+static void
+drain_main_context (void)
+{
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
+static void
+test_store_drafts (Fixture       *fixture,
+                   gconstpointer  user_data)
+{
+  static const char * const images[] = { IMAGE_A, NULL };
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChat) untouched = app_chat_new ();
+  g_autoptr(AppChat) drafted = app_chat_new ();
+  g_autoptr(AppChat) older = make_chat ("Older", "Answer");
+  g_autoptr(AppChat) newer = make_chat ("Newer", "Answer");
+  g_autoptr(GError) error = NULL;
+  g_autofree char *untouched_path = chat_path (fixture, app_chat_get_id (untouched));
+  g_autofree char *drafted_path = chat_path (fixture, app_chat_get_id (drafted));
+  g_autofree char *older_path = chat_path (fixture, app_chat_get_id (older));
+  gint64 modified;
+
+  app_chat_store_load (store);
+  g_assert_true (app_chat_store_save (store, older, &error));
+  g_assert_true (app_chat_store_save (store, newer, &error));
+  g_assert_no_error (error);
+
+  /* A new chat nobody wrote in is shown but never written. */
+  app_chat_store_add (store, untouched);
+  g_assert_true (app_chat_store_save (store, untouched, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (untouched_path, G_FILE_TEST_EXISTS));
+
+  /* A new chat with only a draft is written, and comes back with it. */
+  app_chat_store_add (store, drafted);
+  app_chat_set_draft (drafted, "Half a question", APP_PROMPT_GROUNDED_CAPTION, images);
+  app_chat_store_save_async (store, drafted, APP_CHAT_STORE_SAVE_KEEP_PLACE, NULL, NULL, NULL);
+  app_chat_store_flush (store);
+  g_assert_true (g_file_test (drafted_path, G_FILE_TEST_IS_REGULAR));
+
+  /* A draft typed into an older chat neither bumps it nor changes its time. */
+  modified = app_chat_get_modified (older);
+  app_chat_set_draft (older, "Follow-up, not sent yet", APP_PROMPT_PLAIN, NULL);
+  app_chat_store_save_async (store, older, APP_CHAT_STORE_SAVE_KEEP_PLACE, NULL, NULL, NULL);
+  app_chat_store_flush (store);
+  g_assert_cmpint (app_chat_get_modified (older), ==, modified);
+  g_assert_true (chat_at (store, 3) == older);
+  drain_main_context ();
+
+  {
+    g_autoptr(AppChatStore) reloaded = app_chat_store_new (fixture->data_dir);
+    GListModel *chats;
+    AppChat *found_drafted = NULL;
+    AppChat *found_older = NULL;
+
+    app_chat_store_load (reloaded);
+    chats = app_chat_store_get_chats (reloaded);
+    g_assert_cmpuint (g_list_model_get_n_items (chats), ==, 3);
+    for (guint i = 0; i < 3; i++)
+      {
+        AppChat *chat = chat_at (reloaded, i);
+
+        if (g_str_equal (app_chat_get_id (chat), app_chat_get_id (drafted)))
+          found_drafted = chat;
+        if (g_str_equal (app_chat_get_id (chat), app_chat_get_id (older)))
+          found_older = chat;
+      }
+    g_assert_nonnull (found_drafted);
+    g_assert_cmpuint (app_chat_get_n_messages (found_drafted), ==, 0);
+    g_assert_cmpstr (app_chat_get_draft_text (found_drafted), ==, "Half a question");
+    g_assert_cmpint (app_chat_get_draft_kind (found_drafted), ==, APP_PROMPT_GROUNDED_CAPTION);
+    g_assert_true (g_strv_equal (app_chat_get_draft_images (found_drafted), images));
+    g_assert_nonnull (found_older);
+    g_assert_cmpstr (app_chat_get_draft_text (found_older), ==, "Follow-up, not sent yet");
+    g_assert_cmpuint (app_chat_get_n_messages (found_older), ==, 2);
+  }
+
+  /* Its draft dropped, the chat is blank again and its file goes. */
+  app_chat_set_draft (drafted, "", APP_PROMPT_PLAIN, NULL);
+  app_chat_store_save_async (store, drafted, APP_CHAT_STORE_SAVE_KEEP_PLACE, NULL, NULL, NULL);
+  app_chat_store_flush (store);
+  g_assert_false (g_file_test (drafted_path, G_FILE_TEST_EXISTS));
+
+  /* The older chat's draft sent: the question is a message, the draft gone. */
+  add_message (older, APP_ROLE_USER, "Follow-up, not sent yet");
+  app_chat_set_draft (older, "", APP_PROMPT_PLAIN, NULL);
+  g_assert_true (app_chat_store_save (store, older, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr(GBytes) bytes = read_file (older_path);
+
+    g_assert_null (g_strstr_len (g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes),
+                                 "\"draft\""));
+  }
+  drain_main_context ();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Off the main thread
+ */
+
+typedef struct
+{
+  guint finished;
+  guint failed;
+  GThread *thread;
+} Callbacks;
+
+static void
+saved_cb (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  Callbacks *callbacks = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!app_chat_store_save_finish (APP_CHAT_STORE (source), result, &error))
+    {
+      g_test_message ("save failed: %s", error->message);
+      callbacks->failed++;
+    }
+  g_assert_true (g_thread_self () == callbacks->thread);
+  callbacks->finished++;
+}
+
+static void
+purged_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  Callbacks *callbacks = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!app_chat_store_purge_finish (APP_CHAT_STORE (source), result, &error))
+    callbacks->failed++;
+  callbacks->finished++;
+}
+
+static void
+loaded_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  Callbacks *callbacks = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!app_chat_store_load_finish (APP_CHAT_STORE (source), result, &error))
+    callbacks->failed++;
+  callbacks->finished++;
+}
+
+static void
+wait_callbacks (Callbacks *callbacks,
+                guint      n)
+{
+  while (callbacks->finished < n)
+    g_main_context_iteration (NULL, TRUE);
+}
+
+static void
+test_store_async (Fixture       *fixture,
+                  gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChatStore) reloaded = NULL;
+  g_autoptr(AppChat) chat = make_chat ("Written in order", "");
+  g_autoptr(AppChat) doomed = make_chat ("Deleted while saving", "Answer");
+  g_autoptr(AppChat) started = NULL;
+  g_autofree char *path = chat_path (fixture, app_chat_get_id (chat));
+  g_autofree char *doomed_path = chat_path (fixture, app_chat_get_id (doomed));
+  Callbacks callbacks = { 0, 0, g_thread_self () };
+  guint expected = 0;
+
+  app_chat_store_load_async (store, NULL, loaded_cb, &callbacks);
+  g_assert_false (app_chat_store_get_loaded (store));
+  wait_callbacks (&callbacks, ++expected);
+  g_assert_true (app_chat_store_get_loaded (store));
+
+  /* Many saves asked for at once, none waited for: the last one is what stays. */
+  for (guint i = 0; i < 40; i++)
+    {
+      g_autofree char *text = g_strdup_printf ("Piece %u\n", i);
+
+      app_message_append_text (message_at (chat, 1), text);
+      app_chat_store_save_async (store, chat, APP_CHAT_STORE_SAVE_DEFAULT, NULL, saved_cb,
+                                 &callbacks);
+      expected++;
+    }
+  /* The callbacks come from the main loop, never from inside the call. */
+  g_assert_cmpuint (callbacks.finished, ==, 1);
+
+  /* A purge right behind saves of the same chat is not undone by them. */
+  for (guint i = 0; i < 10; i++)
+    {
+      app_chat_store_save_async (store, doomed, APP_CHAT_STORE_SAVE_DEFAULT, NULL, saved_cb,
+                                 &callbacks);
+      expected++;
+    }
+  app_chat_store_purge_async (store, doomed, NULL, purged_cb, &callbacks);
+  expected++;
+  /* A save after the purge (an answer finishing late) does nothing. */
+  app_chat_store_save_async (store, doomed, APP_CHAT_STORE_SAVE_DEFAULT, NULL, saved_cb,
+                             &callbacks);
+  expected++;
+
+  wait_callbacks (&callbacks, expected);
+  g_assert_cmpuint (callbacks.failed, ==, 0);
+  g_assert_false (g_file_test (doomed_path, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));
+
+  /* Read back in a thread: the same chat, its last text. */
+  reloaded = app_chat_store_new (fixture->data_dir);
+  app_chat_store_load_async (reloaded, NULL, loaded_cb, &callbacks);
+  /* A chat started while the files are read stays, on top. */
+  started = app_chat_new ();
+  app_chat_store_add (reloaded, started);
+  wait_callbacks (&callbacks, ++expected);
+  g_assert_cmpuint (callbacks.failed, ==, 0);
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (reloaded)), ==, 2);
+  g_assert_true (chat_at (reloaded, 0) == started);
+  assert_chats_equal (chat_at (reloaded, 1), chat);
+  g_assert_true (g_str_has_suffix (app_message_get_text (message_at (chat_at (reloaded, 1), 1)),
+                                   "Piece 39\n"));
+
+  /* A failed save is reported to its callback. (A folder where the file goes fails even
+   * for root, who may write into read-only folders.) */
+  {
+    g_autoptr(GBytes) before = read_file (path);
+    g_autofree char *moved = g_strconcat (path, ".moved", NULL);
+
+    g_assert_no_errno (g_rename (path, moved));
+    g_assert_no_errno (g_mkdir (path, 0700));
+    app_message_append_text (message_at (chat, 1), "Lost");
+    app_chat_store_save_async (store, chat, APP_CHAT_STORE_SAVE_DEFAULT, NULL, saved_cb,
+                               &callbacks);
+    wait_callbacks (&callbacks, ++expected);
+    g_assert_cmpuint (callbacks.failed, ==, 1);
+    g_assert_true (g_file_test (path, G_FILE_TEST_IS_DIR));
+    g_assert_no_errno (g_rmdir (path));
+    g_assert_no_errno (g_rename (moved, path));
+  }
+}
+
+/* What the app does as it quits: the saves it asked for are on disk once flush returns,
+ * without the main loop running again. */
+static void
+test_store_flush (Fixture       *fixture,
+                  gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(GPtrArray) chats = g_ptr_array_new_with_free_func (g_object_unref);
+  Callbacks callbacks = { 0, 0, g_thread_self () };
+
+  app_chat_store_load (store);
+  for (guint i = 0; i < 12; i++)
+    {
+      g_autofree char *question = g_strdup_printf ("Question %u", i);
+      AppChat *chat = make_chat (question, "Answer");
+
+      g_ptr_array_add (chats, chat);
+      for (guint k = 0; k < 5; k++)
+        {
+          g_autofree char *text = g_strdup_printf (" and %u", k);
+
+          app_message_append_text (message_at (chat, 1), text);
+          app_chat_store_save_async (store, chat, APP_CHAT_STORE_SAVE_DEFAULT, NULL, saved_cb,
+                                     &callbacks);
+        }
+    }
+
+  app_chat_store_flush (store);
+  g_assert_cmpuint (callbacks.finished, ==, 0);
+
+  {
+    g_autoptr(AppChatStore) reloaded = app_chat_store_new (fixture->data_dir);
+
+    app_chat_store_load (reloaded);
+    g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (reloaded)), ==, 12);
+    for (guint i = 0; i < 12; i++)
+      {
+        AppChat *chat = g_ptr_array_index (chats, 11 - i);
+
+        assert_chats_equal (chat_at (reloaded, i), chat);
+        g_assert_cmpstr (app_message_get_text (message_at (chat_at (reloaded, i), 1)), ==,
+                         "Answer and 0 and 1 and 2 and 3 and 4");
+      }
+  }
+
+  wait_callbacks (&callbacks, 60);
+  g_assert_cmpuint (callbacks.failed, ==, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Images nothing refers to
+ */
+
+/* Imports `n` distinct small images; returns their ids, held as an import leaves them. */
+static GPtrArray *
+import_images (AppChatStore *store,
+               guint         n)
+{
+  GPtrArray *ids = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GBytes) bytes = NULL;
+      guint8 *data = g_malloc (sizeof png_bytes + 4);
+      char *id;
+
+      /* the same PNG with a different trailer each: another sha256, still a PNG */
+      memcpy (data, png_bytes, sizeof png_bytes);
+      memcpy (data + sizeof png_bytes, &i, 4);
+      bytes = g_bytes_new_take (data, sizeof png_bytes + 4);
+      id = app_chat_store_import_image (store, bytes, &error);
+      g_assert_no_error (error);
+      g_ptr_array_add (ids, id);
+    }
+  return ids;
+}
+
+static gboolean
+image_exists (AppChatStore *store,
+              const char   *id)
+{
+  g_autofree char *path = app_chat_store_get_image_path (store, id);
+
+  return g_file_test (path, G_FILE_TEST_IS_REGULAR);
+}
+
+/* Lets the store do its checks and deletions. */
+static void
+settle (AppChatStore *store)
+{
+  drain_main_context ();
+  app_chat_store_flush (store);
+  drain_main_context ();
+}
+
+static AppChat *
+chat_with_image (const char *question,
+                 const char *image_id)
+{
+  const char *images[] = { image_id, NULL };
+  AppChat *chat = make_chat (question, "Answer");
+
+  app_message_set_images (message_at (chat, 0), images);
+  return chat;
+}
+
+static void
+test_store_image_gc (Fixture       *fixture,
+                     gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = app_chat_store_new (fixture->data_dir);
+  g_autoptr(GPtrArray) ids = NULL;
+  g_autoptr(AppChat) first = NULL;
+  g_autoptr(AppChat) second = NULL;
+  g_autoptr(AppChat) drafted = app_chat_new ();
+  g_autoptr(AppChat) edited = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *shared, *draft_only, *attached, *in_bad_file, *edited_away, *kept_by_draft;
+
+  app_chat_store_load (store);
+  ids = import_images (store, 6);
+  shared = g_ptr_array_index (ids, 0);
+  draft_only = g_ptr_array_index (ids, 1);
+  attached = g_ptr_array_index (ids, 2);
+  in_bad_file = g_ptr_array_index (ids, 3);
+  edited_away = g_ptr_array_index (ids, 4);
+  kept_by_draft = g_ptr_array_index (ids, 5);
+
+  /* Two chats share an image; the importer lets go once they refer to it. */
+  first = chat_with_image ("First", shared);
+  second = chat_with_image ("Second", shared);
+  g_assert_true (app_chat_store_save (store, first, &error));
+  g_assert_true (app_chat_store_save (store, second, &error));
+  g_assert_no_error (error);
+  app_chat_store_release_image (store, shared);
+  settle (store);
+  g_assert_true (image_exists (store, shared));
+
+  /* In the trash, waiting for undo: kept. Undone: kept. */
+  app_chat_store_trash (store, first);
+  app_chat_store_trash (store, second);
+  settle (store);
+  g_assert_true (image_exists (store, shared));
+  app_chat_store_untrash (store, first);
+  app_chat_store_untrash (store, second);
+
+  /* One of the two deleted for good: the other still shows it. Both: it is gone. */
+  app_chat_store_trash (store, first);
+  g_assert_true (app_chat_store_purge (store, first, &error));
+  g_assert_no_error (error);
+  settle (store);
+  g_assert_true (image_exists (store, shared));
+  app_chat_store_trash (store, second);
+  app_chat_store_purge_async (store, second, NULL, NULL, NULL);
+  settle (store);
+  g_assert_false (image_exists (store, shared));
+
+  /* A draft's image: kept while the draft has it, gone once the draft is dropped. */
+  app_chat_store_add (store, drafted);
+  {
+    const char *images[] = { draft_only, kept_by_draft, NULL };
+
+    app_chat_set_draft (drafted, "", APP_PROMPT_PLAIN, images);
+  }
+  app_chat_store_save_async (store, drafted, APP_CHAT_STORE_SAVE_KEEP_PLACE, NULL, NULL, NULL);
+  app_chat_store_release_image (store, draft_only);
+  app_chat_store_release_image (store, kept_by_draft);
+  settle (store);
+  g_assert_true (image_exists (store, draft_only));
+  {
+    const char *images[] = { kept_by_draft, NULL };
+
+    app_chat_set_draft (drafted, "", APP_PROMPT_PLAIN, images);
+  }
+  app_chat_store_save_async (store, drafted, APP_CHAT_STORE_SAVE_KEEP_PLACE, NULL, NULL, NULL);
+  settle (store);
+  g_assert_false (image_exists (store, draft_only));
+  g_assert_true (image_exists (store, kept_by_draft));
+
+  /* An attachment removed before sending: held by the composer until then, gone after. */
+  settle (store);
+  g_assert_true (image_exists (store, attached));
+  app_chat_store_release_image (store, attached);
+  settle (store);
+  g_assert_false (image_exists (store, attached));
+
+  /* ... unless a chat shows it. */
+  {
+    g_autoptr(GPtrArray) again = import_images (store, 3);
+    const char *reattached = g_ptr_array_index (again, 2);
+    g_autoptr(AppChat) third = chat_with_image ("Third", reattached);
+
+    g_assert_cmpstr (reattached, ==, attached);
+    g_assert_true (app_chat_store_save (store, third, &error));
+    g_assert_no_error (error);
+    /* the first two were imported again too: let them go as well */
+    app_chat_store_release_image (store, g_ptr_array_index (again, 0));
+    app_chat_store_release_image (store, g_ptr_array_index (again, 1));
+    app_chat_store_release_image (store, reattached);
+    settle (store);
+    g_assert_true (image_exists (store, reattached));
+    g_assert_false (image_exists (store, shared));
+  }
+
+  /* A question edited away takes its image with it, once saved. */
+  edited = chat_with_image ("Edited", edited_away);
+  g_assert_true (app_chat_store_save (store, edited, &error));
+  app_chat_store_release_image (store, edited_away);
+  settle (store);
+  g_assert_true (image_exists (store, edited_away));
+  app_chat_truncate (edited, 0);
+  add_message (edited, APP_ROLE_USER, "Asked again, without the picture");
+  g_assert_true (app_chat_store_save (store, edited, &error));
+  g_assert_no_error (error);
+  settle (store);
+  g_assert_false (image_exists (store, edited_away));
+
+  /* A save that fails leaves a file that still names the image: kept until one succeeds. */
+  {
+    g_autoptr(GPtrArray) more = import_images (store, 7);
+    const char *kept_on_failure = g_ptr_array_index (more, 6);
+    g_autoptr(AppChat) failing = chat_with_image ("Fails to save", kept_on_failure);
+    g_autofree char *path = chat_path (fixture, app_chat_get_id (failing));
+    g_autofree char *moved = g_strconcat (path, ".moved", NULL);
+
+    for (guint i = 0; i < 6; i++)
+      app_chat_store_release_image (store, g_ptr_array_index (more, i));
+    g_assert_true (app_chat_store_save (store, failing, &error));
+    g_assert_no_error (error);
+    app_chat_store_release_image (store, kept_on_failure);
+    g_assert_no_errno (g_rename (path, moved));
+    g_assert_no_errno (g_mkdir (path, 0700));
+    app_chat_truncate (failing, 0);
+    add_message (failing, APP_ROLE_USER, "Asked again, without the picture");
+    g_assert_false (app_chat_store_save (store, failing, &error));
+    g_clear_error (&error);
+    settle (store);
+    g_assert_true (image_exists (store, kept_on_failure));
+    g_assert_no_errno (g_rmdir (path));
+    g_assert_no_errno (g_rename (moved, path));
+    g_assert_true (app_chat_store_save (store, failing, &error));
+    g_assert_no_error (error);
+    settle (store);
+    g_assert_false (image_exists (store, kept_on_failure));
+  }
+
+  /* An image named in a chat file the store cannot read is that file's: kept. */
+  {
+    g_autofree char *bad_path = chat_path (fixture, "5c0ffee0-0000-4000-8000-000000000000");
+    g_autofree char *bad = g_strdup_printf ("{\"version\": 9, \"images\": [\"%s\"", in_bad_file);
+    g_autoptr(AppChatStore) reloaded = app_chat_store_new (fixture->data_dir);
+
+    write_file (bad_path, bad, -1);
+    app_chat_store_load (reloaded);
+    g_assert_cmpuint (app_chat_store_get_load_errors (reloaded)->len, ==, 1);
+    app_chat_store_hold_image (reloaded, in_bad_file);
+    app_chat_store_release_image (reloaded, in_bad_file);
+    settle (reloaded);
+    g_assert_true (image_exists (reloaded, in_bad_file));
+    g_assert_no_errno (g_unlink (bad_path));
+    app_chat_store_release_image (store, in_bad_file);   /* the first store's import */
+  }
+
+  /* A store that has not read the chats yet knows nothing of them, and deletes nothing. */
+  {
+    g_autoptr(AppChatStore) unloaded = app_chat_store_new (fixture->data_dir);
+    g_autoptr(GPtrArray) fresh = import_images (unloaded, 1);
+
+    app_chat_store_release_image (unloaded, g_ptr_array_index (fresh, 0));
+    settle (unloaded);
+    g_assert_true (image_exists (unloaded, g_ptr_array_index (fresh, 0)));
+    /* ... until it has */
+    app_chat_store_load (unloaded);
+    settle (unloaded);
+    g_assert_false (image_exists (unloaded, g_ptr_array_index (fresh, 0)));
+  }
+  settle (store);
+}
+
+/* Makes a file look `seconds` old. */
+static void
+age_file (const char *path,
+          gint64      seconds)
+{
+  struct utimbuf times;
+  gint64 then = g_get_real_time () / G_USEC_PER_SEC - seconds;
+
+  times.actime = then;
+  times.modtime = then;
+  g_assert_no_errno (g_utime (path, &times));
+}
+
+static void
+swept_cb (GObject      *source,
+          GAsyncResult *result,
+          gpointer      user_data)
+{
+  guint *deleted = user_data;
+  g_autoptr(GError) error = NULL;
+
+  *deleted = app_chat_store_sweep_images_finish (APP_CHAT_STORE (source), result, &error);
+  g_assert_no_error (error);
+}
+
+static guint
+sweep (AppChatStore *store)
+{
+  guint deleted = G_MAXUINT;
+
+  app_chat_store_sweep_images_async (store, NULL, swept_cb, &deleted);
+  while (deleted == G_MAXUINT)
+    g_main_context_iteration (NULL, TRUE);
+  return deleted;
+}
+
+static void
+test_store_sweep (Fixture       *fixture,
+                  gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) writer = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChatStore) store = NULL;
+  g_autoptr(GPtrArray) ids = NULL;
+  g_autoptr(AppChat) chat = NULL;
+  g_autoptr(AppChat) drafted = app_chat_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  g_autofree char *stranger = g_build_filename (fixture->images_dir, "notes.txt", NULL);
+  g_autofree char *unfinished = NULL;
+  g_autofree char *bad_path = chat_path (fixture, "5c0ffee0-0000-4000-8000-000000000000");
+  g_autofree char *bad = NULL;
+  const char *in_chat, *in_draft, *orphan, *recent, *importing, *in_bad_file;
+
+  /* What an older version left: images of chats, and images of chats long deleted. */
+  ids = import_images (writer, 6);
+  in_chat = g_ptr_array_index (ids, 0);
+  in_draft = g_ptr_array_index (ids, 1);
+  orphan = g_ptr_array_index (ids, 2);
+  recent = g_ptr_array_index (ids, 3);
+  importing = g_ptr_array_index (ids, 4);
+  in_bad_file = g_ptr_array_index (ids, 5);
+  chat = chat_with_image ("Kept", in_chat);
+  g_assert_true (app_chat_store_save (writer, chat, &error));
+  {
+    const char *images[] = { in_draft, NULL };
+
+    app_chat_set_draft (drafted, "", APP_PROMPT_PLAIN, images);
+    g_assert_true (app_chat_store_save (writer, drafted, &error));
+  }
+  g_assert_no_error (error);
+  bad = g_strdup_printf ("{\"version\": 9, \"images\": [\"%s\"", in_bad_file);
+  write_file (bad_path, bad, -1);
+  write_file (stranger, "not the store's", -1);
+  unfinished = g_strconcat (fixture->images_dir, G_DIR_SEPARATOR_S, orphan, ".K3W2Q1", NULL);
+  write_file (unfinished, "a save cut short", -1);
+  for (guint i = 0; i < ids->len; i++)
+    {
+      g_autofree char *path = app_chat_store_get_image_path (writer, g_ptr_array_index (ids, i));
+
+      if (g_ptr_array_index (ids, i) != recent)
+        age_file (path, 3600);
+    }
+  age_file (stranger, 3600);
+  age_file (unfinished, 3600);
+
+  /* A new start: nothing runs before the chats are read. */
+  store = app_chat_store_new (fixture->data_dir);
+  g_assert_cmpuint (sweep (store), ==, 0);
+  app_chat_store_load (store);
+
+  /* An image being attached right now is held by its import. */
+  {
+    g_autofree char *path = app_chat_store_get_image_path (store, importing);
+    g_autoptr(GBytes) bytes = read_file (path);
+    g_autofree char *id = app_chat_store_import_image (store, bytes, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpstr (id, ==, importing);
+  }
+
+  g_assert_cmpuint (sweep (store), ==, 1);
+  g_assert_false (image_exists (store, orphan));
+  g_assert_true (image_exists (store, in_chat));
+  g_assert_true (image_exists (store, in_draft));
+  g_assert_true (image_exists (store, recent));
+  g_assert_true (image_exists (store, importing));
+  g_assert_true (image_exists (store, in_bad_file));
+  g_assert_true (g_file_test (stranger, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (g_file_test (unfinished, G_FILE_TEST_IS_REGULAR));
+
+  /* Once the import is let go of, with nothing referring to it, it goes too. */
+  app_chat_store_release_image (store, importing);
+  settle (store);
+  g_assert_false (image_exists (store, importing));
+
+  /* A chat file that cannot be read at all might name any image: no sweep then. */
+  {
+    g_autoptr(AppChatStore) blind = app_chat_store_new (fixture->data_dir);
+    g_autoptr(GPtrArray) more = import_images (writer, 8);
+    const char *late_orphan = g_ptr_array_index (more, 7);
+    g_autofree char *path = app_chat_store_get_image_path (writer, late_orphan);
+    g_autofree char *unreadable = chat_path (fixture, "6d0ffee0-0000-4000-8000-000000000000");
+
+    age_file (path, 3600);
+    g_assert_no_errno (g_mkdir (unreadable, 0700));
+    app_chat_store_load (blind);
+    g_assert_cmpuint (app_chat_store_get_load_errors (blind)->len, ==, 2);
+    g_assert_cmpuint (sweep (blind), ==, 0);
+    g_assert_true (image_exists (blind, late_orphan));
+    g_assert_no_errno (g_rmdir (unreadable));
+    app_chat_store_load (blind);
+    g_assert_cmpuint (sweep (blind), ==, 1);
+    g_assert_false (image_exists (blind, late_orphan));
+  }
+
+  g_assert_no_errno (g_unlink (stranger));
+  g_assert_no_errno (g_unlink (unfinished));
+  settle (store);
+  settle (writer);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1940,6 +2710,7 @@ main (int   argc,
   g_test_add_func ("/app/chat-store/json-invalid", test_json_invalid);
   g_test_add_func ("/app/chat-store/versions", test_chat_versions);
   g_test_add_func ("/app/chat-store/versions-json", test_chat_versions_json);
+  g_test_add_func ("/app/chat-store/draft", test_chat_draft);
 
 #define ADD_STORE_TEST(path, func) \
   g_test_add ("/app/chat-store/" path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
@@ -1952,6 +2723,11 @@ main (int   argc,
   ADD_STORE_TEST ("trash", test_store_trash);
   ADD_STORE_TEST ("import-image", test_store_import_image);
   ADD_STORE_TEST ("image-path", test_store_image_path);
+  ADD_STORE_TEST ("drafts", test_store_drafts);
+  ADD_STORE_TEST ("async", test_store_async);
+  ADD_STORE_TEST ("flush", test_store_flush);
+  ADD_STORE_TEST ("image-gc", test_store_image_gc);
+  ADD_STORE_TEST ("sweep", test_store_sweep);
 
   return g_test_run ();
 }

@@ -704,10 +704,9 @@ static void
 test_errors (void)
 {
   g_autoptr(AppEngine) engine = loaded_engine ();
-  g_autoptr(AppChat) missing = chat_with ("What is this?");
-  g_autoptr(AppMessage) q = app_chat_get_message (missing, 0);
-  const char *gone[] = { "0000000000000000000000000000000000000000000000000000000000000000.png",
-                         NULL };
+  g_autoptr(AppChat) folder = chat_with ("What is this?");
+  g_autoptr(AppMessage) q = app_chat_get_message (folder, 0);
+  const char *not_a_file[] = { ".", NULL };
   const char *truncated[] = { "truncated.png", NULL };
   g_autoptr(AppChat) broken = chat_with ("And this?");
   g_autoptr(AppMessage) q2 = app_chat_get_message (broken, 0);
@@ -715,8 +714,9 @@ test_errors (void)
   GString *huge = g_string_new (NULL);
   g_autoptr(AppChat) too_long = NULL;
 
-  app_message_set_images (q, gone);
-  expect_failed (engine, missing, APP_ENGINE_ERROR_IMAGE, "cannot open");
+  /* an image that is there but cannot be read is an error (a missing one is not: below) */
+  app_message_set_images (q, not_a_file);
+  expect_failed (engine, folder, APP_ENGINE_ERROR_IMAGE, "this is a folder");
   app_message_set_images (q2, truncated);
   expect_failed (engine, broken, APP_ENGINE_ERROR_IMAGE, "truncated");
   expect_failed (engine, empty, APP_ENGINE_ERROR_INPUT, "empty");
@@ -742,6 +742,89 @@ test_errors (void)
     g_array_unref (w.states);
     app_generate_params_clear (&p);
   }
+}
+
+/* Images whose files are gone are left out of the prompt, with a note: the conversation goes
+ * on. Placeholders of the missing images go with them. */
+static void
+test_missing_images (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  const char *gone[] = { "0000000000000000000000000000000000000000000000000000000000000000.png",
+                         NULL };
+  const char *one_gone[] = { "rgba.png",
+                             "1111111111111111111111111111111111111111111111111111111111111111.png",
+                             NULL };
+  struct {
+    const char *question;
+    const char **images;
+    const char *note;
+  } cases[] = {
+    { "What is this?", gone, "An image of this chat is missing" },
+    { "<image>\nand <image>\nWhich is brighter?", one_gone, "An image of this chat is missing" },
+    { "Compare them.", one_gone, "An image of this chat is missing" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(AppChat) chat = chat_with (cases[i].question);
+      g_autoptr(AppMessage) q = app_chat_get_message (chat, 0);
+      ReplyWatch w = { 0 };
+      g_autoptr(AppMessage) reply = NULL;
+      AppGenerateParams p = params (4);
+      Result r = { 0 };
+
+      g_test_message ("%s", cases[i].question);
+      app_message_set_images (q, cases[i].images);
+      reply = add_reply (chat, &w);
+      app_engine_generate_async (engine, chat, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
+                                 generate_cb, &r);
+      iterate_until (&r.done, "the answer");
+      g_assert_no_error (r.error);
+      g_assert_true (r.ok);
+      g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+      g_assert_nonnull (app_message_get_note (reply));
+      if (!strstr (app_message_get_note (reply), cases[i].note))
+        g_error ("note \"%s\" lacks \"%s\"", app_message_get_note (reply), cases[i].note);
+      app_generate_params_clear (&p);
+      g_array_unref (w.states);
+    }
+
+  /* Images alone, all gone: nothing to ask, and the answer says why. */
+  {
+    g_autoptr(AppChat) chat = chat_with ("");
+    g_autoptr(AppMessage) q = app_chat_get_message (chat, 0);
+
+    app_message_set_images (q, gone);
+    expect_failed (engine, chat, APP_ENGINE_ERROR_INPUT, "nothing left to ask about");
+  }
+
+  /* A follow-up in a chat whose earlier image is gone, asked about in words or alone:
+   * answered, and said so again. */
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autoptr(AppChat) chat = chat_with (i == 0 ? "What is this?" : "");
+      g_autoptr(AppMessage) q = app_chat_get_message (chat, 0);
+      g_autoptr(AppMessage) a = app_message_new (APP_ROLE_ASSISTANT, "A picture.");
+      g_autoptr(AppMessage) q2 = app_message_new (APP_ROLE_USER, "And what colour is it?");
+      ReplyWatch w = { 0 };
+      g_autoptr(AppMessage) reply = NULL;
+      AppGenerateParams p = params (4);
+      Result r = { 0 };
+
+      app_message_set_images (q, gone);
+      app_chat_append (chat, a);
+      app_chat_append (chat, q2);
+      reply = add_reply (chat, &w);
+      app_engine_generate_async (engine, chat, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
+                                 generate_cb, &r);
+      iterate_until (&r.done, "the follow-up");
+      g_assert_no_error (r.error);
+      g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+      g_assert_nonnull (strstr (app_message_get_note (reply), "missing"));
+      app_generate_params_clear (&p);
+      g_array_unref (w.states);
+    }
 }
 
 /* A chat longer than the context: the earliest exchanges are left out, with a note. */
@@ -1372,6 +1455,7 @@ main (int   argc,
   g_test_add_func ("/app/engine/finish-and-continue", test_finish_and_continue);
   g_test_add_func ("/app/engine/interrupted", test_interrupted);
   g_test_add_func ("/app/engine/errors", test_errors);
+  g_test_add_func ("/app/engine/missing-images", test_missing_images);
   g_test_add_func ("/app/engine/context-overflow", test_context_overflow);
   g_test_add_func ("/app/engine/count-tokens", test_count_tokens);
   g_test_add_func ("/app/engine/many-images", test_many_images);

@@ -534,6 +534,7 @@ test_boxes (void)
 
     g_assert_true (gtk_widget_activate_action (row, "row.boxes-image", "s", CORN));
     ui_harness_wait (shows_corn, view, "the boxes on the corn", TIMEOUT_S);
+    app_chat_store_flush (store);   /* the chat is written in the background */
     g_assert_true (g_file_get_contents (file, &contents, NULL, &error));
     g_assert_nonnull (strstr (contents, "\"boxes_image\" : \"" CORN "\""));
 

@@ -224,7 +224,9 @@ test_model_changed (void)
   wait_for_label (GTK_WIDGET (window), "Download the model again");
   wait_for_label (GTK_WIDGET (window), "the download was interrupted");
 
-  /* 5. the chat kept everything, in memory and on disk */
+  /* 5. the chat kept everything, in memory and on disk (once the writes asked for, made in the
+   * background, are done) */
+  app_chat_store_flush (app_application_get_store (app));
   chat = current_chat ();
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 8);
   {

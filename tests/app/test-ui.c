@@ -206,6 +206,7 @@ test_chat_with_image (void)
       app_chat_store_get_image_path (app_application_get_store (app),
                                      app_message_get_images (question)[0]);
 
+    app_chat_store_flush (app_application_get_store (app));   /* written in the background */
     g_assert_true (g_file_test (chat_file, G_FILE_TEST_IS_REGULAR));
     g_assert_true (g_file_test (image_file, G_FILE_TEST_IS_REGULAR));
   }

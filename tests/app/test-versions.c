@@ -154,6 +154,7 @@ chat_file (AppChat *chat)
                            "chats", name, NULL);
 }
 
+
 static char *
 read_chat_file (AppChat *chat)
 {
@@ -161,6 +162,8 @@ read_chat_file (AppChat *chat)
   g_autoptr(GError) error = NULL;
   char *contents = NULL;
 
+  /* the files are written in the background: what the window asked for is there after this */
+  app_chat_store_flush (app_application_get_store (app));
   g_file_get_contents (path, &contents, NULL, &error);
   g_assert_no_error (error);
   return contents;
@@ -363,6 +366,8 @@ two_exchanges (void)
   chat = current_chat ();
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 4);
   app_composer_set_text (composer (), "A draft of mine");
+  /* kept in the chat, and saved with it half a second after the typing stops */
+  ui_harness_spin (0.6);
   return shown_texts ();
 }
 

@@ -1,0 +1,386 @@
+/* app-image-tile.c - one image of a message, or the place of one whose file is gone.
+ *
+ * The picture is a bounded thumbnail (AppThumbnail: one height, the width by the image's shape),
+ * decoded off the main thread by app-thumbnail.c. When the decoder says the file
+ * is not there (IMAGE_FILE_ERROR_NOT_FOUND: deleted by hand, a data folder restored without its
+ * images), the tile turns into a card that says so and offers to remove the image from the
+ * message or to replace it with another file; the message row does either and saves the chat.
+ * The conversation itself goes on without the image (app-engine.c leaves it out of the prompt).
+ * Any other failure (a damaged file) keeps the picture's place and says why in its tooltip.
+ */
+#include "app-image-tile.h"
+
+#include <glib/gi18n.h>
+
+#include "app-thumbnail.h"
+#include "image-file.h"
+
+struct _AppImageTile
+{
+  GtkWidget parent_instance;
+
+  char *path;
+  int size;
+  gboolean missing;
+  GCancellable *cancellable;
+
+  GtkWidget *stack;
+  GtkWidget *button;             /* the thumbnail, which opens the image */
+  GtkWidget *thumbnail;          /* AppThumbnail */
+  GtkWidget *missing_box;
+};
+
+G_DEFINE_FINAL_TYPE (AppImageTile, app_image_tile, GTK_TYPE_WIDGET)
+
+enum {
+  PROP_0,
+  PROP_PATH,
+  PROP_SIZE,
+  PROP_MISSING,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+enum { OPEN, REMOVE, REPLACE, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+static void
+set_missing (AppImageTile *self,
+             gboolean      missing)
+{
+  if (self->missing == missing)
+    return;
+  self->missing = missing;
+  gtk_stack_set_visible_child (GTK_STACK (self->stack),
+                               missing ? self->missing_box : self->button);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MISSING]);
+}
+
+static void
+loaded_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  g_autoptr(AppImageTile) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GdkTexture) texture = app_thumbnail_load_finish (result, &error);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || !self->thumbnail)
+    return;
+  if (texture)
+    gtk_picture_set_paintable (app_thumbnail_get_picture (APP_THUMBNAIL (self->thumbnail)),
+                               GDK_PAINTABLE (texture));
+  else if (g_error_matches (error, IMAGE_FILE_ERROR, IMAGE_FILE_ERROR_NOT_FOUND))
+    set_missing (self, TRUE);
+  else
+    gtk_widget_set_tooltip_text (self->button, error->message);
+}
+
+static void
+open_clicked_cb (AppImageTile *self)
+{
+  g_signal_emit (self, signals[OPEN], 0);
+}
+
+static void
+remove_clicked_cb (AppImageTile *self)
+{
+  g_signal_emit (self, signals[REMOVE], 0);
+}
+
+static void
+replace_clicked_cb (AppImageTile *self)
+{
+  g_signal_emit (self, signals[REPLACE], 0);
+}
+
+static GtkWidget *
+missing_button (const char *label,
+                const char *description)
+{
+  GtkWidget *b = gtk_button_new_with_mnemonic (label);
+
+  gtk_widget_add_css_class (b, "flat");
+  gtk_widget_set_tooltip_text (b, description);
+  return b;
+}
+
+static void
+app_image_tile_constructed (GObject *object)
+{
+  AppImageTile *self = APP_IMAGE_TILE (object);
+  g_autofree char *gone = g_strdup_printf (_("The image file %s is gone"), self->path);
+  GtkWidget *icon, *label, *remove, *replace;
+
+  G_OBJECT_CLASS (app_image_tile_parent_class)->constructed (object);
+
+  /* as wide as the image's shape makes it, up to twice its height */
+  self->thumbnail = app_thumbnail_new (NULL, self->size, 2 * self->size);
+  gtk_button_set_child (GTK_BUTTON (self->button), self->thumbnail);
+  gtk_widget_set_size_request (self->missing_box, self->size, self->size);
+  gtk_widget_set_tooltip_text (self->missing_box, gone);
+
+  icon = gtk_image_new_from_icon_name ("image-missing-symbolic");
+  gtk_image_set_pixel_size (GTK_IMAGE (icon), 32);
+  gtk_widget_add_css_class (icon, "dim-label");
+  gtk_box_append (GTK_BOX (self->missing_box), icon);
+  label = gtk_label_new (_("Image Missing"));
+  gtk_widget_add_css_class (label, "caption-heading");
+  gtk_label_set_wrap (GTK_LABEL (label), TRUE);
+  gtk_label_set_justify (GTK_LABEL (label), GTK_JUSTIFY_CENTER);
+  gtk_box_append (GTK_BOX (self->missing_box), label);
+  remove = missing_button (_("_Remove"), _("Remove the image from this question"));
+  g_signal_connect_swapped (remove, "clicked", G_CALLBACK (remove_clicked_cb), self);
+  gtk_box_append (GTK_BOX (self->missing_box), remove);
+  replace = missing_button (_("Re_place…"), _("Choose the file to show in its place"));
+  g_signal_connect_swapped (replace, "clicked", G_CALLBACK (replace_clicked_cb), self);
+  gtk_box_append (GTK_BOX (self->missing_box), replace);
+
+  /* the size AppThumbnail asks for: one cached texture for the tile and the viewer's list */
+  app_thumbnail_load_async (self->path, 4 * self->size, self->cancellable, loaded_cb,
+                            g_object_ref (self));
+}
+
+static void
+app_image_tile_dispose (GObject *object)
+{
+  AppImageTile *self = APP_IMAGE_TILE (object);
+
+  g_cancellable_cancel (self->cancellable);
+  self->thumbnail = NULL;
+  g_clear_pointer (&self->stack, gtk_widget_unparent);
+  G_OBJECT_CLASS (app_image_tile_parent_class)->dispose (object);
+}
+
+static void
+app_image_tile_finalize (GObject *object)
+{
+  AppImageTile *self = APP_IMAGE_TILE (object);
+
+  g_clear_object (&self->cancellable);
+  g_free (self->path);
+  G_OBJECT_CLASS (app_image_tile_parent_class)->finalize (object);
+}
+
+static void
+app_image_tile_get_property (GObject    *object,
+                             guint       prop_id,
+                             GValue     *value,
+                             GParamSpec *pspec)
+{
+  AppImageTile *self = APP_IMAGE_TILE (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      g_value_set_string (value, self->path);
+      break;
+    case PROP_SIZE:
+      g_value_set_int (value, self->size);
+      break;
+    case PROP_MISSING:
+      g_value_set_boolean (value, self->missing);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_image_tile_set_property (GObject      *object,
+                             guint         prop_id,
+                             const GValue *value,
+                             GParamSpec   *pspec)
+{
+  AppImageTile *self = APP_IMAGE_TILE (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      self->path = g_value_dup_string (value);
+      break;
+    case PROP_SIZE:
+      self->size = g_value_get_int (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_image_tile_class_init (AppImageTileClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->constructed = app_image_tile_constructed;
+  object_class->dispose = app_image_tile_dispose;
+  object_class->finalize = app_image_tile_finalize;
+  object_class->get_property = app_image_tile_get_property;
+  object_class->set_property = app_image_tile_set_property;
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+  gtk_widget_class_set_css_name (widget_class, "imagetile");
+
+  properties[PROP_PATH] =
+    g_param_spec_string ("path", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_SIZE] =
+    g_param_spec_int ("size", NULL, NULL, 1, G_MAXINT, 160,
+                      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_MISSING] =
+    g_param_spec_boolean ("missing", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  signals[OPEN] = g_signal_new ("open", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                                NULL, NULL, G_TYPE_NONE, 0);
+  signals[REMOVE] = g_signal_new ("remove", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                  NULL, NULL, NULL, G_TYPE_NONE, 0);
+  signals[REPLACE] = g_signal_new ("replace", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                   NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+static void
+app_image_tile_init (AppImageTile *self)
+{
+  self->cancellable = g_cancellable_new ();
+  self->size = 160;
+
+  self->stack = gtk_stack_new ();
+  gtk_stack_set_vhomogeneous (GTK_STACK (self->stack), FALSE);
+  gtk_stack_set_hhomogeneous (GTK_STACK (self->stack), FALSE);
+  gtk_widget_set_parent (self->stack, GTK_WIDGET (self));
+
+  self->button = gtk_button_new ();
+  gtk_widget_add_css_class (self->button, "image-button");
+  gtk_widget_add_css_class (self->button, "attachment");
+  gtk_widget_set_tooltip_text (self->button, _("Open Image"));
+  g_signal_connect_swapped (self->button, "clicked", G_CALLBACK (open_clicked_cb), self);
+  gtk_stack_add_child (GTK_STACK (self->stack), self->button);
+
+  self->missing_box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
+  gtk_widget_set_valign (self->missing_box, GTK_ALIGN_CENTER);
+  gtk_widget_add_css_class (self->missing_box, "card");
+  gtk_widget_add_css_class (self->missing_box, "missing-image");
+  gtk_stack_add_child (GTK_STACK (self->stack), self->missing_box);
+  gtk_stack_set_visible_child (GTK_STACK (self->stack), self->button);
+}
+
+AppImageTile *
+app_image_tile_new (const char *path,
+                    int         size)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+
+  return g_object_new (APP_TYPE_IMAGE_TILE, "path", path, "size", size, NULL);
+}
+
+const char *
+app_image_tile_get_path (AppImageTile *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_TILE (self), NULL);
+
+  return self->path;
+}
+
+/* The name a screen reader gives the image ("Image 2 of 3"), on the thumbnail that takes the
+ * focus. */
+void
+app_image_tile_set_label (AppImageTile *self,
+                          const char   *label)
+{
+  g_return_if_fail (APP_IS_IMAGE_TILE (self));
+
+  gtk_accessible_update_property (GTK_ACCESSIBLE (self->button), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  label, -1);
+}
+
+gboolean
+app_image_tile_get_missing (AppImageTile *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_TILE (self), FALSE);
+
+  return self->missing;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Importing a replacement
+ */
+
+typedef struct
+{
+  AppChatStore *store;
+  GFile *file;
+} ImportData;
+
+static void
+import_data_free (gpointer p)
+{
+  ImportData *d = p;
+
+  g_object_unref (d->store);
+  g_object_unref (d->file);
+  g_free (d);
+}
+
+static void
+import_thread (GTask        *task,
+               gpointer      source,
+               gpointer      task_data,
+               GCancellable *cancellable)
+{
+  ImportData *d = task_data;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autofree char *name = g_file_get_basename (d->file);
+  g_auto(ImageRgb) im = { 0 };
+  GError *error = NULL;
+  char *contents;
+  char *id;
+  gsize length;
+
+  if (!g_file_load_contents (d->file, cancellable, &contents, &length, NULL, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  bytes = g_bytes_new_take (contents, length);
+  if (!image_file_load_bytes (bytes, name, &im, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  id = app_chat_store_import_image (d->store, bytes, &error);
+  if (!id)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, id, g_free);
+}
+
+void
+app_image_import_async (AppChatStore        *store,
+                        GFile               *file,
+                        GCancellable        *cancellable,
+                        GAsyncReadyCallback  callback,
+                        gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (NULL, cancellable, callback, user_data);
+  ImportData *d = g_new0 (ImportData, 1);
+
+  d->store = g_object_ref (store);
+  d->file = g_object_ref (file);
+  g_task_set_source_tag (task, app_image_import_async);
+  g_task_set_task_data (task, d, import_data_free);
+  /* not cancelled halfway: the id comes back held, and the caller lets go of it */
+  g_task_set_check_cancellable (task, FALSE);
+  g_task_run_in_thread (task, import_thread);
+}
+
+char *
+app_image_import_finish (GAsyncResult  *result,
+                         GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}

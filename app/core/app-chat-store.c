@@ -31,6 +31,8 @@
  * been loaded (before that, what the files refer to is not known). A sweep after loading removes what was left behind
  * before (a crash, an older version that never deleted images).
  */
+#define G_LOG_DOMAIN "sightline-chat-store"
+
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
 #include <errno.h>

@@ -20,6 +20,8 @@
  * names the member, never a crash or a half-built chat. Members this version does not know
  * are ignored, and absent optional members take their defaults.
  */
+#define G_LOG_DOMAIN "sightline-chat"
+
 #include <glib/gi18n.h>
 #include <math.h>
 #include <string.h>

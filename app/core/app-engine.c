@@ -24,6 +24,8 @@
  * and the answer's note says so. Any other unreadable image is an error, as it would silently
  * change what the model is asked about.
  */
+#define G_LOG_DOMAIN "sightline-engine"
+
 #include "app-engine.h"
 
 #include <float.h>

@@ -41,6 +41,8 @@
  * escaped (`<\|det|>`, shown the same), so the Markdown never holds a grounding tag.
  */
 
+#define G_LOG_DOMAIN "sightline-grounding"
+
 #include "app-grounding.h"
 
 #include <json-glib/json-glib.h>

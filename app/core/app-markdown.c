@@ -12,6 +12,8 @@
  * may open, and the text is made valid UTF-8 first so that escaping cannot fail.
  */
 
+#define G_LOG_DOMAIN "sightline-markdown"
+
 #include "app-markdown.h"
 
 #include "app-grounding.h"

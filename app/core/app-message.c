@@ -6,6 +6,8 @@
  * Setters only notify when the value really changes, so bindings never loop and a row
  * never redraws for nothing.
  */
+#define G_LOG_DOMAIN "sightline-message"
+
 #include "app-message.h"
 
 #include <math.h>

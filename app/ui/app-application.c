@@ -10,6 +10,8 @@
  * chat with them attached. A second `sightline FILE` while Sightline runs hands its files to
  * the running instance over D-Bus (GApplication does that), which opens another chat.
  */
+#define G_LOG_DOMAIN "sightline-application"
+
 #include "app-application.h"
 
 #include <glib/gi18n.h>

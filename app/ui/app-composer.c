@@ -10,6 +10,8 @@
  * and the text, prompt kind and images of the chat it leaves are put aside, imports still
  * running, until that chat is shown again.
  */
+#define G_LOG_DOMAIN "sightline-composer"
+
 #include "app-composer.h"
 
 #include <glib/gi18n.h>

@@ -10,7 +10,7 @@
  * window passes it to the engine with the question (AppGenerateParams.leave_out_images; the
  * engine leaves out earliest turns by itself), and the answer's note says what was left out.
  */
-#define G_LOG_DOMAIN "sightline"
+#define G_LOG_DOMAIN "sightline-context-bar"
 
 #include "app-context-bar.h"
 

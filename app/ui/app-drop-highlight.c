@@ -6,7 +6,7 @@
  * target (which does the drop): shown when a drag of images comes in, hidden when it leaves
  * or is dropped. It never takes the pointer, so the drop still reaches the window.
  */
-#define G_LOG_DOMAIN "sightline"
+#define G_LOG_DOMAIN "sightline-drop-highlight"
 
 #include "app-drop-highlight.h"
 

@@ -12,6 +12,8 @@
  * ref is filled lightly and the others fade, so pointing at a chip in the text, or at a box,
  * shows what belongs together.
  */
+#define G_LOG_DOMAIN "sightline-grounding-view"
+
 #include "app-grounding-view.h"
 
 #include <adwaita.h>

@@ -8,6 +8,8 @@
  * The conversation itself goes on without the image (app-engine.c leaves it out of the prompt).
  * Any other failure (a damaged file) keeps the picture's place and says why in its tooltip.
  */
+#define G_LOG_DOMAIN "sightline-image-tile"
+
 #include "app-image-tile.h"
 
 #include <glib/gi18n.h>

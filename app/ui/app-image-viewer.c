@@ -9,6 +9,8 @@
  * window (keys and buttons). The menu saves a copy of the image file or copies the picture,
  * and with boxes saves the picture with them or copies them. Escape closes the window.
  */
+#define G_LOG_DOMAIN "sightline-image-viewer"
+
 #include "app-image-viewer.h"
 
 #include <glib/gi18n.h>

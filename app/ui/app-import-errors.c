@@ -4,7 +4,7 @@
  * files read in parallel gives one toast whatever order their threads end in. The messages are
  * kept until the toast goes: the Details dialog lists them as they were when it opened.
  */
-#define G_LOG_DOMAIN "sightline"
+#define G_LOG_DOMAIN "sightline-import-errors"
 
 #include "app-import-errors.h"
 

@@ -14,6 +14,8 @@
  * quotes and lists), and rebuilds only what follows.
  */
 
+#define G_LOG_DOMAIN "sightline-markdown-view"
+
 #include "app-markdown-view.h"
 
 #include <glib/gi18n.h>

@@ -16,6 +16,8 @@
  * at a chip highlights its boxes; pointing at a box highlights its chip. The menu also shows
  * the raw output and saves or copies the boxes.
  */
+#define G_LOG_DOMAIN "sightline-message-row"
+
 #include "app-message-row.h"
 
 #include <adwaita.h>

@@ -7,7 +7,7 @@
  * Again"). It hides once the model is ready. Everything it shows comes from AppEngine's
  * properties; its buttons are window actions, so the window decides what they do.
  */
-#define G_LOG_DOMAIN "sightline-banner"
+#define G_LOG_DOMAIN "sightline-model-banner"
 
 #include "app-model-banner.h"
 

@@ -6,6 +6,8 @@
  * which its row shows; a reset button returns a changed one to it. libadwaita 1.2 has no spin
  * row, so numbers are spin buttons at the end of action rows.
  */
+#define G_LOG_DOMAIN "sightline-preferences"
+
 #include "app-preferences.h"
 
 #include <glib/gi18n.h>

@@ -12,7 +12,7 @@
  * row of thumbnails cannot ask a window for more width than it has: their minimum width is at
  * most their height.
  */
-#define G_LOG_DOMAIN "sightline"
+#define G_LOG_DOMAIN "sightline-thumbnail"
 
 #include "app-thumbnail.h"
 

@@ -21,6 +21,8 @@
  * when another chat is shown, and when the window closes. A chat whose draft was saved comes
  * back with it after a restart.
  */
+#define G_LOG_DOMAIN "sightline-window"
+
 #include "app-window.h"
 
 #include <glib/gi18n.h>

@@ -6,7 +6,7 @@
  * its widest child's minimum, so any number of images leaves the window as narrow as one of
  * them, and its height is what the rows need at the width it is given.
  */
-#define G_LOG_DOMAIN "sightline"
+#define G_LOG_DOMAIN "sightline-wrap-box"
 
 #include "app-wrap-box.h"
 

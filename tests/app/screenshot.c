@@ -4,7 +4,8 @@
  *
  * Runs under Xvfb (data/screenshots/update.sh). A fresh data folder gets one chat. "chat":
  * made through the app's own store, a question with the golden test photo attached and an
- * answer. "grounding": the fixture chat of the grounding UI test, whose last answer has boxes
+ * answer, and a follow-up question being written, with what it takes of the context counted
+ * under it. "grounding": the fixture chat of the grounding UI test, whose last answer has boxes
  * (tests/app/fixtures/grounding-chat.json), with one label pointed at. The answers' text is
  * written here or in the fixture, because the models that come with the repository have random
  * weights and would answer gibberish; everything else on screen is the app as it runs, with
@@ -12,6 +13,8 @@
  */
 #include "ui-harness.h"
 
+#include "app-composer.h"
+#include "app-context-bar.h"
 #include "app-markdown-view.h"
 
 static const char answer[] =
@@ -52,6 +55,27 @@ add_chat (AppChatStore *store)
   g_assert_true (app_chat_store_save (store, chat, &error));
 }
 
+/* A label under `widget`, shown, whose text ends with `suffix`. */
+static gboolean
+shows_label_ending (GtkWidget  *widget,
+                    const char *suffix)
+{
+  if (!gtk_widget_get_visible (widget))
+    return FALSE;
+  if (GTK_IS_LABEL (widget) && g_str_has_suffix (gtk_label_get_text (GTK_LABEL (widget)), suffix))
+    return TRUE;
+  for (GtkWidget *c = gtk_widget_get_first_child (widget); c; c = gtk_widget_get_next_sibling (c))
+    if (shows_label_ending (c, suffix))
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+context_counted (gpointer data)
+{
+  return shows_label_ending (data, "tokens");
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -87,6 +111,16 @@ main (int   argc,
 
       /* the pointer on the "Two giraffes" chip */
       g_signal_emit_by_name (view, "chip-hovered", 0);
+      ui_harness_spin (0.5);
+    }
+  else
+    {
+      AppComposer *composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window),
+                                                                    APP_TYPE_COMPOSER, 0));
+
+      app_composer_set_text (composer, "Which parts learn in stage 2?");
+      ui_harness_wait (context_counted, app_composer_get_context_bar (composer),
+                       "the context counted", 60);
       ui_harness_spin (0.5);
     }
   if (!ui_harness_render_png (GTK_WIDGET (window), argv[2], &error))

@@ -143,13 +143,24 @@ ui_harness_spin (double seconds)
     }
 }
 
+/* When the waits end: `timeout_s` from now, scaled by VL2_TEST_TIMEOUT_SCALE (the sanitizer
+ * test setup sets it: the same work takes several times longer there). */
+static gint64
+deadline (int timeout_s)
+{
+  const char *scale = g_getenv ("VL2_TEST_TIMEOUT_SCALE");
+  double k = scale ? g_ascii_strtod (scale, NULL) : 1.0;
+
+  return g_get_monotonic_time () + (gint64) (timeout_s * MAX (k, 1.0) * G_USEC_PER_SEC);
+}
+
 void
 ui_harness_wait (gboolean  (*done) (gpointer),
                  gpointer    data,
                  const char *what,
                  int         timeout_s)
 {
-  gint64 end = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
+  gint64 end = deadline (timeout_s);
 
   while (!done (data))
     {
@@ -165,7 +176,7 @@ ui_harness_wait_ready (AppApplication *app,
                        int             timeout_s)
 {
   AppEngine *engine = app_application_get_engine (app);
-  gint64 end = g_get_monotonic_time () + (gint64) timeout_s * G_USEC_PER_SEC;
+  gint64 end = deadline (timeout_s);
 
   while (app_engine_get_state (engine) != APP_ENGINE_READY)
     {

@@ -17,7 +17,8 @@
  * the raw output and saves or copies the boxes.
  *
  * The widgets are in app-message-row.ui; the images, the menu's "Show Boxes On" entries and
- * everything that depends on the message are made or set here.
+ * everything that depends on the message are made or set here. The row's "message", "chat" and
+ * "assistant-name" properties are set together by bind(), its "store" once at construction.
  */
 #define G_LOG_DOMAIN "sightline-message-row"
 
@@ -72,9 +73,12 @@ struct _AppMessageRow
   GtkWidget *note_label;
   GtkWidget *stats_label;
 
+  /* properties */
   AppChatStore *store;
   AppChat *chat;
   AppMessage *message;
+  char *assistant_name;
+
   GSignalGroup *message_signals;
   GSignalGroup *chat_signals;
   GSimpleActionGroup *actions;
@@ -86,6 +90,18 @@ struct _AppMessageRow
 };
 
 G_DEFINE_FINAL_TYPE (AppMessageRow, app_message_row, GTK_TYPE_WIDGET)
+
+enum
+{
+  PROP_0,
+  PROP_STORE,
+  PROP_CHAT,
+  PROP_MESSAGE,
+  PROP_ASSISTANT_NAME,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 static int
 message_position (AppMessageRow *self)
@@ -795,22 +811,18 @@ copy_clicked_cb (AppMessageRow *self)
   adw_toast_overlay_add_toast (ADW_TOAST_OVERLAY (overlay), toast);
 }
 
-AppMessage *
-app_message_row_get_message (AppMessageRow *self)
-{
-  return self->message;
-}
+/* ------------------------------------------------------------------------------------------
+ * Properties
+ */
 
-void
-app_message_row_bind (AppMessageRow *self,
-                      AppChat       *chat,
-                      AppMessage    *message,
-                      const char    *assistant_name)
+/* Everything the row shows comes from its message: set again from scratch, as the list view
+ * hands the row from one message to another. */
+static void
+show_message (AppMessageRow *self)
 {
+  AppMessage *message = self->message;
   gboolean assistant;
 
-  g_set_object (&self->chat, chat);
-  g_set_object (&self->message, message);
   self->active_chip = -1;
   self->has_boxes = self->has_tags = FALSE;
   g_clear_pointer (&self->boxes_image, g_free);
@@ -821,13 +833,15 @@ app_message_row_bind (AppMessageRow *self,
                                G_ACTION_MAP (self->actions), "show-raw")),
                              g_variant_new_boolean (FALSE));
   g_signal_group_set_target (self->message_signals, message);
-  g_signal_group_set_target (self->chat_signals, chat ? app_chat_get_messages (chat) : NULL);
+  g_signal_group_set_target (self->chat_signals,
+                             self->chat ? app_chat_get_messages (self->chat) : NULL);
   if (!message)
     return;
 
   assistant = app_message_get_role (message) == APP_ROLE_ASSISTANT;
   gtk_label_set_text (GTK_LABEL (self->author),
-                      assistant ? (assistant_name ? assistant_name : _("Sightline")) : _("You"));
+                      assistant ? (self->assistant_name ? self->assistant_name : _("Sightline"))
+                                : _("You"));
   gtk_widget_set_visible (self->user_text, !assistant);
   gtk_widget_set_visible (GTK_WIDGET (self->answer), assistant);
   gtk_widget_set_visible (self->raw_text, FALSE);
@@ -842,6 +856,65 @@ app_message_row_bind (AppMessageRow *self,
   update_position (self);
 }
 
+AppChatStore *
+app_message_row_get_store (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->store;
+}
+
+AppChat *
+app_message_row_get_chat (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->chat;
+}
+
+AppMessage *
+app_message_row_get_message (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->message;
+}
+
+const char *
+app_message_row_get_assistant_name (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->assistant_name;
+}
+
+/* The setter of "chat", "message" and "assistant-name" at once: they only make sense together.
+ * The row is shown again even when nothing changed, as it was when the list view bound it. */
+void
+app_message_row_bind (AppMessageRow *self,
+                      AppChat       *chat,
+                      AppMessage    *message,
+                      const char    *assistant_name)
+{
+  g_return_if_fail (APP_IS_MESSAGE_ROW (self));
+  g_return_if_fail (!chat || APP_IS_CHAT (chat));
+  g_return_if_fail (!message || APP_IS_MESSAGE (message));
+
+  g_object_freeze_notify (G_OBJECT (self));
+  if (g_set_object (&self->chat, chat))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHAT]);
+  if (g_set_object (&self->message, message))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MESSAGE]);
+  if (g_strcmp0 (self->assistant_name, assistant_name) != 0)
+    {
+      g_free (self->assistant_name);
+      self->assistant_name = g_strdup (assistant_name);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ASSISTANT_NAME]);
+    }
+  show_message (self);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
 /* ------------------------------------------------------------------------------------------
  * GObject
  */
@@ -849,10 +922,9 @@ app_message_row_bind (AppMessageRow *self,
 AppMessageRow *
 app_message_row_new (AppChatStore *store)
 {
-  AppMessageRow *self = g_object_new (APP_TYPE_MESSAGE_ROW, NULL);
+  g_return_val_if_fail (APP_IS_CHAT_STORE (store), NULL);
 
-  self->store = g_object_ref (store);
-  return self;
+  return g_object_new (APP_TYPE_MESSAGE_ROW, "store", store, NULL);
 }
 
 static void
@@ -870,10 +942,66 @@ app_message_row_dispose (GObject *object)
   g_clear_object (&self->chat);
   g_clear_object (&self->store);
   g_clear_object (&self->actions);
+  g_clear_pointer (&self->assistant_name, g_free);
   g_clear_pointer (&self->boxes_image, g_free);
   g_clear_pointer (&self->boxes_path, g_free);
   gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_MESSAGE_ROW);
   G_OBJECT_CLASS (app_message_row_parent_class)->dispose (object);
+}
+
+static void
+app_message_row_get_property (GObject    *object,
+                              guint       prop_id,
+                              GValue     *value,
+                              GParamSpec *pspec)
+{
+  AppMessageRow *self = APP_MESSAGE_ROW (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      g_value_set_object (value, self->store);
+      break;
+    case PROP_CHAT:
+      g_value_set_object (value, self->chat);
+      break;
+    case PROP_MESSAGE:
+      g_value_set_object (value, self->message);
+      break;
+    case PROP_ASSISTANT_NAME:
+      g_value_set_string (value, self->assistant_name);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_message_row_set_property (GObject      *object,
+                              guint         prop_id,
+                              const GValue *value,
+                              GParamSpec   *pspec)
+{
+  AppMessageRow *self = APP_MESSAGE_ROW (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      self->store = g_value_dup_object (value);
+      break;
+    case PROP_CHAT:
+      app_message_row_bind (self, g_value_get_object (value), self->message,
+                            self->assistant_name);
+      break;
+    case PROP_MESSAGE:
+      app_message_row_bind (self, self->chat, g_value_get_object (value), self->assistant_name);
+      break;
+    case PROP_ASSISTANT_NAME:
+      app_message_row_bind (self, self->chat, self->message, g_value_get_string (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
 static void
@@ -883,6 +1011,25 @@ app_message_row_class_init (AppMessageRowClass *klass)
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = app_message_row_dispose;
+  object_class->get_property = app_message_row_get_property;
+  object_class->set_property = app_message_row_set_property;
+
+  /* where the images of the messages are */
+  properties[PROP_STORE] =
+    g_param_spec_object ("store", NULL, NULL, APP_TYPE_CHAT_STORE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /* the conversation the message is part of: its position, versions and earlier images */
+  properties[PROP_CHAT] =
+    g_param_spec_object ("chat", NULL, NULL, APP_TYPE_CHAT,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_MESSAGE] =
+    g_param_spec_object ("message", NULL, NULL, APP_TYPE_MESSAGE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* the name over answers, NULL for the app's own */
+  properties[PROP_ASSISTANT_NAME] =
+    g_param_spec_string ("assistant-name", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   g_type_ensure (APP_TYPE_GROUNDING_VIEW);
   g_type_ensure (APP_TYPE_MARKDOWN_VIEW);

@@ -15,6 +15,10 @@
  * the person moved them to ("Show Boxes On" in the row's menu, kept in the chat file). Pointing
  * at a chip highlights its boxes; pointing at a box highlights its chip. The menu also shows
  * the raw output and saves or copies the boxes.
+ *
+ * The widgets are in app-message-row.ui; the images, the menu's "Show Boxes On" entries and
+ * everything that depends on the message are made or set here. The row's "message", "chat" and
+ * "assistant-name" properties are set together by bind(), its "store" once at construction.
  */
 #define G_LOG_DOMAIN "sightline-message-row"
 
@@ -41,37 +45,26 @@ struct _AppMessageRow
 {
   GtkWidget parent_instance;
 
-  AppChatStore *store;
-  AppChat *chat;
-  AppMessage *message;
-  GSignalGroup *message_signals;
-  GSignalGroup *chat_signals;
-
+  /* template */
   GtkWidget *box;
   GtkWidget *author;
-  GtkWidget *copy_button;
-  GtkWidget *edit_button;
-  GtkWidget *regenerate_button;
   GtkWidget *versions;
   GtkWidget *previous_version;
   GtkWidget *version_label;
   GtkWidget *next_version;
+  GtkWidget *edit_button;
+  GtkWidget *regenerate_button;
+  GtkWidget *copy_button;
   GtkWidget *menu_button;
+  GMenu *boxes_images_menu;
   GtkWidget *images;
   GtkWidget *badge;
-  GtkWidget *badge_label;
   GtkWidget *badge_icon;
+  GtkWidget *badge_label;
   GtkWidget *user_text;
   AppMarkdownView *answer;
   GtkWidget *raw_text;
   AppGroundingView *boxes;
-  GSimpleActionGroup *actions;
-  GMenu *boxes_images_menu;
-  char *boxes_image;     /* the image id the boxes are drawn on, or NULL */
-  char *boxes_path;      /* its file */
-  int active_chip;       /* the chip whose boxes are under the pointer, -1 for none */
-  gboolean has_boxes;
-  gboolean has_tags;
   GtkWidget *status_box;
   GtkWidget *progress;
   GtkWidget *status_label;
@@ -79,9 +72,36 @@ struct _AppMessageRow
   GtkWidget *error_label;
   GtkWidget *note_label;
   GtkWidget *stats_label;
+
+  /* properties */
+  AppChatStore *store;
+  AppChat *chat;
+  AppMessage *message;
+  char *assistant_name;
+
+  GSignalGroup *message_signals;
+  GSignalGroup *chat_signals;
+  GSimpleActionGroup *actions;
+  char *boxes_image;     /* the image id the boxes are drawn on, or NULL */
+  char *boxes_path;      /* its file */
+  int active_chip;       /* the chip whose boxes are under the pointer, -1 for none */
+  gboolean has_boxes;
+  gboolean has_tags;
 };
 
 G_DEFINE_FINAL_TYPE (AppMessageRow, app_message_row, GTK_TYPE_WIDGET)
+
+enum
+{
+  PROP_0,
+  PROP_STORE,
+  PROP_CHAT,
+  PROP_MESSAGE,
+  PROP_ASSISTANT_NAME,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 static int
 message_position (AppMessageRow *self)
@@ -791,22 +811,18 @@ copy_clicked_cb (AppMessageRow *self)
   adw_toast_overlay_add_toast (ADW_TOAST_OVERLAY (overlay), toast);
 }
 
-AppMessage *
-app_message_row_get_message (AppMessageRow *self)
-{
-  return self->message;
-}
+/* ------------------------------------------------------------------------------------------
+ * Properties
+ */
 
-void
-app_message_row_bind (AppMessageRow *self,
-                      AppChat       *chat,
-                      AppMessage    *message,
-                      const char    *assistant_name)
+/* Everything the row shows comes from its message: set again from scratch, as the list view
+ * hands the row from one message to another. */
+static void
+show_message (AppMessageRow *self)
 {
+  AppMessage *message = self->message;
   gboolean assistant;
 
-  g_set_object (&self->chat, chat);
-  g_set_object (&self->message, message);
   self->active_chip = -1;
   self->has_boxes = self->has_tags = FALSE;
   g_clear_pointer (&self->boxes_image, g_free);
@@ -817,13 +833,15 @@ app_message_row_bind (AppMessageRow *self,
                                G_ACTION_MAP (self->actions), "show-raw")),
                              g_variant_new_boolean (FALSE));
   g_signal_group_set_target (self->message_signals, message);
-  g_signal_group_set_target (self->chat_signals, chat ? app_chat_get_messages (chat) : NULL);
+  g_signal_group_set_target (self->chat_signals,
+                             self->chat ? app_chat_get_messages (self->chat) : NULL);
   if (!message)
     return;
 
   assistant = app_message_get_role (message) == APP_ROLE_ASSISTANT;
   gtk_label_set_text (GTK_LABEL (self->author),
-                      assistant ? (assistant_name ? assistant_name : _("Sightline")) : _("You"));
+                      assistant ? (self->assistant_name ? self->assistant_name : _("Sightline"))
+                                : _("You"));
   gtk_widget_set_visible (self->user_text, !assistant);
   gtk_widget_set_visible (GTK_WIDGET (self->answer), assistant);
   gtk_widget_set_visible (self->raw_text, FALSE);
@@ -838,6 +856,65 @@ app_message_row_bind (AppMessageRow *self,
   update_position (self);
 }
 
+AppChatStore *
+app_message_row_get_store (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->store;
+}
+
+AppChat *
+app_message_row_get_chat (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->chat;
+}
+
+AppMessage *
+app_message_row_get_message (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->message;
+}
+
+const char *
+app_message_row_get_assistant_name (AppMessageRow *self)
+{
+  g_return_val_if_fail (APP_IS_MESSAGE_ROW (self), NULL);
+
+  return self->assistant_name;
+}
+
+/* The setter of "chat", "message" and "assistant-name" at once: they only make sense together.
+ * The row is shown again even when nothing changed, as it was when the list view bound it. */
+void
+app_message_row_bind (AppMessageRow *self,
+                      AppChat       *chat,
+                      AppMessage    *message,
+                      const char    *assistant_name)
+{
+  g_return_if_fail (APP_IS_MESSAGE_ROW (self));
+  g_return_if_fail (!chat || APP_IS_CHAT (chat));
+  g_return_if_fail (!message || APP_IS_MESSAGE (message));
+
+  g_object_freeze_notify (G_OBJECT (self));
+  if (g_set_object (&self->chat, chat))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHAT]);
+  if (g_set_object (&self->message, message))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MESSAGE]);
+  if (g_strcmp0 (self->assistant_name, assistant_name) != 0)
+    {
+      g_free (self->assistant_name);
+      self->assistant_name = g_strdup (assistant_name);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ASSISTANT_NAME]);
+    }
+  show_message (self);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
 /* ------------------------------------------------------------------------------------------
  * GObject
  */
@@ -845,10 +922,9 @@ app_message_row_bind (AppMessageRow *self,
 AppMessageRow *
 app_message_row_new (AppChatStore *store)
 {
-  AppMessageRow *self = g_object_new (APP_TYPE_MESSAGE_ROW, NULL);
+  g_return_val_if_fail (APP_IS_CHAT_STORE (store), NULL);
 
-  self->store = g_object_ref (store);
-  return self;
+  return g_object_new (APP_TYPE_MESSAGE_ROW, "store", store, NULL);
 }
 
 static void
@@ -866,11 +942,66 @@ app_message_row_dispose (GObject *object)
   g_clear_object (&self->chat);
   g_clear_object (&self->store);
   g_clear_object (&self->actions);
-  g_clear_object (&self->boxes_images_menu);
+  g_clear_pointer (&self->assistant_name, g_free);
   g_clear_pointer (&self->boxes_image, g_free);
   g_clear_pointer (&self->boxes_path, g_free);
-  g_clear_pointer (&self->box, gtk_widget_unparent);
+  gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_MESSAGE_ROW);
   G_OBJECT_CLASS (app_message_row_parent_class)->dispose (object);
+}
+
+static void
+app_message_row_get_property (GObject    *object,
+                              guint       prop_id,
+                              GValue     *value,
+                              GParamSpec *pspec)
+{
+  AppMessageRow *self = APP_MESSAGE_ROW (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      g_value_set_object (value, self->store);
+      break;
+    case PROP_CHAT:
+      g_value_set_object (value, self->chat);
+      break;
+    case PROP_MESSAGE:
+      g_value_set_object (value, self->message);
+      break;
+    case PROP_ASSISTANT_NAME:
+      g_value_set_string (value, self->assistant_name);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_message_row_set_property (GObject      *object,
+                              guint         prop_id,
+                              const GValue *value,
+                              GParamSpec   *pspec)
+{
+  AppMessageRow *self = APP_MESSAGE_ROW (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      self->store = g_value_dup_object (value);
+      break;
+    case PROP_CHAT:
+      app_message_row_bind (self, g_value_get_object (value), self->message,
+                            self->assistant_name);
+      break;
+    case PROP_MESSAGE:
+      app_message_row_bind (self, self->chat, g_value_get_object (value), self->assistant_name);
+      break;
+    case PROP_ASSISTANT_NAME:
+      app_message_row_bind (self, self->chat, self->message, g_value_get_string (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
 static void
@@ -880,38 +1011,66 @@ app_message_row_class_init (AppMessageRowClass *klass)
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = app_message_row_dispose;
+  object_class->get_property = app_message_row_get_property;
+  object_class->set_property = app_message_row_set_property;
+
+  /* where the images of the messages are */
+  properties[PROP_STORE] =
+    g_param_spec_object ("store", NULL, NULL, APP_TYPE_CHAT_STORE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /* the conversation the message is part of: its position, versions and earlier images */
+  properties[PROP_CHAT] =
+    g_param_spec_object ("chat", NULL, NULL, APP_TYPE_CHAT,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_MESSAGE] =
+    g_param_spec_object ("message", NULL, NULL, APP_TYPE_MESSAGE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* the name over answers, NULL for the app's own */
+  properties[PROP_ASSISTANT_NAME] =
+    g_param_spec_string ("assistant-name", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  g_type_ensure (APP_TYPE_GROUNDING_VIEW);
+  g_type_ensure (APP_TYPE_MARKDOWN_VIEW);
+  g_type_ensure (APP_TYPE_WRAP_BOX);
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/app-message-row.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, box);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, author);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, versions);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, previous_version);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, version_label);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, next_version);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, edit_button);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, regenerate_button);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, copy_button);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, menu_button);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, boxes_images_menu);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, images);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, badge);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, badge_icon);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, badge_label);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, user_text);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, answer);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, raw_text);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, boxes);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, status_box);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, progress);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, status_label);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, continue_button);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, error_label);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, note_label);
+  gtk_widget_class_bind_template_child (widget_class, AppMessageRow, stats_label);
+  gtk_widget_class_bind_template_callback (widget_class, copy_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, chip_hovered_cb);
+  gtk_widget_class_bind_template_callback (widget_class, chip_activated_cb);
+  gtk_widget_class_bind_template_callback (widget_class, box_hovered_cb);
+  gtk_widget_class_bind_template_callback (widget_class, boxes_pressed_cb);
+  gtk_widget_class_bind_template_callback (widget_class, boxes_key_cb);
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
   gtk_widget_class_set_css_name (widget_class, "messagerow");
   gtk_widget_class_set_accessible_role (widget_class, GTK_ACCESSIBLE_ROLE_GROUP);
-}
-
-static GtkWidget *
-icon_button (const char *icon,
-             const char *tooltip,
-             const char *label)
-{
-  GtkWidget *b = gtk_button_new_from_icon_name (icon);
-
-  gtk_widget_add_css_class (b, "flat");
-  gtk_widget_add_css_class (b, "circular");
-  gtk_widget_add_css_class (b, "message-action");
-  /* a button that took the focus would have the list scroll its row into view */
-  gtk_widget_set_focus_on_click (b, FALSE);
-  gtk_widget_set_tooltip_text (b, tooltip);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL, label, -1);
-  return b;
-}
-
-static GtkWidget *
-dim_label (const char *css)
-{
-  GtkWidget *l = gtk_label_new (NULL);
-
-  gtk_label_set_wrap (GTK_LABEL (l), TRUE);
-  gtk_label_set_xalign (GTK_LABEL (l), 0);
-  gtk_label_set_selectable (GTK_LABEL (l), TRUE);
-  gtk_widget_add_css_class (l, css);
-  return l;
 }
 
 static const GActionEntry row_actions[] = {
@@ -924,151 +1083,16 @@ static const GActionEntry row_actions[] = {
 static void
 app_message_row_init (AppMessageRow *self)
 {
-  GtkWidget *header;
-  GtkGesture *click;
-  GtkEventController *keys;
-  g_autoptr(GMenu) menu = g_menu_new ();
-  g_autoptr(GMenu) exports = g_menu_new ();
-
   self->active_chip = -1;
   self->actions = g_simple_action_group_new ();
   g_action_map_add_action_entries (G_ACTION_MAP (self->actions), row_actions,
                                    G_N_ELEMENTS (row_actions), self);
   gtk_widget_insert_action_group (GTK_WIDGET (self), "row", G_ACTION_GROUP (self->actions));
-  self->boxes_images_menu = g_menu_new ();
-  g_menu_append (menu, _("Show _Raw Output"), "row.show-raw");
-  g_menu_append_submenu (menu, _("Show Boxes _On"), G_MENU_MODEL (self->boxes_images_menu));
-  g_menu_append (exports, _("_Save Image with Boxes…"), "row.save-boxes");
-  g_menu_append (exports, _("_Copy Boxes as JSON"), "row.copy-boxes");
-  g_menu_append_section (menu, NULL, G_MENU_MODEL (exports));
 
-  self->box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
-  gtk_widget_add_css_class (self->box, "message");
-  gtk_widget_set_parent (self->box, GTK_WIDGET (self));
-
-  header = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 2);
-  self->author = gtk_label_new (NULL);
-  gtk_widget_add_css_class (self->author, "heading");
-  gtk_widget_add_css_class (self->author, "author");
-  gtk_widget_set_hexpand (self->author, TRUE);
-  gtk_label_set_xalign (GTK_LABEL (self->author), 0);
-  gtk_box_append (GTK_BOX (header), self->author);
-
-  self->versions = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 0);
-  gtk_widget_add_css_class (self->versions, "version-switcher");
-  self->previous_version = icon_button ("go-previous-symbolic", _("Previous Version"),
-                                        _("Show the previous version"));
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->previous_version), "win.show-version");
-  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->previous_version), "(uu)", 0, 0);
-  gtk_box_append (GTK_BOX (self->versions), self->previous_version);
-  self->version_label = gtk_label_new (NULL);
-  gtk_widget_add_css_class (self->version_label, "caption");
-  gtk_widget_add_css_class (self->version_label, "numeric");
-  gtk_box_append (GTK_BOX (self->versions), self->version_label);
-  self->next_version = icon_button ("go-next-symbolic", _("Next Version"),
-                                    _("Show the next version"));
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->next_version), "win.show-version");
-  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->next_version), "(uu)", 0, 0);
-  gtk_box_append (GTK_BOX (self->versions), self->next_version);
-  gtk_widget_set_visible (self->versions, FALSE);
-  gtk_box_append (GTK_BOX (header), self->versions);
-
-  self->edit_button = icon_button ("document-edit-symbolic", _("Edit and Resend"),
-                                   _("Edit this question and send it again"));
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->edit_button), "win.edit-message");
-  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->edit_button), "u", 0);
-  gtk_box_append (GTK_BOX (header), self->edit_button);
-  self->regenerate_button = icon_button ("view-refresh-symbolic", _("Regenerate"),
-                                         _("Write this answer again"));
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->regenerate_button), "win.regenerate");
-  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->regenerate_button), "u", 0);
-  gtk_box_append (GTK_BOX (header), self->regenerate_button);
-  self->copy_button = icon_button ("edit-copy-symbolic", _("Copy"), _("Copy this message"));
-  g_signal_connect_swapped (self->copy_button, "clicked", G_CALLBACK (copy_clicked_cb), self);
-  gtk_box_append (GTK_BOX (header), self->copy_button);
-  self->menu_button = gtk_menu_button_new ();
-  gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (self->menu_button), "view-more-symbolic");
-  gtk_menu_button_set_menu_model (GTK_MENU_BUTTON (self->menu_button), G_MENU_MODEL (menu));
-  gtk_widget_add_css_class (self->menu_button, "flat");
-  gtk_widget_add_css_class (self->menu_button, "circular");
-  gtk_widget_add_css_class (self->menu_button, "message-action");
-  gtk_widget_set_tooltip_text (self->menu_button, _("Boxes and Raw Output"));
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->menu_button),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Boxes and raw output"), -1);
-  gtk_box_append (GTK_BOX (header), self->menu_button);
-  gtk_box_append (GTK_BOX (self->box), header);
-
-  self->images = app_wrap_box_new (6);
-  gtk_box_append (GTK_BOX (self->box), self->images);
-
-  self->badge = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 4);
-  gtk_widget_add_css_class (self->badge, "grounding-badge");
-  gtk_widget_set_halign (self->badge, GTK_ALIGN_START);
-  self->badge_icon = gtk_image_new ();
-  gtk_box_append (GTK_BOX (self->badge), self->badge_icon);
-  self->badge_label = gtk_label_new (NULL);
-  gtk_box_append (GTK_BOX (self->badge), self->badge_label);
-  gtk_box_append (GTK_BOX (self->box), self->badge);
-
-  self->user_text = dim_label ("user-text");
-  gtk_widget_remove_css_class (self->user_text, "dim-label");
-  gtk_label_set_wrap_mode (GTK_LABEL (self->user_text), PANGO_WRAP_WORD_CHAR);
-  gtk_box_append (GTK_BOX (self->box), self->user_text);
-
-  self->answer = app_markdown_view_new ();
-  g_signal_connect_swapped (self->answer, "chip-hovered", G_CALLBACK (chip_hovered_cb), self);
-  g_signal_connect_swapped (self->answer, "chip-activated", G_CALLBACK (chip_activated_cb), self);
-  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->answer));
-
-  self->raw_text = dim_label ("raw-output");
-  gtk_widget_remove_css_class (self->raw_text, "dim-label");
-  gtk_label_set_wrap_mode (GTK_LABEL (self->raw_text), PANGO_WRAP_WORD_CHAR);
-  gtk_widget_add_css_class (self->raw_text, "monospace");
-  gtk_box_append (GTK_BOX (self->box), self->raw_text);
-
-  self->boxes = app_grounding_view_new ();
+  gtk_widget_init_template (GTK_WIDGET (self));
+  /* neither is a property the template could set */
   app_grounding_view_set_natural_height (self->boxes, BOXES_HEIGHT);
-  gtk_widget_set_halign (GTK_WIDGET (self->boxes), GTK_ALIGN_START);
-  gtk_widget_add_css_class (GTK_WIDGET (self->boxes), "boxes");
   gtk_widget_set_cursor_from_name (GTK_WIDGET (self->boxes), "zoom-in");
-  gtk_widget_set_tooltip_text (GTK_WIDGET (self->boxes), NULL);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->boxes), GTK_ACCESSIBLE_PROPERTY_LABEL,
-                                  _("The image with the answer’s boxes"), -1);
-  g_signal_connect_swapped (self->boxes, "ref-hovered", G_CALLBACK (box_hovered_cb), self);
-  click = gtk_gesture_click_new ();
-  g_signal_connect (click, "released", G_CALLBACK (boxes_pressed_cb), self);
-  gtk_widget_add_controller (GTK_WIDGET (self->boxes), GTK_EVENT_CONTROLLER (click));
-  keys = gtk_event_controller_key_new ();
-  g_signal_connect (keys, "key-pressed", G_CALLBACK (boxes_key_cb), self);
-  gtk_widget_add_controller (GTK_WIDGET (self->boxes), keys);
-  gtk_widget_set_focusable (GTK_WIDGET (self->boxes), TRUE);
-  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->boxes));
-
-  self->status_box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  self->progress = gtk_progress_bar_new ();
-  gtk_progress_bar_set_show_text (GTK_PROGRESS_BAR (self->progress), TRUE);
-  gtk_widget_set_hexpand (self->progress, TRUE);
-  gtk_widget_add_css_class (self->progress, "reading");
-  gtk_box_append (GTK_BOX (self->status_box), self->progress);
-  self->status_label = gtk_label_new (NULL);
-  gtk_widget_add_css_class (self->status_label, "dim-label");
-  gtk_box_append (GTK_BOX (self->status_box), self->status_label);
-  self->continue_button = gtk_button_new_with_mnemonic (_("_Continue"));
-  gtk_widget_add_css_class (self->continue_button, "continue");
-  gtk_widget_set_tooltip_text (self->continue_button, _("Go on writing this answer"));
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->continue_button), "win.continue");
-  gtk_actionable_set_action_target (GTK_ACTIONABLE (self->continue_button), "u", 0);
-  gtk_box_append (GTK_BOX (self->status_box), self->continue_button);
-  gtk_box_append (GTK_BOX (self->box), self->status_box);
-
-  self->error_label = dim_label ("error");
-  gtk_box_append (GTK_BOX (self->box), self->error_label);
-  self->note_label = dim_label ("dim-label");
-  gtk_widget_add_css_class (self->note_label, "caption");
-  gtk_box_append (GTK_BOX (self->box), self->note_label);
-  self->stats_label = dim_label ("dim-label");
-  gtk_widget_add_css_class (self->stats_label, "caption");
-  gtk_box_append (GTK_BOX (self->box), self->stats_label);
 
   self->message_signals = g_signal_group_new (APP_TYPE_MESSAGE);
   g_signal_group_connect_swapped (self->message_signals, "notify::text",
@@ -1094,8 +1118,4 @@ app_message_row_init (AppMessageRow *self)
   self->chat_signals = g_signal_group_new (G_TYPE_LIST_MODEL);
   g_signal_group_connect_swapped (self->chat_signals, "items-changed",
                                   G_CALLBACK (update_position), self);
-  gtk_widget_set_visible (self->raw_text, FALSE);
-  gtk_widget_set_visible (GTK_WIDGET (self->boxes), FALSE);
-  gtk_widget_set_visible (self->menu_button, FALSE);
-  gtk_widget_set_visible (self->badge, FALSE);
 }

@@ -9,6 +9,9 @@
  * Each chat keeps its own unsent question: the window names the chat it shows (the draft key),
  * and the text, prompt kind and images of the chat it leaves are put aside, imports still
  * running, until that chat is shown again.
+ *
+ * What the box shows is held in properties ("generating", "can-send", "cannot-send-reason",
+ * "prompt-kind", "text"), so the window can bind them; each notifies only when it changes.
  */
 #define G_LOG_DOMAIN "sightline-composer"
 
@@ -77,8 +80,27 @@ typedef struct
 
 G_DEFINE_FINAL_TYPE (AppComposer, app_composer, GTK_TYPE_WIDGET)
 
+/* AppPromptKind lives in app/core without a GType; the "prompt-kind" property needs one. */
+G_DEFINE_ENUM_TYPE (AppPromptKind, app_prompt_kind,
+  G_DEFINE_ENUM_VALUE (APP_PROMPT_PLAIN, "plain"),
+  G_DEFINE_ENUM_VALUE (APP_PROMPT_GROUNDED_CAPTION, "grounded-caption"),
+  G_DEFINE_ENUM_VALUE (APP_PROMPT_FIND, "find"))
+
 enum { SEND, STOP, IMPORT_FAILED, CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
+
+enum {
+  PROP_0,
+  PROP_STORE,
+  PROP_TEXT,
+  PROP_PROMPT_KIND,
+  PROP_GENERATING,
+  PROP_CAN_SEND,
+  PROP_CANNOT_SEND_REASON,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 static void update_buttons (AppComposer *self);
 static void update_context (AppComposer *self);
@@ -561,6 +583,7 @@ app_composer_set_prompt_kind (AppComposer   *self,
     return;
   self->kind = kind;
   update_kind (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PROMPT_KIND]);
   g_signal_emit (self, signals[CHANGED], 0);
 }
 
@@ -686,6 +709,7 @@ buffer_changed_cb (AppComposer *self)
   gtk_widget_set_visible (self->placeholder, gtk_text_buffer_get_char_count (buffer) == 0);
   update_mode_label (self);
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TEXT]);
   g_signal_emit (self, signals[CHANGED], 0);
 }
 
@@ -765,23 +789,63 @@ void
 app_composer_set_store (AppComposer  *self,
                         AppChatStore *store)
 {
-  g_set_object (&self->store, store);
+  g_return_if_fail (APP_IS_COMPOSER (self));
+  g_return_if_fail (!store || APP_IS_CHAT_STORE (store));
+
+  if (g_set_object (&self->store, store))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STORE]);
+}
+
+AppChatStore *
+app_composer_get_store (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), NULL);
+
+  return self->store;
 }
 
 void
 app_composer_set_generating (AppComposer *self,
                              gboolean     generating)
 {
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  generating = !!generating;
+  if (self->generating == generating)
+    return;
   self->generating = generating;
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GENERATING]);
+}
+
+gboolean
+app_composer_get_generating (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), FALSE);
+
+  return self->generating;
 }
 
 void
 app_composer_set_can_send (AppComposer *self,
                            gboolean     can_send)
 {
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  can_send = !!can_send;
+  if (self->can_send == can_send)
+    return;
   self->can_send = can_send;
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CAN_SEND]);
+}
+
+gboolean
+app_composer_get_can_send (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), FALSE);
+
+  return self->can_send;
 }
 
 AppContextBar *
@@ -796,9 +860,22 @@ void
 app_composer_set_cannot_send_reason (AppComposer *self,
                                      const char  *reason)
 {
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  if (g_strcmp0 (self->cannot_send_reason, reason) == 0)
+    return;
   g_free (self->cannot_send_reason);
   self->cannot_send_reason = g_strdup (reason);
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CANNOT_SEND_REASON]);
+}
+
+const char *
+app_composer_get_cannot_send_reason (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), NULL);
+
+  return self->cannot_send_reason;
 }
 
 void
@@ -833,14 +910,120 @@ app_composer_dispose (GObject *object)
 }
 
 static void
+app_composer_constructed (GObject *object)
+{
+  AppComposer *self = APP_COMPOSER (object);
+
+  G_OBJECT_CLASS (app_composer_parent_class)->constructed (object);
+
+  /* every change of the question is counted against the context */
+  g_signal_connect (self, "changed", G_CALLBACK (update_context), NULL);
+  /* the send button as the construct properties left it */
+  update_buttons (self);
+}
+
+static void
+app_composer_get_property (GObject    *object,
+                           guint       prop_id,
+                           GValue     *value,
+                           GParamSpec *pspec)
+{
+  AppComposer *self = APP_COMPOSER (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      g_value_set_object (value, self->store);
+      break;
+    case PROP_TEXT:
+      g_value_take_string (value, app_composer_get_text (self));
+      break;
+    case PROP_PROMPT_KIND:
+      g_value_set_enum (value, self->kind);
+      break;
+    case PROP_GENERATING:
+      g_value_set_boolean (value, self->generating);
+      break;
+    case PROP_CAN_SEND:
+      g_value_set_boolean (value, self->can_send);
+      break;
+    case PROP_CANNOT_SEND_REASON:
+      g_value_set_string (value, self->cannot_send_reason);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_composer_set_property (GObject      *object,
+                           guint         prop_id,
+                           const GValue *value,
+                           GParamSpec   *pspec)
+{
+  AppComposer *self = APP_COMPOSER (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      app_composer_set_store (self, g_value_get_object (value));
+      break;
+    case PROP_TEXT:
+      app_composer_set_text (self, g_value_get_string (value));
+      break;
+    case PROP_PROMPT_KIND:
+      app_composer_set_prompt_kind (self, g_value_get_enum (value));
+      break;
+    case PROP_GENERATING:
+      app_composer_set_generating (self, g_value_get_boolean (value));
+      break;
+    case PROP_CAN_SEND:
+      app_composer_set_can_send (self, g_value_get_boolean (value));
+      break;
+    case PROP_CANNOT_SEND_REASON:
+      app_composer_set_cannot_send_reason (self, g_value_get_string (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_composer_class_init (AppComposerClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = app_composer_dispose;
+  object_class->constructed = app_composer_constructed;
+  object_class->get_property = app_composer_get_property;
+  object_class->set_property = app_composer_set_property;
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
   gtk_widget_class_set_css_name (widget_class, "composer");
+
+  /* where attached images are copied; the window gives it before anything is attached */
+  properties[PROP_STORE] =
+    g_param_spec_object ("store", NULL, NULL, APP_TYPE_CHAT_STORE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* what is typed, without the grounding helper's wrapping */
+  properties[PROP_TEXT] =
+    g_param_spec_string ("text", NULL, NULL, "",
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_PROMPT_KIND] =
+    g_param_spec_enum ("prompt-kind", NULL, NULL, APP_TYPE_PROMPT_KIND, APP_PROMPT_PLAIN,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* while it is, the send button is a stop button */
+  properties[PROP_GENERATING] =
+    g_param_spec_boolean ("generating", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_CAN_SEND] =
+    g_param_spec_boolean ("can-send", NULL, NULL, TRUE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* shown on the send button while "can-send" is FALSE */
+  properties[PROP_CANNOT_SEND_REASON] =
+    g_param_spec_string ("cannot-send-reason", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[SEND] = g_signal_new ("send", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
                                 NULL, NULL, G_TYPE_NONE, 0);
@@ -887,6 +1070,4 @@ app_composer_init (AppComposer *self)
    * puts around the images is not in the template) */
   gtk_scrollable_set_hscroll_policy (GTK_SCROLLABLE (gtk_scrolled_window_get_child (
                                        GTK_SCROLLED_WINDOW (self->strip))), GTK_SCROLL_NATURAL);
-  g_signal_connect (self, "changed", G_CALLBACK (update_context), NULL);
-  update_buttons (self);
 }

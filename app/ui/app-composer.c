@@ -9,6 +9,9 @@
  * Each chat keeps its own unsent question: the window names the chat it shows (the draft key),
  * and the text, prompt kind and images of the chat it leaves are put aside, imports still
  * running, until that chat is shown again.
+ *
+ * What the box shows is held in properties ("generating", "can-send", "cannot-send-reason",
+ * "prompt-kind", "text"), so the window can bind them; each notifies only when it changes.
  */
 #define G_LOG_DOMAIN "sightline-composer"
 
@@ -45,7 +48,9 @@ struct _AppComposer
   AppChatStore *store;
   GPtrArray *pending;            /* Pending*, in order */
 
+  /* template */
   GtkWidget *box;
+  GtkWidget *strip;
   GtkWidget *images;
   GtkTextView *text_view;
   GtkWidget *placeholder;
@@ -55,6 +60,7 @@ struct _AppComposer
   GtkWidget *find_button;
   GtkWidget *send_button;
   AppContextBar *context_bar;
+
   AppPromptKind kind;
   gboolean generating;
   gboolean can_send;
@@ -74,8 +80,27 @@ typedef struct
 
 G_DEFINE_FINAL_TYPE (AppComposer, app_composer, GTK_TYPE_WIDGET)
 
+/* AppPromptKind lives in app/core without a GType; the "prompt-kind" property needs one. */
+G_DEFINE_ENUM_TYPE (AppPromptKind, app_prompt_kind,
+  G_DEFINE_ENUM_VALUE (APP_PROMPT_PLAIN, "plain"),
+  G_DEFINE_ENUM_VALUE (APP_PROMPT_GROUNDED_CAPTION, "grounded-caption"),
+  G_DEFINE_ENUM_VALUE (APP_PROMPT_FIND, "find"))
+
 enum { SEND, STOP, IMPORT_FAILED, CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
+
+enum {
+  PROP_0,
+  PROP_STORE,
+  PROP_TEXT,
+  PROP_PROMPT_KIND,
+  PROP_GENERATING,
+  PROP_CAN_SEND,
+  PROP_CANNOT_SEND_REASON,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 static void update_buttons (AppComposer *self);
 static void update_context (AppComposer *self);
@@ -558,6 +583,7 @@ app_composer_set_prompt_kind (AppComposer   *self,
     return;
   self->kind = kind;
   update_kind (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PROMPT_KIND]);
   g_signal_emit (self, signals[CHANGED], 0);
 }
 
@@ -634,6 +660,13 @@ update_buttons (AppComposer *self)
     }
 }
 
+/* Send waits until the question fits in the model's context. */
+static void
+context_fits_cb (AppComposer *self)
+{
+  update_buttons (self);
+}
+
 static void
 request_send (AppComposer *self)
 {
@@ -676,6 +709,7 @@ buffer_changed_cb (AppComposer *self)
   gtk_widget_set_visible (self->placeholder, gtk_text_buffer_get_char_count (buffer) == 0);
   update_mode_label (self);
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TEXT]);
   g_signal_emit (self, signals[CHANGED], 0);
 }
 
@@ -755,23 +789,63 @@ void
 app_composer_set_store (AppComposer  *self,
                         AppChatStore *store)
 {
-  g_set_object (&self->store, store);
+  g_return_if_fail (APP_IS_COMPOSER (self));
+  g_return_if_fail (!store || APP_IS_CHAT_STORE (store));
+
+  if (g_set_object (&self->store, store))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STORE]);
+}
+
+AppChatStore *
+app_composer_get_store (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), NULL);
+
+  return self->store;
 }
 
 void
 app_composer_set_generating (AppComposer *self,
                              gboolean     generating)
 {
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  generating = !!generating;
+  if (self->generating == generating)
+    return;
   self->generating = generating;
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GENERATING]);
+}
+
+gboolean
+app_composer_get_generating (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), FALSE);
+
+  return self->generating;
 }
 
 void
 app_composer_set_can_send (AppComposer *self,
                            gboolean     can_send)
 {
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  can_send = !!can_send;
+  if (self->can_send == can_send)
+    return;
   self->can_send = can_send;
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CAN_SEND]);
+}
+
+gboolean
+app_composer_get_can_send (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), FALSE);
+
+  return self->can_send;
 }
 
 AppContextBar *
@@ -786,9 +860,22 @@ void
 app_composer_set_cannot_send_reason (AppComposer *self,
                                      const char  *reason)
 {
+  g_return_if_fail (APP_IS_COMPOSER (self));
+
+  if (g_strcmp0 (self->cannot_send_reason, reason) == 0)
+    return;
   g_free (self->cannot_send_reason);
   self->cannot_send_reason = g_strdup (reason);
   update_buttons (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CANNOT_SEND_REASON]);
+}
+
+const char *
+app_composer_get_cannot_send_reason (AppComposer *self)
+{
+  g_return_val_if_fail (APP_IS_COMPOSER (self), NULL);
+
+  return self->cannot_send_reason;
 }
 
 void
@@ -817,9 +904,88 @@ app_composer_dispose (GObject *object)
   g_clear_pointer (&self->drafts, g_hash_table_unref);
   g_clear_pointer (&self->draft_key, g_free);
   g_clear_pointer (&self->cannot_send_reason, g_free);
-  g_clear_pointer (&self->box, gtk_widget_unparent);
+  gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_COMPOSER);
   g_clear_object (&self->store);
   G_OBJECT_CLASS (app_composer_parent_class)->dispose (object);
+}
+
+static void
+app_composer_constructed (GObject *object)
+{
+  AppComposer *self = APP_COMPOSER (object);
+
+  G_OBJECT_CLASS (app_composer_parent_class)->constructed (object);
+
+  /* every change of the question is counted against the context */
+  g_signal_connect (self, "changed", G_CALLBACK (update_context), NULL);
+  /* the send button as the construct properties left it */
+  update_buttons (self);
+}
+
+static void
+app_composer_get_property (GObject    *object,
+                           guint       prop_id,
+                           GValue     *value,
+                           GParamSpec *pspec)
+{
+  AppComposer *self = APP_COMPOSER (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      g_value_set_object (value, self->store);
+      break;
+    case PROP_TEXT:
+      g_value_take_string (value, app_composer_get_text (self));
+      break;
+    case PROP_PROMPT_KIND:
+      g_value_set_enum (value, self->kind);
+      break;
+    case PROP_GENERATING:
+      g_value_set_boolean (value, self->generating);
+      break;
+    case PROP_CAN_SEND:
+      g_value_set_boolean (value, self->can_send);
+      break;
+    case PROP_CANNOT_SEND_REASON:
+      g_value_set_string (value, self->cannot_send_reason);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_composer_set_property (GObject      *object,
+                           guint         prop_id,
+                           const GValue *value,
+                           GParamSpec   *pspec)
+{
+  AppComposer *self = APP_COMPOSER (object);
+
+  switch (prop_id)
+    {
+    case PROP_STORE:
+      app_composer_set_store (self, g_value_get_object (value));
+      break;
+    case PROP_TEXT:
+      app_composer_set_text (self, g_value_get_string (value));
+      break;
+    case PROP_PROMPT_KIND:
+      app_composer_set_prompt_kind (self, g_value_get_enum (value));
+      break;
+    case PROP_GENERATING:
+      app_composer_set_generating (self, g_value_get_boolean (value));
+      break;
+    case PROP_CAN_SEND:
+      app_composer_set_can_send (self, g_value_get_boolean (value));
+      break;
+    case PROP_CANNOT_SEND_REASON:
+      app_composer_set_cannot_send_reason (self, g_value_get_string (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
 static void
@@ -829,8 +995,35 @@ app_composer_class_init (AppComposerClass *klass)
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = app_composer_dispose;
+  object_class->constructed = app_composer_constructed;
+  object_class->get_property = app_composer_get_property;
+  object_class->set_property = app_composer_set_property;
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
   gtk_widget_class_set_css_name (widget_class, "composer");
+
+  /* where attached images are copied; the window gives it before anything is attached */
+  properties[PROP_STORE] =
+    g_param_spec_object ("store", NULL, NULL, APP_TYPE_CHAT_STORE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* what is typed, without the grounding helper's wrapping */
+  properties[PROP_TEXT] =
+    g_param_spec_string ("text", NULL, NULL, "",
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_PROMPT_KIND] =
+    g_param_spec_enum ("prompt-kind", NULL, NULL, APP_TYPE_PROMPT_KIND, APP_PROMPT_PLAIN,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* while it is, the send button is a stop button */
+  properties[PROP_GENERATING] =
+    g_param_spec_boolean ("generating", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_CAN_SEND] =
+    g_param_spec_boolean ("can-send", NULL, NULL, TRUE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* shown on the send button while "can-send" is FALSE */
+  properties[PROP_CANNOT_SEND_REASON] =
+    g_param_spec_string ("cannot-send-reason", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[SEND] = g_signal_new ("send", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
                                 NULL, NULL, G_TYPE_NONE, 0);
@@ -841,141 +1034,40 @@ app_composer_class_init (AppComposerClass *klass)
                                          G_TYPE_STRING);
   signals[CHANGED] = g_signal_new ("changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                                    NULL, NULL, NULL, G_TYPE_NONE, 0);
-}
 
-static GtkWidget *
-mode_button (const char *icon,
-             const char *name,
-             const char *description)
-{
-  GtkWidget *b = gtk_toggle_button_new ();
-  g_autofree char *tooltip = g_strdup_printf ("%s: %s", name, description);
-
-  gtk_button_set_icon_name (GTK_BUTTON (b), icon);
-  gtk_widget_add_css_class (b, "flat");
-  gtk_widget_add_css_class (b, "circular");
-  gtk_widget_add_css_class (b, "mode-toggle");
-  gtk_widget_set_valign (b, GTK_ALIGN_END);
-  gtk_widget_set_tooltip_text (b, tooltip);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL, name,
-                                  GTK_ACCESSIBLE_PROPERTY_DESCRIPTION, description, -1);
-  return b;
+  g_type_ensure (APP_TYPE_CONTEXT_BAR);
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/app-composer.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, box);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, strip);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, images);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, text_view);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, placeholder);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, mode_label);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, attach_button);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, caption_button);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, find_button);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, send_button);
+  gtk_widget_class_bind_template_child (widget_class, AppComposer, context_bar);
+  gtk_widget_class_bind_template_callback (widget_class, kind_toggled_cb);
+  gtk_widget_class_bind_template_callback (widget_class, buffer_changed_cb);
+  gtk_widget_class_bind_template_callback (widget_class, paste_clipboard_cb);
+  gtk_widget_class_bind_template_callback (widget_class, key_pressed_cb);
+  gtk_widget_class_bind_template_callback (widget_class, send_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, context_fits_cb);
 }
 
 static void
 app_composer_init (AppComposer *self)
 {
-  GtkWidget *row, *scroller, *overlay, *strip;
-  GtkEventController *keys;
-
   self->pending = g_ptr_array_new_with_free_func (pending_free);
   self->drafts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, draft_free);
   self->can_send = TRUE;
 
-  self->box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
-  gtk_widget_add_css_class (self->box, "card");
-  gtk_widget_set_parent (self->box, GTK_WIDGET (self));
+  gtk_widget_init_template (GTK_WIDGET (self));
 
-  self->images = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  gtk_widget_set_margin_start (self->images, 8);
-  gtk_widget_set_margin_end (self->images, 8);
-  gtk_widget_set_margin_top (self->images, 8);
-  gtk_widget_set_visible (self->images, FALSE);
-  strip = gtk_scrolled_window_new ();
-  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (strip), GTK_POLICY_AUTOMATIC,
-                                  GTK_POLICY_NEVER);
-  gtk_scrolled_window_set_propagate_natural_height (GTK_SCROLLED_WINDOW (strip), TRUE);
-  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (strip), self->images);
-  /* each thumbnail keeps its natural width; the strip scrolls */
+  /* each thumbnail keeps its natural width; the strip scrolls (the viewport GtkScrolledWindow
+   * puts around the images is not in the template) */
   gtk_scrollable_set_hscroll_policy (GTK_SCROLLABLE (gtk_scrolled_window_get_child (
-                                       GTK_SCROLLED_WINDOW (strip))), GTK_SCROLL_NATURAL);
-  g_object_bind_property (self->images, "visible", strip, "visible", G_BINDING_SYNC_CREATE);
-  gtk_box_append (GTK_BOX (self->box), strip);
-
-  self->mode_label = gtk_label_new (NULL);
-  gtk_label_set_xalign (GTK_LABEL (self->mode_label), 0);
-  gtk_widget_set_margin_start (self->mode_label, 14);
-  gtk_widget_set_margin_top (self->mode_label, 8);
-  gtk_widget_add_css_class (self->mode_label, "composer-mode");
-  gtk_widget_add_css_class (self->mode_label, "caption-heading");
-  gtk_widget_set_visible (self->mode_label, FALSE);
-  gtk_box_append (GTK_BOX (self->box), self->mode_label);
-
-  row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  gtk_widget_set_margin_start (row, 6);
-  gtk_widget_set_margin_end (row, 6);
-  gtk_widget_set_margin_top (row, 6);
-  gtk_widget_set_margin_bottom (row, 6);
-  gtk_box_append (GTK_BOX (self->box), row);
-
-  self->attach_button = gtk_button_new_from_icon_name ("mail-attachment-symbolic");
-  gtk_widget_add_css_class (self->attach_button, "flat");
-  gtk_widget_add_css_class (self->attach_button, "circular");
-  gtk_widget_set_valign (self->attach_button, GTK_ALIGN_END);
-  gtk_widget_set_tooltip_text (self->attach_button, _("Attach Images…"));
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->attach_button),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Attach images"), -1);
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->attach_button), "win.attach");
-  gtk_box_append (GTK_BOX (row), self->attach_button);
-
-  self->caption_button = mode_button ("media-view-subtitles-symbolic", _("Grounded Caption"),
-                                      _("Describe the image and mark what the caption names"));
-  g_signal_connect (self->caption_button, "toggled", G_CALLBACK (kind_toggled_cb), self);
-  gtk_box_append (GTK_BOX (row), self->caption_button);
-  self->find_button = mode_button ("find-location-symbolic", _("Find…"),
-                                   _("Mark where the phrase you type is in the image"));
-  g_signal_connect (self->find_button, "toggled", G_CALLBACK (kind_toggled_cb), self);
-  gtk_box_append (GTK_BOX (row), self->find_button);
-
-  overlay = gtk_overlay_new ();
-  gtk_widget_set_hexpand (overlay, TRUE);
-  scroller = gtk_scrolled_window_new ();
-  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (scroller), GTK_POLICY_NEVER,
-                                  GTK_POLICY_AUTOMATIC);
-  gtk_scrolled_window_set_propagate_natural_height (GTK_SCROLLED_WINDOW (scroller), TRUE);
-  gtk_scrolled_window_set_max_content_height (GTK_SCROLLED_WINDOW (scroller), 200);
-  self->text_view = GTK_TEXT_VIEW (gtk_text_view_new ());
-  gtk_text_view_set_wrap_mode (self->text_view, GTK_WRAP_WORD_CHAR);
-  gtk_text_view_set_accepts_tab (self->text_view, FALSE);
-  gtk_text_view_set_top_margin (self->text_view, 8);
-  gtk_text_view_set_bottom_margin (self->text_view, 8);
-  gtk_text_view_set_left_margin (self->text_view, 4);
-  gtk_widget_add_css_class (GTK_WIDGET (self->text_view), "composer-text");
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->text_view),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Question"), -1);
-  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroller), GTK_WIDGET (self->text_view));
-  gtk_overlay_set_child (GTK_OVERLAY (overlay), scroller);
-
-  self->placeholder = gtk_label_new (_("Ask about an image…"));
-  gtk_widget_add_css_class (self->placeholder, "dim-label");
-  gtk_widget_set_halign (self->placeholder, GTK_ALIGN_START);
-  gtk_widget_set_valign (self->placeholder, GTK_ALIGN_CENTER);
-  gtk_widget_set_margin_start (self->placeholder, 6);
-  gtk_widget_set_can_target (self->placeholder, FALSE);
-  gtk_overlay_add_overlay (GTK_OVERLAY (overlay), self->placeholder);
-  gtk_box_append (GTK_BOX (row), overlay);
-
-  self->send_button = gtk_button_new_from_icon_name ("go-up-symbolic");
-  gtk_widget_add_css_class (self->send_button, "circular");
-  gtk_widget_set_valign (self->send_button, GTK_ALIGN_END);
-  g_signal_connect_swapped (self->send_button, "clicked", G_CALLBACK (send_clicked_cb), self);
-  gtk_box_append (GTK_BOX (row), self->send_button);
-
-  keys = gtk_event_controller_key_new ();
-  gtk_event_controller_set_propagation_phase (keys, GTK_PHASE_CAPTURE);
-  g_signal_connect (keys, "key-pressed", G_CALLBACK (key_pressed_cb), self);
-  gtk_widget_add_controller (GTK_WIDGET (self->text_view), keys);
-  g_signal_connect (self->text_view, "paste-clipboard", G_CALLBACK (paste_clipboard_cb), self);
-  g_signal_connect_swapped (gtk_text_view_get_buffer (self->text_view), "changed",
-                            G_CALLBACK (buffer_changed_cb), self);
-
-  /* under the question: what it costs of the context; Send waits until it fits */
-  self->context_bar = app_context_bar_new ();
-  gtk_widget_set_margin_start (GTK_WIDGET (self->context_bar), 12);
-  gtk_widget_set_margin_end (GTK_WIDGET (self->context_bar), 12);
-  gtk_widget_set_margin_bottom (GTK_WIDGET (self->context_bar), 6);
-  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->context_bar));
-  g_signal_connect_swapped (self->context_bar, "notify::fits", G_CALLBACK (update_buttons), self);
-  g_signal_connect (self, "changed", G_CALLBACK (update_context), NULL);
-  update_buttons (self);
+                                       GTK_SCROLLED_WINDOW (self->strip))), GTK_SCROLL_NATURAL);
 }

@@ -9,15 +9,22 @@
 
 G_BEGIN_DECLS
 
+#define APP_TYPE_PROMPT_KIND (app_prompt_kind_get_type ())
+GType app_prompt_kind_get_type (void) G_GNUC_CONST;
+
 #define APP_TYPE_COMPOSER (app_composer_get_type ())
 G_DECLARE_FINAL_TYPE (AppComposer, app_composer, APP, COMPOSER, GtkWidget)
 
 /* Signals: "send" when the person presses Enter or the send button (and there is something to
  * send), "stop" when they press the stop button, "import-failed" (const char *message) when an
- * attached, dropped or pasted image cannot be used. */
+ * attached, dropped or pasted image cannot be used, "changed" when the question does.
+ *
+ * Properties (the accessors below): "store", "text", "prompt-kind", "generating", "can-send",
+ * "cannot-send-reason"; each notifies when it changes. */
 AppComposer     *app_composer_new              (void);
 void             app_composer_set_store        (AppComposer     *self,
                                                 AppChatStore    *store);
+AppChatStore    *app_composer_get_store        (AppComposer     *self);
 
 char            *app_composer_get_text         (AppComposer     *self);
 void             app_composer_set_text         (AppComposer     *self,
@@ -62,12 +69,15 @@ void             app_composer_add_texture      (AppComposer     *self,
 /* While generating, the send button becomes a stop button. */
 void             app_composer_set_generating   (AppComposer     *self,
                                                 gboolean         generating);
+gboolean         app_composer_get_generating   (AppComposer     *self);
 void             app_composer_set_can_send     (AppComposer     *self,
                                                 gboolean         can_send);
+gboolean         app_composer_get_can_send     (AppComposer     *self);
 /* Why sending is not possible now ("No model is loaded"), shown on the send button while
  * can_send is FALSE. */
 void             app_composer_set_cannot_send_reason (AppComposer *self,
                                                 const char      *reason);
+const char      *app_composer_get_cannot_send_reason (AppComposer *self);
 void             app_composer_focus            (AppComposer     *self);
 /* Under the question, what it costs of the model's context; Send is off while it does not
  * fit. The window gives it the engine and the chat. */

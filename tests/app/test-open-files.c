@@ -326,10 +326,11 @@ test_command_line (void)
   if (!g_file_set_contents (bad, "Not an image, a shopping list.\n", -1, &error))
     g_error ("%s", error->message);
   failures = g_ptr_array_new_with_free_func (g_free);
+  /* the application first: it registers the resources the composer's template is read from */
+  app = app_application_new ();
   g_type_class_unref (g_type_class_ref (APP_TYPE_COMPOSER));
   g_signal_add_emission_hook (g_signal_lookup ("import-failed", APP_TYPE_COMPOSER), 0,
                               import_failed_hook, NULL, NULL);
-  app = app_application_new ();
   /* the files are opened before the main loop runs: the checks go first in it */
   g_idle_add (check_cb, NULL);
   status = g_application_run (G_APPLICATION (app), G_N_ELEMENTS (argv) - 1, argv);

@@ -80,12 +80,6 @@ typedef struct
 
 G_DEFINE_FINAL_TYPE (AppComposer, app_composer, GTK_TYPE_WIDGET)
 
-/* AppPromptKind lives in app/core without a GType; the "prompt-kind" property needs one. */
-G_DEFINE_ENUM_TYPE (AppPromptKind, app_prompt_kind,
-  G_DEFINE_ENUM_VALUE (APP_PROMPT_PLAIN, "plain"),
-  G_DEFINE_ENUM_VALUE (APP_PROMPT_GROUNDED_CAPTION, "grounded-caption"),
-  G_DEFINE_ENUM_VALUE (APP_PROMPT_FIND, "find"))
-
 enum { SEND, STOP, IMPORT_FAILED, CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 

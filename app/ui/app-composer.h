@@ -5,12 +5,10 @@
 
 #include "app-chat-store.h"
 #include "app-context-bar.h"
+#include "app-enums.h"
 #include "app-grounding.h"
 
 G_BEGIN_DECLS
-
-#define APP_TYPE_PROMPT_KIND (app_prompt_kind_get_type ())
-GType app_prompt_kind_get_type (void) G_GNUC_CONST;
 
 #define APP_TYPE_COMPOSER (app_composer_get_type ())
 G_DECLARE_FINAL_TYPE (AppComposer, app_composer, APP, COMPOSER, GtkWidget)

@@ -450,88 +450,29 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
                                          keys[i].action, NULL);
   gtk_widget_class_add_binding (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, save_shortcut_cb,
                                 NULL);
-}
 
-static GtkWidget *
-header_button (const char *icon,
-               const char *action,
-               const char *tooltip)
-{
-  GtkWidget *b = gtk_button_new_from_icon_name (icon);
-
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (b), action);
-  gtk_widget_set_tooltip_text (b, tooltip);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL, tooltip, -1);
-  return b;
+  g_type_ensure (APP_TYPE_GROUNDING_VIEW);
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/app-image-viewer.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, view);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, scroller);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, title);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, stack);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, error_page);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, toasts);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, menu_button);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, zoom_label);
+  gtk_widget_class_bind_template_callback (widget_class, scroll_cb);
+  gtk_widget_class_bind_template_callback (widget_class, pointer_motion_cb);
+  gtk_widget_class_bind_template_callback (widget_class, pointer_leave_cb);
 }
 
 static void
 app_image_viewer_init (AppImageViewer *self)
 {
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 0);
-  GtkWidget *header = adw_header_bar_new ();
-  GtkWidget *zoom = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 2);
-  GtkWidget *overlay = adw_toast_overlay_new ();
-  GtkEventController *scroll, *motion;
-
-  gtk_window_set_title (GTK_WINDOW (self), _("Image"));
-  gtk_window_set_default_size (GTK_WINDOW (self), 900, 700);
-  gtk_window_set_modal (GTK_WINDOW (self), FALSE);
-
-  self->title = ADW_WINDOW_TITLE (adw_window_title_new (_("Image"), NULL));
-  adw_header_bar_set_title_widget (ADW_HEADER_BAR (header), GTK_WIDGET (self->title));
-
-  gtk_box_append (GTK_BOX (zoom), header_button ("zoom-out-symbolic", "viewer.zoom-out",
-                                                 _("Zoom Out")));
-  self->zoom_label = gtk_label_new (NULL);
-  gtk_label_set_width_chars (GTK_LABEL (self->zoom_label), 5);
-  gtk_widget_add_css_class (self->zoom_label, "numeric");
-  gtk_box_append (GTK_BOX (zoom), self->zoom_label);
-  gtk_box_append (GTK_BOX (zoom), header_button ("zoom-in-symbolic", "viewer.zoom-in",
-                                                 _("Zoom In")));
-  gtk_box_append (GTK_BOX (zoom), header_button ("zoom-fit-best-symbolic", "viewer.zoom-fit",
-                                                 _("Best Fit")));
-  adw_header_bar_pack_start (ADW_HEADER_BAR (header), zoom);
-
-  self->menu_button = gtk_menu_button_new ();
-  gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (self->menu_button), "view-more-symbolic");
-  gtk_widget_set_tooltip_text (self->menu_button, _("Image Menu"));
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->menu_button),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Image menu"), -1);
-  update_menu (self, FALSE);
-  adw_header_bar_pack_end (ADW_HEADER_BAR (header), self->menu_button);
-  gtk_box_append (GTK_BOX (box), header);
-
-  self->stack = GTK_STACK (gtk_stack_new ());
-  gtk_widget_set_vexpand (GTK_WIDGET (self->stack), TRUE);
-  gtk_stack_add_named (self->stack, gtk_spinner_new (), "loading");
-  gtk_spinner_start (GTK_SPINNER (gtk_stack_get_child_by_name (self->stack, "loading")));
-
-  self->view = app_grounding_view_new ();
+  gtk_widget_init_template (GTK_WIDGET (self));
   app_grounding_view_set_fit_upscale (self->view, FALSE);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->view), GTK_ACCESSIBLE_PROPERTY_LABEL,
-                                  _("Image"), -1);
-  self->scroller = GTK_SCROLLED_WINDOW (gtk_scrolled_window_new ());
-  gtk_scrolled_window_set_child (self->scroller, GTK_WIDGET (self->view));
-  scroll = gtk_event_controller_scroll_new (GTK_EVENT_CONTROLLER_SCROLL_VERTICAL);
-  gtk_event_controller_set_propagation_phase (scroll, GTK_PHASE_CAPTURE);
-  g_signal_connect (scroll, "scroll", G_CALLBACK (scroll_cb), self);
-  gtk_widget_add_controller (GTK_WIDGET (self->scroller), scroll);
-  motion = gtk_event_controller_motion_new ();
-  g_signal_connect (motion, "motion", G_CALLBACK (pointer_motion_cb), self);
-  g_signal_connect (motion, "leave", G_CALLBACK (pointer_leave_cb), self);
-  gtk_widget_add_controller (GTK_WIDGET (self->scroller), motion);
-  gtk_stack_add_named (self->stack, GTK_WIDGET (self->scroller), "picture");
-
-  self->error_page = ADW_STATUS_PAGE (adw_status_page_new ());
-  adw_status_page_set_icon_name (self->error_page, "image-missing-symbolic");
-  adw_status_page_set_title (self->error_page, _("Cannot Show This Image"));
-  gtk_stack_add_named (self->stack, GTK_WIDGET (self->error_page), "error");
-
-  gtk_box_append (GTK_BOX (box), GTK_WIDGET (self->stack));
-  adw_toast_overlay_set_child (ADW_TOAST_OVERLAY (overlay), box);
-  adw_window_set_content (ADW_WINDOW (self), overlay);
-  self->toasts = ADW_TOAST_OVERLAY (overlay);
+  update_menu (self, FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-image", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-boxes", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.save-boxes", FALSE);

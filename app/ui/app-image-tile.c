@@ -22,6 +22,7 @@ struct _AppImageTile
   GtkWidget parent_instance;
 
   char *path;
+  char *label;
   int size;
   gboolean missing;
   GCancellable *cancellable;
@@ -39,6 +40,7 @@ enum {
   PROP_PATH,
   PROP_SIZE,
   PROP_MISSING,
+  PROP_LABEL,
   N_PROPS
 };
 
@@ -134,6 +136,7 @@ app_image_tile_finalize (GObject *object)
 
   g_clear_object (&self->cancellable);
   g_free (self->path);
+  g_free (self->label);
   G_OBJECT_CLASS (app_image_tile_parent_class)->finalize (object);
 }
 
@@ -156,6 +159,9 @@ app_image_tile_get_property (GObject    *object,
     case PROP_MISSING:
       g_value_set_boolean (value, self->missing);
       break;
+    case PROP_LABEL:
+      g_value_set_string (value, self->label);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -176,6 +182,9 @@ app_image_tile_set_property (GObject      *object,
       break;
     case PROP_SIZE:
       self->size = g_value_get_int (value);
+      break;
+    case PROP_LABEL:
+      app_image_tile_set_label (self, g_value_get_string (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -205,6 +214,10 @@ app_image_tile_class_init (AppImageTileClass *klass)
   properties[PROP_MISSING] =
     g_param_spec_boolean ("missing", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* the name a screen reader gives the image ("Image 2 of 3") */
+  properties[PROP_LABEL] =
+    g_param_spec_string ("label", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[OPEN] = g_signal_new ("open", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
@@ -260,6 +273,19 @@ app_image_tile_set_label (AppImageTile *self,
 
   gtk_accessible_update_property (GTK_ACCESSIBLE (self->button), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                   label, -1);
+  if (g_strcmp0 (self->label, label) == 0)
+    return;
+  g_free (self->label);
+  self->label = g_strdup (label);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LABEL]);
+}
+
+const char *
+app_image_tile_get_label (AppImageTile *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_TILE (self), NULL);
+
+  return self->label;
 }
 
 gboolean

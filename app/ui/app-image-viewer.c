@@ -44,6 +44,15 @@ struct _AppImageViewer
 
 G_DEFINE_FINAL_TYPE (AppImageViewer, app_image_viewer, ADW_TYPE_WINDOW)
 
+enum {
+  PROP_0,
+  PROP_ZOOM,
+  PROP_ANSWER,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
 /* The zoom in use: the fitted scale when fitting. */
 static double
 current_zoom (AppImageViewer *self)
@@ -89,18 +98,16 @@ place_axis (GtkAdjustment *adj,
                             content, viewport * 0.1, viewport * 0.9, viewport);
 }
 
-void
-app_image_viewer_zoom_at (AppImageViewer *self,
-                          double          zoom,
-                          double          x,
-                          double          y)
+static void
+zoom_at (AppImageViewer *self,
+         double          zoom,
+         double          x,
+         double          y)
 {
   GdkTexture *texture;
   graphene_rect_t image;
   graphene_point_t p;
   double scale, u, v, width, height;
-
-  g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
 
   zoom = zoom > 0 ? CLAMP (zoom, ZOOM_MIN, ZOOM_MAX) : 0;
   texture = app_grounding_view_get_texture (self->view);
@@ -129,6 +136,31 @@ app_image_viewer_zoom_at (AppImageViewer *self,
               ceil (gdk_texture_get_width (texture) * zoom), u * zoom, x);
   place_axis (gtk_scrolled_window_get_vadjustment (self->scroller), height,
               ceil (gdk_texture_get_height (texture) * zoom), v * zoom, y);
+}
+
+void
+app_image_viewer_zoom_at (AppImageViewer *self,
+                          double          zoom,
+                          double          x,
+                          double          y)
+{
+  double before;
+
+  g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
+
+  before = app_grounding_view_get_zoom (self->view);
+  zoom_at (self, zoom, x, y);
+  /* once the scroll bars are in place: a handler sees the zoom as it is shown */
+  if (app_grounding_view_get_zoom (self->view) != before)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ZOOM]);
+}
+
+double
+app_image_viewer_get_zoom (AppImageViewer *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_VIEWER (self), 0);
+
+  return app_grounding_view_get_zoom (self->view);
 }
 
 void
@@ -391,8 +423,12 @@ app_image_viewer_set_answer (AppImageViewer *self,
 
   g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
 
-  g_free (self->answer);
-  self->answer = g_strdup (answer);
+  if (g_strcmp0 (self->answer, answer) != 0)
+    {
+      g_free (self->answer);
+      self->answer = g_strdup (answer);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ANSWER]);
+    }
   app_grounding_view_set_answer (self->view, answer, FALSE);
   app_grounding_view_set_highlight (self->view, highlight);
   grounding = app_grounding_view_get_grounding (self->view);
@@ -400,6 +436,14 @@ app_image_viewer_set_answer (AppImageViewer *self,
   update_menu (self, boxes);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-boxes", boxes);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.save-boxes", boxes);
+}
+
+const char *
+app_image_viewer_get_answer (AppImageViewer *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_VIEWER (self), NULL);
+
+  return self->answer;
 }
 
 AppGroundingView *
@@ -421,6 +465,49 @@ app_image_viewer_finalize (GObject *object)
 }
 
 static void
+app_image_viewer_get_property (GObject    *object,
+                               guint       prop_id,
+                               GValue     *value,
+                               GParamSpec *pspec)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ZOOM:
+      g_value_set_double (value, app_image_viewer_get_zoom (self));
+      break;
+    case PROP_ANSWER:
+      g_value_set_string (value, self->answer);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_image_viewer_set_property (GObject      *object,
+                               guint         prop_id,
+                               const GValue *value,
+                               GParamSpec   *pspec)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ZOOM:
+      app_image_viewer_set_zoom (self, g_value_get_double (value));
+      break;
+    case PROP_ANSWER:
+      app_image_viewer_set_answer (self, g_value_get_string (value),
+                                   app_grounding_view_get_highlight (self->view));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_image_viewer_class_init (AppImageViewerClass *klass)
 {
   static const struct { const char *name; } actions[] = {
@@ -437,6 +524,19 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->finalize = app_image_viewer_finalize;
+  object_class->get_property = app_image_viewer_get_property;
+  object_class->set_property = app_image_viewer_set_property;
+
+  /* 0: fitted to the window */
+  properties[PROP_ZOOM] =
+    g_param_spec_double ("zoom", NULL, NULL, 0, ZOOM_MAX, 0,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* the finished answer whose boxes are drawn over the image */
+  properties[PROP_ANSWER] =
+    g_param_spec_string ("answer", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "window.close", NULL);
 
   for (gsize i = 0; i < G_N_ELEMENTS (actions); i++)
@@ -471,7 +571,6 @@ static void
 app_image_viewer_init (AppImageViewer *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
-  app_grounding_view_set_fit_upscale (self->view, FALSE);
   update_menu (self, FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-image", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-boxes", FALSE);

@@ -227,11 +227,20 @@ struct _AppThumbnail
   GtkWidget parent_instance;
 
   GtkWidget *picture;
+  char *path;
   int height;
   int max_width;
 };
 
 G_DEFINE_FINAL_TYPE (AppThumbnail, app_thumbnail, GTK_TYPE_WIDGET)
+
+enum {
+  PROP_0,
+  PROP_PATH,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 /* The width the picture's aspect ratio asks for, within the bounds. */
 static int
@@ -297,16 +306,70 @@ app_thumbnail_dispose (GObject *object)
 }
 
 static void
+app_thumbnail_finalize (GObject *object)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  g_free (self->path);
+  G_OBJECT_CLASS (app_thumbnail_parent_class)->finalize (object);
+}
+
+static void
+app_thumbnail_get_property (GObject    *object,
+                            guint       prop_id,
+                            GValue     *value,
+                            GParamSpec *pspec)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      g_value_set_string (value, self->path);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_thumbnail_set_property (GObject      *object,
+                            guint         prop_id,
+                            const GValue *value,
+                            GParamSpec   *pspec)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      app_thumbnail_set_path (self, g_value_get_string (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_thumbnail_class_init (AppThumbnailClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = app_thumbnail_dispose;
+  object_class->finalize = app_thumbnail_finalize;
+  object_class->get_property = app_thumbnail_get_property;
+  object_class->set_property = app_thumbnail_set_property;
   widget_class->measure = app_thumbnail_measure;
   widget_class->get_request_mode = app_thumbnail_get_request_mode;
   widget_class->size_allocate = app_thumbnail_size_allocate;
   gtk_widget_class_set_css_name (widget_class, "thumbnail");
+
+  /* the image file shown; NULL for none */
+  properties[PROP_PATH] =
+    g_param_spec_string ("path", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
 static void
@@ -344,6 +407,19 @@ app_thumbnail_set_path (AppThumbnail *self,
     app_thumbnail_set_picture (GTK_PICTURE (self->picture), path, 2 * self->max_width);
   else
     gtk_picture_set_paintable (GTK_PICTURE (self->picture), NULL);
+  if (g_strcmp0 (self->path, path) == 0)
+    return;
+  g_free (self->path);
+  self->path = g_strdup (path);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
+}
+
+const char *
+app_thumbnail_get_path (AppThumbnail *self)
+{
+  g_return_val_if_fail (APP_IS_THUMBNAIL (self), NULL);
+
+  return self->path;
 }
 
 GtkPicture *

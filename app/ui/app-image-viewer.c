@@ -46,6 +46,7 @@ G_DEFINE_FINAL_TYPE (AppImageViewer, app_image_viewer, ADW_TYPE_WINDOW)
 
 enum {
   PROP_0,
+  PROP_PATH,
   PROP_ZOOM,
   PROP_ANSWER,
   N_PROPS
@@ -403,14 +404,8 @@ AppImageViewer *
 app_image_viewer_new (GtkWindow  *parent,
                       const char *path)
 {
-  AppImageViewer *self = g_object_new (APP_TYPE_IMAGE_VIEWER, "transient-for", parent,
-                                       "application",
-                                       parent ? gtk_window_get_application (parent) : NULL,
-                                       NULL);
-
-  self->path = g_strdup (path);
-  app_thumbnail_load_async (path, 0, NULL, loaded_cb, g_object_ref (self));
-  return self;
+  return g_object_new (APP_TYPE_IMAGE_VIEWER, "transient-for", parent, "application",
+                       parent ? gtk_window_get_application (parent) : NULL, "path", path, NULL);
 }
 
 void
@@ -455,6 +450,17 @@ app_image_viewer_get_view (AppImageViewer *self)
 }
 
 static void
+app_image_viewer_constructed (GObject *object)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (object);
+
+  G_OBJECT_CLASS (app_image_viewer_parent_class)->constructed (object);
+
+  /* at its own size: the viewer zooms up to 100 % and beyond */
+  app_thumbnail_load_async (self->path, 0, NULL, loaded_cb, g_object_ref (self));
+}
+
+static void
 app_image_viewer_finalize (GObject *object)
 {
   AppImageViewer *self = APP_IMAGE_VIEWER (object);
@@ -474,6 +480,9 @@ app_image_viewer_get_property (GObject    *object,
 
   switch (prop_id)
     {
+    case PROP_PATH:
+      g_value_set_string (value, self->path);
+      break;
     case PROP_ZOOM:
       g_value_set_double (value, app_image_viewer_get_zoom (self));
       break;
@@ -495,6 +504,9 @@ app_image_viewer_set_property (GObject      *object,
 
   switch (prop_id)
     {
+    case PROP_PATH:
+      self->path = g_value_dup_string (value);
+      break;
     case PROP_ZOOM:
       app_image_viewer_set_zoom (self, g_value_get_double (value));
       break;
@@ -523,10 +535,15 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
+  object_class->constructed = app_image_viewer_constructed;
   object_class->finalize = app_image_viewer_finalize;
   object_class->get_property = app_image_viewer_get_property;
   object_class->set_property = app_image_viewer_set_property;
 
+  /* the image file shown, and saved by Save Image As… */
+  properties[PROP_PATH] =
+    g_param_spec_string ("path", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   /* 0: fitted to the window */
   properties[PROP_ZOOM] =
     g_param_spec_double ("zoom", NULL, NULL, 0, ZOOM_MAX, 0,

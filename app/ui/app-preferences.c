@@ -38,6 +38,14 @@ struct _AppPreferences
 
 G_DEFINE_FINAL_TYPE (AppPreferences, app_preferences, ADW_TYPE_PREFERENCES_WINDOW)
 
+enum {
+  PROP_0,
+  PROP_SETTINGS,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
 static void
 folder_changed_cb (AppPreferences *self)
 {
@@ -176,12 +184,22 @@ system_prompt_changed_cb (AppPreferences *self)
 AppPreferences *
 app_preferences_new (GSettings *settings)
 {
-  AppPreferences *self = g_object_new (APP_TYPE_PREFERENCES, NULL);
+  g_return_val_if_fail (G_IS_SETTINGS (settings), NULL);
+
+  return g_object_new (APP_TYPE_PREFERENCES, "settings", settings, NULL);
+}
+
+static void
+app_preferences_constructed (GObject *object)
+{
+  AppPreferences *self = APP_PREFERENCES (object);
+  GSettings *settings = self->settings;
   g_autofree char *prompt = NULL;
   AppGenerateParams defaults;
 
+  G_OBJECT_CLASS (app_preferences_parent_class)->constructed (object);
+
   app_generate_params_init (&defaults);
-  self->settings = g_object_ref (settings);
 
   g_settings_bind (settings, "threads", gtk_spin_button_get_adjustment (self->threads_spin),
                    "value", G_SETTINGS_BIND_DEFAULT);
@@ -202,7 +220,6 @@ app_preferences_new (GSettings *settings)
   g_signal_connect_object (settings, "changed::model-folder", G_CALLBACK (folder_changed_cb),
                            self, G_CONNECT_SWAPPED);
   folder_changed_cb (self);
-  return self;
 }
 
 static void
@@ -215,11 +232,57 @@ app_preferences_dispose (GObject *object)
 }
 
 static void
+app_preferences_get_property (GObject    *object,
+                              guint       prop_id,
+                              GValue     *value,
+                              GParamSpec *pspec)
+{
+  AppPreferences *self = APP_PREFERENCES (object);
+
+  switch (prop_id)
+    {
+    case PROP_SETTINGS:
+      g_value_set_object (value, self->settings);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_preferences_set_property (GObject      *object,
+                              guint         prop_id,
+                              const GValue *value,
+                              GParamSpec   *pspec)
+{
+  AppPreferences *self = APP_PREFERENCES (object);
+
+  switch (prop_id)
+    {
+    case PROP_SETTINGS:
+      self->settings = g_value_dup_object (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_preferences_class_init (AppPreferencesClass *klass)
 {
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
-  G_OBJECT_CLASS (klass)->dispose = app_preferences_dispose;
+  object_class->constructed = app_preferences_constructed;
+  object_class->dispose = app_preferences_dispose;
+  object_class->get_property = app_preferences_get_property;
+  object_class->set_property = app_preferences_set_property;
+
+  /* the application's settings, which every row is bound to */
+  properties[PROP_SETTINGS] =
+    g_param_spec_object ("settings", NULL, NULL, G_TYPE_SETTINGS,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/sightline/Sightline/app-preferences.ui");

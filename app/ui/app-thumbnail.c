@@ -237,6 +237,8 @@ G_DEFINE_FINAL_TYPE (AppThumbnail, app_thumbnail, GTK_TYPE_WIDGET)
 enum {
   PROP_0,
   PROP_PATH,
+  PROP_HEIGHT,
+  PROP_MAX_WIDTH,
   N_PROPS
 };
 
@@ -297,6 +299,17 @@ paintable_changed_cb (AppThumbnail *self)
 }
 
 static void
+app_thumbnail_constructed (GObject *object)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  G_OBJECT_CLASS (app_thumbnail_parent_class)->constructed (object);
+
+  /* never narrower than it is high, whatever the image's shape */
+  self->max_width = MAX (self->max_width, self->height);
+}
+
+static void
 app_thumbnail_dispose (GObject *object)
 {
   AppThumbnail *self = APP_THUMBNAIL (object);
@@ -327,6 +340,12 @@ app_thumbnail_get_property (GObject    *object,
     case PROP_PATH:
       g_value_set_string (value, self->path);
       break;
+    case PROP_HEIGHT:
+      g_value_set_int (value, self->height);
+      break;
+    case PROP_MAX_WIDTH:
+      g_value_set_int (value, self->max_width);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -345,6 +364,12 @@ app_thumbnail_set_property (GObject      *object,
     case PROP_PATH:
       app_thumbnail_set_path (self, g_value_get_string (value));
       break;
+    case PROP_HEIGHT:
+      self->height = g_value_get_int (value);
+      break;
+    case PROP_MAX_WIDTH:
+      self->max_width = g_value_get_int (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -356,6 +381,7 @@ app_thumbnail_class_init (AppThumbnailClass *klass)
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
+  object_class->constructed = app_thumbnail_constructed;
   object_class->dispose = app_thumbnail_dispose;
   object_class->finalize = app_thumbnail_finalize;
   object_class->get_property = app_thumbnail_get_property;
@@ -365,10 +391,18 @@ app_thumbnail_class_init (AppThumbnailClass *klass)
   widget_class->size_allocate = app_thumbnail_size_allocate;
   gtk_widget_class_set_css_name (widget_class, "thumbnail");
 
-  /* the image file shown; NULL for none */
+  /* the image file shown; NULL for none. Not a construct property: it is loaded at the size
+   * the two below give, which it must come after. */
   properties[PROP_PATH] =
     g_param_spec_string ("path", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_HEIGHT] =
+    g_param_spec_int ("height", NULL, NULL, 1, G_MAXINT, 1,
+                      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /* the widest it grows for a wide image; at least its height */
+  properties[PROP_MAX_WIDTH] =
+    g_param_spec_int ("max-width", NULL, NULL, 1, G_MAXINT, 1,
+                      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -388,12 +422,8 @@ app_thumbnail_new (const char *path,
                    int         height,
                    int         max_width)
 {
-  AppThumbnail *self = g_object_new (APP_TYPE_THUMBNAIL, NULL);
-
-  self->height = MAX (height, 1);
-  self->max_width = MAX (max_width, self->height);
-  app_thumbnail_set_path (self, path);
-  return GTK_WIDGET (self);
+  return g_object_new (APP_TYPE_THUMBNAIL, "height", MAX (height, 1), "max-width",
+                       MAX (max_width, 1), "path", path, NULL);
 }
 
 void

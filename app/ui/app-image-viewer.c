@@ -237,8 +237,12 @@ static void
 toast (AppImageViewer *self,
        const char     *text)
 {
-  g_autofree char *markup = g_markup_escape_text (text, -1);
+  g_autofree char *markup = NULL;
 
+  /* a copy saved after the window was closed says nothing */
+  if (!self->toasts)
+    return;
+  markup = g_markup_escape_text (text, -1);
   adw_toast_overlay_add_toast (self->toasts, adw_toast_new (markup));
 }
 
@@ -364,6 +368,9 @@ loaded_cb (GObject      *source,
   g_autoptr(GdkTexture) texture = app_thumbnail_load_finish (result, &error);
   g_autofree char *size = NULL;
 
+  /* closed while it loaded */
+  if (!self->view)
+    return;
   if (!texture)
     {
       adw_status_page_set_description (self->error_page, error->message);
@@ -461,6 +468,13 @@ app_image_viewer_constructed (GObject *object)
 }
 
 static void
+app_image_viewer_dispose (GObject *object)
+{
+  gtk_widget_dispose_template (GTK_WIDGET (object), APP_TYPE_IMAGE_VIEWER);
+  G_OBJECT_CLASS (app_image_viewer_parent_class)->dispose (object);
+}
+
+static void
 app_image_viewer_finalize (GObject *object)
 {
   AppImageViewer *self = APP_IMAGE_VIEWER (object);
@@ -536,6 +550,7 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->constructed = app_image_viewer_constructed;
+  object_class->dispose = app_image_viewer_dispose;
   object_class->finalize = app_image_viewer_finalize;
   object_class->get_property = app_image_viewer_get_property;
   object_class->set_property = app_image_viewer_set_property;

@@ -228,6 +228,7 @@ app_preferences_dispose (GObject *object)
   AppPreferences *self = APP_PREFERENCES (object);
 
   g_clear_object (&self->settings);
+  gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_PREFERENCES);
   G_OBJECT_CLASS (app_preferences_parent_class)->dispose (object);
 }
 

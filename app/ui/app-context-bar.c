@@ -66,6 +66,9 @@ enum {
   PROP_FITS,
   PROP_LEAVE_OUT_IMAGES,
   PROP_LEAVE_OUT_TURNS,
+  PROP_ENGINE,
+  PROP_CHAT,
+  PROP_REPLACING,
   N_PROPS
 };
 
@@ -304,7 +307,8 @@ app_context_bar_set_engine (AppContextBar *self,
     g_signal_handlers_disconnect_by_data (self->engine, self);
   if (self->settings)
     g_signal_handlers_disconnect_by_data (self->settings, self);
-  g_set_object (&self->engine, engine);
+  if (g_set_object (&self->engine, engine))
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ENGINE]);
   g_set_object (&self->settings, settings);
   g_free (self->image_dir);
   self->image_dir = g_strdup (image_dir);
@@ -321,6 +325,14 @@ app_context_bar_set_engine (AppContextBar *self,
   schedule_count (self);
 }
 
+AppEngine *
+app_context_bar_get_engine (AppContextBar *self)
+{
+  g_return_val_if_fail (APP_IS_CONTEXT_BAR (self), NULL);
+
+  return self->engine;
+}
+
 void
 app_context_bar_set_chat (AppContextBar *self,
                           AppChat       *chat)
@@ -331,8 +343,14 @@ app_context_bar_set_chat (AppContextBar *self,
     return;
   if (self->chat)
     g_signal_handlers_disconnect_by_data (app_chat_get_messages (self->chat), self);
+  g_object_freeze_notify (G_OBJECT (self));
   g_set_object (&self->chat, chat);
-  g_clear_object (&self->replacing);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHAT]);
+  if (self->replacing)
+    {
+      g_clear_object (&self->replacing);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REPLACING]);
+    }
   if (chat)
     g_signal_connect_object (app_chat_get_messages (chat), "items-changed",
                              G_CALLBACK (schedule_count), self, G_CONNECT_SWAPPED);
@@ -342,6 +360,15 @@ app_context_bar_set_chat (AppContextBar *self,
   self->counted = FALSE;
   update (self);
   schedule_count (self);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
+AppChat *
+app_context_bar_get_chat (AppContextBar *self)
+{
+  g_return_val_if_fail (APP_IS_CONTEXT_BAR (self), NULL);
+
+  return self->chat;
 }
 
 void
@@ -350,8 +377,18 @@ app_context_bar_set_replacing (AppContextBar *self,
 {
   g_return_if_fail (APP_IS_CONTEXT_BAR (self));
 
-  if (g_set_object (&self->replacing, question))
-    schedule_count (self);
+  if (!g_set_object (&self->replacing, question))
+    return;
+  schedule_count (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REPLACING]);
+}
+
+AppMessage *
+app_context_bar_get_replacing (AppContextBar *self)
+{
+  g_return_val_if_fail (APP_IS_CONTEXT_BAR (self), NULL);
+
+  return self->replacing;
 }
 
 void
@@ -463,6 +500,41 @@ app_context_bar_get_property (GObject    *object,
     case PROP_LEAVE_OUT_TURNS:
       g_value_set_boolean (value, self->leave_out == LEAVE_OUT_TURNS);
       break;
+    case PROP_ENGINE:
+      g_value_set_object (value, self->engine);
+      break;
+    case PROP_CHAT:
+      g_value_set_object (value, self->chat);
+      break;
+    case PROP_REPLACING:
+      g_value_set_object (value, self->replacing);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_context_bar_set_property (GObject      *object,
+                              guint         prop_id,
+                              const GValue *value,
+                              GParamSpec   *pspec)
+{
+  AppContextBar *self = APP_CONTEXT_BAR (object);
+
+  switch (prop_id)
+    {
+    case PROP_ENGINE:
+      /* the settings and image folder stay those given with the last engine */
+      app_context_bar_set_engine (self, g_value_get_object (value), self->settings,
+                                  self->image_dir);
+      break;
+    case PROP_CHAT:
+      app_context_bar_set_chat (self, g_value_get_object (value));
+      break;
+    case PROP_REPLACING:
+      app_context_bar_set_replacing (self, g_value_get_object (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -477,6 +549,7 @@ app_context_bar_class_init (AppContextBarClass *klass)
   object_class->dispose = app_context_bar_dispose;
   object_class->finalize = app_context_bar_finalize;
   object_class->get_property = app_context_bar_get_property;
+  object_class->set_property = app_context_bar_set_property;
 
   properties[PROP_N_TOKENS] =
     g_param_spec_int ("n-tokens", NULL, NULL, -1, G_MAXINT, -1,
@@ -493,6 +566,17 @@ app_context_bar_class_init (AppContextBarClass *klass)
   properties[PROP_LEAVE_OUT_TURNS] =
     g_param_spec_boolean ("leave-out-turns", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* what the count is made with: the model, the conversation it continues, and the question
+   * being edited (whose answer and what follows it are left out) */
+  properties[PROP_ENGINE] =
+    g_param_spec_object ("engine", NULL, NULL, APP_TYPE_ENGINE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_CHAT] =
+    g_param_spec_object ("chat", NULL, NULL, APP_TYPE_CHAT,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_REPLACING] =
+    g_param_spec_object ("replacing", NULL, NULL, APP_TYPE_MESSAGE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   g_type_ensure (APP_TYPE_WRAP_BOX);

@@ -23,13 +23,16 @@ void             app_context_bar_set_engine    (AppContextBar   *self,
                                                 AppEngine       *engine,
                                                 GSettings       *settings,
                                                 const char      *image_dir);
+AppEngine       *app_context_bar_get_engine    (AppContextBar   *self);
 /* The chat the question follows (NULL: a new chat). A new chat leaves nothing out. */
 void             app_context_bar_set_chat      (AppContextBar   *self,
                                                 AppChat         *chat);
+AppChat         *app_context_bar_get_chat      (AppContextBar   *self);
 /* The question of the chat that the next one replaces (an edit), or NULL: the prompt is then
  * the messages before it and the question. */
 void             app_context_bar_set_replacing (AppContextBar   *self,
                                                 AppMessage      *question);
+AppMessage      *app_context_bar_get_replacing (AppContextBar   *self);
 /* The next question as it would be sent (NULL: nothing to send), and its images' store ids.
  * Counted a moment later, so typing does not count every key. */
 void             app_context_bar_set_question  (AppContextBar   *self,

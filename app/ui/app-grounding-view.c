@@ -47,6 +47,19 @@ struct _AppGroundingView
 G_DEFINE_FINAL_TYPE (AppGroundingView, app_grounding_view, GTK_TYPE_WIDGET)
 
 enum {
+  PROP_0,
+  PROP_TEXTURE,
+  PROP_ANSWER,
+  PROP_HIGHLIGHT,
+  PROP_ZOOM,
+  PROP_NATURAL_HEIGHT,
+  PROP_FIT_UPSCALE,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+enum {
   REF_HOVERED,
   N_SIGNALS
 };
@@ -399,8 +412,10 @@ app_grounding_view_set_texture (AppGroundingView *self,
 {
   g_return_if_fail (APP_IS_GROUNDING_VIEW (self));
 
-  if (g_set_object (&self->texture, texture))
-    gtk_widget_queue_resize (GTK_WIDGET (self));
+  if (!g_set_object (&self->texture, texture))
+    return;
+  gtk_widget_queue_resize (GTK_WIDGET (self));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TEXTURE]);
 }
 
 GdkTexture *
@@ -416,9 +431,12 @@ app_grounding_view_set_answer (AppGroundingView *self,
                                const char       *text,
                                gboolean          streaming)
 {
+  gboolean changed;
+
   g_return_if_fail (APP_IS_GROUNDING_VIEW (self));
 
-  if (g_strcmp0 (self->answer, text) == 0 && self->streaming == streaming)
+  changed = g_strcmp0 (self->answer, text) != 0;
+  if (!changed && self->streaming == streaming)
     return;
   g_free (self->answer);
   self->answer = g_strdup (text);
@@ -429,6 +447,16 @@ app_grounding_view_set_answer (AppGroundingView *self,
   if (self->hovered >= 0 && !get_ref (self->grounding, (guint) self->hovered))
     self->hovered = -1;
   gtk_widget_queue_draw (GTK_WIDGET (self));
+  if (changed)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ANSWER]);
+}
+
+const char *
+app_grounding_view_get_answer (AppGroundingView *self)
+{
+  g_return_val_if_fail (APP_IS_GROUNDING_VIEW (self), NULL);
+
+  return self->answer;
 }
 
 const AppGrounding *
@@ -449,6 +477,7 @@ app_grounding_view_set_highlight (AppGroundingView *self,
     return;
   self->highlight = ref;
   gtk_widget_queue_draw (GTK_WIDGET (self));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HIGHLIGHT]);
 }
 
 int
@@ -470,6 +499,7 @@ app_grounding_view_set_zoom (AppGroundingView *self,
     return;
   self->zoom = zoom;
   gtk_widget_queue_resize (GTK_WIDGET (self));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ZOOM]);
 }
 
 double
@@ -486,8 +516,20 @@ app_grounding_view_set_natural_height (AppGroundingView *self,
 {
   g_return_if_fail (APP_IS_GROUNDING_VIEW (self));
 
-  self->natural_height = MAX (height, 0);
+  height = MAX (height, 0);
+  if (self->natural_height == height)
+    return;
+  self->natural_height = height;
   gtk_widget_queue_resize (GTK_WIDGET (self));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_NATURAL_HEIGHT]);
+}
+
+int
+app_grounding_view_get_natural_height (AppGroundingView *self)
+{
+  g_return_val_if_fail (APP_IS_GROUNDING_VIEW (self), 0);
+
+  return self->natural_height;
 }
 
 void
@@ -496,8 +538,20 @@ app_grounding_view_set_fit_upscale (AppGroundingView *self,
 {
   g_return_if_fail (APP_IS_GROUNDING_VIEW (self));
 
-  self->fit_upscale = !!upscale;
+  upscale = !!upscale;
+  if (self->fit_upscale == upscale)
+    return;
+  self->fit_upscale = upscale;
   gtk_widget_queue_draw (GTK_WIDGET (self));
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FIT_UPSCALE]);
+}
+
+gboolean
+app_grounding_view_get_fit_upscale (AppGroundingView *self)
+{
+  g_return_val_if_fail (APP_IS_GROUNDING_VIEW (self), TRUE);
+
+  return self->fit_upscale;
 }
 
 gboolean
@@ -545,17 +599,106 @@ app_grounding_view_dispose (GObject *object)
 }
 
 static void
+app_grounding_view_get_property (GObject    *object,
+                                 guint       prop_id,
+                                 GValue     *value,
+                                 GParamSpec *pspec)
+{
+  AppGroundingView *self = APP_GROUNDING_VIEW (object);
+
+  switch (prop_id)
+    {
+    case PROP_TEXTURE:
+      g_value_set_object (value, self->texture);
+      break;
+    case PROP_ANSWER:
+      g_value_set_string (value, self->answer);
+      break;
+    case PROP_HIGHLIGHT:
+      g_value_set_int (value, self->highlight);
+      break;
+    case PROP_ZOOM:
+      g_value_set_double (value, self->zoom);
+      break;
+    case PROP_NATURAL_HEIGHT:
+      g_value_set_int (value, self->natural_height);
+      break;
+    case PROP_FIT_UPSCALE:
+      g_value_set_boolean (value, self->fit_upscale);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_grounding_view_set_property (GObject      *object,
+                                 guint         prop_id,
+                                 const GValue *value,
+                                 GParamSpec   *pspec)
+{
+  AppGroundingView *self = APP_GROUNDING_VIEW (object);
+
+  switch (prop_id)
+    {
+    case PROP_TEXTURE:
+      app_grounding_view_set_texture (self, g_value_get_object (value));
+      break;
+    case PROP_ANSWER:
+      app_grounding_view_set_answer (self, g_value_get_string (value), FALSE);
+      break;
+    case PROP_HIGHLIGHT:
+      app_grounding_view_set_highlight (self, g_value_get_int (value));
+      break;
+    case PROP_ZOOM:
+      app_grounding_view_set_zoom (self, g_value_get_double (value));
+      break;
+    case PROP_NATURAL_HEIGHT:
+      app_grounding_view_set_natural_height (self, g_value_get_int (value));
+      break;
+    case PROP_FIT_UPSCALE:
+      app_grounding_view_set_fit_upscale (self, g_value_get_boolean (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_grounding_view_class_init (AppGroundingViewClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = app_grounding_view_dispose;
+  object_class->get_property = app_grounding_view_get_property;
+  object_class->set_property = app_grounding_view_set_property;
   widget_class->snapshot = app_grounding_view_snapshot;
   widget_class->measure = app_grounding_view_measure;
   widget_class->get_request_mode = app_grounding_view_get_request_mode;
   gtk_widget_class_set_css_name (widget_class, "groundingview");
   gtk_widget_class_set_accessible_role (widget_class, GTK_ACCESSIBLE_ROLE_IMG);
+
+  properties[PROP_TEXTURE] =
+    g_param_spec_object ("texture", NULL, NULL, GDK_TYPE_TEXTURE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* a finished answer; app_grounding_view_set_answer() also takes one being written */
+  properties[PROP_ANSWER] =
+    g_param_spec_string ("answer", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_HIGHLIGHT] =
+    g_param_spec_int ("highlight", NULL, NULL, -1, G_MAXINT, -1,
+                      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_ZOOM] =
+    g_param_spec_double ("zoom", NULL, NULL, 0, G_MAXDOUBLE, 0,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_NATURAL_HEIGHT] =
+    g_param_spec_int ("natural-height", NULL, NULL, 0, G_MAXINT, 0,
+                      G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_FIT_UPSCALE] =
+    g_param_spec_boolean ("fit-upscale", NULL, NULL, TRUE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[REF_HOVERED] = g_signal_new ("ref-hovered", G_TYPE_FROM_CLASS (klass),
                                        G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 1,

@@ -20,10 +20,12 @@ void              app_grounding_view_set_texture     (AppGroundingView *self,
 GdkTexture       *app_grounding_view_get_texture     (AppGroundingView *self);
 
 /* The raw answer whose boxes are drawn; `streaming` as for app_grounding_parse(). The parsed
- * answer belongs to the view and lasts until the answer changes. */
+ * answer belongs to the view and lasts until the answer changes. The "answer" property is the
+ * text; setting it sets a finished answer. */
 void              app_grounding_view_set_answer      (AppGroundingView *self,
                                                       const char       *text,
                                                       gboolean          streaming);
+const char       *app_grounding_view_get_answer      (AppGroundingView *self);
 const AppGrounding *app_grounding_view_get_grounding (AppGroundingView *self);
 
 /* The ref whose boxes stand out (the others fade); -1 for none. Hovering a box overrides it
@@ -41,10 +43,12 @@ double            app_grounding_view_get_zoom        (AppGroundingView *self);
  * own size). */
 void              app_grounding_view_set_natural_height (AppGroundingView *self,
                                                       int               height);
+int               app_grounding_view_get_natural_height (AppGroundingView *self);
 /* When fitting, whether an image smaller than the widget is drawn larger than its own size
  * (TRUE, the default) or at 100 %. */
 void              app_grounding_view_set_fit_upscale (AppGroundingView *self,
                                                       gboolean          upscale);
+gboolean          app_grounding_view_get_fit_upscale (AppGroundingView *self);
 
 /* Where the image and box `box` of refs[ref] are drawn, in widget coordinates. FALSE when
  * there is no such box or no image yet. */

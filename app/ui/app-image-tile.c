@@ -22,6 +22,7 @@ struct _AppImageTile
   GtkWidget parent_instance;
 
   char *path;
+  char *label;
   int size;
   gboolean missing;
   GCancellable *cancellable;
@@ -39,6 +40,7 @@ enum {
   PROP_PATH,
   PROP_SIZE,
   PROP_MISSING,
+  PROP_LABEL,
   N_PROPS
 };
 
@@ -97,23 +99,11 @@ replace_clicked_cb (AppImageTile *self)
   g_signal_emit (self, signals[REPLACE], 0);
 }
 
-static GtkWidget *
-missing_button (const char *label,
-                const char *description)
-{
-  GtkWidget *b = gtk_button_new_with_mnemonic (label);
-
-  gtk_widget_add_css_class (b, "flat");
-  gtk_widget_set_tooltip_text (b, description);
-  return b;
-}
-
 static void
 app_image_tile_constructed (GObject *object)
 {
   AppImageTile *self = APP_IMAGE_TILE (object);
   g_autofree char *gone = g_strdup_printf (_("The image file %s is gone"), self->path);
-  GtkWidget *icon, *label, *remove, *replace;
 
   G_OBJECT_CLASS (app_image_tile_parent_class)->constructed (object);
 
@@ -122,22 +112,6 @@ app_image_tile_constructed (GObject *object)
   gtk_button_set_child (GTK_BUTTON (self->button), self->thumbnail);
   gtk_widget_set_size_request (self->missing_box, self->size, self->size);
   gtk_widget_set_tooltip_text (self->missing_box, gone);
-
-  icon = gtk_image_new_from_icon_name ("image-missing-symbolic");
-  gtk_image_set_pixel_size (GTK_IMAGE (icon), 32);
-  gtk_widget_add_css_class (icon, "dim-label");
-  gtk_box_append (GTK_BOX (self->missing_box), icon);
-  label = gtk_label_new (_("Image Missing"));
-  gtk_widget_add_css_class (label, "caption-heading");
-  gtk_label_set_wrap (GTK_LABEL (label), TRUE);
-  gtk_label_set_justify (GTK_LABEL (label), GTK_JUSTIFY_CENTER);
-  gtk_box_append (GTK_BOX (self->missing_box), label);
-  remove = missing_button (_("_Remove"), _("Remove the image from this question"));
-  g_signal_connect_swapped (remove, "clicked", G_CALLBACK (remove_clicked_cb), self);
-  gtk_box_append (GTK_BOX (self->missing_box), remove);
-  replace = missing_button (_("Re_place…"), _("Choose the file to show in its place"));
-  g_signal_connect_swapped (replace, "clicked", G_CALLBACK (replace_clicked_cb), self);
-  gtk_box_append (GTK_BOX (self->missing_box), replace);
 
   /* the size AppThumbnail asks for: one cached texture for the tile and the viewer's list */
   app_thumbnail_load_async (self->path, 4 * self->size, self->cancellable, loaded_cb,
@@ -151,7 +125,7 @@ app_image_tile_dispose (GObject *object)
 
   g_cancellable_cancel (self->cancellable);
   self->thumbnail = NULL;
-  g_clear_pointer (&self->stack, gtk_widget_unparent);
+  gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_IMAGE_TILE);
   G_OBJECT_CLASS (app_image_tile_parent_class)->dispose (object);
 }
 
@@ -162,6 +136,7 @@ app_image_tile_finalize (GObject *object)
 
   g_clear_object (&self->cancellable);
   g_free (self->path);
+  g_free (self->label);
   G_OBJECT_CLASS (app_image_tile_parent_class)->finalize (object);
 }
 
@@ -184,6 +159,9 @@ app_image_tile_get_property (GObject    *object,
     case PROP_MISSING:
       g_value_set_boolean (value, self->missing);
       break;
+    case PROP_LABEL:
+      g_value_set_string (value, self->label);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -204,6 +182,9 @@ app_image_tile_set_property (GObject      *object,
       break;
     case PROP_SIZE:
       self->size = g_value_get_int (value);
+      break;
+    case PROP_LABEL:
+      app_image_tile_set_label (self, g_value_get_string (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -233,6 +214,10 @@ app_image_tile_class_init (AppImageTileClass *klass)
   properties[PROP_MISSING] =
     g_param_spec_boolean ("missing", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* the name a screen reader gives the image ("Image 2 of 3") */
+  properties[PROP_LABEL] =
+    g_param_spec_string ("label", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   signals[OPEN] = g_signal_new ("open", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
@@ -241,6 +226,15 @@ app_image_tile_class_init (AppImageTileClass *klass)
                                   NULL, NULL, NULL, G_TYPE_NONE, 0);
   signals[REPLACE] = g_signal_new ("replace", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                                    NULL, NULL, NULL, G_TYPE_NONE, 0);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/app-image-tile.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppImageTile, stack);
+  gtk_widget_class_bind_template_child (widget_class, AppImageTile, button);
+  gtk_widget_class_bind_template_child (widget_class, AppImageTile, missing_box);
+  gtk_widget_class_bind_template_callback (widget_class, open_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, remove_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, replace_clicked_cb);
 }
 
 static void
@@ -249,24 +243,7 @@ app_image_tile_init (AppImageTile *self)
   self->cancellable = g_cancellable_new ();
   self->size = 160;
 
-  self->stack = gtk_stack_new ();
-  gtk_stack_set_vhomogeneous (GTK_STACK (self->stack), FALSE);
-  gtk_stack_set_hhomogeneous (GTK_STACK (self->stack), FALSE);
-  gtk_widget_set_parent (self->stack, GTK_WIDGET (self));
-
-  self->button = gtk_button_new ();
-  gtk_widget_add_css_class (self->button, "image-button");
-  gtk_widget_add_css_class (self->button, "attachment");
-  gtk_widget_set_tooltip_text (self->button, _("Open Image"));
-  g_signal_connect_swapped (self->button, "clicked", G_CALLBACK (open_clicked_cb), self);
-  gtk_stack_add_child (GTK_STACK (self->stack), self->button);
-
-  self->missing_box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
-  gtk_widget_set_valign (self->missing_box, GTK_ALIGN_CENTER);
-  gtk_widget_add_css_class (self->missing_box, "card");
-  gtk_widget_add_css_class (self->missing_box, "missing-image");
-  gtk_stack_add_child (GTK_STACK (self->stack), self->missing_box);
-  gtk_stack_set_visible_child (GTK_STACK (self->stack), self->button);
+  gtk_widget_init_template (GTK_WIDGET (self));
 }
 
 AppImageTile *
@@ -296,6 +273,19 @@ app_image_tile_set_label (AppImageTile *self,
 
   gtk_accessible_update_property (GTK_ACCESSIBLE (self->button), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                   label, -1);
+  if (g_strcmp0 (self->label, label) == 0)
+    return;
+  g_free (self->label);
+  self->label = g_strdup (label);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LABEL]);
+}
+
+const char *
+app_image_tile_get_label (AppImageTile *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_TILE (self), NULL);
+
+  return self->label;
 }
 
 gboolean

@@ -19,6 +19,7 @@ const char      *app_image_tile_get_path       (AppImageTile    *self);
 gboolean         app_image_tile_get_missing    (AppImageTile    *self);
 void             app_image_tile_set_label      (AppImageTile    *self,
                                                 const char      *label);
+const char      *app_image_tile_get_label      (AppImageTile    *self);
 
 /* Copies an image file into the store once it decodes as the engine will read it, in a worker
  * thread; finishes with its id, held for the caller (app_chat_store_release_image()). */

@@ -44,6 +44,16 @@ struct _AppImageViewer
 
 G_DEFINE_FINAL_TYPE (AppImageViewer, app_image_viewer, ADW_TYPE_WINDOW)
 
+enum {
+  PROP_0,
+  PROP_PATH,
+  PROP_ZOOM,
+  PROP_ANSWER,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
 /* The zoom in use: the fitted scale when fitting. */
 static double
 current_zoom (AppImageViewer *self)
@@ -89,18 +99,16 @@ place_axis (GtkAdjustment *adj,
                             content, viewport * 0.1, viewport * 0.9, viewport);
 }
 
-void
-app_image_viewer_zoom_at (AppImageViewer *self,
-                          double          zoom,
-                          double          x,
-                          double          y)
+static void
+zoom_at (AppImageViewer *self,
+         double          zoom,
+         double          x,
+         double          y)
 {
   GdkTexture *texture;
   graphene_rect_t image;
   graphene_point_t p;
   double scale, u, v, width, height;
-
-  g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
 
   zoom = zoom > 0 ? CLAMP (zoom, ZOOM_MIN, ZOOM_MAX) : 0;
   texture = app_grounding_view_get_texture (self->view);
@@ -129,6 +137,31 @@ app_image_viewer_zoom_at (AppImageViewer *self,
               ceil (gdk_texture_get_width (texture) * zoom), u * zoom, x);
   place_axis (gtk_scrolled_window_get_vadjustment (self->scroller), height,
               ceil (gdk_texture_get_height (texture) * zoom), v * zoom, y);
+}
+
+void
+app_image_viewer_zoom_at (AppImageViewer *self,
+                          double          zoom,
+                          double          x,
+                          double          y)
+{
+  double before;
+
+  g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
+
+  before = app_grounding_view_get_zoom (self->view);
+  zoom_at (self, zoom, x, y);
+  /* once the scroll bars are in place: a handler sees the zoom as it is shown */
+  if (app_grounding_view_get_zoom (self->view) != before)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ZOOM]);
+}
+
+double
+app_image_viewer_get_zoom (AppImageViewer *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_VIEWER (self), 0);
+
+  return app_grounding_view_get_zoom (self->view);
 }
 
 void
@@ -204,8 +237,12 @@ static void
 toast (AppImageViewer *self,
        const char     *text)
 {
-  g_autofree char *markup = g_markup_escape_text (text, -1);
+  g_autofree char *markup = NULL;
 
+  /* a copy saved after the window was closed says nothing */
+  if (!self->toasts)
+    return;
+  markup = g_markup_escape_text (text, -1);
   adw_toast_overlay_add_toast (self->toasts, adw_toast_new (markup));
 }
 
@@ -331,6 +368,9 @@ loaded_cb (GObject      *source,
   g_autoptr(GdkTexture) texture = app_thumbnail_load_finish (result, &error);
   g_autofree char *size = NULL;
 
+  /* closed while it loaded */
+  if (!self->view)
+    return;
   if (!texture)
     {
       adw_status_page_set_description (self->error_page, error->message);
@@ -371,14 +411,8 @@ AppImageViewer *
 app_image_viewer_new (GtkWindow  *parent,
                       const char *path)
 {
-  AppImageViewer *self = g_object_new (APP_TYPE_IMAGE_VIEWER, "transient-for", parent,
-                                       "application",
-                                       parent ? gtk_window_get_application (parent) : NULL,
-                                       NULL);
-
-  self->path = g_strdup (path);
-  app_thumbnail_load_async (path, 0, NULL, loaded_cb, g_object_ref (self));
-  return self;
+  return g_object_new (APP_TYPE_IMAGE_VIEWER, "transient-for", parent, "application",
+                       parent ? gtk_window_get_application (parent) : NULL, "path", path, NULL);
 }
 
 void
@@ -391,8 +425,12 @@ app_image_viewer_set_answer (AppImageViewer *self,
 
   g_return_if_fail (APP_IS_IMAGE_VIEWER (self));
 
-  g_free (self->answer);
-  self->answer = g_strdup (answer);
+  if (g_strcmp0 (self->answer, answer) != 0)
+    {
+      g_free (self->answer);
+      self->answer = g_strdup (answer);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ANSWER]);
+    }
   app_grounding_view_set_answer (self->view, answer, FALSE);
   app_grounding_view_set_highlight (self->view, highlight);
   grounding = app_grounding_view_get_grounding (self->view);
@@ -400,6 +438,14 @@ app_image_viewer_set_answer (AppImageViewer *self,
   update_menu (self, boxes);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-boxes", boxes);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.save-boxes", boxes);
+}
+
+const char *
+app_image_viewer_get_answer (AppImageViewer *self)
+{
+  g_return_val_if_fail (APP_IS_IMAGE_VIEWER (self), NULL);
+
+  return self->answer;
 }
 
 AppGroundingView *
@@ -411,6 +457,24 @@ app_image_viewer_get_view (AppImageViewer *self)
 }
 
 static void
+app_image_viewer_constructed (GObject *object)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (object);
+
+  G_OBJECT_CLASS (app_image_viewer_parent_class)->constructed (object);
+
+  /* at its own size: the viewer zooms up to 100 % and beyond */
+  app_thumbnail_load_async (self->path, 0, NULL, loaded_cb, g_object_ref (self));
+}
+
+static void
+app_image_viewer_dispose (GObject *object)
+{
+  gtk_widget_dispose_template (GTK_WIDGET (object), APP_TYPE_IMAGE_VIEWER);
+  G_OBJECT_CLASS (app_image_viewer_parent_class)->dispose (object);
+}
+
+static void
 app_image_viewer_finalize (GObject *object)
 {
   AppImageViewer *self = APP_IMAGE_VIEWER (object);
@@ -418,6 +482,55 @@ app_image_viewer_finalize (GObject *object)
   g_free (self->path);
   g_free (self->answer);
   G_OBJECT_CLASS (app_image_viewer_parent_class)->finalize (object);
+}
+
+static void
+app_image_viewer_get_property (GObject    *object,
+                               guint       prop_id,
+                               GValue     *value,
+                               GParamSpec *pspec)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      g_value_set_string (value, self->path);
+      break;
+    case PROP_ZOOM:
+      g_value_set_double (value, app_image_viewer_get_zoom (self));
+      break;
+    case PROP_ANSWER:
+      g_value_set_string (value, self->answer);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_image_viewer_set_property (GObject      *object,
+                               guint         prop_id,
+                               const GValue *value,
+                               GParamSpec   *pspec)
+{
+  AppImageViewer *self = APP_IMAGE_VIEWER (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      self->path = g_value_dup_string (value);
+      break;
+    case PROP_ZOOM:
+      app_image_viewer_set_zoom (self, g_value_get_double (value));
+      break;
+    case PROP_ANSWER:
+      app_image_viewer_set_answer (self, g_value_get_string (value),
+                                   app_grounding_view_get_highlight (self->view));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
 static void
@@ -436,7 +549,26 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
+  object_class->constructed = app_image_viewer_constructed;
+  object_class->dispose = app_image_viewer_dispose;
   object_class->finalize = app_image_viewer_finalize;
+  object_class->get_property = app_image_viewer_get_property;
+  object_class->set_property = app_image_viewer_set_property;
+
+  /* the image file shown, and saved by Save Image As… */
+  properties[PROP_PATH] =
+    g_param_spec_string ("path", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /* 0: fitted to the window */
+  properties[PROP_ZOOM] =
+    g_param_spec_double ("zoom", NULL, NULL, 0, ZOOM_MAX, 0,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* the finished answer whose boxes are drawn over the image */
+  properties[PROP_ANSWER] =
+    g_param_spec_string ("answer", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "window.close", NULL);
 
   for (gsize i = 0; i < G_N_ELEMENTS (actions); i++)
@@ -450,88 +582,28 @@ app_image_viewer_class_init (AppImageViewerClass *klass)
                                          keys[i].action, NULL);
   gtk_widget_class_add_binding (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, save_shortcut_cb,
                                 NULL);
-}
 
-static GtkWidget *
-header_button (const char *icon,
-               const char *action,
-               const char *tooltip)
-{
-  GtkWidget *b = gtk_button_new_from_icon_name (icon);
-
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (b), action);
-  gtk_widget_set_tooltip_text (b, tooltip);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (b), GTK_ACCESSIBLE_PROPERTY_LABEL, tooltip, -1);
-  return b;
+  g_type_ensure (APP_TYPE_GROUNDING_VIEW);
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/app-image-viewer.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, view);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, scroller);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, title);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, stack);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, error_page);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, toasts);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, menu_button);
+  gtk_widget_class_bind_template_child (widget_class, AppImageViewer, zoom_label);
+  gtk_widget_class_bind_template_callback (widget_class, scroll_cb);
+  gtk_widget_class_bind_template_callback (widget_class, pointer_motion_cb);
+  gtk_widget_class_bind_template_callback (widget_class, pointer_leave_cb);
 }
 
 static void
 app_image_viewer_init (AppImageViewer *self)
 {
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 0);
-  GtkWidget *header = adw_header_bar_new ();
-  GtkWidget *zoom = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 2);
-  GtkWidget *overlay = adw_toast_overlay_new ();
-  GtkEventController *scroll, *motion;
-
-  gtk_window_set_title (GTK_WINDOW (self), _("Image"));
-  gtk_window_set_default_size (GTK_WINDOW (self), 900, 700);
-  gtk_window_set_modal (GTK_WINDOW (self), FALSE);
-
-  self->title = ADW_WINDOW_TITLE (adw_window_title_new (_("Image"), NULL));
-  adw_header_bar_set_title_widget (ADW_HEADER_BAR (header), GTK_WIDGET (self->title));
-
-  gtk_box_append (GTK_BOX (zoom), header_button ("zoom-out-symbolic", "viewer.zoom-out",
-                                                 _("Zoom Out")));
-  self->zoom_label = gtk_label_new (NULL);
-  gtk_label_set_width_chars (GTK_LABEL (self->zoom_label), 5);
-  gtk_widget_add_css_class (self->zoom_label, "numeric");
-  gtk_box_append (GTK_BOX (zoom), self->zoom_label);
-  gtk_box_append (GTK_BOX (zoom), header_button ("zoom-in-symbolic", "viewer.zoom-in",
-                                                 _("Zoom In")));
-  gtk_box_append (GTK_BOX (zoom), header_button ("zoom-fit-best-symbolic", "viewer.zoom-fit",
-                                                 _("Best Fit")));
-  adw_header_bar_pack_start (ADW_HEADER_BAR (header), zoom);
-
-  self->menu_button = gtk_menu_button_new ();
-  gtk_menu_button_set_icon_name (GTK_MENU_BUTTON (self->menu_button), "view-more-symbolic");
-  gtk_widget_set_tooltip_text (self->menu_button, _("Image Menu"));
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->menu_button),
-                                  GTK_ACCESSIBLE_PROPERTY_LABEL, _("Image menu"), -1);
+  gtk_widget_init_template (GTK_WIDGET (self));
   update_menu (self, FALSE);
-  adw_header_bar_pack_end (ADW_HEADER_BAR (header), self->menu_button);
-  gtk_box_append (GTK_BOX (box), header);
-
-  self->stack = GTK_STACK (gtk_stack_new ());
-  gtk_widget_set_vexpand (GTK_WIDGET (self->stack), TRUE);
-  gtk_stack_add_named (self->stack, gtk_spinner_new (), "loading");
-  gtk_spinner_start (GTK_SPINNER (gtk_stack_get_child_by_name (self->stack, "loading")));
-
-  self->view = app_grounding_view_new ();
-  app_grounding_view_set_fit_upscale (self->view, FALSE);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (self->view), GTK_ACCESSIBLE_PROPERTY_LABEL,
-                                  _("Image"), -1);
-  self->scroller = GTK_SCROLLED_WINDOW (gtk_scrolled_window_new ());
-  gtk_scrolled_window_set_child (self->scroller, GTK_WIDGET (self->view));
-  scroll = gtk_event_controller_scroll_new (GTK_EVENT_CONTROLLER_SCROLL_VERTICAL);
-  gtk_event_controller_set_propagation_phase (scroll, GTK_PHASE_CAPTURE);
-  g_signal_connect (scroll, "scroll", G_CALLBACK (scroll_cb), self);
-  gtk_widget_add_controller (GTK_WIDGET (self->scroller), scroll);
-  motion = gtk_event_controller_motion_new ();
-  g_signal_connect (motion, "motion", G_CALLBACK (pointer_motion_cb), self);
-  g_signal_connect (motion, "leave", G_CALLBACK (pointer_leave_cb), self);
-  gtk_widget_add_controller (GTK_WIDGET (self->scroller), motion);
-  gtk_stack_add_named (self->stack, GTK_WIDGET (self->scroller), "picture");
-
-  self->error_page = ADW_STATUS_PAGE (adw_status_page_new ());
-  adw_status_page_set_icon_name (self->error_page, "image-missing-symbolic");
-  adw_status_page_set_title (self->error_page, _("Cannot Show This Image"));
-  gtk_stack_add_named (self->stack, GTK_WIDGET (self->error_page), "error");
-
-  gtk_box_append (GTK_BOX (box), GTK_WIDGET (self->stack));
-  adw_toast_overlay_set_child (ADW_TOAST_OVERLAY (overlay), box);
-  adw_window_set_content (ADW_WINDOW (self), overlay);
-  self->toasts = ADW_TOAST_OVERLAY (overlay);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-image", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.copy-boxes", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "viewer.save-boxes", FALSE);

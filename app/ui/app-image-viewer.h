@@ -13,15 +13,17 @@ G_DECLARE_FINAL_TYPE (AppImageViewer, app_image_viewer, APP, IMAGE_VIEWER, AdwWi
 
 AppImageViewer  *app_image_viewer_new          (GtkWindow       *parent,
                                                 const char      *path);
-/* Draws the boxes of `answer` (a finished model answer) over the image, refs[highlight]
- * standing out (-1: none), and offers to save or copy them. */
+/* Draws the boxes of `answer` (a finished model answer, the "answer" property) over the image,
+ * refs[highlight] standing out (-1: none), and offers to save or copy them. */
 void             app_image_viewer_set_answer   (AppImageViewer  *self,
                                                 const char      *answer,
                                                 int              highlight);
-/* 0 fits the image to the window; otherwise logical pixels per image pixel. The point in the
- * middle of the window stays where it is. */
+const char      *app_image_viewer_get_answer   (AppImageViewer  *self);
+/* 0 fits the image to the window; otherwise logical pixels per image pixel (the "zoom"
+ * property). The point in the middle of the window stays where it is. */
 void             app_image_viewer_set_zoom     (AppImageViewer  *self,
                                                 double           zoom);
+double           app_image_viewer_get_zoom     (AppImageViewer  *self);
 /* The same, keeping the picture's point at (x, y) of the picture's area (under the pointer, for
  * Ctrl+scroll) where it is, as far as the picture's edges allow. */
 void             app_image_viewer_zoom_at      (AppImageViewer  *self,

@@ -24,6 +24,7 @@ G_DEFINE_FINAL_TYPE (AppImportErrors, app_import_errors, G_TYPE_OBJECT)
 enum {
   PROP_0,
   PROP_N_ERRORS,
+  PROP_OVERLAY,
   N_PROPS
 };
 
@@ -148,12 +149,9 @@ app_import_errors_get_n_errors (AppImportErrors *self)
 AppImportErrors *
 app_import_errors_new (AdwToastOverlay *overlay)
 {
-  AppImportErrors *self = g_object_new (APP_TYPE_IMPORT_ERRORS, NULL);
+  g_return_val_if_fail (ADW_IS_TOAST_OVERLAY (overlay), NULL);
 
-  g_return_val_if_fail (ADW_IS_TOAST_OVERLAY (overlay), self);
-
-  g_set_weak_pointer (&self->overlay, overlay);
-  return self;
+  return g_object_new (APP_TYPE_IMPORT_ERRORS, "overlay", overlay, NULL);
 }
 
 static void
@@ -168,6 +166,27 @@ app_import_errors_get_property (GObject    *object,
     {
     case PROP_N_ERRORS:
       g_value_set_uint (value, app_import_errors_get_n_errors (self));
+      break;
+    case PROP_OVERLAY:
+      g_value_set_object (value, self->overlay);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_import_errors_set_property (GObject      *object,
+                                guint         prop_id,
+                                const GValue *value,
+                                GParamSpec   *pspec)
+{
+  AppImportErrors *self = APP_IMPORT_ERRORS (object);
+
+  switch (prop_id)
+    {
+    case PROP_OVERLAY:
+      g_set_weak_pointer (&self->overlay, g_value_get_object (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -200,6 +219,7 @@ app_import_errors_class_init (AppImportErrorsClass *klass)
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
   object_class->get_property = app_import_errors_get_property;
+  object_class->set_property = app_import_errors_set_property;
   object_class->dispose = app_import_errors_dispose;
   object_class->finalize = app_import_errors_finalize;
 
@@ -211,6 +231,14 @@ app_import_errors_class_init (AppImportErrorsClass *klass)
   properties[PROP_N_ERRORS] =
     g_param_spec_uint ("n-errors", NULL, NULL, 0, G_MAXUINT, 0,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /**
+   * AppImportErrors:overlay:
+   *
+   * Where the toast is shown; not held, the overlay goes with its window.
+   */
+  properties[PROP_OVERLAY] =
+    g_param_spec_object ("overlay", NULL, NULL, ADW_TYPE_TOAST_OVERLAY,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 

@@ -37,6 +37,8 @@ G_DEFINE_FINAL_TYPE (AppModelBanner, app_model_banner, GTK_TYPE_WIDGET)
 enum {
   PROP_0,
   PROP_REVEALED,
+  PROP_ENGINE,
+  PROP_SETTINGS,
   N_PROPS
 };
 
@@ -142,6 +144,44 @@ app_model_banner_new (void)
   return g_object_new (APP_TYPE_MODEL_BANNER, NULL);
 }
 
+/* Both are needed to say anything: the banner follows them once it has both. */
+static void
+set_engine (AppModelBanner *self,
+            AppEngine      *engine)
+{
+  static const char * const signals[] = {
+    "notify::state", "notify::load-progress", "notify::error", "notify::error-advice",
+  };
+
+  if (self->engine == engine)
+    return;
+  if (self->engine)
+    g_signal_handlers_disconnect_by_data (self->engine, self);
+  g_set_object (&self->engine, engine);
+  for (gsize i = 0; engine && i < G_N_ELEMENTS (signals); i++)
+    g_signal_connect_object (engine, signals[i], G_CALLBACK (update), self, G_CONNECT_SWAPPED);
+  if (self->engine && self->settings)
+    update (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ENGINE]);
+}
+
+static void
+set_settings (AppModelBanner *self,
+              GSettings      *settings)
+{
+  if (self->settings == settings)
+    return;
+  if (self->settings)
+    g_signal_handlers_disconnect_by_data (self->settings, self);
+  g_set_object (&self->settings, settings);
+  if (settings)
+    g_signal_connect_object (settings, "changed::model-folder", G_CALLBACK (update), self,
+                             G_CONNECT_SWAPPED);
+  if (self->engine && self->settings)
+    update (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SETTINGS]);
+}
+
 void
 app_model_banner_set_engine (AppModelBanner *self,
                              AppEngine      *engine,
@@ -150,21 +190,28 @@ app_model_banner_set_engine (AppModelBanner *self,
   g_return_if_fail (APP_IS_MODEL_BANNER (self));
   g_return_if_fail (APP_IS_ENGINE (engine));
   g_return_if_fail (G_IS_SETTINGS (settings));
-  g_return_if_fail (self->engine == NULL);
 
-  self->engine = g_object_ref (engine);
-  self->settings = g_object_ref (settings);
-  g_signal_connect_object (engine, "notify::state", G_CALLBACK (update), self,
-                           G_CONNECT_SWAPPED);
-  g_signal_connect_object (engine, "notify::load-progress", G_CALLBACK (update), self,
-                           G_CONNECT_SWAPPED);
-  g_signal_connect_object (engine, "notify::error", G_CALLBACK (update), self,
-                           G_CONNECT_SWAPPED);
-  g_signal_connect_object (engine, "notify::error-advice", G_CALLBACK (update), self,
-                           G_CONNECT_SWAPPED);
-  g_signal_connect_object (settings, "changed::model-folder", G_CALLBACK (update), self,
-                           G_CONNECT_SWAPPED);
-  update (self);
+  g_object_freeze_notify (G_OBJECT (self));
+  /* the settings first: the engine's state is shown with the folder it names */
+  set_settings (self, settings);
+  set_engine (self, engine);
+  g_object_thaw_notify (G_OBJECT (self));
+}
+
+AppEngine *
+app_model_banner_get_engine (AppModelBanner *self)
+{
+  g_return_val_if_fail (APP_IS_MODEL_BANNER (self), NULL);
+
+  return self->engine;
+}
+
+GSettings *
+app_model_banner_get_settings (AppModelBanner *self)
+{
+  g_return_val_if_fail (APP_IS_MODEL_BANNER (self), NULL);
+
+  return self->settings;
 }
 
 gboolean
@@ -199,6 +246,33 @@ app_model_banner_get_property (GObject    *object,
     case PROP_REVEALED:
       g_value_set_boolean (value, app_model_banner_get_revealed (self));
       break;
+    case PROP_ENGINE:
+      g_value_set_object (value, self->engine);
+      break;
+    case PROP_SETTINGS:
+      g_value_set_object (value, self->settings);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_model_banner_set_property (GObject      *object,
+                               guint         prop_id,
+                               const GValue *value,
+                               GParamSpec   *pspec)
+{
+  AppModelBanner *self = APP_MODEL_BANNER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ENGINE:
+      set_engine (self, g_value_get_object (value));
+      break;
+    case PROP_SETTINGS:
+      set_settings (self, g_value_get_object (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -212,10 +286,18 @@ app_model_banner_class_init (AppModelBannerClass *klass)
 
   object_class->dispose = app_model_banner_dispose;
   object_class->get_property = app_model_banner_get_property;
+  object_class->set_property = app_model_banner_set_property;
 
   properties[PROP_REVEALED] =
     g_param_spec_boolean ("revealed", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_ENGINE] =
+    g_param_spec_object ("engine", NULL, NULL, APP_TYPE_ENGINE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  /* for the "model-folder" key: the folder the banner names */
+  properties[PROP_SETTINGS] =
+    g_param_spec_object ("settings", NULL, NULL, G_TYPE_SETTINGS,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   gtk_widget_class_set_template_from_resource (widget_class,

@@ -20,11 +20,31 @@ struct _AppPreferences
   AdwPreferencesWindow parent_instance;
 
   GSettings *settings;
-  AdwActionRow *folder_row;
   GtkTextBuffer *system_prompt;
+
+  /* template */
+  AdwActionRow *folder_row;
+  GtkSpinButton *threads_spin;
+  GtkSpinButton *temperature_spin;
+  GtkWidget *temperature_reset;
+  GtkSpinButton *top_p_spin;
+  GtkWidget *top_p_reset;
+  GtkSpinButton *max_new_tokens_spin;
+  GtkWidget *max_new_tokens_reset;
+  GtkSpinButton *repetition_penalty_spin;
+  GtkWidget *repetition_penalty_reset;
+  GtkTextView *system_prompt_view;
 };
 
 G_DEFINE_FINAL_TYPE (AppPreferences, app_preferences, ADW_TYPE_PREFERENCES_WINDOW)
+
+enum {
+  PROP_0,
+  PROP_SETTINGS,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 static void
 folder_changed_cb (AppPreferences *self)
@@ -66,32 +86,6 @@ static void
 choose_clicked_cb (AppPreferences *self)
 {
   app_choose_model_folder (GTK_WINDOW (self), self->settings);
-}
-
-/* A row with a spin button bound to a settings key. */
-static GtkWidget *
-spin_row (AppPreferences *self,
-          const char     *key,
-          const char     *title,
-          const char     *subtitle,
-          double          lower,
-          double          upper,
-          double          step,
-          guint           digits)
-{
-  GtkWidget *row = adw_action_row_new ();
-  GtkAdjustment *adj = gtk_adjustment_new (0, lower, upper, step, step * 10, 0);
-  GtkWidget *spin = gtk_spin_button_new (adj, step, digits);
-
-  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
-  adw_action_row_set_subtitle (ADW_ACTION_ROW (row), subtitle);
-  gtk_widget_set_valign (spin, GTK_ALIGN_CENTER);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (spin), GTK_ACCESSIBLE_PROPERTY_LABEL, title,
-                                  -1);
-  adw_action_row_add_suffix (ADW_ACTION_ROW (row), spin);
-  adw_action_row_set_activatable_widget (ADW_ACTION_ROW (row), spin);
-  g_settings_bind (self->settings, key, adj, "value", G_SETTINGS_BIND_DEFAULT);
-  return row;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -147,51 +141,33 @@ reset_clicked_cb (GtkWidget      *reset,
   g_settings_reset (self->settings, g_object_get_data (G_OBJECT (reset), "key"));
 }
 
-/* A spin row for a sampling key whose unset value is `fallback`, the engine's default. */
-static GtkWidget *
-sampling_row (AppPreferences *self,
-              const char     *key,
-              double          fallback,
-              const char     *title,
-              const char     *subtitle,
-              double          lower,
-              double          upper,
-              double          step,
-              guint           digits)
+/* Binds the spin button of a sampling key whose unset value is `fallback`, the engine's
+ * default, and the reset button beside it. */
+static void
+bind_sampling (AppPreferences *self,
+               const char     *key,
+               double          fallback,
+               GtkSpinButton  *spin,
+               GtkWidget      *reset)
 {
-  GtkWidget *row = adw_action_row_new ();
-  GtkAdjustment *adj = gtk_adjustment_new (fallback, lower, upper, step, step * 10, 0);
-  GtkWidget *spin = gtk_spin_button_new (adj, step, digits);
-  GtkWidget *reset = gtk_button_new_from_icon_name ("edit-undo-symbolic");
-  g_autofree char *shown = g_strdup_printf ("%.*f", (int) digits, fallback);
+  g_autofree char *shown = g_strdup_printf ("%.*f", (int) gtk_spin_button_get_digits (spin),
+                                            fallback);
   /* Translators: %s is the default value, such as 0.40 */
   g_autofree char *tooltip = g_strdup_printf (_("Reset to the Default (%s)"), shown);
   g_autofree char *changed = g_strconcat ("changed::", key, NULL);
 
-  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
-  adw_action_row_set_subtitle (ADW_ACTION_ROW (row), subtitle);
-
-  gtk_widget_set_valign (reset, GTK_ALIGN_CENTER);
-  gtk_widget_add_css_class (reset, "flat");
   gtk_widget_set_tooltip_text (reset, tooltip);
   gtk_accessible_update_property (GTK_ACCESSIBLE (reset), GTK_ACCESSIBLE_PROPERTY_LABEL,
                                   tooltip, -1);
   g_object_set_data_full (G_OBJECT (reset), "key", g_strdup (key), g_free);
-  g_signal_connect (reset, "clicked", G_CALLBACK (reset_clicked_cb), self);
-  adw_action_row_add_suffix (ADW_ACTION_ROW (row), reset);
 
-  gtk_widget_set_valign (spin, GTK_ALIGN_CENTER);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (spin), GTK_ACCESSIBLE_PROPERTY_LABEL, title,
-                                  -1);
-  adw_action_row_add_suffix (ADW_ACTION_ROW (row), spin);
-  adw_action_row_set_activatable_widget (ADW_ACTION_ROW (row), spin);
-
-  g_settings_bind_with_mapping (self->settings, key, adj, "value", G_SETTINGS_BIND_DEFAULT,
+  gtk_spin_button_set_value (spin, fallback);
+  g_settings_bind_with_mapping (self->settings, key, gtk_spin_button_get_adjustment (spin),
+                                "value", G_SETTINGS_BIND_DEFAULT,
                                 sampling_get_mapping, sampling_set_mapping,
                                 g_memdup2 (&fallback, sizeof fallback), g_free);
   g_signal_connect_object (self->settings, changed, G_CALLBACK (sampling_changed_cb), reset, 0);
   sampling_changed_cb (self->settings, key, reset);
-  return row;
 }
 
 static void
@@ -208,85 +184,42 @@ system_prompt_changed_cb (AppPreferences *self)
 AppPreferences *
 app_preferences_new (GSettings *settings)
 {
-  AppPreferences *self = g_object_new (APP_TYPE_PREFERENCES, NULL);
-  AdwPreferencesPage *page = ADW_PREFERENCES_PAGE (adw_preferences_page_new ());
-  AdwPreferencesGroup *model = ADW_PREFERENCES_GROUP (adw_preferences_group_new ());
-  AdwPreferencesGroup *answers = ADW_PREFERENCES_GROUP (adw_preferences_group_new ());
-  AdwPreferencesGroup *system = ADW_PREFERENCES_GROUP (adw_preferences_group_new ());
-  GtkWidget *choose, *frame, *view;
+  g_return_val_if_fail (G_IS_SETTINGS (settings), NULL);
+
+  return g_object_new (APP_TYPE_PREFERENCES, "settings", settings, NULL);
+}
+
+static void
+app_preferences_constructed (GObject *object)
+{
+  AppPreferences *self = APP_PREFERENCES (object);
+  GSettings *settings = self->settings;
   g_autofree char *prompt = NULL;
   AppGenerateParams defaults;
 
+  G_OBJECT_CLASS (app_preferences_parent_class)->constructed (object);
+
   app_generate_params_init (&defaults);
-  self->settings = g_object_ref (settings);
-  gtk_window_set_title (GTK_WINDOW (self), _("Preferences"));
 
-  adw_preferences_group_set_title (model, _("Model"));
-  self->folder_row = ADW_ACTION_ROW (adw_action_row_new ());
-  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->folder_row), _("Model Folder"));
-  choose = gtk_button_new_with_mnemonic (_("_Choose…"));
-  gtk_widget_set_valign (choose, GTK_ALIGN_CENTER);
-  g_signal_connect_swapped (choose, "clicked", G_CALLBACK (choose_clicked_cb), self);
-  adw_action_row_add_suffix (self->folder_row, choose);
-  adw_preferences_group_add (model, GTK_WIDGET (self->folder_row));
-  adw_preferences_group_add (model, spin_row (self, "threads", _("Threads"),
-                                              _("Processor threads for the model; 0 uses all"),
-                                              0, 256, 1, 0));
-  adw_preferences_page_add (page, model);
+  g_settings_bind (settings, "threads", gtk_spin_button_get_adjustment (self->threads_spin),
+                   "value", G_SETTINGS_BIND_DEFAULT);
+  bind_sampling (self, "temperature", defaults.temperature, self->temperature_spin,
+                 self->temperature_reset);
+  bind_sampling (self, "top-p", defaults.top_p, self->top_p_spin, self->top_p_reset);
+  bind_sampling (self, "max-new-tokens", defaults.max_new_tokens, self->max_new_tokens_spin,
+                 self->max_new_tokens_reset);
+  bind_sampling (self, "repetition-penalty", defaults.repetition_penalty,
+                 self->repetition_penalty_spin, self->repetition_penalty_reset);
 
-  adw_preferences_group_set_title (answers, _("Answers"));
-  adw_preferences_group_add (answers, sampling_row (self, "temperature", defaults.temperature,
-                                                    _("Temperature"),
-                                                    _("Higher is more varied; 0 always picks "
-                                                      "the likeliest word; at most 0.7 is "
-                                                      "advised"),
-                                                    0, 2, 0.05, 2));
-  adw_preferences_group_add (answers, sampling_row (self, "top-p", defaults.top_p, _("Top-p"),
-                                                    _("Sample only from the likeliest words "
-                                                      "that make up this probability"),
-                                                    0.05, 1, 0.05, 2));
-  adw_preferences_group_add (answers, sampling_row (self, "max-new-tokens",
-                                                    defaults.max_new_tokens,
-                                                    _("Maximum Answer Length"),
-                                                    _("In tokens (about three quarters of a "
-                                                      "word)"),
-                                                    16, 4096, 16, 0));
-  adw_preferences_group_add (answers, sampling_row (self, "repetition-penalty",
-                                                    defaults.repetition_penalty,
-                                                    _("Repetition Penalty"),
-                                                    _("Makes words already used less likely; "
-                                                      "1 turns it off"),
-                                                    1, 2, 0.05, 2));
-  adw_preferences_page_add (page, answers);
-
-  adw_preferences_group_set_title (system, _("System Prompt"));
-  adw_preferences_group_set_description (system, _("Instructions placed before every "
-                                                   "conversation, such as the language or "
-                                                   "style of the answers."));
-  frame = gtk_frame_new (NULL);
-  view = gtk_text_view_new ();
-  gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (view), GTK_WRAP_WORD_CHAR);
-  gtk_text_view_set_top_margin (GTK_TEXT_VIEW (view), 8);
-  gtk_text_view_set_bottom_margin (GTK_TEXT_VIEW (view), 8);
-  gtk_text_view_set_left_margin (GTK_TEXT_VIEW (view), 8);
-  gtk_text_view_set_right_margin (GTK_TEXT_VIEW (view), 8);
-  gtk_widget_set_size_request (view, -1, 100);
-  gtk_accessible_update_property (GTK_ACCESSIBLE (view), GTK_ACCESSIBLE_PROPERTY_LABEL,
-                                  _("System prompt"), -1);
-  self->system_prompt = gtk_text_view_get_buffer (GTK_TEXT_VIEW (view));
+  self->system_prompt = gtk_text_view_get_buffer (self->system_prompt_view);
   prompt = g_settings_get_string (settings, "system-prompt");
   gtk_text_buffer_set_text (self->system_prompt, prompt, -1);
   g_signal_connect_swapped (self->system_prompt, "changed",
                             G_CALLBACK (system_prompt_changed_cb), self);
-  gtk_frame_set_child (GTK_FRAME (frame), view);
-  adw_preferences_group_add (system, frame);
-  adw_preferences_page_add (page, system);
 
-  adw_preferences_window_add (ADW_PREFERENCES_WINDOW (self), page);
   g_signal_connect_object (settings, "changed::model-folder", G_CALLBACK (folder_changed_cb),
                            self, G_CONNECT_SWAPPED);
   folder_changed_cb (self);
-  return self;
 }
 
 static void
@@ -295,17 +228,82 @@ app_preferences_dispose (GObject *object)
   AppPreferences *self = APP_PREFERENCES (object);
 
   g_clear_object (&self->settings);
+  gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_PREFERENCES);
   G_OBJECT_CLASS (app_preferences_parent_class)->dispose (object);
+}
+
+static void
+app_preferences_get_property (GObject    *object,
+                              guint       prop_id,
+                              GValue     *value,
+                              GParamSpec *pspec)
+{
+  AppPreferences *self = APP_PREFERENCES (object);
+
+  switch (prop_id)
+    {
+    case PROP_SETTINGS:
+      g_value_set_object (value, self->settings);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_preferences_set_property (GObject      *object,
+                              guint         prop_id,
+                              const GValue *value,
+                              GParamSpec   *pspec)
+{
+  AppPreferences *self = APP_PREFERENCES (object);
+
+  switch (prop_id)
+    {
+    case PROP_SETTINGS:
+      self->settings = g_value_dup_object (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
 static void
 app_preferences_class_init (AppPreferencesClass *klass)
 {
-  G_OBJECT_CLASS (klass)->dispose = app_preferences_dispose;
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->constructed = app_preferences_constructed;
+  object_class->dispose = app_preferences_dispose;
+  object_class->get_property = app_preferences_get_property;
+  object_class->set_property = app_preferences_set_property;
+
+  /* the application's settings, which every row is bound to */
+  properties[PROP_SETTINGS] =
+    g_param_spec_object ("settings", NULL, NULL, G_TYPE_SETTINGS,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/sightline/Sightline/app-preferences.ui");
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, folder_row);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, threads_spin);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, temperature_spin);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, temperature_reset);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, top_p_spin);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, top_p_reset);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, max_new_tokens_spin);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, max_new_tokens_reset);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, repetition_penalty_spin);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, repetition_penalty_reset);
+  gtk_widget_class_bind_template_child (widget_class, AppPreferences, system_prompt_view);
+  gtk_widget_class_bind_template_callback (widget_class, choose_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, reset_clicked_cb);
 }
 
 static void
 app_preferences_init (AppPreferences *self)
 {
-  gtk_window_set_default_size (GTK_WINDOW (self), 600, 680);
+  gtk_widget_init_template (GTK_WIDGET (self));
 }

@@ -227,11 +227,22 @@ struct _AppThumbnail
   GtkWidget parent_instance;
 
   GtkWidget *picture;
+  char *path;
   int height;
   int max_width;
 };
 
 G_DEFINE_FINAL_TYPE (AppThumbnail, app_thumbnail, GTK_TYPE_WIDGET)
+
+enum {
+  PROP_0,
+  PROP_PATH,
+  PROP_HEIGHT,
+  PROP_MAX_WIDTH,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 /* The width the picture's aspect ratio asks for, within the bounds. */
 static int
@@ -288,6 +299,17 @@ paintable_changed_cb (AppThumbnail *self)
 }
 
 static void
+app_thumbnail_constructed (GObject *object)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  G_OBJECT_CLASS (app_thumbnail_parent_class)->constructed (object);
+
+  /* never narrower than it is high, whatever the image's shape */
+  self->max_width = MAX (self->max_width, self->height);
+}
+
+static void
 app_thumbnail_dispose (GObject *object)
 {
   AppThumbnail *self = APP_THUMBNAIL (object);
@@ -297,16 +319,91 @@ app_thumbnail_dispose (GObject *object)
 }
 
 static void
+app_thumbnail_finalize (GObject *object)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  g_free (self->path);
+  G_OBJECT_CLASS (app_thumbnail_parent_class)->finalize (object);
+}
+
+static void
+app_thumbnail_get_property (GObject    *object,
+                            guint       prop_id,
+                            GValue     *value,
+                            GParamSpec *pspec)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      g_value_set_string (value, self->path);
+      break;
+    case PROP_HEIGHT:
+      g_value_set_int (value, self->height);
+      break;
+    case PROP_MAX_WIDTH:
+      g_value_set_int (value, self->max_width);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+app_thumbnail_set_property (GObject      *object,
+                            guint         prop_id,
+                            const GValue *value,
+                            GParamSpec   *pspec)
+{
+  AppThumbnail *self = APP_THUMBNAIL (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      app_thumbnail_set_path (self, g_value_get_string (value));
+      break;
+    case PROP_HEIGHT:
+      self->height = g_value_get_int (value);
+      break;
+    case PROP_MAX_WIDTH:
+      self->max_width = g_value_get_int (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
 app_thumbnail_class_init (AppThumbnailClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
+  object_class->constructed = app_thumbnail_constructed;
   object_class->dispose = app_thumbnail_dispose;
+  object_class->finalize = app_thumbnail_finalize;
+  object_class->get_property = app_thumbnail_get_property;
+  object_class->set_property = app_thumbnail_set_property;
   widget_class->measure = app_thumbnail_measure;
   widget_class->get_request_mode = app_thumbnail_get_request_mode;
   widget_class->size_allocate = app_thumbnail_size_allocate;
   gtk_widget_class_set_css_name (widget_class, "thumbnail");
+
+  /* the image file shown; NULL for none. Not a construct property: it is loaded at the size
+   * the two below give, which it must come after. */
+  properties[PROP_PATH] =
+    g_param_spec_string ("path", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_HEIGHT] =
+    g_param_spec_int ("height", NULL, NULL, 1, G_MAXINT, 1,
+                      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /* the widest it grows for a wide image; at least its height */
+  properties[PROP_MAX_WIDTH] =
+    g_param_spec_int ("max-width", NULL, NULL, 1, G_MAXINT, 1,
+                      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
 static void
@@ -325,12 +422,8 @@ app_thumbnail_new (const char *path,
                    int         height,
                    int         max_width)
 {
-  AppThumbnail *self = g_object_new (APP_TYPE_THUMBNAIL, NULL);
-
-  self->height = MAX (height, 1);
-  self->max_width = MAX (max_width, self->height);
-  app_thumbnail_set_path (self, path);
-  return GTK_WIDGET (self);
+  return g_object_new (APP_TYPE_THUMBNAIL, "height", MAX (height, 1), "max-width",
+                       MAX (max_width, 1), "path", path, NULL);
 }
 
 void
@@ -344,6 +437,19 @@ app_thumbnail_set_path (AppThumbnail *self,
     app_thumbnail_set_picture (GTK_PICTURE (self->picture), path, 2 * self->max_width);
   else
     gtk_picture_set_paintable (GTK_PICTURE (self->picture), NULL);
+  if (g_strcmp0 (self->path, path) == 0)
+    return;
+  g_free (self->path);
+  self->path = g_strdup (path);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
+}
+
+const char *
+app_thumbnail_get_path (AppThumbnail *self)
+{
+  g_return_val_if_fail (APP_IS_THUMBNAIL (self), NULL);
+
+  return self->path;
 }
 
 GtkPicture *

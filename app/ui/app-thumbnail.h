@@ -36,6 +36,7 @@ GtkWidget       *app_thumbnail_new             (const char      *path,
 /* The image to show; NULL for none yet (an import still running). */
 void             app_thumbnail_set_path        (AppThumbnail    *self,
                                                 const char      *path);
+const char      *app_thumbnail_get_path        (AppThumbnail    *self);
 GtkPicture      *app_thumbnail_get_picture     (AppThumbnail    *self);
 
 G_END_DECLS

@@ -57,16 +57,11 @@ store (void)
 static AppChat *
 find_chat (const char *id)
 {
-  GListModel *chats = app_chat_store_get_chats (store ());
+  AppChat *chat = ui_harness_find_chat (app, id);
 
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
-
-      if (g_str_equal (app_chat_get_id (c), id))
-        return c;
-    }
-  g_error ("no chat %s", id);
+  if (!chat)
+    g_error ("no chat %s", id);
+  return chat;
 }
 
 static GtkSingleSelection *
@@ -78,38 +73,17 @@ chat_selection (void)
   return GTK_SINGLE_SELECTION (gtk_list_view_get_model (list));
 }
 
-static guint
-chat_position (AppChat *chat)
-{
-  GListModel *chats = G_LIST_MODEL (chat_selection ());
-
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
-
-      if (c == chat)
-        return i;
-    }
-  g_error ("the chat is not in the sidebar");
-}
-
 /* As a click in the sidebar does. */
 static void
 select_chat (AppChat *chat)
 {
-  gtk_single_selection_set_selected (chat_selection (), chat_position (chat));
-}
-
-static AppMessage *
-last_message (AppChat *chat)
-{
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
+  gtk_single_selection_set_selected (chat_selection (), ui_find_chat_position (window (), chat));
 }
 
 static gboolean
 streaming (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message (data);
+  g_autoptr(AppMessage) m = ui_harness_last_message (data);
 
   return app_message_get_state (m) == APP_MESSAGE_STREAMING && app_message_get_text (m)[0];
 }
@@ -117,11 +91,9 @@ streaming (gpointer data)
 static gboolean
 answered (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message (data);
-  AppMessageState s = app_message_get_state (m);
+  g_autoptr(AppMessage) m = ui_harness_last_message (data);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT && s != APP_MESSAGE_PENDING &&
-         s != APP_MESSAGE_STREAMING;
+  return ui_harness_answer_settled (m);
 }
 
 static gboolean
@@ -209,7 +181,7 @@ test_answer_per_chat (void)
   /* Escape in B: A goes on */
   gtk_widget_activate_action (window (), "win.stop", NULL);
   ui_harness_spin (0.3);
-  answer = last_message (a);
+  answer = ui_harness_last_message (a);
   g_assert_cmpint (app_message_get_state (answer), ==, APP_MESSAGE_STREAMING);
 
   /* back in A: Stop, and it stops */
@@ -243,10 +215,8 @@ bar_shown (gpointer data)
 static void
 test_reading_progress (void)
 {
-  g_autofree char *sign = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", "vqa_1.jpg",
-                                            NULL);
-  g_autofree char *giraffes = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
-                                                "visual_grounding_1.png", NULL);
+  g_autofree char *sign = ui_harness_golden_image ("vqa_1.jpg");
+  g_autofree char *giraffes = ui_harness_golden_image ("visual_grounding_1.png");
   const char *images[] = { sign, giraffes, NULL };
   g_autoptr(GPtrArray) texts = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(AppChat) chat = NULL;
@@ -323,7 +293,7 @@ test_narrow (void)
   /* Enter on the row */
   back_to_chats ();
   g_assert_true (gtk_single_selection_get_selected_item (chat_selection ()) == chat);
-  g_signal_emit_by_name (ui_find_chat_list (window ()), "activate", chat_position (chat));
+  g_signal_emit_by_name (ui_find_chat_list (window ()), "activate", ui_find_chat_position (window (), chat));
   g_assert_true (content_shown ());
 
   /* a click on the row: its gestures, from the row's contents up to the list's row */

@@ -17,6 +17,7 @@
 #include <utime.h>
 
 #include "app-composer.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -45,12 +46,6 @@ wait_for (gboolean    (*done) (gpointer),
           const char   *what)
 {
   ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
-static char *
-golden_image (const char *name)
-{
-  return g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", name, NULL);
 }
 
 static char *
@@ -115,7 +110,7 @@ static char *
 import (AppChatStore *store,
         const char   *name)
 {
-  g_autofree char *path = golden_image (name);
+  g_autofree char *path = ui_harness_golden_image (name);
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GError) error = NULL;
   char *id = app_chat_store_import_image_file (store, file, &error);
@@ -179,61 +174,19 @@ n_chats (void)
   return g_list_model_get_n_items (app_chat_store_get_chats (app_application_get_store (app)));
 }
 
-static AppChat *
-find_chat (const char *id)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) chat = g_list_model_get_item (chats, i);
-
-      if (g_str_equal (app_chat_get_id (chat), id))
-        return chat;
-    }
-  return NULL;
-}
-
-/* The sidebar's list: the list view whose model is a single selection. */
-static GtkListView *
-find_chat_list (GtkWidget *root)
-{
-  if (GTK_IS_LIST_VIEW (root) &&
-      GTK_IS_SINGLE_SELECTION (gtk_list_view_get_model (GTK_LIST_VIEW (root))))
-    return GTK_LIST_VIEW (root);
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkListView *found = find_chat_list (c);
-
-      if (found)
-        return found;
-    }
-  return NULL;
-}
-
 /* Chooses a chat in the sidebar, as a click does. */
 static void
 select_chat (const char *id)
 {
-  GtkListView *list = find_chat_list (GTK_WIDGET (main_window ()));
-  GListModel *chats;
+  GtkWidget *window = GTK_WIDGET (main_window ());
+  GtkListView *list = ui_find_chat_list (window);
 
   g_assert_nonnull (list);
-  chats = G_LIST_MODEL (gtk_list_view_get_model (list));
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
-
-      if (g_str_equal (app_chat_get_id (c), id))
-        {
-          gtk_single_selection_set_selected (GTK_SINGLE_SELECTION (chats), i);
-          ui_harness_spin (0.1);
-          return;
-        }
-    }
-  g_error ("chat %s is not in the sidebar", id);
+  gtk_single_selection_set_selected (GTK_SINGLE_SELECTION (gtk_list_view_get_model (list)),
+                                     ui_find_chat_position (window,
+                                                            ui_harness_find_chat (app, id)));
+  ui_harness_spin (0.1);
 }
-
 /* The first shown widget under `root` with the CSS class. */
 static GtkWidget *
 find_class (GtkWidget  *root,
@@ -283,20 +236,18 @@ missing_tile_shown (gpointer data)
 static AppMessage *
 last_message (const char *chat_id)
 {
-  AppChat *chat = find_chat (chat_id);
+  AppChat *chat = ui_harness_find_chat (app, chat_id);
 
   g_assert_nonnull (chat);
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
+  return ui_harness_last_message (chat);
 }
 
 static gboolean
 answer_done (gpointer data)
 {
   g_autoptr(AppMessage) m = last_message (data);
-  AppMessageState s = app_message_get_state (m);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
+  return ui_harness_answer_ended (m);
 }
 
 static gboolean
@@ -311,7 +262,7 @@ images_ready (gpointer data)
 static void
 attach (const char *name)
 {
-  g_autofree char *path = golden_image (name);
+  g_autofree char *path = ui_harness_golden_image (name);
   g_autoptr(GFile) file = g_file_new_for_path (path);
   GSList *files = g_slist_append (NULL, file);
   g_auto(GStrv) before = app_composer_get_images (composer ());
@@ -348,7 +299,7 @@ question_has_no_image_on_disk (gpointer data)
 static gboolean
 chat_loaded (gpointer id)
 {
-  return find_chat (id) != NULL;
+  return ui_harness_find_chat (app, id) != NULL;
 }
 
 /* The window, the model ready and the chats read (the one named `id` among them). Each test
@@ -446,10 +397,10 @@ test_delete_chat (void)
   /* deleted, and brought back with Undo */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
                                              undo_chat));
-  g_assert_null (find_chat (undo_chat));
+  g_assert_null (ui_harness_find_chat (app, undo_chat));
   wait_for (undo_shown, NULL, "the Undo button");
   g_signal_emit_by_name (find_button (GTK_WIDGET (window), "_Undo"), "clicked");
-  g_assert_nonnull (find_chat (undo_chat));
+  g_assert_nonnull (ui_harness_find_chat (app, undo_chat));
 
   /* deleted for good */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
@@ -466,11 +417,11 @@ test_delete_chat (void)
   wait_for (file_gone, shared_file, "the second deleted chat's file to go");
   ui_harness_spin (1);
   g_assert_true (file_exists (shared));
-  g_assert_null (find_chat (own_chat));
-  g_assert_null (find_chat (shared_chat_a));
+  g_assert_null (ui_harness_find_chat (app, own_chat));
+  g_assert_null (ui_harness_find_chat (app, shared_chat_a));
   g_assert_true (file_exists (undo_file));
   g_assert_true (file_exists (undo));
-  g_assert_nonnull (find_chat (undo_chat));
+  g_assert_nonnull (ui_harness_find_chat (app, undo_chat));
 }
 
 /* An attachment removed before sending is deleted, unless a chat shows it. */
@@ -600,7 +551,7 @@ check_after_restart (char **ids)
   select_chat (new_chat);
   {
     g_autofree char *text = composer_text ();
-    AppChat *chat = find_chat (new_chat);
+    AppChat *chat = ui_harness_find_chat (app, new_chat);
 
     g_assert_cmpstr (text, ==, "Only a draft so far");
     g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 0);

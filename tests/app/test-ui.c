@@ -32,43 +32,6 @@ images_ready (gpointer data)
   return app_composer_has_images (composer) && !app_composer_is_importing (composer);
 }
 
-static AppChat *
-current_chat (void)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-
-  g_assert_cmpuint (g_list_model_get_n_items (chats), >, 0);
-  return g_list_model_get_item (chats, 0);
-}
-
-static AppMessage *
-last_message (void)
-{
-  g_autoptr(AppChat) chat = current_chat ();
-
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
-}
-
-static gboolean
-answer_done (gpointer data)
-{
-  g_autoptr(AppMessage) m = last_message ();
-  AppMessageState s = app_message_get_state (m);
-
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
-}
-
-static gboolean
-answer_streaming (gpointer data)
-{
-  g_autoptr(AppMessage) m = last_message ();
-
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         app_message_get_state (m) == APP_MESSAGE_STREAMING &&
-         app_message_get_text (m)[0] != '\0';
-}
-
 static gboolean
 window_drawn (gpointer data)
 {
@@ -114,8 +77,7 @@ test_chat_with_image (void)
   AppComposer *composer;
   GtkDropTarget *drop = NULL;
   g_autoptr(GListModel) controllers = NULL;
-  g_autofree char *image = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
-                                             "multi_image_2.png", NULL);
+  g_autofree char *image = ui_harness_golden_image ("multi_image_2.png");
   g_autoptr(GFile) file = g_file_new_for_path (image);
   GSList *files = g_slist_append (NULL, file);
   g_auto(GValue) value = G_VALUE_INIT;
@@ -155,8 +117,8 @@ test_chat_with_image (void)
   /* 2. ask, and wait for the streamed answer */
   send (composer, "What is in this picture?");
   g_assert_false (app_composer_has_images (composer)); /* sent with the question */
-  wait_for (answer_done, NULL, "the first answer");
-  chat = current_chat ();
+  wait_for (ui_harness_newest_answer_ended, app, "the first answer");
+  chat = ui_harness_newest_chat (app);
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   question = app_chat_get_message (chat, 0);
   answer = app_chat_get_message (chat, 1);
@@ -177,11 +139,11 @@ test_chat_with_image (void)
   /* 3. a second, long answer: stop it while it streams */
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 4096);
   send (composer, "Tell me much more.");
-  wait_for (answer_streaming, NULL, "the second answer to stream");
+  wait_for (ui_harness_newest_answer_streaming, app, "the second answer to stream");
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
-  wait_for (answer_done, NULL, "the stop");
+  wait_for (ui_harness_newest_answer_ended, app, "the stop");
   {
-    g_autoptr(AppMessage) stopped = last_message ();
+    g_autoptr(AppMessage) stopped = ui_harness_newest_message (app);
 
     g_assert_cmpint (app_message_get_state (stopped), ==, APP_MESSAGE_STOPPED);
     g_assert_cmpuint (app_message_get_n_tokens (stopped), <, 4096);
@@ -190,9 +152,9 @@ test_chat_with_image (void)
   /* 4. the session is still usable: a third answer completes */
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 16);
   send (composer, "Thanks!");
-  wait_for (answer_done, NULL, "the third answer");
+  wait_for (ui_harness_newest_answer_ended, app, "the third answer");
   {
-    g_autoptr(AppMessage) third = last_message ();
+    g_autoptr(AppMessage) third = ui_harness_newest_message (app);
 
     g_assert_cmpint (app_message_get_state (third), ==, APP_MESSAGE_COMPLETE);
   }

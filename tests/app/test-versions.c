@@ -50,53 +50,31 @@ composer (void)
   return APP_COMPOSER (c);
 }
 
-/* The chat saved last: the one the tests work in. */
-static AppChat *
-current_chat (void)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-
-  g_assert_cmpuint (g_list_model_get_n_items (chats), >, 0);
-  return g_list_model_get_item (chats, 0);
-}
-
 static AppMessage *
 message_at (guint position)
 {
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   AppMessage *m = app_chat_get_message (chat, position);
 
   g_assert_nonnull (m);
   return m;
 }
 
-static AppMessage *
-last_message (void)
-{
-  g_autoptr(AppChat) chat = current_chat ();
-
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
-}
-
 static gboolean
 answer_done (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message ();
-  AppMessageState s = app_message_get_state (m);
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         s != APP_MESSAGE_PENDING && s != APP_MESSAGE_STREAMING;
+  return ui_harness_answer_settled (m);
 }
 
 /* At least `data` bytes streamed. */
 static gboolean
 answer_streaming (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message ();
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         app_message_get_state (m) == APP_MESSAGE_STREAMING &&
-         strlen (app_message_get_text (m)) >= GPOINTER_TO_SIZE (data);
+  return ui_harness_answer_streaming (m, GPOINTER_TO_SIZE (data));
 }
 
 static void
@@ -113,7 +91,7 @@ ask (const char *text)
 
   send (text);
   wait_for (answer_done, NULL, text);
-  answer = last_message ();
+  answer = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (answer), ==, APP_MESSAGE_COMPLETE);
 }
 
@@ -133,7 +111,7 @@ composer_text (void)
 static char *
 shown_texts (void)
 {
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   GString *s = g_string_new (NULL);
 
   for (guint i = 0; i < app_chat_get_n_messages (chat); i++)
@@ -329,7 +307,7 @@ previous_version (AppMessage *message)
 static void
 test_interrupted_continue (void)
 {
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autoptr(AppMessage) answer = NULL;
   GtkWidget *row;
 
@@ -363,7 +341,7 @@ two_exchanges (void)
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   ask ("First question");
   ask ("Second question");
-  chat = current_chat ();
+  chat = ui_harness_newest_chat (app);
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 4);
   app_composer_set_text (composer (), "A draft of mine");
   /* kept in the chat, and saved with it half a second after the typing stops */
@@ -377,7 +355,7 @@ static void
 test_edit_cancel (void)
 {
   g_autofree char *first_branch = two_exchanges ();
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autofree char *file_before = read_chat_file (chat);
   g_autofree char *file_after = NULL;
   g_autofree char *text = NULL;
@@ -441,7 +419,7 @@ static void
 test_edit_send (void)
 {
   g_autofree char *first_branch = two_exchanges ();
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autoptr(AppMessage) edited = NULL;
   g_autoptr(AppMessage) original = NULL;
   g_autoptr(AppChat) on_disk = NULL;
@@ -481,7 +459,7 @@ static void
 test_regenerate (void)
 {
   g_autofree char *first_branch = two_exchanges ();
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autoptr(AppMessage) old = message_at (3);
   g_autoptr(AppMessage) first_answer = message_at (1);
   g_autoptr(AppMessage) new = NULL;
@@ -535,8 +513,8 @@ test_length_continue (void)
   set_max_tokens (5);
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   ask ("Tell me a long story.");
-  chat = current_chat ();
-  answer = last_message ();
+  chat = ui_harness_newest_chat (app);
+  answer = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_finish_reason (answer), ==, APP_FINISH_LENGTH);
   on_disk = load_chat_file (chat);
   {
@@ -580,7 +558,7 @@ test_saved_while_streaming (void)
   set_max_tokens (4000);
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   send ("Tell me a very long story.");
-  chat = current_chat ();
+  chat = ui_harness_newest_chat (app);
   /* from the start, the file never has the answer as a complete empty one */
   on_disk = load_chat_file (chat);
   saved = app_chat_get_message (on_disk, 1);
@@ -591,7 +569,7 @@ test_saved_while_streaming (void)
 
   wait_for (answer_streaming, GSIZE_TO_POINTER (1), "the answer to stream");
   ui_harness_wait (streaming_saved, chat, "the streaming answer in the chat file", 10);
-  streaming = last_message ();
+  streaming = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (streaming), ==, APP_MESSAGE_STREAMING);
   on_disk = load_chat_file (chat);
   saved = app_chat_get_message (on_disk, 1);
@@ -623,8 +601,8 @@ test_quit_while_answering (void)
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   send ("Tell me another very long story.");
   wait_for (answer_streaming, GSIZE_TO_POINTER (4), "the answer to stream");
-  chat = current_chat ();
-  answer = last_message ();
+  chat = ui_harness_newest_chat (app);
+  answer = ui_harness_newest_message (app);
 
   g_action_group_activate_action (G_ACTION_GROUP (app), "quit", NULL);
   text = g_strdup (app_message_get_text (answer));

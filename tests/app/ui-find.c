@@ -1,6 +1,8 @@
 /* ui-find.c - see ui-find.h. */
 #include "ui-find.h"
 
+#include <adwaita.h>
+
 #include <string.h>
 
 GtkWidget *
@@ -95,6 +97,27 @@ ui_find_any (GtkWidget *root,
   return NULL;
 }
 
+gboolean
+ui_find_shows_text (GtkWidget  *root,
+                    const char *text)
+{
+  if (!gtk_widget_get_visible (root))
+    return FALSE;
+  if (GTK_IS_LABEL (root) && strstr (gtk_label_get_text (GTK_LABEL (root)), text))
+    return TRUE;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    if (ui_find_shows_text (c, text))
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
+ui_find_toast (GtkWidget  *root,
+               const char *text)
+{
+  return ui_find_shows_text (ui_find_any (root, ADW_TYPE_TOAST_OVERLAY), text);
+}
+
 GtkListView *
 ui_find_chat_list (GtkWidget *root)
 {
@@ -109,6 +132,25 @@ ui_find_chat_list (GtkWidget *root)
         return found;
     }
   return NULL;
+}
+
+guint
+ui_find_chat_position (GtkWidget *root,
+                       gpointer   chat)
+{
+  GtkListView *list = ui_find_chat_list (root);
+  GListModel *chats;
+
+  g_assert_nonnull (list);
+  chats = G_LIST_MODEL (gtk_list_view_get_model (list));
+  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
+    {
+      g_autoptr(GObject) c = g_list_model_get_item (chats, i);
+
+      if (c == chat)
+        return i;
+    }
+  g_error ("the chat is not in the sidebar");
 }
 
 static gboolean

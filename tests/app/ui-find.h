@@ -25,8 +25,17 @@ GtkWidget       *ui_find_type                  (GtkWidget       *root,
 /* Any widget of `type` under `root`, shown or not. */
 GtkWidget       *ui_find_any                   (GtkWidget       *root,
                                                 GType            type);
+/* A visible label under `root` (mapped or not, as a toast's while it fades in) holds `text`. */
+gboolean         ui_find_shows_text            (GtkWidget       *root,
+                                                const char      *text);
+/* The window `root`'s toast overlay shows a toast saying `text`. */
+gboolean         ui_find_toast                 (GtkWidget       *root,
+                                                const char      *text);
 /* The sidebar's chat list: the list view whose model is a single selection. */
 GtkListView     *ui_find_chat_list             (GtkWidget       *root);
+/* The position of `chat` in the sidebar's chat list under `root`; fails when it is not there. */
+guint            ui_find_chat_position         (GtkWidget       *root,
+                                                gpointer         chat);
 /* The composer's send (or stop) button. */
 GtkWidget       *ui_find_send_button           (GtkWidget       *composer);
 

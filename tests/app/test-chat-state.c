@@ -36,12 +36,6 @@ window (void)
   return GTK_WIDGET (gtk_application_get_active_window (GTK_APPLICATION (app)));
 }
 
-static gboolean
-window_mapped (gpointer data)
-{
-  return gtk_widget_get_mapped (window ());
-}
-
 static AppComposer *
 composer (void)
 {
@@ -470,7 +464,7 @@ main (int   argc,
   g_application_activate (G_APPLICATION (app));
   gtk_window_set_default_size (GTK_WINDOW (window ()), 1100, 760);
   ui_harness_wait_ready (app, TIMEOUT_S);
-  wait_for (window_mapped, NULL, "the window");
+  wait_for (ui_harness_window_mapped, app, "the window");
   g_test_add_func ("/app/chat-state/answer-per-chat", test_answer_per_chat);
   g_test_add_func ("/app/chat-state/reading-progress", test_reading_progress);
   g_test_add_func ("/app/chat-state/narrow", test_narrow);

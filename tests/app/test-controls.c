@@ -172,15 +172,8 @@ static AppMessageRow *
 row_of (guint pos)
 {
   g_autoptr(AppMessage) m = app_chat_get_message (current_chat (), pos);
-  AppMessageRow *row;
 
-  for (guint i = 0;
-       (row = APP_MESSAGE_ROW (ui_harness_find_widget (GTK_WIDGET (main_window ()),
-                                                       APP_TYPE_MESSAGE_ROW, i)));
-       i++)
-    if (app_message_row_get_message (row) == m)
-      return row;
-  return NULL;
+  return APP_MESSAGE_ROW (ui_harness_message_row (GTK_WIDGET (main_window ()), m));
 }
 
 /* The row of message `pos` is wholly or partly in view; its top and bottom in the scroller. */
@@ -930,22 +923,18 @@ composer_idle (gpointer data)
 }
 
 /* The shown button under `root` labelled `label`. */
+static gboolean
+is_labelled_button (GtkWidget     *w,
+                    gconstpointer  label)
+{
+  return GTK_IS_BUTTON (w) && g_strcmp0 (gtk_button_get_label (GTK_BUTTON (w)), label) == 0;
+}
+
 static GtkWidget *
 find_labelled_button (GtkWidget  *root,
                       const char *label)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_BUTTON (root) && g_strcmp0 (gtk_button_get_label (GTK_BUTTON (root)), label) == 0)
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_labelled_button (c, label);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, is_labelled_button, label);
 }
 
 static gboolean
@@ -1012,24 +1001,6 @@ test_import_errors (void)
  * Drag and drop: the window says where images can go
  */
 
-/* The first controller of `type` on the window. */
-static GtkEventController *
-window_controller (GType type)
-{
-  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (GTK_WIDGET (main_window ()));
-
-  GtkEventController *found = NULL;
-
-  for (guint i = 0; i < g_list_model_get_n_items (controllers) && !found; i++)
-    {
-      g_autoptr(GtkEventController) c = g_list_model_get_item (controllers, i);
-
-      if (G_TYPE_CHECK_INSTANCE_TYPE (c, type))
-        found = c;   /* the window keeps it */
-    }
-  return found;
-}
-
 static gboolean
 drop_hint_shown (void)
 {
@@ -1048,8 +1019,8 @@ test_drop_highlight (void)
 
   window_ready ();
   app_composer_clear (composer ());
-  motion = window_controller (GTK_TYPE_DROP_CONTROLLER_MOTION);
-  drop = window_controller (GTK_TYPE_DROP_TARGET);
+  motion = ui_find_controller (GTK_WIDGET (main_window ()), GTK_TYPE_DROP_CONTROLLER_MOTION);
+  drop = ui_find_controller (GTK_WIDGET (main_window ()), GTK_TYPE_DROP_TARGET);
   g_assert_nonnull (motion);
   g_assert_nonnull (drop);
   g_assert_false (drop_hint_shown ());

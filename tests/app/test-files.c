@@ -188,43 +188,34 @@ select_chat (const char *id)
   ui_harness_spin (0.1);
 }
 /* The first shown widget under `root` with the CSS class. */
+static gboolean
+shows_css_class (GtkWidget     *w,
+                 gconstpointer  css_class)
+{
+  return gtk_widget_has_css_class (w, css_class) && gtk_widget_get_mapped (w);
+}
+
 static GtkWidget *
 find_class (GtkWidget  *root,
             const char *css_class)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (gtk_widget_has_css_class (root, css_class) && gtk_widget_get_mapped (root))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_class (c, css_class);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, shows_css_class, css_class);
 }
 
 /* The first shown button under `root` whose label or tooltip is `text`. */
+static gboolean
+is_button_for (GtkWidget     *w,
+               gconstpointer  text)
+{
+  return GTK_IS_BUTTON (w) && (g_strcmp0 (gtk_button_get_label (GTK_BUTTON (w)), text) == 0 ||
+                               g_strcmp0 (gtk_widget_get_tooltip_text (w), text) == 0);
+}
+
 static GtkWidget *
 find_button (GtkWidget  *root,
              const char *text)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_BUTTON (root) &&
-      (g_strcmp0 (gtk_button_get_label (GTK_BUTTON (root)), text) == 0 ||
-       g_strcmp0 (gtk_widget_get_tooltip_text (root), text) == 0))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_button (c, text);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, is_button_for, text);
 }
 
 static gboolean

@@ -57,12 +57,6 @@ wait_state (AppEngineState state,
   wait_for (state_is, GINT_TO_POINTER (state), what);
 }
 
-static gboolean
-window_mapped (gpointer data)
-{
-  return gtk_widget_get_mapped (window ());
-}
-
 /* The conversation is on screen: its messages are drawn. */
 static gboolean
 chat_shown (gpointer data)
@@ -315,7 +309,7 @@ main (int   argc,
   g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
   g_application_activate (G_APPLICATION (app));
   gtk_window_set_default_size (GTK_WINDOW (window ()), 1100, 760);
-  wait_for (window_mapped, NULL, "the window");
+  wait_for (ui_harness_window_mapped, app, "the window");
   g_test_add_func ("/app/model-state/no-model", test_no_model);
   g_test_add_func ("/app/model-state/failed", test_failed);
   g_test_add_func ("/app/model-state/welcome", test_welcome);

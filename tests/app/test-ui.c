@@ -10,6 +10,7 @@
 #include "app-composer.h"
 #include "app-engine.h"
 #include "app-preferences.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -76,7 +77,6 @@ test_chat_with_image (void)
   GtkWindow *window;
   AppComposer *composer;
   GtkDropTarget *drop = NULL;
-  g_autoptr(GListModel) controllers = NULL;
   g_autofree char *image = ui_harness_golden_image ("multi_image_2.png");
   g_autoptr(GFile) file = g_file_new_for_path (image);
   GSList *files = g_slist_append (NULL, file);
@@ -98,14 +98,7 @@ test_chat_with_image (void)
   g_assert_nonnull (composer);
 
   /* 1. drop an image file on the window, through its drop target */
-  controllers = gtk_widget_observe_controllers (GTK_WIDGET (window));
-  for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
-    {
-      g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
-
-      if (GTK_IS_DROP_TARGET (c))
-        drop = GTK_DROP_TARGET (c);
-    }
+  drop = GTK_DROP_TARGET (ui_find_controller (GTK_WIDGET (window), GTK_TYPE_DROP_TARGET));
   g_assert_nonnull (drop);
   g_value_init (&value, GDK_TYPE_FILE_LIST);
   g_value_take_boxed (&value, gdk_file_list_new_from_list (files));

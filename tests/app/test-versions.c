@@ -16,6 +16,7 @@
 
 #include "app-composer.h"
 #include "app-message-row.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -177,67 +178,53 @@ settle (void)
 static AppMessageRow *
 row_for (AppMessage *message)
 {
-  GtkWidget *window = GTK_WIDGET (main_window ());
-  GtkWidget *row;
+  GtkWidget *row = ui_harness_message_row (GTK_WIDGET (main_window ()), message);
 
-  for (guint i = 0; (row = ui_harness_find_widget (window, APP_TYPE_MESSAGE_ROW, i)); i++)
-    if (app_message_row_get_message (APP_MESSAGE_ROW (row)) == message)
-      return APP_MESSAGE_ROW (row);
+  if (row)
+    return APP_MESSAGE_ROW (row);
   g_error ("no row shows \"%s\"", app_message_get_text (message));
+}
+
+static gboolean
+has_css_class (GtkWidget     *w,
+               gconstpointer  css_class)
+{
+  return gtk_widget_has_css_class (w, css_class);
 }
 
 static GtkWidget *
 find_css (GtkWidget  *root,
           const char *css_class)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (gtk_widget_has_css_class (root, css_class))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_css (c, css_class);
+  return ui_find_visible (root, has_css_class, css_class);
+}
 
-      if (found)
-        return found;
-    }
-  return NULL;
+static gboolean
+is_label (GtkWidget     *w,
+          gconstpointer  text)
+{
+  return GTK_IS_LABEL (w) && g_strcmp0 (gtk_label_get_text (GTK_LABEL (w)), text) == 0;
 }
 
 static GtkWidget *
 find_label (GtkWidget  *root,
             const char *text)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_LABEL (root) && g_strcmp0 (gtk_label_get_text (GTK_LABEL (root)), text) == 0)
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_label (c, text);
+  return ui_find_visible (root, is_label, text);
+}
 
-      if (found)
-        return found;
-    }
-  return NULL;
+static gboolean
+is_icon_button (GtkWidget     *w,
+                gconstpointer  icon)
+{
+  return GTK_IS_BUTTON (w) && g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (w)), icon) == 0;
 }
 
 static GtkWidget *
 find_icon_button (GtkWidget  *root,
                   const char *icon)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_BUTTON (root) && g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (root)), icon) == 0)
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_icon_button (c, icon);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, is_icon_button, icon);
 }
 
 /* The "2 / 3" of a message's row, or NULL while the message has one version. */

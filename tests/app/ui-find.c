@@ -5,23 +5,41 @@
 
 #include <string.h>
 
-GtkWidget *
-ui_find_mapped (GtkWidget     *root,
-                UiMatch        match,
-                gconstpointer  data)
+/* The first widget under `root` that `match` accepts, looking only where `shown` says yes. */
+static GtkWidget *
+find_shown (GtkWidget     *root,
+            gboolean     (*shown) (GtkWidget *),
+            UiMatch        match,
+            gconstpointer  data)
 {
-  if (!gtk_widget_get_mapped (root))
+  if (!shown (root))
     return NULL;
   if (match (root, data))
     return root;
   for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
     {
-      GtkWidget *found = ui_find_mapped (c, match, data);
+      GtkWidget *found = find_shown (c, shown, match, data);
 
       if (found)
         return found;
     }
   return NULL;
+}
+
+GtkWidget *
+ui_find_mapped (GtkWidget     *root,
+                UiMatch        match,
+                gconstpointer  data)
+{
+  return find_shown (root, gtk_widget_get_mapped, match, data);
+}
+
+GtkWidget *
+ui_find_visible (GtkWidget     *root,
+                 UiMatch        match,
+                 gconstpointer  data)
+{
+  return find_shown (root, gtk_widget_get_visible, match, data);
 }
 
 static gboolean
@@ -101,16 +119,8 @@ gboolean
 ui_find_shows_text (GtkWidget  *root,
                     const char *text)
 {
-  if (!gtk_widget_get_visible (root))
-    return FALSE;
-  if (GTK_IS_LABEL (root) && strstr (gtk_label_get_text (GTK_LABEL (root)), text))
-    return TRUE;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    if (ui_find_shows_text (c, text))
-      return TRUE;
-  return FALSE;
+  return ui_find_visible (root, is_label_with, text) != NULL;
 }
-
 gboolean
 ui_find_toast (GtkWidget  *root,
                const char *text)
@@ -151,6 +161,23 @@ ui_find_chat_position (GtkWidget *root,
         return i;
     }
   g_error ("the chat is not in the sidebar");
+}
+
+GtkEventController *
+ui_find_controller (GtkWidget *widget,
+                    GType      type)
+{
+  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (widget);
+  GtkEventController *found = NULL;
+
+  for (guint i = 0; i < g_list_model_get_n_items (controllers) && !found; i++)
+    {
+      g_autoptr(GtkEventController) c = g_list_model_get_item (controllers, i);
+
+      if (G_TYPE_CHECK_INSTANCE_TYPE (c, type))
+        found = c;   /* the widget keeps it */
+    }
+  return found;
 }
 
 static gboolean

@@ -1,6 +1,8 @@
 /* ui-harness.c - see ui-harness.h. */
 #include "ui-harness.h"
 
+#include "app-message-row.h"
+
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -109,6 +111,18 @@ ui_harness_find_widget (GtkWidget *root,
   return find_widget (root, type, &n);
 }
 
+GtkWidget *
+ui_harness_message_row (GtkWidget  *root,
+                        AppMessage *message)
+{
+  GtkWidget *row;
+
+  for (guint i = 0; (row = ui_harness_find_widget (root, APP_TYPE_MESSAGE_ROW, i)); i++)
+    if (app_message_row_get_message (APP_MESSAGE_ROW (row)) == message)
+      return row;
+  return NULL;
+}
+
 void
 ui_harness_set_model (const char *name)
 {
@@ -162,6 +176,12 @@ ui_harness_wait (gboolean  (*done) (gpointer),
       g_main_context_iteration (NULL, FALSE);
       g_usleep (1000);
     }
+}
+
+gboolean
+ui_harness_window_mapped (gpointer app)
+{
+  return gtk_widget_get_mapped (GTK_WIDGET (gtk_application_get_active_window (app)));
 }
 
 void

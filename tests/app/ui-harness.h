@@ -25,6 +25,10 @@ void             ui_harness_add_grounding_chat (void);
 GtkWidget       *ui_harness_find_widget        (GtkWidget       *root,
                                                 GType            type,
                                                 guint            n);
+/* The shown row (an AppMessageRow) under `root` of `message`, or NULL while the conversation has
+ * made none for it. */
+GtkWidget       *ui_harness_message_row        (GtkWidget       *root,
+                                                AppMessage      *message);
 /* Aims the settings at the golden mini model `name` in $VL2_FIXTURE_DIR ("mini-tiny"), or at
  * no model when NULL (the welcome page); a running application loads it at once. */
 void             ui_harness_set_model          (const char      *name);
@@ -38,6 +42,8 @@ void             ui_harness_wait               (gboolean       (*done) (gpointer
                                                 gpointer         data,
                                                 const char      *what,
                                                 int              timeout_s);
+/* For ui_harness_wait, `data` the application: its active window is on screen. */
+gboolean         ui_harness_window_mapped      (gpointer         app);
 /* Runs the main loop until the model is ready; fails on a load error or after timeout_s. */
 void             ui_harness_wait_ready         (AppApplication  *app,
                                                 int              timeout_s);

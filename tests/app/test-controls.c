@@ -40,6 +40,28 @@ static AppApplication *app;
  * The long chat
  */
 
+/* A complete message without images, as the chat file has it. */
+static void
+add_message (JsonBuilder *b,
+             const char  *role,
+             const char  *text,
+             gint64       created)
+{
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "role");
+  json_builder_add_string_value (b, role);
+  json_builder_set_member_name (b, "text");
+  json_builder_add_string_value (b, text);
+  json_builder_set_member_name (b, "images");
+  json_builder_begin_array (b);
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "state");
+  json_builder_add_string_value (b, "complete");
+  json_builder_set_member_name (b, "created");
+  json_builder_add_int_value (b, created);
+  json_builder_end_object (b);
+}
+
 static char *
 long_chat_file (const char *dir)
 {
@@ -74,32 +96,8 @@ long_chat_file (const char *dir)
         g_string_append_printf (answer, "Paragraph %d of answer %d: the corn is yellow, the "
                                 "husks are green, and the light comes from the left of the "
                                 "picture, where a window must be.\n\n", p + 1, i + 1);
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "role");
-      json_builder_add_string_value (b, "user");
-      json_builder_set_member_name (b, "text");
-      json_builder_add_string_value (b, question);
-      json_builder_set_member_name (b, "images");
-      json_builder_begin_array (b);
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "state");
-      json_builder_add_string_value (b, "complete");
-      json_builder_set_member_name (b, "created");
-      json_builder_add_int_value (b, 1794000000000000 + i * 2000000);
-      json_builder_end_object (b);
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "role");
-      json_builder_add_string_value (b, "assistant");
-      json_builder_set_member_name (b, "text");
-      json_builder_add_string_value (b, answer->str);
-      json_builder_set_member_name (b, "images");
-      json_builder_begin_array (b);
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "state");
-      json_builder_add_string_value (b, "complete");
-      json_builder_set_member_name (b, "created");
-      json_builder_add_int_value (b, 1794000000000000 + i * 2000000 + 1000000);
-      json_builder_end_object (b);
+      add_message (b, "user", question, 1794000000000000 + i * 2000000);
+      add_message (b, "assistant", answer->str, 1794000000000000 + i * 2000000 + 1000000);
     }
   json_builder_end_array (b);
   json_builder_end_object (b);

@@ -40,14 +40,6 @@ static char *shared_image;
 static char *undo_image;
 static char *orphan_image;
 
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
 static char *
 data_path (const char *folder,
            const char *name)
@@ -260,7 +252,8 @@ attach (const char *name)
 
   app_composer_add_files (composer (), files);
   g_slist_free (files);
-  wait_for (images_ready, GUINT_TO_POINTER (g_strv_length (before) + 1), "the attachment");
+  ui_harness_wait_for (images_ready, GUINT_TO_POINTER (g_strv_length (before) + 1),
+                       "the attachment");
 }
 
 /* The question's images in the chat's file on disk. */
@@ -307,7 +300,7 @@ start (const char *id)
   g_assert_nonnull (window);
   gtk_window_set_default_size (window, 1100, 760);
   ui_harness_wait_ready (app, TIMEOUT_S);
-  wait_for (chat_loaded, (gpointer) id, "the chats");
+  ui_harness_wait_for (chat_loaded, (gpointer) id, "the chats");
   return window;
 }
 
@@ -326,7 +319,7 @@ test_startup_sweep (void)
 
   start (draft_chat_y);
   g_assert_cmpuint (n_chats (), ==, 7);
-  wait_for (file_gone, orphan, "the forgotten image to be swept");
+  ui_harness_wait_for (file_gone, orphan, "the forgotten image to be swept");
   g_assert_true (file_exists (own));
   g_assert_true (file_exists (shared));
   g_assert_true (file_exists (undo));
@@ -343,14 +336,14 @@ test_missing_image (void)
   start (missing_chat);
   select_chat (missing_chat);
   c = composer ();
-  wait_for (missing_tile_shown, NULL, "the missing image's tile");
+  ui_harness_wait_for (missing_tile_shown, NULL, "the missing image's tile");
   tile = find_class (GTK_WIDGET (main_window ()), "missing-image");
   g_assert_nonnull (find_button (tile, "_Remove"));
   g_assert_nonnull (find_button (tile, "Re_place…"));
 
   app_composer_set_text (c, "And what colour is it?");
   g_signal_emit_by_name (c, "send");
-  wait_for (answer_done, missing_chat, "the follow-up's answer");
+  ui_harness_wait_for (answer_done, missing_chat, "the follow-up's answer");
   answer = last_message (missing_chat);
   if (app_message_get_state (answer) != APP_MESSAGE_COMPLETE)
     g_error ("the follow-up ended in state %d: %s", app_message_get_state (answer),
@@ -362,7 +355,8 @@ test_missing_image (void)
   tile = find_class (GTK_WIDGET (main_window ()), "missing-image");
   remove = find_button (tile, "_Remove");
   g_signal_emit_by_name (remove, "clicked");
-  wait_for (question_has_no_image_on_disk, missing_chat, "the chat saved without the image");
+  ui_harness_wait_for (question_has_no_image_on_disk, missing_chat,
+                       "the chat saved without the image");
   g_assert_false (missing_tile_shown (NULL));
 }
 
@@ -389,7 +383,7 @@ test_delete_chat (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
                                              undo_chat));
   g_assert_null (ui_harness_find_chat (app, undo_chat));
-  wait_for (undo_shown, NULL, "the Undo button");
+  ui_harness_wait_for (undo_shown, NULL, "the Undo button");
   g_signal_emit_by_name (find_button (GTK_WIDGET (window), "_Undo"), "clicked");
   g_assert_nonnull (ui_harness_find_chat (app, undo_chat));
 
@@ -403,9 +397,9 @@ test_delete_chat (void)
   g_assert_true (file_exists (own));
   g_assert_true (file_exists (own_file));
   /* their toasts time out one after the other */
-  wait_for (file_gone, own_file, "the deleted chat's file to go");
-  wait_for (file_gone, own, "the deleted chat's image to go");
-  wait_for (file_gone, shared_file, "the second deleted chat's file to go");
+  ui_harness_wait_for (file_gone, own_file, "the deleted chat's file to go");
+  ui_harness_wait_for (file_gone, own, "the deleted chat's image to go");
+  ui_harness_wait_for (file_gone, shared_file, "the second deleted chat's file to go");
   ui_harness_spin (1);
   g_assert_true (file_exists (shared));
   g_assert_null (ui_harness_find_chat (app, own_chat));
@@ -430,7 +424,7 @@ test_remove_attachment (void)
   g_assert_true (file_exists (path));
   g_signal_emit_by_name (find_button (GTK_WIDGET (composer ()), "Remove Image"), "clicked");
   g_assert_false (app_composer_has_images (composer ()));
-  wait_for (file_gone, path, "the removed attachment to be deleted");
+  ui_harness_wait_for (file_gone, path, "the removed attachment to be deleted");
 
   /* the same picture as a chat's: removing it from the composer leaves the chat's */
   attach ("visual_grounding_1.png");
@@ -512,7 +506,7 @@ test_drafts (void)
   /* the application quits, as Ctrl+Q does (its main loop would end there, and
    * g_application_run() would shut it down), and another process starts it again */
   g_action_group_activate_action (G_ACTION_GROUP (app), "quit", NULL);
-  wait_for (window_gone, NULL, "the window to close");
+  ui_harness_wait_for (window_gone, NULL, "the window to close");
   g_signal_emit_by_name (app, "shutdown");
   {
     const char *child_argv[] = { test_program, "--after-restart", new_chat, draft_chat_x,
@@ -553,7 +547,7 @@ check_after_restart (char **ids)
     g_auto(GStrv) ids_now = NULL;
     g_autofree char *path = image_path (x_image);
 
-    wait_for (images_ready, GUINT_TO_POINTER (1), "X's image");
+    ui_harness_wait_for (images_ready, GUINT_TO_POINTER (1), "X's image");
     ids_now = app_composer_get_images (composer ());
     g_assert_cmpstr (text, ==, "Where is the red one?");
     g_assert_cmpint (app_composer_get_prompt_kind (composer ()), ==, APP_PROMPT_FIND);

@@ -23,14 +23,6 @@ static AppApplication *app;
 static const char *test_program;
 static gboolean checked;
 
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
 static GtkWindow *
 main_window (void)
 {
@@ -96,7 +88,7 @@ wait_images (guint       n,
              const char *what)
 {
   wanted_images = n;
-  wait_for (images_ready, NULL, what);
+  ui_harness_wait_for (images_ready, NULL, what);
 }
 
 static gboolean
@@ -170,15 +162,15 @@ check_cb (gpointer data)
   wait_images (2, "the two images of the command line");
   first_images = app_composer_get_images (composer ());
   g_assert_cmpstr (first_images[0], !=, first_images[1]);
-  wait_for (toast_shown, (gpointer) "wait in a new chat", "the toast about the model");
-  wait_for (toast_shown, (gpointer) BAD_FILE, "the toast naming the text file");
+  ui_harness_wait_for (toast_shown, (gpointer) "wait in a new chat", "the toast about the model");
+  ui_harness_wait_for (toast_shown, (gpointer) BAD_FILE, "the toast naming the text file");
   g_assert_cmpuint (failures->len, ==, 1);
   g_assert_nonnull (strstr (g_ptr_array_index (failures, 0), BAD_FILE));
 
   /* 2. a model is chosen: the chat page shows the same chat with its images */
   ui_harness_set_model ("mini-tiny");
   ui_harness_wait_ready (app, TIMEOUT_S);
-  wait_for (composer_mapped, NULL, "the chat page");
+  ui_harness_wait_for (composer_mapped, NULL, "the chat page");
   g_assert_true (newest_chat_selected () == first);
   g_object_unref (first);
   {
@@ -231,13 +223,13 @@ check_cb (gpointer data)
                         &pid, &error))
       g_error ("cannot start the second instance: %s", error->message);
     g_child_watch_add (pid, child_exited_cb, &child);
-    wait_for (third_chat_opened, &child, "the second instance's files");
+    ui_harness_wait_for (third_chat_opened, &child, "the second instance's files");
     g_assert_true (g_spawn_check_wait_status (child.status, NULL));
   }
   third = newest_chat_selected ();
   g_assert_true (third != first && third != second);
   wait_images (1, "the image forwarded by the second instance");
-  wait_for (toast_shown, (gpointer) REMOTE_URI, "the toast refusing the http:// URI");
+  ui_harness_wait_for (toast_shown, (gpointer) REMOTE_URI, "the toast refusing the http:// URI");
   g_assert_cmpuint (failures->len, ==, 1);
 
   checked = TRUE;

@@ -17,14 +17,6 @@
 
 static AppApplication *app;
 
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
 static gboolean
 images_ready (gpointer data)
 {
@@ -105,12 +97,12 @@ test_chat_with_image (void)
   g_slist_free (files);
   g_signal_emit_by_name (drop, "drop", &value, 400.0, 300.0, &accepted);
   g_assert_true (accepted);
-  wait_for (images_ready, composer, "the dropped image");
+  ui_harness_wait_for (images_ready, composer, "the dropped image");
 
   /* 2. ask, and wait for the streamed answer */
   send (composer, "What is in this picture?");
   g_assert_false (app_composer_has_images (composer)); /* sent with the question */
-  wait_for (ui_harness_newest_answer_ended, app, "the first answer");
+  ui_harness_wait_for (ui_harness_newest_answer_ended, app, "the first answer");
   chat = ui_harness_newest_chat (app);
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   question = app_chat_get_message (chat, 0);
@@ -132,9 +124,9 @@ test_chat_with_image (void)
   /* 3. a second, long answer: stop it while it streams */
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 4096);
   send (composer, "Tell me much more.");
-  wait_for (ui_harness_newest_answer_streaming, app, "the second answer to stream");
+  ui_harness_wait_for (ui_harness_newest_answer_streaming, app, "the second answer to stream");
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
-  wait_for (ui_harness_newest_answer_ended, app, "the stop");
+  ui_harness_wait_for (ui_harness_newest_answer_ended, app, "the stop");
   {
     g_autoptr(AppMessage) stopped = ui_harness_newest_message (app);
 
@@ -145,7 +137,7 @@ test_chat_with_image (void)
   /* 4. the session is still usable: a third answer completes */
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 16);
   send (composer, "Thanks!");
-  wait_for (ui_harness_newest_answer_ended, app, "the third answer");
+  ui_harness_wait_for (ui_harness_newest_answer_ended, app, "the third answer");
   {
     g_autoptr(AppMessage) third = ui_harness_newest_message (app);
 
@@ -167,7 +159,7 @@ test_chat_with_image (void)
   }
 
   /* 6. a screenshot of the window, once it has been drawn */
-  wait_for (window_drawn, window, "the window to be drawn");
+  ui_harness_wait_for (window_drawn, window, "the window to be drawn");
   ui_harness_spin (0.2);
   shot_dir = g_strdup (g_getenv ("VL2_SCREENSHOT_DIR"));
   if (!shot_dir)

@@ -25,14 +25,6 @@
 
 static AppApplication *app;
 
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
 static GtkWindow *
 main_window (void)
 {
@@ -91,7 +83,7 @@ ask (const char *text)
   g_autoptr(AppMessage) answer = NULL;
 
   send (text);
-  wait_for (answer_done, NULL, text);
+  ui_harness_wait_for (answer_done, NULL, text);
   answer = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (answer), ==, APP_MESSAGE_COMPLETE);
 }
@@ -308,7 +300,7 @@ test_interrupted_continue (void)
 
   set_max_tokens (6);
   click (find_css (row, "continue"));
-  wait_for (answer_done, NULL, "the continued answer");
+  ui_harness_wait_for (answer_done, NULL, "the continued answer");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   g_test_message ("continued: \"%s\"", app_message_get_text (answer));
   g_assert_true (g_str_has_prefix (app_message_get_text (answer), INTERRUPTED_TEXT));
@@ -415,7 +407,7 @@ test_edit_send (void)
 
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.edit-message", "u", 0);
   send ("First question, edited");
-  wait_for (answer_done, NULL, "the answer to the edited question");
+  ui_harness_wait_for (answer_done, NULL, "the answer to the edited question");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   edited = message_at (0);
   g_assert_cmpstr (app_message_get_text (edited), ==, "First question, edited");
@@ -456,7 +448,7 @@ test_regenerate (void)
   settle ();
   g_assert_null (version_label (old));
   click (find_icon_button (GTK_WIDGET (row_for (old)), "view-refresh-symbolic"));
-  wait_for (answer_done, NULL, "the regenerated answer");
+  ui_harness_wait_for (answer_done, NULL, "the regenerated answer");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 4);
   new = message_at (3);
   g_assert_true (new != old);
@@ -470,7 +462,7 @@ test_regenerate (void)
   /* the first answer, written again: the conversation goes on from the new one */
   g_clear_object (&new);
   click (find_icon_button (GTK_WIDGET (row_for (first_answer)), "view-refresh-symbolic"));
-  wait_for (answer_done, NULL, "the first answer written again");
+  ui_harness_wait_for (answer_done, NULL, "the first answer written again");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   new = message_at (1);
   g_assert_true (new != first_answer);
@@ -515,7 +507,7 @@ test_length_continue (void)
   first = g_strchomp (g_strdup (app_message_get_text (answer)));
 
   click (find_css (row, "continue"));
-  wait_for (answer_done, NULL, "the continuation");
+  ui_harness_wait_for (answer_done, NULL, "the continuation");
   g_test_message ("\"%s\" went on as \"%s\"", first, app_message_get_text (answer));
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   g_assert_true (g_str_has_prefix (app_message_get_text (answer), first));
@@ -554,7 +546,7 @@ test_saved_while_streaming (void)
   g_clear_object (&saved);
   g_clear_object (&on_disk);
 
-  wait_for (answer_streaming, GSIZE_TO_POINTER (1), "the answer to stream");
+  ui_harness_wait_for (answer_streaming, GSIZE_TO_POINTER (1), "the answer to stream");
   ui_harness_wait (streaming_saved, chat, "the streaming answer in the chat file", 10);
   streaming = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (streaming), ==, APP_MESSAGE_STREAMING);
@@ -564,7 +556,7 @@ test_saved_while_streaming (void)
   g_assert_true (g_str_has_prefix (app_message_get_text (streaming),
                                    app_message_get_text (saved)));
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.stop", NULL);
-  wait_for (answer_done, NULL, "the stop");
+  ui_harness_wait_for (answer_done, NULL, "the stop");
 }
 
 /* Ctrl+Q while an answer streams: its text is in the file, marked interrupted. */
@@ -587,7 +579,7 @@ test_quit_while_answering (void)
   set_max_tokens (4000);
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   send ("Tell me another very long story.");
-  wait_for (answer_streaming, GSIZE_TO_POINTER (4), "the answer to stream");
+  ui_harness_wait_for (answer_streaming, GSIZE_TO_POINTER (4), "the answer to stream");
   chat = ui_harness_newest_chat (app);
   answer = ui_harness_newest_message (app);
 

@@ -7,6 +7,8 @@
 #include <json-glib/json-glib.h>
 #include <string.h>
 
+#define TIMEOUT_S 120
+
 char *
 ui_harness_isolate (const char *name)
 {
@@ -176,6 +178,14 @@ ui_harness_wait (gboolean  (*done) (gpointer),
       g_main_context_iteration (NULL, FALSE);
       g_usleep (1000);
     }
+}
+
+void
+ui_harness_wait_for (gboolean  (*done) (gpointer),
+                     gpointer    data,
+                     const char *what)
+{
+  ui_harness_wait (done, data, what, TIMEOUT_S);
 }
 
 gboolean

@@ -44,6 +44,10 @@ void             ui_harness_wait               (gboolean       (*done) (gpointer
                                                 int              timeout_s);
 /* For ui_harness_wait, `data` the application: its active window is on screen. */
 gboolean         ui_harness_window_mapped      (gpointer         app);
+/* ui_harness_wait with the 120 s the UI tests give anything to happen. */
+void             ui_harness_wait_for           (gboolean       (*done) (gpointer),
+                                                gpointer         data,
+                                                const char      *what);
 /* Runs the main loop until the model is ready; fails on a load error or after timeout_s. */
 void             ui_harness_wait_ready         (AppApplication  *app,
                                                 int              timeout_s);

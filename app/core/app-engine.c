@@ -891,6 +891,32 @@ drop_placeholders (const char     *text,
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
 
+/* Appends turn `t` to msgs with the n_kept images of imgs (of its n; NULL when none is
+ * kept): its text loses the placeholders of the images left out (dropped[k]), and the text
+ * made for that is added to `texts`, which must outlive msgs. */
+static void
+append_message (GArray             *msgs,
+                GPtrArray          *texts,
+                const TurnSnapshot *t,
+                vl2_image          *imgs,
+                guint               n_kept,
+                const gboolean     *dropped,
+                guint               n)
+{
+  vl2_message m = { t->assistant ? VL2_ROLE_ASSISTANT : VL2_ROLE_USER, t->text, NULL, 0 };
+
+  if (n_kept < n)
+    {
+      char *text = drop_placeholders (t->text, dropped, n);
+
+      g_ptr_array_add (texts, text);
+      m.content = text;
+    }
+  m.images = n_kept ? imgs : NULL;
+  m.n_images = (int) n_kept;
+  g_array_append_val (msgs, m);
+}
+
 /* Builds the prompt from turns [first, n); returns NULL and sets error when it fails. Images
  * whose files are gone are left out and listed in job->missing_images. */
 static vl2_prompt *
@@ -915,7 +941,6 @@ build_prompt (AppEngine  *self,
   for (guint i = first; i < job->turns->len; i++)
     {
       TurnSnapshot *t = &g_array_index (job->turns, TurnSnapshot, i);
-      vl2_message m = { t->assistant ? VL2_ROLE_ASSISTANT : VL2_ROLE_USER, t->text, NULL, 0 };
       guint n = t->image_paths ? g_strv_length (t->image_paths) : 0;
 
       if (n > 0)
@@ -947,7 +972,6 @@ build_prompt (AppEngine  *self,
           if (n_found < n)
             {
               g_autofree char *stripped = g_strstrip (g_strdup (t->text));
-              char *text;
 
               /* images alone were the question, and they are gone */
               if (n_found == 0 && !stripped[0] && i == last_user)
@@ -961,15 +985,11 @@ build_prompt (AppEngine  *self,
                                                     n));
                   return NULL;
                 }
-              text = drop_placeholders (t->text, missing, n);
-
-              g_ptr_array_add (texts, text);
-              m.content = text;
             }
-          m.images = n_found ? imgs : NULL;
-          m.n_images = (int) n_found;
+          append_message (msgs, texts, t, imgs, n_found, missing, n);
         }
-      g_array_append_val (msgs, m);
+      else
+        append_message (msgs, texts, t, NULL, 0, NULL, 0);
     }
   conv.messages = (const vl2_message *) msgs->data;
   conv.n_messages = (int) msgs->len;
@@ -1193,7 +1213,6 @@ count_turns (AppEngine  *self,
   for (guint i = first; i < turns->len; i++)
     {
       TurnSnapshot *t = &g_array_index (turns, TurnSnapshot, i);
-      vl2_message m = { t->assistant ? VL2_ROLE_ASSISTANT : VL2_ROLE_USER, t->text, NULL, 0 };
       guint n_paths = t->image_paths ? g_strv_length (t->image_paths) : 0;
 
       if (n_paths > 0)
@@ -1213,17 +1232,10 @@ count_turns (AppEngine  *self,
               if (!drop[k])
                 imgs[n_kept++] = (vl2_image) { w, h, 0, NULL };
             }
-          if (n_kept < n_paths)
-            {
-              char *text = drop_placeholders (t->text, drop, n_paths);
-
-              g_ptr_array_add (keep, text);
-              m.content = text;
-            }
-          m.images = n_kept ? imgs : NULL;
-          m.n_images = (int) n_kept;
+          append_message (msgs, keep, t, imgs, n_kept, drop, n_paths);
         }
-      g_array_append_val (msgs, m);
+      else
+        append_message (msgs, keep, t, NULL, 0, NULL, 0);
     }
   conv.messages = (const vl2_message *) msgs->data;
   conv.n_messages = (int) msgs->len;

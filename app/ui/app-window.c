@@ -613,29 +613,19 @@ interrupt_answer (AppWindow *self)
   save_chat (self, chat);
 }
 
-/* The sampling keys are maybe-typed: unset ("nothing") leaves the engine's default. */
+/* The sampling keys are maybe-typed ("md", "mi"): unset ("nothing") leaves the engine's
+ * default in *value, set stores it there, as the type inside the maybe says (a double, an
+ * int). */
 static void
-settings_double (GSettings  *settings,
-                 const char *key,
-                 double     *value)
+settings_maybe (GSettings  *settings,
+                const char *key,
+                gpointer    value)
 {
   g_autoptr(GVariant) maybe = g_settings_get_value (settings, key);
   g_autoptr(GVariant) just = g_variant_get_maybe (maybe);
 
   if (just)
-    *value = g_variant_get_double (just);
-}
-
-static void
-settings_int (GSettings  *settings,
-              const char *key,
-              int        *value)
-{
-  g_autoptr(GVariant) maybe = g_settings_get_value (settings, key);
-  g_autoptr(GVariant) just = g_variant_get_maybe (maybe);
-
-  if (just)
-    *value = g_variant_get_int32 (just);
+    g_variant_get (just, g_variant_get_type_string (just), value);
 }
 
 static void
@@ -643,10 +633,10 @@ settings_params (AppWindow         *self,
                  AppGenerateParams *p)
 {
   app_generate_params_init (p);
-  settings_double (self->settings, "temperature", &p->temperature);
-  settings_double (self->settings, "top-p", &p->top_p);
-  settings_int (self->settings, "max-new-tokens", &p->max_new_tokens);
-  settings_double (self->settings, "repetition-penalty", &p->repetition_penalty);
+  settings_maybe (self->settings, "temperature", &p->temperature);
+  settings_maybe (self->settings, "top-p", &p->top_p);
+  settings_maybe (self->settings, "max-new-tokens", &p->max_new_tokens);
+  settings_maybe (self->settings, "repetition-penalty", &p->repetition_penalty);
   p->system_prompt = g_settings_get_string (self->settings, "system-prompt");
   /* what the person chose to leave out to fit the context (app-context-bar.c) */
   p->leave_out_images =

@@ -36,8 +36,7 @@ static const char answer[] =
 static void
 add_chat (AppChatStore *store)
 {
-  g_autofree char *photo = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", "vqa_1.jpg",
-                                             NULL);
+  g_autofree char *photo = ui_harness_golden_image ("vqa_1.jpg");
   g_autoptr(GFile) file = g_file_new_for_path (photo);
   g_autoptr(GError) error = NULL;
   g_autofree char *id = app_chat_store_import_image_file (store, file, &error);

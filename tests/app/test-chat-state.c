@@ -22,24 +22,10 @@
 static AppApplication *app;
 static char *home;
 
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
 static GtkWidget *
 window (void)
 {
   return GTK_WIDGET (gtk_application_get_active_window (GTK_APPLICATION (app)));
-}
-
-static gboolean
-window_mapped (gpointer data)
-{
-  return gtk_widget_get_mapped (window ());
 }
 
 static AppComposer *
@@ -57,16 +43,11 @@ store (void)
 static AppChat *
 find_chat (const char *id)
 {
-  GListModel *chats = app_chat_store_get_chats (store ());
+  AppChat *chat = ui_harness_find_chat (app, id);
 
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
-
-      if (g_str_equal (app_chat_get_id (c), id))
-        return c;
-    }
-  g_error ("no chat %s", id);
+  if (!chat)
+    g_error ("no chat %s", id);
+  return chat;
 }
 
 static GtkSingleSelection *
@@ -78,38 +59,17 @@ chat_selection (void)
   return GTK_SINGLE_SELECTION (gtk_list_view_get_model (list));
 }
 
-static guint
-chat_position (AppChat *chat)
-{
-  GListModel *chats = G_LIST_MODEL (chat_selection ());
-
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
-
-      if (c == chat)
-        return i;
-    }
-  g_error ("the chat is not in the sidebar");
-}
-
 /* As a click in the sidebar does. */
 static void
 select_chat (AppChat *chat)
 {
-  gtk_single_selection_set_selected (chat_selection (), chat_position (chat));
-}
-
-static AppMessage *
-last_message (AppChat *chat)
-{
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
+  gtk_single_selection_set_selected (chat_selection (), ui_find_chat_position (window (), chat));
 }
 
 static gboolean
 streaming (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message (data);
+  g_autoptr(AppMessage) m = ui_harness_last_message (data);
 
   return app_message_get_state (m) == APP_MESSAGE_STREAMING && app_message_get_text (m)[0];
 }
@@ -117,11 +77,9 @@ streaming (gpointer data)
 static gboolean
 answered (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message (data);
-  AppMessageState s = app_message_get_state (m);
+  g_autoptr(AppMessage) m = ui_harness_last_message (data);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT && s != APP_MESSAGE_PENDING &&
-         s != APP_MESSAGE_STREAMING;
+  return ui_harness_answer_settled (m);
 }
 
 static gboolean
@@ -149,7 +107,7 @@ ask_in_new_chat (const char  *question,
     {
       app_composer_add_files (composer (), files);
       g_slist_free_full (files, g_object_unref);
-      wait_for (images_ready, GUINT_TO_POINTER (n), "the images");
+      ui_harness_wait_for (images_ready, GUINT_TO_POINTER (n), "the images");
     }
   app_composer_set_text (composer (), question);
   g_signal_emit_by_name (composer (), "send");
@@ -170,7 +128,7 @@ row_spinner (const char *title)
 {
   GtkWidget *label;
 
-  wait_for (row_shown, (gpointer) title, title);
+  ui_harness_wait_for (row_shown, (gpointer) title, title);
   label = ui_find_label (GTK_WIDGET (ui_find_chat_list (window ())), title);
   return ui_find_type (gtk_widget_get_parent (label), GTK_TYPE_SPINNER);
 }
@@ -192,7 +150,7 @@ test_answer_per_chat (void)
 
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 4096);
   a = ask_in_new_chat ("Tell me a long story.", NULL);
-  wait_for (streaming, a, "chat A's answer to stream");
+  ui_harness_wait_for (streaming, a, "chat A's answer to stream");
   g_assert_cmpstr (send_icon (), ==, "media-playback-stop-symbolic");
 
   select_chat (b);
@@ -209,14 +167,14 @@ test_answer_per_chat (void)
   /* Escape in B: A goes on */
   gtk_widget_activate_action (window (), "win.stop", NULL);
   ui_harness_spin (0.3);
-  answer = last_message (a);
+  answer = ui_harness_last_message (a);
   g_assert_cmpint (app_message_get_state (answer), ==, APP_MESSAGE_STREAMING);
 
   /* back in A: Stop, and it stops */
   select_chat (a);
   g_assert_cmpstr (send_icon (), ==, "media-playback-stop-symbolic");
   g_signal_emit_by_name (ui_find_send_button (GTK_WIDGET (composer ())), "clicked");
-  wait_for (answered, a, "chat A's answer to stop");
+  ui_harness_wait_for (answered, a, "chat A's answer to stop");
   g_assert_cmpint (app_message_get_state (answer), ==, APP_MESSAGE_STOPPED);
   g_assert_null (row_spinner ("Tell me a long story."));
   g_assert_cmpstr (send_icon (), ==, "go-up-symbolic");
@@ -243,10 +201,8 @@ bar_shown (gpointer data)
 static void
 test_reading_progress (void)
 {
-  g_autofree char *sign = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", "vqa_1.jpg",
-                                            NULL);
-  g_autofree char *giraffes = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
-                                                "visual_grounding_1.png", NULL);
+  g_autofree char *sign = ui_harness_golden_image ("vqa_1.jpg");
+  g_autofree char *giraffes = ui_harness_golden_image ("visual_grounding_1.png");
   const char *images[] = { sign, giraffes, NULL };
   g_autoptr(GPtrArray) texts = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(AppChat) chat = NULL;
@@ -256,11 +212,11 @@ test_reading_progress (void)
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 2);
   chat = ask_in_new_chat ("What differs between these?", images);
   /* the answer's row, waiting: a progress bar, not a spinner */
-  wait_for (bar_shown, NULL, "a progress bar in the answer");
+  ui_harness_wait_for (bar_shown, NULL, "a progress bar in the answer");
   bar = ui_find_type (window (), GTK_TYPE_PROGRESS_BAR);
   g_signal_connect (bar, "notify::text", G_CALLBACK (bar_text_cb), texts);
   bar_text_cb (GTK_PROGRESS_BAR (bar), NULL, texts);
-  wait_for (answered, chat, "the answer about two images");
+  ui_harness_wait_for (answered, chat, "the answer about two images");
   g_signal_handlers_disconnect_by_data (bar, texts);
   for (guint i = 0; i < texts->len; i++)
     {
@@ -318,12 +274,13 @@ test_narrow (void)
 
   select_chat (chat);
   gtk_window_set_default_size (GTK_WINDOW (window ()), 360, 700);
-  wait_for (folded, NULL, "the window to fold");
+  ui_harness_wait_for (folded, NULL, "the window to fold");
 
   /* Enter on the row */
   back_to_chats ();
   g_assert_true (gtk_single_selection_get_selected_item (chat_selection ()) == chat);
-  g_signal_emit_by_name (ui_find_chat_list (window ()), "activate", chat_position (chat));
+  g_signal_emit_by_name (ui_find_chat_list (window ()), "activate",
+                         ui_find_chat_position (window (), chat));
   g_assert_true (content_shown ());
 
   /* a click on the row: its gestures, from the row's contents up to the list's row */
@@ -352,7 +309,7 @@ test_narrow (void)
   g_assert_true (clicked);
   g_assert_true (content_shown ());
   gtk_window_set_default_size (GTK_WINDOW (window ()), 1100, 760);
-  wait_for (unfolded, NULL, "the window to unfold");
+  ui_harness_wait_for (unfolded, NULL, "the window to unfold");
 }
 
 static GtkFileChooser *
@@ -399,7 +356,7 @@ save_as (const char *name)
   g_autoptr(GtkWidget) held = NULL;
   GtkFileChooser *dialog;
 
-  wait_for (dialog_shown, NULL, "the save dialog");
+  ui_harness_wait_for (dialog_shown, NULL, "the save dialog");
   /* held: the dialog goes with its GtkFileChooserNative once it has answered */
   dialog = save_dialog ();
   held = g_object_ref (GTK_WIDGET (dialog));
@@ -458,7 +415,7 @@ test_export (void)
   g_assert_true (gtk_widget_activate_action (window (), "win.export-chat", "(ss)", FIXTURE_ID,
                                              "markdown"));
   md_path = save_as ("Corn and giraffes.md");
-  wait_for (file_written, md_path, "the Markdown file");
+  ui_harness_wait_for (file_written, md_path, "the Markdown file");
   g_assert_true (g_file_get_contents (md_path, &md, NULL, NULL));
   g_test_message ("%s", md);
   g_assert_true (g_str_has_prefix (md, "# What is this?\n"));
@@ -477,7 +434,7 @@ test_export (void)
   select_chat (chat);
   g_assert_true (gtk_widget_activate_action (window (), "win.export-current", "s", "json"));
   json_path = save_as ("chat.json");
-  wait_for (file_written, json_path, "the JSON file");
+  ui_harness_wait_for (file_written, json_path, "the JSON file");
   json_parser_load_from_file (parser, json_path, &error);
   g_assert_no_error (error);
   root = json_node_get_object (json_parser_get_root (parser));
@@ -500,7 +457,7 @@ main (int   argc,
   g_application_activate (G_APPLICATION (app));
   gtk_window_set_default_size (GTK_WINDOW (window ()), 1100, 760);
   ui_harness_wait_ready (app, TIMEOUT_S);
-  wait_for (window_mapped, NULL, "the window");
+  ui_harness_wait_for (ui_harness_window_mapped, app, "the window");
   g_test_add_func ("/app/chat-state/answer-per-chat", test_answer_per_chat);
   g_test_add_func ("/app/chat-state/reading-progress", test_reading_progress);
   g_test_add_func ("/app/chat-state/narrow", test_narrow);

@@ -2140,21 +2140,32 @@ typedef struct
   GThread *thread;
 } Callbacks;
 
+/* Counts a store call that finished with `finish`, and whether it failed. */
+static void
+count_finished (Callbacks     *callbacks,
+                gboolean     (*finish) (AppChatStore *, GAsyncResult *, GError **),
+                GObject       *source,
+                GAsyncResult  *result)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!finish (APP_CHAT_STORE (source), result, &error))
+    {
+      g_test_message ("failed: %s", error->message);
+      callbacks->failed++;
+    }
+  callbacks->finished++;
+}
+
 static void
 saved_cb (GObject      *source,
           GAsyncResult *result,
           gpointer      user_data)
 {
   Callbacks *callbacks = user_data;
-  g_autoptr(GError) error = NULL;
 
-  if (!app_chat_store_save_finish (APP_CHAT_STORE (source), result, &error))
-    {
-      g_test_message ("save failed: %s", error->message);
-      callbacks->failed++;
-    }
   g_assert_true (g_thread_self () == callbacks->thread);
-  callbacks->finished++;
+  count_finished (callbacks, app_chat_store_save_finish, source, result);
 }
 
 static void
@@ -2162,12 +2173,7 @@ purged_cb (GObject      *source,
            GAsyncResult *result,
            gpointer      user_data)
 {
-  Callbacks *callbacks = user_data;
-  g_autoptr(GError) error = NULL;
-
-  if (!app_chat_store_purge_finish (APP_CHAT_STORE (source), result, &error))
-    callbacks->failed++;
-  callbacks->finished++;
+  count_finished (user_data, app_chat_store_purge_finish, source, result);
 }
 
 static void
@@ -2175,12 +2181,7 @@ loaded_cb (GObject      *source,
            GAsyncResult *result,
            gpointer      user_data)
 {
-  Callbacks *callbacks = user_data;
-  g_autoptr(GError) error = NULL;
-
-  if (!app_chat_store_load_finish (APP_CHAT_STORE (source), result, &error))
-    callbacks->failed++;
-  callbacks->finished++;
+  count_finished (user_data, app_chat_store_load_finish, source, result);
 }
 
 static void

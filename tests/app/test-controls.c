@@ -26,6 +26,7 @@
 #include "app-image-viewer.h"
 #include "app-markdown-view.h"
 #include "app-message-row.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -38,6 +39,28 @@ static AppApplication *app;
 /* ------------------------------------------------------------------------------------------
  * The long chat
  */
+
+/* A complete message without images, as the chat file has it. */
+static void
+add_message (JsonBuilder *b,
+             const char  *role,
+             const char  *text,
+             gint64       created)
+{
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "role");
+  json_builder_add_string_value (b, role);
+  json_builder_set_member_name (b, "text");
+  json_builder_add_string_value (b, text);
+  json_builder_set_member_name (b, "images");
+  json_builder_begin_array (b);
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "state");
+  json_builder_add_string_value (b, "complete");
+  json_builder_set_member_name (b, "created");
+  json_builder_add_int_value (b, created);
+  json_builder_end_object (b);
+}
 
 static char *
 long_chat_file (const char *dir)
@@ -73,32 +96,8 @@ long_chat_file (const char *dir)
         g_string_append_printf (answer, "Paragraph %d of answer %d: the corn is yellow, the "
                                 "husks are green, and the light comes from the left of the "
                                 "picture, where a window must be.\n\n", p + 1, i + 1);
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "role");
-      json_builder_add_string_value (b, "user");
-      json_builder_set_member_name (b, "text");
-      json_builder_add_string_value (b, question);
-      json_builder_set_member_name (b, "images");
-      json_builder_begin_array (b);
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "state");
-      json_builder_add_string_value (b, "complete");
-      json_builder_set_member_name (b, "created");
-      json_builder_add_int_value (b, 1794000000000000 + i * 2000000);
-      json_builder_end_object (b);
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "role");
-      json_builder_add_string_value (b, "assistant");
-      json_builder_set_member_name (b, "text");
-      json_builder_add_string_value (b, answer->str);
-      json_builder_set_member_name (b, "images");
-      json_builder_begin_array (b);
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "state");
-      json_builder_add_string_value (b, "complete");
-      json_builder_set_member_name (b, "created");
-      json_builder_add_int_value (b, 1794000000000000 + i * 2000000 + 1000000);
-      json_builder_end_object (b);
+      add_message (b, "user", question, 1794000000000000 + i * 2000000);
+      add_message (b, "assistant", answer->str, 1794000000000000 + i * 2000000 + 1000000);
     }
   json_builder_end_array (b);
   json_builder_end_object (b);
@@ -171,15 +170,8 @@ static AppMessageRow *
 row_of (guint pos)
 {
   g_autoptr(AppMessage) m = app_chat_get_message (current_chat (), pos);
-  AppMessageRow *row;
 
-  for (guint i = 0;
-       (row = APP_MESSAGE_ROW (ui_harness_find_widget (GTK_WIDGET (main_window ()),
-                                                       APP_TYPE_MESSAGE_ROW, i)));
-       i++)
-    if (app_message_row_get_message (row) == m)
-      return row;
-  return NULL;
+  return APP_MESSAGE_ROW (ui_harness_message_row (GTK_WIDGET (main_window ()), m));
 }
 
 /* The row of message `pos` is wholly or partly in view; its top and bottom in the scroller. */
@@ -303,63 +295,10 @@ find_button (GtkWidget  *root,
   return NULL;
 }
 
-/* A label shown under `root` holds `text`. */
-static gboolean
-label_shows (GtkWidget  *root,
-             const char *text)
-{
-  if (!gtk_widget_get_visible (root))
-    return FALSE;
-  if (GTK_IS_LABEL (root) && strstr (gtk_label_get_text (GTK_LABEL (root)), text))
-    return TRUE;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    if (label_shows (c, text))
-      return TRUE;
-  return FALSE;
-}
-
 static gboolean
 toast_shown (gpointer data)
 {
-  GtkWidget *overlay = ui_harness_find_widget (GTK_WIDGET (main_window ()),
-                                               ADW_TYPE_TOAST_OVERLAY, 0);
-
-  return label_shows (overlay, data);
-}
-
-typedef struct
-{
-  char *text;
-  gboolean done;
-} ClipboardRead;
-
-static void
-clipboard_read_cb (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
-{
-  ClipboardRead *r = user_data;
-  g_autoptr(GError) error = NULL;
-
-  r->text = gdk_clipboard_read_text_finish (GDK_CLIPBOARD (source), result, &error);
-  g_assert_no_error (error);
-  r->done = TRUE;
-}
-
-static gboolean
-flag_set (gpointer data)
-{
-  return *(gboolean *) data;
-}
-
-static char *
-clipboard_text (GdkClipboard *clipboard)
-{
-  ClipboardRead read = { 0 };
-
-  gdk_clipboard_read_text_async (clipboard, NULL, clipboard_read_cb, &read);
-  ui_harness_wait (flag_set, &read.done, "the clipboard's text", TIMEOUT_S);
-  return read.text;
+  return ui_find_toast (GTK_WIDGET (main_window ()), data);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -464,7 +403,8 @@ test_copy (void)
   g_assert_cmpfloat (fabs (gtk_adjustment_get_value (adj) - before), <, 1);
   ui_harness_wait (toast_shown, (gpointer) "Message copied", "the toast of Copy", TIMEOUT_S);
   {
-    g_autofree char *text = clipboard_text (gtk_widget_get_clipboard (copy));
+    g_autofree char *text = ui_harness_clipboard_text (gtk_widget_get_clipboard (copy),
+                                                       TIMEOUT_S);
     g_autoptr(AppMessage) m = app_chat_get_message (current_chat (), pos);
 
     g_assert_cmpstr (text, ==, app_message_get_text (m));
@@ -474,12 +414,9 @@ test_copy (void)
 static gboolean
 answer_done (gpointer data)
 {
-  AppChat *chat = current_chat ();
-  g_autoptr(AppMessage) m = app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
-  AppMessageState s = app_message_get_state (m);
+  g_autoptr(AppMessage) m = ui_harness_last_message (current_chat ());
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
+  return ui_harness_answer_ended (m);
 }
 
 /* Edit on a question in the middle of the chat, its header in view: the question goes to the
@@ -796,7 +733,7 @@ menu_has (GMenuModel *menu,
 static gboolean
 toast_in (gpointer data)
 {
-  return label_shows (GTK_WIDGET (data), "Image saved");
+  return ui_find_shows_text (GTK_WIDGET (data), "Image saved");
 }
 
 static gboolean
@@ -845,7 +782,7 @@ test_viewer_plain (void)
     gdk_clipboard_set_text (clipboard, "");
     g_assert_true (gtk_widget_activate_action (GTK_WIDGET (viewer), "viewer.copy-image", NULL));
     gdk_clipboard_read_texture_async (clipboard, NULL, texture_read_cb, &read);
-    ui_harness_wait (flag_set, &read.done, "the copied image", TIMEOUT_S);
+    ui_harness_wait (ui_harness_flag_set, &read.done, "the copied image", TIMEOUT_S);
     g_assert_cmpint (gdk_texture_get_width (read.texture), ==, 120);
     g_assert_cmpint (gdk_texture_get_height (read.texture), ==, 90);
     g_object_unref (read.texture);
@@ -975,27 +912,27 @@ test_helper_toggles (void)
   g_assert_true (gtk_widget_get_state_flags (find) & GTK_STATE_FLAG_CHECKED);
   assert_accent (find, TRUE);
   assert_accent (caption, FALSE);
-  g_assert_true (label_shows (GTK_WIDGET (composer ()), "What to find in the image"));
+  g_assert_true (ui_find_shows_text (GTK_WIDGET (composer ()), "What to find in the image"));
 
   /* typing hides the placeholder: the helper is still named */
   app_composer_set_text (composer (), "the giraffe at the back");
   ui_harness_spin (0.2);
-  g_assert_false (label_shows (GTK_WIDGET (composer ()), "What to find in the image"));
-  g_assert_true (label_shows (GTK_WIDGET (composer ()), "Find in Image"));
+  g_assert_false (ui_find_shows_text (GTK_WIDGET (composer ()), "What to find in the image"));
+  g_assert_true (ui_find_shows_text (GTK_WIDGET (composer ()), "Find in Image"));
 
   /* the other helper: its name */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (main_window ()),
                                              "win.grounded-caption", NULL));
   assert_accent (caption, TRUE);
   assert_accent (find, FALSE);
-  g_assert_true (label_shows (GTK_WIDGET (composer ()), "Grounded Caption"));
-  g_assert_false (label_shows (GTK_WIDGET (composer ()), "Find in Image"));
+  g_assert_true (ui_find_shows_text (GTK_WIDGET (composer ()), "Grounded Caption"));
+  g_assert_false (ui_find_shows_text (GTK_WIDGET (composer ()), "Find in Image"));
 
   /* off: nothing named */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (main_window ()),
                                              "win.grounded-caption", NULL));
   ui_harness_spin (0.2);
-  g_assert_false (label_shows (GTK_WIDGET (composer ()), "Grounded Caption"));
+  g_assert_false (ui_find_shows_text (GTK_WIDGET (composer ()), "Grounded Caption"));
   app_composer_set_text (composer (), "");
 }
 
@@ -1010,22 +947,18 @@ composer_idle (gpointer data)
 }
 
 /* The shown button under `root` labelled `label`. */
+static gboolean
+is_labelled_button (GtkWidget     *w,
+                    gconstpointer  label)
+{
+  return GTK_IS_BUTTON (w) && g_strcmp0 (gtk_button_get_label (GTK_BUTTON (w)), label) == 0;
+}
+
 static GtkWidget *
 find_labelled_button (GtkWidget  *root,
                       const char *label)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_BUTTON (root) && g_strcmp0 (gtk_button_get_label (GTK_BUTTON (root)), label) == 0)
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_labelled_button (c, label);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, is_labelled_button, label);
 }
 
 static gboolean
@@ -1069,9 +1002,9 @@ test_import_errors (void)
 
   /* one toast says how many, with a button for the details */
   overlay = ui_harness_find_widget (GTK_WIDGET (main_window ()), ADW_TYPE_TOAST_OVERLAY, 0);
-  g_assert_true (label_shows (overlay, "3 files could not be added"));
+  g_assert_true (ui_find_shows_text (overlay, "3 files could not be added"));
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
-    g_assert_false (label_shows (overlay, names[i]));
+    g_assert_false (ui_find_shows_text (overlay, names[i]));
   details = find_labelled_button (overlay, "_Details");
   g_assert_nonnull (details);
 
@@ -1079,49 +1012,30 @@ test_import_errors (void)
   g_signal_emit_by_name (details, "clicked");
   ui_harness_wait (details_shown, &dialog, "the details", TIMEOUT_S);
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
-    g_assert_true (label_shows (dialog, names[i]));
+    g_assert_true (ui_find_shows_text (dialog, names[i]));
   gtk_window_destroy (GTK_WINDOW (dialog));
 
   /* and no other toast waits behind it */
   ui_harness_spin (1);
   for (guint i = 0; i < G_N_ELEMENTS (names); i++)
-    g_assert_false (label_shows (overlay, names[i]));
+    g_assert_false (ui_find_shows_text (overlay, names[i]));
 }
 
 /* ------------------------------------------------------------------------------------------
  * Drag and drop: the window says where images can go
  */
 
-/* The first controller of `type` on the window. */
-static GtkEventController *
-window_controller (GType type)
-{
-  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (GTK_WIDGET (main_window ()));
-
-  GtkEventController *found = NULL;
-
-  for (guint i = 0; i < g_list_model_get_n_items (controllers) && !found; i++)
-    {
-      g_autoptr(GtkEventController) c = g_list_model_get_item (controllers, i);
-
-      if (G_TYPE_CHECK_INSTANCE_TYPE (c, type))
-        found = c;   /* the window keeps it */
-    }
-  return found;
-}
-
 static gboolean
 drop_hint_shown (void)
 {
-  return label_shows (GTK_WIDGET (main_window ()), "Drop images to ask about them");
+  return ui_find_shows_text (GTK_WIDGET (main_window ()), "Drop images to ask about them");
 }
 
 static void
 test_drop_highlight (void)
 {
   GtkEventController *motion, *drop;
-  g_autofree char *image = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
-                                             "multi_image_2.png", NULL);
+  g_autofree char *image = ui_harness_golden_image ("multi_image_2.png");
   g_autoptr(GFile) file = g_file_new_for_path (image);
   GSList *files = g_slist_append (NULL, file);
   g_auto(GValue) value = G_VALUE_INIT;
@@ -1129,8 +1043,8 @@ test_drop_highlight (void)
 
   window_ready ();
   app_composer_clear (composer ());
-  motion = window_controller (GTK_TYPE_DROP_CONTROLLER_MOTION);
-  drop = window_controller (GTK_TYPE_DROP_TARGET);
+  motion = ui_find_controller (GTK_WIDGET (main_window ()), GTK_TYPE_DROP_CONTROLLER_MOTION);
+  drop = ui_find_controller (GTK_WIDGET (main_window ()), GTK_TYPE_DROP_TARGET);
   g_assert_nonnull (motion);
   g_assert_nonnull (drop);
   g_assert_false (drop_hint_shown ());

@@ -17,6 +17,7 @@
 #include <utime.h>
 
 #include "app-composer.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -38,20 +39,6 @@ static char *own_image;
 static char *shared_image;
 static char *undo_image;
 static char *orphan_image;
-
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
-static char *
-golden_image (const char *name)
-{
-  return g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", name, NULL);
-}
 
 static char *
 data_path (const char *folder,
@@ -115,7 +102,7 @@ static char *
 import (AppChatStore *store,
         const char   *name)
 {
-  g_autofree char *path = golden_image (name);
+  g_autofree char *path = ui_harness_golden_image (name);
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GError) error = NULL;
   char *id = app_chat_store_import_image_file (store, file, &error);
@@ -179,99 +166,48 @@ n_chats (void)
   return g_list_model_get_n_items (app_chat_store_get_chats (app_application_get_store (app)));
 }
 
-static AppChat *
-find_chat (const char *id)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) chat = g_list_model_get_item (chats, i);
-
-      if (g_str_equal (app_chat_get_id (chat), id))
-        return chat;
-    }
-  return NULL;
-}
-
-/* The sidebar's list: the list view whose model is a single selection. */
-static GtkListView *
-find_chat_list (GtkWidget *root)
-{
-  if (GTK_IS_LIST_VIEW (root) &&
-      GTK_IS_SINGLE_SELECTION (gtk_list_view_get_model (GTK_LIST_VIEW (root))))
-    return GTK_LIST_VIEW (root);
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkListView *found = find_chat_list (c);
-
-      if (found)
-        return found;
-    }
-  return NULL;
-}
-
 /* Chooses a chat in the sidebar, as a click does. */
 static void
 select_chat (const char *id)
 {
-  GtkListView *list = find_chat_list (GTK_WIDGET (main_window ()));
-  GListModel *chats;
+  GtkWidget *window = GTK_WIDGET (main_window ());
+  GtkListView *list = ui_find_chat_list (window);
 
   g_assert_nonnull (list);
-  chats = G_LIST_MODEL (gtk_list_view_get_model (list));
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
-
-      if (g_str_equal (app_chat_get_id (c), id))
-        {
-          gtk_single_selection_set_selected (GTK_SINGLE_SELECTION (chats), i);
-          ui_harness_spin (0.1);
-          return;
-        }
-    }
-  g_error ("chat %s is not in the sidebar", id);
+  gtk_single_selection_set_selected (GTK_SINGLE_SELECTION (gtk_list_view_get_model (list)),
+                                     ui_find_chat_position (window,
+                                                            ui_harness_find_chat (app, id)));
+  ui_harness_spin (0.1);
+}
+/* The first shown widget under `root` with the CSS class. */
+static gboolean
+shows_css_class (GtkWidget     *w,
+                 gconstpointer  css_class)
+{
+  return gtk_widget_has_css_class (w, css_class) && gtk_widget_get_mapped (w);
 }
 
-/* The first shown widget under `root` with the CSS class. */
 static GtkWidget *
 find_class (GtkWidget  *root,
             const char *css_class)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (gtk_widget_has_css_class (root, css_class) && gtk_widget_get_mapped (root))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_class (c, css_class);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, shows_css_class, css_class);
 }
 
 /* The first shown button under `root` whose label or tooltip is `text`. */
+static gboolean
+is_button_for (GtkWidget     *w,
+               gconstpointer  text)
+{
+  return GTK_IS_BUTTON (w) && (g_strcmp0 (gtk_button_get_label (GTK_BUTTON (w)), text) == 0 ||
+                               g_strcmp0 (gtk_widget_get_tooltip_text (w), text) == 0);
+}
+
 static GtkWidget *
 find_button (GtkWidget  *root,
              const char *text)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_BUTTON (root) &&
-      (g_strcmp0 (gtk_button_get_label (GTK_BUTTON (root)), text) == 0 ||
-       g_strcmp0 (gtk_widget_get_tooltip_text (root), text) == 0))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_button (c, text);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, is_button_for, text);
 }
 
 static gboolean
@@ -283,20 +219,18 @@ missing_tile_shown (gpointer data)
 static AppMessage *
 last_message (const char *chat_id)
 {
-  AppChat *chat = find_chat (chat_id);
+  AppChat *chat = ui_harness_find_chat (app, chat_id);
 
   g_assert_nonnull (chat);
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
+  return ui_harness_last_message (chat);
 }
 
 static gboolean
 answer_done (gpointer data)
 {
   g_autoptr(AppMessage) m = last_message (data);
-  AppMessageState s = app_message_get_state (m);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
+  return ui_harness_answer_ended (m);
 }
 
 static gboolean
@@ -311,14 +245,15 @@ images_ready (gpointer data)
 static void
 attach (const char *name)
 {
-  g_autofree char *path = golden_image (name);
+  g_autofree char *path = ui_harness_golden_image (name);
   g_autoptr(GFile) file = g_file_new_for_path (path);
   GSList *files = g_slist_append (NULL, file);
   g_auto(GStrv) before = app_composer_get_images (composer ());
 
   app_composer_add_files (composer (), files);
   g_slist_free (files);
-  wait_for (images_ready, GUINT_TO_POINTER (g_strv_length (before) + 1), "the attachment");
+  ui_harness_wait_for (images_ready, GUINT_TO_POINTER (g_strv_length (before) + 1),
+                       "the attachment");
 }
 
 /* The question's images in the chat's file on disk. */
@@ -348,7 +283,7 @@ question_has_no_image_on_disk (gpointer data)
 static gboolean
 chat_loaded (gpointer id)
 {
-  return find_chat (id) != NULL;
+  return ui_harness_find_chat (app, id) != NULL;
 }
 
 /* The window, the model ready and the chats read (the one named `id` among them). Each test
@@ -365,7 +300,7 @@ start (const char *id)
   g_assert_nonnull (window);
   gtk_window_set_default_size (window, 1100, 760);
   ui_harness_wait_ready (app, TIMEOUT_S);
-  wait_for (chat_loaded, (gpointer) id, "the chats");
+  ui_harness_wait_for (chat_loaded, (gpointer) id, "the chats");
   return window;
 }
 
@@ -384,7 +319,7 @@ test_startup_sweep (void)
 
   start (draft_chat_y);
   g_assert_cmpuint (n_chats (), ==, 7);
-  wait_for (file_gone, orphan, "the forgotten image to be swept");
+  ui_harness_wait_for (file_gone, orphan, "the forgotten image to be swept");
   g_assert_true (file_exists (own));
   g_assert_true (file_exists (shared));
   g_assert_true (file_exists (undo));
@@ -401,14 +336,14 @@ test_missing_image (void)
   start (missing_chat);
   select_chat (missing_chat);
   c = composer ();
-  wait_for (missing_tile_shown, NULL, "the missing image's tile");
+  ui_harness_wait_for (missing_tile_shown, NULL, "the missing image's tile");
   tile = find_class (GTK_WIDGET (main_window ()), "missing-image");
   g_assert_nonnull (find_button (tile, "_Remove"));
   g_assert_nonnull (find_button (tile, "Re_place…"));
 
   app_composer_set_text (c, "And what colour is it?");
   g_signal_emit_by_name (c, "send");
-  wait_for (answer_done, missing_chat, "the follow-up's answer");
+  ui_harness_wait_for (answer_done, missing_chat, "the follow-up's answer");
   answer = last_message (missing_chat);
   if (app_message_get_state (answer) != APP_MESSAGE_COMPLETE)
     g_error ("the follow-up ended in state %d: %s", app_message_get_state (answer),
@@ -420,7 +355,8 @@ test_missing_image (void)
   tile = find_class (GTK_WIDGET (main_window ()), "missing-image");
   remove = find_button (tile, "_Remove");
   g_signal_emit_by_name (remove, "clicked");
-  wait_for (question_has_no_image_on_disk, missing_chat, "the chat saved without the image");
+  ui_harness_wait_for (question_has_no_image_on_disk, missing_chat,
+                       "the chat saved without the image");
   g_assert_false (missing_tile_shown (NULL));
 }
 
@@ -446,10 +382,10 @@ test_delete_chat (void)
   /* deleted, and brought back with Undo */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
                                              undo_chat));
-  g_assert_null (find_chat (undo_chat));
-  wait_for (undo_shown, NULL, "the Undo button");
+  g_assert_null (ui_harness_find_chat (app, undo_chat));
+  ui_harness_wait_for (undo_shown, NULL, "the Undo button");
   g_signal_emit_by_name (find_button (GTK_WIDGET (window), "_Undo"), "clicked");
-  g_assert_nonnull (find_chat (undo_chat));
+  g_assert_nonnull (ui_harness_find_chat (app, undo_chat));
 
   /* deleted for good */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
@@ -461,16 +397,16 @@ test_delete_chat (void)
   g_assert_true (file_exists (own));
   g_assert_true (file_exists (own_file));
   /* their toasts time out one after the other */
-  wait_for (file_gone, own_file, "the deleted chat's file to go");
-  wait_for (file_gone, own, "the deleted chat's image to go");
-  wait_for (file_gone, shared_file, "the second deleted chat's file to go");
+  ui_harness_wait_for (file_gone, own_file, "the deleted chat's file to go");
+  ui_harness_wait_for (file_gone, own, "the deleted chat's image to go");
+  ui_harness_wait_for (file_gone, shared_file, "the second deleted chat's file to go");
   ui_harness_spin (1);
   g_assert_true (file_exists (shared));
-  g_assert_null (find_chat (own_chat));
-  g_assert_null (find_chat (shared_chat_a));
+  g_assert_null (ui_harness_find_chat (app, own_chat));
+  g_assert_null (ui_harness_find_chat (app, shared_chat_a));
   g_assert_true (file_exists (undo_file));
   g_assert_true (file_exists (undo));
-  g_assert_nonnull (find_chat (undo_chat));
+  g_assert_nonnull (ui_harness_find_chat (app, undo_chat));
 }
 
 /* An attachment removed before sending is deleted, unless a chat shows it. */
@@ -488,7 +424,7 @@ test_remove_attachment (void)
   g_assert_true (file_exists (path));
   g_signal_emit_by_name (find_button (GTK_WIDGET (composer ()), "Remove Image"), "clicked");
   g_assert_false (app_composer_has_images (composer ()));
-  wait_for (file_gone, path, "the removed attachment to be deleted");
+  ui_harness_wait_for (file_gone, path, "the removed attachment to be deleted");
 
   /* the same picture as a chat's: removing it from the composer leaves the chat's */
   attach ("visual_grounding_1.png");
@@ -570,7 +506,7 @@ test_drafts (void)
   /* the application quits, as Ctrl+Q does (its main loop would end there, and
    * g_application_run() would shut it down), and another process starts it again */
   g_action_group_activate_action (G_ACTION_GROUP (app), "quit", NULL);
-  wait_for (window_gone, NULL, "the window to close");
+  ui_harness_wait_for (window_gone, NULL, "the window to close");
   g_signal_emit_by_name (app, "shutdown");
   {
     const char *child_argv[] = { test_program, "--after-restart", new_chat, draft_chat_x,
@@ -600,7 +536,7 @@ check_after_restart (char **ids)
   select_chat (new_chat);
   {
     g_autofree char *text = composer_text ();
-    AppChat *chat = find_chat (new_chat);
+    AppChat *chat = ui_harness_find_chat (app, new_chat);
 
     g_assert_cmpstr (text, ==, "Only a draft so far");
     g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 0);
@@ -611,7 +547,7 @@ check_after_restart (char **ids)
     g_auto(GStrv) ids_now = NULL;
     g_autofree char *path = image_path (x_image);
 
-    wait_for (images_ready, GUINT_TO_POINTER (1), "X's image");
+    ui_harness_wait_for (images_ready, GUINT_TO_POINTER (1), "X's image");
     ids_now = app_composer_get_images (composer ());
     g_assert_cmpstr (text, ==, "Where is the red one?");
     g_assert_cmpint (app_composer_get_prompt_kind (composer ()), ==, APP_PROMPT_FIND);

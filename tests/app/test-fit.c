@@ -813,20 +813,10 @@ press_key (GtkWindow *window,
 #endif
 }
 
-static AppMessage *
-newest_message (void)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-  g_autoptr(AppChat) chat = g_list_model_get_item (chats, 0);
-  guint n = app_chat_get_n_messages (chat);
-
-  return n ? app_chat_get_message (chat, n - 1) : NULL;
-}
-
 static gboolean
 streaming (gpointer data)
 {
-  g_autoptr(AppMessage) m = newest_message ();
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
   return m && app_message_get_state (m) == APP_MESSAGE_STREAMING &&
          app_message_get_text (m)[0] != '\0';
@@ -835,7 +825,7 @@ streaming (gpointer data)
 static gboolean
 stopped (gpointer data)
 {
-  g_autoptr(AppMessage) m = newest_message ();
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
   return m && app_message_get_state (m) != APP_MESSAGE_STREAMING &&
          app_message_get_state (m) != APP_MESSAGE_PENDING;
@@ -876,7 +866,7 @@ test_escape (void)
   g_assert_true (press_key (window, GDK_KEY_Escape));
   g_assert_false (gtk_search_bar_get_search_mode (search));
   {
-    g_autoptr(AppMessage) m = newest_message ();
+    g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
     g_assert_cmpint (app_message_get_state (m), ==, APP_MESSAGE_STREAMING);
   }
@@ -886,7 +876,7 @@ test_escape (void)
   g_assert_true (press_key (window, GDK_KEY_Escape));
   ui_harness_wait (stopped, NULL, "Escape to stop the answer", TIMEOUT_S);
   {
-    g_autoptr(AppMessage) m = newest_message ();
+    g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
     g_assert_cmpint (app_message_get_state (m), ==, APP_MESSAGE_STOPPED);
   }

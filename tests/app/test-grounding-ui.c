@@ -234,25 +234,6 @@ answer_markup (AppGroundingView *view)
  * The test
  */
 
-typedef struct
-{
-  char *text;
-  gboolean done;
-} ClipboardRead;
-
-static void
-clipboard_read_cb (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
-{
-  ClipboardRead *r = user_data;
-  g_autoptr(GError) error = NULL;
-
-  r->text = gdk_clipboard_read_text_finish (GDK_CLIPBOARD (source), result, &error);
-  g_assert_no_error (error);
-  r->done = TRUE;
-}
-
 static gboolean
 clipboard_has_json (gpointer data)
 {
@@ -260,12 +241,6 @@ clipboard_has_json (gpointer data)
   const GdkContentFormats *formats = gdk_clipboard_get_formats (clipboard);
 
   return gdk_content_formats_contain_gtype (formats, G_TYPE_STRING);
-}
-
-static gboolean
-flag_set (gpointer data)
-{
-  return *(gboolean *) data;
 }
 
 static void
@@ -411,7 +386,7 @@ test_boxes (void)
   /* 5. Copy Boxes as JSON: pixels of the photo */
   {
     GdkClipboard *clipboard = gtk_widget_get_clipboard (row);
-    ClipboardRead read = { 0 };
+    g_autofree char *text = NULL;
     g_autoptr(JsonParser) parser = json_parser_new ();
     g_autoptr(GError) error = NULL;
     JsonArray *boxes, *first;
@@ -420,9 +395,8 @@ test_boxes (void)
     g_assert_true (gtk_widget_activate_action (row, "row.copy-boxes", NULL));
     ui_harness_spin (0.5);
     ui_harness_wait (clipboard_has_json, clipboard, "the clipboard", TIMEOUT_S);
-    gdk_clipboard_read_text_async (clipboard, NULL, clipboard_read_cb, &read);
-    ui_harness_wait (flag_set, &read.done, "the clipboard's text", TIMEOUT_S);
-    g_assert_true (json_parser_load_from_data (parser, read.text, -1, &error));
+    text = ui_harness_clipboard_text (clipboard, TIMEOUT_S);
+    g_assert_true (json_parser_load_from_data (parser, text, -1, &error));
     g_assert_no_error (error);
     boxes = json_node_get_array (json_parser_get_root (parser));
     g_assert_cmpuint (json_array_get_length (boxes), ==, 4);
@@ -436,7 +410,6 @@ test_boxes (void)
     g_assert_cmpint (json_array_get_int_element (first, 3), ==, 1086);
     g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (boxes, 3),
                                                     "label"), ==, "a safari vehicle");
-    g_free (read.text);
   }
 
   /* 6. the exported image: the photo's own size, the outlines on its pixels */

@@ -15,6 +15,7 @@
 
 #include "app-composer.h"
 #include "app-engine.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -46,63 +47,6 @@ put_model (const char *name)
     }
 }
 
-static AppChat *
-current_chat (void)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-
-  g_assert_cmpuint (g_list_model_get_n_items (chats), >, 0);
-  return g_list_model_get_item (chats, 0);
-}
-
-static AppMessage *
-last_message (void)
-{
-  g_autoptr(AppChat) chat = current_chat ();
-
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
-}
-
-static gboolean
-answer_done (gpointer data)
-{
-  g_autoptr(AppMessage) m = last_message ();
-  AppMessageState s = app_message_get_state (m);
-
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
-}
-
-static gboolean
-answer_streaming (gpointer data)
-{
-  g_autoptr(AppMessage) m = last_message ();
-
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         app_message_get_state (m) == APP_MESSAGE_STREAMING &&
-         app_message_get_text (m)[0] != '\0';
-}
-
-/* A mapped, visible label in `root` whose text contains `needle`, or NULL. */
-static GtkWidget *
-find_label (GtkWidget  *root,
-            const char *needle)
-{
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_LABEL (root) && strstr (gtk_label_get_text (GTK_LABEL (root)), needle) &&
-      gtk_widget_get_mapped (root))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_label (c, needle);
-
-      if (found)
-        return found;
-    }
-  return NULL;
-}
-
 typedef struct
 {
   GtkWidget *window;
@@ -114,7 +58,7 @@ label_shown (gpointer data)
 {
   LabelWait *w = data;
 
-  return find_label (w->window, w->needle) != NULL;
+  return ui_find_label (w->window, w->needle) != NULL;
 }
 
 static void
@@ -175,8 +119,8 @@ test_model_changed (void)
   /* 1. a first answer */
   set_length (8);
   send (composer, "Hello! Who are you?");
-  ui_harness_wait (answer_done, NULL, "the first answer", TIMEOUT_S);
-  first = last_message ();
+  ui_harness_wait (ui_harness_newest_answer_ended, app, "the first answer", TIMEOUT_S);
+  first = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (first), ==, APP_MESSAGE_COMPLETE);
   first_text = g_strdup (app_message_get_text (first));
 
@@ -184,10 +128,11 @@ test_model_changed (void)
    * the row says why */
   set_length (4000);
   send (composer, "Write a very long story.");
-  ui_harness_wait (answer_streaming, NULL, "the second answer to stream", TIMEOUT_S);
+  ui_harness_wait (ui_harness_newest_answer_streaming, app, "the second answer to stream",
+                   TIMEOUT_S);
   g_assert_no_errno (truncate (weights, 1 << 20));
-  ui_harness_wait (answer_done, NULL, "the end of the second answer", TIMEOUT_S);
-  cut = last_message ();
+  ui_harness_wait (ui_harness_newest_answer_ended, app, "the end of the second answer", TIMEOUT_S);
+  cut = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (cut), ==, APP_MESSAGE_FAILED);
   g_assert_cmpstr (app_message_get_text (cut), !=, "");
   cut_text = g_strdup (app_message_get_text (cut));
@@ -201,8 +146,8 @@ test_model_changed (void)
   put_model ("mini-small");
   set_length (8);
   send (composer, "Are you still there?");
-  ui_harness_wait (answer_done, NULL, "the third answer", TIMEOUT_S);
-  reloaded = last_message ();
+  ui_harness_wait (ui_harness_newest_answer_ended, app, "the third answer", TIMEOUT_S);
+  reloaded = ui_harness_newest_message (app);
   if (app_message_get_state (reloaded) != APP_MESSAGE_COMPLETE)
     g_error ("the third answer ended in state %d: %s", app_message_get_state (reloaded),
              app_message_get_error (reloaded));
@@ -214,8 +159,8 @@ test_model_changed (void)
   /* 4. cut short between two questions: the model cannot be loaded, the window says why */
   g_assert_no_errno (truncate (weights, 1 << 20));
   send (composer, "And now?");
-  ui_harness_wait (answer_done, NULL, "the fourth answer", TIMEOUT_S);
-  failed = last_message ();
+  ui_harness_wait (ui_harness_newest_answer_ended, app, "the fourth answer", TIMEOUT_S);
+  failed = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (failed), ==, APP_MESSAGE_FAILED);
   expect_in (app_message_get_error (failed), "incomplete");
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_FAILED);
@@ -227,7 +172,7 @@ test_model_changed (void)
   /* 5. the chat kept everything, in memory and on disk (once the writes asked for, made in the
    * background, are done) */
   app_chat_store_flush (app_application_get_store (app));
-  chat = current_chat ();
+  chat = ui_harness_newest_chat (app);
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 8);
   {
     g_autoptr(AppChatStore) store =

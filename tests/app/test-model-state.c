@@ -24,14 +24,6 @@
 static AppApplication *app;
 static char *home;
 
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
 static GtkWidget *
 window (void)
 {
@@ -54,13 +46,7 @@ static void
 wait_state (AppEngineState state,
             const char    *what)
 {
-  wait_for (state_is, GINT_TO_POINTER (state), what);
-}
-
-static gboolean
-window_mapped (gpointer data)
-{
-  return gtk_widget_get_mapped (window ());
+  ui_harness_wait_for (state_is, GINT_TO_POINTER (state), what);
 }
 
 /* The conversation is on screen: its messages are drawn. */
@@ -87,7 +73,7 @@ wait_label (const char *needle)
 {
   g_autofree char *what = g_strdup_printf ("a label saying \"%s\"", needle);
 
-  wait_for (label_shown, (gpointer) needle, what);
+  ui_harness_wait_for (label_shown, (gpointer) needle, what);
 }
 
 static GtkWidget *
@@ -140,7 +126,7 @@ test_no_model (void)
   const char *tooltip;
 
   g_assert_cmpint (app_engine_get_state (engine ()), ==, APP_ENGINE_EMPTY);
-  wait_for (chat_shown, NULL, "the chat without a model");
+  ui_harness_wait_for (chat_shown, NULL, "the chat without a model");
   wait_label ("No model is loaded");
   g_assert_nonnull (ui_find_action_button (window (), "win.open-model"));
 
@@ -206,16 +192,16 @@ test_welcome (void)
   set_folder (not_a_model);
   wait_state (APP_ENGINE_FAILED, "the folder without a model to fail");
   app_chat_store_trash (store, chat);
-  wait_for (welcome_shown, NULL, "the welcome page");
+  ui_harness_wait_for (welcome_shown, NULL, "the welcome page");
   page = ADW_STATUS_PAGE (ui_find_type (window (), ADW_TYPE_STATUS_PAGE));
   g_assert_cmpstr (adw_status_page_get_icon_name (page), ==, "dialog-warning-symbolic");
   g_assert_nonnull (strstr (adw_status_page_get_description (page),
                             "config.json and the .safetensors files"));
-  wait_for (chat_hidden, NULL, "the conversation to go");
+  ui_harness_wait_for (chat_hidden, NULL, "the conversation to go");
 
   /* a chat again: the conversation comes back */
   app_chat_store_untrash (store, chat);
-  wait_for (chat_shown, NULL, "the chat back");
+  ui_harness_wait_for (chat_shown, NULL, "the chat back");
 }
 
 /* The banner's buttons are gone, and so is its place above the conversation. */
@@ -258,7 +244,7 @@ test_loading_cancel (void)
   double fraction = 0;
   gboolean counted = FALSE;
 
-  wait_for (chat_shown, NULL, "the chat");
+  ui_harness_wait_for (chat_shown, NULL, "the chat");
   set_folder (folder);
   g_assert_cmpint (app_engine_get_state (engine ()), ==, APP_ENGINE_LOADING);
   label = ui_find_label (window (), "Loading “deepseek-vl2-tiny-copy”… 0 %");
@@ -293,7 +279,7 @@ test_loading_cancel (void)
     counted = counted || g_str_equal (g_ptr_array_index (texts, i),
                                       "Loading “deepseek-vl2-tiny-copy”… 100 %");
   g_assert_true (counted);
-  wait_for (banner_gone, NULL, "the banner to go");
+  ui_harness_wait_for (banner_gone, NULL, "the banner to go");
   app_composer_set_text (APP_COMPOSER (ui_find_any (window (), APP_TYPE_COMPOSER)), "Hello?");
   g_assert_true (gtk_widget_get_sensitive (send_button ()));
 }
@@ -315,7 +301,7 @@ main (int   argc,
   g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
   g_application_activate (G_APPLICATION (app));
   gtk_window_set_default_size (GTK_WINDOW (window ()), 1100, 760);
-  wait_for (window_mapped, NULL, "the window");
+  ui_harness_wait_for (ui_harness_window_mapped, app, "the window");
   g_test_add_func ("/app/model-state/no-model", test_no_model);
   g_test_add_func ("/app/model-state/failed", test_failed);
   g_test_add_func ("/app/model-state/welcome", test_welcome);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "app-composer.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -21,54 +22,6 @@
 static AppApplication *app;
 static const char *test_program;
 static gboolean checked;
-
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
-
-static char *
-golden_image (const char *name)
-{
-  return g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", name, NULL);
-}
-
-/* The first widget of `type` under `root`, shown or not (the welcome page hides the chat). */
-static GtkWidget *
-find_any (GtkWidget *root,
-          GType      type)
-{
-  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_any (c, type);
-
-      if (found)
-        return found;
-    }
-  return NULL;
-}
-
-/* The sidebar's list: the list view whose model is a single selection. */
-static GtkListView *
-find_chat_list (GtkWidget *root)
-{
-  if (GTK_IS_LIST_VIEW (root) &&
-      GTK_IS_SINGLE_SELECTION (gtk_list_view_get_model (GTK_LIST_VIEW (root))))
-    return GTK_LIST_VIEW (root);
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkListView *found = find_chat_list (c);
-
-      if (found)
-        return found;
-    }
-  return NULL;
-}
 
 static GtkWindow *
 main_window (void)
@@ -82,13 +35,13 @@ main_window (void)
 static AppComposer *
 composer (void)
 {
-  return APP_COMPOSER (find_any (GTK_WIDGET (main_window ()), APP_TYPE_COMPOSER));
+  return APP_COMPOSER (ui_find_any (GTK_WIDGET (main_window ()), APP_TYPE_COMPOSER));
 }
 
 static GtkSingleSelection *
 chat_selection (void)
 {
-  GtkListView *list = find_chat_list (GTK_WIDGET (main_window ()));
+  GtkListView *list = ui_find_chat_list (GTK_WIDGET (main_window ()));
 
   g_assert_nonnull (list);
   return GTK_SINGLE_SELECTION (gtk_list_view_get_model (list));
@@ -116,19 +69,8 @@ newest_chat_selected (void)
 static void
 select_chat (AppChat *chat)
 {
-  GListModel *chats = G_LIST_MODEL (chat_selection ());
-
-  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
-    {
-      g_autoptr(AppChat) c = g_list_model_get_item (chats, i);
-
-      if (c == chat)
-        {
-          gtk_single_selection_set_selected (chat_selection (), i);
-          return;
-        }
-    }
-  g_error ("the chat is not in the sidebar");
+  gtk_single_selection_set_selected (chat_selection (),
+                                     ui_find_chat_position (GTK_WIDGET (main_window ()), chat));
 }
 
 static guint wanted_images;
@@ -146,30 +88,13 @@ wait_images (guint       n,
              const char *what)
 {
   wanted_images = n;
-  wait_for (images_ready, NULL, what);
-}
-
-/* A label shown under `root` holds `text`. */
-static gboolean
-label_shows (GtkWidget  *root,
-             const char *text)
-{
-  if (!gtk_widget_get_visible (root))
-    return FALSE;
-  if (GTK_IS_LABEL (root) && strstr (gtk_label_get_text (GTK_LABEL (root)), text))
-    return TRUE;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    if (label_shows (c, text))
-      return TRUE;
-  return FALSE;
+  ui_harness_wait_for (images_ready, NULL, what);
 }
 
 static gboolean
 toast_shown (gpointer data)
 {
-  GtkWidget *overlay = find_any (GTK_WIDGET (main_window ()), ADW_TYPE_TOAST_OVERLAY);
-
-  return label_shows (overlay, data);
+  return ui_find_toast (GTK_WIDGET (main_window ()), data);
 }
 
 static gboolean
@@ -237,15 +162,15 @@ check_cb (gpointer data)
   wait_images (2, "the two images of the command line");
   first_images = app_composer_get_images (composer ());
   g_assert_cmpstr (first_images[0], !=, first_images[1]);
-  wait_for (toast_shown, (gpointer) "wait in a new chat", "the toast about the model");
-  wait_for (toast_shown, (gpointer) BAD_FILE, "the toast naming the text file");
+  ui_harness_wait_for (toast_shown, (gpointer) "wait in a new chat", "the toast about the model");
+  ui_harness_wait_for (toast_shown, (gpointer) BAD_FILE, "the toast naming the text file");
   g_assert_cmpuint (failures->len, ==, 1);
   g_assert_nonnull (strstr (g_ptr_array_index (failures, 0), BAD_FILE));
 
   /* 2. a model is chosen: the chat page shows the same chat with its images */
   ui_harness_set_model ("mini-tiny");
   ui_harness_wait_ready (app, TIMEOUT_S);
-  wait_for (composer_mapped, NULL, "the chat page");
+  ui_harness_wait_for (composer_mapped, NULL, "the chat page");
   g_assert_true (newest_chat_selected () == first);
   g_object_unref (first);
   {
@@ -258,7 +183,7 @@ check_cb (gpointer data)
   /* 3. another file, as the running application receives it: a second chat with that image;
    * the first keeps its own */
   {
-    g_autofree char *path = golden_image ("vqa_1.jpg");
+    g_autofree char *path = ui_harness_golden_image ("vqa_1.jpg");
     g_autoptr(GFile) file = g_file_new_for_path (path);
 
     g_application_open (G_APPLICATION (app), &file, 1, "");
@@ -287,7 +212,7 @@ check_cb (gpointer data)
   /* 4. a second `sightline` with a file:// URI and an http:// one: it hands them over D-Bus to
    * this instance and exits; a third chat gets the local image, a toast refuses the other */
   {
-    g_autofree char *path = golden_image ("multi_image_1.png");
+    g_autofree char *path = ui_harness_golden_image ("multi_image_1.png");
     g_autofree char *uri = g_filename_to_uri (path, NULL, NULL);
     const char *argv[] = { test_program, "--remote", uri, REMOTE_URI, NULL };
     g_autoptr(GError) error = NULL;
@@ -298,13 +223,13 @@ check_cb (gpointer data)
                         &pid, &error))
       g_error ("cannot start the second instance: %s", error->message);
     g_child_watch_add (pid, child_exited_cb, &child);
-    wait_for (third_chat_opened, &child, "the second instance's files");
+    ui_harness_wait_for (third_chat_opened, &child, "the second instance's files");
     g_assert_true (g_spawn_check_wait_status (child.status, NULL));
   }
   third = newest_chat_selected ();
   g_assert_true (third != first && third != second);
   wait_images (1, "the image forwarded by the second instance");
-  wait_for (toast_shown, (gpointer) REMOTE_URI, "the toast refusing the http:// URI");
+  ui_harness_wait_for (toast_shown, (gpointer) REMOTE_URI, "the toast refusing the http:// URI");
   g_assert_cmpuint (failures->len, ==, 1);
 
   checked = TRUE;
@@ -315,8 +240,8 @@ check_cb (gpointer data)
 static void
 test_command_line (void)
 {
-  g_autofree char *image = golden_image ("multi_image_2.png");
-  g_autofree char *other = golden_image ("visual_grounding_1.png");
+  g_autofree char *image = ui_harness_golden_image ("multi_image_2.png");
+  g_autofree char *other = ui_harness_golden_image ("visual_grounding_1.png");
   g_autofree char *other_uri = g_filename_to_uri (other, NULL, NULL);
   g_autofree char *bad = g_build_filename (g_get_user_data_dir (), BAD_FILE, NULL);
   char *argv[] = { (char *) "sightline", image, other_uri, bad, NULL };

@@ -10,19 +10,12 @@
 #include "app-composer.h"
 #include "app-engine.h"
 #include "app-preferences.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
 
 static AppApplication *app;
-
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
 
 static gboolean
 images_ready (gpointer data)
@@ -30,43 +23,6 @@ images_ready (gpointer data)
   AppComposer *composer = data;
 
   return app_composer_has_images (composer) && !app_composer_is_importing (composer);
-}
-
-static AppChat *
-current_chat (void)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-
-  g_assert_cmpuint (g_list_model_get_n_items (chats), >, 0);
-  return g_list_model_get_item (chats, 0);
-}
-
-static AppMessage *
-last_message (void)
-{
-  g_autoptr(AppChat) chat = current_chat ();
-
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
-}
-
-static gboolean
-answer_done (gpointer data)
-{
-  g_autoptr(AppMessage) m = last_message ();
-  AppMessageState s = app_message_get_state (m);
-
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
-}
-
-static gboolean
-answer_streaming (gpointer data)
-{
-  g_autoptr(AppMessage) m = last_message ();
-
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         app_message_get_state (m) == APP_MESSAGE_STREAMING &&
-         app_message_get_text (m)[0] != '\0';
 }
 
 static gboolean
@@ -113,9 +69,7 @@ test_chat_with_image (void)
   GtkWindow *window;
   AppComposer *composer;
   GtkDropTarget *drop = NULL;
-  g_autoptr(GListModel) controllers = NULL;
-  g_autofree char *image = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
-                                             "multi_image_2.png", NULL);
+  g_autofree char *image = ui_harness_golden_image ("multi_image_2.png");
   g_autoptr(GFile) file = g_file_new_for_path (image);
   GSList *files = g_slist_append (NULL, file);
   g_auto(GValue) value = G_VALUE_INIT;
@@ -136,27 +90,20 @@ test_chat_with_image (void)
   g_assert_nonnull (composer);
 
   /* 1. drop an image file on the window, through its drop target */
-  controllers = gtk_widget_observe_controllers (GTK_WIDGET (window));
-  for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
-    {
-      g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
-
-      if (GTK_IS_DROP_TARGET (c))
-        drop = GTK_DROP_TARGET (c);
-    }
+  drop = GTK_DROP_TARGET (ui_find_controller (GTK_WIDGET (window), GTK_TYPE_DROP_TARGET));
   g_assert_nonnull (drop);
   g_value_init (&value, GDK_TYPE_FILE_LIST);
   g_value_take_boxed (&value, gdk_file_list_new_from_list (files));
   g_slist_free (files);
   g_signal_emit_by_name (drop, "drop", &value, 400.0, 300.0, &accepted);
   g_assert_true (accepted);
-  wait_for (images_ready, composer, "the dropped image");
+  ui_harness_wait_for (images_ready, composer, "the dropped image");
 
   /* 2. ask, and wait for the streamed answer */
   send (composer, "What is in this picture?");
   g_assert_false (app_composer_has_images (composer)); /* sent with the question */
-  wait_for (answer_done, NULL, "the first answer");
-  chat = current_chat ();
+  ui_harness_wait_for (ui_harness_newest_answer_ended, app, "the first answer");
+  chat = ui_harness_newest_chat (app);
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   question = app_chat_get_message (chat, 0);
   answer = app_chat_get_message (chat, 1);
@@ -177,11 +124,11 @@ test_chat_with_image (void)
   /* 3. a second, long answer: stop it while it streams */
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 4096);
   send (composer, "Tell me much more.");
-  wait_for (answer_streaming, NULL, "the second answer to stream");
+  ui_harness_wait_for (ui_harness_newest_answer_streaming, app, "the second answer to stream");
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
-  wait_for (answer_done, NULL, "the stop");
+  ui_harness_wait_for (ui_harness_newest_answer_ended, app, "the stop");
   {
-    g_autoptr(AppMessage) stopped = last_message ();
+    g_autoptr(AppMessage) stopped = ui_harness_newest_message (app);
 
     g_assert_cmpint (app_message_get_state (stopped), ==, APP_MESSAGE_STOPPED);
     g_assert_cmpuint (app_message_get_n_tokens (stopped), <, 4096);
@@ -190,9 +137,9 @@ test_chat_with_image (void)
   /* 4. the session is still usable: a third answer completes */
   g_settings_set (app_application_get_settings (app), "max-new-tokens", "mi", TRUE, 16);
   send (composer, "Thanks!");
-  wait_for (answer_done, NULL, "the third answer");
+  ui_harness_wait_for (ui_harness_newest_answer_ended, app, "the third answer");
   {
-    g_autoptr(AppMessage) third = last_message ();
+    g_autoptr(AppMessage) third = ui_harness_newest_message (app);
 
     g_assert_cmpint (app_message_get_state (third), ==, APP_MESSAGE_COMPLETE);
   }
@@ -212,7 +159,7 @@ test_chat_with_image (void)
   }
 
   /* 6. a screenshot of the window, once it has been drawn */
-  wait_for (window_drawn, window, "the window to be drawn");
+  ui_harness_wait_for (window_drawn, window, "the window to be drawn");
   ui_harness_spin (0.2);
   shot_dir = g_strdup (g_getenv ("VL2_SCREENSHOT_DIR"));
   if (!shot_dir)

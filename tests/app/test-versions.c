@@ -16,6 +16,7 @@
 
 #include "app-composer.h"
 #include "app-message-row.h"
+#include "ui-find.h"
 #include "ui-harness.h"
 
 #define TIMEOUT_S 120
@@ -23,14 +24,6 @@
 #define INTERRUPTED_TEXT "The sky turns"
 
 static AppApplication *app;
-
-static void
-wait_for (gboolean    (*done) (gpointer),
-          gpointer      data,
-          const char   *what)
-{
-  ui_harness_wait (done, data, what, TIMEOUT_S);
-}
 
 static GtkWindow *
 main_window (void)
@@ -50,53 +43,31 @@ composer (void)
   return APP_COMPOSER (c);
 }
 
-/* The chat saved last: the one the tests work in. */
-static AppChat *
-current_chat (void)
-{
-  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
-
-  g_assert_cmpuint (g_list_model_get_n_items (chats), >, 0);
-  return g_list_model_get_item (chats, 0);
-}
-
 static AppMessage *
 message_at (guint position)
 {
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   AppMessage *m = app_chat_get_message (chat, position);
 
   g_assert_nonnull (m);
   return m;
 }
 
-static AppMessage *
-last_message (void)
-{
-  g_autoptr(AppChat) chat = current_chat ();
-
-  return app_chat_get_message (chat, app_chat_get_n_messages (chat) - 1);
-}
-
 static gboolean
 answer_done (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message ();
-  AppMessageState s = app_message_get_state (m);
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         s != APP_MESSAGE_PENDING && s != APP_MESSAGE_STREAMING;
+  return ui_harness_answer_settled (m);
 }
 
 /* At least `data` bytes streamed. */
 static gboolean
 answer_streaming (gpointer data)
 {
-  g_autoptr(AppMessage) m = last_message ();
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
 
-  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
-         app_message_get_state (m) == APP_MESSAGE_STREAMING &&
-         strlen (app_message_get_text (m)) >= GPOINTER_TO_SIZE (data);
+  return ui_harness_answer_streaming (m, GPOINTER_TO_SIZE (data));
 }
 
 static void
@@ -112,8 +83,8 @@ ask (const char *text)
   g_autoptr(AppMessage) answer = NULL;
 
   send (text);
-  wait_for (answer_done, NULL, text);
-  answer = last_message ();
+  ui_harness_wait_for (answer_done, NULL, text);
+  answer = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (answer), ==, APP_MESSAGE_COMPLETE);
 }
 
@@ -133,7 +104,7 @@ composer_text (void)
 static char *
 shown_texts (void)
 {
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   GString *s = g_string_new (NULL);
 
   for (guint i = 0; i < app_chat_get_n_messages (chat); i++)
@@ -199,67 +170,53 @@ settle (void)
 static AppMessageRow *
 row_for (AppMessage *message)
 {
-  GtkWidget *window = GTK_WIDGET (main_window ());
-  GtkWidget *row;
+  GtkWidget *row = ui_harness_message_row (GTK_WIDGET (main_window ()), message);
 
-  for (guint i = 0; (row = ui_harness_find_widget (window, APP_TYPE_MESSAGE_ROW, i)); i++)
-    if (app_message_row_get_message (APP_MESSAGE_ROW (row)) == message)
-      return APP_MESSAGE_ROW (row);
+  if (row)
+    return APP_MESSAGE_ROW (row);
   g_error ("no row shows \"%s\"", app_message_get_text (message));
+}
+
+static gboolean
+has_css_class (GtkWidget     *w,
+               gconstpointer  css_class)
+{
+  return gtk_widget_has_css_class (w, css_class);
 }
 
 static GtkWidget *
 find_css (GtkWidget  *root,
           const char *css_class)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (gtk_widget_has_css_class (root, css_class))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_css (c, css_class);
+  return ui_find_visible (root, has_css_class, css_class);
+}
 
-      if (found)
-        return found;
-    }
-  return NULL;
+static gboolean
+is_label (GtkWidget     *w,
+          gconstpointer  text)
+{
+  return GTK_IS_LABEL (w) && g_strcmp0 (gtk_label_get_text (GTK_LABEL (w)), text) == 0;
 }
 
 static GtkWidget *
 find_label (GtkWidget  *root,
             const char *text)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_LABEL (root) && g_strcmp0 (gtk_label_get_text (GTK_LABEL (root)), text) == 0)
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_label (c, text);
+  return ui_find_visible (root, is_label, text);
+}
 
-      if (found)
-        return found;
-    }
-  return NULL;
+static gboolean
+is_icon_button (GtkWidget     *w,
+                gconstpointer  icon)
+{
+  return GTK_IS_BUTTON (w) && g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (w)), icon) == 0;
 }
 
 static GtkWidget *
 find_icon_button (GtkWidget  *root,
                   const char *icon)
 {
-  if (!gtk_widget_get_visible (root))
-    return NULL;
-  if (GTK_IS_BUTTON (root) && g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (root)), icon) == 0)
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = find_icon_button (c, icon);
-
-      if (found)
-        return found;
-    }
-  return NULL;
+  return ui_find_visible (root, is_icon_button, icon);
 }
 
 /* The "2 / 3" of a message's row, or NULL while the message has one version. */
@@ -329,7 +286,7 @@ previous_version (AppMessage *message)
 static void
 test_interrupted_continue (void)
 {
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autoptr(AppMessage) answer = NULL;
   GtkWidget *row;
 
@@ -343,7 +300,7 @@ test_interrupted_continue (void)
 
   set_max_tokens (6);
   click (find_css (row, "continue"));
-  wait_for (answer_done, NULL, "the continued answer");
+  ui_harness_wait_for (answer_done, NULL, "the continued answer");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   g_test_message ("continued: \"%s\"", app_message_get_text (answer));
   g_assert_true (g_str_has_prefix (app_message_get_text (answer), INTERRUPTED_TEXT));
@@ -363,7 +320,7 @@ two_exchanges (void)
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   ask ("First question");
   ask ("Second question");
-  chat = current_chat ();
+  chat = ui_harness_newest_chat (app);
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 4);
   app_composer_set_text (composer (), "A draft of mine");
   /* kept in the chat, and saved with it half a second after the typing stops */
@@ -377,7 +334,7 @@ static void
 test_edit_cancel (void)
 {
   g_autofree char *first_branch = two_exchanges ();
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autofree char *file_before = read_chat_file (chat);
   g_autofree char *file_after = NULL;
   g_autofree char *text = NULL;
@@ -441,7 +398,7 @@ static void
 test_edit_send (void)
 {
   g_autofree char *first_branch = two_exchanges ();
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autoptr(AppMessage) edited = NULL;
   g_autoptr(AppMessage) original = NULL;
   g_autoptr(AppChat) on_disk = NULL;
@@ -450,7 +407,7 @@ test_edit_send (void)
 
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.edit-message", "u", 0);
   send ("First question, edited");
-  wait_for (answer_done, NULL, "the answer to the edited question");
+  ui_harness_wait_for (answer_done, NULL, "the answer to the edited question");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   edited = message_at (0);
   g_assert_cmpstr (app_message_get_text (edited), ==, "First question, edited");
@@ -481,7 +438,7 @@ static void
 test_regenerate (void)
 {
   g_autofree char *first_branch = two_exchanges ();
-  g_autoptr(AppChat) chat = current_chat ();
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
   g_autoptr(AppMessage) old = message_at (3);
   g_autoptr(AppMessage) first_answer = message_at (1);
   g_autoptr(AppMessage) new = NULL;
@@ -491,7 +448,7 @@ test_regenerate (void)
   settle ();
   g_assert_null (version_label (old));
   click (find_icon_button (GTK_WIDGET (row_for (old)), "view-refresh-symbolic"));
-  wait_for (answer_done, NULL, "the regenerated answer");
+  ui_harness_wait_for (answer_done, NULL, "the regenerated answer");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 4);
   new = message_at (3);
   g_assert_true (new != old);
@@ -505,7 +462,7 @@ test_regenerate (void)
   /* the first answer, written again: the conversation goes on from the new one */
   g_clear_object (&new);
   click (find_icon_button (GTK_WIDGET (row_for (first_answer)), "view-refresh-symbolic"));
-  wait_for (answer_done, NULL, "the first answer written again");
+  ui_harness_wait_for (answer_done, NULL, "the first answer written again");
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   new = message_at (1);
   g_assert_true (new != first_answer);
@@ -535,8 +492,8 @@ test_length_continue (void)
   set_max_tokens (5);
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   ask ("Tell me a long story.");
-  chat = current_chat ();
-  answer = last_message ();
+  chat = ui_harness_newest_chat (app);
+  answer = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_finish_reason (answer), ==, APP_FINISH_LENGTH);
   on_disk = load_chat_file (chat);
   {
@@ -550,7 +507,7 @@ test_length_continue (void)
   first = g_strchomp (g_strdup (app_message_get_text (answer)));
 
   click (find_css (row, "continue"));
-  wait_for (answer_done, NULL, "the continuation");
+  ui_harness_wait_for (answer_done, NULL, "the continuation");
   g_test_message ("\"%s\" went on as \"%s\"", first, app_message_get_text (answer));
   g_assert_cmpuint (app_chat_get_n_messages (chat), ==, 2);
   g_assert_true (g_str_has_prefix (app_message_get_text (answer), first));
@@ -580,7 +537,7 @@ test_saved_while_streaming (void)
   set_max_tokens (4000);
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   send ("Tell me a very long story.");
-  chat = current_chat ();
+  chat = ui_harness_newest_chat (app);
   /* from the start, the file never has the answer as a complete empty one */
   on_disk = load_chat_file (chat);
   saved = app_chat_get_message (on_disk, 1);
@@ -589,9 +546,9 @@ test_saved_while_streaming (void)
   g_clear_object (&saved);
   g_clear_object (&on_disk);
 
-  wait_for (answer_streaming, GSIZE_TO_POINTER (1), "the answer to stream");
+  ui_harness_wait_for (answer_streaming, GSIZE_TO_POINTER (1), "the answer to stream");
   ui_harness_wait (streaming_saved, chat, "the streaming answer in the chat file", 10);
-  streaming = last_message ();
+  streaming = ui_harness_newest_message (app);
   g_assert_cmpint (app_message_get_state (streaming), ==, APP_MESSAGE_STREAMING);
   on_disk = load_chat_file (chat);
   saved = app_chat_get_message (on_disk, 1);
@@ -599,7 +556,7 @@ test_saved_while_streaming (void)
   g_assert_true (g_str_has_prefix (app_message_get_text (streaming),
                                    app_message_get_text (saved)));
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.stop", NULL);
-  wait_for (answer_done, NULL, "the stop");
+  ui_harness_wait_for (answer_done, NULL, "the stop");
 }
 
 /* Ctrl+Q while an answer streams: its text is in the file, marked interrupted. */
@@ -622,9 +579,9 @@ test_quit_while_answering (void)
   set_max_tokens (4000);
   gtk_widget_activate_action (GTK_WIDGET (main_window ()), "win.new-chat", NULL);
   send ("Tell me another very long story.");
-  wait_for (answer_streaming, GSIZE_TO_POINTER (4), "the answer to stream");
-  chat = current_chat ();
-  answer = last_message ();
+  ui_harness_wait_for (answer_streaming, GSIZE_TO_POINTER (4), "the answer to stream");
+  chat = ui_harness_newest_chat (app);
+  answer = ui_harness_newest_message (app);
 
   g_action_group_activate_action (G_ACTION_GROUP (app), "quit", NULL);
   text = g_strdup (app_message_get_text (answer));

@@ -1,25 +1,45 @@
 /* ui-find.c - see ui-find.h. */
 #include "ui-find.h"
 
+#include <adwaita.h>
+
 #include <string.h>
+
+/* The first widget under `root` that `match` accepts, looking only where `shown` says yes. */
+static GtkWidget *
+find_shown (GtkWidget     *root,
+            gboolean     (*shown) (GtkWidget *),
+            UiMatch        match,
+            gconstpointer  data)
+{
+  if (!shown (root))
+    return NULL;
+  if (match (root, data))
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_shown (c, shown, match, data);
+
+      if (found)
+        return found;
+    }
+  return NULL;
+}
 
 GtkWidget *
 ui_find_mapped (GtkWidget     *root,
                 UiMatch        match,
                 gconstpointer  data)
 {
-  if (!gtk_widget_get_mapped (root))
-    return NULL;
-  if (match (root, data))
-    return root;
-  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
-    {
-      GtkWidget *found = ui_find_mapped (c, match, data);
+  return find_shown (root, gtk_widget_get_mapped, match, data);
+}
 
-      if (found)
-        return found;
-    }
-  return NULL;
+GtkWidget *
+ui_find_visible (GtkWidget     *root,
+                 UiMatch        match,
+                 gconstpointer  data)
+{
+  return find_shown (root, gtk_widget_get_visible, match, data);
 }
 
 static gboolean
@@ -95,6 +115,19 @@ ui_find_any (GtkWidget *root,
   return NULL;
 }
 
+gboolean
+ui_find_shows_text (GtkWidget  *root,
+                    const char *text)
+{
+  return ui_find_visible (root, is_label_with, text) != NULL;
+}
+gboolean
+ui_find_toast (GtkWidget  *root,
+               const char *text)
+{
+  return ui_find_shows_text (ui_find_any (root, ADW_TYPE_TOAST_OVERLAY), text);
+}
+
 GtkListView *
 ui_find_chat_list (GtkWidget *root)
 {
@@ -109,6 +142,42 @@ ui_find_chat_list (GtkWidget *root)
         return found;
     }
   return NULL;
+}
+
+guint
+ui_find_chat_position (GtkWidget *root,
+                       gpointer   chat)
+{
+  GtkListView *list = ui_find_chat_list (root);
+  GListModel *chats;
+
+  g_assert_nonnull (list);
+  chats = G_LIST_MODEL (gtk_list_view_get_model (list));
+  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
+    {
+      g_autoptr(GObject) c = g_list_model_get_item (chats, i);
+
+      if (c == chat)
+        return i;
+    }
+  g_error ("the chat is not in the sidebar");
+}
+
+GtkEventController *
+ui_find_controller (GtkWidget *widget,
+                    GType      type)
+{
+  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (widget);
+  GtkEventController *found = NULL;
+
+  for (guint i = 0; i < g_list_model_get_n_items (controllers) && !found; i++)
+    {
+      g_autoptr(GtkEventController) c = g_list_model_get_item (controllers, i);
+
+      if (G_TYPE_CHECK_INSTANCE_TYPE (c, type))
+        found = c;   /* the widget keeps it */
+    }
+  return found;
 }
 
 static gboolean

@@ -1,9 +1,13 @@
 /* ui-harness.c - see ui-harness.h. */
 #include "ui-harness.h"
 
+#include "app-message-row.h"
+
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
+
+#define TIMEOUT_S 120
 
 char *
 ui_harness_isolate (const char *name)
@@ -64,15 +68,19 @@ ui_harness_add_chat (const char         *chat_file,
     }
 }
 
+char *
+ui_harness_golden_image (const char *name)
+{
+  return g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", name, NULL);
+}
+
 void
 ui_harness_add_grounding_chat (void)
 {
   g_autofree char *chat = g_build_filename (g_getenv ("VL2_APP_FIXTURES"), "grounding-chat.json",
                                             NULL);
-  g_autofree char *corn = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
-                                            "multi_image_2.png", NULL);
-  g_autofree char *giraffes = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images",
-                                                "visual_grounding_1.png", NULL);
+  g_autofree char *corn = ui_harness_golden_image ("multi_image_2.png");
+  g_autofree char *giraffes = ui_harness_golden_image ("visual_grounding_1.png");
   const char *images[] = { corn, giraffes, NULL };
 
   ui_harness_add_chat (chat, images);
@@ -103,6 +111,18 @@ ui_harness_find_widget (GtkWidget *root,
                         guint      n)
 {
   return find_widget (root, type, &n);
+}
+
+GtkWidget *
+ui_harness_message_row (GtkWidget  *root,
+                        AppMessage *message)
+{
+  GtkWidget *row;
+
+  for (guint i = 0; (row = ui_harness_find_widget (root, APP_TYPE_MESSAGE_ROW, i)); i++)
+    if (app_message_row_get_message (APP_MESSAGE_ROW (row)) == message)
+      return row;
+  return NULL;
 }
 
 void
@@ -172,6 +192,20 @@ ui_harness_wait (gboolean  (*done) (gpointer),
 }
 
 void
+ui_harness_wait_for (gboolean  (*done) (gpointer),
+                     gpointer    data,
+                     const char *what)
+{
+  ui_harness_wait (done, data, what, TIMEOUT_S);
+}
+
+gboolean
+ui_harness_window_mapped (gpointer app)
+{
+  return gtk_widget_get_mapped (GTK_WIDGET (gtk_application_get_active_window (app)));
+}
+
+void
 ui_harness_wait_ready (AppApplication *app,
                        int             timeout_s)
 {
@@ -187,6 +221,126 @@ ui_harness_wait_ready (AppApplication *app,
                  100 * app_engine_get_load_progress (engine));
       ui_harness_spin (0.01);
     }
+}
+
+AppChat *
+ui_harness_newest_chat (AppApplication *app)
+{
+  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
+
+  g_assert_cmpuint (g_list_model_get_n_items (chats), >, 0);
+  return g_list_model_get_item (chats, 0);
+}
+
+AppChat *
+ui_harness_find_chat (AppApplication *app,
+                      const char     *id)
+{
+  GListModel *chats = app_chat_store_get_chats (app_application_get_store (app));
+
+  for (guint i = 0; i < g_list_model_get_n_items (chats); i++)
+    {
+      g_autoptr(AppChat) chat = g_list_model_get_item (chats, i);
+
+      if (g_str_equal (app_chat_get_id (chat), id))
+        return chat;
+    }
+  return NULL;
+}
+
+AppMessage *
+ui_harness_last_message (AppChat *chat)
+{
+  guint n = app_chat_get_n_messages (chat);
+
+  return n ? app_chat_get_message (chat, n - 1) : NULL;
+}
+
+AppMessage *
+ui_harness_newest_message (AppApplication *app)
+{
+  g_autoptr(AppChat) chat = ui_harness_newest_chat (app);
+
+  return ui_harness_last_message (chat);
+}
+
+gboolean
+ui_harness_answer_ended (AppMessage *m)
+{
+  AppMessageState s = app_message_get_state (m);
+
+  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
+         (s == APP_MESSAGE_COMPLETE || s == APP_MESSAGE_STOPPED || s == APP_MESSAGE_FAILED);
+}
+
+gboolean
+ui_harness_answer_settled (AppMessage *m)
+{
+  AppMessageState s = app_message_get_state (m);
+
+  return app_message_get_role (m) == APP_ROLE_ASSISTANT && s != APP_MESSAGE_PENDING &&
+         s != APP_MESSAGE_STREAMING;
+}
+
+gboolean
+ui_harness_answer_streaming (AppMessage *m,
+                             gsize       min_bytes)
+{
+  return app_message_get_role (m) == APP_ROLE_ASSISTANT &&
+         app_message_get_state (m) == APP_MESSAGE_STREAMING &&
+         strlen (app_message_get_text (m)) >= min_bytes;
+}
+
+gboolean
+ui_harness_newest_answer_ended (gpointer app)
+{
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
+
+  return ui_harness_answer_ended (m);
+}
+
+gboolean
+ui_harness_newest_answer_streaming (gpointer app)
+{
+  g_autoptr(AppMessage) m = ui_harness_newest_message (app);
+
+  return ui_harness_answer_streaming (m, 1);
+}
+
+gboolean
+ui_harness_flag_set (gpointer data)
+{
+  return *(gboolean *) data;
+}
+
+typedef struct
+{
+  char *text;
+  gboolean done;
+} ClipboardRead;
+
+static void
+clipboard_read_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  ClipboardRead *r = user_data;
+  g_autoptr(GError) error = NULL;
+
+  r->text = gdk_clipboard_read_text_finish (GDK_CLIPBOARD (source), result, &error);
+  g_assert_no_error (error);
+  r->done = TRUE;
+}
+
+char *
+ui_harness_clipboard_text (GdkClipboard *clipboard,
+                           int           timeout_s)
+{
+  ClipboardRead read = { 0 };
+
+  gdk_clipboard_read_text_async (clipboard, NULL, clipboard_read_cb, &read);
+  ui_harness_wait (ui_harness_flag_set, &read.done, "the clipboard's text", timeout_s);
+  return read.text;
 }
 
 gboolean

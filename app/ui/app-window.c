@@ -65,6 +65,7 @@ struct _AppWindow
   AppChat *draft_chat;           /* the chat whose draft that is */
   gboolean restoring_draft;      /* the composer is being filled from a chat */
   GPtrArray *pending_deletes;    /* PendingDelete*, deletions that can still be undone */
+  gpointer open_delete;          /* the PendingDelete whose toast is up: more chats join it */
 
   /* template */
   AdwToastOverlay *toast_overlay;
@@ -1403,13 +1404,17 @@ save_current_action (GtkWidget  *widget,
     save_chat (self, self->chat);
 }
 
-/* Delete, with undo until the toast is gone or the window closes */
+/* Delete, with undo until the toast is gone or the window closes. Chats deleted while a
+ * deletion's toast is up join it: one toast says how many ("3 chats deleted") and its Undo
+ * brings them all back. One toast, not one each, is also what keeps libadwaita 1.2 standing:
+ * a toast of high priority pushing aside one still sliding in crashes it now and then. */
 
 typedef struct
 {
   AppWindow *window;
   AppChatStore *store;
-  AppChat *chat;
+  GPtrArray *chats;              /* AppChat*, in the order they were deleted */
+  AdwToast *toast;               /* not owned: the overlay's, until it is dismissed */
   gboolean undone;
   gboolean finished;
 } PendingDelete;
@@ -1422,7 +1427,9 @@ pending_delete_free (gpointer data,
 
   if (d->window->pending_deletes)
     g_ptr_array_remove (d->window->pending_deletes, d);
-  g_object_unref (d->chat);
+  if (d->window->open_delete == d)
+    d->window->open_delete = NULL;
+  g_ptr_array_unref (d->chats);
   g_object_unref (d->store);
   g_object_unref (d->window);
   g_free (d);
@@ -1439,18 +1446,32 @@ purge_done_cb (GObject      *source,
     g_warning ("cannot delete the chat file: %s", error->message);
 }
 
-/* No undo any more: the chat's file goes, and with it the images nothing else shows. */
+/* A deletion no longer open to more chats: its toast is going, or it was undone. */
+static void
+close_delete (PendingDelete *d)
+{
+  if (d->window->open_delete == d)
+    d->window->open_delete = NULL;
+  if (d->window->pending_deletes)
+    g_ptr_array_remove (d->window->pending_deletes, d);
+}
+
+/* No undo any more: the chats' files go, and with them the images nothing else shows. */
 static void
 finish_delete (PendingDelete *d)
 {
   if (d->undone || d->finished)
     return;
   d->finished = TRUE;
-  app_chat_store_purge_async (d->store, d->chat, NULL, purge_done_cb, NULL);
-  if (d->window->composer)
-    app_composer_forget_draft (d->window->composer, app_chat_get_id (d->chat));
-  if (d->window->pending_deletes)
-    g_ptr_array_remove (d->window->pending_deletes, d);
+  for (guint i = 0; i < d->chats->len; i++)
+    {
+      AppChat *chat = g_ptr_array_index (d->chats, i);
+
+      app_chat_store_purge_async (d->store, chat, NULL, purge_done_cb, NULL);
+      if (d->window->composer)
+        app_composer_forget_draft (d->window->composer, app_chat_get_id (chat));
+    }
+  close_delete (d);
 }
 
 static void
@@ -1460,10 +1481,11 @@ undo_delete_cb (AdwToast      *t,
   if (d->finished)
     return;
   d->undone = TRUE;
-  if (d->window->pending_deletes)
-    g_ptr_array_remove (d->window->pending_deletes, d);
-  app_chat_store_untrash (d->store, d->chat);
-  set_chat (d->window, d->chat);
+  close_delete (d);
+  for (guint i = 0; i < d->chats->len; i++)
+    app_chat_store_untrash (d->store, g_ptr_array_index (d->chats, i));
+  /* the chat deleted last, as it was shown when it went */
+  set_chat (d->window, g_ptr_array_index (d->chats, d->chats->len - 1));
 }
 
 static void
@@ -1477,20 +1499,22 @@ static void
 delete_chat (AppWindow *self,
              AppChat   *chat)
 {
-  PendingDelete *d;
-  AdwToast *t;
+  PendingDelete *d = self->open_delete;
   g_autofree char *title = NULL;
 
   if (!chat)
     return;
   if (chat == self->reply_chat && self->generation)
     g_cancellable_cancel (self->generation);
-  title = g_markup_printf_escaped (_("“%s” deleted"), app_chat_get_title (chat));
-  d = g_new0 (PendingDelete, 1);
-  d->window = g_object_ref (self);
-  d->store = g_object_ref (self->store);
-  d->chat = g_object_ref (chat);
-  g_ptr_array_add (self->pending_deletes, d);
+  if (!d)
+    {
+      d = g_new0 (PendingDelete, 1);
+      d->window = g_object_ref (self);
+      d->store = g_object_ref (self->store);
+      d->chats = g_ptr_array_new_with_free_func (g_object_unref);
+      g_ptr_array_add (self->pending_deletes, d);
+    }
+  g_ptr_array_add (d->chats, g_object_ref (chat));
   app_chat_store_trash (self->store, chat);
   if (chat == self->chat)
     {
@@ -1500,14 +1524,27 @@ delete_chat (AppWindow *self,
 
       set_chat (self, next);
     }
-  t = adw_toast_new (title);
-  adw_toast_set_button_label (t, _("_Undo"));
-  adw_toast_set_priority (t, ADW_TOAST_PRIORITY_HIGH);
-  g_signal_connect (t, "button-clicked", G_CALLBACK (undo_delete_cb), d);
+
+  if (d->chats->len == 1)
+    title = g_markup_printf_escaped (_("“%s” deleted"), app_chat_get_title (chat));
+  else
+    title = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%u chat deleted",
+                                          "%u chats deleted", d->chats->len),
+                             d->chats->len);
+  if (d->toast)
+    {
+      adw_toast_set_title (d->toast, title);
+      return;
+    }
+  d->toast = adw_toast_new (title);
+  adw_toast_set_button_label (d->toast, _("_Undo"));
+  adw_toast_set_priority (d->toast, ADW_TOAST_PRIORITY_HIGH);
+  g_signal_connect (d->toast, "button-clicked", G_CALLBACK (undo_delete_cb), d);
   /* the toast owns the pending delete: it goes when the toast does */
-  g_signal_connect_data (t, "dismissed", G_CALLBACK (delete_dismissed_cb), d,
+  g_signal_connect_data (d->toast, "dismissed", G_CALLBACK (delete_dismissed_cb), d,
                          pending_delete_free, 0);
-  adw_toast_overlay_add_toast (self->toast_overlay, t);
+  self->open_delete = d;
+  adw_toast_overlay_add_toast (self->toast_overlay, d->toast);
 }
 
 static void

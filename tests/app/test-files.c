@@ -409,6 +409,58 @@ test_delete_chat (void)
   g_assert_nonnull (ui_harness_find_chat (app, undo_chat));
 }
 
+static gboolean
+toast_gone (gpointer data)
+{
+  return !find_button (GTK_WIDGET (main_window ()), "_Undo");
+}
+
+/* Chats deleted one after the other while the first one's toast is still up: one toast says how
+ * many, and its Undo brings them all back. (libadwaita 1.2 crashed now and then when a toast
+ * of high priority pushed another one aside while it was still sliding in, as a second
+ * deletion's toast did.) */
+static void
+test_delete_several (void)
+{
+  AppChatStore *store;
+  GtkWindow *window = start (undo_chat);
+  g_autofree char *ids[3] = { NULL };
+
+  store = app_application_get_store (app);
+  for (int round = 0; round < 4; round++)
+    {
+      for (int i = 0; i < 3; i++)
+        {
+          g_autoptr(AppChat) chat = app_chat_new ();
+          g_autoptr(AppMessage) question = app_message_new (APP_ROLE_USER, "To be deleted");
+
+          app_chat_append (chat, question);
+          app_chat_store_add (store, chat);
+          g_free (ids[i]);
+          ids[i] = g_strdup (app_chat_get_id (chat));
+        }
+      ui_harness_wait_for (toast_gone, NULL, "no toast");
+      for (int i = 0; i < 3; i++)
+        {
+          g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.delete-chat", "s",
+                                                     ids[i]));
+          /* the next one at once, or while the toast slides in, or once it is there */
+          ui_harness_spin (0.05 * round * i);
+        }
+      ui_harness_wait_for (undo_shown, NULL, "the Undo button");
+      g_assert_true (ui_find_toast (GTK_WIDGET (window), "3 chats deleted"));
+      for (int i = 0; i < 3; i++)
+        g_assert_null (ui_harness_find_chat (app, ids[i]));
+      if (round % 2 == 0)
+        {
+          g_signal_emit_by_name (find_button (GTK_WIDGET (window), "_Undo"), "clicked");
+          for (int i = 0; i < 3; i++)
+            g_assert_nonnull (ui_harness_find_chat (app, ids[i]));
+        }
+    }
+  ui_harness_wait_for (toast_gone, NULL, "no toast");
+}
+
 /* An attachment removed before sending is deleted, unless a chat shows it. */
 static void
 test_remove_attachment (void)
@@ -585,6 +637,7 @@ main (int   argc,
   g_test_add_func ("/app/files/startup-sweep", test_startup_sweep);
   g_test_add_func ("/app/files/missing-image", test_missing_image);
   g_test_add_func ("/app/files/delete-chat", test_delete_chat);
+  g_test_add_func ("/app/files/delete-several", test_delete_several);
   g_test_add_func ("/app/files/remove-attachment", test_remove_attachment);
   g_test_add_func ("/app/files/drafts", test_drafts);
   rc = g_test_run ();

@@ -424,7 +424,7 @@ test_delete_several (void)
 {
   AppChatStore *store;
   GtkWindow *window = start (undo_chat);
-  g_autofree char *ids[3] = { NULL };
+  char *ids[3] = { NULL };
 
   store = app_application_get_store (app);
   for (int round = 0; round < 4; round++)
@@ -459,6 +459,8 @@ test_delete_several (void)
         }
     }
   ui_harness_wait_for (toast_gone, NULL, "no toast");
+  for (int i = 0; i < 3; i++)
+    g_free (ids[i]);
 }
 
 /* An attachment removed before sending is deleted, unless a chat shows it. */

@@ -7,7 +7,8 @@
  * "error" (the failure in one line), plus the constant "repo", "revision" and "dest".
  *
  * pause() cancels the transfer and keeps the partial files; start() (again) resumes with
- * HTTP Range. Dropping the last reference while it runs cancels it.
+ * HTTP Range. Downloads run one at a time, in the order they were started: the others wait
+ * as "queued". A running download holds a reference to itself until it stops.
  */
 #pragma once
 

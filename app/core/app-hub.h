@@ -69,7 +69,8 @@ typedef struct {
   const char *commit;        /* the commit the listing pinned, once known */
 } AppHubProgress;
 
-/* Called on the pulling thread, often (at most every 64 KiB); keep it cheap. */
+/* Called on the pulling thread after every chunk read or hashed (at most 256 KiB); keep it
+ * cheap. */
 typedef void (*AppHubProgressFunc) (const AppHubProgress *progress,
                                     gpointer              user_data);
 

@@ -18,6 +18,10 @@
  *       Writes the checkpoint with its language model quantized (engine/QUANT.md) into the new
  *       folder OUT, which loads without quantizing again.
  *
+ *   vl2 pull REPO [--revision REV] [--dest DIR]
+ *       Downloads a model from the Hugging Face Hub into the app's models folder, resuming
+ *       and verifying (pull.c, on the app's downloader).
+ *
  *   vl2 bench --model DIR [...]
  *       Speed against this machine's memory bandwidth and arithmetic peak (bench.c).
  *
@@ -48,6 +52,7 @@
 #include "cli-util.h"
 #include "image-file.h"
 #include "mkrandom.h"
+#include "pull.h"
 #include "vl2.h"
 
 
@@ -889,6 +894,7 @@ int main(int argc, char **argv)
         "  bench  measure speed against this machine's memory bandwidth and arithmetic peak\n"
         "  mkrandom  write a random-weight checkpoint with the published shapes (for speed)\n"
         "  quantize  write a checkpoint with 8- or 4-bit language model weights\n"
+        "  pull   download a model from the Hugging Face Hub (resumable, verified)\n"
         "  tokenize    print the token ids of a text, without the chat template\n"
         "  detokenize  print the text of token ids\n"
         "\n"
@@ -907,6 +913,8 @@ int main(int argc, char **argv)
         return vl2_cmd_mkrandom(argc - 1, argv + 1);
     if (!strcmp(argv[1], "quantize"))
         return cmd_quantize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "pull"))
+        return vl2_cmd_pull(argc - 1, argv + 1);
     if (!strcmp(argv[1], "run"))
         return cmd_run(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize"))

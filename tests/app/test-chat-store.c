@@ -13,6 +13,7 @@
 
 #include "app-chat-store.h"
 #include "app-enums.h"
+#include "tree.h"
 
 typedef struct
 {
@@ -20,29 +21,6 @@ typedef struct
   char *chats_dir;
   char *images_dir;
 } Fixture;
-
-static void
-remove_tree (const char *path)
-{
-  GDir *dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  if (dir != NULL)
-    {
-      while ((name = g_dir_read_name (dir)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-
-          if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-            remove_tree (child);
-          else
-            g_assert_no_errno (g_unlink (child));
-        }
-      g_dir_close (dir);
-    }
-
-  g_assert_no_errno (g_rmdir (path));
-}
 
 static void
 fixture_set_up (Fixture       *fixture,
@@ -60,7 +38,7 @@ static void
 fixture_tear_down (Fixture       *fixture,
                    gconstpointer  user_data)
 {
-  remove_tree (fixture->data_dir);
+  tree_remove (fixture->data_dir);
   g_free (fixture->data_dir);
   g_free (fixture->chats_dir);
   g_free (fixture->images_dir);
@@ -1926,7 +1904,6 @@ test_store_image_path (Fixture       *fixture,
       g_assert_null (bad);
     }
 }
-
 
 /* ---------------------------------------------------------------------------------------------
  * Drafts

@@ -17,6 +17,7 @@
 #include "app-engine.h"
 #include "ui-find.h"
 #include "ui-harness.h"
+#include "tree.h"
 
 #define TIMEOUT_S 120
 
@@ -211,26 +212,6 @@ test_model_changed (void)
   }
 }
 
-static void
-remove_tree (const char *path)
-{
-  GDir *dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir && (name = g_dir_read_name (dir)))
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        remove_tree (child);
-      else
-        g_unlink (child);
-    }
-  if (dir)
-    g_dir_close (dir);
-  g_rmdir (path);
-}
-
 int
 main (int   argc,
       char *argv[])
@@ -259,7 +240,7 @@ main (int   argc,
   g_application_quit (G_APPLICATION (app));
   g_clear_object (&app);
   if (rc == 0)
-    remove_tree (home); /* kept to look at when the test failed */
+    tree_remove (home); /* kept to look at when the test failed */
   g_free (model_dir);
   g_free (weights);
   return rc;

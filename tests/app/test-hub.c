@@ -406,7 +406,8 @@ test_hostile_listing (Fixture       *fx,
   }
 }
 
-/* The file system fills up: RLIMIT_FSIZE makes writing past a size fail with EFBIG, as a
+/* Not enough room to start: said before anything is fetched. The file system fills up
+ * during the download: RLIMIT_FSIZE makes writing past a size fail with EFBIG, as a
  * full disk fails with ENOSPC. The pull stops with a resumable error and no model; with room
  * again, the next pull resumes. */
 static void
@@ -418,6 +419,16 @@ test_disk_full (Fixture       *fx,
   struct rlimit old, small;
   void (*old_handler) (int);
   gboolean ok;
+
+  /* checked before the first byte: a margin no disk has */
+  fx->options.free_space_margin = G_MAXUINT64 / 4;
+  g_assert_false (pull (fx, &error));
+  g_assert_error (error, APP_HUB_ERROR, APP_HUB_ERROR_NO_SPACE);
+  g_assert_nonnull (strstr (error->message, "Not enough free space"));
+  g_assert_cmpuint (hub_server_requests (fx->server, BIG), ==, 0);
+  g_assert_cmpuint (hub_server_requests (fx->server, "config.json"), ==, 0);
+  g_clear_error (&error);
+  fx->options.free_space_margin = 0;
 
   g_assert_cmpint (getrlimit (RLIMIT_FSIZE, &old), ==, 0);
   small = old;
@@ -662,6 +673,9 @@ int
 main (int   argc,
       char *argv[])
 {
+  /* a proxy from the environment must not stand between the test and its loopback servers */
+  g_setenv ("no_proxy", "127.0.0.1,localhost", TRUE);
+  g_setenv ("NO_PROXY", "127.0.0.1,localhost", TRUE);
   g_test_init (&argc, &argv, NULL);
   fixture_dir = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), "mini-tiny", NULL);
 

@@ -34,6 +34,7 @@
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 
@@ -1150,6 +1151,7 @@ app_hub_pull_sync (const char           *repo,
   g_autofree char *installed_commit = NULL;
   g_autofree char *marker = NULL;
   gboolean ok = FALSE;
+  int lock_fd = -1;
 
   g_return_val_if_fail (dest != NULL, FALSE);
 
@@ -1224,6 +1226,21 @@ app_hub_pull_sync (const char           *repo,
       set_write_error (&p, errno, dest, error);
       goto out;
     }
+  /* one pull per folder: the app and `vl2 pull` could otherwise append to the same partial
+   * file. The lock is on the folder itself, so it leaves no file behind. */
+  lock_fd = g_open (dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (lock_fd < 0)
+    {
+      set_write_error (&p, errno, dest, error);
+      goto out;
+    }
+  if (flock (lock_fd, LOCK_EX | LOCK_NB) != 0)
+    {
+      g_set_error (error, APP_HUB_ERROR, APP_HUB_ERROR_BUSY,
+                   "%s: another download into %s is running; wait for it, or stop it first",
+                   repo, dest);
+      goto out;
+    }
   if (!check_free_space (&p, error))
     goto out;
 
@@ -1245,6 +1262,8 @@ app_hub_pull_sync (const char           *repo,
   ok = TRUE;
 
 out:
+  if (lock_fd >= 0)
+    close (lock_fd);
   pull_clear (&p);
   return ok;
 }

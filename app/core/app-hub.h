@@ -13,6 +13,7 @@
  * ({dest}/APP_HUB_MARKER): a folder without it is never a model. Transient failures (a
  * dropped connection, 5xx, 429) are retried a bounded number of times with exponential
  * backoff; the others end the pull with one line that says what happened and what to do.
+ * One pull at a time writes a folder (a lock on the folder, shared with `vl2 pull`).
  *
  * This is GLib, GIO, json-glib and libsoup only: `vl2 pull` and the app share it. The pull
  * itself is synchronous and belongs on a worker thread; AppDownload (app-download.h) runs one
@@ -36,6 +37,7 @@ typedef enum {
   APP_HUB_ERROR_NO_SPACE,      /* not enough free space, or the disk filled up (resumable) */
   APP_HUB_ERROR_INTEGRITY,     /* a file's size or digest kept disagreeing with the listing */
   APP_HUB_ERROR_FILE,          /* the destination cannot be written */
+  APP_HUB_ERROR_BUSY,          /* another pull (this process or another) writes the folder */
 } AppHubError;
 
 /* The file whose presence says a folder holds a complete, verified download: a JSON record of

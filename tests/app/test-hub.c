@@ -6,10 +6,13 @@
  * for the child processes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "app-download.h"
 #include "app-hub.h"
@@ -505,6 +508,28 @@ test_cancel_resume (Fixture       *fx,
   g_assert_cmpuint (hub_server_bytes_sent (fx->server, BIG), ==, size - held);
 }
 
+/* Two pulls into one folder: the second says so and leaves the first's files alone. */
+static void
+test_busy (Fixture       *fx,
+           gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  int fd;
+
+  g_assert_cmpint (g_mkdir_with_parents (fx->dest, 0755), ==, 0);
+  fd = g_open (fx->dest, O_RDONLY | O_DIRECTORY, 0);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (flock (fd, LOCK_EX), ==, 0);
+  g_assert_false (pull (fx, &error));
+  g_assert_error (error, APP_HUB_ERROR, APP_HUB_ERROR_BUSY);
+  g_assert_cmpuint (hub_server_requests (fx->server, BIG), ==, 0);
+  g_clear_error (&error);
+  close (fd);
+  g_assert_true (pull (fx, &error));
+  g_assert_no_error (error);
+  assert_complete (fx);
+}
+
 /* `vl2 pull` on the same server, as a person runs it (HF_ENDPOINT, default options). */
 static void
 test_vl2_pull (Fixture       *fx,
@@ -689,6 +714,7 @@ main (int   argc,
   ADD ("hostile-listing", test_hostile_listing);
   ADD ("disk-full", test_disk_full);
   ADD ("cancel-resume", test_cancel_resume);
+  ADD ("busy", test_busy);
   ADD ("vl2-pull", test_vl2_pull);
   ADD ("download", test_download_object);
   g_test_add_func ("/app/hub/space-check", test_space_check);

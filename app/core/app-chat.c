@@ -71,6 +71,8 @@ struct _AppChat
   char       *draft_text;       /* never NULL */
   AppPromptKind draft_kind;
   char      **draft_images;     /* never NULL */
+
+  char       *model;            /* the folder of the model it last used, or NULL */
 };
 
 G_DEFINE_FINAL_TYPE (AppChat, app_chat, G_TYPE_OBJECT)
@@ -529,6 +531,7 @@ app_chat_finalize (GObject *object)
   g_free (self->custom_title);
   g_free (self->derived_title);
   g_free (self->draft_text);
+  g_free (self->model);
   g_strfreev (self->draft_images);
 
   G_OBJECT_CLASS (app_chat_parent_class)->finalize (object);
@@ -1124,6 +1127,29 @@ app_chat_set_draft (AppChat            *self,
   return TRUE;
 }
 
+const char *
+app_chat_get_model (AppChat *self)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), NULL);
+  return self->model;
+}
+
+gboolean
+app_chat_set_model (AppChat    *self,
+                    const char *model_dir)
+{
+  g_return_val_if_fail (APP_IS_CHAT (self), FALSE);
+
+  /* the chat file is JSON: a folder whose name is not UTF-8 is not remembered */
+  if (model_dir && (!model_dir[0] || !g_utf8_validate (model_dir, -1, NULL)))
+    model_dir = NULL;
+  if (g_strcmp0 (model_dir, self->model) == 0)
+    return FALSE;
+  g_free (self->model);
+  self->model = g_strdup (model_dir);
+  return TRUE;
+}
+
 gboolean
 app_chat_is_blank (AppChat *self)
 {
@@ -1243,6 +1269,8 @@ app_chat_to_json (AppChat *self)
 
   add_string_member (builder, "id", self->id);
   add_string_member (builder, "title", app_chat_get_title (self));
+  if (self->model)
+    add_string_member (builder, "model", self->model);
 
   json_builder_set_member_name (builder, "custom_title");
   json_builder_add_boolean_value (builder, self->custom_title != NULL);
@@ -1644,6 +1672,7 @@ app_chat_new_from_json (JsonNode  *node,
   JsonArray *array;
   const char *id;
   const char *title;
+  const char *model;
   gboolean custom_title = FALSE;
   gint64 created = 0;
   gint64 modified = 0;
@@ -1758,6 +1787,10 @@ app_chat_new_from_json (JsonNode  *node,
 
   if (!draft_from_json (&reader, chat, error))
     return NULL;
+
+  if (!read_string (&reader, "model", FALSE, &model, error))
+    return NULL;
+  app_chat_set_model (chat, model);
 
   return g_steal_pointer (&chat);
 }

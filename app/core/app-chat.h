@@ -91,9 +91,14 @@ gboolean         app_chat_set_draft            (AppChat         *self,
                                                 const char * const *images);
 /* Nothing a person made is in it: no message, no draft, no title of their own. Such a chat is
  * not worth a file. */
+/* The folder of the model that last answered in the chat (NULL: none yet), so coming back to
+ * the chat can switch to it. TRUE when it changed. */
+const char      *app_chat_get_model            (AppChat         *self);
+gboolean         app_chat_set_model            (AppChat         *self,
+                                                const char      *model_dir);
 gboolean         app_chat_is_blank             (AppChat         *self);
 
-/* JSON: {"version": 2, "id", "title", "custom_title", "created", "modified", "messages":
+/* JSON: {"version": 2, "id", "title", "model", "custom_title", "created", "modified", "messages":
  * [{"parent", "selected", "role": "user"|"assistant", "text", "images": [...], "state",
  * "finish", "error", "note", "boxes_image", "n_tokens", "first_token_seconds",
  * "tokens_per_second", "created"}], "draft": {"text", "kind": "plain"|"grounded-caption"|

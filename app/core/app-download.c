@@ -275,6 +275,17 @@ app_download_new (const char *repo,
 }
 
 void
+app_download_set_token (AppDownload *self,
+                        const char  *token)
+{
+  g_return_if_fail (APP_IS_DOWNLOAD (self));
+  if (self->cancellable)
+    return;                   /* the worker reads it */
+  g_free (self->token);
+  self->token = g_strdup (token);
+}
+
+void
 app_download_start (AppDownload *self)
 {
   Job *job;

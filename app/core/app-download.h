@@ -28,6 +28,9 @@ AppDownload      *app_download_new              (const char  *repo,
                                                  const char  *endpoint,
                                                  const char  *token);
 
+/* For the next start(): NULL, $HF_TOKEN. */
+void              app_download_set_token        (AppDownload *self,
+                                                 const char  *token);
 void              app_download_start            (AppDownload *self);
 void              app_download_pause            (AppDownload *self);
 

@@ -58,6 +58,7 @@ struct _AppEngine
   char *error;
   char *error_advice;
   gboolean busy;
+  gboolean resident;             /* for the next load */
 
   /* the worker */
   GThread *thread;
@@ -68,6 +69,7 @@ struct _AppEngine
   vl2_session *session;
   char *loaded_dir;              /* what the model was loaded from, to load it again */
   int loaded_threads;
+  gboolean loaded_resident;
   GQueue image_cache;            /* CachedImage*, most recent first */
   gboolean hold_images;          /* a prompt is reading the cached pixels: none may go */
   GHashTable *image_sizes;       /* path -> width << 32 | height, for counting */
@@ -145,6 +147,7 @@ typedef struct
   /* load */
   char *model_dir;
   int n_threads;
+  gboolean resident;
 
   /* generate: a snapshot of the chat taken on the main thread */
   GArray *turns;                 /* TurnSnapshot */
@@ -526,6 +529,7 @@ worker_load (AppEngine *self,
 
   worker_unload (self);
   mp.n_threads = job->n_threads;
+  mp.resident = job->resident;
   mp.progress = load_progress_cb;
   mp.progress_user_data = job;
   if (vl2_model_load (job->model_dir, &mp, &self->model, &err) != VL2_OK ||
@@ -551,6 +555,7 @@ worker_load (AppEngine *self,
       r->name = g_strdup (variant_name (info.variant));
       self->loaded_dir = g_strdup (job->model_dir);
       self->loaded_threads = job->n_threads;
+      self->loaded_resident = job->resident;
     }
   r->job = job_ref (job);
   run_on (job->context, load_done_main, r, NULL);
@@ -815,6 +820,7 @@ worker_reload_if_changed (AppEngine      *self,
   job_invoke (job, reloading_main);
   dir = g_strdup (self->loaded_dir);
   mp.n_threads = self->loaded_threads;
+  mp.resident = self->loaded_resident;
   worker_unload (self);
   if (vl2_model_load (dir, &mp, &self->model, &err) != VL2_OK ||
       vl2_session_new (self->model, NULL, &self->session, &err) != VL2_OK)
@@ -829,6 +835,7 @@ worker_reload_if_changed (AppEngine      *self,
     }
   self->loaded_dir = g_steal_pointer (&dir);
   self->loaded_threads = mp.n_threads;
+  self->loaded_resident = mp.resident;
   vl2_model_get_info (self->model, &info);
   r->name = g_strdup (variant_name (info.variant));
   r->reloaded = TRUE;
@@ -1474,6 +1481,7 @@ app_engine_load_async (AppEngine           *self,
     }
   job->model_dir = g_strdup (model_dir);
   job->n_threads = MAX (n_threads, 0);
+  job->resident = self->resident;
   self->busy = TRUE;
   self->load_progress = 0;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
@@ -1813,4 +1821,150 @@ app_engine_init (AppEngine *self)
   self->jobs = g_async_queue_new ();
   g_queue_init (&self->image_cache);
   self->thread = g_thread_new ("sightline-engine", worker_main, self);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Resident weights, quantized copies
+ */
+
+void
+app_engine_set_resident (AppEngine *self,
+                         gboolean   resident)
+{
+  g_return_if_fail (APP_IS_ENGINE (self));
+  self->resident = !!resident;
+}
+
+gboolean
+app_engine_get_resident (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), FALSE);
+  return self->resident;
+}
+
+typedef struct
+{
+  char *src_dir;
+  char *dest_dir;
+  gboolean q4;
+  AppQuantizeProgressFunc progress;
+  gpointer progress_data;
+  GMainContext *context;
+  GCancellable *cancellable;
+  /* the latest fraction in thousandths, and whether an idle is on its way to show it */
+  gint permille;
+  gint pending;
+  gint refs;
+} QuantizeJob;
+
+static void
+quantize_job_unref (gpointer data)
+{
+  QuantizeJob *q = data;
+
+  if (!g_atomic_int_dec_and_test (&q->refs))
+    return;
+  g_free (q->src_dir);
+  g_free (q->dest_dir);
+  g_main_context_unref (q->context);
+  g_clear_object (&q->cancellable);
+  g_free (q);
+}
+
+static gboolean
+quantize_progress_main (gpointer data)
+{
+  QuantizeJob *q = data;
+
+  g_atomic_int_set (&q->pending, 0);
+  if (q->progress && !g_cancellable_is_cancelled (q->cancellable))
+    q->progress (g_atomic_int_get (&q->permille) / 1000.0, q->progress_data);
+  return G_SOURCE_REMOVE;
+}
+
+static bool
+quantize_progress_cb (float  fraction,
+                      void  *user_data)
+{
+  QuantizeJob *q = user_data;
+  gint permille = (gint) CLAMP (fraction * 1000.0f, 0.0f, 1000.0f);
+
+  if (permille != g_atomic_int_get (&q->permille))
+    {
+      g_atomic_int_set (&q->permille, permille);
+      if (g_atomic_int_compare_and_exchange (&q->pending, 0, 1))
+        {
+          GSource *source = g_idle_source_new ();
+
+          g_atomic_int_inc (&q->refs);
+          g_source_set_callback (source, quantize_progress_main, q, quantize_job_unref);
+          g_source_attach (source, q->context);
+          g_source_unref (source);
+        }
+    }
+  return !g_cancellable_is_cancelled (q->cancellable);
+}
+
+static void
+quantize_thread (GTask        *task,
+                 gpointer      source_object,
+                 gpointer      task_data,
+                 GCancellable *cancellable)
+{
+  QuantizeJob *q = task_data;
+  vl2_error err;
+
+  if (vl2_quantize_checkpoint (q->src_dir, q->dest_dir,
+                               q->q4 ? VL2_WEIGHTS_Q4 : VL2_WEIGHTS_Q8,
+                               quantize_progress_cb, q, &err) != VL2_OK)
+    {
+      if (err.code == VL2_ERR_CANCELLED)
+        g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                 _("The copy was cancelled."));
+      else
+        g_task_return_error (task, error_from_status (err.code, err.message));
+      return;
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+app_engine_quantize_async (AppEngine               *self,
+                           const char              *src_dir,
+                           const char              *dest_dir,
+                           gboolean                 q4,
+                           AppQuantizeProgressFunc  progress,
+                           gpointer                 progress_data,
+                           GCancellable            *cancellable,
+                           GAsyncReadyCallback      callback,
+                           gpointer                 user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  QuantizeJob *q;
+
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_return_if_fail (src_dir != NULL && dest_dir != NULL);
+
+  q = g_new0 (QuantizeJob, 1);
+  q->refs = 1;
+  q->src_dir = g_strdup (src_dir);
+  q->dest_dir = g_strdup (dest_dir);
+  q->q4 = q4;
+  q->progress = progress;
+  q->progress_data = progress_data;
+  q->context = g_main_context_ref_thread_default ();
+  q->cancellable = cancellable ? g_object_ref (cancellable) : g_cancellable_new ();
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, app_engine_quantize_async);
+  g_task_set_task_data (task, q, quantize_job_unref);
+  g_task_run_in_thread (task, quantize_thread);
+}
+
+gboolean
+app_engine_quantize_finish (AppEngine     *self,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
 }

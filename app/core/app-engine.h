@@ -149,4 +149,31 @@ gboolean         app_engine_count_tokens_finish (AppEngine      *self,
                                                  AppTokenCount  *count,
                                                  GError        **error);
 
+/* Whether the next load copies the weights into the process's own memory (vl2_model_params
+ * .resident: decoding up to a quarter faster, loading slower; the load progress covers the
+ * copy). Takes effect at the next load. */
+void             app_engine_set_resident       (AppEngine       *self,
+                                                gboolean         resident);
+gboolean         app_engine_get_resident       (AppEngine       *self);
+
+/* Called on the main context with the fraction done (0..1). */
+typedef void (*AppQuantizeProgressFunc) (double   fraction,
+                                         gpointer user_data);
+
+/* Writes an 8-bit (q4 FALSE) or 4-bit copy of the checkpoint in `src_dir` into the new folder
+ * `dest_dir` (vl2_quantize_checkpoint), on a thread of its own: the engine goes on answering
+ * meanwhile. Cancelling stops it and removes what it wrote (G_IO_ERROR_CANCELLED). */
+void             app_engine_quantize_async     (AppEngine       *self,
+                                                const char      *src_dir,
+                                                const char      *dest_dir,
+                                                gboolean         q4,
+                                                AppQuantizeProgressFunc progress,
+                                                gpointer         progress_data,
+                                                GCancellable    *cancellable,
+                                                GAsyncReadyCallback callback,
+                                                gpointer         user_data);
+gboolean         app_engine_quantize_finish    (AppEngine       *self,
+                                                GAsyncResult    *result,
+                                                GError         **error);
+
 G_END_DECLS

@@ -17,6 +17,7 @@
 #include <glib/gi18n.h>
 
 #include "app-config.h"
+#include "app-models-page.h"
 #include "app-preferences.h"
 #include "app-resources.h"
 #include "app-window.h"
@@ -28,6 +29,8 @@ struct _AppApplication
   GSettings *settings;
   AppChatStore *store;
   AppEngine *engine;
+  AppModelManager *models;
+  GtkWindow *models_window;      /* the Models window while it is open (weak) */
   GCancellable *load;            /* the last load asked for, for Cancel */
   gboolean load_wanted;          /* asked while the engine was busy: load when it is free */
   gboolean load_forced;
@@ -61,6 +64,13 @@ app_application_get_engine (AppApplication *self)
 {
   g_return_val_if_fail (APP_IS_APPLICATION (self), NULL);
   return self->engine;
+}
+
+AppModelManager *
+app_application_get_models (AppApplication *self)
+{
+  g_return_val_if_fail (APP_IS_APPLICATION (self), NULL);
+  return self->models;
 }
 
 GSettings *
@@ -145,6 +155,13 @@ model_folder_changed_cb (AppApplication *self)
 }
 
 static void
+resident_changed_cb (AppApplication *self)
+{
+  app_engine_set_resident (self->engine, g_settings_get_boolean (self->settings, "resident"));
+  load_model (self, TRUE);
+}
+
+static void
 threads_changed_cb (AppApplication *self)
 {
   /* the worker pool is sized when the model loads */
@@ -215,6 +232,24 @@ preferences_activated (GSimpleAction *action,
 }
 
 static void
+models_activated (GSimpleAction *action,
+                  GVariant      *parameter,
+                  gpointer       user_data)
+{
+  AppApplication *self = user_data;
+  GtkWindow *parent = gtk_application_get_active_window (GTK_APPLICATION (self));
+
+  if (!self->models_window)
+    {
+      self->models_window = app_models_window_new (parent == self->models_window ? NULL : parent,
+                                                   self->models, self->engine, self->settings);
+      g_object_add_weak_pointer (G_OBJECT (self->models_window),
+                                 (gpointer *) &self->models_window);
+    }
+  gtk_window_present (self->models_window);
+}
+
+static void
 about_activated (GSimpleAction *action,
                  GVariant      *parameter,
                  gpointer       user_data)
@@ -251,6 +286,7 @@ about_activated (GSimpleAction *action,
 static const GActionEntry app_actions[] = {
   { "quit", quit_activated },
   { "preferences", preferences_activated },
+  { "models", models_activated },
   { "about", about_activated },
 };
 
@@ -290,6 +326,15 @@ app_application_startup (GApplication *app)
   self->store = app_chat_store_new (data_dir);
   app_chat_store_load_async (self->store, NULL, chats_loaded_cb, NULL);
   self->engine = app_engine_new ();
+  app_engine_set_resident (self->engine, g_settings_get_boolean (self->settings, "resident"));
+  self->models = app_model_manager_new (self->settings, self->engine);
+  {
+    /* the header bar's model switcher: a radio item per installed model */
+    g_autoptr(GAction) model_action = g_settings_create_action (self->settings, "model-folder");
+    g_action_map_add_action (G_ACTION_MAP (self), model_action);
+  }
+  g_signal_connect_object (self->settings, "changed::resident",
+                           G_CALLBACK (resident_changed_cb), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (self->settings, "changed::model-folder",
                            G_CALLBACK (model_folder_changed_cb), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (self->settings, "changed::threads",
@@ -350,6 +395,7 @@ app_application_dispose (GObject *object)
   g_clear_object (&self->load);
   if (self->store)
     app_chat_store_flush (self->store);
+  g_clear_object (&self->models);
   g_clear_object (&self->engine);
   g_clear_object (&self->store);
   g_clear_object (&self->settings);

@@ -10,6 +10,8 @@
 
 #include "app-preferences.h"
 
+#include "app-application.h"
+
 #include <glib/gi18n.h>
 #include <math.h>
 
@@ -64,7 +66,12 @@ choose_response_cb (GtkNativeDialog *dialog,
       g_autoptr(GFile) folder = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
       g_autofree char *path = g_file_get_path (folder);
 
-      if (path)
+      GApplication *app = g_application_get_default ();
+
+      /* listed among the installed models, and used */
+      if (path && APP_IS_APPLICATION (app))
+        app_model_manager_add_folder (app_application_get_models (APP_APPLICATION (app)), path);
+      else if (path)
         g_settings_set_string (settings, "model-folder", path);
     }
   g_object_unref (dialog);

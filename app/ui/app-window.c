@@ -35,6 +35,7 @@
 #include "app-export.h"
 #include "app-message-row.h"
 #include "app-model-banner.h"
+#include "app-models-page.h"
 #include "app-preferences.h"
 
 /* How long a draft waits after a change before it is saved. */
@@ -66,6 +67,8 @@ struct _AppWindow
   gboolean restoring_draft;      /* the composer is being filled from a chat */
   GPtrArray *pending_deletes;    /* PendingDelete*, deletions that can still be undone */
   gpointer open_delete;          /* the PendingDelete whose toast is up: more chats join it */
+  AppModelManager *models;
+  GtkWidget *models_page;        /* the first screen, without a model and a chat */
 
   /* template */
   AdwToastOverlay *toast_overlay;
@@ -83,6 +86,9 @@ struct _AppWindow
   GtkWidget *welcome_button;
   GtkWidget *welcome_retry_button;
   AppModelBanner *model_banner;
+  GtkMenuButton *model_button;
+  GtkLabel *model_label;
+  GMenu *model_menu_models;
   GtkStack *chat_stack;
   GtkScrolledWindow *message_scroller;
   GtkListView *message_list;
@@ -193,6 +199,52 @@ update_welcome (AppWindow *self,
   gtk_widget_set_visible (self->welcome_retry_button, folder[0] != '\0');
 }
 
+static gboolean
+app_window_not (gpointer unused,
+                gboolean value)
+{
+  return !value;
+}
+
+/* The header bar's model switcher: the installed models, the one in use checked (the
+ * settings' "model-folder" as a stateful action), then "Manage Models…". */
+static void
+update_model_switcher (AppWindow *self)
+{
+  GListModel *installed = app_model_manager_get_installed (self->models);
+  AppModelEntry *current = app_model_manager_get_current (self->models);
+  guint n = g_list_model_get_n_items (installed);
+
+  g_menu_remove_all (self->model_menu_models);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(AppModelEntry) entry = g_list_model_get_item (installed, i);
+      g_autoptr(GMenuItem) item = g_menu_item_new (app_model_entry_get_name (entry), NULL);
+
+      g_menu_item_set_action_and_target (item, "app.model-folder", "s",
+                                         app_model_entry_get_path (entry));
+      g_menu_append_item (self->model_menu_models, item);
+    }
+  gtk_label_set_text (self->model_label,
+                      current ? app_model_entry_get_name (current) : _("No Model"));
+}
+
+/* A chat answered by another model, that is still here, switches to it while nothing is being
+ * answered. */
+static void
+use_chat_model (AppWindow *self,
+                AppChat   *chat)
+{
+  const char *model = chat ? app_chat_get_model (chat) : NULL;
+  g_autofree char *current = g_settings_get_string (self->settings, "model-folder");
+
+  if (!model || g_strcmp0 (model, current) == 0 || self->generation ||
+      app_engine_get_state (self->engine) == APP_ENGINE_BUSY ||
+      !app_model_manager_find (self->models, model))
+    return;
+  app_model_manager_use (self->models, model);
+}
+
 static void
 update_page (AppWindow *self)
 {
@@ -200,7 +252,11 @@ update_page (AppWindow *self)
   const char *name = app_engine_get_model_name (self->engine);
   guint n_chats = g_list_model_get_n_items (app_chat_store_get_chats (self->store));
 
-  if (n_chats == 0 && (state == APP_ENGINE_EMPTY || state == APP_ENGINE_FAILED))
+  if (n_chats == 0 && state == APP_ENGINE_EMPTY)
+    {
+      gtk_stack_set_visible_child_name (self->main_stack, "models");
+    }
+  else if (n_chats == 0 && state == APP_ENGINE_FAILED)
     {
       update_welcome (self, state);
       gtk_stack_set_visible_child_name (self->main_stack, "welcome");
@@ -441,6 +497,7 @@ set_chat (AppWindow *self,
   select_current (self);
   update_chat_view (self);
   update_generating (self);
+  use_chat_model (self, chat);
 }
 
 static AppChat *
@@ -669,6 +726,8 @@ run_answer (AppWindow  *self,
   g->autosave = g_timeout_add_seconds (AUTOSAVE_SECONDS, autosave_cb, g);
   g_signal_connect (reply, "notify::state", G_CALLBACK (reply_state_cb), self);
   settings_params (self, &params);
+  /* the chat remembers the model that answered it */
+  app_chat_set_model (self->chat, app_engine_get_model_dir (self->engine));
   app_engine_generate_async (self->engine, self->chat, reply, image_dir, &params,
                              self->generation, generate_cb, g);
   app_generate_params_clear (&params);
@@ -1160,9 +1219,7 @@ open_model_action (GtkWidget  *widget,
                    const char *name,
                    GVariant   *param)
 {
-  AppWindow *self = APP_WINDOW (widget);
-
-  app_choose_model_folder (GTK_WINDOW (self), self->settings);
+  gtk_widget_activate_action (widget, "app.models", NULL);
 }
 
 static void
@@ -1727,6 +1784,15 @@ app_window_new (AppApplication *app)
   self->store = g_object_ref (app_application_get_store (app));
   self->engine = g_object_ref (app_application_get_engine (app));
   self->settings = g_object_ref (app_application_get_settings (app));
+  self->models = g_object_ref (app_application_get_models (app));
+  self->models_page = app_models_page_new (self->models, self->engine, self->settings);
+  app_models_page_set_welcome (APP_MODELS_PAGE (self->models_page), TRUE);
+  gtk_stack_add_named (self->main_stack, self->models_page, "models");
+  g_signal_connect_object (app_model_manager_get_installed (self->models), "items-changed",
+                           G_CALLBACK (update_model_switcher), self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->settings, "changed::model-folder",
+                           G_CALLBACK (update_model_switcher), self, G_CONNECT_SWAPPED);
+  update_model_switcher (self);
   app_composer_set_store (self->composer, self->store);
   {
     g_autofree char *image_dir = g_build_filename (app_chat_store_get_data_dir (self->store),
@@ -1852,6 +1918,7 @@ app_window_dispose (GObject *object)
   g_clear_object (&self->store);
   g_clear_object (&self->engine);
   g_clear_object (&self->settings);
+  g_clear_object (&self->models);
   gtk_widget_dispose_template (GTK_WIDGET (self), APP_TYPE_WINDOW);
   G_OBJECT_CLASS (app_window_parent_class)->dispose (object);
 }
@@ -1910,6 +1977,10 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_button);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_retry_button);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, model_banner);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, model_button);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, model_label);
+  gtk_widget_class_bind_template_callback (widget_class, app_window_not);
+  gtk_widget_class_bind_template_child (widget_class, AppWindow, model_menu_models);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_stack);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_scroller);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, message_list);

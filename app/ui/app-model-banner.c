@@ -1,9 +1,9 @@
 /* app-model-banner.c - the model's state above the conversation.
  *
  * The chats stay readable whatever the model is doing: instead of a page in place of the
- * conversation, a bar slides in above it while there is no model ("Open Model Folder…"), while
+ * conversation, a bar slides in above it while there is no model ("Choose a Model…"), while
  * one loads (the folder, the percentage, a progress bar and Cancel) and when loading failed
- * (what to do about it, the engine's message under it, "Choose Another Folder…" and "Try
+ * (what to do about it, the engine's message under it, "Choose Another Model…" and "Try
  * Again"). It hides once the model is ready. Everything it shows comes from AppEngine's
  * properties; its buttons are window actions, so the window decides what they do.
  */
@@ -97,7 +97,7 @@ update (AppModelBanner *self)
                                app_engine_get_error_advice (self->engine)
                                  ? app_engine_get_error_advice (self->engine) : "");
       detail = app_engine_get_error (self->engine);
-      set_button (self->button, _("_Choose Another Folder…"), "win.open-model");
+      set_button (self->button, _("_Choose Another Model…"), "win.open-model");
       set_button (self->retry_button, _("_Try Again"), "win.reload-model");
       break;
     case APP_ENGINE_EMPTY:
@@ -105,8 +105,8 @@ update (AppModelBanner *self)
       title = g_strdup (name ? _("Loading was cancelled: no model is loaded. The chats can be "
                                  "read; answering needs the model.")
                              : _("No model is loaded. The chats can be read; answering needs a "
-                                 "DeepSeek-VL2 model folder."));
-      set_button (self->button, _("_Open Model Folder…"), "win.open-model");
+                                 "model."));
+      set_button (self->button, _("_Choose a Model…"), "win.open-model");
       set_button (self->retry_button, name ? _("_Load Model") : NULL, "win.reload-model");
       break;
     case APP_ENGINE_READY:

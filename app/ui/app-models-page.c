@@ -486,7 +486,8 @@ build_published (AppModelsPage *self)
       gtk_label_set_xalign (r->hint, 1);
       gtk_label_set_justify (r->hint, GTK_JUSTIFY_RIGHT);
       gtk_label_set_wrap (r->hint, TRUE);
-      gtk_label_set_max_width_chars (r->hint, 18);
+      gtk_label_set_width_chars (r->hint, 20);
+      gtk_label_set_max_width_chars (r->hint, 24);
       gtk_widget_add_css_class (GTK_WIDGET (r->hint), "caption-heading");
       r->status = GTK_LABEL (gtk_label_new (NULL));
       gtk_label_set_xalign (r->status, 1);

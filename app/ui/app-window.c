@@ -83,8 +83,6 @@ struct _AppWindow
   AdwWindowTitle *chat_title;
   GtkStack *main_stack;
   AdwStatusPage *welcome_page;
-  GtkWidget *welcome_button;
-  GtkWidget *welcome_retry_button;
   AppModelBanner *model_banner;
   GtkMenuButton *model_button;
   GtkLabel *model_label;
@@ -163,40 +161,19 @@ save_chat (AppWindow *self,
  * The model's state: a banner over the chats, or the welcome page on a first start
  */
 
-/* The welcome page, when there is nothing to read yet: what to do to start, or what to do
- * about the folder that failed. */
+/* The page in place of the conversation when there is no chat and the model failed to load:
+ * what to do about the folder. (With no chat and no model, the Models page is shown.) */
 static void
-update_welcome (AppWindow *self,
-                AppEngineState state)
+update_welcome (AppWindow *self)
 {
-  g_autofree char *folder = g_settings_get_string (self->settings, "model-folder");
-  g_autofree char *text = NULL;
+  const char *advice = app_engine_get_error_advice (self->engine);
+  g_autofree char *text = g_markup_printf_escaped ("%s\n\n<small>%s</small>",
+                                                   advice ? advice : "",
+                                                   app_engine_get_error (self->engine));
 
-  if (state == APP_ENGINE_FAILED)
-    {
-      const char *advice = app_engine_get_error_advice (self->engine);
-
-      text = g_markup_printf_escaped ("%s\n\n<small>%s</small>", advice ? advice : "",
-                                      app_engine_get_error (self->engine));
-      adw_status_page_set_icon_name (self->welcome_page, "dialog-warning-symbolic");
-      adw_status_page_set_title (self->welcome_page, _("The Model Could Not Be Loaded"));
-      gtk_button_set_label (GTK_BUTTON (self->welcome_button), _("_Choose Another Folder…"));
-      gtk_button_set_label (GTK_BUTTON (self->welcome_retry_button), _("_Try Again"));
-    }
-  else
-    {
-      text = g_markup_printf_escaped (
-        "%s%s", folder[0] ? _("Loading the model was cancelled. ") : "",
-        _("Sightline answers questions about your images with DeepSeek-VL2, on this computer "
-          "and offline. To start, download a model folder such as "
-          "deepseek-ai/deepseek-vl2-tiny (6.7 GB) from Hugging Face, then open it here."));
-      adw_status_page_set_icon_name (self->welcome_page, APP_ID);
-      adw_status_page_set_title (self->welcome_page, _("Welcome to Sightline"));
-      gtk_button_set_label (GTK_BUTTON (self->welcome_button), _("_Open Model Folder…"));
-      gtk_button_set_label (GTK_BUTTON (self->welcome_retry_button), _("_Load Model"));
-    }
+  adw_status_page_set_icon_name (self->welcome_page, "dialog-warning-symbolic");
+  adw_status_page_set_title (self->welcome_page, _("The Model Could Not Be Loaded"));
   adw_status_page_set_description (self->welcome_page, text);
-  gtk_widget_set_visible (self->welcome_retry_button, folder[0] != '\0');
 }
 
 static gboolean
@@ -258,7 +235,7 @@ update_page (AppWindow *self)
     }
   else if (n_chats == 0 && state == APP_ENGINE_FAILED)
     {
-      update_welcome (self, state);
+      update_welcome (self);
       gtk_stack_set_visible_child_name (self->main_stack, "welcome");
     }
   else
@@ -1974,8 +1951,6 @@ app_window_class_init (AppWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, AppWindow, chat_title);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, main_stack);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_page);
-  gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_button);
-  gtk_widget_class_bind_template_child (widget_class, AppWindow, welcome_retry_button);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, model_banner);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, model_button);
   gtk_widget_class_bind_template_child (widget_class, AppWindow, model_label);

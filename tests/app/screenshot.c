@@ -1,6 +1,6 @@
 /* screenshot.c - renders the real application window to a PNG, for the README and AppStream.
  *
- *   screenshot chat|grounding OUTPUT.png
+ *   screenshot chat|grounding|models OUTPUT.png
  *
  * Runs under Xvfb (data/screenshots/update.sh). A fresh data folder gets one chat. "chat":
  * made through the app's own store, a question with the golden test photo attached and an
@@ -16,6 +16,7 @@
 #include "app-composer.h"
 #include "app-context-bar.h"
 #include "app-markdown-view.h"
+#include "app-models-page.h"
 
 static const char answer[] =
   "The figure shows the **three training stages** of DeepSeek-VL:\n"
@@ -85,23 +86,48 @@ main (int   argc,
   GtkWindow *window;
 
   gboolean grounding = argc == 3 && g_str_equal (argv[1], "grounding");
+  gboolean models = argc == 3 && g_str_equal (argv[1], "models");
 
-  if (argc != 3 || (!grounding && !g_str_equal (argv[1], "chat")))
+  if (argc != 3 || (!grounding && !models && !g_str_equal (argv[1], "chat")))
     {
-      g_printerr ("usage: screenshot chat|grounding OUTPUT.png\n");
+      g_printerr ("usage: screenshot chat|grounding|models OUTPUT.png\n");
       return 2;
     }
   gtk_init ();
   if (grounding)
     ui_harness_add_grounding_chat ();
-  app = ui_harness_app_new ();
-  if (!grounding)
+  if (models)
+    {
+      /* no model from the start */
+      ui_harness_set_model (NULL);
+      app = app_application_new ();
+      g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE |
+                                                      g_application_get_flags (G_APPLICATION (app)));
+      g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
+    }
+  else
+    app = ui_harness_app_new ();
+  if (!grounding && !models)
     add_chat (app_application_get_store (app));
   g_application_activate (G_APPLICATION (app));
   window = gtk_application_get_active_window (GTK_APPLICATION (app));
   gtk_window_set_default_size (window, 1180, 800);
-  ui_harness_wait_ready (app, 120);
-  ui_harness_spin (3); /* the photos are decoded off the main thread */
+  if (models)
+    {
+      GtkWidget *page;
+
+      ui_harness_wait_for (ui_harness_window_mapped, app, "the window");
+      ui_harness_spin (1);
+      page = ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_MODELS_PAGE, 0);
+      g_assert_nonnull (page);
+      app_models_page_set_machine_ram (APP_MODELS_PAGE (page), 16000000000ull);
+      ui_harness_spin (0.5);
+    }
+  else
+    {
+      ui_harness_wait_ready (app, 120);
+      ui_harness_spin (3); /* the photos are decoded off the main thread */
+    }
   if (grounding)
     {
       GtkWidget *view = ui_harness_find_widget (GTK_WIDGET (window), APP_TYPE_MARKDOWN_VIEW, 1);
@@ -112,7 +138,7 @@ main (int   argc,
       g_signal_emit_by_name (view, "chip-hovered", 0);
       ui_harness_spin (0.5);
     }
-  else
+  else if (!models)
     {
       AppComposer *composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window),
                                                                     APP_TYPE_COMPOSER, 0));

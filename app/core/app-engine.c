@@ -1854,6 +1854,9 @@ typedef struct
   /* the latest fraction in thousandths, and whether an idle is on its way to show it */
   gint permille;
   gint pending;
+  /* set once the copy has ended: an idle that comes after the task's callback (idles have a
+   * lower priority) must not call `progress`, whose data may be gone */
+  gint done;
   gint refs;
 } QuantizeJob;
 
@@ -1877,7 +1880,7 @@ quantize_progress_main (gpointer data)
   QuantizeJob *q = data;
 
   g_atomic_int_set (&q->pending, 0);
-  if (q->progress && !g_cancellable_is_cancelled (q->cancellable))
+  if (q->progress && !g_atomic_int_get (&q->done) && !g_cancellable_is_cancelled (q->cancellable))
     q->progress (g_atomic_int_get (&q->permille) / 1000.0, q->progress_data);
   return G_SOURCE_REMOVE;
 }
@@ -1912,11 +1915,14 @@ quantize_thread (GTask        *task,
                  GCancellable *cancellable)
 {
   QuantizeJob *q = task_data;
+  vl2_status status;
   vl2_error err;
 
-  if (vl2_quantize_checkpoint (q->src_dir, q->dest_dir,
-                               q->q4 ? VL2_WEIGHTS_Q4 : VL2_WEIGHTS_Q8,
-                               quantize_progress_cb, q, &err) != VL2_OK)
+  status = vl2_quantize_checkpoint (q->src_dir, q->dest_dir,
+                                    q->q4 ? VL2_WEIGHTS_Q4 : VL2_WEIGHTS_Q8,
+                                    quantize_progress_cb, q, &err);
+  g_atomic_int_set (&q->done, 1);
+  if (status != VL2_OK)
     {
       if (err.code == VL2_ERR_CANCELLED)
         g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED,

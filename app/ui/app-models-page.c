@@ -77,7 +77,8 @@ source_text (AppModelEntry *entry)
     case APP_MODEL_SOURCE_DOWNLOAD:
       return _("Downloaded");
     case APP_MODEL_SOURCE_COPY:
-      return _("Copy");
+      /* TRANSLATORS: where a model came from: an 8- or 4-bit copy made by the app */
+      return C_("model source", "Copy");
     case APP_MODEL_SOURCE_HF_CACHE:
       return _("Hugging Face cache");
     case APP_MODEL_SOURCE_FOLDER:

@@ -1,10 +1,13 @@
 /* test-models.c - the Models page of the real application, under Xvfb.
  *
  * A Hugging Face Hub on loopback (hub-server.c, HF_ENDPOINT) serves the golden mini-tiny
- * model as deepseek-ai/deepseek-vl2-tiny. A new user with no model sees the Models page as
- * the first screen, with the published models and whether they fit (the memory injected);
- * Download shows the licence, Cancel starts nothing, Accept downloads the model through the
- * page, which shows its progress; the app then uses it and answers a question with it. Then
+ * model as deepseek-ai/deepseek-vl2-tiny (and nothing else: other repositories are 404). A
+ * user with no model sees the Models page as the first screen, with the published models and
+ * whether they fit (the memory injected). An earlier run left half of Tiny's weights: Tiny is
+ * offered paused. Download shows the licence; Cancel starts nothing; Accept starts the
+ * download, which here fails (404) with its reason and Retry. Resume finishes Tiny from where
+ * the earlier run stopped (an HTTP Range, half the bytes sent); the app then uses the model
+ * and answers a question with it. Then
  * an 8-bit copy with its progress row (and a cancelled 4-bit one), the header bar's switcher
  * choosing the copy, a chat answered by it, coming back to the first chat switching back to
  * its model, deleting the copy after a confirmation, a Hugging Face cache found and deleted
@@ -199,15 +202,66 @@ models_page_shown (gpointer data)
   return ui_find_type (window (), APP_TYPE_MODELS_PAGE) != NULL;
 }
 
+static gboolean
+is_download_button (GtkWidget     *w,
+                    gconstpointer  repo)
+{
+  GVariant *target;
+
+  if (!GTK_IS_BUTTON (w) ||
+      g_strcmp0 (gtk_actionable_get_action_name (GTK_ACTIONABLE (w)), "models.download") != 0)
+    return FALSE;
+  target = gtk_actionable_get_action_target_value (GTK_ACTIONABLE (w));
+  return target && g_strcmp0 (g_variant_get_string (target, NULL), repo) == 0;
+}
+
+/* The shown button of `repo`'s row that downloads, resumes or retries. */
+static GtkButton *
+download_button (GtkWidget  *page,
+                 const char *repo)
+{
+  GtkWidget *button = ui_find_mapped (page, is_download_button, repo);
+
+  g_assert_nonnull (button);
+  return GTK_BUTTON (button);
+}
+
+static gboolean
+small_failed (gpointer data)
+{
+  AppDownload *d = app_model_manager_get_download (models (), "deepseek-ai/deepseek-vl2-small");
+
+  return d && app_download_get_state (d) == APP_DOWNLOAD_FAILED;
+}
+
+/* What an earlier run left: the first half of Tiny's weights, in the partial folder. */
+static guint64
+plant_partial_download (void)
+{
+  g_autofree char *dest = downloaded_dir ();
+  g_autofree char *partial = g_build_filename (dest, ".partial", NULL);
+  g_autofree char *from = g_build_filename (fixture_dir, "model.safetensors", NULL);
+  g_autofree char *to = g_build_filename (partial, "model.safetensors", NULL);
+  g_autofree char *bytes = NULL;
+  gsize len = 0;
+
+  g_assert_true (g_file_get_contents (from, &bytes, &len, NULL));
+  g_assert_cmpint (g_mkdir_with_parents (partial, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (to, bytes, (gssize) (len / 2), NULL));
+  return len / 2;
+}
+
+static guint64 planted;
+
 /* 1. The first screen: the Models page, what each model costs, the licence, the download. */
 static void
 test_download (void)
 {
   g_autofree char *dest = downloaded_dir ();
   AppModelsPage *page;
-  GtkWidget *button;
+  GtkButton *button;
   g_autoptr(AppChat) chat = NULL;
-  GVariant *target;
+  guint64 size = hub_server_file_size (server, "model.safetensors");
 
   g_application_activate (G_APPLICATION (app));
   main_window = GTK_WIDGET (gtk_application_get_active_window (GTK_APPLICATION (app)));
@@ -230,25 +284,40 @@ test_download (void)
   g_assert_nonnull (ui_find_label (window (), "Will not fit this computer"));
   g_assert_nonnull (ui_find_label (window (), "6.7\u00a0GB to download"));
 
+  /* the download an earlier run left is offered, paused */
+  g_assert_nonnull (app_model_manager_get_download (models (), HUB_TEST_REPO));
+  g_assert_nonnull (ui_find_label (GTK_WIDGET (page), "Paused"));
+  g_assert_cmpstr (gtk_button_get_label (download_button (GTK_WIDGET (page), HUB_TEST_REPO)),
+                   ==, "_Resume");
+
   /* Download…: the licence first; Cancel downloads nothing */
-  button = ui_find_action_button (GTK_WIDGET (page), "models.download");
-  g_assert_nonnull (button);
-  target = gtk_actionable_get_action_target_value (GTK_ACTIONABLE (button));
-  g_assert_cmpstr (g_variant_get_string (target, NULL), ==, HUB_TEST_REPO);
+  button = download_button (GTK_WIDGET (page), "deepseek-ai/deepseek-vl2");
+  g_assert_cmpstr (gtk_button_get_label (button), ==, "_Download…");
   g_signal_emit_by_name (button, "clicked");
   answer_dialog ("DeepSeek Model License", "Cancel");
   ui_harness_spin (0.2);
-  g_assert_null (app_model_manager_get_download (models (), HUB_TEST_REPO));
+  g_assert_null (app_model_manager_get_download (models (), "deepseek-ai/deepseek-vl2"));
+
+  /* Accept and Download: this Hub has no Small; the row says so, and offers Retry */
+  g_signal_emit_by_name (download_button (GTK_WIDGET (page), "deepseek-ai/deepseek-vl2-small"),
+                         "clicked");
+  answer_dialog ("DeepSeek Model License", "Accept and Download");
+  ui_harness_wait_for (small_failed, NULL, "Small's download to fail");
+  g_assert_nonnull (ui_find_label (GTK_WIDGET (page),
+                                   "deepseek-ai/deepseek-vl2-small: no such model on"));
+  g_assert_cmpstr (gtk_button_get_label (download_button (GTK_WIDGET (page),
+                                                          "deepseek-ai/deepseek-vl2-small")),
+                   ==, "_Retry");
   g_assert_cmpuint (hub_server_requests (server, "model.safetensors"), ==, 0);
 
-  /* Accept and Download: the page shows the download, the app uses the model once it is
-   * verified and installed, and loads it */
-  g_signal_emit_by_name (button, "clicked");
-  answer_dialog ("DeepSeek Model License", "Accept and Download");
+  /* Resume: Tiny goes on from the half the earlier run wrote; once verified and installed,
+   * the app uses the model, and loads it */
+  g_signal_emit_by_name (download_button (GTK_WIDGET (page), HUB_TEST_REPO), "clicked");
   ui_harness_wait_for (ready_with, dest, "the downloaded model, loaded");
+  g_assert_null (message_dialog ());
   g_assert_true (app_hub_is_installed (dest, NULL, NULL));
-  g_assert_cmpuint (hub_server_bytes_sent (server, "model.safetensors"), ==,
-                    hub_server_file_size (server, "model.safetensors"));
+  g_assert_cmpuint (hub_server_last_range (server, "model.safetensors"), ==, planted);
+  g_assert_cmpuint (hub_server_bytes_sent (server, "model.safetensors"), ==, size - planted);
   g_assert_cmpint (app_download_get_state (app_model_manager_get_download (models (),
                                                                             HUB_TEST_REPO)),
                    ==, APP_DOWNLOAD_INSTALLED);
@@ -452,6 +521,7 @@ main (int   argc,
   server = hub_server_new (fixture_dir, served);
   g_setenv ("HF_ENDPOINT", hub_server_endpoint (server), TRUE);
   g_unsetenv ("HF_TOKEN");
+  planted = plant_partial_download ();
 
   ui_harness_set_model (NULL);   /* a new user: no model */
   app = app_application_new ();

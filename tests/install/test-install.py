@@ -133,9 +133,15 @@ def main():
             check(line is not None,
                   "the installed app opens the image in a new chat, in French",
                   window_list(env))
+            # The window may be mapped before it settles (a desktop portal's settings can
+            # arrive after the first frame, and a sanitizer build is slow): wait for its size.
+            deadline = time.monotonic() + 30
+            while line is not None and "1010x710" not in line and time.monotonic() < deadline:
+                time.sleep(0.5)
+                line = find_window(env, "Nouvelle discussion", 5)
             check(line is not None and "1010x710" in line,
                   "the window has the size from the settings (the installed schema is read)",
-                  line)
+                  f"{line}\n{window_list(env)}")
             data = os.path.join(env["XDG_DATA_HOME"], "sightline")
             deadline = time.monotonic() + 30
             kept = []

@@ -166,6 +166,23 @@ typedef struct {
   GError *error;
 } Job;
 
+/* Calls `fn` on the download's main context, always later and never on this thread: not
+ * g_main_context_invoke(), which calls at once on whichever thread can take a context that
+ * nobody is running. */
+static void
+run_on_main (AppDownload    *self,
+             GSourceFunc     fn,
+             gpointer        data,
+             GDestroyNotify  destroy)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, fn, data, destroy);
+  g_source_attach (source, self->context);
+  g_source_unref (source);
+}
+
 static void
 progress_cb (const AppHubProgress *p,
              gpointer              user_data)
@@ -180,8 +197,7 @@ progress_cb (const AppHubProgress *p,
   self->update_pending = TRUE;
   g_mutex_unlock (&self->lock);
   if (schedule)
-    g_main_context_invoke_full (self->context, G_PRIORITY_DEFAULT, update_cb,
-                                g_object_ref (self), g_object_unref);
+    run_on_main (self, update_cb, g_object_ref (self), g_object_unref);
 }
 
 static gboolean
@@ -240,7 +256,7 @@ run_job (gpointer data,
       app_hub_pull_sync (self->repo, self->revision, self->dest, &options, progress_cb, self,
                          job->cancellable, &job->error);
     }
-  g_main_context_invoke (self->context, finish_cb, job);
+  run_on_main (self, finish_cb, job, NULL);
 }
 
 static GThreadPool *

@@ -661,6 +661,14 @@ test_download_object (Fixture       *fx,
 
   app_download_start (d);
   g_assert_cmpint (app_download_get_state (d), ==, APP_DOWNLOAD_QUEUED);
+  /* Its properties change on this thread's main context only: while this thread does not
+   * run it, however far the worker gets, the state stays as it was (even though the context
+   * is free for any thread to take). */
+  for (int i = 0; i < 500 && partial_size (fx, BIG) == 0; i++)
+    g_usleep (10000);
+  g_assert_cmpuint (partial_size (fx, BIG), >, 0);
+  g_assert_cmpint (app_download_get_state (d), ==, APP_DOWNLOAD_QUEUED);
+  g_assert_cmpuint (w.states->len, ==, 1);   /* QUEUED, from start() */
   run_until_stopped (&w);
   g_assert_cmpint (app_download_get_state (d), ==, APP_DOWNLOAD_PAUSED);
   g_assert_true (seen (&w, APP_DOWNLOAD_DOWNLOADING));

@@ -59,7 +59,8 @@ struct _AppWindow
   AppChat *reply_chat;           /* the chat of that answer, the "answering-chat" */
   GHashTable *edits;             /* AppChat -> the AppMessage being edited in it */
   gboolean stick_to_bottom;
-  guint scroll_idle;
+  GdkFrameClock *scroll_clock;   /* while the view waits for a frame to go to the end */
+  gulong scroll_handler;
   AppImportErrors *import_errors;
   AppDropHighlight *drop_highlight;
   guint draft_save_id;           /* a draft change waiting to be saved */
@@ -315,27 +316,48 @@ scroll_value_changed_cb (GtkAdjustment *adj,
  * end before the last row does. Going to the end of what it knows has it measure the rows
  * there; their heights move the end, scroll_changed_cb brings the view there again, until the
  * last row is in. (GTK 4.8's "list.scroll-to-item" to a row not measured yet sends the view
- * to the top instead: a long chat opened at its first message.) */
-static gboolean
-scroll_to_end_idle (gpointer data)
+ * to the top instead: a long chat opened at its first message.)
+ *
+ * Only after a frame has laid the list out: between a change of its rows and the next layout,
+ * the adjustment still counts the old rows, and a value set then has the list look for a row
+ * where none is ("GtkListView failed to scroll to given position"). */
+static void
+stop_scroll_wait (AppWindow *self)
 {
-  AppWindow *self = data;
+  if (self->scroll_handler)
+    g_clear_signal_handler (&self->scroll_handler, self->scroll_clock);
+  g_clear_object (&self->scroll_clock);
+}
+
+static void
+scroll_after_paint_cb (GdkFrameClock *clock,
+                       AppWindow     *self)
+{
   GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (self->message_scroller);
   guint n = self->chat ? app_chat_get_n_messages (self->chat) : 0;
 
-  self->scroll_idle = 0;
-  if (!self->stick_to_bottom || n == 0)
-    return G_SOURCE_REMOVE;
+  stop_scroll_wait (self);
+  if (!self->stick_to_bottom || n == 0 || !gtk_widget_get_mapped (GTK_WIDGET (self->message_list)))
+    return;
   gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
                                    gtk_adjustment_get_page_size (adj));
-  return G_SOURCE_REMOVE;
 }
 
 static void
 scroll_to_end (AppWindow *self)
 {
-  if (self->stick_to_bottom && !self->scroll_idle)
-    self->scroll_idle = g_idle_add_full (G_PRIORITY_LOW, scroll_to_end_idle, self, NULL);
+  GdkFrameClock *clock;
+
+  if (!self->stick_to_bottom || self->scroll_handler)
+    return;
+  /* not shown yet: its first layout changes the adjustment, and scroll_changed_cb comes here */
+  clock = gtk_widget_get_frame_clock (GTK_WIDGET (self->message_list));
+  if (!clock)
+    return;
+  self->scroll_clock = g_object_ref (clock);
+  self->scroll_handler = g_signal_connect (clock, "after-paint",
+                                           G_CALLBACK (scroll_after_paint_cb), self);
+  gdk_frame_clock_request_phase (clock, GDK_FRAME_CLOCK_PHASE_AFTER_PAINT);
 }
 
 /* Not at once: the list view changes its adjustment while it lays its rows out, deaf to the
@@ -1880,7 +1902,7 @@ app_window_dispose (GObject *object)
     g_cancellable_cancel (self->generation);
   if (self->chat)
     g_signal_handlers_disconnect_by_data (self->chat, self);
-  g_clear_handle_id (&self->scroll_idle, g_source_remove);
+  stop_scroll_wait (self);
   g_clear_object (&self->import_errors);
   save_draft_now (self);
   g_clear_pointer (&self->pending_deletes, g_ptr_array_unref);
@@ -2003,6 +2025,9 @@ app_window_init (AppWindow *self)
   GtkWidget *overlay, *content;
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  /* the nightly build says so: libadwaita stripes its header bars */
+  if (g_str_equal (APP_PROFILE, "development"))
+    gtk_widget_add_css_class (GTK_WIDGET (self), "devel");
   self->stick_to_bottom = TRUE;
   self->edits = g_hash_table_new_full (g_direct_hash, g_direct_equal, g_object_unref,
                                        g_object_unref);

@@ -882,6 +882,77 @@ test_escape (void)
   }
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Following the end: a row that changes just after a frame
+ */
+
+typedef struct
+{
+  AppChat *chat;
+  GtkAdjustment *adj;
+  gboolean changed;
+} Change;
+
+/* Right after a frame is painted, the view a few pixels above the end (where the list leaves
+ * it as it measures rows), the answer gets a short new version: the list loses height that
+ * its scroll range still counts until the next frame lays it out. */
+static void
+change_after_paint (GdkFrameClock *clock,
+                    Change        *change)
+{
+  g_autoptr(AppMessage) first = app_chat_get_message (change->chat, 1);
+  g_autoptr(AppMessage) second = app_message_new (APP_ROLE_ASSISTANT, "Short.");
+  GtkAdjustment *adj = change->adj;
+
+  g_signal_handlers_disconnect_by_func (clock, change_after_paint, change);
+  gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj) -
+                                   gtk_adjustment_get_page_size (adj) - 8);
+  g_assert_true (app_chat_add_version (change->chat, first, second));
+  change->changed = TRUE;
+}
+
+static gboolean
+at_end (gpointer data)
+{
+  GtkAdjustment *adj = data;
+
+  return gtk_adjustment_get_value (adj) >=
+         gtk_adjustment_get_upper (adj) - gtk_adjustment_get_page_size (adj) - 1;
+}
+
+static void
+test_follow (void)
+{
+  GtkWindow *window = ready_window ();
+  g_autoptr(AppChat) chat = chat_by_id (KEYBOARD_CHAT);
+  Change change = { chat, NULL, FALSE };
+  GtkScrolledWindow *scroller;
+  GtkWidget *w;
+  GdkFrameClock *clock;
+
+  /* a window too short for the chat: the view scrolls, and sits at the end */
+  gtk_window_set_default_size (window, 1100, 420);
+  show_chat (window, KEYBOARD_CHAT);
+  w = gtk_widget_get_ancestor (row_of (window, APP_ROLE_ASSISTANT), GTK_TYPE_SCROLLED_WINDOW);
+  g_assert_nonnull (w);
+  scroller = GTK_SCROLLED_WINDOW (w);
+  ui_harness_wait (at_end, gtk_scrolled_window_get_vadjustment (scroller), "the end of the chat",
+                   TIMEOUT_S);
+  ui_harness_spin (0.5);
+  g_assert_cmpfloat (gtk_adjustment_get_upper (gtk_scrolled_window_get_vadjustment (scroller)), >,
+                     gtk_adjustment_get_page_size (gtk_scrolled_window_get_vadjustment (scroller)));
+
+  /* changed between two frames: the view follows to the new end, with no warning from GTK */
+  change.adj = gtk_scrolled_window_get_vadjustment (scroller);
+  clock = gtk_widget_get_frame_clock (GTK_WIDGET (window));
+  g_signal_connect (clock, "after-paint", G_CALLBACK (change_after_paint), &change);
+  gtk_widget_queue_draw (GTK_WIDGET (window));
+  ui_harness_wait (ui_harness_flag_set, &change.changed, "the change after a frame", TIMEOUT_S);
+  ui_harness_spin (0.5);
+  ui_harness_wait (at_end, gtk_scrolled_window_get_vadjustment (scroller), "the new end",
+                   TIMEOUT_S);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -899,6 +970,7 @@ main (int   argc,
   g_test_add_func ("/app/ui/fit", test_fit);
   g_test_add_func ("/app/ui/context", test_context);
   g_test_add_func ("/app/ui/keyboard", test_keyboard);
+  g_test_add_func ("/app/ui/follow", test_follow);
   g_test_add_func ("/app/ui/escape", test_escape);
   rc = g_test_run ();
   g_application_quit (G_APPLICATION (app));

@@ -3,9 +3,9 @@
  * vl2_matmul is the one hot spot: y = x W^T with W in the checkpoint's dtype. Two shapes of
  * work reach it. Decoding (a handful of rows of x) is bound by reading W once, so each task
  * owns a band of output rows and streams its weights through a widening dot product that the
- * compiler vectorises (target_clones picks AVX-512, AVX2 or baseline at run time). Prefill
- * and vision (many rows of x) are bound by arithmetic, so each task widens a block of W rows
- * to float32 and hands the block to OpenBLAS's sgemm, single-threaded inside the task.
+ * compiler vectorises (built for AVX-512, AVX2 and baseline, chosen at run time: isa.h).
+ * Prefill and vision (many rows of x) are bound by arithmetic, so each task widens a block of
+ * W rows to float32 and hands the block to OpenBLAS's sgemm, single-threaded inside the task.
  * Every path sums in float32 like the reference; only the order of additions differs.
  */
 #include <cblas.h>
@@ -13,14 +13,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "isa.h"
 #include "kernels.h"
 #include "quant.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define VL2_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* The loops the compiler vectorises are built at each x86-64 level (isa.h): NAME_body is
+ * inlined into NAME_v4 and NAME_v3, compiled for those levels, and NAME calls the one that
+ * vl2_isa_level() allows. Elsewhere NAME is the body alone. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VL2_BODY static inline __attribute__((always_inline))
+#define VL2_MULTI(storage, ret, name, params, args)                                         \
+    __attribute__((target("arch=x86-64-v4"))) static ret name##_v4 params                \
+    {                                                                                     \
+        return name##_body args;                                                          \
+    }                                                                                     \
+    __attribute__((target("arch=x86-64-v3"))) static ret name##_v3 params                \
+    {                                                                                     \
+        return name##_body args;                                                          \
+    }                                                                                     \
+    storage ret name params                                                               \
+    {                                                                                     \
+        switch (vl2_isa_level()) {                                                        \
+        case VL2_ISA_V4:                                                                  \
+            return name##_v4 args;                                                        \
+        case VL2_ISA_V3:                                                                  \
+            return name##_v3 args;                                                        \
+        default:                                                                          \
+            return name##_body args;                                                      \
+        }                                                                                 \
+    }
 #else
-#define VL2_CLONES
+#define VL2_BODY static inline
+#define VL2_MULTI(storage, ret, name, params, args)                                         \
+    storage ret name params                                                               \
+    {                                                                                     \
+        return name##_body args;                                                          \
+    }
 #endif
 
 /* Products with at most this many rows of x use the streaming dot-product path. */
@@ -100,14 +128,10 @@ __attribute__((target("avx2,f16c"))) static void f16_to_f32_row_f16c(const uint1
         dst[i] = vl2_f16_to_f32(src[i]);
 }
 
+/* x86-64-v3 and up have F16C and AVX2 */
 static bool have_f16c(void)
 {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
-    }
-    return cached;
+    return vl2_isa_level() >= VL2_ISA_V3;
 }
 #endif
 
@@ -135,8 +159,7 @@ void vl2_f16_to_f32_row(const uint16_t *src, float *dst, size_t n)
         dst[i] = vl2_f16_to_f32(src[i]);
 }
 
-VL2_CLONES
-void vl2_f32_to_bf16_row(const float *src, uint16_t *dst, size_t n)
+VL2_BODY void vl2_f32_to_bf16_row_body(const float *src, uint16_t *dst, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         union { float f; uint32_t u; } v = { src[i] };
@@ -145,9 +168,9 @@ void vl2_f32_to_bf16_row(const float *src, uint16_t *dst, size_t n)
                                                   : (uint16_t)((v.u + 0x7fff + ((v.u >> 16) & 1)) >> 16);
     }
 }
+VL2_MULTI(, void, vl2_f32_to_bf16_row, (const float *src, uint16_t *dst, size_t n), (src, dst, n))
 
-VL2_CLONES
-void vl2_to_f32(const void *src, vl2_dtype t, size_t offset, size_t n, float *dst)
+VL2_BODY void vl2_to_f32_body(const void *src, vl2_dtype t, size_t offset, size_t n, float *dst)
 {
     switch (t) {
     case VL2_DTYPE_F32:
@@ -168,6 +191,8 @@ void vl2_to_f32(const void *src, vl2_dtype t, size_t offset, size_t n, float *ds
         break;
     }
 }
+VL2_MULTI(, void, vl2_to_f32, (const void *src, vl2_dtype t, size_t offset, size_t n, float *dst),
+          (src, t, offset, n, dst))
 
 void vl2_tensor_row(const vl2_tensor *t, int64_t row, float *dst)
 {
@@ -186,8 +211,7 @@ vl2_matrix vl2_matrix_of(const vl2_tensor *t)
  * Dot products, widening on the fly
  */
 
-VL2_CLONES
-static float dot_f32(const float *w, const float *x, int n)
+VL2_BODY float dot_f32_body(const float *w, const float *x, int n)
 {
     float acc[16] = { 0 };
     int i = 0;
@@ -201,9 +225,9 @@ static float dot_f32(const float *w, const float *x, int n)
         s += acc[k];
     return s;
 }
+VL2_MULTI(static, float, dot_f32, (const float *w, const float *x, int n), (w, x, n))
 
-VL2_CLONES
-static float dot_bf16(const uint16_t *w, const float *x, int n)
+VL2_BODY float dot_bf16_body(const uint16_t *w, const float *x, int n)
 {
     float acc[16] = { 0 };
     int i = 0;
@@ -217,18 +241,19 @@ static float dot_bf16(const uint16_t *w, const float *x, int n)
         s += acc[k];
     return s;
 }
+VL2_MULTI(static, float, dot_bf16, (const uint16_t *w, const float *x, int n), (w, x, n))
 
 float vl2_dot(const float *a, const float *b, int n)
 {
     return dot_f32(a, b, n);
 }
 
-VL2_CLONES
-void vl2_axpy(float a, const float *x, int n, float *y)
+VL2_BODY void vl2_axpy_body(float a, const float *x, int n, float *y)
 {
     for (int i = 0; i < n; i++)
         y[i] += a * x[i];
 }
+VL2_MULTI(, void, vl2_axpy, (float a, const float *x, int n, float *y), (a, x, n, y))
 
 float vl2_dot_w(const void *w, vl2_dtype t, size_t offset, const float *x, int n)
 {
@@ -242,8 +267,7 @@ float vl2_dot_w(const void *w, vl2_dtype t, size_t offset, const float *x, int n
     return s;
 }
 
-VL2_CLONES
-void vl2_axpy_w(float a, const void *w, vl2_dtype t, size_t offset, int n, float *y)
+VL2_BODY void vl2_axpy_w_body(float a, const void *w, vl2_dtype t, size_t offset, int n, float *y)
 {
     if (t == VL2_DTYPE_BF16) {
         const uint16_t *p = (const uint16_t *)w + offset;
@@ -259,6 +283,8 @@ void vl2_axpy_w(float a, const void *w, vl2_dtype t, size_t offset, int n, float
             y[i] += a * vl2_f16_to_f32(p[i]);
     }
 }
+VL2_MULTI(, void, vl2_axpy_w, (float a, const void *w, vl2_dtype t, size_t offset, int n, float *y),
+          (a, w, t, offset, n, y))
 
 /* ---------------------------------------------------------------------------------------------
  * vl2_matmul
@@ -390,7 +416,7 @@ static void mm_gemm_task(void *ctx, int task, int thread)
             row_to_f32(w, r0 + r, tmp + (size_t)r * (size_t)w->n_in);
         wb = tmp;
     }
-    /* gcc cannot see through the target_clones resolver that vl2_to_f32 filled tmp */
+    /* gcc cannot see through the dispatch that vl2_to_f32 filled tmp */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->T, nb, w->n_in, 1.0f, j->x,
@@ -600,12 +626,7 @@ __attribute__((target("avx512f"))) static void attend_rows_f16_avx512(const floa
 
 static bool have_avx512(void)
 {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f");
-    }
-    return cached;
+    return vl2_isa_level() >= VL2_ISA_V4;
 }
 #endif
 
@@ -739,15 +760,14 @@ static inline float exp_fast(float x)
     return in < -87.3f ? 0.0f : p * scale.f;
 }
 
-VL2_CLONES
-void vl2_exp_inplace(float *x, size_t n)
+VL2_BODY void vl2_exp_inplace_body(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = exp_fast(x[i]);
 }
+VL2_MULTI(, void, vl2_exp_inplace, (float *x, size_t n), (x, n))
 
-VL2_CLONES
-void vl2_gelu_tanh(float *x, size_t n)
+VL2_BODY void vl2_gelu_tanh_body(float *x, size_t n)
 {
     const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
     for (size_t i = 0; i < n; i++) {
@@ -757,6 +777,7 @@ void vl2_gelu_tanh(float *x, size_t n)
         x[i] = v - v / (exp_fast(2.0f * y) + 1.0f);
     }
 }
+VL2_MULTI(, void, vl2_gelu_tanh, (float *x, size_t n), (x, n))
 
 void vl2_gelu_erf(float *x, size_t n)
 {
@@ -764,8 +785,7 @@ void vl2_gelu_erf(float *x, size_t n)
         x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.7071067811865476f));
 }
 
-VL2_CLONES
-void vl2_softmax(float *x, int n)
+VL2_BODY void vl2_softmax_body(float *x, int n)
 {
     /* the max and the sum in 16 lanes, so that the loops vectorize without reassociating */
     float mv[16], sv[16];
@@ -796,6 +816,7 @@ void vl2_softmax(float *x, int n)
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }
+VL2_MULTI(, void, vl2_softmax, (float *x, int n), (x, n))
 
 float vl2_sigmoid(float x)
 {
@@ -807,9 +828,10 @@ float vl2_silu(float x)
     return x / (1.0f + expf(-x));
 }
 
-VL2_CLONES
-void vl2_swiglu(const float *gate, const float *up, int n, float *out)
+VL2_BODY void vl2_swiglu_body(const float *gate, const float *up, int n, float *out)
 {
     for (int i = 0; i < n; i++)
         out[i] = gate[i] / (1.0f + exp_fast(-gate[i])) * up[i];
 }
+VL2_MULTI(, void, vl2_swiglu, (const float *gate, const float *up, int n, float *out),
+          (gate, up, n, out))

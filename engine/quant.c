@@ -28,6 +28,8 @@
 #include <string.h>
 
 #include "quant.h"
+
+#include "isa.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -929,27 +931,22 @@ static const kernel_table tables[] = {
     { "scalar", vl2_quantize_x_ref, vl2_gemv_q8_ref, vl2_gemv_q4_ref, vl2_gemv_bf16_ref },
 };
 
+/* Within the level isa.c allows (the CPU's best, or the cap of VL2_ISA / vl2_isa_limit). */
 static bool table_supported(const kernel_table *t)
 {
+    int level = vl2_isa_level();
 #ifdef HAVE_X86
     __builtin_cpu_init();
     if (strcmp(t->name, "avx512-vnni") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni");
+        return level >= VL2_ISA_V4 && __builtin_cpu_supports("avx512vnni");
     if (strcmp(t->name, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        return level >= VL2_ISA_V3;
 #endif
 #ifdef HAVE_NEON
-    if (strcmp(t->name, "neon-dotprod") == 0) {
-#if defined(__linux__)
-        return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#else
-        return false;
+    if (strcmp(t->name, "neon-dotprod") == 0)
+        return level >= 1;
 #endif
-    }
-#endif
+    (void)level;
     return true;
 }
 

@@ -20,6 +20,8 @@
 
 #include "decoder.h"
 #include "image-file.h"
+#include "isa.h"
+#include "quant.h"
 #include "test-util.h"
 #include "vision.h"
 
@@ -612,6 +614,16 @@ static void test_mla_cache_layout(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    /* VL2_ISA holds the kernels to a lower instruction-set level (isa.h): the same checks then
+     * prove that level's code; a level this CPU lacks is skipped */
+    const char *isa = g_getenv("VL2_ISA");
+    if (isa && *isa && g_strcmp0(isa, vl2_isa_name(vl2_isa_level())) != 0) {
+        g_printerr("skipped: VL2_ISA=%s, and this CPU's best level is %s\n", isa,
+                   vl2_isa_name(vl2_isa_detected()));
+        return 77;
+    }
+    g_print("# kernels: %s level (hand-written: %s)\n", vl2_isa_name(vl2_isa_level()),
+            vl2_kernels_isa());
     const char *which = g_getenv("VL2_GOLDEN_MODELS");
     g_auto(GStrv) names = g_strsplit(which && *which ? which : "mini-tiny,mini-small,mini-base",
                                      ",", -1);

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "isa.h"
 #include "kernels.h"
 #include "quant.h"
 #include "test-util.h"
@@ -483,18 +484,180 @@ static void test_pool(void)
     }
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Each instruction-set level this CPU has (isa.h): every case above runs at each, against the
+ * same references, and the levels agree with one another.
+ */
+
+typedef struct {
+    int level;
+    GTestFunc fn;
+} at_level;
+
+static void run_at_level(gconstpointer data)
+{
+    const at_level *a = data;
+    g_assert_true(vl2_isa_limit(vl2_isa_name(a->level)));
+    g_assert_cmpint(vl2_isa_level(), ==, a->level);
+    a->fn();
+    g_assert_true(vl2_isa_limit(NULL));
+}
+
+typedef struct {
+    float bf16_back[300], f16_back[300], soft[300], gelu[300], ex[300], swi[300], axpy[300];
+    float mm_f32[4 * 24], mm_bf16[4 * 24], mm_q8[24];
+    uint16_t bf16[300], f16[300];
+} level_outputs;
+
+/* The row kernels and the decode products at the level in force, on fixed inputs. */
+static void compute_at_level(level_outputs *o)
+{
+    GRand *r = g_rand_new_with_seed(77);
+    const int n = 300, n_in = 64, n_out = 24, T = 4;
+    float x[300], g[300], u[300], xin[4 * 64];
+    for (int i = 0; i < n; i++) {
+        x[i] = (float)g_rand_double_range(r, -12, 12);
+        g[i] = (float)g_rand_double_range(r, -4, 4);
+        u[i] = (float)g_rand_double_range(r, -4, 4);
+    }
+    for (int i = 0; i < T * n_in; i++)
+        xin[i] = (float)g_rand_double_range(r, -1, 1);
+    vl2_f32_to_bf16_row(x, o->bf16, (size_t)n);
+    vl2_to_f32(o->bf16, VL2_DTYPE_BF16, 0, (size_t)n, o->bf16_back);
+    vl2_f32_to_f16_row(x, o->f16, (size_t)n);
+    vl2_f16_to_f32_row(o->f16, o->f16_back, (size_t)n);
+    memcpy(o->soft, x, sizeof o->soft);
+    vl2_softmax(o->soft, n);
+    memcpy(o->gelu, x, sizeof o->gelu);
+    vl2_gelu_tanh(o->gelu, (size_t)n);
+    for (int i = 0; i < n; i++)
+        o->ex[i] = x[i] / 4;
+    vl2_exp_inplace(o->ex, (size_t)n);
+    vl2_swiglu(g, u, n, o->swi);
+    memcpy(o->axpy, u, sizeof o->axpy);
+    vl2_axpy(0.75f, g, n, o->axpy);
+
+    /* decode shapes: the streaming dot products (f32, bf16) and the hand-written q8 table */
+    GRand *wr = g_rand_new_with_seed(5);
+    float *f = g_new(float, (size_t)n_out * n_in);
+    for (size_t i = 0; i < (size_t)n_out * n_in; i++)
+        f[i] = (float)g_rand_double_range(wr, -1, 1);
+    uint16_t *b = g_new(uint16_t, (size_t)n_out * n_in);
+    for (size_t i = 0; i < (size_t)n_out * n_in; i++)
+        b[i] = f32_to_bf16(f[i]);
+    int8_t *q = g_new(int8_t, (size_t)n_out * n_in);
+    uint16_t *sc = g_new(uint16_t, (size_t)n_out * n_in / VL2_QBLOCK);
+    for (int r8 = 0; r8 < n_out; r8++)
+        vl2_quantize_row_q8(f + (size_t)r8 * n_in, n_in, q + (size_t)r8 * n_in,
+                            sc + (size_t)r8 * n_in / VL2_QBLOCK);
+    vl2_matrix m32 = { f, VL2_DTYPE_F32, n_out, n_in, 0, (size_t)n_in, NULL };
+    vl2_matrix m16 = { b, VL2_DTYPE_BF16, n_out, n_in, 0, (size_t)n_in, NULL };
+    vl2_matrix m8 = { q, VL2_DTYPE_Q8_0, n_out, n_in, 0, (size_t)n_in, sc };
+    vl2_matmul(NULL, &m32, NULL, xin, T, (size_t)n_in, o->mm_f32, (size_t)n_out);
+    vl2_matmul(NULL, &m16, NULL, xin, T, (size_t)n_in, o->mm_bf16, (size_t)n_out);
+    vl2_matmul(NULL, &m8, NULL, xin, 1, (size_t)n_in, o->mm_q8, (size_t)n_out);
+    g_free(f);
+    g_free(b);
+    g_free(q);
+    g_free(sc);
+    g_rand_free(wr);
+    g_rand_free(r);
+}
+
+static double max_rel(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (fabs((double)b[i]) + 1e-6);
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+static void test_levels_agree(void)
+{
+    level_outputs *base = g_new0(level_outputs, 1), *o = g_new0(level_outputs, 1);
+    g_assert_true(vl2_isa_limit("baseline"));
+    compute_at_level(base);
+    g_test_message("this CPU's best level: %s; hand-written kernels at it: %s",
+                   vl2_isa_name(vl2_isa_detected()), (vl2_isa_limit(NULL), vl2_kernels_isa()));
+    for (int level = 1; level <= vl2_isa_detected(); level++) {
+        g_assert_true(vl2_isa_limit(vl2_isa_name(level)));
+        compute_at_level(o);
+        /* conversions are exact at every level */
+        g_assert_cmpmem(o->bf16, sizeof o->bf16, base->bf16, sizeof base->bf16);
+        g_assert_cmpmem(o->f16, sizeof o->f16, base->f16, sizeof base->f16);
+        g_assert_cmpmem(o->bf16_back, sizeof o->bf16_back, base->bf16_back, sizeof base->bf16_back);
+        g_assert_cmpmem(o->f16_back, sizeof o->f16_back, base->f16_back, sizeof base->f16_back);
+        /* arithmetic: the same up to the rounding of fused multiply-adds */
+        double e_rows = 0, e_mm;
+        const float *pairs[][2] = { { o->soft, base->soft }, { o->gelu, base->gelu },
+                                    { o->ex, base->ex }, { o->swi, base->swi },
+                                    { o->axpy, base->axpy } };
+        for (size_t k = 0; k < G_N_ELEMENTS(pairs); k++) {
+            double e = max_rel(pairs[k][0], pairs[k][1], 300);
+            e_rows = e > e_rows ? e : e_rows;
+        }
+        e_mm = max_rel(o->mm_f32, base->mm_f32, G_N_ELEMENTS(o->mm_f32));
+        double e = max_rel(o->mm_bf16, base->mm_bf16, G_N_ELEMENTS(o->mm_bf16));
+        e_mm = e > e_mm ? e : e_mm;
+        double e_q8 = max_rel(o->mm_q8, base->mm_q8, G_N_ELEMENTS(o->mm_q8));
+        g_test_message("%s (hand-written: %s) against baseline: conversions identical; "
+                       "max relative difference: row kernels %.2g, f32/bf16 products %.2g, "
+                       "q8 product %.2g", vl2_isa_name(level), vl2_kernels_isa(), e_rows, e_mm,
+                       e_q8);
+        g_assert_cmpfloat(e_rows, <=, 1e-5);
+        g_assert_cmpfloat(e_mm, <=, 1e-4);
+        g_assert_cmpfloat(e_q8, <=, 1e-3);
+    }
+    g_assert_true(vl2_isa_limit(NULL));
+    g_free(base);
+    g_free(o);
+}
+
+/* A cap names a level; one this CPU lacks, or an unknown name, changes nothing. */
+static void test_limit(void)
+{
+    int best = vl2_isa_detected();
+    g_assert_true(vl2_isa_limit(NULL));
+    g_assert_true(vl2_isa_limit("baseline"));
+    g_assert_cmpint(vl2_isa_level(), ==, VL2_ISA_BASELINE);
+    g_assert_cmpstr(vl2_kernels_isa(), ==, "scalar");
+    g_assert_false(vl2_isa_limit("no-such-level"));
+    g_assert_cmpint(vl2_isa_level(), ==, VL2_ISA_BASELINE);
+    if (best + 1 < vl2_isa_count())
+        g_assert_false(vl2_isa_limit(vl2_isa_name(best + 1)));
+    g_assert_null(vl2_isa_name(vl2_isa_count()));
+    g_assert_true(vl2_isa_limit(NULL));
+    g_assert_cmpint(vl2_isa_level(), ==, best);
+}
+
 int main(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        GTestFunc fn;
+    } cases[] = {
+        { "f16-all-values", test_f16_all_values }, { "matmul", test_matmul },
+        { "matrix-view", test_matrix_view },       { "dot-axpy-w", test_dot_axpy_w },
+        { "rmsnorm-softmax", test_rmsnorm_softmax }, { "exp-activations", test_exp_activations },
+        { "row-converters", test_row_converters }, { "attention-rows", test_attention_rows },
+        { "matmul-multi", test_matmul_multi },
+    };
     g_test_init(&argc, &argv, NULL);
-    g_test_add_func("/engine/kernels/f16-all-values", test_f16_all_values);
-    g_test_add_func("/engine/kernels/matmul", test_matmul);
-    g_test_add_func("/engine/kernels/matrix-view", test_matrix_view);
-    g_test_add_func("/engine/kernels/dot-axpy-w", test_dot_axpy_w);
-    g_test_add_func("/engine/kernels/rmsnorm-softmax", test_rmsnorm_softmax);
+    /* with VL2_ISA unset, the cases run at every level up to this CPU's best; a cap set in
+     * the environment limits them as it limits the engine */
+    for (int level = 0; level <= vl2_isa_level(); level++)
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+            at_level *a = g_new(at_level, 1);
+            *a = (at_level){ level, cases[i].fn };
+            char *path = g_strdup_printf("/engine/kernels/%s/%s", vl2_isa_name(level),
+                                         cases[i].name);
+            g_test_add_data_func_full(path, a, run_at_level, g_free);
+            g_free(path);
+        }
     g_test_add_func("/engine/kernels/pool", test_pool);
-    g_test_add_func("/engine/kernels/exp-activations", test_exp_activations);
-    g_test_add_func("/engine/kernels/row-converters", test_row_converters);
-    g_test_add_func("/engine/kernels/attention-rows", test_attention_rows);
-    g_test_add_func("/engine/kernels/matmul-multi", test_matmul_multi);
+    g_test_add_func("/engine/kernels/levels-agree", test_levels_agree);
+    g_test_add_func("/engine/kernels/limit", test_limit);
     return g_test_run();
 }

@@ -10,6 +10,8 @@
 
 #include "app-models-page.h"
 
+#include "app-config.h"
+
 #include <glib/gi18n.h>
 
 typedef struct
@@ -39,6 +41,7 @@ struct _AppModelsPage
 
   /* template */
   AdwToastOverlay *toast_overlay;
+  GtkImage *app_icon;
   AdwPreferencesGroup *welcome_group;
   GtkListBox *installed_list;
   GtkListBox *published_list;
@@ -905,6 +908,7 @@ app_models_page_class_init (AppModelsPageClass *klass)
                                                "/io/github/sightline/Sightline/"
                                                "app-models-page.ui");
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, toast_overlay);
+  gtk_widget_class_bind_template_child (widget_class, AppModelsPage, app_icon);
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, welcome_group);
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, installed_list);
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, published_list);
@@ -933,6 +937,8 @@ app_models_page_init (AppModelsPage *self)
   GtkWidget *bar = gtk_progress_bar_new ();
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  /* the release's icon, or the nightly build's */
+  gtk_image_set_from_icon_name (self->app_icon, APP_ID);
   self->machine_ram = app_models_machine_ram ();
 
   /* the copy under way: a row of the installed list, kept while the list is rebuilt */

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "app-config.h"
 #include "app-composer.h"
 #include "app-grounding-view.h"
 #include "app-image-viewer.h"
@@ -1085,7 +1086,7 @@ main (int   argc,
   ui_harness_add_grounding_chat ();
   ui_harness_add_chat (long_chat, NULL);
   gtk_test_init (&argc, &argv, NULL);
-  settings = g_settings_new ("io.github.sightline.Sightline");
+  settings = g_settings_new (APP_ID);
   g_settings_set (settings, "max-new-tokens", "mi", TRUE, 8);
   app = ui_harness_app_new ();
   g_test_add_func ("/app/controls/open-at-newest", test_open_at_newest);

@@ -19,6 +19,7 @@
 
 #include <gdk-pixbuf/gdk-pixbuf.h>
 
+#include "app-config.h"
 #include "app-engine.h"
 #include "image-file.h"
 #include "vl2.h"
@@ -1413,7 +1414,7 @@ test_settings_defaults (void)
   guint n_found = 0;
 
   g_assert_nonnull (source);
-  schema = g_settings_schema_source_lookup (source, "io.github.sightline.Sightline", FALSE);
+  schema = g_settings_schema_source_lookup (source, APP_ID, FALSE);
   g_assert_nonnull (schema);
   for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
     {

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <utime.h>
 
+#include "app-config.h"
 #include "app-composer.h"
 #include "ui-find.h"
 #include "ui-harness.h"
@@ -632,7 +633,7 @@ main (int   argc,
   home = ui_harness_isolate ("files");
   test_program = argv[0];
   gtk_test_init (&argc, &argv, NULL);
-  settings = g_settings_new ("io.github.sightline.Sightline");
+  settings = g_settings_new (APP_ID);
   g_settings_set (settings, "max-new-tokens", "mi", TRUE, 8);
   make_data_folder ();
   app = ui_harness_app_new ();

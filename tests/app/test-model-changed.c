@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app-config.h"
 #include "app-composer.h"
 #include "app-engine.h"
 #include "ui-find.h"
@@ -226,7 +227,7 @@ main (int   argc,
   weights = g_build_filename (model_dir, "model.safetensors", NULL);
   g_assert_cmpint (g_mkdir_with_parents (model_dir, 0700), ==, 0);
   put_model ("mini-tiny");
-  settings = g_settings_new ("io.github.sightline.Sightline");
+  settings = g_settings_new (APP_ID);
   g_settings_set_string (settings, "model-folder", model_dir);
   g_settings_set_int (settings, "threads", 2);
   app = app_application_new ();

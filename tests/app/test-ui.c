@@ -7,6 +7,7 @@
  * and writes a screenshot of the window ($VL2_SCREENSHOT_DIR or the build folder). Then the
  * preferences' sampling rows: the engine's defaults while unset, a value of one's own, reset.
  */
+#include "app-config.h"
 #include "app-composer.h"
 #include "app-engine.h"
 #include "app-preferences.h"
@@ -281,7 +282,7 @@ main (int   argc,
   int rc;
 
   gtk_test_init (&argc, &argv, NULL);
-  settings = g_settings_new ("io.github.sightline.Sightline");
+  settings = g_settings_new (APP_ID);
   g_settings_set (settings, "max-new-tokens", "mi", TRUE, 24);
   app = ui_harness_app_new ();
   g_test_add_func ("/app/ui/chat-with-image", test_chat_with_image);

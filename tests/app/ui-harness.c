@@ -1,4 +1,5 @@
 /* ui-harness.c - see ui-harness.h. */
+#include "app-config.h"
 #include "ui-harness.h"
 
 #include "app-message-row.h"
@@ -145,7 +146,7 @@ ui_harness_set_model (const char *name)
 {
   g_autofree char *model = name ? g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), name, NULL)
                                 : g_strdup ("");
-  g_autoptr(GSettings) settings = g_settings_new ("io.github.sightline.Sightline");
+  g_autoptr(GSettings) settings = g_settings_new (APP_ID);
 
   /* the memory backend is shared within the process: the app sees these values */
   g_settings_set_string (settings, "model-folder", model);

@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 
-APP_ID = "io.github.sightline.Sightline"
+# the build's id: the release's, or .Devel
+APP_ID = os.environ.get("SIGHTLINE_APP_ID", "io.github.sightline.Sightline")
 results = []
 
 
@@ -121,7 +122,7 @@ def main():
         settings = os.path.join(env["XDG_CONFIG_HOME"], "glib-2.0", "settings")
         os.makedirs(settings)
         with open(os.path.join(settings, "keyfile"), "w") as f:
-            f.write("[io/github/sightline/Sightline]\n"
+            f.write("[" + APP_ID.replace(".", "/") + "]\n"
                     f"model-folder='{model}'\n"
                     "window-width=1010\n"
                     "window-height=710\n")

@@ -10,6 +10,7 @@
 #endif
 
 #include "quant.h"
+#include "vl2.h"
 
 _Atomic int vl2_isa_current = -1;
 
@@ -88,4 +89,9 @@ bool vl2_isa_limit(const char *name)
     /* the hand-written kernels choose again, within the new cap */
     vl2_kernels_force_isa(NULL);
     return true;
+}
+
+const char *vl2_isa(void)
+{
+    return names[vl2_isa_level()];
 }

@@ -700,6 +700,7 @@ int vl2_cmd_bench(int argc, char **argv)
 #define ADD_I(k, v) (json_builder_set_member_name(jb, k), json_builder_add_int_value(jb, v))
         ADD_S("cpu", cpu);
         ADD_S("cpu_features", cpu_features());
+        ADD_S("kernels", vl2_isa());
         ADD_I("threads", n_threads);
         ADD_S("model", model_dir);
         ADD_S("variant", info.variant);
@@ -741,8 +742,8 @@ int vl2_cmd_bench(int argc, char **argv)
         g_autofree char *out = json_generator_to_data(gen_json, NULL);
         puts(out);
     } else {
-        printf("machine     %s (%s), %d threads, %ld CPUs online\n", cpu, cpu_features(),
-               n_threads, sysconf(_SC_NPROCESSORS_ONLN));
+        printf("machine     %s (%s), %d threads, %ld CPUs online, kernels %s\n", cpu,
+               cpu_features(), n_threads, sysconf(_SC_NPROCESSORS_ONLN), vl2_isa());
         printf("model       %s: DeepSeek-VL2 %s, %s weights %s, %.2f B parameters, loaded in "
                "%.2f s\n", model_dir, info.variant, info.weights_format,
                in_memory ? "in memory" : "mapped", info.n_params / 1e9,

@@ -83,6 +83,11 @@ typedef struct vl2_error {
 /* A short constant name for a status ("ok", "io error", ...). Never NULL. */
 const char *vl2_status_name(vl2_status status);
 
+/* The instruction-set level the kernels use, chosen at run time: "baseline", "x86-64-v3" or
+ * "x86-64-v4" ("dotprod" on aarch64); the environment variable VL2_ISA, set to a level's name,
+ * holds them to that level or below. Never NULL. */
+const char *vl2_isa(void);
+
 /* Called from the thread doing the work with the fraction done so far (0..1).
  * Return false to cancel: the call in progress then returns VL2_ERR_CANCELLED. */
 typedef bool (*vl2_progress_fn)(float fraction, void *user_data);

@@ -622,6 +622,7 @@ static void test_limit(void)
     g_assert_true(vl2_isa_limit(NULL));
     g_assert_true(vl2_isa_limit("baseline"));
     g_assert_cmpint(vl2_isa_level(), ==, VL2_ISA_BASELINE);
+    g_assert_cmpstr(vl2_isa(), ==, "baseline");
     g_assert_cmpstr(vl2_kernels_isa(), ==, "scalar");
     g_assert_false(vl2_isa_limit("no-such-level"));
     g_assert_cmpint(vl2_isa_level(), ==, VL2_ISA_BASELINE);
@@ -630,6 +631,7 @@ static void test_limit(void)
     g_assert_null(vl2_isa_name(vl2_isa_count()));
     g_assert_true(vl2_isa_limit(NULL));
     g_assert_cmpint(vl2_isa_level(), ==, best);
+    g_assert_cmpstr(vl2_isa(), ==, vl2_isa_name(best));
 }
 
 int main(int argc, char **argv)

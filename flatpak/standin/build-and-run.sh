@@ -12,7 +12,8 @@
 #    repository and installed.
 # 2. flatpak/io.github.sightline.Sightline.json, with only its runtime names and its source
 #    URLs swapped (standin-manifest.py: Debian's source packages of the same upstream versions,
-#    checked by sha256), is built with flatpak-builder and installed.
+#    checked by sha256), is built with flatpak-builder into a repository, made into a bundle
+#    (flatpak build-bundle) and installed from the bundle, as the README has people do.
 # 3. Under Xvfb and a D-Bus session, in an empty home: `flatpak run io.github.sightline.Sightline
 #    IMAGE` with the test model in the app's data folder; the window opens with the image in a
 #    new chat, a question typed there is answered, the answer is saved complete, and what the
@@ -23,7 +24,7 @@
 # the downloaded sources and flatpak-builder's state. A first run takes about 40 minutes on
 # two cores (the roots about 4 minutes each, OpenBLAS's DYNAMIC_ARCH build about 11); a second
 # about 10, rebuilding only the app. Needs root or sudo for debootstrap, and the packages
-# flatpak flatpak-builder debootstrap xvfb xauth dbus-daemon xdotool.
+# flatpak flatpak-builder elfutils debootstrap xvfb xauth dbus-daemon xdotool.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,9 +42,10 @@ export FLATPAK_USER_DIR=$cache/flatpak
 say() { printf '%s: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-for tool in flatpak flatpak-builder debootstrap xvfb-run dbus-run-session xdotool; do
+# (flatpak-builder strips the binaries with the host's eu-strip, from elfutils)
+for tool in flatpak flatpak-builder eu-strip debootstrap xvfb-run dbus-run-session xdotool; do
   command -v "$tool" >/dev/null ||
-    die "$tool is missing (apt install flatpak flatpak-builder debootstrap xvfb xauth dbus-daemon xdotool)"
+    die "$tool is missing (apt install flatpak flatpak-builder elfutils debootstrap xvfb xauth dbus-daemon xdotool)"
 done
 [ -f "$model/config.json" ] || die "no test model in $model (run meson compile -C build first)"
 sudo=""
@@ -69,7 +71,8 @@ sdk_packages="gcc g++ make perl cmake ninja-build meson pkg-config python3
 # (debootstrap alone does not resolve every dependency of the -dev packages). The Sdk starts
 # as a copy of the Platform, so the two agree on every library they share.
 make_root() {  # NAME PACKAGES [BASE_ROOT]
-  local name=$1 root=$cache/roots/$1 stamp
+  local name=$1 root=$cache/roots/$1 stamp packages
+  packages=$(echo $2)  # one line
   stamp=$(echo "$2 ${3:-}" | tr -s ' \n' '\n' | sort | sha256sum | cut -c1-16)
   if [ -n "${3:-}" ]; then
     stamp=$stamp-$(cat "$cache/roots/$3.stamp")
@@ -89,7 +92,7 @@ make_root() {  # NAME PACKAGES [BASE_ROOT]
   fi
   # shellcheck disable=SC2086
   $sudo chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends $2 && apt-get clean" \
+      apt-get install -y -qq --no-install-recommends $packages && apt-get clean" \
       >> "$cache/roots/$name.log" 2>&1 || die "apt in root $name failed: $cache/roots/$name.log"
   for lib in libopenblas libmd4c; do
     if ls "$root"/usr/lib/*/"$lib"* >/dev/null 2>&1; then
@@ -155,10 +158,18 @@ fetch md4c_0.5.2.orig.tar.gz 55d0111d48fb11883aaee91465e642b8b640775a4d6993c2d0e
 variant=$cache/$app_id.standin.json
 python3 "$here/standin-manifest.py" "$src/flatpak/$app_id.json" "$variant" "$src" \
   "$cache/sources" "$platform" "$sdk" "$branch"
-say "flatpak-builder: build and install $app_id (the app takes about 5 minutes)"
-(cd "$cache" && flatpak-builder --user --install --force-clean --disable-rofiles-fuse \
-   --state-dir="$cache/builder-state" "$cache/app-build" "$variant" > "$cache/builder.log" 2>&1) ||
+say "flatpak-builder: build $app_id into a repository (the app takes about 5 minutes)"
+(cd "$cache" && flatpak-builder --user --repo="$cache/app-repo" --force-clean \
+   --disable-rofiles-fuse --state-dir="$cache/builder-state" "$cache/app-build" "$variant" \
+   > "$cache/builder.log" 2>&1) ||
   { tail -40 "$cache/builder.log" >&2; die "flatpak-builder failed: $cache/builder.log"; }
+# as the README has people do it: a bundle from the repository, installed from the file
+say "flatpak build-bundle, and install the bundle"
+flatpak build-bundle "$cache/app-repo" "$cache/sightline.flatpak" "$app_id" ||
+  die "flatpak build-bundle failed"
+flatpak --user install -y --noninteractive --reinstall --bundle "$cache/sightline.flatpak" \
+  > "$cache/install.log" 2>&1 || { cat "$cache/install.log" >&2; die "installing the bundle failed"; }
+ls -l "$cache/sightline.flatpak" >&2
 flatpak --user info "$app_id" | sed -n '1,12p' >&2
 
 # ------------------------------------------------------------------------------------------

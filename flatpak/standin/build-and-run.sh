@@ -61,11 +61,12 @@ platform_packages="libglib2.0-0 libglib2.0-bin libgtk-4-1 libadwaita-1-0 libsoup
   libjson-glib-1.0-0 libgdk-pixbuf-2.0-0 libgdk-pixbuf2.0-bin webp-pixbuf-loader librsvg2-common
   libsecret-1-0 shared-mime-info hicolor-icon-theme adwaita-icon-theme fonts-cantarell
   fonts-dejavu-core locales libgl1-mesa-dri libegl1 libgles2 ca-certificates"
-# What the manifest's modules need to build, on top of the Platform.
+# What the manifest's modules need to build, on top of the Platform (appstream-util: the
+# appstream-compose that flatpak-builder runs in the Sdk when it finishes the app).
 sdk_packages="gcc g++ make perl cmake ninja-build meson pkg-config python3
   libglib2.0-dev libglib2.0-dev-bin libgtk-4-dev libadwaita-1-dev libsoup-3.0-dev
   libjson-glib-dev libgdk-pixbuf-2.0-dev libsecret-1-dev gettext desktop-file-utils
-  libc6-dev linux-libc-dev"
+  libc6-dev linux-libc-dev appstream-util"
 
 # A root: Debian 12's minimal base (debootstrap), then the packages through apt in a chroot
 # (debootstrap alone does not resolve every dependency of the -dev packages). The Sdk starts

@@ -56,11 +56,14 @@ arch=$(flatpak --default-arch)
 # ------------------------------------------------------------------------------------------
 # 1. The stand-in runtime and SDK
 
-# What Sightline links and loads at run time (libopenblas and libmd4c come from the manifest).
+# What Sightline links and loads at run time (libopenblas and libmd4c come from the manifest);
+# GTK's GL through libepoxy needs the GLVND libraries and Mesa's GLX/EGL vendors besides the
+# drivers (Recommends only, in Debian).
 platform_packages="libglib2.0-0 libglib2.0-bin libgtk-4-1 libadwaita-1-0 libsoup-3.0-0
   libjson-glib-1.0-0 libgdk-pixbuf-2.0-0 libgdk-pixbuf2.0-bin webp-pixbuf-loader librsvg2-common
   libsecret-1-0 shared-mime-info hicolor-icon-theme adwaita-icon-theme fonts-cantarell
-  fonts-dejavu-core locales libgl1-mesa-dri libegl1 libgles2 ca-certificates"
+  fonts-dejavu-core locales gsettings-desktop-schemas ca-certificates
+  libgl1 libopengl0 libglx-mesa0 libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri"
 # What the manifest's modules need to build, on top of the Platform (appstream-util: the
 # appstream-compose that flatpak-builder runs in the Sdk when it finishes the app).
 sdk_packages="gcc g++ make perl cmake ninja-build meson pkg-config python3
@@ -177,7 +180,11 @@ flatpak --user info "$app_id" | sed -n '1,12p' >&2
 # 3. Run it, sandboxed, as a new user would
 
 home=$(mktemp -d "${TMPDIR:-/tmp}/sightline-standin-home.XXXXXX")
-trap 'rm -rf "$home"' EXIT
+# a desktop session's runtime folder, where flatpak keeps its instances (without one, GLib
+# puts them in ~/.cache)
+runtime_dir=$(mktemp -d "${TMPDIR:-/tmp}/sightline-standin-run.XXXXXX")
+chmod 700 "$runtime_dir"
+trap 'rm -rf "$home" "$runtime_dir"' EXIT
 var=$home/.var/app/$app_id
 mkdir -p "$var/data/sightline/models" "$var/config/glib-2.0/settings" "$var/cache/tmp"
 # the test model in the app's own models folder, chosen in the app's own settings
@@ -189,11 +196,11 @@ cp "$image" "$var/cache/tmp/sign.jpg"
 touch "$home/.started"
 
 say "flatpak run $app_id under Xvfb"
-HOME=$home XDG_DATA_HOME= XDG_CONFIG_HOME= XDG_CACHE_HOME= XDG_STATE_HOME= \
-  VAR="$var" APP_ID=$app_id timeout 600 \
+HOME=$home XDG_RUNTIME_DIR=$runtime_dir XDG_DATA_HOME= XDG_CONFIG_HOME= XDG_CACHE_HOME= \
+  XDG_STATE_HOME= \
+  VAR="$var" APP_ID=$app_id LOG="$cache/flatpak-run.log" timeout 600 \
   xvfb-run -a -s "-screen 0 1280x1024x24" dbus-run-session -- \
-  python3 "$here/run-app.py" "$var/cache/tmp/sign.jpg"
-status=$?
+  python3 "$here/run-app.py" "$var/cache/tmp/sign.jpg" && status=0 || status=$?
 
 # what the app wrote: only its own folder (and Flatpak's bookkeeping of the run)
 outside=$(cd "$home" && find . -newer .started -type f ! -path "./.var/app/$app_id/*" |

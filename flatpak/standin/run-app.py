@@ -12,12 +12,14 @@ Prints TAP.
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 VAR = os.environ["VAR"]
 APP_ID = os.environ["APP_ID"]
+LOG = os.environ["LOG"]
 QUESTION = "What does the sign say?"
 results = []
 
@@ -41,11 +43,27 @@ def wait(predicate, seconds):
     return None
 
 
+def tail(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-4000:]
+    except OSError as e:
+        return str(e)
+
+
 def window(name):
     r = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name],
                        capture_output=True, text=True)
     ids = r.stdout.split()
     return ids[0] if ids else None
+
+
+def screenshot(win):
+    """The window as it was answered, beside the log, when ImageMagick's import is there."""
+    if shutil.which("import"):
+        path = os.path.splitext(LOG)[0] + ".png"
+        subprocess.run(["import", "-window", win, path], check=False)
+        print(f"# screenshot: {path}")
 
 
 def chats():
@@ -71,7 +89,7 @@ def answered():
 
 def main():
     image = sys.argv[1]
-    log = open(os.path.join(VAR, "..", "..", "..", "flatpak-run.log"), "w")
+    log = open(LOG, "w")
     app = subprocess.Popen(["flatpak", "run", APP_ID, image], stdout=log,
                            stderr=subprocess.STDOUT)
     try:
@@ -88,6 +106,7 @@ def main():
               json.dumps(chats(), indent=1)[-3000:])
         if chat:
             print(f"# answer: {chat['messages'][-1]['text'][:200]!r}")
+        screenshot(win)
         kept = glob.glob(os.path.join(VAR, "data", "sightline", "images", "**", "*.jpg"),
                          recursive=True)
         check(len(kept) == 1, "the image is kept in the app's data folder", repr(kept))
@@ -106,6 +125,10 @@ def main():
         if app.poll() is None:
             app.kill()
         log.close()
+        if not all(results):
+            print(f"# the app's output ({LOG}):")
+            for line in tail(LOG).splitlines()[-40:]:
+                print(f"#   {line}")
         print(f"1..{len(results)}")
 
 

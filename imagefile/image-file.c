@@ -27,6 +27,7 @@
 G_DEFINE_QUARK(image-file-error-quark, image_file_error)
 
 typedef struct {
+    gint64 max_pixels;           /* at most VL2_MAX_IMAGE_PIXELS */
     char *refusal;               /* set by size-prepared when the image is not acceptable */
     ImageFileError refusal_code;
     gboolean sized;
@@ -42,10 +43,10 @@ static void size_prepared_cb(GdkPixbufLoader *loader, int width, int height, gpo
         st->refusal = g_strdup_printf("the image is empty (%d x %d pixels)", width, height);
         st->refusal_code = IMAGE_FILE_ERROR_CORRUPT;
     } else if (width > VL2_MAX_IMAGE_SIDE || height > VL2_MAX_IMAGE_SIDE ||
-               (gint64)width * height > VL2_MAX_IMAGE_PIXELS) {
+               (gint64)width * height > st->max_pixels) {
         st->refusal = g_strdup_printf("the image is %d x %d pixels; Sightline reads images of at "
-                                      "most %d megapixels and %d pixels a side",
-                                      width, height, VL2_MAX_IMAGE_PIXELS / 1000000,
+                                      "most %g megapixels and %d pixels a side",
+                                      width, height, (double)st->max_pixels / 1e6,
                                       VL2_MAX_IMAGE_SIDE);
         st->refusal_code = IMAGE_FILE_ERROR_TOO_LARGE;
     } else {
@@ -223,8 +224,8 @@ static gboolean ends_early(const guint8 *d, gsize n)
  * Decoding
  */
 
-static gboolean load(const guint8 *data, gsize len, const char *name, ImageRgb *out,
-                     GError **error)
+static gboolean load(const guint8 *data, gsize len, const char *name, gint64 max_pixels,
+                     ImageRgb *out, GError **error)
 {
     memset(out, 0, sizeof *out);
     if (ends_early(data, len)) {
@@ -232,7 +233,7 @@ static gboolean load(const guint8 *data, gsize len, const char *name, ImageRgb *
                     "%s: the file is truncated (it ends before its picture does)", name);
         return FALSE;
     }
-    load_state st = { 0 };
+    load_state st = { .max_pixels = max_pixels };
     g_autoptr(GdkPixbufLoader) loader = gdk_pixbuf_loader_new();
     g_autoptr(GError) gerr = NULL;
     g_signal_connect(loader, "size-prepared", G_CALLBACK(size_prepared_cb), &st);
@@ -328,10 +329,16 @@ gboolean image_file_load(const char *path, ImageRgb *out, GError **error)
         return FALSE;
     }
     return load((const guint8 *)g_mapped_file_get_contents(file), g_mapped_file_get_length(file),
-                path, out, error);
+                path, VL2_MAX_IMAGE_PIXELS, out, error);
 }
 
 gboolean image_file_load_bytes(GBytes *bytes, const char *name, ImageRgb *out, GError **error)
+{
+    return image_file_load_bytes_max(bytes, name, VL2_MAX_IMAGE_PIXELS, out, error);
+}
+
+gboolean image_file_load_bytes_max(GBytes *bytes, const char *name, gint64 max_pixels,
+                                   ImageRgb *out, GError **error)
 {
     g_return_val_if_fail(bytes != NULL && name != NULL && out != NULL, FALSE);
     g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
@@ -343,7 +350,7 @@ gboolean image_file_load_bytes(GBytes *bytes, const char *name, ImageRgb *out, G
                     name);
         return FALSE;
     }
-    return load(data, len, name, out, error);
+    return load(data, len, name, CLAMP(max_pixels, 1, VL2_MAX_IMAGE_PIXELS), out, error);
 }
 
 void image_rgb_clear(ImageRgb *im)

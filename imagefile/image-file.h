@@ -52,6 +52,11 @@ gboolean image_file_load(const char *path, ImageRgb *out, GError **error);
  * Never returns IMAGE_FILE_ERROR_NOT_FOUND, _NOT_REGULAR or _IO. */
 gboolean image_file_load_bytes(GBytes *bytes, const char *name, ImageRgb *out, GError **error);
 
+/* The same, refusing (IMAGE_FILE_ERROR_TOO_LARGE, from the header) images of more than
+ * `max_pixels` pixels: a server's own limit, below the engine's. */
+gboolean image_file_load_bytes_max(GBytes *bytes, const char *name, gint64 max_pixels,
+                                   ImageRgb *out, GError **error);
+
 /* Frees the pixels and zeroes *im; safe on a zeroed or already cleared ImageRgb. */
 void image_rgb_clear(ImageRgb *im);
 

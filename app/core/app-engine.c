@@ -27,6 +27,7 @@
 #define G_LOG_DOMAIN "sightline-engine"
 
 #include "app-engine.h"
+#include "app-remote.h"
 
 #include <float.h>
 #include <glib/gi18n.h>
@@ -59,6 +60,7 @@ struct _AppEngine
   char *error_advice;
   gboolean busy;
   gboolean resident;             /* for the next load */
+  gboolean remote;               /* connected to a server, not a folder */
 
   /* the worker */
   GThread *thread;
@@ -73,6 +75,7 @@ struct _AppEngine
   GQueue image_cache;            /* CachedImage*, most recent first */
   gboolean hold_images;          /* a prompt is reading the cached pixels: none may go */
   GHashTable *image_sizes;       /* path -> width << 32 | height, for counting */
+  AppRemoteServer server;        /* base_url set: answers come from this server */
 };
 
 G_DEFINE_FINAL_TYPE (AppEngine, app_engine, G_TYPE_OBJECT)
@@ -126,7 +129,7 @@ app_generate_params_clear (AppGenerateParams *params)
  * Jobs
  */
 
-typedef enum { JOB_LOAD, JOB_GENERATE, JOB_COUNT, JOB_QUIT } JobKind;
+typedef enum { JOB_LOAD, JOB_CONNECT, JOB_GENERATE, JOB_COUNT, JOB_QUIT } JobKind;
 
 typedef struct
 {
@@ -144,8 +147,9 @@ typedef struct
   GMainContext *context;
   GCancellable *cancellable;
 
-  /* load */
+  /* load; connect */
   char *model_dir;
+  AppRemoteServer server;
   int n_threads;
   gboolean resident;
 
@@ -229,6 +233,7 @@ job_unref (gpointer p)
   g_clear_pointer (&job->context, g_main_context_unref);
   g_clear_object (&job->cancellable);
   g_free (job->model_dir);
+  app_remote_server_clear (&job->server);
   g_clear_pointer (&job->turns, g_array_unref);
   g_clear_pointer (&job->missing_images, g_hash_table_unref);
   app_generate_params_clear (&job->params);
@@ -386,6 +391,7 @@ load_done_main (gpointer data)
   if (g_error_matches (r->error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       /* the person stopped it: no model, and nothing went wrong */
+      self->remote = FALSE;
       set_string (self, &self->error, NULL, PROP_ERROR);
       set_string (self, &self->error_advice, NULL, PROP_ERROR_ADVICE);
       set_state (self, APP_ENGINE_EMPTY);
@@ -393,6 +399,7 @@ load_done_main (gpointer data)
     }
   else if (r->error)
     {
+      self->remote = FALSE;
       set_string (self, &self->error, r->error->message, PROP_ERROR);
       set_string (self, &self->error_advice, r->advice, PROP_ERROR_ADVICE);
       set_state (self, APP_ENGINE_FAILED);
@@ -400,6 +407,7 @@ load_done_main (gpointer data)
     }
   else
     {
+      self->remote = r->job->kind == JOB_CONNECT;
       set_string (self, &self->model_dir, r->job->model_dir, PROP_MODEL_DIR);
       set_string (self, &self->model_name, r->name, PROP_MODEL_NAME);
       set_string (self, &self->error, NULL, PROP_ERROR);
@@ -438,6 +446,7 @@ cached_image_free (gpointer p)
 static void
 worker_unload (AppEngine *self)
 {
+  app_remote_server_clear (&self->server);
   g_clear_pointer (&self->session, vl2_session_free);
   g_clear_pointer (&self->model, vl2_model_free);
   g_clear_pointer (&self->loaded_dir, g_free);
@@ -556,6 +565,67 @@ worker_load (AppEngine *self,
       self->loaded_dir = g_strdup (job->model_dir);
       self->loaded_threads = job->n_threads;
       self->loaded_resident = job->resident;
+    }
+  r->job = job_ref (job);
+  run_on (job->context, load_done_main, r, NULL);
+}
+
+/* What to do about a server that did not answer as it should, in a sentence. */
+static char *
+connect_advice (const GError *error,
+                GStrv         models)
+{
+  if (g_error_matches (error, APP_REMOTE_ERROR, APP_REMOTE_ERROR_AUTH))
+    return g_strdup (_("Check the server’s API key."));
+  if (g_error_matches (error, APP_REMOTE_ERROR, APP_REMOTE_ERROR_NO_MODEL) && models
+      && models[0])
+    {
+      g_autofree char *list = g_strjoinv (", ", models);
+
+      return g_strdup_printf (_("The server serves: %s. Choose one of these as the model."),
+                              list);
+    }
+  if (g_error_matches (error, APP_REMOTE_ERROR, APP_REMOTE_ERROR_PROTOCOL)
+      || g_error_matches (error, APP_REMOTE_ERROR, APP_REMOTE_ERROR_REFUSED))
+    return g_strdup (_("Check the address: it is the server’s OpenAI API, which usually ends "
+                       "in /v1."));
+  return g_strdup (_("Check the address, and that the server is running and reachable from "
+                     "this computer."));
+}
+
+static void
+worker_connect (AppEngine *self,
+                Job       *job)
+{
+  LoadResult *r = g_new0 (LoadResult, 1);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) models = NULL;
+
+  worker_unload (self);
+  models = app_remote_list_models (&job->server, job->cancellable, &error);
+  if (models && !g_strv_contains ((const char * const *) models, job->server.model))
+    error = g_error_new (APP_REMOTE_ERROR, APP_REMOTE_ERROR_NO_MODEL,
+                         _("The server at %s does not serve “%s”."), job->server.base_url,
+                         job->server.model);
+  if (error)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        r->error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                        _("Connecting was cancelled."));
+      else
+        {
+          r->error = g_error_new_literal (APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL,
+                                          error->message);
+          r->advice = connect_advice (error, models);
+        }
+    }
+  else
+    {
+      self->server.base_url = g_strdup (job->server.base_url);
+      self->server.model = g_strdup (job->server.model);
+      self->server.api_key = g_strdup (job->server.api_key);
+      self->server.timeout = job->server.timeout;
+      r->name = g_strdup (job->server.model);
     }
   r->job = job_ref (job);
   run_on (job->context, load_done_main, r, NULL);
@@ -1079,6 +1149,90 @@ finish_reason (vl2_stop_reason stop)
     }
 }
 
+/* The answer from a server: the same snapshot, mailbox and end as the local engine's. */
+static void
+remote_text_cb (const char *text,
+                gpointer    user_data)
+{
+  Job *job = user_data;
+
+  if (job->n_tokens++ == 0)
+    job->first_token_seconds = (double) g_get_monotonic_time ();
+  post_text (job, text);
+}
+
+static void
+worker_generate_remote (AppEngine      *self,
+                        Job            *job,
+                        GenerateResult *r)
+{
+  g_autoptr(GArray) turns = g_array_new (FALSE, TRUE, sizeof (AppRemoteTurn));
+  g_autoptr(GPtrArray) kept = g_ptr_array_new_with_free_func (g_free);
+  AppRemoteParams rp = { 0 };
+  AppOpenAIDelta result = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *body = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+
+  job->missing_images = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint i = 0; i < job->turns->len; i++)
+    {
+      TurnSnapshot *t = &g_array_index (job->turns, TurnSnapshot, i);
+      AppRemoteTurn rt = { t->assistant, t->text, NULL };
+      GPtrArray *paths = g_ptr_array_new ();
+
+      /* images whose files are gone are left out, as the local engine leaves them out */
+      for (guint k = 0; t->image_paths && t->image_paths[k]; k++)
+        if (g_file_test (t->image_paths[k], G_FILE_TEST_EXISTS))
+          g_ptr_array_add (paths, t->image_paths[k]);
+        else
+          g_hash_table_add (job->missing_images, g_strdup (t->image_paths[k]));
+      g_ptr_array_add (paths, NULL);
+      rt.image_paths = (const char * const *) paths->pdata;
+      g_ptr_array_add (kept, g_ptr_array_free (paths, FALSE));
+      g_array_append_val (turns, rt);
+    }
+  rp.temperature = job->params.temperature;
+  rp.top_p = job->params.top_p;
+  rp.top_k = job->params.top_k;
+  rp.repetition_penalty = job->params.repetition_penalty;
+  rp.max_tokens = job->params.max_new_tokens;
+  rp.has_seed = job->params.seed != G_MAXUINT64;
+  rp.seed = job->params.seed;
+  rp.system_prompt = job->params.system_prompt;
+
+  body = app_remote_request_json (&self->server, (const AppRemoteTurn *) turns->data,
+                                  turns->len, &rp, &error);
+  if (body)
+    app_remote_chat (&self->server, body, remote_text_cb, job, &result, job->cancellable,
+                     &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    job->stopped = TRUE;
+  else if (error)
+    r->error = g_error_new_literal (APP_ENGINE_ERROR,
+                                    g_error_matches (error, APP_REMOTE_ERROR,
+                                                     APP_REMOTE_ERROR_IMAGE)
+                                      ? APP_ENGINE_ERROR_IMAGE : APP_ENGINE_ERROR_FAILED,
+                                    error->message);
+  else if (g_strcmp0 (result.finish_reason, "length") == 0)
+    job->finish = APP_FINISH_LENGTH;
+  else if (result.finish_reason)
+    job->finish = APP_FINISH_END;
+  if (job->n_tokens > 0)
+    {
+      gint64 t_first = (gint64) job->first_token_seconds, t_end = g_get_monotonic_time ();
+      guint n = result.has_usage && result.usage.completion_tokens > 0
+                  ? (guint) result.usage.completion_tokens : job->n_tokens;
+
+      job->n_tokens = n;
+      job->first_token_seconds = (double) (t_first - t0) / G_USEC_PER_SEC;
+      job->tokens_per_second = n > 1 && t_end > t_first
+                                 ? (double) (n - 1) * G_USEC_PER_SEC / (double) (t_end - t_first)
+                                 : 0.0;
+    }
+  app_openai_delta_clear (&result);
+}
+
 static void leave_out_images (AppEngine *self,
                               Job       *job);
 
@@ -1094,6 +1248,12 @@ worker_generate (AppEngine *self,
   guint n = 0;
 
   r->job = job_ref (job);
+  if (self->server.base_url)
+    {
+      worker_generate_remote (self, job, r);
+      run_on (job->context, generate_done_main, r, NULL);
+      return;
+    }
   if (!self->model)
     {
       r->error = g_error_new_literal (APP_ENGINE_ERROR, APP_ENGINE_ERROR_NO_MODEL,
@@ -1394,6 +1554,13 @@ worker_count (AppEngine *self,
 
   if (g_cancellable_set_error_if_cancelled (job->cancellable, &job->count_error))
     goto done;
+  if (self->server.base_url)
+    {
+      /* the tokenizer is the server's: nothing to count with here */
+      job->count_error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                                              _("A server's model is not counted."));
+      goto done;
+    }
   if (!self->model)
     {
       job->count_error = g_error_new_literal (APP_ENGINE_ERROR, APP_ENGINE_ERROR_NO_MODEL,
@@ -1434,6 +1601,8 @@ worker_main (gpointer data)
         }
       if (job->kind == JOB_LOAD)
         worker_load (self, job);
+      else if (job->kind == JOB_CONNECT)
+        worker_connect (self, job);
       else if (job->kind == JOB_COUNT)
         worker_count (self, job);
       else
@@ -1459,6 +1628,23 @@ check_idle (AppEngine *self,
   return FALSE;
 }
 
+/* Hands a load or connect job to the worker, unless another job is running. */
+static void
+start_loading (AppEngine *self,
+               Job       *job)
+{
+  if (!check_idle (self, job->task))
+    {
+      job_unref (job);
+      return;
+    }
+  self->busy = TRUE;
+  self->load_progress = 0;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
+  set_state (self, APP_ENGINE_LOADING);
+  g_async_queue_push (self->jobs, job);
+}
+
 void
 app_engine_load_async (AppEngine           *self,
                        const char          *model_dir,
@@ -1474,19 +1660,10 @@ app_engine_load_async (AppEngine           *self,
 
   job = job_new (self, JOB_LOAD, cancellable, callback, user_data);
   g_task_set_source_tag (job->task, app_engine_load_async);
-  if (!check_idle (self, job->task))
-    {
-      job_unref (job);
-      return;
-    }
   job->model_dir = g_strdup (model_dir);
   job->n_threads = MAX (n_threads, 0);
   job->resident = self->resident;
-  self->busy = TRUE;
-  self->load_progress = 0;
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
-  set_state (self, APP_ENGINE_LOADING);
-  g_async_queue_push (self->jobs, job);
+  start_loading (self, job);
 }
 
 gboolean
@@ -1496,6 +1673,47 @@ app_engine_load_finish (AppEngine     *self,
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+void
+app_engine_connect_async (AppEngine           *self,
+                          const char          *base_url,
+                          const char          *model,
+                          const char          *api_key,
+                          guint                timeout,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  Job *job;
+
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_return_if_fail (base_url != NULL && model != NULL);
+
+  job = job_new (self, JOB_CONNECT, cancellable, callback, user_data);
+  g_task_set_source_tag (job->task, app_engine_connect_async);
+  job->model_dir = g_strdup (base_url);
+  job->server.base_url = g_strdup (base_url);
+  job->server.model = g_strdup (model);
+  job->server.api_key = g_strdup (api_key);
+  job->server.timeout = timeout;
+  start_loading (self, job);
+}
+
+gboolean
+app_engine_connect_finish (AppEngine     *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+gboolean
+app_engine_is_remote (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), FALSE);
+  return self->remote;
 }
 
 void

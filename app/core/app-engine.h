@@ -90,6 +90,28 @@ gboolean         app_engine_load_finish        (AppEngine       *self,
                                                 GAsyncResult    *result,
                                                 GError         **error);
 
+/* Connects to an OpenAI-compatible server (vLLM, SGLang, vl2-server) instead of loading a
+ * folder, replacing what was loaded: lists the server's models (GET {base_url}/models) and
+ * checks that it serves `model`. The state goes LOADING -> READY ("model-dir" the base URL,
+ * "model-name" the model) or FAILED ("error" says what happened, "error-advice" what to do:
+ * the address, the key, the models it does serve). Answers then come from the server through
+ * app_engine_generate_async() (app-remote.h tells how); counting tokens is not available.
+ * `api_key` may be NULL; `timeout`: seconds without a byte from the server before giving up
+ * (0: five minutes). */
+void             app_engine_connect_async      (AppEngine       *self,
+                                                const char      *base_url,
+                                                const char      *model,
+                                                const char      *api_key,
+                                                guint            timeout,
+                                                GCancellable    *cancellable,
+                                                GAsyncReadyCallback callback,
+                                                gpointer         user_data);
+gboolean         app_engine_connect_finish     (AppEngine       *self,
+                                                GAsyncResult    *result,
+                                                GError         **error);
+/* Whether answers come from a server (after a successful connect). */
+gboolean         app_engine_is_remote          (AppEngine       *self);
+
 /* Answers the chat: the messages of its shown path before `reply` are the conversation, and
  * `reply` (an assistant message of that path, normally its last: a new, empty one) receives
  * the answer. A reply that has text already is continued: the model goes on from its end

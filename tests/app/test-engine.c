@@ -21,56 +21,12 @@
 
 #include "app-config.h"
 #include "app-engine.h"
+#include "engine-wait.h"
 #include "image-file.h"
 #include "vl2.h"
 
-#define TIMEOUT_S 120
-
 static char *model_dir;
 static GThread *main_thread;
-
-static void
-iterate_until (gboolean   *flag,
-               const char *what)
-{
-  gint64 end = g_get_monotonic_time () + TIMEOUT_S * G_USEC_PER_SEC;
-
-  while (!*flag)
-    {
-      if (g_get_monotonic_time () > end)
-        g_error ("timed out waiting for %s", what);
-      g_main_context_iteration (NULL, TRUE);
-    }
-}
-
-typedef struct
-{
-  gboolean done;
-  gboolean ok;
-  GError *error;
-} Result;
-
-static void
-load_cb (GObject      *source,
-         GAsyncResult *res,
-         gpointer      data)
-{
-  Result *r = data;
-
-  r->ok = app_engine_load_finish (APP_ENGINE (source), res, &r->error);
-  r->done = TRUE;
-}
-
-static void
-generate_cb (GObject      *source,
-             GAsyncResult *res,
-             gpointer      data)
-{
-  Result *r = data;
-
-  r->ok = app_engine_generate_finish (APP_ENGINE (source), res, &r->error);
-  r->done = TRUE;
-}
 
 typedef struct
 {
@@ -102,10 +58,10 @@ static AppEngine *
 loaded_engine (void)
 {
   AppEngine *engine = app_engine_new ();
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
-  app_engine_load_async (engine, model_dir, 2, NULL, load_cb, &r);
-  iterate_until (&r.done, "the model");
+  app_engine_load_async (engine, model_dir, 2, NULL, engine_load_cb, &r);
+  engine_wait (&r.done, "the model");
   g_assert_no_error (r.error);
   g_assert_true (r.ok);
   return engine;
@@ -116,16 +72,16 @@ test_load (void)
 {
   g_autoptr(AppEngine) engine = app_engine_new ();
   Watch w = { g_array_new (FALSE, FALSE, sizeof (double)), g_array_new (FALSE, FALSE, sizeof (int)) };
-  Result bad = { 0 }, good = { 0 };
+  EngineResult bad = { 0 }, good = { 0 };
 
   g_signal_connect (engine, "notify::load-progress", G_CALLBACK (progress_cb), &w);
   g_signal_connect (engine, "notify::state", G_CALLBACK (state_cb), &w);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_EMPTY);
 
   /* a folder without a model fails with a message naming it */
-  app_engine_load_async (engine, "/nonexistent/model", 1, NULL, load_cb, &bad);
+  app_engine_load_async (engine, "/nonexistent/model", 1, NULL, engine_load_cb, &bad);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_LOADING);
-  iterate_until (&bad.done, "the failed load");
+  engine_wait (&bad.done, "the failed load");
   g_assert_false (bad.ok);
   g_assert_error (bad.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL);
   g_assert_nonnull (strstr (bad.error->message, "/nonexistent/model"));
@@ -135,8 +91,8 @@ test_load (void)
 
   /* then a good one: progress grows to 1, the name and folder are known */
   g_array_set_size (w.progress, 0);
-  app_engine_load_async (engine, model_dir, 2, NULL, load_cb, &good);
-  iterate_until (&good.done, "the model");
+  app_engine_load_async (engine, model_dir, 2, NULL, engine_load_cb, &good);
+  engine_wait (&good.done, "the model");
   g_assert_no_error (good.error);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
   g_assert_cmpstr (app_engine_get_model_name (engine), ==, "DeepSeek-VL2 Tiny");
@@ -157,12 +113,12 @@ test_cancel_load (void)
 {
   g_autoptr(AppEngine) engine = app_engine_new ();
   g_autoptr(GCancellable) cancel = g_cancellable_new ();
-  Result r = { 0 }, again = { 0 };
+  EngineResult r = { 0 }, again = { 0 };
 
-  app_engine_load_async (engine, model_dir, 2, cancel, load_cb, &r);
+  app_engine_load_async (engine, model_dir, 2, cancel, engine_load_cb, &r);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_LOADING);
   g_cancellable_cancel (cancel);
-  iterate_until (&r.done, "the cancelled load");
+  engine_wait (&r.done, "the cancelled load");
   g_assert_false (r.ok);
   g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_EMPTY);
@@ -170,8 +126,8 @@ test_cancel_load (void)
   g_assert_null (app_engine_get_error_advice (engine));
   g_clear_error (&r.error);
 
-  app_engine_load_async (engine, model_dir, 2, NULL, load_cb, &again);
-  iterate_until (&again.done, "the model");
+  app_engine_load_async (engine, model_dir, 2, NULL, engine_load_cb, &again);
+  engine_wait (&again.done, "the model");
   g_assert_no_error (again.error);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_READY);
 }
@@ -227,11 +183,11 @@ expect_advice (AppEngine  *engine,
                const char *dir,
                const char *needle)
 {
-  Result r = { 0 };
+  EngineResult r = { 0 };
   const char *advice;
 
-  app_engine_load_async (engine, dir, 1, NULL, load_cb, &r);
-  iterate_until (&r.done, "the failed load");
+  app_engine_load_async (engine, dir, 1, NULL, engine_load_cb, &r);
+  engine_wait (&r.done, "the failed load");
   g_assert_false (r.ok);
   g_clear_error (&r.error);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_FAILED);
@@ -390,7 +346,7 @@ test_reading_progress (void)
   const char *images[] = { "vqa_1.jpg", NULL };
   ProgressWatch w = { g_ptr_array_new_with_free_func (g_free), 0 };
   AppGenerateParams p = params (2);
-  Result r = { 0 };
+  EngineResult r = { 0 };
   gboolean tiles = FALSE;
 
   app_message_set_images (question, images);
@@ -398,8 +354,8 @@ test_reading_progress (void)
   app_chat_append (chat, reply);
   g_signal_connect (reply, "notify::progress-text", G_CALLBACK (reply_progress_cb), &w);
   g_signal_connect (reply, "notify::progress", G_CALLBACK (reply_progress_cb), &w);
-  app_engine_generate_async (engine, chat, reply, image_dir, &p, NULL, generate_cb, &r);
-  iterate_until (&r.done, "the answer");
+  app_engine_generate_async (engine, chat, reply, image_dir, &p, NULL, engine_generate_cb, &r);
+  engine_wait (&r.done, "the answer");
   g_assert_no_error (r.error);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
   for (guint i = 0; i < w.texts->len; i++)
@@ -424,12 +380,12 @@ test_stream (void)
   ReplyWatch w = { 0 };
   g_autoptr(AppMessage) reply = add_reply (chat, &w);
   AppGenerateParams p = params (32);
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
-  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, generate_cb, &r);
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, engine_generate_cb, &r);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_PENDING);
   g_assert_cmpint (app_engine_get_state (engine), ==, APP_ENGINE_BUSY);
-  iterate_until (&r.done, "the answer");
+  engine_wait (&r.done, "the answer");
   g_assert_no_error (r.error);
   g_assert_true (r.ok);
 
@@ -453,11 +409,11 @@ test_stream (void)
     g_autoptr(AppChat) again = chat_with ("Hello! Who are you?");
     ReplyWatch w2 = { 0 };
     g_autoptr(AppMessage) reply2 = add_reply (again, &w2);
-    Result r2 = { 0 };
+    EngineResult r2 = { 0 };
 
-    app_engine_generate_async (engine, again, reply2, "/nonexistent", &p, NULL, generate_cb,
+    app_engine_generate_async (engine, again, reply2, "/nonexistent", &p, NULL, engine_generate_cb,
                                &r2);
-    iterate_until (&r2.done, "the second answer");
+    engine_wait (&r2.done, "the second answer");
     g_assert_cmpstr (app_message_get_text (reply2), ==, app_message_get_text (reply));
     g_array_unref (w2.states);
   }
@@ -496,17 +452,17 @@ test_batches (void)
   g_autoptr(AppMessage) calm = add_reply (calm_chat, &calm_w);
   g_autoptr(AppMessage) reply = add_reply (chat, &w);
   AppGenerateParams p = params (64);
-  Result calm_r = { 0 }, r = { 0 };
+  EngineResult calm_r = { 0 }, r = { 0 };
   gint64 t0 = g_get_monotonic_time ();
   Stall stall = { 0 };
 
-  app_engine_generate_async (engine, calm_chat, calm, "/x", &p, NULL, generate_cb, &calm_r);
-  iterate_until (&calm_r.done, "the unhurried answer");
+  app_engine_generate_async (engine, calm_chat, calm, "/x", &p, NULL, engine_generate_cb, &calm_r);
+  engine_wait (&calm_r.done, "the unhurried answer");
   stall.stall_us = MAX (G_USEC_PER_SEC, 3 * (g_get_monotonic_time () - t0));
 
   g_signal_connect (reply, "notify::text", G_CALLBACK (slow_text_cb), &stall);
-  app_engine_generate_async (engine, chat, reply, "/x", &p, NULL, generate_cb, &r);
-  iterate_until (&r.done, "the hurried answer");
+  app_engine_generate_async (engine, chat, reply, "/x", &p, NULL, engine_generate_cb, &r);
+  engine_wait (&r.done, "the hurried answer");
   g_test_message ("%u tokens arrived in %u batches unhurried, in %u around a %.1f s stall",
                   app_message_get_n_tokens (calm), calm_w.text_notifies, w.text_notifies,
                   stall.stall_us / 1e6);
@@ -528,11 +484,11 @@ test_stop_and_reuse (void)
   g_autoptr(AppMessage) reply = add_reply (chat, &w);
   g_autoptr(GCancellable) cancel = g_cancellable_new ();
   AppGenerateParams p = params (4000);
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
   w.cancel_on_text = cancel; /* stop as soon as the first text shows */
-  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, cancel, generate_cb, &r);
-  iterate_until (&r.done, "the stop");
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, cancel, engine_generate_cb, &r);
+  engine_wait (&r.done, "the stop");
   g_assert_true (r.ok);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_STOPPED);
   g_assert_cmpuint (app_message_get_n_tokens (reply), <, 100);
@@ -545,15 +501,15 @@ test_stop_and_reuse (void)
     ReplyWatch w1 = { 0 }, w2 = { 0 };
     g_autoptr(AppMessage) r1m = add_reply (c1, &w1);
     g_autoptr(AppMessage) r2m = add_reply (c2, &w2);
-    Result a = { 0 }, b = { 0 };
+    EngineResult a = { 0 }, b = { 0 };
     AppGenerateParams small = params (8);
 
-    app_engine_generate_async (engine, c1, r1m, "/nonexistent", &small, NULL, generate_cb, &a);
-    app_engine_generate_async (engine, c2, r2m, "/nonexistent", &small, NULL, generate_cb, &b);
-    iterate_until (&b.done, "the refusal");
+    app_engine_generate_async (engine, c1, r1m, "/nonexistent", &small, NULL, engine_generate_cb, &a);
+    app_engine_generate_async (engine, c2, r2m, "/nonexistent", &small, NULL, engine_generate_cb, &b);
+    engine_wait (&b.done, "the refusal");
     g_assert_error (b.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_BUSY);
     g_assert_cmpint (app_message_get_state (r2m), ==, APP_MESSAGE_COMPLETE); /* untouched */
-    iterate_until (&a.done, "the first");
+    engine_wait (&a.done, "the first");
     g_assert_cmpint (app_message_get_state (r1m), ==, APP_MESSAGE_COMPLETE);
     g_clear_error (&b.error);
     g_array_unref (w1.states);
@@ -566,11 +522,11 @@ test_stop_and_reuse (void)
     ReplyWatch w3 = { 0 };
     g_autoptr(AppChat) c3 = chat_with ("Again?");
     g_autoptr(AppMessage) r3 = add_reply (c3, &w3);
-    Result c = { 0 };
+    EngineResult c = { 0 };
     AppGenerateParams small = params (8);
 
-    app_engine_generate_async (engine, c3, r3, "/nonexistent", &small, NULL, generate_cb, &c);
-    iterate_until (&c.done, "the answer after the stop");
+    app_engine_generate_async (engine, c3, r3, "/nonexistent", &small, NULL, engine_generate_cb, &c);
+    engine_wait (&c.done, "the answer after the stop");
     g_assert_cmpint (app_message_get_state (r3), ==, APP_MESSAGE_COMPLETE);
     g_assert_cmpuint (app_message_get_n_tokens (r3), ==, 8);
     g_array_unref (w3.states);
@@ -591,10 +547,10 @@ test_finish_and_continue (void)
   g_autoptr(AppMessage) reply = add_reply (chat, &w);
   AppGenerateParams p = params (8);
   g_autofree char *first = NULL;
-  Result r = { 0 }, again = { 0 };
+  EngineResult r = { 0 }, again = { 0 };
 
-  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, generate_cb, &r);
-  iterate_until (&r.done, "the short answer");
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, engine_generate_cb, &r);
+  engine_wait (&r.done, "the short answer");
   g_assert_true (r.ok);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
   g_assert_cmpuint (app_message_get_n_tokens (reply), ==, 8);
@@ -602,9 +558,9 @@ test_finish_and_continue (void)
   first = g_strchomp (g_strdup (app_message_get_text (reply)));
   g_assert_cmpstr (first, !=, "");
 
-  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, generate_cb, &again);
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, NULL, engine_generate_cb, &again);
   g_assert_cmpint (app_message_get_finish_reason (reply), ==, APP_FINISH_NONE);
-  iterate_until (&again.done, "the continuation");
+  engine_wait (&again.done, "the continuation");
   g_assert_true (again.ok);
   g_test_message ("\"%s\" went on as \"%s\"", first, app_message_get_text (reply));
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
@@ -623,14 +579,14 @@ test_finish_and_continue (void)
     ReplyWatch fw = { 0 }, ew = { 0 };
     g_autoptr(AppMessage) fresh_reply = add_reply (fresh, &fw);
     g_autoptr(AppMessage) edited_reply = NULL;
-    Result fr = { 0 }, er = { 0 };
+    EngineResult fr = { 0 }, er = { 0 };
 
-    app_engine_generate_async (engine, fresh, fresh_reply, "/x", &p, NULL, generate_cb, &fr);
-    iterate_until (&fr.done, "the answer in a fresh chat");
+    app_engine_generate_async (engine, fresh, fresh_reply, "/x", &p, NULL, engine_generate_cb, &fr);
+    engine_wait (&fr.done, "the answer in a fresh chat");
     g_assert_true (app_chat_add_version (chat, q, edited));
     edited_reply = add_reply (chat, &ew);
-    app_engine_generate_async (engine, chat, edited_reply, "/x", &p, NULL, generate_cb, &er);
-    iterate_until (&er.done, "the answer to the edited question");
+    app_engine_generate_async (engine, chat, edited_reply, "/x", &p, NULL, engine_generate_cb, &er);
+    engine_wait (&er.done, "the answer to the edited question");
     g_assert_cmpstr (app_message_get_text (edited_reply), ==, app_message_get_text (fresh_reply));
     g_array_unref (fw.states);
     g_array_unref (ew.states);
@@ -662,11 +618,11 @@ test_interrupted (void)
   g_autoptr(AppMessage) reply = add_reply (chat, &w);
   g_autoptr(GCancellable) cancel = g_cancellable_new ();
   AppGenerateParams p = params (4000);
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
   g_signal_connect (reply, "notify::text", G_CALLBACK (interrupt_on_text_cb), cancel);
-  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, cancel, generate_cb, &r);
-  iterate_until (&r.done, "the end of the interrupted answer");
+  app_engine_generate_async (engine, chat, reply, "/nonexistent", &p, cancel, engine_generate_cb, &r);
+  engine_wait (&r.done, "the end of the interrupted answer");
   g_assert_true (r.ok);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_INTERRUPTED);
   g_assert_cmpstr (app_message_get_text (reply), !=, "");
@@ -685,11 +641,11 @@ expect_failed (AppEngine   *engine,
   ReplyWatch w = { 0 };
   g_autoptr(AppMessage) reply = add_reply (chat, &w);
   AppGenerateParams p = params (8);
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
   app_engine_generate_async (engine, chat, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
-                             generate_cb, &r);
-  iterate_until (&r.done, "the failure");
+                             engine_generate_cb, &r);
+  engine_wait (&r.done, "the failure");
   g_assert_false (r.ok);
   g_assert_error (r.error, APP_ENGINE_ERROR, code);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_FAILED);
@@ -734,10 +690,10 @@ test_errors (void)
     ReplyWatch w = { 0 };
     g_autoptr(AppMessage) reply = add_reply (c, &w);
     AppGenerateParams p = params (8);
-    Result r = { 0 };
+    EngineResult r = { 0 };
 
-    app_engine_generate_async (none, c, reply, "/x", &p, NULL, generate_cb, &r);
-    iterate_until (&r.done, "the refusal");
+    app_engine_generate_async (none, c, reply, "/x", &p, NULL, engine_generate_cb, &r);
+    engine_wait (&r.done, "the refusal");
     g_assert_error (r.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_NO_MODEL);
     g_clear_error (&r.error);
     g_array_unref (w.states);
@@ -773,14 +729,14 @@ test_missing_images (void)
       ReplyWatch w = { 0 };
       g_autoptr(AppMessage) reply = NULL;
       AppGenerateParams p = params (4);
-      Result r = { 0 };
+      EngineResult r = { 0 };
 
       g_test_message ("%s", cases[i].question);
       app_message_set_images (q, cases[i].images);
       reply = add_reply (chat, &w);
       app_engine_generate_async (engine, chat, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
-                                 generate_cb, &r);
-      iterate_until (&r.done, "the answer");
+                                 engine_generate_cb, &r);
+      engine_wait (&r.done, "the answer");
       g_assert_no_error (r.error);
       g_assert_true (r.ok);
       g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
@@ -811,15 +767,15 @@ test_missing_images (void)
       ReplyWatch w = { 0 };
       g_autoptr(AppMessage) reply = NULL;
       AppGenerateParams p = params (4);
-      Result r = { 0 };
+      EngineResult r = { 0 };
 
       app_message_set_images (q, gone);
       app_chat_append (chat, a);
       app_chat_append (chat, q2);
       reply = add_reply (chat, &w);
       app_engine_generate_async (engine, chat, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
-                                 generate_cb, &r);
-      iterate_until (&r.done, "the follow-up");
+                                 engine_generate_cb, &r);
+      engine_wait (&r.done, "the follow-up");
       g_assert_no_error (r.error);
       g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
       g_assert_nonnull (strstr (app_message_get_note (reply), "missing"));
@@ -838,7 +794,7 @@ test_context_overflow (void)
   ReplyWatch w = { 0 };
   g_autoptr(AppMessage) reply = NULL;
   AppGenerateParams p = params (8);
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
   /* about 900 tokens per turn: "word 123 " is 3 tokens */
   for (int i = 0; i < 300; i++)
@@ -857,8 +813,8 @@ test_context_overflow (void)
     app_chat_append (chat, last);
   }
   reply = add_reply (chat, &w);
-  app_engine_generate_async (engine, chat, reply, "/x", &p, NULL, generate_cb, &r);
-  iterate_until (&r.done, "the answer");
+  app_engine_generate_async (engine, chat, reply, "/x", &p, NULL, engine_generate_cb, &r);
+  engine_wait (&r.done, "the answer");
   g_assert_no_error (r.error);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
   g_assert_nonnull (app_message_get_note (reply));
@@ -902,7 +858,7 @@ count_tokens (AppEngine          *engine,
   p.system_prompt = g_strdup (system_prompt);
   app_engine_count_tokens_async (engine, chat, replacing, question, images,
                                  g_getenv ("VL2_TEST_IMAGES"), &p, NULL, count_cb, &r);
-  iterate_until (&r.done, "the count");
+  engine_wait (&r.done, "the count");
   g_assert_no_error (r.error);
   g_assert_true (r.ok);
   app_generate_params_clear (&p);
@@ -988,7 +944,7 @@ test_count_tokens (void)
     app_engine_count_tokens_async (engine, chat, NULL, "Stale?", NULL,
                                    g_getenv ("VL2_TEST_IMAGES"), &p, cancellable, count_cb, &r);
     g_cancellable_cancel (cancellable);
-    iterate_until (&r.done, "the cancelled count");
+    engine_wait (&r.done, "the cancelled count");
     g_assert_false (r.ok);
     g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
     g_clear_error (&r.error);
@@ -1012,7 +968,7 @@ test_count_tokens (void)
     ReplyWatch w = { 0 };
     g_autoptr(AppMessage) reply = NULL;
     AppGenerateParams p = params (8);
-    Result r = { 0 };
+    EngineResult r = { 0 };
 
     for (int i = 0; i < 10; i++)
       {
@@ -1047,8 +1003,8 @@ test_count_tokens (void)
     reply = add_reply (album, &w);
     p.leave_out_images = TRUE;
     app_engine_generate_async (engine, album, reply, g_getenv ("VL2_TEST_IMAGES"), &p, NULL,
-                               generate_cb, &r);
-    iterate_until (&r.done, "the answer");
+                               engine_generate_cb, &r);
+    engine_wait (&r.done, "the answer");
     g_assert_no_error (r.error);
     g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
     g_assert_nonnull (app_message_get_note (reply));
@@ -1074,7 +1030,7 @@ test_many_images (void)
   ReplyWatch w = { 0 };
   g_autoptr(AppMessage) reply = NULL;
   AppGenerateParams p = params (4);
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
   for (int i = 0; i < 9; i++)
     {
@@ -1089,8 +1045,8 @@ test_many_images (void)
     }
   app_message_set_images (q, ids);
   reply = add_reply (chat, &w);
-  app_engine_generate_async (engine, chat, reply, dir, &p, NULL, generate_cb, &r);
-  iterate_until (&r.done, "the answer about nine images");
+  app_engine_generate_async (engine, chat, reply, dir, &p, NULL, engine_generate_cb, &r);
+  engine_wait (&r.done, "the answer about nine images");
   g_assert_no_error (r.error);
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
   for (int i = 0; i < 9; i++)
@@ -1115,12 +1071,12 @@ test_dispose_while_busy (void)
   g_autoptr(AppMessage) reply = add_reply (chat, &w);
   g_autoptr(GCancellable) cancel = g_cancellable_new ();
   AppGenerateParams p = params (4000);
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
-  app_engine_generate_async (engine, chat, reply, "/x", &p, cancel, generate_cb, &r);
+  app_engine_generate_async (engine, chat, reply, "/x", &p, cancel, engine_generate_cb, &r);
   g_cancellable_cancel (cancel);
   g_object_unref (engine); /* the task keeps it alive until it returns */
-  iterate_until (&r.done, "the cancelled answer");
+  engine_wait (&r.done, "the cancelled answer");
   g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_STOPPED);
   app_generate_params_clear (&p);
   g_array_unref (w.states);
@@ -1182,7 +1138,7 @@ ask (ChangedModel *c,
      const char   *question,
      int           max_new_tokens,
      ReplyWatch   *w,
-     Result       *r)
+     EngineResult       *r)
 {
   g_autoptr(AppMessage) q = app_message_new (APP_ROLE_USER, question);
   g_autoptr(AppMessage) reply = NULL;
@@ -1190,7 +1146,7 @@ ask (ChangedModel *c,
 
   app_chat_append (c->chat, q);
   reply = add_reply (c->chat, w);
-  app_engine_generate_async (c->engine, c->chat, reply, "/x", &p, NULL, generate_cb, r);
+  app_engine_generate_async (c->engine, c->chat, reply, "/x", &p, NULL, engine_generate_cb, r);
   app_generate_params_clear (&p);
 }
 
@@ -1198,21 +1154,21 @@ static void
 changed_model_init (ChangedModel *c)
 {
   ReplyWatch w = { 0 };
-  Result r = { 0 };
-  Result loaded = { 0 };
+  EngineResult r = { 0 };
+  EngineResult loaded = { 0 };
 
   c->dir = g_dir_make_tmp ("sightline-model-XXXXXX", NULL);
   g_assert_nonnull (c->dir);
   c->weights = g_build_filename (c->dir, "model.safetensors", NULL);
   put_fixture ("mini-tiny", c->dir);
   c->engine = app_engine_new ();
-  app_engine_load_async (c->engine, c->dir, 2, NULL, load_cb, &loaded);
-  iterate_until (&loaded.done, "the model");
+  app_engine_load_async (c->engine, c->dir, 2, NULL, engine_load_cb, &loaded);
+  engine_wait (&loaded.done, "the model");
   g_assert_no_error (loaded.error);
 
   c->chat = app_chat_new ();
   ask (c, "Hello! Who are you?", 8, &w, &r);
-  iterate_until (&r.done, "the first answer");
+  engine_wait (&r.done, "the first answer");
   g_assert_no_error (r.error);
   g_assert_cmpint (app_message_get_state (w.reply), ==, APP_MESSAGE_COMPLETE);
   c->first_answer = g_strdup (app_message_get_text (w.reply));
@@ -1259,12 +1215,12 @@ test_model_truncated (void)
 {
   ChangedModel c = { 0 };
   ReplyWatch w = { 0 };
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
   changed_model_init (&c);
   g_assert_no_errno (truncate (c.weights, 1 << 20));
   ask (&c, "And now?", 8, &w, &r);
-  iterate_until (&r.done, "the second answer");
+  engine_wait (&r.done, "the second answer");
   g_assert_false (r.ok);
   g_assert_error (r.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL);
   g_test_message ("%s", r.error->message);
@@ -1289,13 +1245,13 @@ test_model_replaced (void)
 {
   ChangedModel c = { 0 };
   ReplyWatch w = { 0 };
-  Result r = { 0 };
+  EngineResult r = { 0 };
 
   changed_model_init (&c);
   g_assert_cmpstr (app_engine_get_model_name (c.engine), ==, "DeepSeek-VL2 Tiny");
   put_fixture ("mini-small", c.dir);
   ask (&c, "And now?", 8, &w, &r);
-  iterate_until (&r.done, "the second answer");
+  engine_wait (&r.done, "the second answer");
   g_assert_no_error (r.error);
   g_assert_cmpint (app_message_get_state (w.reply), ==, APP_MESSAGE_COMPLETE);
   g_assert_cmpuint (app_message_get_n_tokens (w.reply), ==, 8);
@@ -1307,10 +1263,10 @@ test_model_replaced (void)
   /* nothing changed since: the third answer needs no loading */
   {
     ReplyWatch w3 = { 0 };
-    Result r3 = { 0 };
+    EngineResult r3 = { 0 };
 
     ask (&c, "Once more.", 4, &w3, &r3);
-    iterate_until (&r3.done, "the third answer");
+    engine_wait (&r3.done, "the third answer");
     g_assert_no_error (r3.error);
     g_assert_cmpint (app_message_get_state (w3.reply), ==, APP_MESSAGE_COMPLETE);
     g_assert_null (app_message_get_note (w3.reply));
@@ -1344,14 +1300,14 @@ test_model_truncated_while_answering (void)
 {
   ChangedModel c = { 0 };
   ReplyWatch w = { 0 };
-  Result r = { 0 };
+  EngineResult r = { 0 };
   TruncateOnText t = { 0 };
 
   changed_model_init (&c);
   t.path = c.weights;
   ask (&c, "Write a very long story.", 4000, &w, &r);
   g_signal_connect (w.reply, "notify::text", G_CALLBACK (truncate_on_text_cb), &t);
-  iterate_until (&r.done, "the interrupted answer");
+  engine_wait (&r.done, "the interrupted answer");
   g_assert_true (t.done);
   g_assert_false (r.ok);
   g_assert_error (r.error, APP_ENGINE_ERROR, APP_ENGINE_ERROR_MODEL);
@@ -1371,10 +1327,10 @@ test_model_truncated_while_answering (void)
   /* the next question finds the file still cut short */
   {
     ReplyWatch w2 = { 0 };
-    Result r2 = { 0 };
+    EngineResult r2 = { 0 };
 
     ask (&c, "Are you there?", 8, &w2, &r2);
-    iterate_until (&r2.done, "the next answer");
+    engine_wait (&r2.done, "the next answer");
     g_assert_cmpint (app_message_get_state (w2.reply), ==, APP_MESSAGE_FAILED);
     expect_in (app_message_get_error (w2.reply), "incomplete");
     g_assert_cmpint (app_engine_get_state (c.engine), ==, APP_ENGINE_FAILED);

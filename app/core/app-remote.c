@@ -45,7 +45,7 @@ app_remote_normalize_url (const char *url,
       g_free (trimmed);
       trimmed = with_scheme;
     }
-  uri = g_uri_parse (trimmed, G_URI_FLAGS_NONE, NULL);
+  uri = strpbrk (trimmed, " \t\n\r") ? NULL : g_uri_parse (trimmed, G_URI_FLAGS_NONE, NULL);
   scheme = uri ? g_uri_get_scheme (uri) : NULL;
   if (!uri || !scheme || (g_ascii_strcasecmp (scheme, "http") != 0
                           && g_ascii_strcasecmp (scheme, "https") != 0)
@@ -172,7 +172,7 @@ status_error (const AppRemoteServer *server,
     g_set_error (error, APP_REMOTE_ERROR, APP_REMOTE_ERROR_AUTH,
                  _("The server at %s refused the API key (HTTP %u: %s)."), server->base_url,
                  status, message);
-  else if (status == 404 && data && strstr (data, "model_not_found"))
+  else if (status == 404 && data && g_strstr_len (data, (gssize) len, "model_not_found"))
     g_set_error (error, APP_REMOTE_ERROR, APP_REMOTE_ERROR_NO_MODEL,
                  _("The server at %s does not serve “%s”: %s"), server->base_url,
                  server->model, message);

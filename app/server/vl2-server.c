@@ -53,6 +53,8 @@ typedef struct
   int max_tokens;
   gboolean allow_image_urls;
   int image_timeout;
+  vl2_weights_format weights;
+  gboolean resident;
 } Options;
 
 typedef struct _Server Server;
@@ -1295,6 +1297,8 @@ load_model (Server  *server,
 
   mp.n_threads = server->opt.threads > 0 ? server->opt.threads
                                          : MAX (1, cpus / server->opt.parallel);
+  mp.weights = server->opt.weights;
+  mp.resident = server->opt.resident;
   if (vl2_model_load (server->opt.model_dir, &mp, &server->model, &err) != VL2_OK)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", err.message);
@@ -1415,6 +1419,7 @@ main (int    argc,
   Server server = { 0 };
   Options *o = &server.opt;
   int max_body_mib = 20, max_image_mp = 40;
+  g_autofree char *weights = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GOptionContext) ctx = NULL;
   GOptionEntry entries[] = {
@@ -1436,6 +1441,11 @@ main (int    argc,
       "Threads per slot (default: the CPUs divided among the slots)", "N" },
     { "ctx", 'c', 0, G_OPTION_ARG_INT, &o->n_ctx,
       "Context per slot in tokens (default: the model's)", "N" },
+    { "weights", 0, 0, G_OPTION_ARG_STRING, &weights,
+      "Language model weights: as stored (default), or q8 / q4 quantized while loading",
+      "FORMAT" },
+    { "resident", 0, 0, G_OPTION_ARG_NONE, &o->resident,
+      "Copy the stored weights into memory instead of mapping them (faster decoding)", NULL },
     { "max-body-mib", 0, 0, G_OPTION_ARG_INT, &max_body_mib,
       "The largest request body, in MiB (default 20)", "N" },
     { "max-images", 0, 0, G_OPTION_ARG_INT, &o->max_images,
@@ -1479,6 +1489,17 @@ main (int    argc,
       || o->image_timeout < 1)
     {
       g_printerr ("vl2-server: an option is out of range (see --help)\n");
+      return 2;
+    }
+  if (!weights || g_str_equal (weights, "stored") || g_str_equal (weights, "bf16"))
+    o->weights = VL2_WEIGHTS_STORED;
+  else if (g_str_equal (weights, "q8"))
+    o->weights = VL2_WEIGHTS_Q8;
+  else if (g_str_equal (weights, "q4"))
+    o->weights = VL2_WEIGHTS_Q4;
+  else
+    {
+      g_printerr ("vl2-server: --weights is q8 or q4\n");
       return 2;
     }
   if (!o->api_key && g_getenv ("VL2_SERVER_API_KEY") && *g_getenv ("VL2_SERVER_API_KEY"))

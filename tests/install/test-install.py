@@ -13,12 +13,15 @@ GSETTINGS_SCHEMA_DIR pointing into that tree and nothing from the build tree:
   folder, and quits when asked over D-Bus.
 Prints TAP.
 """
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 # the build's id: the release's, or .Devel
 APP_ID = os.environ.get("SIGHTLINE_APP_ID", "io.github.sightline.Sightline")
@@ -43,6 +46,7 @@ def installed_files(root):
     want = [
         "bin/sightline",
         "bin/vl2",
+        "bin/vl2-server",
         f"share/glib-2.0/schemas/{APP_ID}.gschema.xml",
         f"share/applications/{APP_ID}.desktop",
         f"share/metainfo/{APP_ID}.metainfo.xml",
@@ -117,6 +121,25 @@ def main():
         r = run([vl2, "mkrandom", "--preset", "tiny", "--dry-run"], env=env)
         check(r.returncode == 0 and "parameters: 3370501440" in r.stdout,
               "the installed vl2 carries the Tiny preset", r.stdout + r.stderr)
+
+        server = subprocess.Popen([os.path.join(root, "bin", "vl2-server"), "--model", model,
+                                   "--port", "0"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            line = server.stdout.readline()
+            health = None
+            if "listening on http://127.0.0.1:" in line:
+                with urllib.request.urlopen(line.split("listening on ", 1)[1].strip() + "health",
+                                            timeout=30) as r:
+                    health = json.loads(r.read())
+            server.send_signal(signal.SIGTERM)
+            code = server.wait(timeout=60)
+            check(health is not None and health.get("status") == "ok" and code == 0,
+                  "the installed vl2-server serves the test model and stops on SIGTERM",
+                  f"{line!r} {health} {code}")
+        finally:
+            if server.poll() is None:
+                server.kill()
 
         # Settings a person had: a model folder and a window size, in GSettings' key file.
         settings = os.path.join(env["XDG_CONFIG_HOME"], "glib-2.0", "settings")

@@ -371,6 +371,25 @@ def main():
         if c.proc.poll() is None:
             c.proc.kill()
 
+    # the engine's load options: weights quantized while loading, copied into memory
+    d = Server("--weights", "q8", "--resident")
+    try:
+        status, _, body, _ = d.chat({"model": MODEL_ID, "temperature": 0, "max_tokens": 8,
+                                     "messages": [{"role": "user", "content": "Hello!"}]},
+                                    key=None)
+        time.sleep(0.2)
+        check(status == 200 and body["usage"]["completion_tokens"] > 0
+              and any("q8 weights" in line for line in d.log),
+              "--weights q8 --resident: loads the 8-bit weights and answers", f"{body} {d.log}")
+        check(d.stop() == 0, "SIGTERM stops the server cleanly")
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+    bad = subprocess.run([SERVER, "--model", MODEL, "--port", "0", "--weights", "q5"],
+                         capture_output=True, text=True, timeout=60)
+    check(bad.returncode == 2 and "--weights" in bad.stderr,
+          "an unknown --weights is refused before loading", bad.stderr)
+
     print(f"1..{len(results)}")
     return 0 if all(results) else 1
 

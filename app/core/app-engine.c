@@ -593,6 +593,8 @@ connect_advice (const GError *error,
                      "this computer."));
 }
 
+#define CONNECT_TIMEOUT_SECONDS 20
+
 static void
 worker_connect (AppEngine *self,
                 Job       *job)
@@ -600,9 +602,13 @@ worker_connect (AppEngine *self,
   LoadResult *r = g_new0 (LoadResult, 1);
   g_autoptr(GError) error = NULL;
   g_auto(GStrv) models = NULL;
+  /* a server that does not answer is named soon; answers may take longer to start */
+  AppRemoteServer probe = job->server;
 
+  probe.timeout = MIN (job->server.timeout ? job->server.timeout : G_MAXUINT,
+                       CONNECT_TIMEOUT_SECONDS);
   worker_unload (self);
-  models = app_remote_list_models (&job->server, job->cancellable, &error);
+  models = app_remote_list_models (&probe, job->cancellable, &error);
   if (models && !g_strv_contains ((const char * const *) models, job->server.model))
     error = g_error_new (APP_REMOTE_ERROR, APP_REMOTE_ERROR_NO_MODEL,
                          _("The server at %s does not serve “%s”."), job->server.base_url,

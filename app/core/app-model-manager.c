@@ -8,6 +8,7 @@
 #include <libsecret/secret.h>
 
 #include "app-hub.h"
+#include "app-remote.h"
 
 struct _AppModelManager
 {
@@ -18,6 +19,7 @@ struct _AppModelManager
   GListStore *installed;
   GHashTable *downloads;        /* repo -> AppDownload */
   GHashTable *looking_up;       /* repos whose token is being looked up */
+  GHashTable *session_keys;     /* base URL -> API key, where no keyring could keep it */
 
   GCancellable *copy;           /* the copy under way, or NULL */
   char *copy_source;
@@ -53,6 +55,12 @@ static const SecretSchema token_schema = {
   { { "endpoint", SECRET_SCHEMA_ATTRIBUTE_STRING }, { NULL, 0 } },
 };
 
+/* A server's API key, kept per base URL (its models share it). */
+static const SecretSchema server_key_schema = {
+  "io.github.sightline.Sightline.ServerKey", SECRET_SCHEMA_NONE,
+  { { "server", SECRET_SCHEMA_ATTRIBUTE_STRING }, { NULL, 0 } },
+};
+
 static const char *
 endpoint (void)
 {
@@ -84,6 +92,7 @@ app_model_manager_rescan (AppModelManager *self)
   g_autofree char *folder = NULL;
   g_autofree char *cache = app_models_hf_cache_folder ();
   g_auto(GStrv) added = NULL;
+  g_auto(GStrv) servers = NULL;
   g_autoptr(GPtrArray) found = NULL;
   guint n;
 
@@ -91,6 +100,14 @@ app_model_manager_rescan (AppModelManager *self)
   folder = app_model_manager_get_folder (self);
   added = g_settings_get_strv (self->settings, "added-models");
   found = app_models_scan (folder, (const char * const *) added, cache);
+  servers = g_settings_get_strv (self->settings, "servers");
+  for (guint i = 0; servers[i]; i++)
+    {
+      AppModelEntry *entry = app_models_server_entry (servers[i]);
+
+      if (entry)
+        g_ptr_array_add (found, entry);
+    }
   n = g_list_model_get_n_items (G_LIST_MODEL (self->installed));
 
   g_list_store_splice (self->installed, 0, n, found->pdata, found->len);
@@ -157,21 +174,53 @@ app_model_manager_add_folder (AppModelManager *self,
   app_model_manager_use (self, path);
 }
 
+/* `list` without `item`. */
+static GStrv
+strv_without (GStrv       list,
+              const char *item)
+{
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+
+  for (guint i = 0; list[i]; i++)
+    if (g_strcmp0 (list[i], item) != 0)
+      g_strv_builder_add (b, list[i]);
+  return g_strv_builder_end (b);
+}
+
 void
 app_model_manager_forget (AppModelManager *self,
                           AppModelEntry   *entry)
 {
-  g_auto(GStrv) added = NULL;
-  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  const char *path = app_model_entry_get_path (entry);
+  gboolean server = app_model_entry_get_source (entry) == APP_MODEL_SOURCE_SERVER;
+  const char *key = server ? "servers" : "added-models";
+  g_auto(GStrv) list = NULL;
   g_auto(GStrv) next = NULL;
 
   g_return_if_fail (APP_IS_MODEL_MANAGER (self));
-  added = g_settings_get_strv (self->settings, "added-models");
-  for (guint i = 0; added[i]; i++)
-    if (g_strcmp0 (added[i], app_model_entry_get_path (entry)) != 0)
-      g_strv_builder_add (b, added[i]);
-  next = g_strv_builder_end (b);
-  g_settings_set_strv (self->settings, "added-models", (const char * const *) next);
+  list = g_settings_get_strv (self->settings, key);
+  next = strv_without (list, path);
+  g_settings_set_strv (self->settings, key, (const char * const *) next);
+  if (server)
+    {
+      g_autofree char *base = NULL;
+      gboolean shared = FALSE;
+
+      app_models_parse_server_ref (path, &base, NULL);
+      for (guint i = 0; next[i]; i++)
+        {
+          g_autofree char *other = NULL;
+
+          shared |= app_models_parse_server_ref (next[i], &other, NULL)
+                    && g_str_equal (other, base);
+        }
+      /* the key goes with the server's last model */
+      if (!shared)
+        {
+          g_hash_table_remove (self->session_keys, base);
+          secret_password_clear (&server_key_schema, NULL, NULL, NULL, "server", base, NULL);
+        }
+    }
   app_model_manager_rescan (self);
 }
 
@@ -561,6 +610,219 @@ app_model_manager_store_token_finish (AppModelManager  *self,
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Servers
+ */
+
+static void
+probe_thread (GTask        *task,
+              gpointer      source,
+              gpointer      data,
+              GCancellable *cancellable)
+{
+  AppRemoteServer *server = data;
+  GError *error = NULL;
+  GStrv models = app_remote_list_models (server, cancellable, &error);
+
+  if (models)
+    g_task_return_pointer (task, models, (GDestroyNotify) g_strfreev);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+server_free (gpointer p)
+{
+  app_remote_server_clear (p);
+  g_free (p);
+}
+
+void
+app_model_manager_probe_server_async (AppModelManager     *self,
+                                      const char          *base_url,
+                                      const char          *api_key,
+                                      GCancellable        *cancellable,
+                                      GAsyncReadyCallback  callback,
+                                      gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  AppRemoteServer *server = g_new0 (AppRemoteServer, 1);
+
+  g_return_if_fail (APP_IS_MODEL_MANAGER (self));
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, app_model_manager_probe_server_async);
+  server->base_url = g_strdup (base_url);
+  server->api_key = g_strdup (api_key);
+  server->timeout = 20;
+  g_task_set_task_data (task, server, server_free);
+  g_task_run_in_thread (task, probe_thread);
+}
+
+GStrv
+app_model_manager_probe_server_finish (AppModelManager  *self,
+                                       GAsyncResult     *result,
+                                       GError          **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+typedef struct
+{
+  char *ref;
+  char *base_url;
+  char *api_key;
+} AddServer;
+
+static void
+add_server_free (gpointer p)
+{
+  AddServer *a = p;
+
+  g_free (a->ref);
+  g_free (a->base_url);
+  g_free (a->api_key);
+  g_free (a);
+}
+
+static void
+add_server_finish_in_list (AppModelManager *self,
+                           const char      *ref)
+{
+  g_auto(GStrv) servers = g_settings_get_strv (self->settings, "servers");
+
+  if (!g_strv_contains ((const char * const *) servers, ref))
+    {
+      g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+      g_auto(GStrv) next = NULL;
+
+      g_strv_builder_addv (b, (const char **) servers);
+      g_strv_builder_add (b, ref);
+      next = g_strv_builder_end (b);
+      g_settings_set_strv (self->settings, "servers", (const char * const *) next);
+    }
+  app_model_manager_rescan (self);
+  app_model_manager_use (self, ref);
+}
+
+static void
+key_stored_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  AppModelManager *self = g_task_get_source_object (task);
+  AddServer *a = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  char *warning = NULL;
+
+  if (!secret_password_store_finish (result, &error))
+    {
+      g_debug ("no keyring for the server's key: %s", error->message);
+      g_hash_table_replace (self->session_keys, g_strdup (a->base_url), g_strdup (a->api_key));
+      warning = g_strdup (_("There is no keyring to keep the server’s API key: it is kept "
+                            "until Sightline closes, and asked for again after."));
+    }
+  add_server_finish_in_list (self, a->ref);
+  g_task_return_pointer (task, warning ? warning : g_strdup (""), g_free);
+}
+
+void
+app_model_manager_add_server_async (AppModelManager     *self,
+                                    const char          *base_url,
+                                    const char          *model,
+                                    const char          *api_key,
+                                    GCancellable        *cancellable,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             user_data)
+{
+  GTask *task;
+  AddServer *a = g_new0 (AddServer, 1);
+  g_autofree char *label = NULL;
+
+  g_return_if_fail (APP_IS_MODEL_MANAGER (self));
+  g_return_if_fail (base_url != NULL && model != NULL);
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, app_model_manager_add_server_async);
+  a->ref = app_models_server_ref (base_url, model);
+  a->base_url = g_strdup (base_url);
+  a->api_key = g_strdup (api_key);
+  g_task_set_task_data (task, a, add_server_free);
+  if (!api_key || !api_key[0])
+    {
+      add_server_finish_in_list (self, a->ref);
+      g_task_return_pointer (task, g_strdup (""), g_free);
+      g_object_unref (task);
+      return;
+    }
+  /* TRANSLATORS: the name of an API key in the keyring; %s is the server's address */
+  label = g_strdup_printf (_("Sightline: API key for %s"), base_url);
+  secret_password_store (&server_key_schema, SECRET_COLLECTION_DEFAULT, label, api_key,
+                         cancellable, key_stored_cb, task, "server", base_url, NULL);
+}
+
+gboolean
+app_model_manager_add_server_finish (AppModelManager  *self,
+                                     GAsyncResult     *result,
+                                     char            **warning,
+                                     GError          **error)
+{
+  g_autofree char *w = NULL;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  w = g_task_propagate_pointer (G_TASK (result), error);
+  if (!w)
+    return FALSE;
+  if (warning)
+    *warning = w[0] ? g_steal_pointer (&w) : NULL;
+  return TRUE;
+}
+
+static void
+key_found_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(GError) error = NULL;
+  char *key = secret_password_lookup_finish (result, &error);
+
+  if (error)
+    g_debug ("no server key from the keyring: %s", error->message);
+  g_task_return_pointer (task, key, g_free);
+}
+
+void
+app_model_manager_lookup_key_async (AppModelManager     *self,
+                                    const char          *base_url,
+                                    GCancellable        *cancellable,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             user_data)
+{
+  GTask *task;
+  const char *kept;
+
+  g_return_if_fail (APP_IS_MODEL_MANAGER (self));
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, app_model_manager_lookup_key_async);
+  if ((kept = g_hash_table_lookup (self->session_keys, base_url)))
+    {
+      g_task_return_pointer (task, g_strdup (kept), g_free);
+      g_object_unref (task);
+      return;
+    }
+  secret_password_lookup (&server_key_schema, cancellable, key_found_cb, task, "server",
+                          base_url, NULL);
+}
+
+char *
+app_model_manager_lookup_key_finish (AppModelManager *self,
+                                     GAsyncResult    *result)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), NULL);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * GObject
  */
 
@@ -589,6 +851,7 @@ app_model_manager_dispose (GObject *object)
     }
   g_clear_pointer (&self->downloads, g_hash_table_unref);
   g_clear_pointer (&self->looking_up, g_hash_table_unref);
+  g_clear_pointer (&self->session_keys, g_hash_table_unref);
   g_clear_object (&self->installed);
   g_clear_object (&self->settings);
   g_clear_object (&self->engine);
@@ -670,6 +933,7 @@ app_model_manager_init (AppModelManager *self)
   self->installed = g_list_store_new (APP_TYPE_MODEL_ENTRY);
   self->downloads = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->looking_up = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->session_keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 }
 
 AppModelManager *

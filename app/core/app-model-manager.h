@@ -85,4 +85,40 @@ gboolean         app_model_manager_store_token_finish (AppModelManager  *self,
                                                        GAsyncResult     *result,
                                                        GError          **error);
 
+/* Models on OpenAI-compatible servers (vLLM, SGLang, vl2-server).
+ *
+ * probe: the models a server serves (GET {base_url}/models, on a thread), to choose from.
+ * add: lists the model (the settings' "servers"), keeps `api_key` (may be NULL) in the keyring
+ * under the base URL, and uses it. Without a keyring the key is kept in memory until the app
+ * closes, and the add still succeeds: the finish gives a warning in *warning (may be NULL).
+ * lookup_key: the key kept for `base_url`, or NULL (none, or no keyring). Forgetting the last
+ * model of a server also removes its key. */
+void             app_model_manager_probe_server_async  (AppModelManager  *self,
+                                                        const char       *base_url,
+                                                        const char       *api_key,
+                                                        GCancellable     *cancellable,
+                                                        GAsyncReadyCallback callback,
+                                                        gpointer          user_data);
+GStrv            app_model_manager_probe_server_finish (AppModelManager  *self,
+                                                        GAsyncResult     *result,
+                                                        GError          **error);
+void             app_model_manager_add_server_async    (AppModelManager  *self,
+                                                        const char       *base_url,
+                                                        const char       *model,
+                                                        const char       *api_key,
+                                                        GCancellable     *cancellable,
+                                                        GAsyncReadyCallback callback,
+                                                        gpointer          user_data);
+gboolean         app_model_manager_add_server_finish   (AppModelManager  *self,
+                                                        GAsyncResult     *result,
+                                                        char            **warning,
+                                                        GError          **error);
+void             app_model_manager_lookup_key_async    (AppModelManager  *self,
+                                                        const char       *base_url,
+                                                        GCancellable     *cancellable,
+                                                        GAsyncReadyCallback callback,
+                                                        gpointer          user_data);
+char            *app_model_manager_lookup_key_finish   (AppModelManager  *self,
+                                                        GAsyncResult     *result);
+
 G_END_DECLS

@@ -588,3 +588,73 @@ fail:
     return FALSE;
   }
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Servers
+ */
+
+char *
+app_models_server_ref (const char *base_url,
+                       const char *model)
+{
+  g_return_val_if_fail (base_url != NULL && model != NULL, NULL);
+  return g_strconcat (base_url, "#", model, NULL);
+}
+
+char *
+app_models_engine_ref (AppEngine *engine)
+{
+  const char *dir;
+
+  g_return_val_if_fail (APP_IS_ENGINE (engine), NULL);
+  dir = app_engine_get_model_dir (engine);
+  if (!dir)
+    return NULL;
+  if (app_engine_is_remote (engine))
+    return app_models_server_ref (dir, app_engine_get_model_name (engine));
+  return g_strdup (dir);
+}
+
+gboolean
+app_models_parse_server_ref (const char  *ref,
+                             char       **base_url,
+                             char       **model)
+{
+  const char *hash;
+
+  if (!ref || !(g_str_has_prefix (ref, "http://") || g_str_has_prefix (ref, "https://"))
+      || !(hash = strchr (ref, '#')) || !hash[1])
+    return FALSE;
+  if (base_url)
+    *base_url = g_strndup (ref, hash - ref);
+  if (model)
+    *model = g_strdup (hash + 1);
+  return TRUE;
+}
+
+AppModelEntry *
+app_models_server_entry (const char *ref)
+{
+  g_autofree char *base = NULL, *model = NULL;
+  g_autoptr(GUri) uri = NULL;
+  AppModelEntry *self;
+  const AppPublishedModel *known;
+
+  if (!app_models_parse_server_ref (ref, &base, &model)
+      || !(uri = g_uri_parse (base, G_URI_FLAGS_NONE, NULL)))
+    return NULL;
+  self = g_object_new (APP_TYPE_MODEL_ENTRY, NULL);
+  known = app_models_find_published (model);
+  self->path = g_strdup (ref);
+  self->source = APP_MODEL_SOURCE_SERVER;
+  self->repo = known ? g_strdup (model) : NULL;
+  self->weights = APP_MODEL_WEIGHTS_BF16;
+  /* "DeepSeek-VL2 on gpu-box", or the server's own name for it */
+  if (g_uri_get_port (uri) > 0)
+    self->name = g_strdup_printf (_("%s on %s:%d"), known ? known->name : model,
+                                  g_uri_get_host (uri), g_uri_get_port (uri));
+  else
+    self->name = g_strdup_printf (_("%s on %s"), known ? known->name : model,
+                                  g_uri_get_host (uri));
+  return self;
+}

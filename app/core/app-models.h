@@ -10,6 +10,8 @@
 
 #include <gio/gio.h>
 
+#include "app-engine.h"
+
 G_BEGIN_DECLS
 
 /* How a model's weights are held, as its files say. */
@@ -61,6 +63,8 @@ typedef enum {
   APP_MODEL_SOURCE_FOLDER,    /* another checkpoint folder: added by hand, or found in the
                                * models folder without a marker */
   APP_MODEL_SOURCE_HF_CACHE,  /* a snapshot in the Hugging Face cache */
+  APP_MODEL_SOURCE_SERVER,    /* a model on an OpenAI-compatible server (vLLM, SGLang,
+                               * vl2-server); its "path" is app_models_server_ref() */
 } AppModelSource;
 
 /* One installed model. Immutable once found. */
@@ -77,6 +81,21 @@ guint64          app_model_entry_get_disk_bytes (AppModelEntry *self);
  * models--OWNER--NAME folder (its snapshots share blobs); NULL for an added folder, which is
  * only forgotten, never deleted. */
 const char      *app_model_entry_get_delete_path (AppModelEntry *self);
+
+/* A model on a server is named by one string, kept in the settings ("servers", and
+ * "model-folder" when in use) and in the chats it answered: "BASE_URL#MODEL", e.g.
+ * "http://gpu-box:8000/v1#deepseek-ai/deepseek-vl2". Its API key is in the keyring. */
+char            *app_models_server_ref          (const char          *base_url,
+                                                 const char          *model);
+/* Splits a server reference; FALSE for anything else (a folder's path). */
+gboolean         app_models_parse_server_ref    (const char          *ref,
+                                                 char               **base_url,
+                                                 char               **model);
+/* What `engine` has loaded, named as the settings and chats name it: its folder, or the server
+ * reference of its remote model; NULL when empty. */
+char            *app_models_engine_ref          (AppEngine           *engine);
+/* The entry of a server reference: named "MODEL on HOST", no files; NULL if `ref` is not one. */
+AppModelEntry   *app_models_server_entry        (const char          *ref);
 
 /* The record an app-made copy carries, so the scan can name it. */
 #define APP_MODELS_COPY_MARKER ".sightline-copy.json"

@@ -1410,6 +1410,11 @@ server_stop (Server *server)
   vl2_tokenizer_free (server->tokenizer);
   vl2_model_free (server->model);
   g_clear_pointer (&server->loop, g_main_loop_unref);
+  g_clear_pointer (&server->model_id, g_free);
+  g_clear_pointer (&server->opt.model_dir, g_free);
+  g_clear_pointer (&server->opt.model_name, g_free);
+  g_clear_pointer (&server->opt.host, g_free);
+  g_clear_pointer (&server->opt.api_key, g_free);
 }
 
 int
@@ -1475,11 +1480,13 @@ main (int    argc,
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     {
       g_printerr ("vl2-server: %s\n", error->message);
+      server_stop (&server);
       return 2;
     }
   if (!o->model_dir)
     {
       g_printerr ("vl2-server: --model DIR is required (see --help)\n");
+      server_stop (&server);
       return 2;
     }
   if (o->parallel < 1 || o->parallel > 64 || o->queue < 0 || o->queue > 10000
@@ -1489,6 +1496,7 @@ main (int    argc,
       || o->image_timeout < 1)
     {
       g_printerr ("vl2-server: an option is out of range (see --help)\n");
+      server_stop (&server);
       return 2;
     }
   if (!weights || g_str_equal (weights, "stored") || g_str_equal (weights, "bf16"))
@@ -1500,6 +1508,7 @@ main (int    argc,
   else
     {
       g_printerr ("vl2-server: --weights is q8 or q4\n");
+      server_stop (&server);
       return 2;
     }
   if (!o->api_key && g_getenv ("VL2_SERVER_API_KEY") && *g_getenv ("VL2_SERVER_API_KEY"))
@@ -1538,10 +1547,5 @@ main (int    argc,
   g_unix_signal_add (SIGTERM, quit_cb, &server);
   g_main_loop_run (server.loop);
   server_stop (&server);
-  g_free (server.model_id);
-  g_free (o->model_dir);
-  g_free (o->model_name);
-  g_free (o->host);
-  g_free (o->api_key);
   return 0;
 }

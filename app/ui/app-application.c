@@ -93,16 +93,50 @@ load_model_cb (GObject      *source,
 }
 
 static void
+connect_model_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!app_engine_connect_finish (APP_ENGINE (source), result, &error))
+    g_debug ("server not connected: %s", error->message);
+}
+
+static void
+server_key_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  AppApplication *self = user_data;
+  g_autofree char *key = app_model_manager_lookup_key_finish (APP_MODEL_MANAGER (source),
+                                                              result);
+  g_autofree char *ref = g_settings_get_string (self->settings, "model-folder");
+  g_autofree char *base = NULL, *model = NULL;
+
+  if (!self->load || g_cancellable_is_cancelled (self->load)
+      || !app_models_parse_server_ref (ref, &base, &model))
+    return;
+  app_engine_connect_async (self->engine, base, model, key, 0, self->load, connect_model_cb,
+                            self);
+}
+
+static void
 load_model (AppApplication *self,
             gboolean        force)
 {
   g_autofree char *dir = g_settings_get_string (self->settings, "model-folder");
+  g_autofree char *base = NULL;
 
   if (dir[0] == '\0')
     return;
-  if (!force && app_engine_get_state (self->engine) == APP_ENGINE_READY &&
-      g_strcmp0 (app_engine_get_model_dir (self->engine), dir) == 0)
-    return;
+  if (!force && app_engine_get_state (self->engine) == APP_ENGINE_READY)
+    {
+      g_autofree char *loaded = app_models_engine_ref (self->engine);
+
+      if (g_strcmp0 (loaded, dir) == 0)
+        return;
+    }
   if (app_engine_get_state (self->engine) == APP_ENGINE_LOADING ||
       app_engine_get_state (self->engine) == APP_ENGINE_BUSY)
     {
@@ -116,6 +150,12 @@ load_model (AppApplication *self,
     }
   g_clear_object (&self->load);
   self->load = g_cancellable_new ();
+  if (app_models_parse_server_ref (dir, &base, NULL))
+    {
+      /* a model on a server: its key from the keyring first */
+      app_model_manager_lookup_key_async (self->models, base, self->load, server_key_cb, self);
+      return;
+    }
   app_engine_load_async (self->engine, dir, g_settings_get_int (self->settings, "threads"),
                          self->load, load_model_cb, self);
 }

@@ -9,6 +9,7 @@
 #define G_LOG_DOMAIN "sightline-models-page"
 
 #include "app-models-page.h"
+#include "app-server-dialog.h"
 
 #include "app-config.h"
 
@@ -84,6 +85,9 @@ source_text (AppModelEntry *entry)
       return C_("model source", "Copy");
     case APP_MODEL_SOURCE_HF_CACHE:
       return _("Hugging Face cache");
+    case APP_MODEL_SOURCE_SERVER:
+      /* TRANSLATORS: where a model came from: an OpenAI-compatible server */
+      return C_("model source", "Server");
     case APP_MODEL_SOURCE_FOLDER:
     default:
       return _("Folder");
@@ -114,11 +118,16 @@ entry_menu (AppModelEntry *entry)
   const char *path = app_model_entry_get_path (entry);
   GMenuItem *item;
 
-  item = g_menu_item_new (_("_Open Folder"), NULL);
-  g_menu_item_set_action_and_target (item, "models.open-folder", "s", path);
-  g_menu_append_item (menu, item);
-  g_object_unref (item);
-  if (app_model_entry_get_weights (entry) == APP_MODEL_WEIGHTS_BF16)
+  gboolean server = app_model_entry_get_source (entry) == APP_MODEL_SOURCE_SERVER;
+
+  if (!server)
+    {
+      item = g_menu_item_new (_("_Open Folder"), NULL);
+      g_menu_item_set_action_and_target (item, "models.open-folder", "s", path);
+      g_menu_append_item (menu, item);
+      g_object_unref (item);
+    }
+  if (!server && app_model_entry_get_weights (entry) == APP_MODEL_WEIGHTS_BF16)
     {
       item = g_menu_item_new (_("Make an _8-bit Copy"), NULL);
       g_menu_item_set_action_and_target (item, "models.copy", "(sb)", path, FALSE);
@@ -152,10 +161,16 @@ installed_row (AppModelsPage *self,
   GtkWidget *menu_button = gtk_menu_button_new ();
   g_autoptr(GMenuModel) menu = entry_menu (entry);
   g_autofree char *size = format_bytes (app_model_entry_get_disk_bytes (entry));
-  /* TRANSLATORS: where a model came from, how its weights are held, its size on disk */
-  g_autofree char *subtitle = g_strdup_printf (_("%s · %s · %s"), source_text (entry),
-                                               weights_text (app_model_entry_get_weights (entry)),
-                                               size);
+  g_autofree char *base = NULL;
+  g_autofree char *subtitle = NULL;
+
+  if (app_models_parse_server_ref (app_model_entry_get_path (entry), &base, NULL))
+    /* TRANSLATORS: "Server", then its address */
+    subtitle = g_strdup_printf (_("%s · %s"), source_text (entry), base);
+  else
+    /* TRANSLATORS: where a model came from, how its weights are held, its size on disk */
+    subtitle = g_strdup_printf (_("%s · %s · %s"), source_text (entry),
+                                weights_text (app_model_entry_get_weights (entry)), size);
   AppEngineState state = app_engine_get_state (self->engine);
 
   adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
@@ -252,7 +267,7 @@ rebuild_installed (AppModelsPage *self)
 
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), _("No models yet"));
       adw_action_row_set_subtitle (ADW_ACTION_ROW (row),
-                                   _("Download one below, or add a folder that holds one."));
+                                   _("Download one below, add a folder that holds one, or add a server."));
       gtk_widget_add_css_class (row, "dim-label");
       gtk_list_box_append (self->installed_list, row);
     }
@@ -759,6 +774,40 @@ add_folder_action (GtkWidget  *widget,
 }
 
 static void
+server_added (const char *name,
+              const char *warning,
+              gpointer    user_data)
+{
+  g_autoptr(AppModelsPage) self = g_weak_ref_get (user_data);
+  g_autofree char *text = g_strdup_printf (_("“%s” added"), name);
+
+  if (self)
+    toast (self, warning ? warning : text);
+}
+
+static void
+weak_ref_free (gpointer p)
+{
+  g_weak_ref_clear (p);
+  g_free (p);
+}
+
+static void
+add_server_action (GtkWidget  *widget,
+                   const char *name,
+                   GVariant   *param)
+{
+  AppModelsPage *self = APP_MODELS_PAGE (widget);
+  GtkRoot *root = gtk_widget_get_root (widget);
+  GWeakRef *page = g_new0 (GWeakRef, 1);
+
+  g_weak_ref_init (page, self);
+  gtk_window_present (app_server_dialog_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                             self->manager, server_added, page,
+                                             weak_ref_free));
+}
+
+static void
 change_folder_action (GtkWidget  *widget,
                       const char *name,
                       GVariant   *param)
@@ -925,6 +974,7 @@ app_models_page_class_init (AppModelsPageClass *klass)
   gtk_widget_class_install_action (widget_class, "models.download", "s", download_action);
   gtk_widget_class_install_action (widget_class, "models.pause", "s", pause_action);
   gtk_widget_class_install_action (widget_class, "models.add-folder", NULL, add_folder_action);
+  gtk_widget_class_install_action (widget_class, "models.add-server", NULL, add_server_action);
   gtk_widget_class_install_action (widget_class, "models.change-folder", NULL,
                                    change_folder_action);
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);

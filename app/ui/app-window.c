@@ -708,6 +708,7 @@ run_answer (AppWindow  *self,
 {
   g_autofree char *image_dir = g_build_filename (app_chat_store_get_data_dir (self->store),
                                                  "images", NULL);
+  g_autofree char *model_ref = app_models_engine_ref (self->engine);
   AppGenerateParams params;
   Generation *g = g_new0 (Generation, 1);
 
@@ -726,7 +727,7 @@ run_answer (AppWindow  *self,
   g_signal_connect (reply, "notify::state", G_CALLBACK (reply_state_cb), self);
   settings_params (self, &params);
   /* the chat remembers the model that answered it */
-  app_chat_set_model (self->chat, app_engine_get_model_dir (self->engine));
+  app_chat_set_model (self->chat, model_ref);
   app_engine_generate_async (self->engine, self->chat, reply, image_dir, &params,
                              self->generation, generate_cb, g);
   app_generate_params_clear (&params);

@@ -1,6 +1,6 @@
 /* screenshot.c - renders the real application window to a PNG, for the README and AppStream.
  *
- *   screenshot chat|grounding|models OUTPUT.png
+ *   screenshot chat|grounding|models|server OUTPUT.png
  *
  * Runs under Xvfb (data/screenshots/update.sh). A fresh data folder gets one chat. "chat":
  * made through the app's own store, a question with the golden test photo attached and an
@@ -9,7 +9,9 @@
  * (tests/app/fixtures/grounding-chat.json), with one label pointed at. The answers' text is
  * written here or in the fixture, because the models that come with the repository have random
  * weights and would answer gibberish; everything else on screen is the app as it runs, with
- * the golden mini model loaded.
+ * the golden mini model loaded. "server": the Models window with the golden mini model on this
+ * computer and, in use, the same model served by a real vl2-server on a loopback port (added
+ * as Add Server… adds it).
  */
 #include "ui-harness.h"
 
@@ -17,6 +19,8 @@
 #include "app-context-bar.h"
 #include "app-markdown-view.h"
 #include "app-models-page.h"
+#include "app-models.h"
+#include "test-server-proc.h"
 
 static const char answer[] =
   "The figure shows the **three training stages** of DeepSeek-VL:\n"
@@ -76,6 +80,70 @@ context_counted (gpointer data)
   return shows_label_ending (data, "tokens");
 }
 
+static void
+server_added_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (app_model_manager_add_server_finish (APP_MODEL_MANAGER (source), result, NULL,
+                                                      &error));
+  g_assert_no_error (error);
+  *(gboolean *) user_data = TRUE;
+}
+
+static gboolean
+remote_ready (gpointer app)
+{
+  AppEngine *engine = app_application_get_engine (app);
+
+  return app_engine_get_state (engine) == APP_ENGINE_READY && app_engine_is_remote (engine);
+}
+
+/* The window of the Models page opened from the menu (not the main window). */
+static GtkWindow *
+models_window (AppApplication *app,
+               GtkWindow      *main_window)
+{
+  for (GList *l = gtk_application_get_windows (GTK_APPLICATION (app)); l; l = l->next)
+    if (l->data != main_window && gtk_widget_get_mapped (l->data)
+        && ui_harness_find_widget (l->data, APP_TYPE_MODELS_PAGE, 0))
+      return l->data;
+  return NULL;
+}
+
+static gboolean
+models_window_shown (gpointer app)
+{
+  return models_window (app, gtk_application_get_active_window (app)) != NULL;
+}
+
+/* Adds the server's model and has the app use it, then opens the Models window; returns it. */
+static GtkWindow *
+show_server (AppApplication *app,
+             GtkWindow      *main_window,
+             const char     *base_url)
+{
+  g_autofree char *ref = app_models_server_ref (base_url, "mini-tiny");
+  g_autofree char *local = g_settings_get_string (app_application_get_settings (app),
+                                                  "model-folder");
+  const char *folders[] = { local, NULL };
+  gboolean added = FALSE;
+
+  /* the local model stays listed beside the server's */
+  g_settings_set_strv (app_application_get_settings (app), "added-models", folders);
+
+  app_model_manager_add_server_async (app_application_get_models (app), base_url, "mini-tiny",
+                                      NULL, NULL, server_added_cb, &added);
+  ui_harness_wait_for (ui_harness_flag_set, &added, "the server added");
+  g_settings_set_string (app_application_get_settings (app), "model-folder", ref);
+  ui_harness_wait (remote_ready, app, "the server's model in use", 60);
+  g_action_group_activate_action (G_ACTION_GROUP (app), "models", NULL);
+  ui_harness_wait_for (models_window_shown, app, "the Models window");
+  return models_window (app, main_window);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -87,10 +155,13 @@ main (int   argc,
 
   gboolean grounding = argc == 3 && g_str_equal (argv[1], "grounding");
   gboolean models = argc == 3 && g_str_equal (argv[1], "models");
+  gboolean server = argc == 3 && g_str_equal (argv[1], "server");
+  TestServer server_proc = { 0 };
+  GtkWidget *shot;
 
-  if (argc != 3 || (!grounding && !models && !g_str_equal (argv[1], "chat")))
+  if (argc != 3 || (!grounding && !models && !server && !g_str_equal (argv[1], "chat")))
     {
-      g_printerr ("usage: screenshot chat|grounding|models OUTPUT.png\n");
+      g_printerr ("usage: screenshot chat|grounding|models|server OUTPUT.png\n");
       return 2;
     }
   gtk_init ();
@@ -109,9 +180,12 @@ main (int   argc,
     app = ui_harness_app_new ();
   if (!grounding && !models)
     add_chat (app_application_get_store (app));
+  if (server)
+    test_server_start (&server_proc, NULL);
   g_application_activate (G_APPLICATION (app));
   window = gtk_application_get_active_window (GTK_APPLICATION (app));
   gtk_window_set_default_size (window, 1180, 800);
+  shot = GTK_WIDGET (window);
   if (models)
     {
       GtkWidget *page;
@@ -138,6 +212,14 @@ main (int   argc,
       g_signal_emit_by_name (view, "chip-hovered", 0);
       ui_harness_spin (0.5);
     }
+  else if (server)
+    {
+      GtkWindow *models_win = show_server (app, window, server_proc.url);
+
+      gtk_window_set_default_size (models_win, 900, 640);
+      ui_harness_spin (1);
+      shot = GTK_WIDGET (models_win);
+    }
   else if (!models)
     {
       AppComposer *composer = APP_COMPOSER (ui_harness_find_widget (GTK_WIDGET (window),
@@ -148,10 +230,12 @@ main (int   argc,
                        "the context counted", 60);
       ui_harness_spin (0.5);
     }
-  if (!ui_harness_render_png (GTK_WIDGET (window), argv[2], &error))
+  if (!ui_harness_render_png (shot, argv[2], &error))
     g_error ("%s", error->message);
   g_print ("wrote %s\n", argv[2]);
   g_application_quit (G_APPLICATION (app));
   g_object_unref (app);
+  if (server)
+    test_server_stop (&server_proc);
   return 0;
 }

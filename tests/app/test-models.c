@@ -14,12 +14,14 @@
  * without touching what its links point to, and "Keep in memory" loading again.
  */
 #include <glib/gstdio.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "app-composer.h"
 #include "app-hub.h"
 #include "app-models-page.h"
 #include "hub-server.h"
+#include "test-server-proc.h"
 #include "tree.h"
 #include "ui-find.h"
 #include "ui-harness.h"
@@ -60,19 +62,34 @@ downloaded_dir (void)
                            "deepseek-ai--deepseek-vl2-tiny", NULL);
 }
 
-/* The message dialog on screen, or NULL. */
-static AdwMessageDialog *
-message_dialog (void)
+/* The mapped toplevel window `match` accepts, or NULL. */
+static GtkWindow *
+find_toplevel (gboolean (*match) (GtkWindow *window))
 {
   GListModel *toplevels = gtk_window_get_toplevels ();
 
   for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
     {
       g_autoptr(GtkWidget) w = g_list_model_get_item (toplevels, i);
-      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_mapped (w))
-        return ADW_MESSAGE_DIALOG (w);
+      if (gtk_widget_get_mapped (w) && match (GTK_WINDOW (w)))
+        return GTK_WINDOW (w);
     }
   return NULL;
+}
+
+static gboolean
+is_message_dialog (GtkWindow *window)
+{
+  return ADW_IS_MESSAGE_DIALOG (window);
+}
+
+/* The message dialog on screen, or NULL. */
+static AdwMessageDialog *
+message_dialog (void)
+{
+  GtkWindow *w = find_toplevel (is_message_dialog);
+
+  return w ? ADW_MESSAGE_DIALOG (w) : NULL;
 }
 
 static gboolean
@@ -507,6 +524,149 @@ test_resident (void)
   ask ("Once more?");
 }
 
+static gboolean
+is_server_dialog (GtkWindow *window)
+{
+  return g_strcmp0 (gtk_window_get_title (window), "Add a Server") == 0;
+}
+
+/* The "Add a Server" window on screen, or NULL. */
+static GtkWindow *
+server_dialog (void)
+{
+  return find_toplevel (is_server_dialog);
+}
+
+static gboolean
+server_dialog_shown (gpointer data)
+{
+  return server_dialog () != NULL;
+}
+
+static gboolean
+server_dialog_gone (gpointer data)
+{
+  return server_dialog () == NULL;
+}
+
+static gboolean
+dialog_says (gpointer text)
+{
+  return server_dialog () && ui_find_label (GTK_WIDGET (server_dialog ()), text) != NULL;
+}
+
+/* The label with `text` is whole inside the dialog, not scrolled or cut away. */
+static void
+assert_dialog_shows (const char *text)
+{
+  GtkWidget *dialog = GTK_WIDGET (server_dialog ());
+  GtkWidget *label;
+  graphene_rect_t bounds;
+
+  ui_harness_wait_for (dialog_says, (gpointer) text, text);
+  ui_harness_spin (0.5); /* the window takes its new size */
+  label = ui_find_label (dialog, text);
+  g_assert_true (gtk_widget_compute_bounds (label, dialog, &bounds));
+  g_assert_cmpfloat (bounds.origin.y, >=, 0);
+  g_assert_cmpfloat (bounds.origin.y + bounds.size.height, <=, gtk_widget_get_height (dialog));
+}
+
+static gboolean
+is_labelled_button (GtkWidget     *w,
+                    gconstpointer  text)
+{
+  return GTK_IS_BUTTON (w) && g_strcmp0 (gtk_button_get_label (GTK_BUTTON (w)), text) == 0;
+}
+
+/* Types the address and key into the dialog and presses Connect. */
+static void
+connect_to (const char *address,
+            const char *key)
+{
+  GtkWidget *dialog = GTK_WIDGET (server_dialog ());
+  GtkWidget *button = ui_find_mapped (dialog, is_labelled_button, "C_onnect");
+
+  g_assert_nonnull (button);
+  gtk_editable_set_text (GTK_EDITABLE (ui_find_type (dialog, ADW_TYPE_ENTRY_ROW)), address);
+  gtk_editable_set_text (GTK_EDITABLE (ui_find_type (dialog, ADW_TYPE_PASSWORD_ENTRY_ROW)), key);
+  g_signal_emit_by_name (button, "clicked");
+}
+
+static gboolean
+remote_ready (gpointer data)
+{
+  return app_engine_get_state (engine ()) == APP_ENGINE_READY &&
+         app_engine_is_remote (engine ());
+}
+
+/* 5. A model on a server: Add Server…, the errors a person can make, then answers from it. */
+static void
+test_server (void)
+{
+  TestServer server_proc = { 0 };
+  g_autofree char *ref = NULL, *name = NULL;
+  const char *url;
+  g_auto(GStrv) servers = NULL;
+  g_autoptr(AppChat) chat = NULL;
+  GSettings *settings = app_application_get_settings (app);
+  AppModelEntry *entry;
+  GtkWidget *page;
+
+  test_server_start (&server_proc, "key-1234");
+  url = server_proc.url;
+  ref = g_strconcat (url, "#mini-tiny", NULL);
+
+  g_action_group_activate_action (G_ACTION_GROUP (app), "models", NULL);
+  ui_harness_wait_for (models_window_shown, NULL, "the Models window");
+  page = models_window_page ();
+  g_assert_true (gtk_widget_activate_action (page, "models.add-server", NULL));
+  ui_harness_wait_for (server_dialog_shown, NULL, "the Add a Server window");
+
+  /* what goes wrong says so, and the window stays */
+  connect_to ("not a url", "");
+  assert_dialog_shows ("is not a server address");
+  connect_to ("127.0.0.1:1", "");
+  assert_dialog_shows ("Cannot reach the server");
+  connect_to (url, "wrong");
+  assert_dialog_shows ("refused the API key");
+  /* the right key: one model, added and used */
+  connect_to (url, "key-1234");
+  ui_harness_wait_for (server_dialog_gone, NULL, "the model added");
+  servers = g_settings_get_strv (settings, "servers");
+  g_assert_cmpuint (g_strv_length (servers), ==, 1);
+  g_assert_cmpstr (servers[0], ==, ref);
+  ui_harness_wait_for (remote_ready, NULL, "the server's model in use");
+  g_assert_cmpstr (app_engine_get_model_name (engine ()), ==, "mini-tiny");
+  entry = app_model_manager_get_current (models ());
+  g_assert_nonnull (entry);
+  g_assert_cmpint (app_model_entry_get_source (entry), ==, APP_MODEL_SOURCE_SERVER);
+  name = g_strdup (app_model_entry_get_name (entry));
+  g_assert_true (g_str_has_prefix (name, "mini-tiny on 127.0.0.1:"));
+  ui_harness_wait_for (label_shown, name, "the switcher naming it");
+  g_assert_nonnull (ui_find_label (page, name));
+  g_assert_nonnull (ui_find_label (page, url));
+  gtk_window_close (GTK_WINDOW (gtk_widget_get_root (page)));
+
+  /* a chat answered by the server */
+  g_assert_true (gtk_widget_activate_action (window (), "win.new-chat", NULL));
+  ask ("Who answers?");
+  chat = ui_harness_newest_chat (app);
+  g_assert_cmpstr (app_chat_get_model (chat), ==, ref);
+
+  /* Remove from List: gone from the models and the settings */
+  g_action_group_activate_action (G_ACTION_GROUP (app), "models", NULL);
+  ui_harness_wait_for (models_window_shown, NULL, "the Models window");
+  page = models_window_page ();
+  g_assert_true (gtk_widget_activate_action (page, "models.delete", "s", ref));
+  g_clear_pointer (&servers, g_strfreev);
+  servers = g_settings_get_strv (settings, "servers");
+  g_assert_cmpuint (g_strv_length (servers), ==, 0);
+  g_assert_null (app_model_manager_find (models (), ref));
+  gtk_window_close (GTK_WINDOW (gtk_widget_get_root (page)));
+
+  test_server_stop (&server_proc);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -534,6 +694,7 @@ main (int   argc,
   g_test_add_func ("/app/models/copy-switch-delete", test_copy_switch_delete);
   g_test_add_func ("/app/models/hf-cache", test_hf_cache);
   g_test_add_func ("/app/models/resident", test_resident);
+  g_test_add_func ("/app/models/server", test_server);
   status = g_test_run ();
 
   g_application_quit (G_APPLICATION (app));

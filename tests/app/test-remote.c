@@ -16,51 +16,13 @@
 #include "app-engine.h"
 #include "engine-wait.h"
 #include "app-grounding.h"
+#include "test-server-proc.h"
 
 static GThread *main_thread;
 
 /* ---------------------------------------------------------------------------------------------
- * vl2-server
+ * The engine connected to a server (a real vl2-server: test-server-proc.h)
  */
-
-typedef struct
-{
-  GSubprocess *proc;
-  char *url;
-} Vl2Server;
-
-static void
-vl2_server_start (Vl2Server  *s,
-                  const char *api_key)
-{
-  g_autofree char *model = g_build_filename (g_getenv ("VL2_FIXTURE_DIR"), "mini-tiny", NULL);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GDataInputStream) out = NULL;
-  g_autofree char *line = NULL;
-  const char *prefix = "vl2-server: listening on ";
-
-  s->proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, g_getenv ("VL2_SERVER"),
-                              "--model", model, "--port", "0", "--threads", "1",
-                              api_key ? "--api-key" : NULL, api_key, NULL);
-  g_assert_no_error (error);
-  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (s->proc));
-  line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_true (line && g_str_has_prefix (line, prefix));
-  /* "http://127.0.0.1:PORT/" -> its API */
-  s->url = g_strconcat (line + strlen (prefix), "v1", NULL);
-}
-
-static void
-vl2_server_stop (Vl2Server *s)
-{
-  g_subprocess_send_signal (s->proc, SIGTERM);
-  g_assert_true (g_subprocess_wait (s->proc, NULL, NULL));
-  g_assert_true (g_subprocess_get_if_exited (s->proc));
-  g_assert_cmpint (g_subprocess_get_exit_status (s->proc), ==, 0);
-  g_clear_object (&s->proc);
-  g_clear_pointer (&s->url, g_free);
-}
 
 static AppEngine *
 connected_engine (const char *url,
@@ -147,14 +109,14 @@ static void
 test_answers_as_local (void)
 {
   g_autofree char *images = g_build_filename (g_getenv ("VL2_GOLDEN_DIR"), "images", NULL);
-  Vl2Server server = { 0 };
+  TestServer server = { 0 };
   g_autoptr(AppEngine) local = local_engine ();
   g_autoptr(AppEngine) remote = NULL;
   AppGenerateParams p = greedy (10);
   AppEngine *engines[2];
   char *texts[2][3] = { { 0 } };
 
-  vl2_server_start (&server, NULL);
+  test_server_start (&server, NULL);
   remote = connected_engine (server.url, "mini-tiny", NULL, 60);
   engines[0] = local;
   engines[1] = remote;
@@ -193,7 +155,7 @@ test_answers_as_local (void)
     }
   app_generate_params_clear (&p);
   g_clear_object (&remote);
-  vl2_server_stop (&server);
+  test_server_stop (&server);
 }
 
 typedef struct
@@ -506,13 +468,13 @@ test_stop (void)
 static void
 test_connect_errors (void)
 {
-  Vl2Server keyed = { 0 };
+  TestServer keyed = { 0 };
   Fake f = { 0 };
   g_autoptr(GSocketListener) closed = g_socket_listener_new ();
   guint16 port;
   g_autofree char *nothing = NULL, *not_openai = NULL;
 
-  vl2_server_start (&keyed, "s3cret");
+  test_server_start (&keyed, "s3cret");
   fake_start (&f, SCRIPT_VLLM);
   /* a port nobody listens on: bound, then closed */
   port = g_socket_listener_add_any_inet_port (closed, NULL, NULL);
@@ -536,7 +498,7 @@ test_connect_errors (void)
     /* and the right key works */
     g_autoptr(AppEngine) engine = connected_engine (keyed.url, "mini-tiny", "s3cret", 10);
   }
-  vl2_server_stop (&keyed);
+  test_server_stop (&keyed);
   fake_stop (&f);
 }
 

@@ -42,6 +42,7 @@ static const struct
   [APP_OPENAI_ERROR_BODY_TOO_LARGE] = { 413, "invalid_request_error", "request_too_large" },
   [APP_OPENAI_ERROR_OVERLOADED] = { 503, "server_error", "server_overloaded" },
   [APP_OPENAI_ERROR_SERVER] = { 500, "server_error", "server_error" },
+  [APP_OPENAI_ERROR_SHUTTING_DOWN] = { 503, "server_error", "server_shutting_down" },
 };
 
 static gboolean

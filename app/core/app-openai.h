@@ -36,6 +36,7 @@ typedef enum {
   APP_OPENAI_ERROR_BODY_TOO_LARGE,     /* 413 invalid_request_error request_too_large */
   APP_OPENAI_ERROR_OVERLOADED,         /* 503 server_error server_overloaded */
   APP_OPENAI_ERROR_SERVER,             /* 500 server_error server_error */
+  APP_OPENAI_ERROR_SHUTTING_DOWN,      /* 503 server_error server_shutting_down */
 } AppOpenAIError;
 
 guint            app_openai_error_status       (AppOpenAIError   code);

@@ -117,6 +117,8 @@ struct _Server
   SoupSession *fetcher;         /* http image URLs */
   GMainLoop *loop;
   GMainContext *context;
+  gboolean stopping;            /* SIGTERM or SIGINT: no new answers; the loop ends once every
+                                 * slot is idle */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -287,14 +289,22 @@ error_code_from_status (vl2_status status)
 
 static gboolean started_main (gpointer data);
 static gboolean done_main (gpointer data);
+static void stop_when_idle (Server *server);
 
+/* Runs `func` on the main thread, after what is already posted. Always through the main loop:
+ * g_main_context_invoke() would run it in this thread whenever the main thread is not iterating
+ * (while it stops the server, say), where the main thread's objects are not to be touched. */
 static void
 post_main (Server     *server,
            GSourceFunc func,
            Job        *job)
 {
-  g_main_context_invoke_full (server->context, G_PRIORITY_DEFAULT, func, job_ref (job),
-                              (GDestroyNotify) job_unref);
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, func, job_ref (job), (GDestroyNotify) job_unref);
+  g_source_attach (source, server->context);
+  g_source_unref (source);
 }
 
 /* The text of a step, less a special token's when the request skips them. */
@@ -678,6 +688,9 @@ done_main (gpointer data)
   double seconds = (double) (g_get_monotonic_time () - job->t_start) / G_USEC_PER_SEC;
   g_autofree char *detail = NULL;
 
+  if (server->stopping && job_cancelled (job) && msg && !job->error)
+    job->error = g_error_new_literal (APP_OPENAI_ERROR, APP_OPENAI_ERROR_SHUTTING_DOWN,
+                                      "The server is shutting down: the answer was stopped.");
   flush_text (job);
   if (job->slot)
     {
@@ -692,9 +705,10 @@ done_main (gpointer data)
   detail = g_strdup_printf ("%.2fs prompt %d (cached %d) completion %d%s", seconds,
                             job->usage.prompt_tokens, job->usage.cached_tokens,
                             job->usage.completion_tokens,
-                            job_cancelled (job) ? " cancelled: the client went away"
-                            : job->error    ? ""
-                                            : "");
+                            !msg && job_cancelled (job) ? " cancelled: the client went away"
+                            : server->stopping && job_cancelled (job)
+                              ? " stopped: the server is shutting down"
+                              : "");
   if (msg)
     {
       if (job->error && !(job->started && job->request->stream))
@@ -749,6 +763,7 @@ done_main (gpointer data)
   else
     g_printerr ("POST /v1/chat/completions %s\n", detail);
   dispatch (server);
+  stop_when_idle (server);
   return G_SOURCE_REMOVE;
 }
 
@@ -966,6 +981,13 @@ enqueue (Job *job)
 
   if (!job->msg)
     return;
+  if (server->stopping)
+    {
+      reply_error_code (job->msg, APP_OPENAI_ERROR_SHUTTING_DOWN, "The server is shutting down.");
+      log_request (job->msg, 503, "shutting down");
+      soup_server_message_unpause (job->msg);
+      return;
+    }
   if (job->fetch_error)
     {
       reply_error (job->msg, job->fetch_error);
@@ -1275,14 +1297,49 @@ request_cb (SoupServer        *soup,
  * Start and stop
  */
 
+/* Ends the main loop once the server is stopping and no slot is answering. */
+static void
+stop_when_idle (Server *server)
+{
+  if (!server->stopping)
+    return;
+  for (int i = 0; i < server->opt.parallel; i++)
+    if (server->slots[i].busy)
+      return;
+  g_main_loop_quit (server->loop);
+}
+
+/* SIGTERM or SIGINT: the queue is answered 503, answers in progress stop at their next token
+ * (or tile) and end with an error event, then the loop ends. A second signal ends it at once. */
 static gboolean
 quit_cb (gpointer data)
 {
   Server *server = data;
+  Job *job;
 
+  if (server->stopping)
+    {
+      g_main_loop_quit (server->loop);
+      return G_SOURCE_CONTINUE;
+    }
   g_printerr ("vl2-server: stopping\n");
-  g_main_loop_quit (server->loop);
-  return G_SOURCE_REMOVE;
+  server->stopping = TRUE;
+  while ((job = g_queue_pop_head (&server->pending)))
+    {
+      if (job->msg)
+        {
+          reply_error_code (job->msg, APP_OPENAI_ERROR_SHUTTING_DOWN,
+                            "The server is shutting down.");
+          log_request (job->msg, 503, "shutting down");
+          soup_server_message_unpause (job->msg);
+        }
+      job_unref (job);
+    }
+  for (int i = 0; i < server->opt.parallel; i++)
+    if (server->slots[i].job)
+      g_atomic_int_set (&server->slots[i].job->cancelled, 1);
+  stop_when_idle (server);
+  return G_SOURCE_CONTINUE;
 }
 
 static gboolean
@@ -1400,6 +1457,15 @@ server_stop (Server *server)
 
       if (slot->thread)
         g_thread_join (slot->thread);
+    }
+  /* what the slots posted last (their answers' ends) reaches the clients before they go */
+  server->stopping = TRUE;
+  while (server->context && g_main_context_iteration (server->context, FALSE))
+    ;
+  for (int i = 0; server->slots && i < server->opt.parallel; i++)
+    {
+      Slot *slot = &server->slots[i];
+
       vl2_session_free (slot->session);
       g_clear_pointer (&slot->inbox, g_async_queue_unref);
       g_clear_pointer (&slot->history, g_ptr_array_unref);

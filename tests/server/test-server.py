@@ -371,6 +371,49 @@ def main():
         if c.proc.poll() is None:
             c.proc.kill()
 
+    # SIGTERM while answers stream (two slots busy, one request queued), at several moments:
+    # the streams end with a shutting-down error event and [DONE], the queued request gets a
+    # 503, and the server exits cleanly
+    def ended_as(outcome):
+        if outcome[0] == 503:
+            return "503" if outcome[1][0]["error"]["code"] == "server_shutting_down" else outcome[:2]
+        events = outcome[1]
+        if (outcome[0] == 200 and len(events) >= 2 and events[-1] == "[DONE]"
+                and isinstance(events[-2], dict)
+                and events[-2].get("error", {}).get("code") == "server_shutting_down"):
+            return "stopped"
+        return (outcome[0], events[-2:])  # what it ended with instead
+
+    outcomes = []
+    for delay in (0.5, 1.5, 3.0):
+        e = Server("--parallel", "2")
+        try:
+            ended = {}
+
+            def client(i):
+                req = {"model": MODEL_ID, "max_tokens": 3000,
+                       "messages": [{"role": "user", "content": f"Question {i}?"}]}
+                try:
+                    ended[i] = ended_as(stream(e, req, key=None, timeout=60))
+                except (OSError, http.client.HTTPException) as exc:
+                    ended[i] = type(exc).__name__
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(delay)
+            code = e.stop()
+            for t in threads:
+                t.join(timeout=60)
+            outcomes.append((delay, code, sorted(map(str, ended.values()))))
+        finally:
+            if e.proc.poll() is None:
+                e.proc.kill()
+    check(all(code == 0 and ended == ["503", "stopped", "stopped"]
+              for _, code, ended in outcomes),
+          "SIGTERM while two answers stream and one waits: both streams end with an error event "
+          "and [DONE], the waiting one gets 503, the server exits cleanly", f"{outcomes}")
+
     # the engine's load options: weights quantized while loading, copied into memory
     d = Server("--weights", "q8", "--resident")
     try:

@@ -719,8 +719,8 @@ key_stored_cb (GObject      *source,
     {
       g_debug ("no keyring for the server's key: %s", error->message);
       g_hash_table_replace (self->session_keys, g_strdup (a->base_url), g_strdup (a->api_key));
-      warning = g_strdup (_("There is no keyring to keep the server’s API key: it is kept "
-                            "until Sightline closes, and asked for again after."));
+      /* a toast: one short line */
+      warning = g_strdup (_("No keyring: the API key is forgotten when Sightline closes"));
     }
   add_server_finish_in_list (self, a->ref);
   g_task_return_pointer (task, warning ? warning : g_strdup (""), g_free);

@@ -599,6 +599,14 @@ remote_ready (gpointer data)
          app_engine_is_remote (engine ());
 }
 
+/* The server's model in use, or the engine stopped with an error. */
+static gboolean
+remote_ready_or_failed (gpointer data)
+{
+  return remote_ready (NULL) || (app_engine_get_state (engine ()) != APP_ENGINE_LOADING &&
+                                 app_engine_get_error (engine ()) != NULL);
+}
+
 /* 5. A model on a server: Add Server…, the errors a person can make, then answers from it. */
 static void
 test_server (void)
@@ -652,6 +660,16 @@ test_server (void)
   ask ("Who answers?");
   chat = ui_harness_newest_chat (app);
   g_assert_cmpstr (app_chat_get_model (chat), ==, ref);
+
+  /* back to a folder, then the server asked for twice while its key is being looked up:
+   * one connection, not a cancelled one */
+  g_settings_set_string (settings, "model-folder", fixture_dir);
+  ui_harness_wait_for (ready_with, fixture_dir, "the folder's model");
+  g_settings_set_string (settings, "model-folder", ref);
+  app_application_load_model (app);
+  ui_harness_wait_for (remote_ready_or_failed, NULL, "the server's model again");
+  g_assert_null (app_engine_get_error (engine ()));
+  g_assert_true (remote_ready (NULL));
 
   /* Remove from List: gone from the models and the settings */
   g_action_group_activate_action (G_ACTION_GROUP (app), "models", NULL);

@@ -21,8 +21,10 @@ import signal
 import socket
 import subprocess
 import sys
+import struct
 import threading
 import time
+import zlib
 
 SERVER, VL2, MODEL, GOLDEN = sys.argv[1:5]
 MODEL_ID = "mini-tiny"
@@ -91,6 +93,18 @@ def data_url(path):
     mime = "image/jpeg" if path.endswith(".jpg") else "image/png"
     with open(path, "rb") as f:
         return f"data:{mime};base64,{base64.b64encode(f.read()).decode()}"
+
+
+def png_data_url(width, height):
+    """A grey RGB PNG of the given size (a few kB, whatever its pixel count), as a data URL."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    rows = b"".join(b"\x00" + b"\x80" * (3 * width) for _ in range(height))
+    png = (b"\x89PNG\r\n\x1a\n"
+           + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def openai_messages(case):
@@ -278,13 +292,26 @@ def main():
         if a.proc.poll() is None:
             a.proc.kill()
 
-    # limits of a small server: one slot, a queue of one, a 1 MiB body
-    b = Server("--parallel", "1", "--queue", "1", "--max-body-mib", "1")
+    # limits of a small server: one slot, a queue of one, a 1 MiB body, 1-megapixel images
+    b = Server("--parallel", "1", "--queue", "1", "--max-body-mib", "1",
+               "--max-image-megapixels", "1")
     try:
         status, headers, body, raw = b.chat({"model": MODEL_ID, "messages": [
             {"role": "user", "content": "x" * (2 * 1024 * 1024)}]}, key=None)
         check(status == 413 and body["error"]["code"] == "request_too_large" and b.healthy(),
               "a 2 MiB body on a 1 MiB server: 413, and the server goes on", raw[:300])
+        for (w, h), want in (((1001, 1000), "image_too_large"), ((1000, 1000), None)):
+            status, _, body, raw = b.chat({"model": MODEL_ID, "max_tokens": 2, "messages": [
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": png_data_url(w, h)}},
+                    {"type": "text", "text": "What is this?"}]}]}, key=None)
+            if want:
+                check(status == 400 and body["error"]["code"] == want and b.healthy(),
+                      f"a {w} x {h} image on a 1-megapixel server: 400 {want}, and the server "
+                      "goes on", raw[:300])
+            else:
+                check(status == 200, f"a {w} x {h} image on a 1-megapixel server is answered",
+                      raw[:300])
 
         # a client that goes away stops its answer and frees the slot
         long = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Count."}],

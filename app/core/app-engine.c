@@ -593,8 +593,6 @@ connect_advice (const GError *error,
                      "this computer."));
 }
 
-#define CONNECT_TIMEOUT_SECONDS 20
-
 static void
 worker_connect (AppEngine *self,
                 Job       *job)
@@ -602,11 +600,10 @@ worker_connect (AppEngine *self,
   LoadResult *r = g_new0 (LoadResult, 1);
   g_autoptr(GError) error = NULL;
   g_auto(GStrv) models = NULL;
-  /* a server that does not answer is named soon; answers may take longer to start */
   AppRemoteServer probe = job->server;
 
   probe.timeout = MIN (job->server.timeout ? job->server.timeout : G_MAXUINT,
-                       CONNECT_TIMEOUT_SECONDS);
+                       APP_REMOTE_PROBE_TIMEOUT);
   worker_unload (self);
   models = app_remote_list_models (&probe, job->cancellable, &error);
   if (models && !g_strv_contains ((const char * const *) models, job->server.model))

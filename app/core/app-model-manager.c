@@ -652,7 +652,7 @@ app_model_manager_probe_server_async (AppModelManager     *self,
   g_task_set_source_tag (task, app_model_manager_probe_server_async);
   server->base_url = g_strdup (base_url);
   server->api_key = g_strdup (api_key);
-  server->timeout = 20;
+  server->timeout = APP_REMOTE_PROBE_TIMEOUT;
   g_task_set_task_data (task, server, server_free);
   g_task_run_in_thread (task, probe_thread);
 }
@@ -815,11 +815,12 @@ app_model_manager_lookup_key_async (AppModelManager     *self,
 }
 
 char *
-app_model_manager_lookup_key_finish (AppModelManager *self,
-                                     GAsyncResult    *result)
+app_model_manager_lookup_key_finish (AppModelManager  *self,
+                                     GAsyncResult     *result,
+                                     GError          **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  return g_task_propagate_pointer (G_TASK (result), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -91,7 +91,8 @@ gboolean         app_model_manager_store_token_finish (AppModelManager  *self,
  * add: lists the model (the settings' "servers"), keeps `api_key` (may be NULL) in the keyring
  * under the base URL, and uses it. Without a keyring the key is kept in memory until the app
  * closes, and the add still succeeds: the finish gives a warning in *warning (may be NULL).
- * lookup_key: the key kept for `base_url`, or NULL (none, or no keyring). Forgetting the last
+ * lookup_key: the key kept for `base_url`, or NULL (none, or no keyring; an error only when
+ * cancelled). Forgetting the last
  * model of a server also removes its key. */
 void             app_model_manager_probe_server_async  (AppModelManager  *self,
                                                         const char       *base_url,
@@ -119,6 +120,7 @@ void             app_model_manager_lookup_key_async    (AppModelManager  *self,
                                                         GAsyncReadyCallback callback,
                                                         gpointer          user_data);
 char            *app_model_manager_lookup_key_finish   (AppModelManager  *self,
-                                                        GAsyncResult     *result);
+                                                        GAsyncResult     *result,
+                                                        GError          **error);
 
 G_END_DECLS

@@ -30,6 +30,10 @@ typedef enum {
   APP_REMOTE_ERROR_IMAGE,        /* an image file cannot be read */
 } AppRemoteError;
 
+/* How long asking a server for its models may take: a server that does not answer is named
+ * soon, while answers may take longer to start (AppRemoteServer.timeout). */
+#define APP_REMOTE_PROBE_TIMEOUT 20
+
 typedef struct
 {
   char *base_url;                /* "http://gpu-box:8000/v1" */

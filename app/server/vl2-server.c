@@ -1309,20 +1309,13 @@ stop_when_idle (Server *server)
   g_main_loop_quit (server->loop);
 }
 
-/* SIGTERM or SIGINT: the queue is answered 503, answers in progress stop at their next token
- * (or tile) and end with an error event, then the loop ends. A second signal ends it at once. */
-static gboolean
-quit_cb (gpointer data)
+/* No new answers: the queue is answered 503, answers in progress stop at their next token (or
+ * tile) and end with an error event. */
+static void
+begin_stopping (Server *server)
 {
-  Server *server = data;
   Job *job;
 
-  if (server->stopping)
-    {
-      g_main_loop_quit (server->loop);
-      return G_SOURCE_CONTINUE;
-    }
-  g_printerr ("vl2-server: stopping\n");
   server->stopping = TRUE;
   while ((job = g_queue_pop_head (&server->pending)))
     {
@@ -1335,9 +1328,25 @@ quit_cb (gpointer data)
         }
       job_unref (job);
     }
-  for (int i = 0; i < server->opt.parallel; i++)
+  for (int i = 0; server->slots && i < server->opt.parallel; i++)
     if (server->slots[i].job)
       g_atomic_int_set (&server->slots[i].job->cancelled, 1);
+}
+
+/* SIGTERM or SIGINT: stop, and end the loop once the slots are idle. A second signal ends it
+ * at once. */
+static gboolean
+quit_cb (gpointer data)
+{
+  Server *server = data;
+
+  if (server->stopping)
+    {
+      g_main_loop_quit (server->loop);
+      return G_SOURCE_CONTINUE;
+    }
+  g_printerr ("vl2-server: stopping\n");
+  begin_stopping (server);
   stop_when_idle (server);
   return G_SOURCE_CONTINUE;
 }
@@ -1435,14 +1444,7 @@ listen_on (Server  *server,
 static void
 server_stop (Server *server)
 {
-  Job *job;
-
-  while ((job = g_queue_pop_head (&server->pending)))
-    job_unref (job);
-  /* answers in progress stop at their next token */
-  for (int i = 0; server->slots && i < server->opt.parallel; i++)
-    if (server->slots[i].job)
-      g_atomic_int_set (&server->slots[i].job->cancelled, 1);
+  begin_stopping (server);
   for (int i = 0; server->slots && i < server->opt.parallel; i++)
     {
       Slot *slot = &server->slots[i];
@@ -1459,7 +1461,6 @@ server_stop (Server *server)
         g_thread_join (slot->thread);
     }
   /* what the slots posted last (their answers' ends) reaches the clients before they go */
-  server->stopping = TRUE;
   while (server->context && g_main_context_iteration (server->context, FALSE))
     ;
   for (int i = 0; server->slots && i < server->opt.parallel; i++)

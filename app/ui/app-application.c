@@ -109,13 +109,14 @@ server_key_cb (GObject      *source,
                gpointer      user_data)
 {
   AppApplication *self = user_data;
+  g_autoptr(GError) error = NULL;
   g_autofree char *key = app_model_manager_lookup_key_finish (APP_MODEL_MANAGER (source),
-                                                              result);
+                                                              result, &error);
   g_autofree char *ref = g_settings_get_string (self->settings, "model-folder");
   g_autofree char *base = NULL, *model = NULL;
 
-  if (!self->load || g_cancellable_is_cancelled (self->load)
-      || !app_models_parse_server_ref (ref, &base, &model))
+  /* a lookup for a load that was replaced: the key may be another server's */
+  if (error || !app_models_parse_server_ref (ref, &base, &model))
     return;
   app_engine_connect_async (self->engine, base, model, key, 0, self->load, connect_model_cb,
                             self);
@@ -148,6 +149,9 @@ load_model (AppApplication *self,
         g_cancellable_cancel (self->load);
       return;
     }
+  /* a key lookup still under way is for what is no longer wanted */
+  if (self->load)
+    g_cancellable_cancel (self->load);
   g_clear_object (&self->load);
   self->load = g_cancellable_new ();
   if (app_models_parse_server_ref (dir, &base, NULL))

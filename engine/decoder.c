@@ -755,6 +755,7 @@ typedef struct {
     const int *order;            /* task -> expert */
     float *slot_out;             /* [T * K][D] */
     int K, D;
+    vl2_compute compute;         /* the pool's */
     atomic_bool failed;
 } expert_job;
 
@@ -777,10 +778,10 @@ static void expert_task(void *ctx, int task, int thread)
     for (int i = 0; i < n; i++)
         memcpy(xin + (size_t)i * D, j->x + (size_t)(slots[i] / j->K) * D,
                (size_t)D * sizeof(float));
-    vl2_linear(NULL, &f->gate, NULL, xin, n, g);
-    vl2_linear(NULL, &f->up, NULL, xin, n, u);
+    vl2_linear_as(NULL, j->compute, &f->gate, NULL, xin, n, g);
+    vl2_linear_as(NULL, j->compute, &f->up, NULL, xin, n, u);
     vl2_swiglu(g, u, n * I, g);
-    vl2_linear(NULL, &f->down, NULL, g, n, out);
+    vl2_linear_as(NULL, j->compute, &f->down, NULL, g, n, out);
     for (int i = 0; i < n; i++)
         memcpy(j->slot_out + (size_t)slots[i] * D, out + (size_t)i * D,
                (size_t)D * sizeof(float));
@@ -800,8 +801,9 @@ static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
     const vl2_lm_config *lm = &m->cfg.lm;
     const int E = lm->n_routed_experts, K = lm->num_experts_per_tok, D = lm->hidden_size;
 
-    /* The router runs in float32 on float32 activations (F.linear(x.float(), w.float())). */
-    vl2_linear(pool, &L->router, NULL, s->x, T, s->router);
+    /* The router runs in float32 on float32 activations (F.linear(x.float(), w.float())), in
+     * the bf16 mode too, like the official model run in bf16. */
+    vl2_linear_as(pool, VL2_COMPUTE_F32, &L->router, NULL, s->x, T, s->router);
     for (int t = 0; t < T; t++)
         vl2_decoder_route(lm, &L->router_bias, s->router + (size_t)t * E,
                           s->route_idx + (size_t)t * K, s->route_w + (size_t)t * K);
@@ -835,7 +837,8 @@ static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
         if (count[e + 1] > count[e])
             order[n_active++] = e;
     g_qsort_with_data(order, n_active, sizeof(int), by_tokens_desc, count);
-    expert_job ej = { L, s->x, count, s->expert_tokens, order, s->slot_out, K, D, false };
+    expert_job ej = { L,    s->x, count, s->expert_tokens, order, s->slot_out,
+                      K,    D,    vl2_pool_compute(pool), false };
     vl2_pool_run(pool, n_active, expert_task, &ej);
     free(order);
     if (atomic_load(&ej.failed))

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm-bf16.h"
 #include "isa.h"
 #include "kernels.h"
 #include "quant.h"
@@ -161,12 +162,8 @@ void vl2_f16_to_f32_row(const uint16_t *src, float *dst, size_t n)
 
 VL2_BODY void vl2_f32_to_bf16_row_body(const float *src, uint16_t *dst, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        union { float f; uint32_t u; } v = { src[i] };
-        /* round to nearest even; nan stays nan */
-        dst[i] = (v.u & 0x7fffffff) > 0x7f800000 ? (uint16_t)((v.u >> 16) | 0x40)
-                                                  : (uint16_t)((v.u + 0x7fff + ((v.u >> 16) & 1)) >> 16);
-    }
+    for (size_t i = 0; i < n; i++)
+        dst[i] = vl2_f32_to_bf16(src[i]);
 }
 VL2_MULTI(, void, vl2_f32_to_bf16_row, (const float *src, uint16_t *dst, size_t n), (src, dst, n))
 
@@ -300,6 +297,7 @@ typedef struct {
     size_t ldy;
     int rows_per_task;
     const vl2_qx *qx;            /* quantized weights: x's T rows quantized, else NULL */
+    bool bf16_w;                 /* the bf16 mode: W's values rounded to bf16 as widened */
 } mm_job;
 
 static bool is_quantized(vl2_dtype t)
@@ -406,7 +404,7 @@ static void mm_gemm_task(void *ctx, int task, int thread)
     int nb = r0 + j->rows_per_task < w->n_out ? j->rows_per_task : w->n_out - r0;
     const float *wb = NULL;
     float *tmp = NULL;
-    if (w->dtype == VL2_DTYPE_F32 && w->stride == (size_t)w->n_in) {
+    if (w->dtype == VL2_DTYPE_F32 && w->stride == (size_t)w->n_in && !j->bf16_w) {
         wb = row_ptr(w, r0);
     } else {
         tmp = malloc((size_t)nb * (size_t)w->n_in * sizeof(float));
@@ -414,6 +412,9 @@ static void mm_gemm_task(void *ctx, int task, int thread)
             return;
         for (int r = 0; r < nb; r++)
             row_to_f32(w, r0 + r, tmp + (size_t)r * (size_t)w->n_in);
+        if (j->bf16_w && w->dtype != VL2_DTYPE_BF16)
+            for (size_t i = 0; i < (size_t)nb * (size_t)w->n_in; i++)
+                tmp[i] = vl2_bf16_to_f32(vl2_f32_to_bf16(tmp[i]));
         wb = tmp;
     }
     /* gcc cannot see through the dispatch that vl2_to_f32 filled tmp */
@@ -431,12 +432,108 @@ static void mm_gemm_task(void *ctx, int task, int thread)
     free(tmp);
 }
 
-void vl2_matmul(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias, const float *x,
-                int T, size_t ldx, float *y, size_t ldy)
+/* The bf16 mode's products on AVX-512 BF16: tiles of up to MB tokens x NB outputs. A tile packs
+ * each 64-output panel of W once per 256 k-values and reuses it for all of its tokens, so tiles
+ * are as tall as possible: outputs are split first, down to one 64-output panel per tile, and
+ * tokens only when that leaves fewer than four tiles a thread (16 threads on a 1152-output
+ * product of 729 tokens: 18 panels x 4 token blocks). The tokens of a tile x 256 k-values of
+ * bf16 (512 KiB at most) stay in L2 while its panels pass. */
+#define BF16_MB_MAX 1024
+#define BF16_NB_MAX 512
+
+typedef struct {
+    const vl2_matrix *w;
+    const vl2_tensor *bias;
+    const uint16_t *xb;
+    size_t ldb;
+    int T, mb, nb, n_m;
+    float *y;
+    size_t ldy;
+    atomic_bool failed;
+} bf16_job;
+
+static void bf16_task(void *ctx, int task, int thread)
+{
+    bf16_job *j = ctx;
+    int t0 = (task % j->n_m) * j->mb, o0 = (task / j->n_m) * j->nb;
+    if (!vl2_gemm_bf16_tile(j->w, j->bias, j->xb, j->ldb, t0, MIN(j->T, t0 + j->mb), o0,
+                            MIN(j->w->n_out, o0 + j->nb), j->y, j->ldy))
+        atomic_store(&j->failed, true);
+}
+
+static void matmul_f32(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias,
+                       const float *x, int T, size_t ldx, float *y, size_t ldy, bool bf16_w);
+
+/* bf16 operands, float32 sums: x rounded once, then the AVX-512 BF16 tiles; elsewhere the
+ * float32 kernels on the rounded x, which is the same arithmetic (gemm-bf16.c). */
+static bool matmul_bf16(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias,
+                        const float *x, int T, size_t ldx, float *y, size_t ldy)
+{
+    const int K = w->n_in, n_threads = vl2_pool_size(pool);
+    const size_t ldb = ((size_t)K + 31) / 32 * 32;
+    uint16_t *xb = aligned_alloc(64, (size_t)T * ldb * sizeof(uint16_t));
+    if (!xb)
+        return false;
+    vl2_bf16_round_rows(pool, x, T, ldx, K, xb, ldb);
+    bool done = false;
+    if (vl2_gemm_bf16_native()) {
+        const int want = 4 * n_threads, panels = (w->n_out + 63) / 64;
+        int nb = MIN(BF16_NB_MAX, MAX(64, (panels + want - 1) / want * 64));
+        int n_n = (w->n_out + nb - 1) / nb;
+        int n_m = MAX((T + BF16_MB_MAX - 1) / BF16_MB_MAX, (want + n_n - 1) / n_n);
+        n_m = MIN(n_m, (T + 5) / 6);
+        int mb = ((T + n_m - 1) / n_m + 5) / 6 * 6;
+        n_m = (T + mb - 1) / mb;
+        bf16_job j = { w, bias, xb, ldb, T, mb, nb, n_m, y, ldy, false };
+        vl2_pool_run(pool, n_m * ((w->n_out + nb - 1) / nb), bf16_task, &j);
+        done = !atomic_load(&j.failed);
+    }
+    if (!done) {
+        float *xr = malloc((size_t)T * (size_t)K * sizeof(float));
+        if (!xr) {
+            free(xb);
+            return false;
+        }
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < K; k++)
+                xr[(size_t)t * K + k] = vl2_bf16_to_f32(xb[(size_t)t * ldb + k]);
+        matmul_f32(pool, w, bias, xr, T, (size_t)K, y, ldy, true);
+        free(xr);
+    }
+    free(xb);
+    return true;
+}
+
+static void matmul_as(vl2_pool *pool, vl2_compute compute, const vl2_matrix *w,
+                      const vl2_tensor *bias, const float *x, int T, size_t ldx, float *y,
+                      size_t ldy)
 {
     if (T <= 0 || w->n_out <= 0)
         return;
-    mm_job j = { w, bias, x, T, ldx, y, ldy, 0, NULL };
+    if (T > SMALL_T && compute == VL2_COMPUTE_BF16 && matmul_bf16(pool, w, bias, x, T, ldx, y, ldy))
+        return;
+    matmul_f32(pool, w, bias, x, T, ldx, y, ldy, false);
+}
+
+void vl2_matmul(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias, const float *x,
+                int T, size_t ldx, float *y, size_t ldy)
+{
+    matmul_as(pool, vl2_pool_compute(pool), w, bias, x, T, ldx, y, ldy);
+}
+
+void vl2_linear_as(vl2_pool *pool, vl2_compute compute, const vl2_tensor *w,
+                   const vl2_tensor *bias, const float *x, int T, float *y)
+{
+    vl2_matrix m = vl2_matrix_of(w);
+    matmul_as(pool, compute, &m, bias, x, T, (size_t)m.n_in, y, (size_t)m.n_out);
+}
+
+/* float32 arithmetic; with bf16_w (the bf16 mode's fallback, T > SMALL_T) W's values are rounded
+ * to bf16 as they are widened. */
+static void matmul_f32(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias,
+                       const float *x, int T, size_t ldx, float *y, size_t ldy, bool bf16_w)
+{
+    mm_job j = { w, bias, x, T, ldx, y, ldy, 0, NULL, bf16_w };
     int n_threads = vl2_pool_size(pool);
     if (T > SMALL_T) {
         int block = (w->n_out / (4 * n_threads) + 15) / 16 * 16;

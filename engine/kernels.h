@@ -23,6 +23,10 @@ void vl2_pool_free(vl2_pool *pool);
 int vl2_pool_size(const vl2_pool *pool);
 /* Runs fn(ctx, i, thread) for i in [0, n_tasks) on the pool; thread is in [0, size). */
 void vl2_pool_run(vl2_pool *pool, int n_tasks, vl2_task_fn fn, void *ctx);
+/* The arithmetic of the products of many rows run on the pool (vl2_matmul with T > 8): float32
+ * (the default, and always for a NULL pool) or bf16 operands with float32 sums. */
+void vl2_pool_set_compute(vl2_pool *pool, vl2_compute compute);
+vl2_compute vl2_pool_compute(const vl2_pool *pool);
 
 /* ---- conversions ----------------------------------------------------------------------------- */
 
@@ -30,6 +34,14 @@ static inline float vl2_bf16_to_f32(uint16_t b)
 {
     union { uint32_t u; float f; } v = { (uint32_t)b << 16 };
     return v.f;
+}
+
+/* float32 -> bfloat16, round to nearest even; a nan stays a nan. */
+static inline uint16_t vl2_f32_to_bf16(float f)
+{
+    union { float f; uint32_t u; } v = { f };
+    return (v.u & 0x7fffffff) > 0x7f800000 ? (uint16_t)((v.u >> 16) | 0x40)
+                                           : (uint16_t)((v.u + 0x7fff + ((v.u >> 16) & 1)) >> 16);
 }
 
 float vl2_f16_to_f32(uint16_t h);
@@ -91,6 +103,10 @@ void vl2_matmul_multi(vl2_pool *pool, const vl2_mm_item *items, int n_items);
 /* Shorthand for a whole tensor with dense x and y. */
 void vl2_linear(vl2_pool *pool, const vl2_tensor *w, const vl2_tensor *bias, const float *x, int T,
                 float *y);
+/* vl2_linear in the given arithmetic rather than the pool's (pool NULL: on the calling thread,
+ * e.g. inside a pool's task). */
+void vl2_linear_as(vl2_pool *pool, vl2_compute compute, const vl2_tensor *w,
+                   const vl2_tensor *bias, const float *x, int T, float *y);
 void vl2_matmul_ref(const vl2_matrix *w, const vl2_tensor *bias, const float *x, int T, size_t ldx,
                     float *y, size_t ldy);
 

@@ -487,6 +487,11 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
     s->m = m;
     const size_t V = (size_t)m->cfg.lm.vocab_size;
+    if (params->compute < VL2_COMPUTE_F32 || params->compute > VL2_COMPUTE_BF16) {
+        free(s);
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown compute mode %d",
+                             (int)params->compute);
+    }
     if (params->kv_type < VL2_KV_F16 || params->kv_type > VL2_KV_F32)
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown KV cache type %d",
                              (int)params->kv_type);
@@ -496,6 +501,8 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
         return st;
     }
     s->pool = vl2_pool_new(m->n_threads);
+    if (s->pool)
+        vl2_pool_set_compute(s->pool, params->compute);
     s->keys = malloc((size_t)n_ctx * sizeof *s->keys);
     s->logits = malloc(V * sizeof(float));
     s->embeds = malloc((size_t)PREFILL_CHUNK * (size_t)m->cfg.lm.hidden_size * sizeof(float));

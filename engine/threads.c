@@ -17,6 +17,7 @@
 
 struct vl2_pool {
     int n_threads;
+    vl2_compute compute;       /* the products' arithmetic (vl2_matmul) */
     pthread_t *threads;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
@@ -136,6 +137,16 @@ void vl2_pool_free(vl2_pool *p)
 int vl2_pool_size(const vl2_pool *p)
 {
     return p ? p->n_threads : 1;
+}
+
+void vl2_pool_set_compute(vl2_pool *p, vl2_compute compute)
+{
+    p->compute = compute;
+}
+
+vl2_compute vl2_pool_compute(const vl2_pool *p)
+{
+    return p ? p->compute : VL2_COMPUTE_F32;
 }
 
 void vl2_pool_run(vl2_pool *p, int n_tasks, vl2_task_fn fn, void *ctx)

@@ -302,9 +302,22 @@ typedef enum {
     VL2_KV_F32,
 } vl2_kv_type;
 
+/* The arithmetic of the compute-bound stages: encoding images (SigLIP, the projector) and reading
+ * prompts (the decoder's products over many tokens). Decoding a token is bound by memory and
+ * runs in float32 either way. */
+typedef enum {
+    VL2_COMPUTE_F32 = 0,      /* float32 throughout: the reference's float32 results (the golden
+                               * tests' tolerances) */
+    VL2_COMPUTE_BF16,         /* the products' operands rounded to bf16, sums in float32: about
+                               * twice as fast where the CPU has bf16 dot products (AVX-512 BF16);
+                               * as close to float32 as the official bf16 inference, or closer
+                               * (engine/BENCHMARKS.md) */
+} vl2_compute;
+
 typedef struct vl2_session_params {
     int n_ctx;                /* KV cache capacity in tokens; 0 = max_position_embeddings */
     vl2_kv_type kv_type;      /* how cached keys and values are stored */
+    vl2_compute compute;      /* default VL2_COMPUTE_F32 */
 } vl2_session_params;
 
 vl2_session_params vl2_session_default_params(void);

@@ -16,6 +16,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "decoder.h"
@@ -268,6 +269,26 @@ static void test_count_errors(void)
     g_assert_cmpint(vl2_prompt_count_tokens(m, &conv, NULL, &err), ==, VL2_ERR_INVALID_ARGUMENT);
 }
 
+/* The prompt's input embeddings: text rows, and each image's features at its <image> run. */
+static float *prompt_embeds(const vl2_model *m, vl2_pool *pool, const vl2_prompt *prompt)
+{
+    const int T = (int)vl2_prompt_n_tokens(prompt), D = m->cfg.lm.hidden_size;
+    float *embeds = g_new(float, (size_t)T * D);
+    vl2_error err;
+    for (int t = 0; t < T; t++)
+        vl2_decoder_embed(m, vl2_prompt_ids(prompt)[t], embeds + (size_t)t * D);
+    for (int i = 0, first = 0; i < vl2_prompt_n_images(prompt); i++) {
+        int tw, th;
+        vl2_prompt_image_grid(prompt, i, &tw, &th);
+        g_assert_cmpint(vl2_vision_encode_image(m, pool, vl2_prompt_tile(prompt, first), tw, th,
+                                                embeds + (size_t)prompt->image_offset[i] * D,
+                                                NULL, NULL, &err),
+                        ==, VL2_OK);
+        first += 1 + tw * th;
+    }
+    return embeds;
+}
+
 static void test_case(gconstpointer data)
 {
     const golden_case *gc = data;
@@ -325,18 +346,7 @@ static void test_case(gconstpointer data)
     }
 
     /* 3. Input embeddings: text rows, and each image's features at its <image> run. */
-    float *embeds = g_new(float, (size_t)T * D);
-    for (int t = 0; t < T; t++)
-        vl2_decoder_embed(m, vl2_prompt_ids(prompt)[t], embeds + (size_t)t * D);
-    for (int i = 0, first = 0; i < vl2_prompt_n_images(prompt); i++) {
-        int tw, th;
-        vl2_prompt_image_grid(prompt, i, &tw, &th);
-        g_assert_cmpint(vl2_vision_encode_image(m, pool, vl2_prompt_tile(prompt, first), tw, th,
-                                                embeds + (size_t)prompt->image_offset[i] * D,
-                                                NULL, NULL, &err),
-                        ==, VL2_OK);
-        first += 1 + tw * th;
-    }
+    float *embeds = prompt_embeds(m, pool, prompt);
     const vl2_tensor *ref_emb = need(golden, gc->name, "inputs_embeds", VL2_DTYPE_F32);
     g_assert_cmpint(ref_emb->n_elements, ==, (int64_t)T * D);
     double e_emb = max_abs_diff(embeds, ref_emb->data, (size_t)T * D);
@@ -611,6 +621,123 @@ static void test_mla_cache_layout(void)
     vl2_kv_cache_free(&kv);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The bf16 compute mode against the official code's own bf16 run (golden/BF16.md): on every
+ * case its vision, last hidden state and prompt logits must be at least as close to the float32
+ * golden outputs as the official model's are after model.to(torch.bfloat16).
+ */
+
+typedef struct {
+    double logits, hidden, vision; /* vision: NAN for a case without an image */
+    int greedy_agree;
+} bf16_bound;
+
+static GHashTable *bf16_bounds; /* "model/case" -> bf16_bound */
+
+static void load_bf16_bounds(void)
+{
+    g_autofree char *path = test_golden_path("BF16.md");
+    g_autofree char *text = NULL;
+    g_autoptr(GError) error = NULL;
+    if (!g_file_get_contents(path, &text, NULL, &error))
+        g_error("%s", error->message);
+    bf16_bounds = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    g_autoptr(GRegex) re = g_regex_new("^(\\S+)\\s+(\\S+)\\s+logits (\\S+) \\(.*\\) hidden (\\S+) "
+                                       "vision (\\S+)\\s+greedy agree (\\d+)/",
+                                       G_REGEX_MULTILINE, 0, NULL);
+    g_autoptr(GMatchInfo) mi = NULL;
+    for (g_regex_match(re, text, 0, &mi); g_match_info_matches(mi); g_match_info_next(mi, NULL)) {
+        g_auto(GStrv) f = g_match_info_fetch_all(mi);
+        bf16_bound *b = g_new(bf16_bound, 1);
+        b->logits = g_ascii_strtod(f[3], NULL);
+        b->hidden = g_ascii_strtod(f[4], NULL);
+        b->vision = g_str_equal(f[5], "nan") ? NAN : g_ascii_strtod(f[5], NULL);
+        b->greedy_agree = atoi(f[6]);
+        g_hash_table_insert(bf16_bounds, g_strdup_printf("%s/%s", f[1], f[2]), b);
+    }
+    g_assert_cmpuint(g_hash_table_size(bf16_bounds), >=, 30);
+}
+
+static void test_bf16(gconstpointer data)
+{
+    const golden_case *gc = data;
+    g_autofree char *key = g_strdup_printf("%s/%s", gc->model, gc->name);
+    const bf16_bound *bound = g_hash_table_lookup(bf16_bounds, key);
+    g_assert_nonnull(bound);
+    vl2_model *m = fixture_model(gc->model);
+    vl2_st_file *golden = golden_file(gc->model);
+    const vl2_lm_config *lm = &m->cfg.lm;
+    const int D = lm->hidden_size, V = lm->vocab_size, L = lm->num_hidden_layers;
+
+    case_conv cc;
+    case_messages(case_object(gc->name), &cc);
+    vl2_conversation conv = { cc.msgs, cc.n, NULL };
+    vl2_prompt *prompt;
+    vl2_error err;
+    if (vl2_prompt_new(m, &conv, &prompt, &err) != VL2_OK)
+        g_error("%s", err.message);
+    const int T = (int)vl2_prompt_n_tokens(prompt);
+    vl2_pool *pool = vl2_pool_new(2);
+    vl2_pool_set_compute(pool, VL2_COMPUTE_BF16);
+
+    double e_vit = NAN;
+    if (vl2_prompt_n_images(prompt) > 0) {
+        const vl2_tensor *ref_vit = need(golden, gc->name, "vision_tile0", VL2_DTYPE_F32);
+        float *vit = g_new(float, ref_vit->n_elements);
+        g_assert_cmpint(vl2_vit_encode(m, pool, vl2_prompt_tile(prompt, 0), 1, vit, &err), ==,
+                        VL2_OK);
+        e_vit = max_abs_diff(vit, ref_vit->data, (size_t)ref_vit->n_elements);
+        g_free(vit);
+    }
+    float *embeds = prompt_embeds(m, pool, prompt);
+    vl2_kv_cache kv;
+    g_assert_cmpint(vl2_kv_cache_init(&kv, m, T + 16, vl2_session_default_params().kv_type, &err),
+                    ==, VL2_OK);
+    float *hidden = g_new(float, (size_t)L * D);
+    float *logits = g_new(float, V);
+    vl2_forward_out out = { logits, hidden };
+    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, 0, embeds, T, &out, &err), ==, VL2_OK);
+    const vl2_tensor *ref_hidden = need(golden, gc->name, "hidden_last_per_layer", VL2_DTYPE_F32);
+    const vl2_tensor *ref_logits = need(golden, gc->name, "logits_last", VL2_DTYPE_F32);
+    double e_hidden = max_abs_diff(hidden + (size_t)(L - 1) * D,
+                                   (const float *)ref_hidden->data + (size_t)(L - 1) * D,
+                                   (size_t)D);
+    double e_logits = max_abs_diff(logits, ref_logits->data, (size_t)V);
+
+    /* greedy ids (decoding runs in float32 in either mode) until the first that differs */
+    const vl2_tensor *ref_greedy = need(golden, gc->name, "greedy_ids", VL2_DTYPE_I64);
+    const int n_steps = (int)ref_greedy->n_elements;
+    int agree = 0;
+    for (; agree < n_steps; agree++) {
+        int id = argmax(logits, V);
+        if (id != ((const int64_t *)ref_greedy->data)[agree])
+            break;
+        float *e1 = g_new(float, D);
+        vl2_decoder_embed(m, id, e1);
+        vl2_forward_out o1 = { logits, NULL };
+        g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, T + agree, e1, 1, &o1, &err), ==,
+                        VL2_OK);
+        g_free(e1);
+    }
+    g_test_message("%s bf16: logits %.3e (official bf16 %.3e), hidden %.3e (%.3e), vision %.3e "
+                   "(%.3e); greedy agree %d/%d (official %d/%d)", key, e_logits, bound->logits,
+                   e_hidden, bound->hidden, e_vit, bound->vision, agree, n_steps,
+                   bound->greedy_agree, n_steps);
+    g_assert_cmpfloat(e_logits, <=, bound->logits);
+    g_assert_cmpfloat(e_hidden, <=, bound->hidden);
+    if (!isnan(bound->vision))
+        g_assert_cmpfloat(e_vit, <=, bound->vision);
+
+    vl2_pool_free(pool);
+    vl2_kv_cache_free(&kv);
+    g_free(hidden);
+    g_free(logits);
+    g_free(embeds);
+    vl2_prompt_free(prompt);
+    case_conv_clear(&cc);
+    vl2_st_close(golden);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -643,6 +770,7 @@ int main(int argc, char **argv)
     if (vl2_st_open(cases_st_path, &cases_st, &err) != VL2_OK)
         g_error("%s", err.message);
 
+    load_bf16_bounds();
     GPtrArray *keep = g_ptr_array_new_with_free_func(g_free);
     for (size_t mi = 0; mi < G_N_ELEMENTS(all_models); mi++) {
         const golden_model *gm = &all_models[mi];
@@ -657,6 +785,9 @@ int main(int argc, char **argv)
             g_autofree char *cpath = g_strdup_printf("/engine/golden/%s/count/%s", gc->model,
                                                      gc->name);
             g_test_add_data_func(cpath, gc, test_count);
+            g_autofree char *bpath = g_strdup_printf("/engine/golden/%s/bf16/%s", gc->model,
+                                                     gc->name);
+            g_test_add_data_func(bpath, gc, test_bf16);
         }
         g_autofree char *path = g_strdup_printf("/engine/golden/%s/cache-equals-recompute",
                                                 gm->name);
@@ -677,6 +808,7 @@ int main(int argc, char **argv)
     int rc = g_test_run();
     g_ptr_array_unref(keep);
     g_hash_table_unref(loaded_models);
+    g_hash_table_unref(bf16_bounds);
     vl2_st_close(cases_st);
     json_node_unref(cases_json);
     return rc;

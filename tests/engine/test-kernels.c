@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "gemm-bf16.h"
 #include "isa.h"
 #include "kernels.h"
 #include "quant.h"
@@ -89,6 +90,25 @@ static void make_weights(weights *w, vl2_dtype dtype, int n_out, int n_in, bool 
     }
 }
 
+/* want and got (T rows ldy apart, columns [0, n_cols)) agree as float32 sums of n_in terms in
+ * another order do: the error grows like sqrt(n_in). Returns the worst relative error over
+ * sqrt(n_in). */
+static double check_sums(const float *want, const float *got, int T, size_t ldy, int n_cols,
+                         int n_in, const char *what, vl2_dtype dtype, int bias)
+{
+    double worst = 0;
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < n_cols; o++) {
+            double a = want[(size_t)t * ldy + o], b = got[(size_t)t * ldy + o];
+            double e = fabs(a - b) / (1 + fabs(a)) / sqrt(n_in);
+            worst = e > worst ? e : worst;
+            if (e > 4e-6)
+                g_error("%s %s T=%d in=%d bias=%d: [%d][%d] %g vs %g", what,
+                        vl2_dtype_name(dtype), T, n_in, bias, t, o, b, a);
+        }
+    return worst;
+}
+
 static void test_matmul(void)
 {
     GRand *r = g_rand_new_with_seed(42);
@@ -117,17 +137,8 @@ static void test_matmul(void)
                         vl2_matmul_ref(&m, bias ? &w.bias : NULL, x, T, ldx, want, ldy);
                         vl2_pool *pool = pools[(d + ti + oi) % 3];
                         vl2_matmul(pool, &m, bias ? &w.bias : NULL, x, T, ldx, got, ldy);
-                        for (int t = 0; t < T; t++)
-                            for (int o = 0; o < n_out; o++) {
-                                double a = want[(size_t)t * ldy + o], b = got[(size_t)t * ldy + o];
-                                /* float32 sums in another order: error grows like sqrt(n) */
-                                double e = fabs(a - b) / (1 + fabs(a)) / sqrt(n_in);
-                                worst = e > worst ? e : worst;
-                                if (e > 4e-6)
-                                    g_error("matmul %s T=%d out=%d in=%d bias=%d: [%d][%d] %g vs "
-                                            "%g", vl2_dtype_name(dtypes[d]), T, n_out, n_in, bias,
-                                            t, o, b, a);
-                            }
+                        worst = MAX(worst, check_sums(want, got, T, ldy, n_out, n_in, "matmul",
+                                                      dtypes[d], bias));
                         g_free(x);
                         g_free(want);
                         g_free(got);
@@ -385,6 +396,63 @@ static void test_attention_rows(void)
 
 /* vl2_matmul_multi runs many products in one dispatch, sharing a quantized x between products
  * of the same x: every result must equal the product run alone. */
+/* The bf16 compute mode: bf16(x) times bf16(W) summed in float32, against the same arithmetic in
+ * double. Shapes cross the kernel's edges: tokens by 6 and past a 252-token tile, outputs by 64
+ * and past a 512-output tile, k-values odd and past a 256-value block; weights stored as bf16,
+ * and as float32 and half (rounded to bf16 while packed); x rows and y rows padded. */
+static void test_matmul_bf16(void)
+{
+    GRand *r = g_rand_new_with_seed(7);
+    const vl2_dtype dtypes[] = { VL2_DTYPE_BF16, VL2_DTYPE_F32, VL2_DTYPE_F16 };
+    const int Ts[] = { 9, 13, 300 };
+    const int outs[] = { 1, 17, 130, 600 };
+    const int ins[] = { 1, 15, 33, 300, 600 };
+    vl2_pool *pools[] = { vl2_pool_new(1), vl2_pool_new(3) };
+    for (size_t i = 0; i < G_N_ELEMENTS(pools); i++)
+        vl2_pool_set_compute(pools[i], VL2_COMPUTE_BF16);
+    double worst = 0;
+    int n_case = 0;
+    for (size_t d = 0; d < G_N_ELEMENTS(dtypes); d++)
+        for (size_t ti = 0; ti < G_N_ELEMENTS(Ts); ti++)
+            for (size_t oi = 0; oi < G_N_ELEMENTS(outs); oi++)
+                for (size_t ii = 0; ii < G_N_ELEMENTS(ins); ii++, n_case++) {
+                    int T = Ts[ti], n_out = outs[oi], n_in = ins[ii], bias = n_case % 2;
+                    if (d > 0 && (T == 300 || n_out == 600)) /* dtypes: smaller shapes suffice */
+                        continue;
+                    weights w;
+                    make_weights(&w, dtypes[d], n_out, n_in, bias, r);
+                    size_t ldx = (size_t)n_in + 3, ldy = (size_t)n_out + 5;
+                    float *x = g_new(float, (size_t)T * ldx);
+                    for (size_t i = 0; i < (size_t)T * ldx; i++)
+                        x[i] = (float)g_rand_double_range(r, -2, 2);
+                    float *want = g_new0(float, (size_t)T * ldy);
+                    float *got = g_new0(float, (size_t)T * ldy);
+                    /* outside the product's columns y is left alone */
+                    for (size_t i = 0; i < (size_t)T * ldy; i++)
+                        got[i] = want[i] = -7.0f;
+                    vl2_matrix m = { w.data, w.dtype, n_out, n_in, 0, (size_t)n_in };
+                    vl2_gemm_bf16_ref(&m, bias ? &w.bias : NULL, x, T, ldx, want, ldy);
+                    vl2_matmul(pools[n_case % 2], &m, bias ? &w.bias : NULL, x, T, ldx, got, ldy);
+                    /* the same products; every column of y, the padding included */
+                    worst = MAX(worst, check_sums(want, got, T, ldy, (int)ldy, n_in, "bf16 matmul",
+                                                  dtypes[d], bias));
+                    g_free(x);
+                    g_free(want);
+                    g_free(got);
+                    g_free(w.data);
+                    g_free(w.bias_data);
+                }
+    g_test_message("bf16 matmul (%s kernel): worst relative error / sqrt(n_in) %.2g",
+                   vl2_gemm_bf16_native() ? "AVX-512 BF16" : "float32", worst);
+    /* and the mode differs from float32 by the operands' rounding: on the order of 2^-9 */
+    vl2_pool_set_compute(pools[0], VL2_COMPUTE_F32);
+    g_assert_cmpint(vl2_pool_compute(pools[0]), ==, VL2_COMPUTE_F32);
+    g_assert_cmpint(vl2_pool_compute(NULL), ==, VL2_COMPUTE_F32);
+    for (size_t i = 0; i < G_N_ELEMENTS(pools); i++)
+        vl2_pool_free(pools[i]);
+    g_rand_free(r);
+}
+
 static void test_matmul_multi(void)
 {
     GRand *r = g_rand_new_with_seed(9);
@@ -644,7 +712,7 @@ int main(int argc, char **argv)
         { "matrix-view", test_matrix_view },       { "dot-axpy-w", test_dot_axpy_w },
         { "rmsnorm-softmax", test_rmsnorm_softmax }, { "exp-activations", test_exp_activations },
         { "row-converters", test_row_converters }, { "attention-rows", test_attention_rows },
-        { "matmul-multi", test_matmul_multi },
+        { "matmul-multi", test_matmul_multi }, { "matmul-bf16", test_matmul_bf16 },
     };
     g_test_init(&argc, &argv, NULL);
     /* with VL2_ISA unset, the cases run at every level up to this CPU's best; a cap set in

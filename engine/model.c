@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 
 #include "decoder.h"
+#include "gemm-bf16.h"
 #include "vision.h"
 
 /* Positions run through the decoder at once during prefill. */
@@ -36,6 +37,32 @@ vl2_model_params vl2_model_default_params(void)
 vl2_session_params vl2_session_default_params(void)
 {
     return (vl2_session_params){ .n_ctx = 0, .kv_type = VL2_KV_F16 };
+}
+
+bool vl2_compute_from_name(const char *name, vl2_compute *out)
+{
+    for (vl2_compute c = VL2_COMPUTE_F32; c <= VL2_COMPUTE_BF16; c++)
+        if (name && !strcmp(name, vl2_compute_name(c))) {
+            *out = c;
+            return true;
+        }
+    return false;
+}
+
+const char *vl2_compute_name(vl2_compute compute)
+{
+    switch (compute) {
+    case VL2_COMPUTE_F32:
+        return "f32";
+    case VL2_COMPUTE_BF16:
+        return "bf16";
+    }
+    return NULL;
+}
+
+bool vl2_compute_bf16_native(void)
+{
+    return vl2_gemm_bf16_native();
 }
 
 vl2_generate_params vl2_generate_default_params(void)

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "app-chat-store.h"
+#include "app-json.h"
 #include "app-chat-private.h"
 
 /* Image files changed this recently are left to a later sweep. */
@@ -1036,10 +1037,7 @@ chat_to_bytes (AppChat *chat)
   char *data;
   gsize length;
 
-  json_generator_set_pretty (generator, TRUE);
-  json_generator_set_indent (generator, 2);
-  json_generator_set_root (generator, node);
-  data = json_generator_to_data (generator, &length);
+  data = app_json_to_data (node, TRUE, &length);
   return g_bytes_new_take (data, length);
 }
 

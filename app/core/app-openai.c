@@ -8,6 +8,7 @@
  * text, logprobs) are refused rather than silently ignored.
  */
 #include "app-openai.h"
+#include "app-json.h"
 
 #include <math.h>
 #include <string.h>
@@ -101,10 +102,7 @@ set_error (GError        **error,
 static char *
 to_json (JsonNode *node)
 {
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-
-  json_generator_set_root (gen, node);
-  return json_generator_to_data (gen, NULL);
+  return app_json_to_data (node, FALSE, NULL);
 }
 
 char *

@@ -5,6 +5,7 @@
  * "timeout" the longest silence accepted while connecting or reading.
  */
 #include "app-remote.h"
+#include "app-json.h"
 
 #include <glib/gi18n.h>
 #include <libsoup/soup.h>
@@ -392,8 +393,7 @@ app_remote_request_json (const AppRemoteServer *server,
     }
   json_builder_end_object (b);
   root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  return json_generator_to_data (gen, NULL);
+  return app_json_to_data (root, FALSE, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------

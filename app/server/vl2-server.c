@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "app-config.h"
+#include "app-json.h"
 #include "app-openai.h"
 #include "image-file.h"
 #include "vl2.h"
@@ -55,6 +56,7 @@ typedef struct
   int image_timeout;
   vl2_weights_format weights;
   gboolean resident;
+  vl2_compute compute;
 } Options;
 
 typedef struct _Server Server;
@@ -880,11 +882,8 @@ reply_builder (SoupServerMessage *msg,
                JsonBuilder       *b)
 {
   g_autoptr(JsonNode) root = json_builder_get_root (b);
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  g_autofree char *json = NULL;
+  g_autofree char *json = app_json_to_data (root, FALSE, NULL);
 
-  json_generator_set_root (gen, root);
-  json = json_generator_to_data (gen, NULL);
   reply_json (msg, 200, json);
 }
 
@@ -1358,6 +1357,7 @@ load_model (Server  *server,
   vl2_model_params mp = vl2_model_default_params ();
   vl2_session_params sp = vl2_session_default_params ();
   vl2_model_info info;
+  sp.compute = server->opt.compute;
   vl2_error err;
   int cpus = (int) g_get_num_processors ();
 
@@ -1395,8 +1395,9 @@ load_model (Server  *server,
         }
       slot->thread = g_thread_new ("vl2-slot", slot_main, slot);
     }
-  g_printerr ("vl2-server: %s (%s, %s weights) from %s, %d slot%s of %d thread%s, context %d, "
-              "kernels %s\n", server->model_id, info.variant, info.weights_format,
+  g_printerr ("vl2-server: %s (%s, %s weights, %s compute) from %s, %d slot%s of %d thread%s, "
+              "context %d, kernels %s\n", server->model_id, info.variant, info.weights_format,
+              vl2_compute_name (sp.compute),
               server->opt.model_dir, server->opt.parallel, server->opt.parallel == 1 ? "" : "s",
               mp.n_threads, mp.n_threads == 1 ? "" : "s", server->n_ctx, vl2_isa ());
   return TRUE;
@@ -1491,7 +1492,7 @@ main (int    argc,
   Server server = { 0 };
   Options *o = &server.opt;
   int max_body_mib = 20, max_image_mp = 40;
-  g_autofree char *weights = NULL;
+  g_autofree char *weights = NULL, *compute = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GOptionContext) ctx = NULL;
   GOptionEntry entries[] = {
@@ -1516,6 +1517,9 @@ main (int    argc,
     { "weights", 0, 0, G_OPTION_ARG_STRING, &weights,
       "Language model weights: as stored (default), or q8 / q4 quantized while loading",
       "FORMAT" },
+    { "compute", 0, 0, G_OPTION_ARG_STRING, &compute,
+      "Arithmetic of image and prompt reading: f32 (default; the reference's results) or bf16 "
+      "(about twice as fast where the CPU has bf16 dot products)", "MODE" },
     { "resident", 0, 0, G_OPTION_ARG_NONE, &o->resident,
       "Copy the stored weights into memory instead of mapping them (faster decoding)", NULL },
     { "max-body-mib", 0, 0, G_OPTION_ARG_INT, &max_body_mib,
@@ -1575,6 +1579,13 @@ main (int    argc,
   else
     {
       g_printerr ("vl2-server: --weights is q8 or q4\n");
+      server_stop (&server);
+      return 2;
+    }
+  o->compute = VL2_COMPUTE_F32;
+  if (compute && !vl2_compute_from_name (compute, &o->compute))
+    {
+      g_printerr ("vl2-server: --compute is f32 or bf16\n");
       server_stop (&server);
       return 2;
     }

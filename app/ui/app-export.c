@@ -13,6 +13,7 @@
 #define G_LOG_DOMAIN "sightline-export"
 
 #include "app-export.h"
+#include "app-json.h"
 
 #include <glib/gi18n.h>
 #include <errno.h>
@@ -198,12 +199,8 @@ app_export_async (AppChatStore        *store,
   if (format == APP_EXPORT_JSON)
     {
       g_autoptr(JsonNode) node = app_chat_to_json (chat);
-      g_autoptr(JsonGenerator) generator = json_generator_new ();
 
-      json_generator_set_pretty (generator, TRUE);
-      json_generator_set_indent (generator, 2);
-      json_generator_set_root (generator, node);
-      job->contents = json_generator_to_data (generator, NULL);
+      job->contents = app_json_to_data (node, TRUE, NULL);
     }
   else
     {

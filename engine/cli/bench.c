@@ -657,7 +657,7 @@ int vl2_cmd_bench(int argc, char **argv)
     if (!model_dir || repeats < 1 || gen < 1 || prompt_tokens < 32 || tiles < 0 ||
         (weights && !g_str_equal(weights, "bf16") && !g_str_equal(weights, "q8") &&
          !g_str_equal(weights, "q4")) ||
-        (compute && !g_str_equal(compute, "f32") && !g_str_equal(compute, "bf16"))) {
+        (compute && !vl2_compute_from_name(compute, &(vl2_compute){ 0 }))) {
         g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
         fprintf(stderr, "vl2 bench: needs --model; --weights is bf16, q8 or q4; --compute is f32 "
                         "or bf16; counts must be positive\n\n%s", help);
@@ -694,7 +694,8 @@ int vl2_cmd_bench(int argc, char **argv)
             return bench_fail(&b, "cannot map the memory to measure bandwidth in");
     }
     vl2_session_params sp = vl2_session_default_params();
-    sp.compute = compute && g_str_equal(compute, "bf16") ? VL2_COMPUTE_BF16 : VL2_COMPUTE_F32;
+    if (compute)
+        vl2_compute_from_name(compute, &sp.compute);
     b.kv_bytes = sp.kv_type == VL2_KV_F32 ? 4 : 2;
     if (vl2_session_new(b.model, &sp, &b.session, &err) != VL2_OK)
         return bench_fail(&b, err.message);
@@ -748,7 +749,7 @@ int vl2_cmd_bench(int argc, char **argv)
         ADD_I("f32_gemm_samples", b.gemm->len);
         ADD_D("bf16_dot_peak_gflops", bf16_peak);
         ADD_I("bf16_dot_samples", b.bf16->len);
-        ADD_S("compute", sp.compute == VL2_COMPUTE_BF16 ? "bf16" : "f32");
+        ADD_S("compute", vl2_compute_name(sp.compute));
         ADD_I("decode_bytes_per_token", info.decode_bytes_per_token);
         ADD_I("tiles", r.tiles);
         ADD_D("vision_seconds_per_tile", r.seconds_per_tile);

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "app-json.h"
 #include "cli-util.h"
 #include "image-file.h"
 #include "mkrandom.h"
@@ -352,10 +353,8 @@ static int eval_report(vl2_model *model, const vl2_prompt *prompt, vl2_session *
     json_builder_end_object(b);
     json_builder_end_object(b);
 
-    g_autoptr(JsonGenerator) gen = json_generator_new();
     JsonNode *root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    g_autofree char *json = json_generator_to_data(gen, NULL);
+    g_autofree char *json = app_json_to_data(root, FALSE, NULL);
     json_node_unref(root);
     puts(json);
     return 0;
@@ -363,7 +362,8 @@ static int eval_report(vl2_model *model, const vl2_prompt *prompt, vl2_session *
 
 static int cmd_eval(int argc, char **argv)
 {
-    g_autofree char *model_dir = NULL, *case_path = NULL, *images_dir = NULL, *logits_out = NULL;
+    g_autofree char *model_dir = NULL, *case_path = NULL, *images_dir = NULL, *logits_out = NULL,
+                    *compute = NULL;
     int max_new = 12, threads = 0;
     GOptionEntry entries[] = {
         { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder", "DIR" },
@@ -375,6 +375,8 @@ static int cmd_eval(int argc, char **argv)
         { "logits-out", 0, 0, G_OPTION_ARG_FILENAME, &logits_out,
           "Write float32 logits at the last prompt position", "FILE" },
         { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Worker threads (default: all CPUs)", "N" },
+        { "compute", 0, 0, G_OPTION_ARG_STRING, &compute, "Arithmetic of vision and prompt "
+          "reading: f32 (default) or bf16", "MODE" },
         { NULL },
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("- evaluate one case");
@@ -386,6 +388,9 @@ static int cmd_eval(int argc, char **argv)
         return vl2_cli_usage(ctx, "eval needs --model and --case");
     if (max_new < 0)
         return vl2_cli_usage(ctx, "--max-new-tokens must be >= 0");
+    vl2_session_params sp = vl2_session_default_params();
+    if (compute && !vl2_compute_from_name(compute, &sp.compute))
+        return vl2_cli_usage(ctx, "--compute is f32 or bf16");
     if (!images_dir)
         images_dir = g_path_get_dirname(case_path);
 
@@ -412,7 +417,7 @@ static int cmd_eval(int argc, char **argv)
     /* eval reproduces the official processor, whose token ids never carry system_prompt */
     vl2_conversation conv = { (const vl2_message *)c.messages->data, (int)c.messages->len, NULL };
     if (vl2_prompt_new(model, &conv, &prompt, &err) != VL2_OK ||
-        vl2_session_new(model, NULL, &s, &err) != VL2_OK) {
+        vl2_session_new(model, &sp, &s, &err) != VL2_OK) {
         vl2_cli_fail("%s", err.message);
         goto out;
     }
@@ -462,7 +467,8 @@ static bool parse_weights(const char *s, vl2_weights_format *out)
 
 static int cmd_run(int argc, char **argv)
 {
-    g_autofree char *model_dir = NULL, *prompt_text = NULL, *system = NULL, *weights = NULL;
+    g_autofree char *model_dir = NULL, *prompt_text = NULL, *system = NULL, *weights = NULL,
+                    *compute = NULL;
     g_auto(GStrv) images = NULL;
     vl2_generate_params gp = vl2_generate_default_params();
     double temperature = gp.temperature, top_p = gp.top_p, penalty = gp.repetition_penalty;
@@ -495,6 +501,8 @@ static int cmd_run(int argc, char **argv)
           "(default), or q8 / q4 quantized while loading", "FORMAT" },
         { "resident", 0, 0, G_OPTION_ARG_NONE, &resident, "Copy the stored weights into memory "
           "while loading: slower to load, faster to decode", NULL },
+        { "compute", 0, 0, G_OPTION_ARG_STRING, &compute, "Arithmetic of vision and prompt "
+          "reading: f32 (default) or bf16", "MODE" },
         { NULL },
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("- answer a question about images");
@@ -507,6 +515,9 @@ static int cmd_run(int argc, char **argv)
     vl2_weights_format wformat;
     if (!parse_weights(weights, &wformat))
         return vl2_cli_usage(ctx, "--weights is q8 or q4");
+    vl2_session_params sp = vl2_session_default_params();
+    if (compute && !vl2_compute_from_name(compute, &sp.compute))
+        return vl2_cli_usage(ctx, "--compute is f32 or bf16");
     conversation c = { 0 };
     c.images = g_array_new(FALSE, TRUE, sizeof(vl2_image));
     int n_images = images ? (int)g_strv_length(images) : 0;
@@ -538,7 +549,6 @@ static int cmd_run(int argc, char **argv)
     /* a prompt without <image> tags gets them from the prompt builder (see vl2_message) */
     vl2_message msg = { VL2_ROLE_USER, prompt_text, (const vl2_image *)c.images->data, n_images };
     vl2_conversation conv = { &msg, 1, system };
-    vl2_session_params sp = vl2_session_default_params();
     sp.n_ctx = n_ctx;
     if (vl2_prompt_new(model, &conv, &prompt, &err) != VL2_OK ||
         vl2_session_new(model, &sp, &s, &err) != VL2_OK) {
@@ -683,10 +693,8 @@ static void add_tokens(JsonBuilder *b, const vl2_tokenizer *tok, const int32_t *
 
 static void print_json(JsonBuilder *b)
 {
-    g_autoptr(JsonGenerator) gen = json_generator_new();
     JsonNode *root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    g_autofree char *json = json_generator_to_data(gen, NULL);
+    g_autofree char *json = app_json_to_data(root, FALSE, NULL);
     json_node_unref(root);
     puts(json);
 }

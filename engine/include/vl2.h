@@ -314,6 +314,13 @@ typedef enum {
                                * (engine/BENCHMARKS.md) */
 } vl2_compute;
 
+/* "f32" or "bf16" to the mode, false for anything else; and back (NULL for no mode). */
+bool vl2_compute_from_name(const char *name, vl2_compute *out);
+const char *vl2_compute_name(vl2_compute compute);
+/* True where the bf16 mode runs on bf16 dot-product instructions (x86-64 AVX-512 BF16) and so
+ * is faster; elsewhere it computes the same values through float32 kernels, no faster. */
+bool vl2_compute_bf16_native(void);
+
 typedef struct vl2_session_params {
     int n_ctx;                /* KV cache capacity in tokens; 0 = max_position_embeddings */
     vl2_kv_type kv_type;      /* how cached keys and values are stored */

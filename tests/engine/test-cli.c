@@ -719,10 +719,36 @@ static void test_bench(void)
 #endif
     g_assert_cmpint(json_object_get_int_member(o, "prompt_tokens"), >=, 48);
     g_assert_cmpint(json_object_get_int_member(o, "decode_bytes_per_token"), >, 0);
+    g_assert_cmpstr(json_object_get_string_member(o, "compute"), ==, "f32");
+    test_run_clear(&r);
+
+    /* the bf16 mode, judged against the bf16 dot peak sampled in the same run (a true peak:
+     * nothing the engine does reaches it) */
+    const char *bf16_args[] = { "bench", "--model", model, "--threads", "2", "--repeats", "1",
+                                "--tiles", "2", "--prompt-tokens", "64", "--gen-tokens", "8",
+                                "--compute", "bf16", "--json", NULL };
+    r = test_run_cli(bf16_args);
+    if (r.status != 0)
+        g_error("vl2 bench --compute bf16: %s", r.err);
+    g_autoptr(JsonParser) bf16_parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(bf16_parser, r.out, -1, NULL));
+    o = json_node_get_object(json_parser_get_root(bf16_parser));
+    g_assert_cmpstr(json_object_get_string_member(o, "compute"), ==, "bf16");
+    if (vl2_compute_bf16_native()) {
+        g_assert_cmpint(json_object_get_int_member(o, "bf16_dot_samples"), >=, 4);
+        const char *fractions[] = { "vision_fraction_bf16", "prefill_fraction_bf16" };
+        for (size_t i = 0; i < G_N_ELEMENTS(fractions); i++) {
+            double v = json_object_get_double_member(o, fractions[i]);
+            if (!(v > 0 && v < 1))
+                g_error("bench --compute bf16: %s = %g", fractions[i], v);
+        }
+    }
     test_run_clear(&r);
 
     expect_failure((const char *[]){ "bench", "--model", model, "--weights", "q5", NULL }, 2,
                    "bf16, q8 or q4");
+    expect_failure((const char *[]){ "bench", "--model", model, "--compute", "f16", NULL }, 2,
+                   "--compute is f32 or bf16");
     expect_failure((const char *[]){ "bench", "--model", "/nonexistent", NULL }, 1,
                    "/nonexistent");
 }
@@ -775,6 +801,45 @@ static void test_run(void)
     test_run_clear(&b);
 }
 
+/* `vl2 eval --compute bf16`: the bf16 mode's greedy answer to an image question equals the
+ * float32 one on a case without near-ties (the golden bf16 test bounds its logits); an unknown
+ * mode is a usage error. */
+static void test_eval_bf16(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *case_path = write_case(tmp, "ground_one");
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_autofree char *images = test_golden_path("images");
+    JsonArray *ids[2];
+    JsonParser *parsers[2];
+    for (int i = 0; i < 2; i++) {
+        const char *args[] = { "eval", "--model", model, "--case", case_path, "--images", images,
+                               "--compute", i ? "bf16" : "f32", NULL };
+        test_run_result r = test_run_cli(args);
+        if (r.status != 0)
+            g_error("vl2 eval --compute %s: %s", args[8], r.err);
+        parsers[i] = json_parser_new();
+        g_assert_true(json_parser_load_from_data(parsers[i], r.out, -1, NULL));
+        ids[i] = json_object_get_array_member(
+            json_node_get_object(json_parser_get_root(parsers[i])), "greedy_ids");
+        test_run_clear(&r);
+    }
+    g_assert_cmpint(json_array_get_length(ids[1]), ==, json_array_get_length(ids[0]));
+    g_assert_cmpint(json_array_get_length(ids[0]), >, 0);
+    for (guint i = 0; i < json_array_get_length(ids[0]); i++)
+        g_assert_cmpint(json_array_get_int_element(ids[1], i), ==,
+                        json_array_get_int_element(ids[0], i));
+    g_object_unref(parsers[0]);
+    g_object_unref(parsers[1]);
+    expect_failure((const char *[]){ "eval", "--model", model, "--case", case_path, "--compute",
+                                     "fp8", NULL },
+                   2, "--compute is f32 or bf16");
+    expect_failure((const char *[]){ "run", "--model", model, "--prompt", "Hi", "--compute",
+                                     "fp8", NULL },
+                   2, "--compute is f32 or bf16");
+    test_rmtree(tmp);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -791,6 +856,7 @@ int main(int argc, char **argv)
             g_test_add_data_func(path, &all[n], test_eval);
             n++;
         }
+    g_test_add_func("/engine/cli/eval-bf16", test_eval_bf16);
     g_test_add_func("/engine/cli/errors", test_errors);
     g_test_add_func("/engine/cli/broken-checkpoint", test_broken_checkpoint);
     g_test_add_func("/engine/cli/tokenize/golden", test_tokenize_golden);

@@ -129,12 +129,13 @@ def openai_messages(case):
     return out
 
 
-def vl2_eval(case, n):
+def vl2_eval(case, n, compute="f32"):
     path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"vl2-server-case-{os.getpid()}.json")
     with open(path, "w") as f:
         json.dump(case, f)
     r = subprocess.run([VL2, "eval", "--model", MODEL, "--case", path, "--images",
-                        os.path.join(GOLDEN, "images"), "--max-new-tokens", str(n)],
+                        os.path.join(GOLDEN, "images"), "--max-new-tokens", str(n),
+                        "--compute", compute],
                        capture_output=True, text=True, check=True)
     os.unlink(path)
     return json.loads(r.stdout)
@@ -217,6 +218,21 @@ def main():
                                                    "<|/det|>"}, {"role": "user",
                                                                  "content": "again"}]})
         check(status == 200, "an assistant message with grounding tags is accepted", body)
+
+        # an answer of control characters (U+001F: token 222, forced by logit_bias) is JSON
+        # that strict parsers read, whole and streamed
+        unit_sep = {"model": MODEL_ID, "temperature": 0, "max_tokens": 3,
+                    "logit_bias": {"222": 100}, "messages": [{"role": "user", "content": "Hi"}]}
+        status, _, body, raw = a.chat(unit_sep)
+        try:
+            s_status, events = stream(a, unit_sep)
+        except ValueError as exc:
+            s_status, events = None, [str(exc)]
+        check(status == 200 and body is not None
+              and body["choices"][0]["message"]["content"] == "\x1f" * 3
+              and s_status == 200 and content_of(events) == "\x1f" * 3,
+              "an answer of U+001F characters is valid JSON, whole and streamed",
+              f"{raw[:300]!r} {events[:3]}")
 
         # KV cache reuse on a follow-up
         first = {"model": MODEL_ID, "temperature": 0, "max_tokens": 8,
@@ -455,6 +471,25 @@ def main():
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
+    # the bf16 compute mode: the same answer as vl2 eval's in that mode
+    d = Server("--compute", "bf16")
+    try:
+        want = vl2_eval(cases["ground_one"], n, "bf16")
+        status, _, body, raw = d.chat({"model": MODEL_ID, "temperature": 0, "max_tokens": n,
+                                       "messages": openai_messages(cases["ground_one"])})
+        got = body["choices"][0]["message"]["content"] if status == 200 else raw
+        check(status == 200 and got == want["text"].split("<｜end▁of▁sentence｜>")[0]
+              and any("bf16 compute" in line for line in d.log),
+              "--compute bf16: the greedy answer equals vl2 eval --compute bf16's",
+              f"server: {got!r}\neval:   {want['text']!r}")
+        check(d.stop() == 0, "SIGTERM stops the bf16 server cleanly")
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+    bad = subprocess.run([SERVER, "--model", MODEL, "--port", "0", "--compute", "fp8"],
+                         capture_output=True, text=True, timeout=60)
+    check(bad.returncode == 2 and "--compute" in bad.stderr,
+          "an unknown --compute is refused before loading", bad.stderr)
     bad = subprocess.run([SERVER, "--model", MODEL, "--port", "0", "--weights", "q5"],
                          capture_output=True, text=True, timeout=60)
     check(bad.returncode == 2 and "--weights" in bad.stderr,

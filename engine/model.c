@@ -547,6 +547,15 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
     return VL2_OK;
 }
 
+vl2_status vl2_session_set_compute(vl2_session *s, vl2_compute compute, vl2_error *err)
+{
+    if (!s || !vl2_compute_name(compute))
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "no session, or an unknown compute "
+                             "mode %d", (int)compute);
+    vl2_pool_set_compute(s->pool, compute);
+    return VL2_OK;
+}
+
 static void clear_generation(vl2_session *s)
 {
     if (s->stop)

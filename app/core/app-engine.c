@@ -60,6 +60,7 @@ struct _AppEngine
   char *error_advice;
   gboolean busy;
   gboolean resident;             /* for the next load */
+  gint fast_arithmetic;          /* atomic: bf16 compute for the next prefills */
   gboolean remote;               /* connected to a server, not a folder */
 
   /* the worker */
@@ -1279,6 +1280,9 @@ worker_generate (AppEngine *self,
   gp.seed = job->params.seed == G_MAXUINT64 ? VL2_SEED_RANDOM : job->params.seed;
   gp.progress = prefill_progress_cb;
   gp.progress_user_data = job;
+  vl2_session_set_compute (self->session,
+                           g_atomic_int_get (&self->fast_arithmetic) && vl2_compute_bf16_native ()
+                             ? VL2_COMPUTE_BF16 : VL2_COMPUTE_F32, NULL);
   if (vl2_session_prefill (self->session, prompt, &gp, &err) != VL2_OK)
     {
       if (err.code == VL2_ERR_CANCELLED)
@@ -2061,6 +2065,27 @@ app_engine_get_resident (AppEngine *self)
 {
   g_return_val_if_fail (APP_IS_ENGINE (self), FALSE);
   return self->resident;
+}
+
+void
+app_engine_set_fast_arithmetic (AppEngine *self,
+                                gboolean   fast)
+{
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_atomic_int_set (&self->fast_arithmetic, !!fast);
+}
+
+gboolean
+app_engine_get_fast_arithmetic (AppEngine *self)
+{
+  g_return_val_if_fail (APP_IS_ENGINE (self), FALSE);
+  return g_atomic_int_get (&self->fast_arithmetic);
+}
+
+gboolean
+app_engine_fast_arithmetic_available (void)
+{
+  return vl2_compute_bf16_native ();
 }
 
 typedef struct

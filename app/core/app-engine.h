@@ -178,6 +178,16 @@ void             app_engine_set_resident       (AppEngine       *self,
                                                 gboolean         resident);
 gboolean         app_engine_get_resident       (AppEngine       *self);
 
+/* Whether images and prompts are read with bf16 arithmetic (vl2's VL2_COMPUTE_BF16: about twice
+ * as fast, as close to the model as its own bf16 inference; engine/BENCHMARKS.md) where the
+ * processor has bf16 dot products; elsewhere, and when off, in float32. Takes effect at the next
+ * answer. */
+void             app_engine_set_fast_arithmetic (AppEngine      *self,
+                                                 gboolean        fast);
+gboolean         app_engine_get_fast_arithmetic (AppEngine      *self);
+/* Whether this processor has what fast arithmetic needs (x86-64 AVX-512 BF16). */
+gboolean         app_engine_fast_arithmetic_available (void);
+
 /* Called on the main context with the fraction done (0..1). */
 typedef void (*AppQuantizeProgressFunc) (double   fraction,
                                          gpointer user_data);

@@ -206,6 +206,13 @@ resident_changed_cb (AppApplication *self)
 }
 
 static void
+fast_arithmetic_changed_cb (AppApplication *self)
+{
+  app_engine_set_fast_arithmetic (self->engine,
+                                  g_settings_get_boolean (self->settings, "fast-arithmetic"));
+}
+
+static void
 threads_changed_cb (AppApplication *self)
 {
   /* the worker pool is sized when the model loads */
@@ -371,12 +378,15 @@ app_application_startup (GApplication *app)
   app_chat_store_load_async (self->store, NULL, chats_loaded_cb, NULL);
   self->engine = app_engine_new ();
   app_engine_set_resident (self->engine, g_settings_get_boolean (self->settings, "resident"));
+  fast_arithmetic_changed_cb (self);
   self->models = app_model_manager_new (self->settings, self->engine);
   {
     /* the header bar's model switcher: a radio item per installed model */
     g_autoptr(GAction) model_action = g_settings_create_action (self->settings, "model-folder");
     g_action_map_add_action (G_ACTION_MAP (self), model_action);
   }
+  g_signal_connect_object (self->settings, "changed::fast-arithmetic",
+                           G_CALLBACK (fast_arithmetic_changed_cb), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (self->settings, "changed::resident",
                            G_CALLBACK (resident_changed_cb), self, G_CONNECT_SWAPPED);
   g_signal_connect_object (self->settings, "changed::model-folder",

@@ -48,6 +48,8 @@ struct _AppModelsPage
   GtkListBox *published_list;
   AdwActionRow *folder_row;
   GtkSwitch *resident_switch;
+  AdwActionRow *fast_row;
+  GtkSwitch *fast_switch;
   AdwPasswordEntryRow *token_row;
 };
 
@@ -919,6 +921,15 @@ app_models_page_new (AppModelManager *manager,
                            self, G_CONNECT_SWAPPED);
   g_settings_bind (settings, "resident", self->resident_switch, "active",
                    G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (settings, "fast-arithmetic", self->fast_switch, "active",
+                   G_SETTINGS_BIND_DEFAULT);
+  if (!app_engine_fast_arithmetic_available ())
+    {
+      gtk_widget_set_sensitive (GTK_WIDGET (self->fast_row), FALSE);
+      adw_action_row_set_subtitle (self->fast_row,
+                                   _("Needs a processor with bf16 dot products (AVX-512 BF16); "
+                                     "this one reads images in float32."));
+    }
   folder_changed_cb (self);
   rebuild_installed (self);
   watch_downloads (self);
@@ -963,6 +974,8 @@ app_models_page_class_init (AppModelsPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, published_list);
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, folder_row);
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, resident_switch);
+  gtk_widget_class_bind_template_child (widget_class, AppModelsPage, fast_row);
+  gtk_widget_class_bind_template_child (widget_class, AppModelsPage, fast_switch);
   gtk_widget_class_bind_template_child (widget_class, AppModelsPage, token_row);
   gtk_widget_class_bind_template_callback (widget_class, token_apply_cb);
 

@@ -331,6 +331,8 @@ vl2_session_params vl2_session_default_params(void);
 
 vl2_status vl2_session_new(const vl2_model *model, const vl2_session_params *params,
                            vl2_session **out_session, vl2_error *err);
+/* Changes the arithmetic of the session's next prefills (what is cached stays). */
+vl2_status vl2_session_set_compute(vl2_session *session, vl2_compute compute, vl2_error *err);
 void vl2_session_free(vl2_session *session);
 
 /* Added to one token's logit before sampling (OpenAI's logit_bias; -INFINITY bans a token). */

@@ -133,3 +133,8 @@ vl2_status vl2_read_file(const char *path, size_t max_size, char **data, size_t 
     *len = size;
     return VL2_OK;
 }
+
+double vl2_now_seconds(void)
+{
+    return (double)g_get_monotonic_time() / 1e6;
+}

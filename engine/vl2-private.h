@@ -25,6 +25,8 @@
 
 /* Fills err (when non-NULL) and returns code. */
 vl2_status vl2_set_error(vl2_error *err, vl2_status code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Seconds on the monotonic clock. */
+double vl2_now_seconds(void);
 
 /* Reads a whole file (at most max_size bytes) into a malloc()ed, NUL-terminated buffer. */
 vl2_status vl2_read_file(const char *path, size_t max_size, char **data, size_t *len,

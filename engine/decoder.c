@@ -217,6 +217,17 @@ void *vl2_kv_at(const vl2_kv_cache *kv, int which, int layer, int pos, int col)
     return base + ((seg * (size_t)kv->n_ctx + (size_t)pos) * w + c) * kv->elem;
 }
 
+void vl2_kv_copy_prefix(vl2_kv_cache *dst, const vl2_kv_cache *src, int n)
+{
+    for (int which = 0; which < 2; which++) {
+        const int dim = which ? src->v_dim : src->k_dim, w = (int)vl2_kv_row_stride(src, which);
+        for (int l = 0; l < src->n_layers; l++)
+            for (int col = 0; col < dim; col += w)
+                memcpy(vl2_kv_at(dst, which, l, 0, col), vl2_kv_at(src, which, l, 0, col),
+                       (size_t)n * (size_t)w * src->elem);
+    }
+}
+
 static char *kv_at(const vl2_kv_cache *kv, int which, int layer, int pos, int col)
 {
     return vl2_kv_at(kv, which, layer, pos, col);

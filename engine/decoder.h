@@ -30,6 +30,8 @@ size_t vl2_kv_cache_values_per_token(const vl2_model *m);
 /* Where value `col` of position `pos` is; positions of one segment are row_stride values apart. */
 void *vl2_kv_at(const vl2_kv_cache *kv, int which, int layer, int pos, int col);
 size_t vl2_kv_row_stride(const vl2_kv_cache *kv, int which);
+/* Copies positions [0, n) of every layer from src to dst, caches of the same shape. */
+void vl2_kv_copy_prefix(vl2_kv_cache *dst, const vl2_kv_cache *src, int n);
 /* Stores `n` floats at (layer, position, column) of the key (which 0) or value (1) rows. */
 void vl2_kv_store(vl2_kv_cache *kv, int which, int layer, int pos, int col, const float *src,
                   int n);

@@ -95,7 +95,22 @@ struct vl2_session {
 
     vl2_timings timings;
     vl2_prefill_progress prefill_progress;
+
+    /* conversations put aside (cache_budget), most recently used first */
+    GQueue stored;               /* stored_cache* */
+    size_t cache_budget, bytes_per_token;
 };
+
+/* A conversation's cache put aside: its KV cache and position keys. */
+typedef struct {
+    vl2_kv_cache kv;
+    uint64_t *keys;
+    int n_past;
+} stored_cache;
+
+/* A conversation is put aside when a prompt leaves it with at least this many positions
+ * behind (fewer are cheaper to read again than to keep). */
+#define SET_ASIDE_MIN 64
 
 vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
                            vl2_session **out, vl2_error *err)
@@ -132,6 +147,8 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
         free(s);
         return st;
     }
+    s->cache_budget = params->cache_budget;
+    s->bytes_per_token = vl2_kv_cache_values_per_token(m) * s->kv.elem;
     s->pool = vl2_pool_new(m->n_threads);
     if (s->pool)
         vl2_pool_set_compute(s->pool, params->compute);
@@ -176,10 +193,25 @@ static void clear_generation(vl2_session *s)
     s->gen.logit_bias = NULL;
 }
 
+static void stored_free(stored_cache *c)
+{
+    vl2_kv_cache_free(&c->kv);
+    free(c->keys);
+    free(c);
+}
+
+static void drop_stored(vl2_session *s)
+{
+    stored_cache *c;
+    while ((c = g_queue_pop_head(&s->stored)))
+        stored_free(c);
+}
+
 void vl2_session_free(vl2_session *s)
 {
     if (!s)
         return;
+    drop_stored(s);
     clear_generation(s);
     vl2_kv_cache_free(&s->kv);
     vl2_pool_free(s->pool);
@@ -201,6 +233,7 @@ void vl2_session_reset(vl2_session *s)
     s->n_past = 0;
     s->have_logits = false;
     s->generating = false;
+    drop_stored(s);
 }
 
 int vl2_session_n_past(const vl2_session *s)
@@ -361,39 +394,99 @@ static vl2_status check_generate_params(const vl2_generate_params *p, int n_voca
     return VL2_OK;
 }
 
-vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
-                               const vl2_generate_params *params, vl2_error *err)
-{
-    if (!s || !prompt)
-        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "session or prompt is NULL");
-    vl2_generate_params defaults = vl2_generate_default_params();
-    if (!params)
-        params = &defaults;
-    vl2_status st = check_generate_params(params, s->m->cfg.lm.vocab_size, err);
-    if (st != VL2_OK)
-        return st;
-    const int n = (int)prompt->ids.len;
-    const int32_t *ids = prompt->ids.data;
-    if (n == 0)
-        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "the prompt is empty");
-    if (n > s->kv.n_ctx)
-        return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "the prompt has %d tokens but the "
-                             "context holds %d; shorten the conversation", n, s->kv.n_ctx);
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= s->m->cfg.lm.vocab_size)
-            return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "prompt id %d at position %d is "
-                                 "outside the vocabulary", ids[i], i);
-    if (prompt->n_images > 0 && !s->m->vision.blocks)
-        return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "this model has no vision weights");
-    st = check_weights(s, err);
-    if (st != VL2_OK)
-        return st;
+/* ---------------------------------------------------------------------------------------------
+ * Conversations put aside
+ */
 
-    s->generating = false;
-    s->have_logits = false;
-    memset(&s->timings, 0, sizeof s->timings);
+static int common_prefix(const uint64_t *a, int na, const uint64_t *b, int nb)
+{
+    int n = 0;
+    while (n < na && n < nb && a[n] == b[n])
+        n++;
+    return n;
+}
+
+/* Drops the least recently used conversations until the rest fit the budget. */
+static void evict(vl2_session *s)
+{
+    size_t total = 0;
+    for (GList *l = s->stored.head; l; l = l->next)
+        total += (size_t)((stored_cache *)l->data)->n_past * s->bytes_per_token;
+    while (total > s->cache_budget) {
+        stored_cache *c = g_queue_pop_tail(&s->stored);
+        total -= (size_t)c->n_past * s->bytes_per_token;
+        stored_free(c);
+    }
+}
+
+/* Before a prompt whose first n positions are `keys` runs (at most `limit` of them may come from
+ * a cache): takes back the conversation put aside that starts most like it, if it does so
+ * better than the one in the cache, or puts the one in the cache aside if the prompt leaves it.
+ * Out of memory, it just keeps the cache it has. */
+static void choose_cache(vl2_session *s, const uint64_t *keys, int limit)
+{
+    if (!s->cache_budget)
+        return;
+    const int current = common_prefix(s->keys, s->n_past, keys, limit);
+    GList *best = NULL;
+    int best_len = current;
+    for (GList *l = s->stored.head; l; l = l->next) {
+        stored_cache *c = l->data;
+        int len = common_prefix(c->keys, c->n_past, keys, limit);
+        if (len > best_len) {
+            best = l;
+            best_len = len;
+        }
+    }
+    if (best) {
+        stored_cache *c = best->data;
+        g_queue_delete_link(&s->stored, best);
+        stored_cache mine = { s->kv, s->keys, s->n_past };
+        s->kv = c->kv;
+        s->keys = c->keys;
+        s->n_past = c->n_past;
+        s->have_logits = false;
+        if (mine.n_past > 0) {
+            *c = mine;
+            g_queue_push_head(&s->stored, c);
+        } else {
+            vl2_kv_cache_free(&mine.kv);
+            free(mine.keys);
+            free(c);
+        }
+    } else if (s->n_past - current >= SET_ASIDE_MIN) {
+        stored_cache *c = calloc(1, sizeof *c);
+        uint64_t *keys_new = malloc((size_t)s->kv.n_ctx * sizeof *keys_new);
+        vl2_kv_cache kv_new;
+        if (!c || !keys_new ||
+            vl2_kv_cache_init(&kv_new, s->m, s->kv.n_ctx, s->kv.type, NULL) != VL2_OK) {
+            free(c);
+            free(keys_new);
+            return;
+        }
+        vl2_kv_copy_prefix(&kv_new, &s->kv, current);
+        memcpy(keys_new, s->keys, (size_t)current * sizeof *keys_new);
+        *c = (stored_cache){ s->kv, s->keys, s->n_past };
+        g_queue_push_head(&s->stored, c);
+        s->kv = kv_new;
+        s->keys = keys_new;
+        s->n_past = current;
+        s->have_logits = false;
+    }
+    evict(s);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading a prompt
+ */
+
+/* The positions of `prompt` before `upto` into the cache: the cached prefix reused (at most
+ * `limit` positions of it), the images after it encoded, the rest run through the decoder. */
+static vl2_status read_prompt(vl2_session *s, const vl2_prompt *prompt, int upto, int limit,
+                              const vl2_generate_params *params, vl2_error *err)
+{
     const int n_img = prompt->n_images;
-    uint64_t *keys = malloc((size_t)n * sizeof *keys);
+    uint64_t *keys = malloc((size_t)upto * sizeof *keys);
     float **features = calloc((size_t)n_img + 1, sizeof *features);
     int *image_tokens = calloc((size_t)n_img + 1, sizeof *image_tokens);
     if (!keys || !features || !image_tokens) {
@@ -406,34 +499,33 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
         image_tokens[i] = vl2_image_token_count(&s->m->cfg, prompt->grid[i][0],
                                                 prompt->grid[i][1]);
     int image_index = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < upto; i++)
         keys[i] = position_key(prompt, image_tokens, i, &image_index);
 
-    /* Reuse the cached prefix; the last position always runs again for its logits. */
-    int keep = 0;
-    while (keep < s->n_past && keep < n - 1 && s->keys[keep] == keys[keep])
-        keep++;
+    choose_cache(s, keys, limit);
+    const int keep = common_prefix(s->keys, s->n_past, keys, limit);
     s->n_past = keep;
     s->timings.n_reused_tokens = keep;
-    s->timings.n_prompt_tokens = n - keep;
+    s->timings.n_prompt_tokens = upto - keep;
 
     /* Encode, tile by tile, the images not entirely inside the reused prefix. */
     vl2_prefill_progress *what = &s->prefill_progress;
     memset(what, 0, sizeof *what);
-    what->n_tokens = n - keep;
+    what->n_tokens = upto - keep;
     progress pr = { params->progress, params->progress_user_data, 0,
-                    (n - keep + PREFILL_CHUNK - 1) / PREFILL_CHUNK, what };
+                    (upto - keep + PREFILL_CHUNK - 1) / PREFILL_CHUNK, what };
     for (int i = 0; i < n_img; i++)
-        if (prompt->image_offset[i] + image_tokens[i] > keep) {
+        if (prompt->image_offset[i] < upto && prompt->image_offset[i] + image_tokens[i] > keep) {
             pr.total += 1 + prompt->grid[i][0] * prompt->grid[i][1];
             what->n_images++;
         }
     const int D = s->m->cfg.lm.hidden_size;
     const size_t tile_bytes = (size_t)prompt->tile_size * prompt->tile_size * 3;
+    vl2_status st = VL2_OK;
     double t0 = vl2_now_seconds();
     for (int i = 0, first_tile = 0; i < n_img && st == VL2_OK; i++) {
         int tw = prompt->grid[i][0], th = prompt->grid[i][1];
-        if (prompt->image_offset[i] + image_tokens[i] > keep) {
+        if (prompt->image_offset[i] < upto && prompt->image_offset[i] + image_tokens[i] > keep) {
             /* said before the first tile: with a full-size model it takes seconds */
             what->image++;
             what->tiles_done = 0;
@@ -457,7 +549,7 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
     if (st == VL2_OK) {
         embed_source src = { s->m, prompt, image_tokens, features, 0 };
         t0 = vl2_now_seconds();
-        st = run_positions(s, &src, keys + keep, n, &pr, err);
+        st = run_positions(s, &src, keys + keep, upto, &pr, err);
         s->timings.prefill_seconds = vl2_now_seconds() - t0;
     }
     for (int i = 0; i < n_img; i++)
@@ -467,8 +559,77 @@ vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
     free(keys);
     /* a file cut short reads as zeros: nothing computed from them is kept */
     vl2_status changed = check_weights(s, err);
-    if (changed != VL2_OK)
-        return changed;
+    return changed != VL2_OK ? changed : st;
+}
+
+/* What is checked of a prompt before it is read. */
+static vl2_status check_prompt(vl2_session *s, const vl2_prompt *prompt, vl2_error *err)
+{
+    if (!s || !prompt)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "session or prompt is NULL");
+    const int n = (int)prompt->ids.len;
+    const int32_t *ids = prompt->ids.data;
+    if (n == 0)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "the prompt is empty");
+    if (n > s->kv.n_ctx)
+        return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "the prompt has %d tokens but the "
+                             "context holds %d; shorten the conversation", n, s->kv.n_ctx);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->m->cfg.lm.vocab_size)
+            return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "prompt id %d at position %d is "
+                                 "outside the vocabulary", ids[i], i);
+    if (prompt->n_images > 0 && !s->m->vision.blocks)
+        return vl2_set_error(err, VL2_ERR_UNSUPPORTED, "this model has no vision weights");
+    return check_weights(s, err);
+}
+
+/* The start of vl2_session_prefill() and vl2_session_prepare(): *params made the defaults if
+ * NULL, the arguments checked, the generation in progress (if any) ended. */
+static vl2_status begin_read(vl2_session *s, const vl2_prompt *prompt,
+                             const vl2_generate_params **params, vl2_generate_params *defaults,
+                             vl2_error *err)
+{
+    *defaults = vl2_generate_default_params();
+    if (!*params)
+        *params = defaults;
+    vl2_status st = check_prompt(s, prompt, err);
+    if (st == VL2_OK)
+        st = check_generate_params(*params, s->m->cfg.lm.vocab_size, err);
+    if (st != VL2_OK)
+        return st;
+    s->generating = false;
+    s->have_logits = false;
+    memset(&s->timings, 0, sizeof s->timings);
+    return VL2_OK;
+}
+
+vl2_status vl2_session_prepare(vl2_session *s, const vl2_prompt *prompt,
+                               const vl2_generate_params *params, vl2_error *err)
+{
+    vl2_generate_params defaults;
+    vl2_status st = begin_read(s, prompt, &params, &defaults, err);
+    if (st != VL2_OK)
+        return st;
+    const int last = prompt->n_images - 1;
+    if (last < 0)
+        return VL2_OK;
+    const int upto = prompt->image_offset[last] +
+                     vl2_image_token_count(&s->m->cfg, prompt->grid[last][0],
+                                           prompt->grid[last][1]);
+    return read_prompt(s, prompt, upto, upto, params, err);
+}
+
+vl2_status vl2_session_prefill(vl2_session *s, const vl2_prompt *prompt,
+                               const vl2_generate_params *params, vl2_error *err)
+{
+    vl2_generate_params defaults;
+    vl2_status st = begin_read(s, prompt, &params, &defaults, err);
+    if (st != VL2_OK)
+        return st;
+    const int n = (int)prompt->ids.len;
+    const int32_t *ids = prompt->ids.data;
+    /* the last position always runs again, for its logits */
+    st = read_prompt(s, prompt, n, n - 1, params, err);
     if (st != VL2_OK)
         return st;
 

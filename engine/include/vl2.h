@@ -325,6 +325,12 @@ typedef struct vl2_session_params {
     int n_ctx;                /* KV cache capacity in tokens; 0 = max_position_embeddings */
     vl2_kv_type kv_type;      /* how cached keys and values are stored */
     vl2_compute compute;      /* default VL2_COMPUTE_F32 */
+    /* Bytes of KV cache the session may keep for conversations it has put aside, so that
+     * coming back to one does not read it again (its images above all). When a prompt leaves
+     * the cached conversation (another chat), that conversation is kept, and a later prompt
+     * starting like it takes it back; the least recently used go first when the budget is
+     * exceeded. 0 (the default): only the conversation in the cache is kept. */
+    size_t cache_budget;
 } vl2_session_params;
 
 vl2_session_params vl2_session_default_params(void);
@@ -377,6 +383,17 @@ vl2_generate_params vl2_generate_default_params(void);
  * Cached positions shared with the previous prompt (same ids and the same images) are reused.
  * The prompt is copied; it may be freed afterwards. */
 vl2_status vl2_session_prefill(vl2_session *session, const vl2_prompt *prompt,
+                               const vl2_generate_params *params, vl2_error *err);
+
+/* Reads ahead: encodes the prompt's images and runs its positions up to the end of its last
+ * image into the cache, without starting a generation (vl2_session_step() is then an error
+ * until the next prefill). Those positions do not depend on the text after the last image
+ * (the prompt builder tokenizes the text between images on its own), so a prompt built while
+ * a question is still being typed, with any text after its images, prepares the one that is
+ * sent: its prefill then finds the images in the cache and reads only the question. A prompt
+ * without images prepares nothing. Progress and cancellation as for vl2_session_prefill()
+ * (params may be NULL; only its progress fields are read). */
+vl2_status vl2_session_prepare(vl2_session *session, const vl2_prompt *prompt,
                                const vl2_generate_params *params, vl2_error *err);
 
 /* What the prefill in progress is doing, for its progress callback to put into words

@@ -644,6 +644,118 @@ static void test_image_cache_reuse(void)
     g_free(b.pixels);
 }
 
+/* The logits of s and a fresh session's after the same prefill agree (the cache's positions
+ * were computed in other chunks: the same sums in another order). */
+static void expect_logits_of_fresh(vl2_session *s, const vl2_prompt *p)
+{
+    vl2_session *fresh = make_session(0);
+    vl2_generate_params gp = greedy(4);
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(fresh, p, &gp, &err), ==, VL2_OK);
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    for (int i = 0; i < info.n_vocab; i++)
+        g_assert_cmpfloat(fabsf(vl2_session_logits(s)[i] - vl2_session_logits(fresh)[i]), <=,
+                          1e-4);
+    vl2_session_free(fresh);
+}
+
+/* Reading ahead: the image is read while the question is typed (a prompt with a half-typed
+ * question); the question sent is then all the prefill reads. */
+static void test_prepare(void)
+{
+    synth_image a = make_image(700, 400, 3);
+    vl2_message typing[] = { { VL2_ROLE_USER, "<image>\nWhat is wri", &a.img, 1 } };
+    vl2_message sent[] = { { VL2_ROLE_USER, "<image>\nWhat is written on the sign in the "
+                                            "picture?", &a.img, 1 } };
+    vl2_session *s = make_session(0);
+    vl2_prompt *p1 = make_prompt(typing, 1, "Be brief.");
+    vl2_prompt *p2 = make_prompt(sent, 1, "Be brief.");
+    vl2_error err;
+    vl2_timings t;
+    g_assert_cmpint(vl2_session_prepare(s, p1, NULL, &err), ==, VL2_OK);
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_tiles, ==, vl2_prompt_n_tiles(p1));
+    const int image_end = vl2_session_n_past(s);
+    g_assert_cmpint(image_end, >, 0);
+    g_assert_cmpint(image_end, <, (int)vl2_prompt_n_tokens(p1));
+    /* nothing to step until a prefill */
+    vl2_step step;
+    g_assert_cmpint(vl2_session_step(s, &step, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+
+    vl2_generate_params gp = greedy(4);
+    g_assert_cmpint(vl2_session_prefill(s, p2, &gp, &err), ==, VL2_OK);
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_tiles, ==, 0);
+    g_assert_cmpint(t.n_reused_tokens, ==, image_end);
+    g_assert_cmpint(t.n_prompt_tokens, ==, (int)vl2_prompt_n_tokens(p2) - image_end);
+    expect_logits_of_fresh(s, p2);
+
+    /* preparing what is cached reads nothing; a prompt without images prepares nothing */
+    g_assert_cmpint(vl2_session_prepare(s, p1, NULL, &err), ==, VL2_OK);
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_tiles + t.n_prompt_tokens, ==, 0);
+    vl2_prompt *text = make_prompt(hello, 1, NULL);
+    int before = vl2_session_n_past(s);
+    g_assert_cmpint(vl2_session_prepare(s, text, NULL, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_session_n_past(s), ==, before);
+    g_assert_cmpint(vl2_session_prepare(s, NULL, NULL, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    vl2_prompt_free(text);
+    vl2_prompt_free(p1);
+    vl2_prompt_free(p2);
+    vl2_session_free(s);
+    g_free(a.pixels);
+}
+
+/* Conversations put aside (cache_budget): chat A, then chat B, then A's follow-up finds A's
+ * image still read; with no budget, or one too small for A, it is read again. */
+static int follow_up_tiles(size_t budget)
+{
+    synth_image a = make_image(640, 480, 5), b = make_image(480, 640, 6);
+    vl2_session_params sp = vl2_session_default_params();
+    sp.cache_budget = budget;
+    vl2_session *s;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_new(model, &sp, &s, &err), ==, VL2_OK);
+    vl2_generate_params gp = greedy(4);
+    vl2_message chat_a[] = { { VL2_ROLE_USER, "<image>\nDescribe it.", &a.img, 1 },
+                             { VL2_ROLE_ASSISTANT, NULL, NULL, 0 },
+                             { VL2_ROLE_USER, "And the colours?", NULL, 0 } };
+    vl2_message chat_b[] = { { VL2_ROLE_USER, "<image>\nWhat is this?", &b.img, 1 } };
+    vl2_prompt *pa = make_prompt(chat_a, 1, NULL);
+    char *answer = generate(s, pa, &gp, NULL, NULL);
+    vl2_prompt *pb = make_prompt(chat_b, 1, NULL);
+    g_free(generate(s, pb, &gp, NULL, NULL));
+    vl2_timings t;
+    vl2_session_get_timings(s, &t);
+    g_assert_cmpint(t.n_tiles, ==, vl2_prompt_n_tiles(pb));
+    chat_a[1].content = answer;
+    vl2_prompt *pa2 = make_prompt(chat_a, 3, NULL);
+    g_assert_cmpint(vl2_session_prefill(s, pa2, &gp, &err), ==, VL2_OK);
+    vl2_session_get_timings(s, &t);
+    if (t.n_tiles == 0)
+        g_assert_cmpint(t.n_reused_tokens, >=, (int)vl2_prompt_n_tokens(pa) - 1);
+    expect_logits_of_fresh(s, pa2);
+    /* and B comes back too, with A put aside again */
+    g_assert_cmpint(vl2_session_prefill(s, pb, &gp, &err), ==, VL2_OK);
+    expect_logits_of_fresh(s, pb);
+    vl2_prompt_free(pa);
+    vl2_prompt_free(pa2);
+    vl2_prompt_free(pb);
+    g_free(answer);
+    vl2_session_free(s);
+    g_free(a.pixels);
+    g_free(b.pixels);
+    return t.n_tiles;
+}
+
+static void test_put_aside(void)
+{
+    g_assert_cmpint(follow_up_tiles((size_t)1 << 30), ==, 0);
+    g_assert_cmpint(follow_up_tiles(0), >, 0);
+    g_assert_cmpint(follow_up_tiles(1000), >, 0); /* A does not fit: dropped */
+}
+
 typedef struct {
     vl2_session *s;
     int calls;
@@ -797,6 +909,8 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/session/image-tags", test_image_tags);
     g_test_add_func("/engine/session/three-images-untiled", test_three_images_untiled);
     g_test_add_func("/engine/session/image-cache-reuse", test_image_cache_reuse);
+    g_test_add_func("/engine/session/prepare", test_prepare);
+    g_test_add_func("/engine/session/put-aside", test_put_aside);
     g_test_add_func("/engine/session/cancel-vision", test_cancel_vision);
     g_test_add_func("/engine/session/prefill-progress", test_prefill_progress);
     int rc = g_test_run();

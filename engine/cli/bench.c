@@ -498,6 +498,8 @@ typedef struct {
     peaks vision_fraction, prefill_fraction;
     decode_result short_ctx, long_ctx;
     int tiles, prompt_tokens, long_context;
+    double ttft_cold, ttft_warm;  /* seconds to the first token: image + question */
+    int ttft_tiles, ttft_tokens;
 } results;
 
 /* `repeats` runs of prefill and `gen` decoded tokens. The tokens are decoded in groups of
@@ -565,6 +567,64 @@ static bool decode_runs(bench *b, const vl2_conversation *c, int gen, double *pr
     return ok;
 }
 
+/* Seconds from Send to the first token of an answer about a 1280 x 960 photo with a question
+ * of about 20 tokens: cold (nothing cached: tiles, SigLIP, projector, the whole prompt) and
+ * warm (the image read beforehand with vl2_session_prepare(), as the app does while the
+ * question is typed: only the question is read). Medians of the repeats. */
+static bool ttft_runs(bench *b, results *r, vl2_error *err)
+{
+    const int w = 1280, h = 960;
+    uint8_t *px = malloc((size_t)w * h * 3);
+    if (!px) {
+        err->code = VL2_ERR_NO_MEMORY;
+        g_strlcpy(err->message, "out of memory for the test image", sizeof err->message);
+        return false;
+    }
+    for (size_t i = 0; i < (size_t)w * h * 3; i++)
+        px[i] = (uint8_t)((i * 2654435761u) >> 24);
+    vl2_image img = { w, h, w * 3, px };
+    vl2_message typing = { VL2_ROLE_USER, "<image>\nWhat is wr", &img, 1 };
+    vl2_message sent = { VL2_ROLE_USER, "<image>\nWhat is written on the sign above the door of "
+                                        "the shop, and what colour are its letters?", &img, 1 };
+    vl2_conversation ct = { &typing, 1, NULL }, cs = { &sent, 1, NULL };
+    vl2_prompt *pt = NULL, *ps = NULL;
+    double *cold = g_new(double, b->repeats), *warm = g_new(double, b->repeats);
+    bool ok = vl2_prompt_new(b->model, &ct, &pt, err) == VL2_OK &&
+              vl2_prompt_new(b->model, &cs, &ps, err) == VL2_OK;
+    vl2_generate_params gp = vl2_generate_default_params();
+    gp.temperature = 0;
+    gp.max_new_tokens = 2;
+    vl2_step step;
+    vl2_timings t;
+    for (int i = 0; ok && i < b->repeats; i++) {
+        vl2_session_reset(b->session);
+        double t0 = now();
+        ok = vl2_session_prefill(b->session, ps, &gp, err) == VL2_OK &&
+             vl2_session_step(b->session, &step, err) == VL2_OK;
+        cold[i] = now() - t0;
+        vl2_session_get_timings(b->session, &t);
+        r->ttft_tiles = t.n_tiles;
+        vl2_session_reset(b->session);
+        ok = ok && vl2_session_prepare(b->session, pt, NULL, err) == VL2_OK;
+        t0 = now();
+        ok = ok && vl2_session_prefill(b->session, ps, &gp, err) == VL2_OK &&
+             vl2_session_step(b->session, &step, err) == VL2_OK;
+        warm[i] = now() - t0;
+        vl2_session_get_timings(b->session, &t);
+        r->ttft_tokens = t.n_prompt_tokens;
+    }
+    if (ok) {
+        r->ttft_cold = median(cold, b->repeats);
+        r->ttft_warm = median(warm, b->repeats);
+    }
+    g_free(cold);
+    g_free(warm);
+    vl2_prompt_free(pt);
+    vl2_prompt_free(ps);
+    free(px);
+    return ok;
+}
+
 static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, results *r,
                           vl2_error *err)
 {
@@ -599,6 +659,10 @@ static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, resul
     g_free(v);
     g_free(frac);
     g_free(frac_bf16);
+
+    /* the first token of an image question, cold and with the image read ahead */
+    if (ok && tiles > 0)
+        ok = ttft_runs(b, r, err);
 
     /* prefill of a long prompt, then decoding after it */
     g_autofree char *text = long_text(b->model, prompt_tokens);
@@ -756,6 +820,10 @@ int vl2_cmd_bench(int argc, char **argv)
         ADD_D("vision_gflops", vit_gflops);
         ADD_D("vision_fraction_f32", r.vision_fraction.f32);
         ADD_D("vision_fraction_bf16", r.vision_fraction.bf16);
+        ADD_D("ttft_cold_seconds", r.ttft_cold);
+        ADD_D("ttft_warm_seconds", r.ttft_warm);
+        ADD_I("ttft_tiles", r.ttft_tiles);
+        ADD_I("ttft_warm_prompt_tokens", r.ttft_tokens);
         ADD_I("prompt_tokens", r.prompt_tokens);
         ADD_D("prefill_tokens_per_second", r.prefill_tps);
         ADD_D("prefill_gflops", prefill_gflops);
@@ -798,6 +866,10 @@ int vl2_cmd_bench(int argc, char **argv)
                 printf(", %.0f%% of the bf16 dot peak", 100 * r.vision_fraction.bf16);
             printf("\n");
         }
+        if (r.tiles)
+            printf("first token %.2f s after Send for a 1280x960 photo (%d tiles) and a question; "
+                   "%.2f s with the image read while it is typed (%d tokens left to read)\n",
+                   r.ttft_cold, r.ttft_tiles, r.ttft_warm, r.ttft_tokens);
         printf("prefill     %d tokens at %.1f tokens/s: %.0f GFLOP/s = %.0f%% of the f32 GEMM "
                "peak", r.prompt_tokens, r.prefill_tps, prefill_gflops,
                100 * r.prefill_fraction.f32);

@@ -705,7 +705,8 @@ static void test_bench(void)
                                "prefill_tokens_per_second", "decode_tokens_per_second_short",
                                "decode_tokens_per_second_long", "decode_fraction_short",
                                "decode_fraction_long", "vision_fraction_f32",
-                               "prefill_fraction_f32", "peak_rss_mb", "rss_bound_mb" };
+                               "prefill_fraction_f32", "peak_rss_mb", "rss_bound_mb",
+                               "ttft_cold_seconds", "ttft_warm_seconds" };
     for (size_t i = 0; i < G_N_ELEMENTS(positive); i++) {
         double v = json_object_get_double_member(o, positive[i]);
         if (!(v > 0 && isfinite(v)))
@@ -720,6 +721,9 @@ static void test_bench(void)
     g_assert_cmpint(json_object_get_int_member(o, "prompt_tokens"), >=, 48);
     g_assert_cmpint(json_object_get_int_member(o, "decode_bytes_per_token"), >, 0);
     g_assert_cmpstr(json_object_get_string_member(o, "compute"), ==, "f32");
+    /* with the image read ahead, the first token waits for the question alone */
+    g_assert_cmpint(json_object_get_int_member(o, "ttft_tiles"), ==, 10);
+    g_assert_cmpint(json_object_get_int_member(o, "ttft_warm_prompt_tokens"), <, 40);
     test_run_clear(&r);
 
     /* the bf16 mode, judged against the bf16 dot peak sampled in the same run (a true peak:

@@ -61,6 +61,9 @@ struct _AppEngine
   gboolean busy;
   gboolean resident;             /* for the next load */
   gint fast_arithmetic;          /* atomic: bf16 compute for the next prefills */
+  int last_tiles_read, last_tokens_reused; /* of the last answer */
+  gint urgent_jobs;              /* atomic: jobs queued that reading ahead gives way to */
+  gint prepare_serial;           /* atomic: the latest app_engine_prepare() */
   gboolean remote;               /* connected to a server, not a folder */
 
   /* the worker */
@@ -130,7 +133,7 @@ app_generate_params_clear (AppGenerateParams *params)
  * Jobs
  */
 
-typedef enum { JOB_LOAD, JOB_CONNECT, JOB_GENERATE, JOB_COUNT, JOB_QUIT } JobKind;
+typedef enum { JOB_LOAD, JOB_CONNECT, JOB_GENERATE, JOB_COUNT, JOB_PREPARE, JOB_QUIT } JobKind;
 
 typedef struct
 {
@@ -180,6 +183,11 @@ typedef struct
   AppTokenCount count;
   GError *count_error;
   int images_left_out;
+
+  int serial;                    /* prepare: app_engine_prepare()'s count when queued */
+
+  /* generate: what reading the prompt took (vl2_timings) */
+  int tiles_read, tokens_reused;
 } Job;
 
 static void
@@ -221,6 +229,22 @@ job_ref (Job *job)
 {
   g_atomic_ref_count_inc (&job->ref);
   return job;
+}
+
+/* Everything but counting and reading ahead: a question sent, a model to load, the end. */
+static gboolean
+is_urgent (const Job *job)
+{
+  return job->kind != JOB_COUNT && job->kind != JOB_PREPARE;
+}
+
+static void
+push_job (AppEngine *self,
+          Job       *job)
+{
+  if (is_urgent (job))
+    g_atomic_int_inc (&self->urgent_jobs);
+  g_async_queue_push (self->jobs, job);
 }
 
 static void
@@ -529,6 +553,20 @@ load_advice (const char *dir,
     }
 }
 
+/* The session answers come from: keeps the caches of the chats put aside last, up to
+ * SESSION_CACHE_BUDGET, so that coming back to a chat does not read its images again. */
+#define SESSION_CACHE_BUDGET ((size_t) 1 << 30)
+
+static gboolean
+new_session (AppEngine *self,
+             vl2_error *err)
+{
+  vl2_session_params sp = vl2_session_default_params ();
+
+  sp.cache_budget = SESSION_CACHE_BUDGET;
+  return vl2_session_new (self->model, &sp, &self->session, err) == VL2_OK;
+}
+
 static void
 worker_load (AppEngine *self,
              Job       *job)
@@ -543,7 +581,7 @@ worker_load (AppEngine *self,
   mp.progress = load_progress_cb;
   mp.progress_user_data = job;
   if (vl2_model_load (job->model_dir, &mp, &self->model, &err) != VL2_OK ||
-      vl2_session_new (self->model, NULL, &self->session, &err) != VL2_OK)
+      !new_session (self, &err))
     {
       worker_unload (self);
       r->error = error_from_status (err.code, err.message);
@@ -726,6 +764,8 @@ generate_done_main (gpointer data)
 
   /* whatever text is still in the mailbox belongs before the end */
   flush_main (job);
+  self->last_tiles_read = job->tiles_read;
+  self->last_tokens_reused = job->tokens_reused;
   n_missing = job->missing_images ? g_hash_table_size (job->missing_images) : 0;
   if (job->dropped_messages > 0 || n_missing > 0)
     {
@@ -897,7 +937,7 @@ worker_reload_if_changed (AppEngine      *self,
   mp.resident = self->loaded_resident;
   worker_unload (self);
   if (vl2_model_load (dir, &mp, &self->model, &err) != VL2_OK ||
-      vl2_session_new (self->model, NULL, &self->session, &err) != VL2_OK)
+      !new_session (self, &err))
     {
       worker_unload (self);
       r->reload_error = g_strdup (err.message);
@@ -1250,6 +1290,7 @@ worker_generate (AppEngine *self,
   vl2_error err;
   gint64 t0 = g_get_monotonic_time (), t_first = 0;
   guint n = 0;
+  vl2_status st;
 
   r->job = job_ref (job);
   if (self->server.base_url)
@@ -1283,7 +1324,15 @@ worker_generate (AppEngine *self,
   vl2_session_set_compute (self->session,
                            g_atomic_int_get (&self->fast_arithmetic) && vl2_compute_bf16_native ()
                              ? VL2_COMPUTE_BF16 : VL2_COMPUTE_F32, NULL);
-  if (vl2_session_prefill (self->session, prompt, &gp, &err) != VL2_OK)
+  st = vl2_session_prefill (self->session, prompt, &gp, &err);
+  {
+    vl2_timings t;
+
+    vl2_session_get_timings (self->session, &t);
+    job->tiles_read = t.n_tiles;
+    job->tokens_reused = t.n_reused_tokens;
+  }
+  if (st != VL2_OK)
     {
       if (err.code == VL2_ERR_CANCELLED)
         job->stopped = TRUE;
@@ -1592,6 +1641,59 @@ done:
   job_invoke (job, count_done_main);
 }
 
+/* Reading ahead (app_engine_prepare): gives way, between two tiles or two chunks of positions,
+ * to any job that comes in, a question sent above all. */
+static bool
+prepare_progress_cb (float    fraction,
+                     gpointer user_data)
+{
+  AppEngine *self = user_data;
+
+  return g_atomic_int_get (&self->urgent_jobs) == 0;
+}
+
+static gboolean
+prepare_done_main (gpointer data)
+{
+  Job *job = data;
+
+  g_task_return_boolean (job->task, TRUE);
+  g_clear_object (&job->task); /* on the main thread: see load_done_main() */
+  return G_SOURCE_REMOVE;
+}
+
+static void
+worker_prepare (AppEngine *self,
+                Job       *job)
+{
+  vl2_generate_params gp = vl2_generate_default_params ();
+  g_autoptr(GError) error = NULL;
+  vl2_prompt *prompt;
+  vl2_error err;
+
+  /* only the latest draft matters, and a question sent goes first */
+  if (!self->model || self->server.base_url || job->serial != g_atomic_int_get (&self->prepare_serial) ||
+      g_atomic_int_get (&self->urgent_jobs) > 0)
+    goto done;
+  prompt = fit_prompt (self, job, &error);
+  if (!prompt)
+    {
+      g_debug ("nothing to read ahead: %s", error->message);
+      goto done;
+    }
+  gp.progress = prepare_progress_cb;
+  gp.progress_user_data = self;
+  vl2_session_set_compute (self->session,
+                           g_atomic_int_get (&self->fast_arithmetic) && vl2_compute_bf16_native ()
+                             ? VL2_COMPUTE_BF16 : VL2_COMPUTE_F32, NULL);
+  if (vl2_session_prepare (self->session, prompt, &gp, &err) != VL2_OK &&
+      err.code != VL2_ERR_CANCELLED)
+    g_debug ("reading ahead failed: %s", err.message);
+  vl2_prompt_free (prompt);
+done:
+  job_invoke (job, prepare_done_main);
+}
+
 static gpointer
 worker_main (gpointer data)
 {
@@ -1600,6 +1702,9 @@ worker_main (gpointer data)
   for (;;)
     {
       Job *job = g_async_queue_pop (self->jobs);
+
+      if (is_urgent (job))
+        g_atomic_int_dec_and_test (&self->urgent_jobs);
 
       if (job->kind == JOB_QUIT)
         {
@@ -1612,6 +1717,8 @@ worker_main (gpointer data)
         worker_connect (self, job);
       else if (job->kind == JOB_COUNT)
         worker_count (self, job);
+      else if (job->kind == JOB_PREPARE)
+        worker_prepare (self, job);
       else
         worker_generate (self, job);
       job_unref (job);
@@ -1649,7 +1756,7 @@ start_loading (AppEngine *self,
   self->load_progress = 0;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOAD_PROGRESS]);
   set_state (self, APP_ENGINE_LOADING);
-  g_async_queue_push (self->jobs, job);
+  push_job (self, job);
 }
 
 void
@@ -1813,7 +1920,7 @@ app_engine_generate_async (AppEngine               *self,
   app_message_set_state (reply, APP_MESSAGE_PENDING);
   self->busy = TRUE;
   set_state (self, APP_ENGINE_BUSY);
-  g_async_queue_push (self->jobs, job);
+  push_job (self, job);
 }
 
 gboolean
@@ -1825,33 +1932,21 @@ app_engine_generate_finish (AppEngine     *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
-void
-app_engine_count_tokens_async (AppEngine               *self,
-                               AppChat                 *chat,
-                               AppMessage              *replacing,
-                               const char              *question,
-                               const char * const      *images,
-                               const char              *image_dir,
-                               const AppGenerateParams *params,
-                               GCancellable            *cancellable,
-                               GAsyncReadyCallback      callback,
-                               gpointer                 user_data)
+/* The conversation a draft would make: the chat's messages before `replacing` (all of them
+ * without it), then the question with its images (file names in image_dir). */
+static GArray *
+draft_turns (AppChat            *chat,
+             AppMessage         *replacing,
+             const char         *question,
+             const char * const *images,
+             const char         *image_dir)
 {
-  Job *job;
+  GArray *turns = g_array_new (FALSE, TRUE, sizeof (TurnSnapshot));
   guint n = chat ? app_chat_get_n_messages (chat) : 0;
   TurnSnapshot q = { 0 };
   GPtrArray *paths = g_ptr_array_new ();
 
-  g_return_if_fail (APP_IS_ENGINE (self));
-  g_return_if_fail (chat == NULL || APP_IS_CHAT (chat));
-  g_return_if_fail (params != NULL);
-
-  job = job_new (self, JOB_COUNT, cancellable, callback, user_data);
-  g_task_set_source_tag (job->task, app_engine_count_tokens_async);
-  /* a count cancelled while it ran is stale: it finishes as cancelled */
-  g_task_set_check_cancellable (job->task, TRUE);
-  job->turns = g_array_new (FALSE, TRUE, sizeof (TurnSnapshot));
-  g_array_set_clear_func (job->turns, turn_clear);
+  g_array_set_clear_func (turns, turn_clear);
   for (guint i = 0; i < n; i++)
     {
       g_autoptr(AppMessage) m = app_chat_get_message (chat, i);
@@ -1868,17 +1963,80 @@ app_engine_count_tokens_async (AppEngine               *self,
       g_ptr_array_add (p, NULL);
       t.image_paths = (char **) g_ptr_array_free (p, FALSE);
       t.text = g_strdup (app_message_get_text (m));
-      g_array_append_val (job->turns, t);
+      g_array_append_val (turns, t);
     }
   for (guint k = 0; images && images[k]; k++)
     g_ptr_array_add (paths, g_build_filename (image_dir, images[k], NULL));
   g_ptr_array_add (paths, NULL);
   q.image_paths = (char **) g_ptr_array_free (paths, FALSE);
   q.text = g_strdup (question ? question : "");
-  g_array_append_val (job->turns, q);
+  g_array_append_val (turns, q);
+  return turns;
+}
+
+/* Queues a job about a draft (see draft_turns). */
+static void
+queue_draft_job (AppEngine               *self,
+                 Job                     *job,
+                 AppChat                 *chat,
+                 AppMessage              *replacing,
+                 const char              *question,
+                 const char * const      *images,
+                 const char              *image_dir,
+                 const AppGenerateParams *params)
+{
+  job->turns = draft_turns (chat, replacing, question, images, image_dir);
   job->params = *params;
   job->params.system_prompt = g_strdup (params->system_prompt);
-  g_async_queue_push (self->jobs, job);
+  push_job (self, job);
+}
+
+void
+app_engine_count_tokens_async (AppEngine               *self,
+                               AppChat                 *chat,
+                               AppMessage              *replacing,
+                               const char              *question,
+                               const char * const      *images,
+                               const char              *image_dir,
+                               const AppGenerateParams *params,
+                               GCancellable            *cancellable,
+                               GAsyncReadyCallback      callback,
+                               gpointer                 user_data)
+{
+  Job *job;
+
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_return_if_fail (chat == NULL || APP_IS_CHAT (chat));
+  g_return_if_fail (params != NULL);
+
+  job = job_new (self, JOB_COUNT, cancellable, callback, user_data);
+  g_task_set_source_tag (job->task, app_engine_count_tokens_async);
+  /* a count cancelled while it ran is stale: it finishes as cancelled */
+  g_task_set_check_cancellable (job->task, TRUE);
+  queue_draft_job (self, job, chat, replacing, question, images, image_dir, params);
+}
+
+void
+app_engine_prepare (AppEngine               *self,
+                    AppChat                 *chat,
+                    AppMessage              *replacing,
+                    const char              *question,
+                    const char * const      *images,
+                    const char              *image_dir,
+                    const AppGenerateParams *params)
+{
+  Job *job;
+
+  g_return_if_fail (APP_IS_ENGINE (self));
+  g_return_if_fail (chat == NULL || APP_IS_CHAT (chat));
+  g_return_if_fail (params != NULL);
+
+  if (!images || !images[0] || self->state != APP_ENGINE_READY || self->remote)
+    return;
+  job = job_new (self, JOB_PREPARE, NULL, NULL, NULL);
+  g_task_set_source_tag (job->task, app_engine_prepare);
+  job->serial = g_atomic_int_add (&self->prepare_serial, 1) + 1;
+  queue_draft_job (self, job, chat, replacing, question, images, image_dir, params);
 }
 
 gboolean
@@ -1957,7 +2115,7 @@ app_engine_dispose (GObject *object)
 
   if (self->thread)
     {
-      g_async_queue_push (self->jobs, job_new (self, JOB_QUIT, NULL, NULL, NULL));
+      push_job (self, job_new (self, JOB_QUIT, NULL, NULL, NULL));
       g_thread_join (g_steal_pointer (&self->thread));
     }
   G_OBJECT_CLASS (app_engine_parent_class)->dispose (object);
@@ -2080,6 +2238,16 @@ app_engine_get_fast_arithmetic (AppEngine *self)
 {
   g_return_val_if_fail (APP_IS_ENGINE (self), FALSE);
   return g_atomic_int_get (&self->fast_arithmetic);
+}
+
+void
+app_engine_get_last_read (AppEngine *self,
+                          int       *tiles_read,
+                          int       *tokens_reused)
+{
+  g_return_if_fail (APP_IS_ENGINE (self));
+  *tiles_read = self->last_tiles_read;
+  *tokens_reused = self->last_tokens_reused;
 }
 
 gboolean

@@ -185,6 +185,24 @@ gboolean         app_engine_get_resident       (AppEngine       *self);
 void             app_engine_set_fast_arithmetic (AppEngine      *self,
                                                  gboolean        fast);
 gboolean         app_engine_get_fast_arithmetic (AppEngine      *self);
+/* Reads ahead what a draft's images make of the conversation (vl2_session_prepare): the
+ * images encoded and the conversation read up to them, while the question is still being
+ * typed, so that on Send only the question is left to read. The arguments are those of
+ * app_engine_count_tokens_async(). Does nothing without images, for a server's model or unless
+ * the engine is ready; runs when the worker is idle and gives way to any job that comes in. */
+void             app_engine_prepare            (AppEngine               *self,
+                                                AppChat                 *chat,
+                                                AppMessage              *replacing,
+                                                const char              *question,
+                                                const char * const      *images,
+                                                const char              *image_dir,
+                                                const AppGenerateParams *params);
+/* What reading the last answer's prompt took: image tiles encoded, positions the session's
+ * caches gave (the image read ahead, the chat's earlier turns). */
+void             app_engine_get_last_read      (AppEngine               *self,
+                                                int                     *tiles_read,
+                                                int                     *tokens_reused);
+
 /* Whether this processor has what fast arithmetic needs (x86-64 AVX-512 BF16). */
 gboolean         app_engine_fast_arithmetic_available (void);
 

@@ -9,6 +9,7 @@
  * that: the oldest images, or the earliest turns. The choice holds for the chat shown: the
  * window passes it to the engine with the question (AppGenerateParams.leave_out_images; the
  * engine leaves out earliest turns by itself), and the answer's note says what was left out.
+ * With the count it asks the engine to read the question's images ahead (app_engine_prepare).
  */
 #define G_LOG_DOMAIN "sightline-context-bar"
 
@@ -248,6 +249,10 @@ count_timeout_cb (gpointer data)
   app_engine_count_tokens_async (self->engine, self->chat, self->replacing, self->prompt,
                                  (const char * const *) self->images, self->image_dir, &params,
                                  self->cancellable, count_done_cb, g_object_ref (self));
+  /* the draft's images are read while the question is typed: on Send only the question is
+   * left to read */
+  app_engine_prepare (self->engine, self->chat, self->replacing, self->prompt,
+                      (const char * const *) self->images, self->image_dir, &params);
   app_generate_params_clear (&params);
   return G_SOURCE_REMOVE;
 }

@@ -461,6 +461,105 @@ test_fast_arithmetic (void)
     g_assert_cmpstr (bf16, ==, f32); /* float32 where the processor lacks bf16 dot products */
 }
 
+/* Reading ahead and coming back: a 7-tile photo attached to a draft is read before Send, so
+ * the answer reads only the question (0 tiles encoded, the image's positions reused); the
+ * follow-up reads nothing of it again; another chat with another photo, then back: the first
+ * chat's cache was put aside, and its next question still reads no tile. */
+static void
+count_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      data)
+{
+  gboolean *done = data;
+
+  app_engine_count_tokens_finish (APP_ENGINE (source), result, NULL, NULL);
+  *done = TRUE;
+}
+
+static void
+ask_in (AppEngine  *engine,
+        AppChat    *chat,
+        const char *question,
+        const char *image,
+        const char *dir,
+        int        *tiles_read,
+        int        *tokens_reused)
+{
+  g_autoptr(AppMessage) q = app_message_new (APP_ROLE_USER, question);
+  const char *ids[] = { image, NULL };
+  ReplyWatch w = { 0 };
+  g_autoptr(AppMessage) reply = NULL;
+  AppGenerateParams p = params (6);
+  EngineResult r = { 0 };
+
+  if (image)
+    app_message_set_images (q, ids);
+  app_chat_append (chat, q);
+  reply = add_reply (chat, &w);
+  app_engine_generate_async (engine, chat, reply, dir, &p, NULL, engine_generate_cb, &r);
+  engine_wait (&r.done, "the answer");
+  g_assert_no_error (r.error);
+  g_assert_cmpint (app_message_get_state (reply), ==, APP_MESSAGE_COMPLETE);
+  app_engine_get_last_read (engine, tiles_read, tokens_reused);
+  app_generate_params_clear (&p);
+  g_array_unref (w.states);
+}
+
+static void
+test_read_ahead (void)
+{
+  g_autoptr(AppEngine) engine = loaded_engine ();
+  g_autofree char *dir = g_dir_make_tmp ("sightline-ahead-XXXXXX", NULL);
+  const char *names[] = { "tall.png", "wide.png" };
+  const char *draft_images[] = { "tall.png", NULL };
+  g_autoptr(AppChat) a = app_chat_new ();
+  g_autoptr(AppChat) b = app_chat_new ();
+  AppGenerateParams p = params (6);
+  gboolean counted = FALSE;
+  int tiles, reused, reused_before;
+
+  for (int i = 0; i < 2; i++)
+    {
+      /* 768 x 1152 and 1152 x 768: 2 x 3 and 3 x 2 tiles and a global view */
+      g_autoptr(GdkPixbuf) pixbuf = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8,
+                                                    i ? 1152 : 768, i ? 768 : 1152);
+      g_autofree char *path = g_build_filename (dir, names[i], NULL);
+
+      gdk_pixbuf_fill (pixbuf, i ? 0x3060a0ffu : 0xa06030ffu);
+      g_assert_true (gdk_pixbuf_save (pixbuf, path, "png", NULL, NULL));
+    }
+
+  /* the photo attached, the question half typed; a count queued behind the reading says when
+   * it is done */
+  app_engine_prepare (engine, a, NULL, "What is wri", draft_images, dir, &p);
+  app_engine_count_tokens_async (engine, a, NULL, "What is wri", draft_images, dir, &p, NULL,
+                                 count_done_cb, &counted);
+  engine_wait (&counted, "the reading ahead");
+  ask_in (engine, a, "What is written on it?", "tall.png", dir, &tiles, &reused);
+  g_assert_cmpint (tiles, ==, 0);
+  g_assert_cmpint (reused, >, 7 * 100);
+  g_test_message ("the question sent: %d positions from the cache, %d tiles read", reused, tiles);
+
+  ask_in (engine, a, "And which colour is it?", NULL, dir, &tiles, &reused_before);
+  g_assert_cmpint (tiles, ==, 0);
+  g_assert_cmpint (reused_before, >, reused);
+
+  /* another chat, another photo, then back */
+  ask_in (engine, b, "What is this?", "wide.png", dir, &tiles, &reused);
+  g_assert_cmpint (tiles, ==, 7);
+  ask_in (engine, a, "Is it dark?", NULL, dir, &tiles, &reused);
+  g_assert_cmpint (tiles, ==, 0);
+  g_assert_cmpint (reused, >, reused_before);
+
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *path = g_build_filename (dir, names[i], NULL);
+      g_unlink (path);
+    }
+  g_rmdir (dir);
+  app_generate_params_clear (&p);
+}
+
 /* A busy main thread gets fewer, larger batches, and no text is lost. The first batch keeps
  * the main thread away for three times as long as a whole unhurried answer took, so the worker
  * writes most of the answer meanwhile, however loaded the machine is. */
@@ -1449,6 +1548,7 @@ main (int   argc,
   g_test_add_func ("/app/engine/stream", test_stream);
   g_test_add_func ("/app/engine/batches", test_batches);
   g_test_add_func ("/app/engine/fast-arithmetic", test_fast_arithmetic);
+  g_test_add_func ("/app/engine/read-ahead", test_read_ahead);
   g_test_add_func ("/app/engine/stop-and-reuse", test_stop_and_reuse);
   g_test_add_func ("/app/engine/finish-and-continue", test_finish_and_continue);
   g_test_add_func ("/app/engine/interrupted", test_interrupted);

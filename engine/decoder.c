@@ -22,8 +22,8 @@
  * and the chosen experts' SwiGLU outputs are summed with their weights; shared experts are one
  * wider SwiGLU added on top. Tokens are grouped by expert so each active expert runs once.
  *
- * Attention works through the cache a block of positions at a time, widened from the cache's
- * f16 once per task: a 3000-token prompt never materialises more than a block of query rows
+ * Attention works through the cache a block of positions at a time, read in the cache's own
+ * type (f16 by default): a 3000-token prompt never materialises more than a block of query rows
  * of scores per task.
  */
 #include <math.h>
@@ -268,8 +268,11 @@ void vl2_decoder_embed(const vl2_model *m, int32_t id, float *out)
  * Attention
  */
 
-/* Attention reads the cache a block of KV_CHUNK positions at a time, widened to float32 once
- * for all the queries (and, for MLA, all the heads) of a task. A task holds the scores of its
+/* Attention reads the cache a block of KV_CHUNK positions at a time for all the queries (and,
+ * for MLA, all the heads) of a task, converting from the cache's type inside each dot product:
+ * the block comes from memory once and from the CPU's cache for the task's other queries.
+ * Tasks are (head or group of heads) x (block of queries), H x T / Q_BLOCK of them (10 x 64 for
+ * Tiny's 1024-position prefill chunk), enough for any thread count. A task holds the scores of its
  * queries over the visible context: Q_BLOCK rows (MLA: MLA_Q_BLOCK x MLA_HEADS) of n_ctx floats
  * at most, never the whole T x n matrix. */
 #define KV_CHUNK 64
@@ -527,6 +530,50 @@ static bool scratch_alloc(scratch *s, const vl2_lm_config *lm, int T)
     return ok;
 }
 
+/* Row-wise steps of the forward pass on the pool (vl2_pool_rows). */
+typedef struct {
+    const float *h;
+    float *x;
+    const vl2_tensor *w;
+    int D;
+    float eps;
+} norm_rows_job;
+
+static void norm_rows(void *ctx, int r0, int r1)
+{
+    norm_rows_job *j = ctx;
+    for (int t = r0; t < r1; t++)
+        vl2_rmsnorm(j->h + (size_t)t * j->D, j->w, j->D, j->eps, j->x + (size_t)t * j->D);
+}
+
+/* x = RMSNorm(h) row by row */
+static void rmsnorm_rows(vl2_pool *pool, const float *h, const vl2_tensor *w, int T, int D,
+                         float eps, float *x)
+{
+    norm_rows_job j = { h, x, w, D, eps };
+    vl2_pool_rows(pool, T, norm_rows, &j);
+}
+
+typedef struct {
+    float *h;
+    const float *add;
+    int D;
+} add_rows_job;
+
+static void add_rows(void *ctx, int r0, int r1)
+{
+    add_rows_job *j = ctx;
+    for (size_t i = (size_t)r0 * j->D; i < (size_t)r1 * j->D; i++)
+        j->h[i] += j->add[i];
+}
+
+/* h += add, T rows of D */
+static void residual_rows(vl2_pool *pool, float *h, const float *add, int T, int D)
+{
+    add_rows_job j = { h, add, D };
+    vl2_pool_rows(pool, T, add_rows, &j);
+}
+
 static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int il, int n_past,
                       int T, scratch *s)
 {
@@ -591,10 +638,9 @@ static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int 
     }
     if (j.failed)
         return false;
-    /* o_proj; the residual add happens in the caller */
+    /* o_proj, then the residual */
     vl2_linear(pool, &L->wo, L->bo.data ? &L->bo : NULL, s->att, T, s->ffn_out);
-    for (size_t i = 0; i < (size_t)T * D; i++)
-        s->h[i] += s->ffn_out[i];
+    residual_rows(pool, s->h, s->ffn_out, T, D);
     return true;
 }
 
@@ -807,6 +853,32 @@ static gint by_tokens_desc(gconstpointer a, gconstpointer b, gpointer count_p)
     return na != nb ? (na < nb ? 1 : -1) : (ea > eb) - (ea < eb);
 }
 
+/* y = sum_k w_k expert_k(x), then + shared(x), then the residual: the reference's order, token
+ * by token on the pool. */
+typedef struct {
+    scratch *s;
+    int K, D;
+    bool shared;
+} combine_job;
+
+static void combine_rows(void *ctx, int r0, int r1)
+{
+    combine_job *j = ctx;
+    scratch *s = j->s;
+    const int K = j->K, D = j->D;
+    for (int t = r0; t < r1; t++) {
+        float *yt = s->gather + (size_t)t * D, *ht = s->h + (size_t)t * D;
+        memset(yt, 0, (size_t)D * sizeof(float));
+        for (int k = 0; k < K; k++)
+            vl2_axpy(s->route_w[t * K + k], s->slot_out + ((size_t)t * K + k) * D, D, yt);
+        if (j->shared)
+            for (int i = 0; i < D; i++)
+                yt[i] += s->ffn_out[(size_t)t * D + i];
+        for (int i = 0; i < D; i++)
+            ht[i] += yt[i];
+    }
+}
+
 static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int T, scratch *s)
 {
     const vl2_lm_config *lm = &m->cfg.lm;
@@ -855,21 +927,10 @@ static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
     if (atomic_load(&ej.failed))
         return false;
 
-    /* y = sum_k w_k expert_k(x), then + shared(x), then the residual: the reference's order. */
-    float *y = s->gather;
-    for (int t = 0; t < T; t++) {
-        float *yt = y + (size_t)t * D;
-        memset(yt, 0, (size_t)D * sizeof(float));
-        for (int k = 0; k < K; k++)
-            vl2_axpy(s->route_w[t * K + k], s->slot_out + ((size_t)t * K + k) * D, D, yt);
-    }
-    if (lm->n_shared_experts > 0) {
+    if (lm->n_shared_experts > 0)
         swiglu_ffn(pool, &L->shared, s->x, T, s, s->ffn_out);
-        for (size_t i = 0; i < (size_t)T * D; i++)
-            y[i] += s->ffn_out[i];
-    }
-    for (size_t i = 0; i < (size_t)T * D; i++)
-        s->h[i] += y[i];
+    combine_job cj = { s, K, D, lm->n_shared_experts > 0 };
+    vl2_pool_rows(pool, T, combine_rows, &cj);
     return true;
 }
 
@@ -894,14 +955,12 @@ vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache 
 
     for (int il = 0; il < lm->num_hidden_layers; il++) {
         const vl2_layer *L = &m->layers[il];
-        for (int t = 0; t < T; t++)
-            vl2_rmsnorm(s.h + (size_t)t * D, &L->attn_norm, D, eps, s.x + (size_t)t * D);
+        rmsnorm_rows(pool, s.h, &L->attn_norm, T, D, eps, s.x);
         if (!attention(m, pool, kv, il, n_past, T, &s)) {
             scratch_free(&s);
             return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in attention");
         }
-        for (int t = 0; t < T; t++)
-            vl2_rmsnorm(s.h + (size_t)t * D, &L->ffn_norm, D, eps, s.x + (size_t)t * D);
+        rmsnorm_rows(pool, s.h, &L->ffn_norm, T, D, eps, s.x);
         if (L->is_moe) {
             if (!moe_ffn(m, pool, L, T, &s)) {
                 scratch_free(&s);
@@ -909,8 +968,7 @@ vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache 
             }
         } else {
             swiglu_ffn(pool, &L->dense, s.x, T, &s, s.ffn_out);
-            for (size_t i = 0; i < (size_t)T * D; i++)
-                s.h[i] += s.ffn_out[i];
+            residual_rows(pool, s.h, s.ffn_out, T, D);
         }
         if (out && out->hidden_per_layer)
             memcpy(out->hidden_per_layer + (size_t)il * D, s.h + (size_t)(T - 1) * D,

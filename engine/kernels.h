@@ -23,6 +23,11 @@ void vl2_pool_free(vl2_pool *pool);
 int vl2_pool_size(const vl2_pool *pool);
 /* Runs fn(ctx, i, thread) for i in [0, n_tasks) on the pool; thread is in [0, size). */
 void vl2_pool_run(vl2_pool *pool, int n_tasks, vl2_task_fn fn, void *ctx);
+/* Runs fn(ctx, r0, r1) over [0, n_rows) in about four ranges a thread: the row-wise steps
+ * between the products (norms, residual adds, activations), which serial would cap how far a
+ * forward pass scales with threads. */
+typedef void (*vl2_rows_fn)(void *ctx, int r0, int r1);
+void vl2_pool_rows(vl2_pool *pool, int n_rows, vl2_rows_fn fn, void *ctx);
 /* The arithmetic of the products of many rows run on the pool (vl2_matmul with T > 8): float32
  * (the default, and always for a NULL pool) or bf16 operands with float32 sums. */
 void vl2_pool_set_compute(vl2_pool *pool, vl2_compute compute);

@@ -185,3 +185,24 @@ void vl2_pool_run(vl2_pool *p, int n_tasks, vl2_task_fn fn, void *ctx)
         pthread_mutex_unlock(&p->mutex);
     }
 }
+
+typedef struct {
+    vl2_rows_fn fn;
+    void *ctx;
+    int n_rows, per_task;
+} rows_job;
+
+static void rows_task(void *ctx, int task, int thread)
+{
+    rows_job *j = ctx;
+    int r0 = task * j->per_task, r1 = r0 + j->per_task < j->n_rows ? r0 + j->per_task : j->n_rows;
+    if (r0 < r1)
+        j->fn(j->ctx, r0, r1);
+}
+
+void vl2_pool_rows(vl2_pool *pool, int n_rows, vl2_rows_fn fn, void *ctx)
+{
+    int per = n_rows / (4 * vl2_pool_size(pool));
+    rows_job j = { fn, ctx, n_rows, per < 1 ? 1 : per };
+    vl2_pool_run(pool, (n_rows + j.per_task - 1) / j.per_task, rows_task, &j);
+}

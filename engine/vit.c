@@ -57,6 +57,42 @@ static void vit_attn_task(void *ctx, int task, int thread)
     free(s);
 }
 
+/* The row-wise steps between the products, on the pool (vl2_pool_rows): x += add (the
+ * residual; add may be NULL), then xn = LayerNorm(x) (w NULL: none); or GELU in place. */
+typedef struct {
+    float *x, *xn;
+    const float *add;
+    const vl2_tensor *w, *b;
+    int width;
+} rows_job;
+
+static void add_norm_rows(void *ctx, int r0, int r1)
+{
+    rows_job *j = ctx;
+    const size_t C = (size_t)j->width;
+    for (int i = r0; i < r1; i++) {
+        float *x = j->x + (size_t)i * C;
+        if (j->add)
+            for (size_t c = 0; c < C; c++)
+                x[c] += j->add[(size_t)i * C + c];
+        if (j->w)
+            vl2_layernorm(x, j->w, j->b, j->width, 1e-6f, j->xn + (size_t)i * C);
+    }
+}
+
+static void gelu_rows(void *ctx, int r0, int r1)
+{
+    rows_job *j = ctx;
+    vl2_gelu_tanh(j->x + (size_t)r0 * j->width, (size_t)(r1 - r0) * (size_t)j->width);
+}
+
+static void run_rows(vl2_pool *pool, vl2_rows_fn fn, float *x, const float *add, float *xn,
+                     const vl2_tensor *w, const vl2_tensor *b, int width, int n)
+{
+    rows_job j = { x, xn, add, w, b, width };
+    vl2_pool_rows(pool, n, fn, &j);
+}
+
 vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *tiles, int n_tiles,
                           float *out, vl2_error *err)
 {
@@ -104,9 +140,9 @@ vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *til
 
     for (int l = 0; l < vc->layers; l++) {
         const vl2_vit_block *b = &vw->blocks[l];
-        for (int i = 0; i < n; i++)
-            vl2_layernorm(out + (size_t)i * C, &b->norm1_w, &b->norm1_b, C, 1e-6f,
-                          xn + (size_t)i * C);
+        /* x += the previous block's MLP (none before the first), then LN1 */
+        run_rows(pool, add_norm_rows, out, l > 0 ? att : NULL, xn, &b->norm1_w, &b->norm1_b, C,
+                 n);
         vl2_linear(pool, &b->qkv_w, &b->qkv_b, xn, n, qkv);
         vit_attn_job j = { qkv, att, n1, C, H, hd, (n1 + Q_BLOCK - 1) / Q_BLOCK,
                            1.0f / sqrtf((float)hd), false };
@@ -116,20 +152,15 @@ vl2_status vl2_vit_encode(const vl2_model *m, vl2_pool *pool, const uint8_t *til
             goto out;
         }
         vl2_linear(pool, &b->proj_w, &b->proj_b, att, n, xn);
-        for (size_t i = 0; i < N * (size_t)C; i++)
-            out[i] += xn[i];
-
-        for (int i = 0; i < n; i++)
-            vl2_layernorm(out + (size_t)i * C, &b->norm2_w, &b->norm2_b, C, 1e-6f,
-                          xn + (size_t)i * C);
-        vl2_linear(pool, &b->fc1_w, &b->fc1_b, xn, n, mlp);
-        vl2_gelu_tanh(mlp, N * (size_t)hid);
+        /* x += attention, then LN2 (into att, free until fc2 writes it) */
+        run_rows(pool, add_norm_rows, out, xn, att, &b->norm2_w, &b->norm2_b, C, n);
+        vl2_linear(pool, &b->fc1_w, &b->fc1_b, att, n, mlp);
+        run_rows(pool, gelu_rows, mlp, NULL, NULL, NULL, NULL, hid, n);
         vl2_linear(pool, &b->fc2_w, &b->fc2_b, mlp, n, att);
-        for (size_t i = 0; i < N * (size_t)C; i++)
-            out[i] += att[i];
     }
-    for (int i = 0; i < n; i++)
-        vl2_layernorm(out + (size_t)i * C, &vw->norm_w, &vw->norm_b, C, 1e-6f, out + (size_t)i * C);
+    /* the last block's MLP, then the final LayerNorm (in place) */
+    run_rows(pool, add_norm_rows, out, vc->layers > 0 ? att : NULL, out, &vw->norm_w, &vw->norm_b,
+             C, n);
 out:
     free(patches);
     free(xn);

@@ -427,33 +427,46 @@ def main():
             return "stopped"
         return (outcome[0], events[-2:])  # what it ended with instead
 
+    # The moment is measured from when both streams have begun (not from when the requests
+    # were sent, which a loaded machine may not have served yet), and the answers cannot end
+    # before it: the end of sentence (id 1) ruled out with a logit bias, and 3000 tokens take
+    # mini-tiny 3.5 s or more (at most 850 tokens/s here on one slot), twice the latest moment.
     outcomes = []
-    for delay in (0.5, 1.5, 3.0):
+    for delay in (0.2, 0.8, 1.5):
         e = Server("--parallel", "2")
         try:
             ended = {}
+            begun = threading.Semaphore(0)
 
             def client(i):
-                req = {"model": MODEL_ID, "max_tokens": 3000,
+                first = []
+
+                def on_event(event):
+                    if not first:
+                        first.append(event)
+                        begun.release()
+                req = {"model": MODEL_ID, "max_tokens": 3000, "temperature": 0,
+                       "logit_bias": {"1": -100},
                        "messages": [{"role": "user", "content": f"Question {i}?"}]}
                 try:
-                    ended[i] = ended_as(stream(e, req, key=None, timeout=60))
+                    ended[i] = ended_as(stream(e, req, key=None, timeout=120, on_event=on_event))
                 except (OSError, http.client.HTTPException) as exc:
                     ended[i] = type(exc).__name__
 
             threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
             for t in threads:
                 t.start()
+            started = begun.acquire(timeout=120) and begun.acquire(timeout=120)
             time.sleep(delay)
             code = e.stop()
             for t in threads:
-                t.join(timeout=60)
-            outcomes.append((delay, code, sorted(map(str, ended.values()))))
+                t.join(timeout=120)
+            outcomes.append((delay, started, code, sorted(map(str, ended.values()))))
         finally:
             if e.proc.poll() is None:
                 e.proc.kill()
-    check(all(code == 0 and ended == ["503", "stopped", "stopped"]
-              for _, code, ended in outcomes),
+    check(all(started and code == 0 and ended == ["503", "stopped", "stopped"]
+              for _, started, code, ended in outcomes),
           "SIGTERM while two answers stream and one waits: both streams end with an error event "
           "and [DONE], the waiting one gets 503, the server exits cleanly", f"{outcomes}")
 

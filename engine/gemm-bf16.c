@@ -48,19 +48,6 @@ bool vl2_gemm_bf16_native(void)
     return has && vl2_isa_level() >= VL2_ISA_V4;
 }
 
-/* Weights of row r from element k0, n of them, as float32 (any dtype). */
-static void weight_segment(const vl2_matrix *w, int r, int k0, int n, float *dst)
-{
-    size_t el = w->first + (size_t)r * w->stride + (size_t)k0;
-    if (w->dtype == VL2_DTYPE_Q8_0)
-        vl2_dequantize_row_q8((const int8_t *)w->data + el, w->scales + el / VL2_QBLOCK, n, dst);
-    else if (w->dtype == VL2_DTYPE_Q4_0)
-        vl2_dequantize_row_q4((const uint8_t *)w->data + el / 2, w->scales + el / VL2_QBLOCK, n,
-                              dst);
-    else
-        vl2_to_f32(w->data, w->dtype, el, (size_t)n, dst);
-}
-
 void vl2_gemm_bf16_ref(const vl2_matrix *w, const vl2_tensor *bias, const float *x, int T,
                        size_t ldx, float *y, size_t ldy)
 {
@@ -68,7 +55,7 @@ void vl2_gemm_bf16_ref(const vl2_matrix *w, const vl2_tensor *bias, const float 
     if (!row)
         return;
     for (int o = 0; o < w->n_out; o++) {
-        weight_segment(w, o, 0, w->n_in, row);
+        vl2_weight_segment(w, o, 0, w->n_in, row);
         float b = 0;
         if (bias)
             vl2_to_f32(bias->data, bias->dtype, (size_t)o, 1, &b);
@@ -226,7 +213,7 @@ static void pack_panel(const vl2_matrix *w, int o0, int o_end, int k0, int kc, u
             if (kc & 1)
                 panel[(size_t)kp * NR + n] = src[2 * kp];
         } else {
-            weight_segment(w, o, k0, kc, seg);
+            vl2_weight_segment(w, o, k0, kc, seg);
             int kp = 0;
             for (; 2 * kp + 1 < kc; kp++)
                 panel[(size_t)kp * NR + n] =

@@ -305,20 +305,17 @@ static bool is_quantized(vl2_dtype t)
     return t == VL2_DTYPE_Q8_0 || t == VL2_DTYPE_Q4_0;
 }
 
-/* Row r of W as float32. */
-static void row_to_f32(const vl2_matrix *w, int r, float *dst)
+/* Weights of row r from element k0, n of them, as float32 (any dtype, quantized included). */
+void vl2_weight_segment(const vl2_matrix *w, int r, int k0, int n, float *dst)
 {
-    if (w->dtype == VL2_DTYPE_Q8_0) {
-        size_t el = w->first + (size_t)r * w->stride;
-        vl2_dequantize_row_q8((const int8_t *)w->data + el, w->scales + el / VL2_QBLOCK, w->n_in,
+    size_t el = w->first + (size_t)r * w->stride + (size_t)k0;
+    if (w->dtype == VL2_DTYPE_Q8_0)
+        vl2_dequantize_row_q8((const int8_t *)w->data + el, w->scales + el / VL2_QBLOCK, n, dst);
+    else if (w->dtype == VL2_DTYPE_Q4_0)
+        vl2_dequantize_row_q4((const uint8_t *)w->data + el / 2, w->scales + el / VL2_QBLOCK, n,
                               dst);
-    } else if (w->dtype == VL2_DTYPE_Q4_0) {
-        size_t el = w->first + (size_t)r * w->stride;
-        vl2_dequantize_row_q4((const uint8_t *)w->data + el / 2, w->scales + el / VL2_QBLOCK,
-                              w->n_in, dst);
-    } else {
-        vl2_to_f32(w->data, w->dtype, w->first + (size_t)r * w->stride, (size_t)w->n_in, dst);
-    }
+    else
+        vl2_to_f32(w->data, w->dtype, el, (size_t)n, dst);
 }
 
 /* x's rows quantized for the integer kernels: one buffer, freed with g_free. */
@@ -386,7 +383,7 @@ static void mm_small_task(void *ctx, int task, int thread)
         if (w->dtype == VL2_DTYPE_F32) {
             wf = row_ptr(w, r);
         } else {
-            row_to_f32(w, r, tmp);
+            vl2_weight_segment(w, r, 0, w->n_in, tmp);
             wf = tmp;
         }
         for (int t = 0; t < j->T; t++)
@@ -411,7 +408,7 @@ static void mm_gemm_task(void *ctx, int task, int thread)
         if (!tmp)
             return;
         for (int r = 0; r < nb; r++)
-            row_to_f32(w, r0 + r, tmp + (size_t)r * (size_t)w->n_in);
+            vl2_weight_segment(w, r0 + r, 0, w->n_in, tmp + (size_t)r * (size_t)w->n_in);
         if (j->bf16_w && w->dtype != VL2_DTYPE_BF16)
             for (size_t i = 0; i < (size_t)nb * (size_t)w->n_in; i++)
                 tmp[i] = vl2_bf16_to_f32(vl2_f32_to_bf16(tmp[i]));

@@ -84,6 +84,9 @@ typedef struct vl2_matrix {
     const uint16_t *scales;      /* Q8_0 / Q4_0: block scales of the whole tensor */
 } vl2_matrix;
 
+/* n weights of W's row r from element k0 as float32 (any dtype, quantized included). */
+void vl2_weight_segment(const vl2_matrix *w, int r, int k0, int n, float *dst);
+
 vl2_matrix vl2_matrix_of(const vl2_tensor *t);
 
 /* y[t][o] = bias[o] + sum_i x[t][i] * W[o][i] for t < T; x rows ldx apart, y rows ldy apart.

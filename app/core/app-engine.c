@@ -1205,6 +1205,15 @@ remote_text_cb (const char *text,
   post_text (job, text);
 }
 
+/* The arithmetic of the next read: bf16 where the person allows it and the CPU does it natively. */
+static void
+apply_compute (AppEngine *self)
+{
+  vl2_session_set_compute (self->session,
+                           g_atomic_int_get (&self->fast_arithmetic) && vl2_compute_bf16_native ()
+                             ? VL2_COMPUTE_BF16 : VL2_COMPUTE_F32, NULL);
+}
+
 static void
 worker_generate_remote (AppEngine      *self,
                         Job            *job,
@@ -1321,9 +1330,7 @@ worker_generate (AppEngine *self,
   gp.seed = job->params.seed == G_MAXUINT64 ? VL2_SEED_RANDOM : job->params.seed;
   gp.progress = prefill_progress_cb;
   gp.progress_user_data = job;
-  vl2_session_set_compute (self->session,
-                           g_atomic_int_get (&self->fast_arithmetic) && vl2_compute_bf16_native ()
-                             ? VL2_COMPUTE_BF16 : VL2_COMPUTE_F32, NULL);
+  apply_compute (self);
   st = vl2_session_prefill (self->session, prompt, &gp, &err);
   {
     vl2_timings t;
@@ -1683,9 +1690,7 @@ worker_prepare (AppEngine *self,
     }
   gp.progress = prepare_progress_cb;
   gp.progress_user_data = self;
-  vl2_session_set_compute (self->session,
-                           g_atomic_int_get (&self->fast_arithmetic) && vl2_compute_bf16_native ()
-                             ? VL2_COMPUTE_BF16 : VL2_COMPUTE_F32, NULL);
+  apply_compute (self);
   if (vl2_session_prepare (self->session, prompt, &gp, &err) != VL2_OK &&
       err.code != VL2_ERR_CANCELLED)
     g_debug ("reading ahead failed: %s", err.message);

@@ -282,6 +282,7 @@ void vl2_decoder_embed(const vl2_model *m, int32_t id, float *out)
 
 typedef struct {
     const vl2_model *m;
+    vl2_pool *pool;              /* whose threads' scratch holds the scores */
     const vl2_layer *L;
     const vl2_kv_cache *kv;
     int layer, n_past, T;
@@ -291,6 +292,22 @@ typedef struct {
     size_t ldo;
     bool failed;
 } attn_job;
+
+/* What a task of a forward pass borrows from its thread's scratch (vl2_scratch_get), at most:
+ * an attention block's scores over the whole context (and MLA's absorbed queries and attended
+ * latents), or a weight row widened by vl2_matmul. Always this size, so that the buffers are
+ * reserved once (vl2_pool_reserve) and decoding never grows them. */
+static size_t task_scratch_bytes(const vl2_lm_config *lm, int n_ctx)
+{
+    size_t attn = lm->use_mla ? (size_t)MLA_Q_BLOCK * MLA_HEADS *
+                                    ((size_t)n_ctx + 2 * (size_t)lm->kv_lora_rank)
+                              : (size_t)Q_BLOCK * (size_t)n_ctx;
+    int widest = MAX(lm->hidden_size, lm->intermediate_size);
+    widest = MAX(widest, lm->moe_intermediate_size * MAX(lm->n_shared_experts, 1));
+    widest = MAX(widest, lm->num_attention_heads * MAX(lm->head_dim, lm->v_head_dim));
+    widest = MAX(widest, MAX(lm->q_lora_rank, lm->kv_lora_rank));
+    return MAX(attn, (size_t)widest) * sizeof(float);
+}
 
 /* Task = (head, block of queries). The cache rows are read where they are, a chunk of
  * KV_CHUNK positions at a time for all the block's queries, so a chunk comes from memory once
@@ -303,11 +320,13 @@ static void mha_task(void *ctx, int task, int thread)
     const int H = lm->num_attention_heads, hd = lm->head_dim;
     const int group = H / lm->num_key_value_heads;
     const int h = task % H, t0 = (task / H) * Q_BLOCK;
-    const int t1 = t0 + Q_BLOCK < j->T ? t0 + Q_BLOCK : j->T, nq = t1 - t0;
+    const int t1 = t0 + Q_BLOCK < j->T ? t0 + Q_BLOCK : j->T;
     const int kvo = (h / group) * hd;
     const int n_max = j->n_past + t1; /* keys the last query of the block sees */
 
-    float *s = malloc((size_t)nq * (size_t)n_max * sizeof(float));
+    /* scores [nq][n_max] */
+    vl2_scratch mem;
+    float *s = vl2_scratch_get(j->pool, thread, task_scratch_bytes(lm, kv->n_ctx), &mem);
     if (!s) {
         j->failed = true;
         return;
@@ -342,7 +361,7 @@ static void mha_task(void *ctx, int task, int thread)
                                 j->out + (size_t)t * j->ldo + (size_t)h * hd);
         }
     }
-    free(s);
+    vl2_scratch_release(&mem);
 }
 
 /* Task = (group of MLA_HEADS heads, block of MLA_Q_BLOCK queries): a chunk of latents is read
@@ -364,16 +383,16 @@ static void mla_task(void *ctx, int task, int thread)
      * [nope, nope + v) map the attended latent to values. */
     const vl2_tensor *kvb = &j->L->kv_b;
 
-    float *s = malloc((size_t)nqh * (size_t)n_max * sizeof(float));
-    float *qa = malloc((size_t)nqh * (size_t)r * sizeof(float));   /* absorbed queries */
-    float *lat = calloc((size_t)nqh * (size_t)r, sizeof(float));   /* attended latents */
-    if (!s || !qa || !lat) {
-        free(s);
-        free(qa);
-        free(lat);
+    /* scores [nqh][n_max], then qa and lat */
+    vl2_scratch mem;
+    float *s = vl2_scratch_get(j->pool, thread, task_scratch_bytes(lm, kv->n_ctx), &mem);
+    if (!s) {
         j->failed = true;
         return;
     }
+    float *qa = s + (size_t)nqh * (size_t)n_max;   /* absorbed queries [nqh][r] */
+    float *lat = qa + (size_t)nqh * (size_t)r;      /* attended latents [nqh][r] */
+    memset(lat, 0, (size_t)nqh * (size_t)r * sizeof(float));
     for (int t = t0; t < t1; t++)
         for (int h = h0; h < h1; h++) {
             const float *qh = j->q + (size_t)t * j->ldq + (size_t)h * (nope + rope);
@@ -423,9 +442,7 @@ static void mla_task(void *ctx, int task, int thread)
                              ((size_t)h * (nope + vd) + (size_t)(nope + v)) * (size_t)r,
                              lat + (size_t)k * r, r);
     }
-    free(s);
-    free(qa);
-    free(lat);
+    vl2_scratch_release(&mem);
 }
 
 /* Up to this many positions at once are "decoding": the products go through
@@ -442,14 +459,19 @@ static vl2_mm_item mm_item(const vl2_tensor *w, const vl2_tensor *bias, const fl
                           (size_t)m.n_out };
 }
 
-/* Scratch for one forward pass, sized from T and the config. */
+/* Buffers of a forward pass of up to cap_T positions; kept in a vl2_decoder_ws between passes. */
 typedef struct {
+    int cap_T;
     float *h, *x, *q, *k, *v, *ckv, *att, *tmp;
     float *gate, *up, *act, *ffn_out;
     float *router, *route_w, *slot_out, *gather;
-    float *egate, *eup;          /* decoding: [T * K][moe_inter] of the chosen experts */
-    int *route_idx, *expert_tokens, *expert_count;
+    float *egate, *eup;          /* decoding: [DECODE_T * K][moe_inter] of the chosen experts */
+    int *route_idx, *expert_tokens, *expert_count, *expert_fill, *expert_order;
 } scratch;
+
+struct vl2_decoder_ws {
+    scratch s;
+};
 
 static void scratch_free(scratch *s)
 {
@@ -458,15 +480,20 @@ static void scratch_free(scratch *s)
                      &s->gather, &s->egate, &s->eup };
     for (size_t i = 0; i < G_N_ELEMENTS(fs); i++)
         free(*fs[i]);
-    free(s->route_idx);
-    free(s->expert_tokens);
-    free(s->expert_count);
+    int **is[] = { &s->route_idx, &s->expert_tokens, &s->expert_count, &s->expert_fill,
+                   &s->expert_order };
+    for (size_t i = 0; i < G_N_ELEMENTS(is); i++)
+        free(*is[i]);
     memset(s, 0, sizeof *s);
 }
 
-static bool scratch_alloc(scratch *s, const vl2_lm_config *lm, int T)
+/* Makes s hold a pass of T positions: kept as it is when it already does (decoding reuses
+ * prefill's buffers), otherwise allocated anew for T. */
+static bool scratch_reserve(scratch *s, const vl2_lm_config *lm, int T)
 {
-    memset(s, 0, sizeof *s);
+    if (s->cap_T >= T)
+        return true;
+    scratch_free(s);
     const size_t D = (size_t)lm->hidden_size, H = (size_t)lm->num_attention_heads;
     size_t qdim, kdim = 0, odim;
     if (lm->use_mla) {
@@ -510,6 +537,7 @@ static bool scratch_alloc(scratch *s, const vl2_lm_config *lm, int T)
         ok = ok && s->tmp;
     }
     if (E) {
+        const size_t td = t < DECODE_T ? t : DECODE_T;
         s->router = malloc(t * E * sizeof(float));
         s->route_w = malloc(t * K * sizeof(float));
         s->slot_out = malloc(t * K * D * sizeof(float));
@@ -517,17 +545,33 @@ static bool scratch_alloc(scratch *s, const vl2_lm_config *lm, int T)
         s->route_idx = malloc(t * K * sizeof(int));
         s->expert_tokens = malloc(t * K * sizeof(int));
         s->expert_count = malloc((E + 1) * sizeof(int));
+        s->expert_fill = malloc(E * sizeof(int));
+        s->expert_order = malloc(E * sizeof(int));
+        s->egate = malloc(td * K * (size_t)lm->moe_intermediate_size * sizeof(float));
+        s->eup = malloc(td * K * (size_t)lm->moe_intermediate_size * sizeof(float));
         ok = ok && s->router && s->route_w && s->slot_out && s->gather && s->route_idx &&
-             s->expert_tokens && s->expert_count;
-        if (T <= DECODE_T) {
-            s->egate = malloc(t * K * (size_t)lm->moe_intermediate_size * sizeof(float));
-            s->eup = malloc(t * K * (size_t)lm->moe_intermediate_size * sizeof(float));
-            ok = ok && s->egate && s->eup;
-        }
+             s->expert_tokens && s->expert_count && s->expert_fill && s->expert_order &&
+             s->egate && s->eup;
     }
-    if (!ok)
+    if (!ok) {
         scratch_free(s);
-    return ok;
+        return false;
+    }
+    s->cap_T = T;
+    return true;
+}
+
+vl2_decoder_ws *vl2_decoder_ws_new(void)
+{
+    return calloc(1, sizeof(vl2_decoder_ws));
+}
+
+void vl2_decoder_ws_free(vl2_decoder_ws *ws)
+{
+    if (!ws)
+        return;
+    scratch_free(&ws->s);
+    free(ws);
 }
 
 /* Row-wise steps of the forward pass on the pool (vl2_pool_rows). */
@@ -582,7 +626,7 @@ static bool attention(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int 
     const int H = lm->num_attention_heads, D = lm->hidden_size;
     float cs[512], sn[512];
 
-    attn_job j = { m, L, kv, il, n_past, T, s->q, 0, s->att, 0, false };
+    attn_job j = { m, pool, L, kv, il, n_past, T, s->q, 0, s->att, 0, false };
     if (!lm->use_mla) {
         const int hd = lm->head_dim, kd = kv->k_dim;
         vl2_mm_item qkv[] = { mm_item(&L->wq, &L->bq, s->x, T, s->q),
@@ -903,18 +947,13 @@ static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
         count[s->route_idx[i] + 1]++;
     for (int e = 0; e < E; e++)
         count[e + 1] += count[e];
-    int *fill = malloc((size_t)E * sizeof(int));
-    if (!fill)
-        return false;
+    int *fill = s->expert_fill;
     memcpy(fill, count, (size_t)E * sizeof(int));
     for (int i = 0; i < T * K; i++)
         s->expert_tokens[fill[s->route_idx[i]]++] = i;
-    free(fill);
 
     /* one task per active expert, the busiest first so that the threads finish together */
-    int *order = malloc((size_t)E * sizeof(int));
-    if (!order)
-        return false;
+    int *order = s->expert_order;
     int n_active = 0;
     for (int e = 0; e < E; e++)
         if (count[e + 1] > count[e])
@@ -923,7 +962,6 @@ static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
     expert_job ej = { L,    s->x, count, s->expert_tokens, order, s->slot_out,
                       K,    D,    vl2_pool_compute(pool), false };
     vl2_pool_run(pool, n_active, expert_task, &ej);
-    free(order);
     if (atomic_load(&ej.failed))
         return false;
 
@@ -938,48 +976,52 @@ static bool moe_ffn(const vl2_model *m, vl2_pool *pool, const vl2_layer *L, int 
  * The forward pass
  */
 
-vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int n_past,
-                               const float *embeds, int T, vl2_forward_out *out, vl2_error *err)
+vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_decoder_ws *ws,
+                               vl2_kv_cache *kv, int n_past, const float *embeds, int T,
+                               vl2_forward_out *out, vl2_error *err)
 {
     const vl2_lm_config *lm = &m->cfg.lm;
     const int D = lm->hidden_size;
     if (T <= 0 || n_past < 0 || n_past + T > kv->n_ctx)
         return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "%d positions after %d do not fit the "
                              "context of %d tokens", T, n_past, kv->n_ctx);
-    scratch s;
-    if (!scratch_alloc(&s, lm, T))
+    vl2_decoder_ws own = { 0 };
+    scratch *s = ws ? &ws->s : &own.s;
+    if (!scratch_reserve(s, lm, T) || !vl2_pool_reserve(pool, task_scratch_bytes(lm, kv->n_ctx)))
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for a forward pass of %d "
                              "positions", T);
-    memcpy(s.h, embeds, (size_t)T * D * sizeof(float));
+    vl2_status st = VL2_OK;
+    memcpy(s->h, embeds, (size_t)T * D * sizeof(float));
     const float eps = (float)lm->rms_norm_eps;
 
     for (int il = 0; il < lm->num_hidden_layers; il++) {
         const vl2_layer *L = &m->layers[il];
-        rmsnorm_rows(pool, s.h, &L->attn_norm, T, D, eps, s.x);
-        if (!attention(m, pool, kv, il, n_past, T, &s)) {
-            scratch_free(&s);
-            return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in attention");
+        rmsnorm_rows(pool, s->h, &L->attn_norm, T, D, eps, s->x);
+        if (!attention(m, pool, kv, il, n_past, T, s)) {
+            st = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in attention");
+            goto done;
         }
-        rmsnorm_rows(pool, s.h, &L->ffn_norm, T, D, eps, s.x);
+        rmsnorm_rows(pool, s->h, &L->ffn_norm, T, D, eps, s->x);
         if (L->is_moe) {
-            if (!moe_ffn(m, pool, L, T, &s)) {
-                scratch_free(&s);
-                return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in the experts");
+            if (!moe_ffn(m, pool, L, T, s)) {
+                st = vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory in the experts");
+                goto done;
             }
         } else {
-            swiglu_ffn(pool, &L->dense, s.x, T, &s, s.ffn_out);
-            residual_rows(pool, s.h, s.ffn_out, T, D);
+            swiglu_ffn(pool, &L->dense, s->x, T, s, s->ffn_out);
+            residual_rows(pool, s->h, s->ffn_out, T, D);
         }
         if (out && out->hidden_per_layer)
-            memcpy(out->hidden_per_layer + (size_t)il * D, s.h + (size_t)(T - 1) * D,
+            memcpy(out->hidden_per_layer + (size_t)il * D, s->h + (size_t)(T - 1) * D,
                    (size_t)D * sizeof(float));
     }
     if (out && out->logits) {
-        float *last = s.x;
-        vl2_rmsnorm(s.h + (size_t)(T - 1) * D, &m->final_norm, D, eps, last);
+        float *last = s->x;
+        vl2_rmsnorm(s->h + (size_t)(T - 1) * D, &m->final_norm, D, eps, last);
         const vl2_tensor *head = lm->tie_word_embeddings ? &m->embed : &m->lm_head;
         vl2_linear(pool, head, NULL, last, 1, out->logits);
     }
-    scratch_free(&s);
-    return VL2_OK;
+done:
+    scratch_free(&own.s);
+    return st;
 }

@@ -46,10 +46,19 @@ typedef struct vl2_forward_out {
                                   * position, or NULL */
 } vl2_forward_out;
 
+/* The buffers of forward passes, kept from one to the next: sized for the most positions run
+ * at once so far, so that decoding, one position a pass, allocates nothing. One per session;
+ * the attention scores live in the pool's thread scratch (vl2_scratch_get). */
+typedef struct vl2_decoder_ws vl2_decoder_ws;
+vl2_decoder_ws *vl2_decoder_ws_new(void);
+void vl2_decoder_ws_free(vl2_decoder_ws *ws);
+
 /* Runs positions [n_past, n_past + T) given their input embeddings [T][hidden], writing
- * their keys and values into the cache. Requires n_past + T <= kv->n_ctx. */
-vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_kv_cache *kv, int n_past,
-                               const float *embeds, int T, vl2_forward_out *out, vl2_error *err);
+ * their keys and values into the cache. Requires n_past + T <= kv->n_ctx. ws may be NULL
+ * (buffers for this pass only). */
+vl2_status vl2_decoder_forward(const vl2_model *m, vl2_pool *pool, vl2_decoder_ws *ws,
+                               vl2_kv_cache *kv, int n_past, const float *embeds, int T,
+                               vl2_forward_out *out, vl2_error *err);
 
 /* MoEGate.forward for one token: turns router logits [n_routed_experts] into scores (in place)
  * and picks num_experts_per_tok experts (idx) with their weights (w). `bias` is the

@@ -288,6 +288,7 @@ VL2_MULTI(, void, vl2_axpy_w, (float a, const void *w, vl2_dtype t, size_t offse
  */
 
 typedef struct {
+    vl2_pool *pool;              /* whose thread scratch the tasks borrow */
     const vl2_matrix *w;
     const vl2_tensor *bias;
     const float *x;
@@ -318,17 +319,32 @@ void vl2_weight_segment(const vl2_matrix *w, int r, int k0, int n, float *dst)
         vl2_to_f32(w->data, w->dtype, el, (size_t)n, dst);
 }
 
-/* x's rows quantized for the integer kernels: one buffer, freed with g_free. */
-static vl2_qx *quantize_rows(const float *x, int T, size_t ldx, int n)
+/* Bytes that quantize_rows needs for T rows of n values. */
+static size_t quantized_rows_bytes(int T, int n)
+{
+    return (size_t)T * (sizeof(vl2_qx) + vl2_qx_bytes(n));
+}
+
+/* x's rows quantized for the integer kernels, into mem (quantized_rows_bytes of it). */
+static vl2_qx *quantize_rows(const float *x, int T, size_t ldx, int n, void *mem)
 {
     size_t each = vl2_qx_bytes(n);
-    vl2_qx *qx = g_malloc(T * sizeof *qx + (size_t)T * each);
+    vl2_qx *qx = mem;
     char *buf = (char *)(qx + T);
     for (int t = 0; t < T; t++) {
         vl2_qx_init(&qx[t], buf + (size_t)t * each, n);
         vl2_quantize_x(x + (size_t)t * ldx, &qx[t]);
     }
     return qx;
+}
+
+/* What a product that could not get memory leaves: NaN outputs, which the decoder reports as
+ * non-finite logits rather than a plausible wrong answer. */
+static void poison_rows(float *y, int T, size_t ldy, int n_out)
+{
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < n_out; o++)
+            y[(size_t)t * ldy + o] = NAN;
 }
 
 static const void *row_ptr(const vl2_matrix *w, int r)
@@ -374,9 +390,13 @@ static void mm_small_task(void *ctx, int task, int thread)
         }
         return;
     }
-    float *tmp = malloc((size_t)w->n_in * sizeof(float));
-    if (!tmp)
-        return; /* cannot happen in practice; leaves y as it was */
+    vl2_scratch mem;
+    float *tmp = vl2_scratch_get(j->pool, thread, (size_t)w->n_in * sizeof(float), &mem);
+    if (!tmp) {
+        for (int t = 0; t < j->T; t++)
+            poison_rows(j->y + (size_t)t * j->ldy + r0, 1, 0, r1 - r0);
+        return;
+    }
     for (int r = r0; r < r1; r++) {
         float b = bias_at(j->bias, r);
         const float *wf;
@@ -389,7 +409,7 @@ static void mm_small_task(void *ctx, int task, int thread)
         for (int t = 0; t < j->T; t++)
             j->y[(size_t)t * j->ldy + r] = b + dot_f32(wf, j->x + (size_t)t * j->ldx, w->n_in);
     }
-    free(tmp);
+    vl2_scratch_release(&mem);
 }
 
 /* Many rows of x: widen a block of W and let sgemm do the arithmetic. */
@@ -400,13 +420,16 @@ static void mm_gemm_task(void *ctx, int task, int thread)
     int r0 = task * j->rows_per_task;
     int nb = r0 + j->rows_per_task < w->n_out ? j->rows_per_task : w->n_out - r0;
     const float *wb = NULL;
-    float *tmp = NULL;
+    vl2_scratch mem = { 0 };
     if (w->dtype == VL2_DTYPE_F32 && w->stride == (size_t)w->n_in && !j->bf16_w) {
         wb = row_ptr(w, r0);
     } else {
-        tmp = malloc((size_t)nb * (size_t)w->n_in * sizeof(float));
-        if (!tmp)
+        float *tmp = vl2_scratch_get(j->pool, thread,
+                                     (size_t)nb * (size_t)w->n_in * sizeof(float), &mem);
+        if (!tmp) {
+            poison_rows(j->y + r0, j->T, j->ldy, nb);
             return;
+        }
         for (int r = 0; r < nb; r++)
             vl2_weight_segment(w, r0 + r, 0, w->n_in, tmp + (size_t)r * (size_t)w->n_in);
         if (j->bf16_w && w->dtype != VL2_DTYPE_BF16)
@@ -426,7 +449,7 @@ static void mm_gemm_task(void *ctx, int task, int thread)
             for (int t = 0; t < j->T; t++)
                 j->y[(size_t)t * j->ldy + r0 + r] += b;
         }
-    free(tmp);
+    vl2_scratch_release(&mem);
 }
 
 /* The bf16 mode's products on AVX-512 BF16: tiles of up to MB tokens x NB outputs. A tile packs
@@ -530,7 +553,7 @@ void vl2_linear_as(vl2_pool *pool, vl2_compute compute, const vl2_tensor *w,
 static void matmul_f32(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias,
                        const float *x, int T, size_t ldx, float *y, size_t ldy, bool bf16_w)
 {
-    mm_job j = { w, bias, x, T, ldx, y, ldy, 0, NULL, bf16_w };
+    mm_job j = { pool, w, bias, x, T, ldx, y, ldy, 0, NULL, bf16_w };
     int n_threads = vl2_pool_size(pool);
     if (T > SMALL_T) {
         int block = (w->n_out / (4 * n_threads) + 15) / 16 * 16;
@@ -551,10 +574,17 @@ static void matmul_f32(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bi
     if (rows < 16)
         rows = 16;
     j.rows_per_task = rows;
-    vl2_qx *qx = is_quantized(w->dtype) ? quantize_rows(x, T, ldx, w->n_in) : NULL;
-    j.qx = qx;
+    vl2_scratch mem = { 0 };
+    if (is_quantized(w->dtype)) {
+        void *buf = vl2_scratch_get(pool, VL2_POOL_CALLER, quantized_rows_bytes(T, w->n_in), &mem);
+        if (!buf) {
+            poison_rows(y, T, ldy, w->n_out);
+            return;
+        }
+        j.qx = quantize_rows(x, T, ldx, w->n_in, buf);
+    }
     vl2_pool_run(pool, (w->n_out + rows - 1) / rows, mm_small_task, &j);
-    g_free(qx);
+    vl2_scratch_release(&mem);
 }
 
 /* Several small products in one dispatch: decoding runs a dozen per layer (q, k, v; the
@@ -564,6 +594,7 @@ static void matmul_f32(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bi
 #define MULTI_MAX 128
 
 typedef struct {
+    vl2_pool *pool;
     const vl2_mm_item *items;
     int n_items;
     const int *first_task;       /* [n_items + 1]: tasks of item i are [first[i], first[i + 1]) */
@@ -578,7 +609,7 @@ static void multi_task(void *ctx, int task, int thread)
     while (task >= mj->first_task[i + 1])
         i++;
     const vl2_mm_item *it = &mj->items[i];
-    mm_job j = { &it->w, it->bias, it->x, it->T, it->ldx, it->y, it->ldy, mj->band[i],
+    mm_job j = { mj->pool, &it->w, it->bias, it->x, it->T, it->ldx, it->y, it->ldy, mj->band[i],
                  mj->qx[i] };
     mm_small_task(&j, task - mj->first_task[i], thread);
 }
@@ -607,26 +638,39 @@ void vl2_matmul_multi(vl2_pool *pool, const vl2_mm_item *items, int n_items)
         band[k] = per_task;
         first[k + 1] = first[k] + (it[k].w.n_out + per_task - 1) / per_task;
     }
-    /* quantized weights take x quantized; products of the same x share it */
+    /* quantized weights take x quantized; products of the same x share it. Each item's rows
+     * go at an offset of one buffer: sizes first, then the quantization. */
     vl2_qx *qx[MULTI_MAX] = { NULL };
-    bool owner[MULTI_MAX] = { false };
+    int same[MULTI_MAX];         /* the item whose quantized x item k shares, or -1 */
+    size_t at[MULTI_MAX], bytes = 0;
     for (int k = 0; k < n_small; k++) {
+        same[k] = -1;
         if (!is_quantized(it[k].w.dtype))
             continue;
-        for (int p = 0; p < k && !qx[k]; p++)
-            if (qx[p] && it[p].x == it[k].x && it[p].T == it[k].T && it[p].ldx == it[k].ldx &&
-                it[p].w.n_in == it[k].w.n_in)
-                qx[k] = qx[p];
-        if (!qx[k]) {
-            qx[k] = quantize_rows(it[k].x, it[k].T, it[k].ldx, it[k].w.n_in);
-            owner[k] = true;
+        for (int p = 0; p < k && same[k] < 0; p++)
+            if (is_quantized(it[p].w.dtype) && same[p] < 0 && it[p].x == it[k].x &&
+                it[p].T == it[k].T && it[p].ldx == it[k].ldx && it[p].w.n_in == it[k].w.n_in)
+                same[k] = p;
+        if (same[k] < 0) {
+            at[k] = bytes;
+            bytes += (quantized_rows_bytes(it[k].T, it[k].w.n_in) + 63) / 64 * 64;
         }
     }
-    multi_job mj = { it, n_small, first, band, qx };
-    vl2_pool_run(pool, first[n_small], multi_task, &mj);
+    vl2_scratch mem = { 0 };
+    char *buf = bytes ? vl2_scratch_get(pool, VL2_POOL_CALLER, bytes, &mem) : NULL;
+    if (bytes && !buf) {
+        for (int k = 0; k < n_small; k++)
+            poison_rows(it[k].y, it[k].T, it[k].ldy, it[k].w.n_out);
+        return;
+    }
     for (int k = 0; k < n_small; k++)
-        if (owner[k])
-            g_free(qx[k]);
+        if (is_quantized(it[k].w.dtype))
+            qx[k] = same[k] >= 0 ? qx[same[k]]
+                                 : quantize_rows(it[k].x, it[k].T, it[k].ldx, it[k].w.n_in,
+                                                 buf + at[k]);
+    multi_job mj = { pool, it, n_small, first, band, qx };
+    vl2_pool_run(pool, first[n_small], multi_task, &mj);
+    vl2_scratch_release(&mem);
 }
 
 void vl2_linear(vl2_pool *pool, const vl2_tensor *w, const vl2_tensor *bias, const float *x, int T,

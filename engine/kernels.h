@@ -33,6 +33,24 @@ void vl2_pool_rows(vl2_pool *pool, int n_rows, vl2_rows_fn fn, void *ctx);
 void vl2_pool_set_compute(vl2_pool *pool, vl2_compute compute);
 vl2_compute vl2_pool_compute(const vl2_pool *pool);
 
+/* Memory borrowed for the duration of a task, from the buffer the pool keeps for thread
+ * `thread` (a task's), or for the thread dispatching jobs (VL2_POOL_CALLER, around a
+ * vl2_pool_run). The buffer only grows, so work of a steady shape (decoding) allocates
+ * nothing. One borrower per buffer at a time: a task must release it before it returns, and a
+ * caller before it borrows the caller's buffer again. With a NULL pool the memory is allocated
+ * (and freed on release). 64-byte aligned; NULL when out of memory. */
+#define VL2_POOL_CALLER (-1)
+typedef struct vl2_scratch {
+    void *p;
+    bool owned;
+} vl2_scratch;
+void *vl2_scratch_get(vl2_pool *pool, int thread, size_t bytes, vl2_scratch *s);
+void vl2_scratch_release(vl2_scratch *s);
+/* Grows every thread's buffer (not the caller's) to at least `bytes` now, between jobs: which
+ * thread runs which task varies from job to job, and a thread that first meets a large task
+ * while decoding would otherwise allocate then. false when out of memory. */
+bool vl2_pool_reserve(vl2_pool *pool, size_t bytes);
+
 /* ---- conversions ----------------------------------------------------------------------------- */
 
 static inline float vl2_bf16_to_f32(uint16_t b)

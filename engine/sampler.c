@@ -83,14 +83,11 @@ static int by_value_desc(gconstpointer a, gconstpointer b, gpointer values)
 
 /* Moves the indices of the k largest values (with ties at the k-th value) to the front of idx
  * and returns how many were kept. O(n) average with a threshold found by quickselect. */
-static int keep_top_k(const float *v, int *idx, int n, int k)
+static int keep_top_k(const float *v, int *idx, int n, int k, float *tmp)
 {
     if (k >= n)
         return n;
     /* quickselect the k-th largest value on a copy of the candidates' values */
-    float *tmp = malloc((size_t)n * sizeof(float));
-    if (!tmp)
-        return n;
     for (int i = 0; i < n; i++)
         tmp[i] = v[idx[i]];
     int lo = 0, hi = n - 1, want = k - 1;
@@ -118,7 +115,6 @@ static int keep_top_k(const float *v, int *idx, int n, int k)
             break;
     }
     float threshold = tmp[want];
-    free(tmp);
     int m = 0;
     for (int i = 0; i < n; i++)
         if (v[idx[i]] >= threshold)
@@ -150,7 +146,7 @@ int32_t vl2_sample(const float *logits, int n_vocab, const vl2_generate_params *
     for (int i = 0; i < n; i++)
         idx[i] = i;
     if (p->top_k > 0)
-        n = keep_top_k(v, idx, n, p->top_k);
+        n = keep_top_k(v, idx, n, p->top_k, scratch->select);
 
     /* Candidates in descending order; probabilities over the candidates only, since top-k's
      * removed tokens are -inf to transformers' TopPLogitsWarper. */

@@ -73,6 +73,7 @@ vl2_generate_params vl2_generate_default_params(void)
 struct vl2_session {
     const vl2_model *m;
     vl2_pool *pool;
+    vl2_decoder_ws *ws;          /* the forward passes' buffers */
     vl2_kv_cache kv;
     int n_past;                  /* positions in the KV cache */
     uint64_t *keys;              /* [n_ctx]: what each cached position holds (position_key) */
@@ -158,10 +159,12 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
     s->seen = calloc(V, 1);
     s->sampler.values = malloc(V * sizeof(float));
     s->sampler.index = malloc(V * sizeof(int));
+    s->sampler.select = malloc(V * sizeof(float));
+    s->ws = vl2_decoder_ws_new();
     s->held = g_string_new(NULL);
     s->text = g_string_new(NULL);
     if (!s->pool || !s->keys || !s->logits || !s->embeds || !s->seen || !s->sampler.values ||
-        !s->sampler.index) {
+        !s->sampler.index || !s->sampler.select || !s->ws) {
         vl2_session_free(s);
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory for a session");
     }
@@ -221,6 +224,8 @@ void vl2_session_free(vl2_session *s)
     free(s->seen);
     free(s->sampler.values);
     free(s->sampler.index);
+    free(s->sampler.select);
+    vl2_decoder_ws_free(s->ws);
     g_string_free(s->held, TRUE);
     g_string_free(s->text, TRUE);
     free(s);
@@ -350,7 +355,8 @@ static vl2_status run_positions(vl2_session *s, const embed_source *src, const u
             embed_position(src, c + t, s->embeds + (size_t)t * D);
         bool last = c + T == to;
         vl2_forward_out out = { last ? s->logits : NULL, NULL };
-        vl2_status st = vl2_decoder_forward(s->m, s->pool, &s->kv, c, s->embeds, T, &out, err);
+        vl2_status st = vl2_decoder_forward(s->m, s->pool, s->ws, &s->kv, c, s->embeds, T, &out,
+                                            err);
         if (st != VL2_OK)
             return st;
         memcpy(s->keys + c, keys + (c - from), (size_t)T * sizeof *keys);

@@ -6,10 +6,15 @@
  * job counter before sleeping on a condition variable: a wake-up through the kernel costs more
  * than a whole small matmul. OpenBLAS is kept single-threaded (model.c) and called from inside
  * tasks, so the two never oversubscribe the cores.
+ *
+ * The pool also keeps one scratch buffer per thread, and one for the dispatching thread
+ * (vl2_scratch_get): tasks and the products' callers borrow memory there instead of allocating,
+ * so a decoded token, whose jobs have the same shapes as the last token's, allocates nothing.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -31,6 +36,12 @@ struct vl2_pool {
     atomic_int n_active;       /* workers still inside the current job */
     atomic_uint generation;
     atomic_bool quit;
+
+    /* [n_threads + 1]: each thread's scratch, then the dispatching thread's (VL2_POOL_CALLER) */
+    struct pool_scratch {
+        void *p;
+        size_t size;
+    } *scratch;
 };
 
 typedef struct {
@@ -91,9 +102,15 @@ vl2_pool *vl2_pool_new(int n_threads)
     if (!p)
         return NULL;
     p->n_threads = n_threads;
+    p->scratch = calloc((size_t)n_threads + 1, sizeof *p->scratch);
     pthread_mutex_init(&p->mutex, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
+    if (!p->scratch) {
+        p->n_threads = 1; /* no thread started */
+        vl2_pool_free(p);
+        return NULL;
+    }
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
@@ -128,10 +145,55 @@ void vl2_pool_free(vl2_pool *p)
     for (int i = 1; i < p->n_threads; i++)
         pthread_join(p->threads[i - 1], NULL);
     free(p->threads);
+    if (p->scratch)
+        for (int i = 0; i <= p->n_threads; i++)
+            free(p->scratch[i].p);
+    free(p->scratch);
     pthread_mutex_destroy(&p->mutex);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p);
+}
+
+static bool scratch_grow(struct pool_scratch *b, size_t bytes)
+{
+    if (b->size >= bytes)
+        return true;
+    size_t size = (bytes + 63) / 64 * 64;
+    void *n = aligned_alloc(64, size);
+    if (!n)
+        return false;
+    free(b->p);
+    b->p = n;
+    b->size = size;
+    return true;
+}
+
+void *vl2_scratch_get(vl2_pool *p, int thread, size_t bytes, vl2_scratch *s)
+{
+    s->owned = !p;
+    if (!p)
+        return s->p = malloc(bytes ? bytes : 1);
+    struct pool_scratch *b = &p->scratch[thread == VL2_POOL_CALLER ? p->n_threads : thread];
+    return s->p = scratch_grow(b, bytes) ? b->p : NULL;
+}
+
+bool vl2_pool_reserve(vl2_pool *p, size_t bytes)
+{
+    if (!p)
+        return true;
+    for (int i = 0; i < p->n_threads; i++)
+        if (!scratch_grow(&p->scratch[i], bytes))
+            return false;
+    return true;
+}
+
+void vl2_scratch_release(vl2_scratch *s)
+{
+    if (s->owned)
+        free(s->p);
+    s->p = NULL;
+    s->owned = false;
 }
 
 int vl2_pool_size(const vl2_pool *p)

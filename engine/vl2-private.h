@@ -408,6 +408,7 @@ double vl2_rng_uniform(vl2_rng *rng);
 typedef struct vl2_sampler_scratch {
     float *values;               /* [n_vocab] */
     int *index;                  /* [n_vocab] */
+    float *select;               /* [n_vocab]: top-k's selection */
 } vl2_sampler_scratch;
 
 /* Picks the next token the way transformers' generate() does with the same settings:

@@ -360,7 +360,7 @@ static void test_case(gconstpointer data)
     float *hidden = g_new(float, (size_t)lm->num_hidden_layers * D);
     float *logits = g_new(float, V);
     vl2_forward_out out = { logits, hidden };
-    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, 0, embeds, T, &out, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_decoder_forward(m, pool, NULL, &kv, 0, embeds, T, &out, &err), ==, VL2_OK);
     const vl2_tensor *ref_hidden = need(golden, gc->name, "hidden_last_per_layer", VL2_DTYPE_F32);
     g_assert_cmpint(ref_hidden->n_elements, ==, (int64_t)lm->num_hidden_layers * D);
     double e_hidden = max_abs_diff(hidden, ref_hidden->data, (size_t)lm->num_hidden_layers * D);
@@ -399,7 +399,7 @@ static void test_case(gconstpointer data)
         float *e1 = g_new(float, D);
         vl2_decoder_embed(m, id, e1);
         vl2_forward_out o1 = { logits, NULL };
-        g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, T + step, e1, 1, &o1, &err), ==, VL2_OK);
+        g_assert_cmpint(vl2_decoder_forward(m, pool, NULL, &kv, T + step, e1, 1, &o1, &err), ==, VL2_OK);
         g_free(e1);
     }
     g_test_message("%s/%s: greedy ids equal for %d of %d steps (the rest follow a reference "
@@ -450,18 +450,20 @@ static void test_cache_equals_recompute(gconstpointer data)
     float *inc = g_new(float, V), *full = g_new(float, V), *chunked = g_new(float, V);
     vl2_pool *pool = vl2_pool_new(2);
 
-    /* incremental: the prompt, then one position at a time (greedy ids) */
+    /* incremental: the prompt, then one position at a time (greedy ids). One workspace for all
+     * the passes below: buffers sized for a longer pass serve the shorter ones after it. */
+    vl2_decoder_ws *ws = vl2_decoder_ws_new();
     vl2_kv_cache kv;
     /* float32 caches: the comparison is of the arithmetic, not of the storage's rounding */
     g_assert_cmpint(vl2_kv_cache_init(&kv, m, N, VL2_KV_F32, &err), ==, VL2_OK);
     for (int t = 0; t < P; t++)
         vl2_decoder_embed(m, ids[t], emb + (size_t)t * D);
     vl2_forward_out o = { inc, NULL };
-    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, 0, emb, P, &o, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_decoder_forward(m, pool, ws, &kv, 0, emb, P, &o, &err), ==, VL2_OK);
     for (int t = P; t < N; t++) {
         ids[t] = argmax(inc, V);
         vl2_decoder_embed(m, ids[t], emb + (size_t)t * D);
-        g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, t, emb + (size_t)t * D, 1, &o, &err), ==,
+        g_assert_cmpint(vl2_decoder_forward(m, pool, ws, &kv, t, emb + (size_t)t * D, 1, &o, &err), ==,
                         VL2_OK);
     }
 
@@ -469,15 +471,15 @@ static void test_cache_equals_recompute(gconstpointer data)
     vl2_kv_cache kv2;
     g_assert_cmpint(vl2_kv_cache_init(&kv2, m, N, VL2_KV_F32, &err), ==, VL2_OK);
     vl2_forward_out o2 = { full, NULL };
-    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv2, 0, emb, N, &o2, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_decoder_forward(m, pool, ws, &kv2, 0, emb, N, &o2, &err), ==, VL2_OK);
 
     /* uneven chunks: 7, 13, then the rest */
     vl2_kv_cache kv3;
     g_assert_cmpint(vl2_kv_cache_init(&kv3, m, N, VL2_KV_F32, &err), ==, VL2_OK);
     vl2_forward_out o3 = { chunked, NULL };
-    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv3, 0, emb, 7, &o3, &err), ==, VL2_OK);
-    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv3, 7, emb + 7 * D, 13, &o3, &err), ==, VL2_OK);
-    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv3, 20, emb + 20 * D, N - 20, &o3, &err), ==,
+    g_assert_cmpint(vl2_decoder_forward(m, pool, ws, &kv3, 0, emb, 7, &o3, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_decoder_forward(m, pool, ws, &kv3, 7, emb + 7 * D, 13, &o3, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_decoder_forward(m, pool, ws, &kv3, 20, emb + 20 * D, N - 20, &o3, &err), ==,
                     VL2_OK);
 
     double e1 = max_abs_diff(inc, full, (size_t)V), e2 = max_abs_diff(chunked, full, (size_t)V);
@@ -493,6 +495,7 @@ static void test_cache_equals_recompute(gconstpointer data)
     vl2_kv_cache_free(&kv);
     vl2_kv_cache_free(&kv2);
     vl2_kv_cache_free(&kv3);
+    vl2_decoder_ws_free(ws);
     vl2_pool_free(pool);
     g_free(ids);
     g_free(emb);
@@ -696,7 +699,7 @@ static void test_bf16(gconstpointer data)
     float *hidden = g_new(float, (size_t)L * D);
     float *logits = g_new(float, V);
     vl2_forward_out out = { logits, hidden };
-    g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, 0, embeds, T, &out, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_decoder_forward(m, pool, NULL, &kv, 0, embeds, T, &out, &err), ==, VL2_OK);
     const vl2_tensor *ref_hidden = need(golden, gc->name, "hidden_last_per_layer", VL2_DTYPE_F32);
     const vl2_tensor *ref_logits = need(golden, gc->name, "logits_last", VL2_DTYPE_F32);
     double e_hidden = max_abs_diff(hidden + (size_t)(L - 1) * D,
@@ -715,7 +718,7 @@ static void test_bf16(gconstpointer data)
         float *e1 = g_new(float, D);
         vl2_decoder_embed(m, id, e1);
         vl2_forward_out o1 = { logits, NULL };
-        g_assert_cmpint(vl2_decoder_forward(m, pool, &kv, T + agree, e1, 1, &o1, &err), ==,
+        g_assert_cmpint(vl2_decoder_forward(m, pool, NULL, &kv, T + agree, e1, 1, &o1, &err), ==,
                         VL2_OK);
         g_free(e1);
     }

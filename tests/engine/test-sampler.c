@@ -15,6 +15,7 @@ static void sampler_init(sampler *sm, int n, uint64_t seed)
 {
     sm->s.values = g_new(float, n);
     sm->s.index = g_new(int, n);
+    sm->s.select = g_new(float, n);
     vl2_rng_seed(&sm->rng, seed);
 }
 
@@ -22,6 +23,7 @@ static void sampler_clear(sampler *sm)
 {
     g_free(sm->s.values);
     g_free(sm->s.index);
+    g_free(sm->s.select);
 }
 
 static vl2_generate_params params(float temperature, float top_p, int top_k, float penalty)

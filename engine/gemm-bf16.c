@@ -8,17 +8,21 @@
  * operands; the sums are float32 like the f32 mode's.
  *
  * With AVX-512 BF16 (vdpbf16ps: 16 lanes, each adding the products of one pair of k-values to a
- * float32 sum) a tile of the product is computed like this:
+ * float32 sum) the tokens, not the outputs, fill the lanes, so that W is read where it is:
  *
- *   - the weights of NR = 64 outputs and KC k-values are packed into a panel whose vector kp
- *     holds, for each of 16 outputs, the pair (W[o][2kp], W[o][2kp + 1]): four vectors per
- *     pair cover the 64 outputs. The panel (32 KiB) stays in L1 while
- *   - the microkernel runs over the tile's tokens MR = 6 at a time, keeping 6 x 64 sums in 24
- *     zmm registers. Per pair of k it loads the panel's 4 vectors and, for each of the 6 tokens,
- *     broadcasts the token's pair (one 32-bit word of the bf16 row) into 4 vdpbf16ps: 24 dot
- *     products for 10 loads, so the arithmetic, not the loads, sets the pace.
- *   - KC blocks add into y (the first stores bias + sum), so the tile's rows of x (MB tokens x
- *     KC, 192 KiB at most) stay in L2 across the panels.
+ *   - x is rounded and packed once per product (vl2_bf16_pack_x): groups of 16 tokens, vector
+ *     kp of a group holding the pair (2kp, 2kp + 1) of each of its tokens. That is T x K work;
+ *     packing W instead (the previous design) cost N x K for every block of tokens, 15-25 % of
+ *     a prefill whose experts see some 24 tokens each.
+ *   - a bf16 weight row's pairs are 32-bit words in the mapped checkpoint: the microkernel
+ *     broadcasts one and multiplies it into 16 tokens at once. It keeps MV groups of tokens x
+ *     NO outputs of sums in registers (4 x 6 or 2 x 12: 24 zmm) over the whole of K, and per
+ *     pair loads MV vectors of x and NO words of W for MV x NO vdpbf16ps.
+ *   - a tile runs groups of 12 outputs (their rows, 12 x K x 2 bytes, stay in L1) over all of
+ *     its tokens (their packed x, 384 KiB at most, stays in L2); the sums of 64 tokens x 12
+ *     outputs go to y through a small buffer, once per tile and group, not per block of K.
+ *   - weights stored otherwise (float32, quantized, or rows that do not start at an even
+ *     element) are rounded to bf16 into a buffer, 12 rows at a time.
  *
  * Without AVX-512 BF16, vl2_matmul runs the mode through the float32 kernels on the rounded x
  * (products of bf16 values are exact in float32, so it is the same arithmetic).
@@ -132,10 +136,6 @@ void vl2_bf16_round_rows(vl2_pool *pool, const float *x, int T, size_t ldx, int 
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
-#define NR 64
-#define MR 6
-#define KC 256 /* k-values per block, even */
-
 /* 16 rows of 16 words -> 16 vectors, vector i holding word i of every row. */
 BF16_TARGET static void transpose16(const uint32_t *src, size_t ld, uint32_t *dst, size_t ldd)
 {
@@ -169,161 +169,176 @@ BF16_TARGET static void transpose16(const uint32_t *src, size_t ld, uint32_t *ds
         _mm512_storeu_si512(dst + (size_t)i * ldd, r[i]);
 }
 
-/* Packs outputs [o0, o0 + NR) (those below o_end; the rest zero) and k-values [k0, k0 + kc)
- * into panel[kp][n] (32-bit words, each the pair of k-values 2kp, 2kp + 1 of output n). */
-static void pack_panel(const vl2_matrix *w, int o0, int o_end, int k0, int kc, uint32_t *panel,
-                       float *seg)
+typedef struct {
+    const float *x;
+    size_t ldx;
+    int T, K, pairs;
+    uint32_t *xp;
+} pack_job;
+
+/* Task g: tokens [16g, 16g + 16), rounded to bf16 and transposed 16 pairs at a time. */
+BF16_TARGET static void pack_task(void *ctx, int g, int thread)
 {
-    const int pairs = (kc + 1) / 2;
-    int n_fast = 0;
-    /* bf16 rows whose pairs are 32-bit words: 16 x 16 words at a time */
-    if (w->dtype == VL2_DTYPE_BF16 && (w->first + (size_t)k0) % 2 == 0 && w->stride % 2 == 0 &&
-        o_end - o0 >= 16) {
-        n_fast = MIN(NR, o_end - o0) / 16 * 16;
-        const int kp_fast = kc / 32 * 16;
-        for (int n = 0; n < n_fast; n += 16) {
-            const uint32_t *src =
-                (const uint32_t *)((const uint16_t *)w->data + w->first +
-                                   (size_t)(o0 + n) * w->stride + k0);
-            for (int kp = 0; kp < kp_fast; kp += 16)
-                transpose16(src + kp, w->stride / 2, panel + (size_t)kp * NR + n, NR);
-            for (int kp = kp_fast; kp < pairs; kp++)
-                for (int i = 0; i < 16; i++) {
-                    const uint16_t *row = (const uint16_t *)(src + (size_t)i * (w->stride / 2));
-                    panel[(size_t)kp * NR + n + i] =
-                        row[2 * kp] | (2 * kp + 1 < kc ? (uint32_t)row[2 * kp + 1] << 16 : 0);
-                }
-        }
-    }
-    for (int n = n_fast; n < NR; n++) {
-        int o = o0 + n;
-        if (o >= o_end) {
-            for (int kp = 0; kp < pairs; kp++)
-                panel[(size_t)kp * NR + n] = 0;
-            continue;
-        }
-        if (w->dtype == VL2_DTYPE_BF16) {
-            const uint16_t *src = (const uint16_t *)w->data + w->first + (size_t)o * w->stride + k0;
-            int kp = 0;
-            for (; 2 * kp + 1 < kc; kp++) {
-                uint32_t word;
-                memcpy(&word, src + 2 * kp, sizeof word);
-                panel[(size_t)kp * NR + n] = word;
+    pack_job *j = ctx;
+    uint32_t block[16][16] __attribute__((aligned(64)));
+    uint32_t *dst = j->xp + (size_t)g * j->pairs * 16;
+    for (int kp0 = 0; kp0 < j->pairs; kp0 += 16) {
+        const int k0 = 2 * kp0, kn = MIN(32, j->K - k0);
+        for (int i = 0; i < 16; i++) {
+            const int t = 16 * g + i;
+            uint16_t *row = (uint16_t *)block[i];
+            if (t >= j->T || kn <= 0) {
+                memset(row, 0, 64);
+                continue;
             }
-            if (kc & 1)
-                panel[(size_t)kp * NR + n] = src[2 * kp];
-        } else {
-            vl2_weight_segment(w, o, k0, kc, seg);
-            int kp = 0;
-            for (; 2 * kp + 1 < kc; kp++)
-                panel[(size_t)kp * NR + n] =
-                    vl2_f32_to_bf16(seg[2 * kp]) | (uint32_t)vl2_f32_to_bf16(seg[2 * kp + 1]) << 16;
-            if (kc & 1)
-                panel[(size_t)kp * NR + n] = vl2_f32_to_bf16(seg[2 * kp]);
+            const float *src = j->x + (size_t)t * j->ldx + k0;
+            if (kn == 32) {
+                round_row_native(src, row, 32);
+            } else {
+                for (int k = 0; k < 32; k++)
+                    row[k] = k < kn ? vl2_f32_to_bf16(src[k]) : 0;
+            }
         }
+        transpose16(&block[0][0], 16, dst + (size_t)kp0 * 16, 16);
     }
 }
 
-/* c[m][0 .. nc) (+)= the sums of tokens a[m] (m < mr) against the panel, over `pairs` pairs.
- * `first`: c = bias + sums; otherwise c += sums. */
+void vl2_bf16_pack_x(vl2_pool *pool, const float *x, int T, size_t ldx, int K, uint32_t *xp)
+{
+    pack_job j = { x, ldx, T, K, vl2_bf16_pairs(K), xp };
+    vl2_pool_run(pool, (T + 15) / 16, pack_task, &j);
+}
+
+/* MV groups of 16 tokens x NO outputs: acc[v][n] holds output n's sums for the 16 tokens of
+ * group v. Per pair of k: MV loads of x, NO broadcasts of W's pair, MV * NO vdpbf16ps. */
 BF16_TARGET static inline __attribute__((always_inline)) void
-kernel(const int mr, int pairs, const uint32_t *a, size_t lda, const uint32_t *panel, float *c,
-       size_t ldc, int nc, bool first, const float *bias)
+kernel(const int MV, const int NO, int pairs, size_t gstride, const uint32_t *xg,
+       const uint32_t *const *wr, float *out)
 {
-    __m512 acc[MR][4];
-#pragma GCC unroll 6
-    for (int m = 0; m < MR; m++)
+    __m512 acc[4][12];
 #pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            acc[m][v] = _mm512_setzero_ps();
+    for (int v = 0; v < MV; v++)
+#pragma GCC unroll 12
+        for (int n = 0; n < NO; n++)
+            acc[v][n] = _mm512_setzero_ps();
     for (int kp = 0; kp < pairs; kp++) {
-        const uint32_t *p = panel + (size_t)kp * NR;
-        __m512bh b0 = (__m512bh)_mm512_loadu_si512(p), b1 = (__m512bh)_mm512_loadu_si512(p + 16),
-                 b2 = (__m512bh)_mm512_loadu_si512(p + 32), b3 = (__m512bh)_mm512_loadu_si512(p + 48);
-#pragma GCC unroll 6
-        for (int m = 0; m < MR; m++) {
-            if (m >= mr)
-                break;
-            __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)m * lda + kp]);
-            acc[m][0] = _mm512_dpbf16_ps(acc[m][0], av, b0);
-            acc[m][1] = _mm512_dpbf16_ps(acc[m][1], av, b1);
-            acc[m][2] = _mm512_dpbf16_ps(acc[m][2], av, b2);
-            acc[m][3] = _mm512_dpbf16_ps(acc[m][3], av, b3);
-        }
-    }
-#pragma GCC unroll 6
-    for (int m = 0; m < MR; m++) {
-        if (m >= mr)
-            break;
-        float *cm = c + (size_t)m * ldc;
+        if ((kp & 15) == 0)
+#pragma GCC unroll 12
+            for (int n = 0; n < NO; n++)
+                _mm_prefetch((const char *)(wr[n] + kp + 256), _MM_HINT_T0);
+        __m512bh xv[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) {
-            int left = nc - 16 * v;
-            if (left <= 0)
-                break;
-            __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            __m512 old = first ? _mm512_loadu_ps(bias + 16 * v)
-                               : _mm512_maskz_loadu_ps(mask, cm + 16 * v);
-            _mm512_mask_storeu_ps(cm + 16 * v, mask, _mm512_add_ps(old, acc[m][v]));
+        for (int v = 0; v < MV; v++)
+            xv[v] = (__m512bh)_mm512_loadu_si512(xg + (size_t)v * gstride + (size_t)kp * 16);
+#pragma GCC unroll 12
+        for (int n = 0; n < NO; n++) {
+            __m512bh b = (__m512bh)_mm512_set1_epi32((int)wr[n][kp]);
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; v++)
+                acc[v][n] = _mm512_dpbf16_ps(acc[v][n], xv[v], b);
         }
     }
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; v++)
+#pragma GCC unroll 12
+        for (int n = 0; n < NO; n++)
+            _mm512_store_ps(out + (size_t)n * 64 + 16 * v, acc[v][n]);
 }
 
-#define KERNEL(n)                                                                              \
-    BF16_TARGET static void kernel_##n(int pairs, const uint32_t *a, size_t lda,                \
-                                       const uint32_t *panel, float *c, size_t ldc, int nc,    \
-                                       bool first, const float *bias)                          \
+#define KERNEL(mv, no)                                                                         \
+    BF16_TARGET static void kernel_##mv##_##no(int pairs, size_t gstride, const uint32_t *xg,  \
+                                               const uint32_t *const *wr, float *out)          \
     {                                                                                          \
-        kernel(n, pairs, a, lda, panel, c, ldc, nc, first, bias);                              \
+        kernel(mv, no, pairs, gstride, xg, wr, out);                                           \
     }
-KERNEL(1)
-KERNEL(2)
-KERNEL(3)
-KERNEL(4)
-KERNEL(5)
-KERNEL(6)
+KERNEL(4, 6)
+KERNEL(3, 6)
+KERNEL(2, 12)
+KERNEL(1, 12)
 
-typedef void (*kernel_fn)(int, const uint32_t *, size_t, const uint32_t *, float *, size_t, int,
-                          bool, const float *);
-static const kernel_fn kernels[MR + 1] = { NULL,     kernel_1, kernel_2, kernel_3,
-                                           kernel_4, kernel_5, kernel_6 };
+/* Outputs a tile handles together: their weight rows (at most 12 x K bf16) stay in L1 while the
+ * tile's tokens pass. */
+#define NG 12
 
-bool vl2_gemm_bf16_tile(const vl2_matrix *w, const vl2_tensor *bias, const uint16_t *xb,
-                        size_t ldb, int t0, int t1, int o0, int o1, float *y, size_t ldy)
+bool vl2_gemm_bf16_tile(const vl2_matrix *w, const vl2_tensor *bias, const uint32_t *xp,
+                        int t0, int t1, int o0, int o1, float *y, size_t ldy)
 {
-    const int K = w->n_in;
-    /* the panel and, for weights not stored as bf16, one row segment as float32 */
-    uint32_t *panel = aligned_alloc(64, (size_t)(KC / 2) * NR * sizeof(uint32_t) +
-                                            (KC + NR) * sizeof(float));
-    if (!panel)
+    /* pairs of a packed row; the kernel runs over the first n_pairs (W's rows end there) */
+    const int K = w->n_in, pairs = vl2_bf16_pairs(K), n_pairs = (K + 1) / 2;
+    const size_t gs = (size_t)pairs * 16;
+    /* bf16 rows whose pairs are aligned 32-bit words are read where they are; other weights
+     * are rounded into wbuf, NG rows at a time */
+    const bool direct = w->dtype == VL2_DTYPE_BF16 && K % 2 == 0 && w->first % 2 == 0 &&
+                        w->stride % 2 == 0;
+    size_t bytes = 64 * NG * sizeof(float) + NG * sizeof(float);
+    if (!direct)
+        bytes += (size_t)NG * pairs * sizeof(uint32_t) + (size_t)K * sizeof(float);
+    float *out = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!out)
         return false;
-    float *seg = (float *)(panel + (size_t)(KC / 2) * NR), *bias_f = seg + KC;
-    for (int p0 = o0; p0 < o1; p0 += NR) {
-        const int nc = MIN(NR, o1 - p0);
-        for (int n = 0; n < NR; n++) {
+    float *bias_f = out + 64 * NG;
+    uint32_t *wbuf = (uint32_t *)(bias_f + NG);
+    float *seg = (float *)(wbuf + (size_t)NG * pairs);
+
+    for (int og = o0; og < o1; og += NG) {
+        const int no = MIN(NG, o1 - og);
+        const uint32_t *wr[NG];
+        for (int n = 0; n < NG; n++) {
+            /* rows past the tile repeat its last one; their sums are not stored */
+            const int o = og + MIN(n, no - 1);
+            if (direct) {
+                wr[n] = (const uint32_t *)((const uint16_t *)w->data + w->first +
+                                           (size_t)o * w->stride);
+            } else {
+                uint32_t *dst = wbuf + (size_t)n * pairs;
+                if (n < no) {
+                    vl2_weight_segment(w, o, 0, K, seg);
+                    for (int kp = 0; kp < pairs; kp++) {
+                        uint32_t lo = 2 * kp < K ? vl2_f32_to_bf16(seg[2 * kp]) : 0;
+                        uint32_t hi = 2 * kp + 1 < K ? vl2_f32_to_bf16(seg[2 * kp + 1]) : 0;
+                        dst[kp] = lo | hi << 16;
+                    }
+                }
+                wr[n] = wbuf + (size_t)MIN(n, no - 1) * pairs;
+            }
             bias_f[n] = 0;
-            if (bias && n < nc)
-                vl2_to_f32(bias->data, bias->dtype, (size_t)(p0 + n), 1, &bias_f[n]);
+            if (bias && n < no)
+                vl2_to_f32(bias->data, bias->dtype, (size_t)(og + n), 1, &bias_f[n]);
         }
-        for (int k0 = 0; k0 < K; k0 += KC) {
-            const int kc = MIN(KC, K - k0);
-            pack_panel(w, p0, o1, k0, kc, panel, seg);
-            const uint32_t *a = (const uint32_t *)(xb + (size_t)t0 * ldb + k0);
-            for (int t = t0; t < t1; t += MR) {
-                const int mr = MIN(MR, t1 - t);
-                kernels[mr]((kc + 1) / 2, a + (size_t)(t - t0) * (ldb / 2), ldb / 2, panel,
-                            y + (size_t)t * ldy + p0, ldy, nc, k0 == 0, bias_f);
+        for (int t = t0; t < t1; t += 64) {
+            const int nt = MIN(64, t1 - t), mv = (nt + 15) / 16;
+            const uint32_t *xg = xp + (size_t)(t / 16) * gs;
+            if (mv == 4 || mv == 3) {
+                for (int h = 0; h < NG; h += 6) {
+                    if (mv == 4)
+                        kernel_4_6(n_pairs, gs, xg, wr + h, out + (size_t)h * 64);
+                    else
+                        kernel_3_6(n_pairs, gs, xg, wr + h, out + (size_t)h * 64);
+                }
+            } else if (mv == 2) {
+                kernel_2_12(n_pairs, gs, xg, wr, out);
+            } else {
+                kernel_1_12(n_pairs, gs, xg, wr, out);
+            }
+            for (int i = 0; i < nt; i++) {
+                float *yt = y + (size_t)(t + i) * ldy + og;
+                for (int n = 0; n < no; n++)
+                    yt[n] = bias_f[n] + out[(size_t)n * 64 + i];
             }
         }
     }
-    free(panel);
+    free(out);
     return true;
 }
 
 #else
 
-bool vl2_gemm_bf16_tile(const vl2_matrix *w, const vl2_tensor *bias, const uint16_t *xb,
-                        size_t ldb, int t0, int t1, int o0, int o1, float *y, size_t ldy)
+void vl2_bf16_pack_x(vl2_pool *pool, const float *x, int T, size_t ldx, int K, uint32_t *xp)
+{
+}
+
+bool vl2_gemm_bf16_tile(const vl2_matrix *w, const vl2_tensor *bias, const uint32_t *xp,
+                        int t0, int t1, int o0, int o1, float *y, size_t ldy)
 {
     return false;
 }

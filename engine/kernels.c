@@ -452,20 +452,19 @@ static void mm_gemm_task(void *ctx, int task, int thread)
     vl2_scratch_release(&mem);
 }
 
-/* The bf16 mode's products on AVX-512 BF16: tiles of up to MB tokens x NB outputs. A tile packs
- * each 64-output panel of W once per 256 k-values and reuses it for all of its tokens, so tiles
- * are as tall as possible: outputs are split first, down to one 64-output panel per tile, and
- * tokens only when that leaves fewer than four tiles a thread (16 threads on a 1152-output
- * product of 729 tokens: 18 panels x 4 token blocks). The tokens of a tile x 256 k-values of
- * bf16 (512 KiB at most) stay in L2 while its panels pass. */
-#define BF16_MB_MAX 1024
-#define BF16_NB_MAX 512
+/* The bf16 mode's products on AVX-512 BF16 (gemm-bf16.c): x is packed once, then tiles of
+ * tokens x outputs run on the pool. A tile keeps its tokens' packed x in L2 (at most
+ * BF16_X_BYTES) while each group of 12 weight rows, read once from memory into L1, meets all of
+ * them. Tiles split the outputs first (W is then read once in all), in groups of 12, into at
+ * least four tiles a thread, and the tokens only when L2 asks for it: 16 threads on a
+ * 1152-output product of 729 tokens (K = 1152, 1.6 MiB of packed x) make 3 token blocks x 22
+ * output blocks of 60 outputs. */
+#define BF16_X_BYTES (384 * 1024)
 
 typedef struct {
     const vl2_matrix *w;
     const vl2_tensor *bias;
-    const uint16_t *xb;
-    size_t ldb;
+    const uint32_t *xp;
     int T, mb, nb, n_m;
     float *y;
     size_t ldy;
@@ -476,7 +475,7 @@ static void bf16_task(void *ctx, int task, int thread)
 {
     bf16_job *j = ctx;
     int t0 = (task % j->n_m) * j->mb, o0 = (task / j->n_m) * j->nb;
-    if (!vl2_gemm_bf16_tile(j->w, j->bias, j->xb, j->ldb, t0, MIN(j->T, t0 + j->mb), o0,
+    if (!vl2_gemm_bf16_tile(j->w, j->bias, j->xp, t0, MIN(j->T, t0 + j->mb), o0,
                             MIN(j->w->n_out, o0 + j->nb), j->y, j->ldy))
         atomic_store(&j->failed, true);
 }
@@ -484,42 +483,47 @@ static void bf16_task(void *ctx, int task, int thread)
 static void matmul_f32(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias,
                        const float *x, int T, size_t ldx, float *y, size_t ldy, bool bf16_w);
 
-/* bf16 operands, float32 sums: x rounded once, then the AVX-512 BF16 tiles; elsewhere the
- * float32 kernels on the rounded x, which is the same arithmetic (gemm-bf16.c). */
+/* bf16 operands, float32 sums: the AVX-512 BF16 tiles on x packed once; elsewhere the float32
+ * kernels on x rounded to bf16, which is the same arithmetic (gemm-bf16.c). */
 static bool matmul_bf16(vl2_pool *pool, const vl2_matrix *w, const vl2_tensor *bias,
                         const float *x, int T, size_t ldx, float *y, size_t ldy)
 {
     const int K = w->n_in, n_threads = vl2_pool_size(pool);
+    if (vl2_gemm_bf16_native()) {
+        const size_t group_bytes = (size_t)vl2_bf16_pairs(K) * 16 * sizeof(uint32_t);
+        uint32_t *xp = aligned_alloc(64, (size_t)((T + 15) / 16) * group_bytes);
+        if (!xp)
+            return false;
+        vl2_bf16_pack_x(pool, x, T, ldx, K, xp);
+        /* token blocks of whole 64-token steps of the kernel (4 groups), as many as fit */
+        const int groups = (T + 15) / 16;
+        const int fit = MAX(4, (int)(BF16_X_BYTES / group_bytes) / 4 * 4);
+        int n_m = (groups + fit - 1) / fit;
+        const int mb = ((groups + n_m - 1) / n_m + 3) / 4 * 64;
+        n_m = (T + mb - 1) / mb;
+        const int want = 4 * n_threads, n_groups = (w->n_out + 11) / 12;
+        const int n_n = MIN(n_groups, MAX(1, (want + n_m - 1) / n_m));
+        const int nb = (n_groups + n_n - 1) / n_n * 12;
+        bf16_job j = { w, bias, xp, T, mb, nb, n_m, y, ldy, false };
+        vl2_pool_run(pool, n_m * ((w->n_out + nb - 1) / nb), bf16_task, &j);
+        free(xp);
+        if (!atomic_load(&j.failed))
+            return true;
+    }
     const size_t ldb = ((size_t)K + 31) / 32 * 32;
     uint16_t *xb = aligned_alloc(64, (size_t)T * ldb * sizeof(uint16_t));
-    if (!xb)
-        return false;
-    vl2_bf16_round_rows(pool, x, T, ldx, K, xb, ldb);
-    bool done = false;
-    if (vl2_gemm_bf16_native()) {
-        const int want = 4 * n_threads, panels = (w->n_out + 63) / 64;
-        int nb = MIN(BF16_NB_MAX, MAX(64, (panels + want - 1) / want * 64));
-        int n_n = (w->n_out + nb - 1) / nb;
-        int n_m = MAX((T + BF16_MB_MAX - 1) / BF16_MB_MAX, (want + n_n - 1) / n_n);
-        n_m = MIN(n_m, (T + 5) / 6);
-        int mb = ((T + n_m - 1) / n_m + 5) / 6 * 6;
-        n_m = (T + mb - 1) / mb;
-        bf16_job j = { w, bias, xb, ldb, T, mb, nb, n_m, y, ldy, false };
-        vl2_pool_run(pool, n_m * ((w->n_out + nb - 1) / nb), bf16_task, &j);
-        done = !atomic_load(&j.failed);
-    }
-    if (!done) {
-        float *xr = malloc((size_t)T * (size_t)K * sizeof(float));
-        if (!xr) {
-            free(xb);
-            return false;
-        }
-        for (int t = 0; t < T; t++)
-            for (int k = 0; k < K; k++)
-                xr[(size_t)t * K + k] = vl2_bf16_to_f32(xb[(size_t)t * ldb + k]);
-        matmul_f32(pool, w, bias, xr, T, (size_t)K, y, ldy, true);
+    float *xr = malloc((size_t)T * (size_t)K * sizeof(float));
+    if (!xb || !xr) {
+        free(xb);
         free(xr);
+        return false;
     }
+    vl2_bf16_round_rows(pool, x, T, ldx, K, xb, ldb);
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++)
+            xr[(size_t)t * K + k] = vl2_bf16_to_f32(xb[(size_t)t * ldb + k]);
+    matmul_f32(pool, w, bias, xr, T, (size_t)K, y, ldy, true);
+    free(xr);
     free(xb);
     return true;
 }

@@ -404,7 +404,7 @@ static void test_matmul_bf16(void)
 {
     GRand *r = g_rand_new_with_seed(7);
     const vl2_dtype dtypes[] = { VL2_DTYPE_BF16, VL2_DTYPE_F32, VL2_DTYPE_F16 };
-    const int Ts[] = { 9, 13, 300 };
+    const int Ts[] = { 9, 13, 20, 300 };
     const int outs[] = { 1, 17, 130, 600 };
     const int ins[] = { 1, 15, 33, 300, 600 };
     vl2_pool *pools[] = { vl2_pool_new(1), vl2_pool_new(3) };

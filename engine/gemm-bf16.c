@@ -14,7 +14,8 @@
  *     kp of a group holding the pair (2kp, 2kp + 1) of each of its tokens. That is T x K work;
  *     packing W instead (the previous design) cost N x K for every block of tokens, 15-25 % of
  *     a prefill whose experts see some 24 tokens each.
- *   - a bf16 weight row's pairs are 32-bit words in the mapped checkpoint: the microkernel
+ *   - a bf16 weight row's pairs are 32-bit words in the mapped checkpoint (read unaligned: a
+ *     checkpoint's tensors are only 2-byte aligned): the microkernel
  *     broadcasts one and multiplies it into 16 tokens at once. It keeps MV groups of tokens x
  *     NO outputs of sums in registers (4 x 6 or 2 x 12: 24 zmm) over the whole of K, and per
  *     pair loads MV vectors of x and NO words of W for MV x NO vdpbf16ps.
@@ -213,7 +214,7 @@ void vl2_bf16_pack_x(vl2_pool *pool, const float *x, int T, size_t ldx, int K, u
  * group v. Per pair of k: MV loads of x, NO broadcasts of W's pair, MV * NO vdpbf16ps. */
 BF16_TARGET static inline __attribute__((always_inline)) void
 kernel(const int MV, const int NO, int pairs, size_t gstride, const uint32_t *xg,
-       const uint32_t *const *wr, float *out)
+       const uint16_t *const *wr, float *out)
 {
     __m512 acc[4][12];
 #pragma GCC unroll 4
@@ -225,14 +226,17 @@ kernel(const int MV, const int NO, int pairs, size_t gstride, const uint32_t *xg
         if ((kp & 15) == 0)
 #pragma GCC unroll 12
             for (int n = 0; n < NO; n++)
-                _mm_prefetch((const char *)(wr[n] + kp + 256), _MM_HINT_T0);
+                _mm_prefetch((const char *)(wr[n] + 2 * kp + 512), _MM_HINT_T0);
         __m512bh xv[4];
 #pragma GCC unroll 4
         for (int v = 0; v < MV; v++)
             xv[v] = (__m512bh)_mm512_loadu_si512(xg + (size_t)v * gstride + (size_t)kp * 16);
 #pragma GCC unroll 12
         for (int n = 0; n < NO; n++) {
-            __m512bh b = (__m512bh)_mm512_set1_epi32((int)wr[n][kp]);
+            /* a checkpoint's tensors are only 2-byte aligned: the pair is read unaligned */
+            uint32_t pair;
+            memcpy(&pair, wr[n] + 2 * kp, sizeof pair);
+            __m512bh b = (__m512bh)_mm512_set1_epi32((int)pair);
 #pragma GCC unroll 4
             for (int v = 0; v < MV; v++)
                 acc[v][n] = _mm512_dpbf16_ps(acc[v][n], xv[v], b);
@@ -247,7 +251,7 @@ kernel(const int MV, const int NO, int pairs, size_t gstride, const uint32_t *xg
 
 #define KERNEL(mv, no)                                                                         \
     BF16_TARGET static void kernel_##mv##_##no(int pairs, size_t gstride, const uint32_t *xg,  \
-                                               const uint32_t *const *wr, float *out)          \
+                                               const uint16_t *const *wr, float *out)          \
     {                                                                                          \
         kernel(mv, no, pairs, gstride, xg, wr, out);                                           \
     }
@@ -282,13 +286,12 @@ bool vl2_gemm_bf16_tile(const vl2_matrix *w, const vl2_tensor *bias, const uint3
 
     for (int og = o0; og < o1; og += NG) {
         const int no = MIN(NG, o1 - og);
-        const uint32_t *wr[NG];
+        const uint16_t *wr[NG];
         for (int n = 0; n < NG; n++) {
             /* rows past the tile repeat its last one; their sums are not stored */
             const int o = og + MIN(n, no - 1);
             if (direct) {
-                wr[n] = (const uint32_t *)((const uint16_t *)w->data + w->first +
-                                           (size_t)o * w->stride);
+                wr[n] = (const uint16_t *)w->data + w->first + (size_t)o * w->stride;
             } else {
                 uint32_t *dst = wbuf + (size_t)n * pairs;
                 if (n < no) {
@@ -299,7 +302,7 @@ bool vl2_gemm_bf16_tile(const vl2_matrix *w, const vl2_tensor *bias, const uint3
                         dst[kp] = lo | hi << 16;
                     }
                 }
-                wr[n] = wbuf + (size_t)MIN(n, no - 1) * pairs;
+                wr[n] = (const uint16_t *)(wbuf + (size_t)MIN(n, no - 1) * pairs);
             }
             bias_f[n] = 0;
             if (bias && n < no)

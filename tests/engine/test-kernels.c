@@ -397,9 +397,10 @@ static void test_attention_rows(void)
 /* vl2_matmul_multi runs many products in one dispatch, sharing a quantized x between products
  * of the same x: every result must equal the product run alone. */
 /* The bf16 compute mode: bf16(x) times bf16(W) summed in float32, against the same arithmetic in
- * double. Shapes cross the kernel's edges: tokens by 6 and past a 252-token tile, outputs by 64
- * and past a 512-output tile, k-values odd and past a 256-value block; weights stored as bf16,
- * and as float32 and half (rounded to bf16 while packed); x rows and y rows padded. */
+ * double. Shapes cross the kernel's edges: every width of token groups (1 to 4 groups of 16, and
+ * partial groups), outputs by 12 and past a tile, k-values odd and past 32; weights stored as
+ * bf16 (every other case 2 bytes off a 4-byte boundary, as a checkpoint's tensors can be), and as
+ * float32 and half (rounded to bf16 by the tile); x rows and y rows padded. */
 static void test_matmul_bf16(void)
 {
     GRand *r = g_rand_new_with_seed(7);
@@ -431,6 +432,13 @@ static void test_matmul_bf16(void)
                     for (size_t i = 0; i < (size_t)T * ldy; i++)
                         got[i] = want[i] = -7.0f;
                     vl2_matrix m = { w.data, w.dtype, n_out, n_in, 0, (size_t)n_in };
+                    char *shifted = NULL;
+                    if (dtypes[d] == VL2_DTYPE_BF16 && n_case % 2) {
+                        size_t bytes = (size_t)n_out * n_in * sizeof(uint16_t);
+                        shifted = g_malloc(bytes + 2);
+                        memcpy(shifted + 2, w.data, bytes);
+                        m.data = shifted + 2;
+                    }
                     vl2_gemm_bf16_ref(&m, bias ? &w.bias : NULL, x, T, ldx, want, ldy);
                     vl2_matmul(pools[n_case % 2], &m, bias ? &w.bias : NULL, x, T, ldx, got, ldy);
                     /* the same products; every column of y, the padding included */
@@ -439,6 +447,7 @@ static void test_matmul_bf16(void)
                     g_free(x);
                     g_free(want);
                     g_free(got);
+                    g_free(shifted);
                     g_free(w.data);
                     g_free(w.bias_data);
                 }

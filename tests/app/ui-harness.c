@@ -373,8 +373,20 @@ ui_harness_render_png (GtkWidget  *widget,
   g_autoptr(GskRenderNode) node = NULL;
   g_autoptr(GdkTexture) texture = NULL;
 
-  gdk_paintable_snapshot (paintable, GDK_SNAPSHOT (snapshot), w, h);
-  node = gtk_snapshot_free_to_node (snapshot);
+  /* a widget mapped since the last frame has nothing to draw until the frame clock has run:
+   * on a loaded machine that can take a while, so frames are given up to 10 s */
+  gint64 give_up = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  for (;;)
+    {
+      gdk_paintable_snapshot (paintable, GDK_SNAPSHOT (snapshot), w, h);
+      node = gtk_snapshot_free_to_node (snapshot);
+      if (node || g_get_monotonic_time () > give_up)
+        break;
+      gtk_widget_queue_draw (widget);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (10000);
+      snapshot = gtk_snapshot_new ();
+    }
   if (!node)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,

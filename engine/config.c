@@ -403,7 +403,7 @@ vl2_status vl2_config_parse(const char *json, size_t len, const char *name, vl2_
     ctx c = { name, "", err, VL2_OK };
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) gerr = NULL;
-    if (!json_parser_load_from_data(parser, json, (gssize)len, &gerr))
+    if (!vl2_json_load_data(parser, json, len, NULL, &gerr))
         return vl2_set_error(err, VL2_ERR_FORMAT, "%s: not valid JSON: %s", name, gerr->message);
     JsonNode *root = json_parser_get_root(parser);
     if (!root)
@@ -472,11 +472,11 @@ vl2_status vl2_config_load(const char *path, vl2_config *cfg, vl2_error *err)
     char *data;
     size_t len;
     memset(cfg, 0, sizeof *cfg);
-    vl2_status s = vl2_read_file(path, 16u << 20, &data, &len, err);
+    vl2_status s = vl2_read_file(path, VL2_CONFIG_MAX_BYTES, &data, &len, err);
     if (s != VL2_OK)
         return s;
     s = vl2_config_parse(data, len, path, cfg, err);
-    free(data);
+    g_free(data);
     return s;
 }
 

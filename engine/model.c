@@ -52,8 +52,8 @@ static vl2_status bind_special_tokens(vl2_model *m, vl2_error *err)
     JsonObject *tc = NULL;
     if (g_file_test(path, G_FILE_TEST_EXISTS)) {
         g_autoptr(GError) gerr = NULL;
-        if (!json_parser_load_from_file(parser, path, &gerr))
-            return vl2_set_error(err, VL2_ERR_FORMAT, "%s: %s", path, gerr->message);
+        if (!vl2_json_load_file(parser, path, VL2_TOKENIZER_CONFIG_MAX_BYTES, &gerr))
+            return vl2_set_error(err, vl2_input_status(gerr), "%s", gerr->message);
         JsonNode *root = json_parser_get_root(parser);
         if (root && JSON_NODE_HOLDS_OBJECT(root))
             tc = json_node_get_object(root);

@@ -249,7 +249,9 @@ static vl2_status copy_file(const char *from, const char *to, vl2_error *err)
     g_autofree char *data = NULL;
     gsize len = 0;
     g_autoptr(GError) ge = NULL;
-    if (!g_file_get_contents(from, &data, &len, &ge) ||
+    /* side files no load has read (processor_config.json...): a named pipe or a link to a
+     * device among them must not stall or exhaust the copy */
+    if (!vl2_input_read(from, VL2_TOKENIZER_MAX_BYTES, &data, &len, &ge) ||
         !g_file_set_contents(to, data, (gssize)len, &ge))
         return vl2_set_error(err, VL2_ERR_IO, "%s", ge->message);
     return VL2_OK;

@@ -966,13 +966,9 @@ vl2_status vl2_tokenizer_parse(const char *json, size_t len, const char *name, v
 
     g_autoptr(JsonParser) parser = json_parser_new_immutable();
     g_autoptr(GError) gerr = NULL;
-    if (!json_parser_load_from_data(parser, json ? json : "", (gssize)len, &gerr)) {
-        /* json-glib says "<data>:line:col: ..."; put the file's name in its place. */
-        const char *msg = gerr->message;
-        bool located = g_str_has_prefix(msg, "<data>:");
-        return vl2_set_error(err, VL2_ERR_FORMAT, "%s:%s%s", name, located ? "" : " ",
-                             located ? msg + strlen("<data>:") : msg);
-    }
+    /* the message puts the file's name in place of json-glib's "<data>" */
+    if (!vl2_json_load_data(parser, json, len, name, &gerr))
+        return vl2_set_error(err, VL2_ERR_FORMAT, "%s", gerr->message);
     JsonObject *root = as_object(json_parser_get_root(parser));
     if (!root)
         return vl2_set_error(err, VL2_ERR_FORMAT, "%s: not a JSON object%s", name,
@@ -1001,29 +997,14 @@ vl2_status vl2_tokenizer_load(const char *path, vl2_tokenizer **out, vl2_error *
     if (!path || !out)
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "vl2_tokenizer_load: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return vl2_set_error(err, VL2_ERR_IO, "%s: %s", path, g_strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return vl2_set_error(err, VL2_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    char *data = malloc(size ? size : 1);
-    if (!data) {
-        fclose(f);
-        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "%s: no memory for %zu bytes", path, size);
-    }
-    size_t got = fread(data, 1, size, f);
-    bool failed = ferror(f);
-    fclose(f);
-    vl2_status st;
-    if (failed || got != size)
-        st = vl2_set_error(err, VL2_ERR_IO, "%s: read error", path);
-    else if ((st = vl2_check_lfs_pointer(path, data, size, "the tokenizer", err)) == VL2_OK)
+    char *data;
+    size_t size;
+    vl2_status st = vl2_read_file(path, VL2_TOKENIZER_MAX_BYTES, &data, &size, err);
+    if (st != VL2_OK)
+        return st;
+    if ((st = vl2_check_lfs_pointer(path, data, size, "the tokenizer", err)) == VL2_OK)
         st = vl2_tokenizer_parse(data, size, path, out, err);
-    free(data);
+    g_free(data);
     return st;
 }
 

@@ -90,47 +90,33 @@ void vl2_ids_clear(vl2_ids *ids)
  * Reading whole files (configs, tokenizer.json)
  */
 
+vl2_status vl2_input_status(const GError *error)
+{
+    if (error->domain == VL2_INPUT_ERROR) {
+        switch ((Vl2InputError)error->code) {
+        case VL2_INPUT_ERROR_NOT_FOUND:
+        case VL2_INPUT_ERROR_IO:
+        case VL2_INPUT_ERROR_NOT_REGULAR:
+            return VL2_ERR_IO;
+        case VL2_INPUT_ERROR_NO_MEMORY:
+            return VL2_ERR_NO_MEMORY;
+        case VL2_INPUT_ERROR_TOO_LARGE:
+        case VL2_INPUT_ERROR_TOO_DEEP:
+            return VL2_ERR_FORMAT;
+        }
+    }
+    return VL2_ERR_FORMAT; /* json-glib: not valid JSON */
+}
+
 vl2_status vl2_read_file(const char *path, size_t max_size, char **data, size_t *len,
                          vl2_error *err)
 {
-    *data = NULL;
+    g_autoptr(GError) gerr = NULL;
+    gsize n = 0;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return vl2_set_error(err, VL2_ERR_IO, "%s: cannot read: %s", path, g_strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return vl2_set_error(err, VL2_ERR_IO, "%s: cannot read: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > max_size) {
-        close(fd);
-        return vl2_set_error(err, VL2_ERR_FORMAT, "%s: %lld bytes is too large for this file",
-                             path, (long long)st.st_size);
-    }
-    size_t size = (size_t)st.st_size;
-    char *buf = malloc(size + 1);
-    if (!buf) {
-        close(fd);
-        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "%s: out of memory", path);
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : EIO;
-            free(buf);
-            close(fd);
-            return vl2_set_error(err, VL2_ERR_IO, "%s: cannot read: %s", path, g_strerror(e));
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[size] = 0;
-    *data = buf;
-    *len = size;
+    if (!vl2_input_read(path, max_size, data, &n, &gerr))
+        return vl2_set_error(err, vl2_input_status(gerr), "%s", gerr->message);
+    *len = n;
     return VL2_OK;
 }
 

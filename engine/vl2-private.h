@@ -18,6 +18,7 @@
 #include <stdarg.h>
 
 #include "vl2.h"
+#include "vl2-input.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Errors
@@ -28,9 +29,12 @@ vl2_status vl2_set_error(vl2_error *err, vl2_status code, const char *fmt, ...) 
 /* Seconds on the monotonic clock. */
 double vl2_now_seconds(void);
 
-/* Reads a whole file (at most max_size bytes) into a malloc()ed, NUL-terminated buffer. */
+/* Reads a whole regular file (at most max_size bytes: the limits are in vl2-input.h) into a
+ * NUL-terminated buffer to g_free(); a named pipe or device is refused without waiting. */
 vl2_status vl2_read_file(const char *path, size_t max_size, char **data, size_t *len,
                          vl2_error *err);
+/* The status for an error of vl2-input.h (or json-glib's parser). */
+vl2_status vl2_input_status(const GError *error);
 
 /* ---------------------------------------------------------------------------------------------
  * Growable id array (malloc-based, as large engine buffers are)

@@ -29,7 +29,7 @@
 #include "vl2-private.h"
 
 /* The safetensors format caps its header at 100 MB. */
-#define MAX_HEADER (100u << 20)
+#define MAX_HEADER VL2_SAFETENSORS_HEADER_MAX_BYTES
 
 static const struct {
     const char *name;
@@ -219,15 +219,13 @@ static vl2_status parse_entry(vl2_st_file *f, const char *name, JsonNode *node, 
 vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* never waits on a named pipe put in the checkpoint's folder */
+    g_autoptr(GError) open_error = NULL;
+    goffset file_size;
+    int fd = vl2_input_open(path, &file_size, &open_error);
     if (fd < 0)
-        return vl2_set_error(err, VL2_ERR_IO, "%s: cannot open: %s", path, g_strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return vl2_set_error(err, VL2_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
+        return vl2_set_error(err, vl2_input_status(open_error), "%s", open_error->message);
+    size_t size = (size_t)file_size;
     vl2_file_stamp stamp;
     vl2_stamp_fd(fd, &stamp);
     if (size < 8) {
@@ -274,7 +272,7 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
         goto fail;
     }
     parser = json_parser_new();
-    if (!json_parser_load_from_data(parser, (const char *)bytes + 8, (gssize)hlen, &gerr)) {
+    if (!vl2_json_load_data(parser, (const char *)bytes + 8, (gsize)hlen, NULL, &gerr)) {
         s = vl2_set_error(err, VL2_ERR_FORMAT, "%s: header is not valid JSON: %s", path,
                           gerr->message);
         goto fail;
@@ -362,18 +360,18 @@ static vl2_status open_sharded(vl2_weights *w, const char *dir, const char *inde
 {
     char *text;
     size_t len;
-    vl2_status st = vl2_read_file(index_path, 64u << 20, &text, &len, err);
+    vl2_status st = vl2_read_file(index_path, VL2_WEIGHT_INDEX_MAX_BYTES, &text, &len, err);
     if (st != VL2_OK)
         return st;
     st = vl2_check_lfs_pointer(index_path, text, len, "the weight index", err);
     if (st != VL2_OK) {
-        free(text);
+        g_free(text);
         return st;
     }
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) gerr = NULL;
-    bool parsed = json_parser_load_from_data(parser, text, (gssize)len, &gerr);
-    free(text);
+    bool parsed = vl2_json_load_data(parser, text, len, NULL, &gerr);
+    g_free(text);
     if (!parsed)
         return vl2_set_error(err, VL2_ERR_FORMAT, "%s: not valid JSON: %s", index_path,
                              gerr->message);

@@ -25,6 +25,7 @@
 
 #include "cli-util.h"
 #include "mkrandom.h"
+#include "vl2-input.h"
 #include "vl2.h"
 
 /* glib-compile-resources' output for mkrandom.gresource.xml (c_name vl2_cli, registered by
@@ -34,7 +35,7 @@ void vl2_cli_register_resource(void);
 void vl2_cli_unregister_resource(void);
 
 #define RESOURCE_PREFIX "/io/github/sightline/vl2/"
-#define MAX_CONFIG_SIZE (16 << 20)
+#define MAX_CONFIG_SIZE VL2_CONFIG_MAX_BYTES
 
 
 static GBytes *resource(const char *path)
@@ -72,7 +73,7 @@ static char *read_config(const char *path, char **error)
         *error = g_strdup_printf("%s: not a regular file", path);
         return NULL;
     }
-    if (st.st_size > MAX_CONFIG_SIZE) {
+    if ((guint64)st.st_size > MAX_CONFIG_SIZE) {
         *error = g_strdup_printf("%s: %lld bytes, too large for a config.json", path,
                                  (long long)st.st_size);
         return NULL;
@@ -80,7 +81,8 @@ static char *read_config(const char *path, char **error)
     char *text;
     gsize len;
     g_autoptr(GError) gerr = NULL;
-    if (!g_file_get_contents(path, &text, &len, &gerr)) {
+    /* and again on what is opened: a named pipe put there meanwhile is refused, not waited on */
+    if (!vl2_input_read(path, MAX_CONFIG_SIZE, &text, &len, &gerr)) {
         *error = g_strdup(gerr->message);
         return NULL;
     }

@@ -54,6 +54,7 @@
 #include "image-file.h"
 #include "mkrandom.h"
 #include "pull.h"
+#include "vl2-input.h"
 #include "vl2.h"
 
 
@@ -114,8 +115,8 @@ static bool load_case(const char *path, const char *images_dir, conversation *c,
 {
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) gerr = NULL;
-    if (!json_parser_load_from_file(parser, path, &gerr)) {
-        *error = g_strdup_printf("%s: %s", path, gerr->message);
+    if (!vl2_json_load_file(parser, path, VL2_EVAL_CASE_MAX_BYTES, &gerr)) {
+        *error = g_strdup(gerr->message);
         return false;
     }
     JsonNode *root = json_parser_get_root(parser);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -844,6 +845,71 @@ static void test_eval_bf16(void)
     test_rmtree(tmp);
 }
 
+/* Like expect_failure with status 1, but `vl2` is killed after 60 seconds: a wait that never
+ * ends fails the test instead of hanging it. */
+static void expect_failure_bounded(const char *const *args, const char *needle)
+{
+    const char *cli = g_getenv("VL2_CLI");
+    g_assert_nonnull(cli);
+    GPtrArray *argv = g_ptr_array_new();
+    const char *prefix[] = { "timeout", "-s", "KILL", "60", cli };
+    for (size_t i = 0; i < G_N_ELEMENTS(prefix); i++)
+        g_ptr_array_add(argv, (char *)prefix[i]);
+    for (const char *const *a = args; *a; a++)
+        g_ptr_array_add(argv, (char *)*a);
+    g_ptr_array_add(argv, NULL);
+    g_autofree char *out = NULL, *err = NULL;
+    g_autoptr(GError) error = NULL;
+    int wait_status;
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
+                      &err, &wait_status, &error))
+        g_error("cannot run %s: %s", cli, error->message);
+    g_ptr_array_unref(argv);
+    if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 1 || !strstr(err, needle))
+        g_error("vl2 %s: wait status %d, stderr \"%s\"; want exit status 1 and \"%s\"",
+                args[0], wait_status, err, needle);
+    g_assert_cmpstr(out, ==, "");
+    const char *nl = strchr(err, '\n');
+    g_assert_nonnull(nl);
+    g_assert_cmpint(nl[1], ==, 0);
+}
+
+/* An eval case nested 100,000 deep overflowed the stack of json-glib's recursive parser. */
+static void test_eval_case_deep(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_autofree char *deep = g_build_filename(tmp, "deep.json", NULL);
+    GString *json = g_string_new("{\"conversation\": ");
+    for (int i = 0; i < 100000; i++)
+        g_string_append_c(json, '[');
+    test_write_file(deep, json->str, (gssize)json->len);
+    g_string_free(json, TRUE);
+    expect_failure_bounded((const char *[]){ "eval", "--model", model, "--case", deep, NULL },
+                           "nested more than");
+    test_rmtree(tmp);
+}
+
+/* An eval case that is a named pipe waited forever in open(); one of 3 GB (sparse) was read
+ * whole. Both are refused before reading, with the file named. */
+static void test_eval_case_not_a_file(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_autofree char *fifo = g_build_filename(tmp, "fifo.json", NULL);
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    expect_failure_bounded((const char *[]){ "eval", "--model", model, "--case", fifo, NULL },
+                           "fifo.json: cannot read: this is a named pipe");
+    g_autofree char *sparse = g_build_filename(tmp, "sparse.json", NULL);
+    int fd = open(sparse, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, (off_t)3 << 30), ==, 0);
+    close(fd);
+    expect_failure_bounded((const char *[]){ "eval", "--model", model, "--case", sparse, NULL },
+                           "sparse.json: the file is 3221225472 bytes, more than");
+    test_rmtree(tmp);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -871,5 +937,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/run-with-image", test_run_with_image);
     g_test_add_func("/engine/cli/quantize", test_quantize);
     g_test_add_func("/engine/cli/bench", test_bench);
+    g_test_add_func("/engine/cli/eval-case-deep", test_eval_case_deep);
+    g_test_add_func("/engine/cli/eval-case-not-a-file", test_eval_case_not_a_file);
     return g_test_run();
 }

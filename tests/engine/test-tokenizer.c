@@ -1,7 +1,10 @@
 /* test-tokenizer.c - the tokenizer against Hugging Face tokenizers 0.23 (golden ids), the
  * Oniguruma-versus-PCRE2 divergences, UTF-8 decoding and streaming, and hostile files. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test-util.h"
 #include "vl2-private.h"
@@ -784,6 +787,62 @@ static void test_stream_cases(void)
     }
 }
 
+/* JSON nested 100,000 deep overflowed the stack of json-glib's recursive parser. */
+static void test_deep_json(void)
+{
+    const size_t n = 100000;
+    GString *json = g_string_new("{\"model\": ");
+    for (size_t i = 0; i < n; i++)
+        g_string_append_c(json, '[');
+    vl2_tokenizer *tok = (vl2_tokenizer *)1;
+    vl2_error err;
+    expect_error(vl2_tokenizer_parse(json->str, json->len, "deep.json", &tok, &err),
+                 VL2_ERR_FORMAT, &err, "deep.json");
+    g_assert_null(tok);
+    g_assert_nonnull(strstr(err.message, "nested more than"));
+    /* the same from a file */
+    g_autofree char *dir = test_make_tmpdir();
+    g_autofree char *path = g_build_filename(dir, "tokenizer.json", NULL);
+    test_write_file(path, json->str, (gssize)json->len);
+    expect_error(vl2_tokenizer_load(path, &tok, &err), VL2_ERR_FORMAT, &err, path);
+    g_assert_nonnull(strstr(err.message, "nested more than"));
+    g_string_free(json, TRUE);
+    test_rmtree(dir);
+}
+
+/* A named pipe waited forever in open(); /dev/zero and a sparse file of 3 GB were read whole
+ * (3 GB of memory) before the parser refused them. */
+static void test_not_a_file(void)
+{
+    g_autofree char *dir = test_make_tmpdir();
+    vl2_tokenizer *tok;
+    vl2_error err;
+    alarm(60); /* a hang ends the test program */
+
+    g_autofree char *fifo = g_build_filename(dir, "fifo.json", NULL);
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    expect_error(vl2_tokenizer_load(fifo, &tok, &err), VL2_ERR_IO, &err, fifo);
+    g_assert_nonnull(strstr(err.message, "not a regular file"));
+
+    g_autofree char *zero = g_build_filename(dir, "zero.json", NULL);
+    g_assert_cmpint(symlink("/dev/zero", zero), ==, 0);
+    expect_error(vl2_tokenizer_load(zero, &tok, &err), VL2_ERR_IO, &err, zero);
+    g_assert_nonnull(strstr(err.message, "not a regular file"));
+
+    g_autofree char *sparse = g_build_filename(dir, "sparse.json", NULL);
+    int fd = open(sparse, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, (off_t)3 << 30), ==, 0);
+    close(fd);
+    gint64 start = g_get_monotonic_time();
+    expect_error(vl2_tokenizer_load(sparse, &tok, &err), VL2_ERR_FORMAT, &err, sparse);
+    g_assert_nonnull(strstr(err.message, "more than this kind of file may be"));
+    /* refused from its size, not read */
+    g_assert_cmpint(g_get_monotonic_time() - start, <, G_USEC_PER_SEC);
+    alarm(0);
+    test_rmtree(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -797,6 +856,8 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/tokenizer/threads", test_threads);
     g_test_add_func("/engine/tokenizer/synthetic", test_synthetic);
     g_test_add_func("/engine/tokenizer/hostile-files", test_hostile_files);
+    g_test_add_func("/engine/tokenizer/deep-json", test_deep_json);
+    g_test_add_func("/engine/tokenizer/not-a-file", test_not_a_file);
     g_test_add_func("/engine/tokenizer/invalid-text", test_invalid_text);
     g_test_add_func("/engine/tokenizer/public-api", test_public_api);
     g_test_add_func("/engine/tokenizer/utf8-lossy", test_utf8_lossy);

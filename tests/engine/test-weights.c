@@ -7,6 +7,8 @@
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test-util.h"
 #include "vl2-private.h"
@@ -695,6 +697,94 @@ static void test_resident(void)
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * JSON nested too deep, named pipes
+ */
+
+/* `n` opening brackets after `prefix`. */
+static char *deep_json(const char *prefix, size_t n)
+{
+    size_t p = strlen(prefix);
+    char *s = g_malloc(p + n + 1);
+    memcpy(s, prefix, p);
+    memset(s + p, '[', n);
+    s[p + n] = 0;
+    return s;
+}
+
+/* Every JSON file of a checkpoint nested 100,000 deep: json-glib's recursive parser overflowed
+ * the stack on each. Each is refused with a message naming it. */
+static void test_deep_json(void)
+{
+    scratch_model s;
+    scratch_init(&s, true);
+    const size_t n = 100000;
+    static const char *const names[] = { "config.json", "tokenizer.json",
+                                         "tokenizer_config.json" };
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *path = scratch_path(&s, names[i]);
+        g_autofree char *keep = NULL;
+        gsize keep_len;
+        g_assert_true(g_file_get_contents(path, &keep, &keep_len, NULL));
+        g_autofree char *deep = deep_json("{\"a\": ", n);
+        test_write_file(path, deep, -1);
+        expect_load(&s, VL2_ERR_FORMAT, names[i], "nested more than");
+        test_write_file(path, keep, (gssize)keep_len);
+    }
+
+    /* a safetensors header */
+    g_autofree char *single = scratch_path(&s, "model.safetensors");
+    g_autofree char *header = deep_json("{\"a\": ", n);
+    size_t hlen = strlen(header);
+    GByteArray *file = g_byte_array_new();
+    for (int k = 0; k < 8; k++) {
+        guint8 b = (guint8)(hlen >> (8 * k));
+        g_byte_array_append(file, &b, 1);
+    }
+    g_byte_array_append(file, (const guint8 *)header, (guint)hlen);
+    test_write_file(single, file->data, file->len);
+    g_byte_array_unref(file);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "nested more than");
+    g_unlink(single);
+
+    /* the shards' index */
+    write_sharded(&s);
+    g_autofree char *index = scratch_path(&s, "model.safetensors.index.json");
+    g_autofree char *deep_index = deep_json("{\"weight_map\": ", n);
+    test_write_file(index, deep_index, -1);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors.index.json", "nested more than");
+    scratch_clear(&s);
+}
+
+/* A named pipe in place of any file of a checkpoint: open() waited for a writer forever. */
+static void test_fifo(void)
+{
+    scratch_model s;
+    scratch_init(&s, false);
+    write_sharded(&s);
+    alarm(60); /* a hang ends the test program */
+    static const char *const names[] = { "config.json", "tokenizer.json",
+                                         "tokenizer_config.json", "model.safetensors.index.json",
+                                         "model-00002-of-00003.safetensors" };
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *path = scratch_path(&s, names[i]);
+        g_autofree char *aside = g_strconcat(path, ".aside", NULL);
+        g_assert_cmpint(g_rename(path, aside), ==, 0);
+        g_assert_cmpint(mkfifo(path, 0600), ==, 0);
+        expect_load(&s, VL2_ERR_IO, names[i], "not a regular file");
+        g_unlink(path);
+        g_assert_cmpint(g_rename(aside, path), ==, 0);
+    }
+    /* a single-file checkpoint's weights */
+    g_autofree char *index = scratch_path(&s, "model.safetensors.index.json");
+    g_unlink(index);
+    g_autofree char *single = scratch_path(&s, "model.safetensors");
+    g_assert_cmpint(mkfifo(single, 0600), ==, 0);
+    expect_load(&s, VL2_ERR_IO, "model.safetensors", "not a regular file");
+    alarm(0);
+    scratch_clear(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -716,5 +806,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/weights/cancel", test_cancel_load);
     g_test_add_func("/engine/weights/cancel-while-copying", test_cancel_load_copying);
     g_test_add_func("/engine/weights/resident", test_resident);
+    g_test_add_func("/engine/weights/deep-json", test_deep_json);
+    g_test_add_func("/engine/weights/fifo", test_fifo);
     return g_test_run();
 }

@@ -1,0 +1,259 @@
+/* vl2-input.c - see vl2-input.h. */
+#include "vl2-input.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+G_DEFINE_QUARK(vl2-input-error-quark, vl2_input_error)
+
+static const char *kind_of(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "this is a folder, not a regular file";
+    if (S_ISFIFO(mode))
+        return "this is a named pipe, not a regular file";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "this is a device, not a regular file";
+    if (S_ISSOCK(mode))
+        return "this is a socket, not a regular file";
+    return "not a regular file";
+}
+
+static void set_not_regular(GError **error, const char *path, const char *verb, mode_t mode)
+{
+    g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_NOT_REGULAR,
+                "%s: cannot %s: %s", path, verb, kind_of(mode));
+}
+
+/* `verb` says what was being done in messages ("open", "read"). */
+static int open_regular(const char *path, const char *verb, goffset *size, GError **error)
+{
+    /* Looked at first, so that a device is not even opened (opening some has effects); then
+     * checked again on what was opened, which is what counts. */
+    GStatBuf st;
+    if (g_stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        set_not_regular(error, path, verb, st.st_mode);
+        return -1;
+    }
+    /* O_NONBLOCK: opening a named pipe put there meanwhile returns at once instead of waiting
+     * for a writer; it changes nothing for a regular file. */
+    int fd = g_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
+    if (fd < 0) {
+        int e = errno;
+        g_set_error(error, VL2_INPUT_ERROR,
+                    e == ENOENT || e == ENOTDIR ? VL2_INPUT_ERROR_NOT_FOUND : VL2_INPUT_ERROR_IO,
+                    "%s: cannot %s: %s", path, verb, g_strerror(e));
+        return -1;
+    }
+    struct stat fst;
+    if (fstat(fd, &fst) != 0) {
+        int e = errno;
+        close(fd);
+        g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_IO, "%s: cannot %s: %s", path, verb,
+                    g_strerror(e));
+        return -1;
+    }
+    if (!S_ISREG(fst.st_mode)) {
+        close(fd);
+        set_not_regular(error, path, verb, fst.st_mode);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags != -1)
+        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    if (size)
+        *size = (goffset)fst.st_size;
+    return fd;
+}
+
+int vl2_input_open(const char *path, goffset *size, GError **error)
+{
+    g_return_val_if_fail(path != NULL, -1);
+    return open_regular(path, "open", size, error);
+}
+
+gboolean vl2_input_read(const char *path, gsize max_bytes, char **contents, gsize *length,
+                        GError **error)
+{
+    g_return_val_if_fail(path != NULL && contents != NULL, FALSE);
+    *contents = NULL;
+    if (length)
+        *length = 0;
+    goffset size;
+    int fd = open_regular(path, "read", &size, error);
+    if (fd < 0)
+        return FALSE;
+    if (size < 0 || (guint64)size > max_bytes) {
+        close(fd);
+        g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_TOO_LARGE,
+                    "%s: the file is %" G_GINT64_FORMAT " bytes, more than this kind of file "
+                    "may be (%" G_GSIZE_FORMAT ")", path, (gint64)size, max_bytes);
+        return FALSE;
+    }
+    gsize want = (gsize)size;
+    char *buf = g_try_malloc(want + 1);
+    if (!buf) {
+        close(fd);
+        g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_NO_MEMORY,
+                    "%s: cannot read: out of memory for %" G_GSIZE_FORMAT " bytes", path, want);
+        return FALSE;
+    }
+    /* What the size said, no more: a file that grows while it is read is cut where it was. */
+    gsize got = 0;
+    while (got < want) {
+        ssize_t n = read(fd, buf + got, want - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            g_free(buf);
+            close(fd);
+            g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_IO, "%s: cannot read: %s", path,
+                        g_strerror(e));
+            return FALSE;
+        }
+        if (n == 0)
+            break; /* cut short meanwhile: what is there */
+        got += (gsize)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *contents = buf;
+    if (length)
+        *length = got;
+    return TRUE;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * JSON
+ */
+
+/* The value of the 4 hex digits at text[at], or -1. */
+static int hex4(const char *text, gsize length, gsize at)
+{
+    if (at > length || length - at < 4)
+        return -1;
+    int v = 0;
+    for (int k = 0; k < 4; k++) {
+        int d = g_ascii_xdigit_value(text[at + k]);
+        if (d < 0)
+            return -1;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+int vl2_json_depth(const char *text, gsize length, int limit)
+{
+    int depth = 0, deepest = 0;
+    gsize i = 0;
+    for (; i < length; i++) {
+        char c = text[i];
+        if (c == '"') {
+            /* A string as strict JSON writes it. Anything else in one (a raw control character,
+             * an escape JSON does not have) and json-glib's scanner may see its end elsewhere. */
+            gsize start = i;
+            for (i++; i < length && text[i] != '"'; i++) {
+                unsigned char s = (unsigned char)text[i];
+                if (s < 0x20)
+                    goto loose;
+                if (s == '\\') {
+                    if (i + 1 >= length)
+                        goto loose;
+                    char e = text[++i];
+                    if (e == 'u') {
+                        int unit = hex4(text, length, i + 1);
+                        if (unit < 0)
+                            goto loose;
+                        i += 4;
+                        /* Half of a surrogate pair: json-glib 1.6 reads on past a lone one
+                         * (closing quote included), so only a whole pair is strict. */
+                        if (unit >= 0xd800 && unit <= 0xdfff) {
+                            int low = i + 2 < length && text[i + 1] == '\\' &&
+                                              text[i + 2] == 'u'
+                                          ? hex4(text, length, i + 3)
+                                          : -1;
+                            if (unit > 0xdbff || low < 0xdc00 || low > 0xdfff)
+                                goto loose;
+                            i += 6;
+                        }
+                    } else if (!e || !strchr("\"\\/bfnrt", e)) {
+                        goto loose;
+                    }
+                }
+            }
+            if (i >= length) {
+                i = start;
+                goto loose;
+            }
+        } else if (c == '[' || c == '{') {
+            if (++depth > deepest && (deepest = depth) > limit)
+                return deepest;
+        } else if (c == ']' || c == '}') {
+            if (depth > 0)
+                depth--;
+        } else if (c == '\'' || c == '/') {
+            /* a single-quoted string or a comment: not JSON, but json-glib takes both */
+            goto loose;
+        }
+    }
+    return deepest;
+
+loose:
+    for (; i < length; i++)
+        if ((text[i] == '[' || text[i] == '{') && ++depth > deepest &&
+            (deepest = depth) > limit)
+            return deepest;
+    return deepest;
+}
+
+gboolean vl2_json_load_data(JsonParser *parser, const char *text, gsize length,
+                            const char *name, GError **error)
+{
+    g_return_val_if_fail(JSON_IS_PARSER(parser), FALSE);
+    g_return_val_if_fail(text != NULL || length == 0, FALSE);
+    if (!text)
+        text = "";
+    if (length > G_MAXSSIZE) {
+        g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_TOO_LARGE, "%s%stoo large for JSON",
+                    name ? name : "", name ? ": " : "");
+        return FALSE;
+    }
+    if (vl2_json_depth(text, length, VL2_JSON_MAX_DEPTH) > VL2_JSON_MAX_DEPTH) {
+        g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_TOO_DEEP,
+                    "%s%sJSON nested more than %d levels deep", name ? name : "",
+                    name ? ": " : "", VL2_JSON_MAX_DEPTH);
+        return FALSE;
+    }
+    GError *local = NULL;
+    if (json_parser_load_from_data(parser, text, (gssize)length, &local))
+        return TRUE;
+    if (name) {
+        /* json-glib says "<data>:line:col: ..." */
+        const char *msg = local->message;
+        if (g_str_has_prefix(msg, "<data>:"))
+            g_set_error(error, local->domain, local->code, "%s:%s", name,
+                        msg + strlen("<data>:"));
+        else
+            g_set_error(error, local->domain, local->code, "%s: %s", name, msg);
+        g_error_free(local);
+    } else {
+        g_propagate_error(error, local);
+    }
+    return FALSE;
+}
+
+gboolean vl2_json_load_file(JsonParser *parser, const char *path, gsize max_bytes,
+                            GError **error)
+{
+    g_autofree char *text = NULL;
+    gsize length;
+    if (!vl2_input_read(path, max_bytes, &text, &length, error))
+        return FALSE;
+    return vl2_json_load_data(parser, text, length, path, error);
+}

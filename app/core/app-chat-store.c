@@ -41,6 +41,7 @@
 #include "app-chat-store.h"
 #include "app-json.h"
 #include "app-chat-private.h"
+#include "vl2-input.h"
 
 /* Image files changed this recently are left to a later sweep. */
 #define SWEEP_GRACE_SECONDS (10 * 60)
@@ -648,6 +649,42 @@ keep_chat_images (LoadResult *result,
     g_ptr_array_add (result->foreign_images, g_strdup (g_ptr_array_index (images, i)));
 }
 
+/* A refusal of vl2-input.h in words the app translates; other errors (the system's, json-glib's)
+ * as they are. The line it ends up in already names the file. */
+static void
+input_error (GError **error,
+             GError  *local)
+{
+  if (local->domain != VL2_INPUT_ERROR)
+    {
+      g_propagate_error (error, g_error_copy (local));
+      return;
+    }
+  switch ((Vl2InputError) local->code)
+    {
+    case VL2_INPUT_ERROR_NOT_REGULAR:
+      g_set_error_literal (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO,
+                           _("not a regular file"));
+      return;
+    case VL2_INPUT_ERROR_TOO_LARGE:
+      {
+        g_autofree char *limit = g_format_size_full (VL2_CHAT_MAX_BYTES,
+                                                     G_FORMAT_SIZE_IEC_UNITS);
+
+        g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO,
+                     _("larger than a chat file may be (%s)"), limit);
+        return;
+      }
+    case VL2_INPUT_ERROR_TOO_DEEP:
+      g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT,
+                   _("JSON nested more than %d levels deep"), VL2_JSON_MAX_DEPTH);
+      return;
+    default:
+      g_set_error_literal (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO, local->message);
+      return;
+    }
+}
+
 /* *contents is set whenever the file could be read, even when it is no chat. */
 static AppChat *
 load_file (const char  *path,
@@ -656,10 +693,16 @@ load_file (const char  *path,
            GError     **error)
 {
   g_autoptr(JsonParser) parser = NULL;
+  g_autoptr(GError) local = NULL;
   gsize length;
 
-  if (!g_file_get_contents (path, contents, &length, error))
-    return NULL;
+  /* Never waits on a named pipe, and never reads more than a chat can be (a link to
+   * /dev/zero would not end); a file refused here is not read at all. */
+  if (!vl2_input_read (path, VL2_CHAT_MAX_BYTES, contents, &length, &local))
+    {
+      input_error (error, local);
+      return NULL;
+    }
   *length_out = length;
 
   if (length == 0)
@@ -679,8 +722,11 @@ load_file (const char  *path,
     }
 
   parser = json_parser_new ();
-  if (!json_parser_load_from_data (parser, *contents, length, error))
-    return NULL;
+  if (!vl2_json_load_data (parser, *contents, length, NULL, &local))
+    {
+      input_error (error, local);
+      return NULL;
+    }
 
   return app_chat_new_from_json (json_parser_get_root (parser), error);
 }
@@ -1348,23 +1394,92 @@ app_chat_store_import_image (AppChatStore  *self,
   return g_steal_pointer (&id);
 }
 
+static void
+image_too_large (GError    **error,
+                 const char *name)
+{
+  g_autofree char *limit = g_format_size_full (VL2_IMAGE_FILE_MAX_BYTES, G_FORMAT_SIZE_IEC_UNITS);
+
+  g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO,
+               _("%s is larger than an image file may be (%s)"), name, limit);
+}
+
+GBytes *
+app_chat_store_read_image_file (GFile         *file,
+                                GCancellable  *cancellable,
+                                GError       **error)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *name = NULL;
+  g_autoptr(GFileInfo) info = NULL;
+  char *contents = NULL;
+  gsize length;
+
+  g_return_val_if_fail (G_IS_FILE (file), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  name = g_file_get_parse_name (file);
+  path = g_file_get_path (file);
+  if (path != NULL)
+    {
+      g_autoptr(GError) local = NULL;
+
+      if (vl2_input_read (path, VL2_IMAGE_FILE_MAX_BYTES, &contents, &length, &local))
+        return g_bytes_new_take (contents, length);
+      if (g_error_matches (local, VL2_INPUT_ERROR, VL2_INPUT_ERROR_NOT_REGULAR))
+        g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO,
+                     _("%s is not a regular file"), name);
+      else if (g_error_matches (local, VL2_INPUT_ERROR, VL2_INPUT_ERROR_TOO_LARGE))
+        image_too_large (error, name);
+      else
+        g_set_error_literal (error, G_IO_ERROR,
+                             g_error_matches (local, VL2_INPUT_ERROR, VL2_INPUT_ERROR_NOT_FOUND)
+                             ? G_IO_ERROR_NOT_FOUND : G_IO_ERROR_FAILED,
+                             local->message);
+      return NULL;
+    }
+
+  /* elsewhere than on this computer (GIO's other locations): the same checks, asked first */
+  info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_TYPE "," G_FILE_ATTRIBUTE_STANDARD_SIZE,
+                            G_FILE_QUERY_INFO_NONE, cancellable, error);
+  if (info == NULL)
+    return NULL;
+  if (g_file_info_get_file_type (info) != G_FILE_TYPE_REGULAR)
+    {
+      g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO,
+                   _("%s is not a regular file"), name);
+      return NULL;
+    }
+  if ((guint64) g_file_info_get_size (info) > VL2_IMAGE_FILE_MAX_BYTES)
+    {
+      image_too_large (error, name);
+      return NULL;
+    }
+  if (!g_file_load_contents (file, cancellable, &contents, &length, NULL, error))
+    return NULL;
+  if (length > VL2_IMAGE_FILE_MAX_BYTES)
+    {
+      g_free (contents);
+      image_too_large (error, name);
+      return NULL;
+    }
+  return g_bytes_new_take (contents, length);
+}
+
 char *
 app_chat_store_import_image_file (AppChatStore  *self,
                                   GFile         *file,
                                   GError       **error)
 {
   g_autoptr(GBytes) bytes = NULL;
-  char *contents = NULL;
-  gsize length;
 
   g_return_val_if_fail (APP_IS_CHAT_STORE (self), NULL);
   g_return_val_if_fail (G_IS_FILE (file), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (!g_file_load_contents (file, NULL, &contents, &length, NULL, error))
+  bytes = app_chat_store_read_image_file (file, NULL, error);
+  if (bytes == NULL)
     return NULL;
-
-  bytes = g_bytes_new_take (contents, length);
   return app_chat_store_import_image (self, bytes, error);
 }
 

@@ -116,6 +116,12 @@ char            *app_chat_store_import_image   (AppChatStore    *self,
 char            *app_chat_store_import_image_file (AppChatStore *self,
                                                 GFile           *file,
                                                 GError         **error);
+/* The bytes of an image file to import: only a regular file, of at most
+ * VL2_IMAGE_FILE_MAX_BYTES (vl2-input.h), is read; a named pipe is refused without waiting on
+ * it, a device without reading it. Any thread. */
+GBytes          *app_chat_store_read_image_file (GFile          *file,
+                                                GCancellable    *cancellable,
+                                                GError         **error);
 /* Absolute path of an image id (the file may be missing if someone deleted it). */
 char            *app_chat_store_get_image_path (AppChatStore    *self,
                                                 const char      *image_id);

@@ -753,7 +753,8 @@ app_chat_touch (AppChat *self)
 
   /* Strictly later than any earlier touch, even two within one clock tick or after the
    * clock stepped back: the chat saved last must sort first, now and after a restart. */
-  now = MAX (g_get_real_time (), MAX (self->modified, last_touch) + 1);
+  now = MAX (self->modified, last_touch);
+  now = MAX (g_get_real_time (), now < G_MAXINT64 ? now + 1 : now);
   last_touch = now;
 
   self->modified = now;
@@ -1482,6 +1483,21 @@ read_name (Reader             *reader,
 /* `parent` and `selected` receive the message's place in the tree, which files of version 2
  * give: the index of the message it follows (-1 for a first message) and whether it is the
  * version shown. Version 1 is one conversation, each message following the one before. */
+/* A time read from a chat file, in microseconds since 1970. One later than a day from now was
+ * not written by a clock that is right: the chat would sort first for ever and, once touched,
+ * date every later save after it (app_chat_touch() keeps times increasing). It is taken as now,
+ * and one before 1970 as 1970. The day's margin keeps the order of chats saved just before the
+ * clock was set back. */
+static gint64
+plausible_time (gint64 time)
+{
+  gint64 now = g_get_real_time ();
+
+  if (time > now + (gint64) G_USEC_PER_SEC * 60 * 60 * 24)
+    return now;
+  return MAX (time, 0);
+}
+
 static AppMessage *
 message_from_json (JsonNode  *node,
                    guint      index,
@@ -1597,7 +1613,7 @@ message_from_json (JsonNode  *node,
   app_message_set_note (message, note);
   app_message_set_boxes_image (message, boxes_image);
   app_message_set_stats (message, n_tokens, first_token_seconds, tokens_per_second);
-  app_message_set_created (message, created);
+  app_message_set_created (message, plausible_time (created));
 
   return g_steal_pointer (&message);
 }
@@ -1779,8 +1795,8 @@ app_chat_new_from_json (JsonNode  *node,
   while (g_hash_table_iter_next (&iter, &key, &value))
     ((Node *)key)->selected = GPOINTER_TO_UINT (value);
 
-  chat->created = created;
-  chat->modified = modified;
+  chat->created = plausible_time (created);
+  chat->modified = plausible_time (modified);
   chat->custom_title = g_steal_pointer (&stripped_title);
 
   sync_path (chat);

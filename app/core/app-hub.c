@@ -38,6 +38,8 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 
+#include "vl2-input.h"
+
 G_DEFINE_QUARK (app-hub-error-quark, app_hub_error)
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
@@ -445,7 +447,7 @@ parse_listing (Pull    *p,
   gsize len;
   const char *data = g_bytes_get_data (body, &len);
 
-  if (!json_parser_load_from_data (parser, data, len, NULL) ||
+  if (!vl2_json_load_data (parser, data, len, NULL, NULL) ||
       !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     goto bad;
   root = json_node_get_object (json_parser_get_root (parser));
@@ -696,7 +698,8 @@ hash_partial (Pull          *p,
               GError       **error)
 {
   g_autofree guchar *buf = g_malloc (READ_CHUNK);
-  int fd = g_open (partial, O_RDONLY | O_CLOEXEC, 0);
+  /* O_NONBLOCK: a named pipe put in its place fails the read instead of waiting forever */
+  int fd = g_open (partial, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
   guint64 done = 0;
 
   if (fd < 0)
@@ -839,7 +842,9 @@ try_file (Pull          *p,
           return TRY_FAIL;
         }
 
-      fd = g_open (partial, O_WRONLY | O_CREAT | O_CLOEXEC | (have > 0 ? O_APPEND : O_TRUNC), 0644);
+      /* O_NONBLOCK: a named pipe in its place is an error (ENXIO), not a wait for a reader */
+      fd = g_open (partial, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK |
+                   (have > 0 ? O_APPEND : O_TRUNC), 0644);
       if (fd < 0)
         {
           set_write_error (p, errno, partial, error);
@@ -984,7 +989,7 @@ app_hub_is_installed (const char  *dir,
   g_autoptr(JsonParser) parser = json_parser_new ();
   JsonObject *o;
 
-  if (!json_parser_load_from_mapped_file (parser, path, NULL) ||
+  if (!vl2_json_load_file (parser, path, VL2_SMALL_FILE_MAX_BYTES, NULL) ||
       !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     return FALSE;
   o = json_node_get_object (json_parser_get_root (parser));
@@ -1095,7 +1100,7 @@ default_token (void)
     path = g_build_filename (g_getenv ("HF_HOME"), "token", NULL);
   else
     path = g_build_filename (g_get_home_dir (), ".cache", "huggingface", "token", NULL);
-  if (!g_file_get_contents (path, &text, NULL, NULL))
+  if (!vl2_input_read (path, VL2_SMALL_FILE_MAX_BYTES, &text, NULL, NULL))
     return NULL;
   return g_strdup (g_strstrip (text));
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "app-hub.h"
+#include "vl2-input.h"
 
 #define GB(x) ((guint64) ((x) * 1e9))
 
@@ -188,22 +189,14 @@ app_model_entry_get_delete_path (AppModelEntry *self)
  * Reading folders
  */
 
-#define SMALL_JSON_MAX (1 << 20)
-#define SAFETENSORS_HEADER_MAX (64 << 20)
-
-/* A small JSON object from a regular file, or NULL. */
+/* A small JSON object from a regular file, or NULL. A config.json or marker is small; a named
+ * pipe in its place must not stall the scan, which runs before the Models page shows. */
 static JsonObject *
 read_json_object (const char *path)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autofree char *text = NULL;
-  gsize len = 0;
-  GStatBuf st;
 
-  if (g_stat (path, &st) != 0 || !S_ISREG (st.st_mode) || st.st_size > SMALL_JSON_MAX)
-    return NULL;
-  if (!g_file_get_contents (path, &text, &len, NULL) ||
-      !json_parser_load_from_data (parser, text, (gssize) len, NULL) ||
+  if (!vl2_json_load_file (parser, path, VL2_SMALL_FILE_MAX_BYTES, NULL) ||
       !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     return NULL;
   return json_object_ref (json_node_get_object (json_parser_get_root (parser)));
@@ -233,20 +226,21 @@ read_weights (const char *dir)
   guint64 len = 0;
   AppModelWeights weights = APP_MODEL_WEIGHTS_BF16;
   JsonNode *root;
+  goffset size;
   int fd;
 
-  fd = g_open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+  fd = vl2_input_open (path, &size, NULL);
   if (fd < 0)
     return weights;
   if (read (fd, len_bytes, 8) != 8)
     goto out;
   for (int i = 7; i >= 0; i--)
     len = (len << 8) | len_bytes[i];
-  if (len < 2 || len > SAFETENSORS_HEADER_MAX)
+  if (len < 2 || len > VL2_SAFETENSORS_HEADER_MAX_BYTES || len > (guint64) size - 8)
     goto out;
   header = g_malloc (len);
   if (read (fd, header, len) != (ssize_t) len ||
-      !json_parser_load_from_data (parser, header, (gssize) len, NULL))
+      !vl2_json_load_data (parser, header, len, NULL, NULL))
     goto out;
   root = json_parser_get_root (parser);
   if (JSON_NODE_HOLDS_OBJECT (root))
@@ -435,7 +429,7 @@ scan_hf_cache (const char *cache,
       if (g_strv_length (parts) != 2)
         continue;
       repo = g_strconcat (parts[0], "/", parts[1], NULL);
-      if (g_file_get_contents (ref_path, &ref, NULL, NULL))
+      if (vl2_input_read (ref_path, VL2_SMALL_FILE_MAX_BYTES, &ref, NULL, NULL))
         {
           g_autofree char *snap = g_build_filename (snapshots, g_strstrip (ref), NULL);
           if (!strchr (ref, '/') && is_checkpoint (snap))

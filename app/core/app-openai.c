@@ -14,11 +14,10 @@
 #include <string.h>
 
 #include "app-grounding.h"
+#include "vl2-input.h"
 
 G_DEFINE_QUARK (app-openai-error-quark, app_openai_error)
 
-/* JSON nested deeper than this is refused before json-glib (a recursive parser) sees it. */
-#define MAX_JSON_DEPTH 64
 #define MAX_STOP_STRINGS 4
 #define MAX_LOGIT_BIAS 300
 
@@ -150,40 +149,6 @@ app_openai_error_json (const GError *error,
  * Parsing helpers
  */
 
-/* How deep `text` nests arrays and objects, counting outside strings only; stops counting past
- * `limit`. */
-static int
-json_depth (const char *text,
-            gsize       length,
-            int         limit)
-{
-  int depth = 0, deepest = 0;
-  gboolean in_string = FALSE;
-
-  for (gsize i = 0; i < length; i++)
-    {
-      char c = text[i];
-
-      if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if (c == '[' || c == '{')
-        {
-          if (++depth > deepest && (deepest = depth) > limit)
-            return deepest;
-        }
-      else if (c == ']' || c == '}')
-        depth--;
-    }
-  return deepest;
-}
-
 /* Parses JSON text with nesting bounded (json-glib's parser recurses). */
 static JsonNode *
 parse_json (const char *text,
@@ -193,10 +158,11 @@ parse_json (const char *text,
   g_autoptr(JsonParser) parser = NULL;
   g_autoptr(GError) local = NULL;
 
-  if (json_depth (text, length, MAX_JSON_DEPTH) > MAX_JSON_DEPTH)
+  /* refused before json-glib (a recursive parser) sees it */
+  if (vl2_json_depth (text, length, VL2_JSON_MAX_DEPTH) > VL2_JSON_MAX_DEPTH)
     {
       set_error (error, APP_OPENAI_ERROR_INVALID_JSON, NULL,
-                 "The request body nests JSON more than %d levels deep.", MAX_JSON_DEPTH);
+                 "The request body nests JSON more than %d levels deep.", VL2_JSON_MAX_DEPTH);
       return NULL;
     }
   if (!g_utf8_validate_len (text, length, NULL))

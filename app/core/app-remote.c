@@ -10,6 +10,9 @@
 #include <glib/gi18n.h>
 #include <libsoup/soup.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "vl2-input.h"
 
 G_DEFINE_QUARK (app-remote-error-quark, app_remote_error)
 
@@ -256,11 +259,18 @@ add_image_part (JsonBuilder *b,
                 GError     **error)
 {
   g_autoptr(GError) local = NULL;
-  g_autoptr(GMappedFile) file = g_mapped_file_new (path, FALSE, &local);
+  g_autoptr(GMappedFile) file = NULL;
   const char *data;
   gsize len;
   g_autofree char *type = NULL, *mime = NULL, *b64 = NULL, *url = NULL;
+  /* a regular file only: opening a named pipe would wait for a writer forever */
+  int fd = vl2_input_open (path, NULL, &local);
 
+  if (fd >= 0)
+    {
+      file = g_mapped_file_new_from_fd (fd, FALSE, &local);
+      close (fd);
+    }
   if (!file)
     {
       g_set_error (error, APP_REMOTE_ERROR, APP_REMOTE_ERROR_IMAGE, "%s", local->message);

@@ -253,15 +253,13 @@ import_thread (GTask        *task,
 
   if (!d->bytes)
     {
-      char *contents;
-      gsize len;
-
-      if (!g_file_load_contents (d->file, cancellable, &contents, &len, NULL, &error))
+      /* a regular file of bounded size only: a named pipe would wait forever */
+      d->bytes = app_chat_store_read_image_file (d->file, cancellable, &error);
+      if (!d->bytes)
         {
           g_task_return_error (task, error);
           return;
         }
-      d->bytes = g_bytes_new_take (contents, len);
     }
   if (!image_file_load_bytes (d->bytes, d->name, &im, &error))
     {

@@ -327,16 +327,15 @@ import_thread (GTask        *task,
   g_autofree char *name = g_file_get_basename (d->file);
   g_auto(ImageRgb) im = { 0 };
   GError *error = NULL;
-  char *contents;
   char *id;
-  gsize length;
 
-  if (!g_file_load_contents (d->file, cancellable, &contents, &length, NULL, &error))
+  /* a regular file of bounded size only: a named pipe would wait forever */
+  bytes = app_chat_store_read_image_file (d->file, cancellable, &error);
+  if (!bytes)
     {
       g_task_return_error (task, error);
       return;
     }
-  bytes = g_bytes_new_take (contents, length);
   if (!image_file_load_bytes (bytes, name, &im, &error))
     {
       g_task_return_error (task, error);

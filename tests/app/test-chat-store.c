@@ -6,8 +6,10 @@
  * test gets its own data directory and removes it at the end.
  */
 #include <glib/gstdio.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <utime.h>
 
@@ -1549,6 +1551,234 @@ test_store_corrupt_files (Fixture       *fixture,
   assert_unchanged (snapshots);
 }
 
+/* A chat file saying it was changed at the end of time: app_chat_touch() overflowed (its
+ * "one microsecond later"), and every chat touched after it was dated after it too. */
+static void
+test_chat_far_future (void)
+{
+  const gint64 day = (gint64) G_USEC_PER_SEC * 60 * 60 * 24;
+  g_autoptr(AppChat) chat = make_chat ("Question", "Answer");
+  g_autoptr(AppChat) loaded = NULL;
+  g_autoptr(AppChat) later = make_chat ("Another", "Answer");
+  g_autoptr(JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  g_autoptr(GError) error = NULL;
+  JsonObject *object = chat_object (chat);
+  gint64 before = g_get_real_time ();
+
+  json_object_set_int_member (object, "created", G_MAXINT64);
+  json_object_set_int_member (object, "modified", G_MAXINT64);
+  json_node_take_object (node, object);
+  loaded = app_chat_new_from_json (node, &error);
+  g_assert_no_error (error);
+
+  /* taken as changed now */
+  g_assert_cmpint (app_chat_get_modified (loaded), >=, before);
+  g_assert_cmpint (app_chat_get_modified (loaded), <=, g_get_real_time () + day);
+  g_assert_cmpint (app_chat_get_created (loaded), <=, g_get_real_time () + day);
+
+  app_chat_touch (loaded);
+  g_assert_cmpint (app_chat_get_modified (loaded), >=, before);
+  g_assert_cmpint (app_chat_get_modified (loaded), <=, g_get_real_time () + day);
+
+  /* a chat touched afterwards is later, and not far from now */
+  app_chat_touch (later);
+  g_assert_cmpint (app_chat_get_modified (later), >, app_chat_get_modified (loaded));
+  g_assert_cmpint (app_chat_get_modified (later), <=, g_get_real_time () + day);
+}
+
+/* Runs the calling test again in a child process killed after a minute: a read that waits
+ * forever or never ends fails the test instead of stopping the suite. TRUE in the child. */
+static gboolean
+in_bounded_subprocess (void)
+{
+  if (g_test_subprocess ())
+    return TRUE;
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC,
+                          G_TEST_SUBPROCESS_INHERIT_STDOUT | G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+  return FALSE;
+}
+
+/* Two good chats and the files in `bad_paths`: the good ones load, each bad one is reported
+ * once, with the same index's string of `reasons` in its line, and saving leaves the bad ones
+ * alone. */
+static void
+expect_refused (Fixture            *fixture,
+                GPtrArray          *bad_paths,
+                const char * const *reasons)
+{
+  g_autoptr(AppChatStore) writer = app_chat_store_new (fixture->data_dir);
+  g_autoptr(AppChatStore) store = NULL;
+  g_autoptr(AppChat) good_a = make_chat ("Good chat A", "Answer A");
+  g_autoptr(AppChat) good_b = make_chat ("Good chat B", "Answer B");
+  g_autoptr(AppChat) newcomer = make_chat ("A new chat", "New answer");
+  g_autoptr(GError) error = NULL;
+  GPtrArray *errors;
+
+  g_assert_true (app_chat_store_save (writer, good_a, &error));
+  g_assert_true (app_chat_store_save (writer, good_b, &error));
+  g_assert_no_error (error);
+
+  store = app_chat_store_new (fixture->data_dir);
+  app_chat_store_load (store);
+  g_assert_cmpuint (g_list_model_get_n_items (app_chat_store_get_chats (store)), ==, 2);
+  assert_chats_equal (chat_at (store, 0), good_b);
+  assert_chats_equal (chat_at (store, 1), good_a);
+
+  errors = app_chat_store_get_load_errors (store);
+  for (guint i = 0; i < errors->len; i++)
+    g_test_message ("%s", (const char *)g_ptr_array_index (errors, i));
+  g_assert_cmpuint (errors->len, ==, bad_paths->len);
+  for (guint i = 0; i < bad_paths->len; i++)
+    {
+      g_autofree char *prefix = g_strconcat (g_ptr_array_index (bad_paths, i), ": ", NULL);
+
+      g_assert_cmpuint (count_reports (errors, g_ptr_array_index (bad_paths, i)), ==, 1);
+      for (guint j = 0; j < errors->len; j++)
+        if (g_str_has_prefix (g_ptr_array_index (errors, j), prefix))
+          g_assert_nonnull (strstr (g_ptr_array_index (errors, j), reasons[i]));
+    }
+
+  g_assert_true (app_chat_store_save (store, newcomer, &error));
+  g_assert_true (app_chat_store_save (store, chat_at (store, 1), &error));
+  g_assert_no_error (error);
+  app_chat_store_flush (store);
+}
+
+/* A chat file nested 100,000 deep (200 KB) overflowed the stack of json-glib's recursive
+ * parser: the app crashed at every launch. It is refused and left exactly as it is. */
+static void
+test_store_deep_json (Fixture       *fixture,
+                      gconstpointer  user_data)
+{
+  g_autoptr(GPtrArray) bad_paths = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GHashTable) snapshots = NULL;
+  GString *json;
+
+  if (!in_bounded_subprocess ())
+    return;
+
+  g_assert_cmpint (g_mkdir_with_parents (fixture->chats_dir, 0700), ==, 0);
+  json = g_string_new ("{\"version\": 1, \"messages\": ");
+  for (guint i = 0; i < 100000; i++)
+    g_string_append (json, "[{\"a\":");
+  {
+    g_autofree char *id = g_uuid_string_random ();
+    char *path = chat_path (fixture, id);
+
+    write_file (path, json->str, json->len);
+    g_ptr_array_add (bad_paths, path);
+  }
+  g_string_free (json, TRUE);
+
+  snapshots = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_bytes_unref);
+  for (guint i = 0; i < bad_paths->len; i++)
+    g_hash_table_insert (snapshots, g_ptr_array_index (bad_paths, i),
+                         read_file (g_ptr_array_index (bad_paths, i)));
+
+  expect_refused (fixture, bad_paths, (const char *[]){ "nested more than" });
+  assert_unchanged (snapshots);
+}
+
+/* A named pipe among the chats: open() waited for a writer forever, and the app hung at
+ * launch before its window appeared. */
+static void
+test_store_fifo (Fixture       *fixture,
+                 gconstpointer  user_data)
+{
+  g_autoptr(GPtrArray) bad_paths = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *id = g_uuid_string_random ();
+  GStatBuf st;
+
+  if (!in_bounded_subprocess ())
+    return;
+
+  g_assert_cmpint (g_mkdir_with_parents (fixture->chats_dir, 0700), ==, 0);
+  g_ptr_array_add (bad_paths, chat_path (fixture, id));
+  g_assert_cmpint (mkfifo (g_ptr_array_index (bad_paths, 0), 0600), ==, 0);
+
+  expect_refused (fixture, bad_paths, (const char *[]){ "not a regular file" });
+  g_assert_cmpint (g_lstat (g_ptr_array_index (bad_paths, 0), &st), ==, 0);
+  g_assert_true (S_ISFIFO (st.st_mode));
+}
+
+/* A chat that is a link to /dev/zero was read until memory ran out; a sparse one of 3 GB cost
+ * 3 GB (and half a minute). Both are refused, from what they are, before anything is read. */
+static void
+test_store_endless_files (Fixture       *fixture,
+                          gconstpointer  user_data)
+{
+  g_autoptr(GPtrArray) bad_paths = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *zero_id = g_uuid_string_random ();
+  g_autofree char *sparse_id = g_uuid_string_random ();
+  char *zero;
+  char *sparse;
+  GStatBuf st;
+  int fd;
+
+  if (!in_bounded_subprocess ())
+    return;
+
+  g_assert_cmpint (g_mkdir_with_parents (fixture->chats_dir, 0700), ==, 0);
+  zero = chat_path (fixture, zero_id);
+  g_assert_cmpint (symlink ("/dev/zero", zero), ==, 0);
+  g_ptr_array_add (bad_paths, zero);
+  sparse = chat_path (fixture, sparse_id);
+  fd = open (sparse, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (ftruncate (fd, (off_t)3 << 30), ==, 0);
+  close (fd);
+  g_ptr_array_add (bad_paths, sparse);
+
+  expect_refused (fixture, bad_paths,
+                  (const char *[]){ "not a regular file", "larger than a chat file may be" });
+  g_assert_cmpint (g_lstat (zero, &st), ==, 0);
+  g_assert_true (S_ISLNK (st.st_mode));
+  g_assert_cmpint (g_stat (sparse, &st), ==, 0);
+  g_assert_cmpint (st.st_size, ==, (off_t)3 << 30);
+}
+
+/* An image to attach that is a named pipe waited forever in open(); one that is a link to
+ * /dev/zero was read until memory ran out. Both are refused, naming the file, and nothing is
+ * added to the store. */
+static void
+test_store_import_not_a_file (Fixture       *fixture,
+                              gconstpointer  user_data)
+{
+  g_autoptr(AppChatStore) store = NULL;
+  g_autofree char *fifo = NULL;
+  g_autofree char *zero = NULL;
+  const char *paths[2];
+
+  if (!in_bounded_subprocess ())
+    return;
+
+  store = app_chat_store_new (fixture->data_dir);
+  g_assert_cmpint (g_mkdir_with_parents (fixture->data_dir, 0700), ==, 0);
+  fifo = g_build_filename (fixture->data_dir, "pipe.png", NULL);
+  g_assert_cmpint (mkfifo (fifo, 0600), ==, 0);
+  zero = g_build_filename (fixture->data_dir, "zero.png", NULL);
+  g_assert_cmpint (symlink ("/dev/zero", zero), ==, 0);
+  paths[0] = fifo;
+  paths[1] = zero;
+  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
+    {
+      g_autoptr(GFile) file = g_file_new_for_path (paths[i]);
+      g_autoptr(GError) error = NULL;
+      g_autofree char *id = app_chat_store_import_image_file (store, file, &error);
+
+      g_assert_null (id);
+      g_assert_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO);
+      g_assert_nonnull (strstr (error->message, paths[i]));
+      g_assert_nonnull (strstr (error->message, "not a regular file"));
+    }
+  {
+    g_autoptr(GDir) dir = g_dir_open (fixture->images_dir, 0, NULL);
+
+    g_assert_true (dir == NULL || g_dir_read_name (dir) == NULL);
+  }
+}
+
 static void
 test_store_duplicate_ids (Fixture       *fixture,
                           gconstpointer  user_data)
@@ -2689,6 +2919,7 @@ main (int   argc,
   g_test_add_func ("/app/chat-store/versions", test_chat_versions);
   g_test_add_func ("/app/chat-store/versions-json", test_chat_versions_json);
   g_test_add_func ("/app/chat-store/draft", test_chat_draft);
+  g_test_add_func ("/app/chat-store/far-future", test_chat_far_future);
 
 #define ADD_STORE_TEST(path, func) \
   g_test_add ("/app/chat-store/" path, Fixture, NULL, fixture_set_up, func, fixture_tear_down)
@@ -2697,6 +2928,10 @@ main (int   argc,
   ADD_STORE_TEST ("version-1", test_store_version_1);
   ADD_STORE_TEST ("corrupt-files", test_store_corrupt_files);
   ADD_STORE_TEST ("duplicate-ids", test_store_duplicate_ids);
+  ADD_STORE_TEST ("deep-json", test_store_deep_json);
+  ADD_STORE_TEST ("fifo", test_store_fifo);
+  ADD_STORE_TEST ("endless-files", test_store_endless_files);
+  ADD_STORE_TEST ("import-not-a-file", test_store_import_not_a_file);
   ADD_STORE_TEST ("atomic-save", test_store_atomic_save);
   ADD_STORE_TEST ("trash", test_store_trash);
   ADD_STORE_TEST ("import-image", test_store_import_image);

@@ -227,6 +227,49 @@ test_parse_deep (void)
   }
 }
 
+/* Deep nesting hidden from a scanner that only knows JSON's own strings: json-glib also takes
+ * comments and single-quoted strings, and reads on past a lone surrogate escape (closing quote
+ * included). Each of these overflowed json-glib's stack; each is refused instead. A body that
+ * is strict JSON with escaped emoji (a surrogate pair) and many objects is still taken. */
+static void
+test_parse_deep_disguised (void)
+{
+  static const char *const prefixes[] = {
+    "/*\"*/",
+    "['\"', ",
+    "[\"\\uD800\"x\", ",
+    "[\"\\uDC00\"x\", ",
+    "[\"\\u12\"x\", ",
+  };
+  g_autofree char *brackets = g_strnfill (200000, '[');
+
+  for (guint i = 0; i < G_N_ELEMENTS (prefixes); i++)
+    {
+      g_autofree char *json = g_strconcat (prefixes[i], brackets, "\"", NULL);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(AppOpenAIRequest) r = parse (json, &error);
+
+      g_assert_null (r);
+      g_assert_error (error, APP_OPENAI_ERROR, APP_OPENAI_ERROR_INVALID_JSON);
+    }
+
+  {
+    GString *text = g_string_new ("{\"model\": \"m\", \"messages\": [");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(AppOpenAIRequest) ok = NULL;
+
+    /* more objects after the first escape than the depth limit */
+    for (guint i = 0; i < 80; i++)
+      g_string_append_printf (text, "%s{\"role\": \"user\", \"content\": "
+                              "\"\\ud83d\\ude00 %u\"}", i ? ", " : "", i);
+    g_string_append (text, "]}");
+    ok = parse (text->str, &error);
+    g_string_free (text, TRUE);
+    g_assert_no_error (error);
+    g_assert_nonnull (ok);
+  }
+}
+
 static void
 test_data_url (void)
 {
@@ -456,6 +499,7 @@ main (int    argc,
   g_test_add_func ("/app/openai/parse-defaults", test_parse_defaults);
   g_test_add_func ("/app/openai/parse-errors", test_parse_errors);
   g_test_add_func ("/app/openai/parse-deep", test_parse_deep);
+  g_test_add_func ("/app/openai/parse-deep-disguised", test_parse_deep_disguised);
   g_test_add_func ("/app/openai/data-url", test_data_url);
   g_test_add_func ("/app/openai/responses", test_responses);
   g_test_add_func ("/app/openai/vllm-replay", test_vllm_replay);

@@ -7,7 +7,13 @@
  *
  * Images larger than the engine accepts (VL2_MAX_IMAGE_SIDE, VL2_MAX_IMAGE_PIXELS in vl2.h)
  * are refused from their header, before their pixels are decoded (decompression bombs), with
- * IMAGE_FILE_ERROR_TOO_LARGE and a message that states the limits.
+ * IMAGE_FILE_ERROR_TOO_LARGE and a message that states the limits; so are files and data
+ * over VL2_IMAGE_FILE_MAX_BYTES (engine/input/vl2-input.h), before they are read.
+ *
+ * Only PNG, JPEG, WebP, GIF, BMP and TIFF are read, told by their content, not their name;
+ * anything else (SVG, XPM, TGA, ICO...) is IMAGE_FILE_ERROR_UNSUPPORTED_FORMAT before any
+ * decoder runs. A file cut short, or whose picture stops before its last row, is
+ * IMAGE_FILE_ERROR_TRUNCATED (or _CORRUPT, see below), never a half-grey image.
  *
  *     g_auto(ImageRgb) im = { 0 };
  *     g_autoptr(GError) error = NULL;
@@ -47,6 +53,12 @@ typedef struct {
 /* Decodes `path` into *out (which needs no initialisation). On failure returns FALSE, leaves
  * *out empty and sets *error (IMAGE_FILE_ERROR, one line naming the file). */
 gboolean image_file_load(const char *path, ImageRgb *out, GError **error);
+
+/* The bytes of the image file at `path`, undecoded (the app keeps the file as it came), with
+ * image_file_load()'s refusals: missing (NOT_FOUND), not a regular file (NOT_REGULAR: a pipe
+ * is never waited on, a device never read), unreadable (IO), empty (TRUNCATED), over
+ * VL2_IMAGE_FILE_MAX_BYTES (TOO_LARGE). */
+GBytes *image_file_read(const char *path, GError **error);
 
 /* Decodes an image held in memory (a pasted or dropped image); `name` is used in messages.
  * Never returns IMAGE_FILE_ERROR_NOT_FOUND, _NOT_REGULAR or _IO. */

@@ -6,6 +6,7 @@
  * size limits are the engine's, read from vl2.h (included here and by image-file.c, never by
  * image-file.h).
  */
+#include <fcntl.h>
 #include <gdk-pixbuf/gdk-pixbuf.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "image-file.h"
+#include "vl2-input.h"
 #include "vl2.h"
 
 /* ------------------------------------------------------------------------------------------
@@ -257,7 +259,7 @@ static void test_hostile(void)
         { "truncated.png", IMAGE_FILE_ERROR_TRUNCATED, "truncated" },
         { "not-an-image.png", IMAGE_FILE_ERROR_UNSUPPORTED_FORMAT, "cannot read this image" },
         { "empty.png", IMAGE_FILE_ERROR_TRUNCATED, "empty" },
-        { "no-such-file.png", IMAGE_FILE_ERROR_NOT_FOUND, "cannot open" },
+        { "no-such-file.png", IMAGE_FILE_ERROR_NOT_FOUND, "cannot read" },
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = test_image(cases[i].file);
@@ -299,21 +301,27 @@ static void test_not_files(void)
     g_autofree char *dir = make_tmpdir();
 
     g_autofree char *missing = g_build_filename(dir, "gone.png", NULL);
-    load_fails(missing, IMAGE_FILE_ERROR_NOT_FOUND, "cannot open");
+    load_fails(missing, IMAGE_FILE_ERROR_NOT_FOUND, "cannot read");
     g_autofree char *missing_dir = g_build_filename(dir, "gone", "x.png", NULL);
-    load_fails(missing_dir, IMAGE_FILE_ERROR_NOT_FOUND, "cannot open");
+    load_fails(missing_dir, IMAGE_FILE_ERROR_NOT_FOUND, "cannot read");
     /* a regular file used as a folder (ENOTDIR): the image is just as missing */
     g_autofree char *plain = g_build_filename(dir, "plain.png", NULL);
     write_file(plain, "x", 1);
     g_autofree char *under_file = g_build_filename(plain, "x.png", NULL);
-    load_fails(under_file, IMAGE_FILE_ERROR_NOT_FOUND, "cannot open");
+    load_fails(under_file, IMAGE_FILE_ERROR_NOT_FOUND, "cannot read");
 
     load_fails(dir, IMAGE_FILE_ERROR_NOT_REGULAR, "folder");
 
-    /* A named pipe with no writer: refused at once rather than waited on. */
+    /* A named pipe with no writer: refused at once rather than waited on. Should opening it
+     * block, the alarm ends the test instead of hanging it. */
     g_autofree char *fifo = g_build_filename(dir, "pipe.png", NULL);
     g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    alarm(20);
     load_fails(fifo, IMAGE_FILE_ERROR_NOT_REGULAR, "not a regular file");
+    /* devices: endless (/dev/zero) or empty (/dev/null), neither is read */
+    load_fails("/dev/zero", IMAGE_FILE_ERROR_NOT_REGULAR, "not a regular file");
+    load_fails("/dev/null", IMAGE_FILE_ERROR_NOT_REGULAR, "not a regular file");
+    alarm(0);
 
     /* Unreadable: the permission bits do not stop root, so only checked for other users. */
     g_autofree char *locked = g_build_filename(dir, "locked.png", NULL);
@@ -324,7 +332,7 @@ static void test_not_files(void)
     write_file(locked, png, len);
     g_assert_cmpint(g_chmod(locked, 0), ==, 0);
     if (geteuid() != 0)
-        load_fails(locked, IMAGE_FILE_ERROR_IO, "cannot open");
+        load_fails(locked, IMAGE_FILE_ERROR_IO, "cannot read");
     else
         g_test_message("running as root: the unreadable-file case is skipped");
 
@@ -362,6 +370,30 @@ static void put_chunk(GByteArray *a, const char *kind, const guint8 *data, gsize
     put_be32(a, crc32_of(a->data + start, len + 4));
 }
 
+/* A zlib stream holding `raw` in stored (uncompressed) deflate blocks: its size follows the
+ * data, so cutting the file cuts the rows. */
+static GByteArray *zlib_stored(const guint8 *raw, gsize raw_len)
+{
+    GByteArray *z = g_byte_array_new();
+    static const guint8 zlib_head[] = { 0x78, 0x01 };
+    g_byte_array_append(z, zlib_head, 2);
+    guint32 s1 = 1, s2 = 0; /* Adler-32 */
+    for (gsize i = 0; i < raw_len; i++) {
+        s1 = (s1 + raw[i]) % 65521;
+        s2 = (s2 + s1) % 65521;
+    }
+    for (gsize off = 0; off < raw_len;) {
+        gsize n = MIN(raw_len - off, 65535);
+        guint8 block[5] = { off + n == raw_len, (guint8)n, (guint8)(n >> 8), (guint8)~n,
+                            (guint8)(~n >> 8) };
+        g_byte_array_append(z, block, 5);
+        g_byte_array_append(z, raw + off, (guint)n);
+        off += n;
+    }
+    put_be32(z, (s2 << 16) | s1);
+    return z;
+}
+
 /* An 8-bit gray PNG of width x height. With `complete`, its one IDAT holds every row (zero
  * filter, value 128) in stored deflate blocks, so the file decodes; without, the IDAT holds a
  * few bytes only and just the header is meaningful. */
@@ -375,9 +407,7 @@ static GBytes *gray_png(guint32 width, guint32 height, gboolean complete)
                         (guint8)(height >> 8), (guint8)height, 8, 0, 0, 0, 0 };
     put_chunk(a, "IHDR", ihdr, sizeof ihdr);
 
-    GByteArray *z = g_byte_array_new();
-    static const guint8 zlib_head[] = { 0x78, 0x01 };
-    g_byte_array_append(z, zlib_head, 2);
+    GByteArray *z;
     if (complete) {
         gsize raw_len = (gsize)height * (width + 1);
         guint8 *raw = g_malloc(raw_len);
@@ -385,23 +415,11 @@ static GBytes *gray_png(guint32 width, guint32 height, gboolean complete)
             raw[y * (width + 1)] = 0;
             memset(raw + y * (width + 1) + 1, 128, width);
         }
-        guint32 s1 = 1, s2 = 0; /* Adler-32 */
-        for (gsize i = 0; i < raw_len; i++) {
-            s1 = (s1 + raw[i]) % 65521;
-            s2 = (s2 + s1) % 65521;
-        }
-        for (gsize off = 0; off < raw_len;) {
-            gsize n = MIN(raw_len - off, 65535);
-            guint8 block[5] = { off + n == raw_len, (guint8)n, (guint8)(n >> 8), (guint8)~n,
-                                (guint8)(~n >> 8) };
-            g_byte_array_append(z, block, 5);
-            g_byte_array_append(z, raw + off, (guint)n);
-            off += n;
-        }
+        z = zlib_stored(raw, raw_len);
         g_free(raw);
-        put_be32(z, (s2 << 16) | s1);
     } else {
-        static const guint8 some[] = { 0x01, 0x00, 0x00 };
+        z = g_byte_array_new();
+        static const guint8 some[] = { 0x78, 0x01, 0x01, 0x00, 0x00 };
         g_byte_array_append(z, some, sizeof some);
     }
     put_chunk(a, "IDAT", z->data, z->len);
@@ -529,6 +547,276 @@ static void test_jpeg_end(void)
                      "thumb.jpg", IMAGE_FILE_ERROR_TRUNCATED, NULL);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Cut and damaged files the structure checks alone would pass
+ */
+
+/* A noisy 8-bit gray PNG, Adam7-interlaced: its first passes already touch every row, so a
+ * copy cut in a later pass reports all its rows and decodes without a word. */
+static GBytes *interlaced_png(guint32 width, guint32 height)
+{
+    static const int pass[7][4] = { { 0, 0, 8, 8 }, { 4, 0, 8, 8 }, { 0, 4, 4, 8 }, { 2, 0, 4, 4 },
+                                    { 0, 2, 2, 4 }, { 1, 0, 2, 2 }, { 0, 1, 1, 2 } };
+    GByteArray *raw = g_byte_array_new();
+    GRand *rand = g_rand_new_with_seed(11);
+    for (int p = 0; p < 7; p++) {
+        guint32 pw = width > (guint32)pass[p][0] ? (width - pass[p][0] + pass[p][2] - 1) / pass[p][2] : 0;
+        guint32 ph = height > (guint32)pass[p][1] ? (height - pass[p][1] + pass[p][3] - 1) / pass[p][3] : 0;
+        if (!pw || !ph)
+            continue;
+        for (guint32 y = 0; y < ph; y++) {
+            guint8 filter = 0;
+            g_byte_array_append(raw, &filter, 1);
+            for (guint32 x = 0; x < pw; x++) {
+                guint8 v = (guint8)g_rand_int_range(rand, 0, 256);
+                g_byte_array_append(raw, &v, 1);
+            }
+        }
+    }
+    g_rand_free(rand);
+    GByteArray *a = g_byte_array_new();
+    static const guint8 sig[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n' };
+    g_byte_array_append(a, sig, sizeof sig);
+    guint8 ihdr[13] = { (guint8)(width >> 24), (guint8)(width >> 16), (guint8)(width >> 8),
+                        (guint8)width, (guint8)(height >> 24), (guint8)(height >> 16),
+                        (guint8)(height >> 8), (guint8)height, 8, 0, 0, 0, 1 /* Adam7 */ };
+    put_chunk(a, "IHDR", ihdr, sizeof ihdr);
+    GByteArray *z = zlib_stored(raw->data, raw->len);
+    put_chunk(a, "IDAT", z->data, z->len);
+    g_byte_array_unref(z);
+    g_byte_array_unref(raw);
+    put_chunk(a, "IEND", NULL, 0);
+    return g_byte_array_free_to_bytes(a);
+}
+
+static void test_cut_interlaced_png(void)
+{
+    g_autoptr(GBytes) whole = interlaced_png(240, 180);
+    load_bytes_ok(whole, "interlaced.png");
+    gsize len = g_bytes_get_size(whole);
+    for (int eighth = 1; eighth < 8; eighth++)
+        load_bytes_fails(g_bytes_get_data(whole, NULL), len * eighth / 8, "interlaced.png",
+                         IMAGE_FILE_ERROR_TRUNCATED, "truncated");
+}
+
+/* A 240 x 180 bottom-up BMP in RLE8 (compressed, so its size says nothing about its rows):
+ * runs of two pixels, each row closed by an end-of-line code. */
+static GBytes *rle8_bmp(void)
+{
+    const int w = 240, h = 180;
+    GByteArray *rows = g_byte_array_new();
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x += 2) {
+            guint8 run[2] = { 2, (guint8)(x * 7 + y * 13) };
+            g_byte_array_append(rows, run, 2);
+        }
+        static const guint8 eol[2] = { 0, 0 };
+        g_byte_array_append(rows, eol, 2);
+    }
+    static const guint8 eof[2] = { 0, 1 };
+    g_byte_array_append(rows, eof, 2);
+    guint32 offset = 14 + 40 + 256 * 4;
+    GByteArray *a = g_byte_array_new();
+    guint8 head[54] = { 'B', 'M' };
+    guint32 fields[][2] = { { 2, offset + rows->len }, { 10, offset }, { 14, 40 }, { 18, w },
+                            { 22, h }, { 30, 1 /* BI_RLE8 */ }, { 34, rows->len },
+                            { 46, 256 } };
+    for (size_t i = 0; i < G_N_ELEMENTS(fields); i++)
+        for (int k = 0; k < 4; k++)
+            head[fields[i][0] + k] = (guint8)(fields[i][1] >> (8 * k));
+    head[26] = 1; /* planes */
+    head[28] = 8; /* bits per pixel */
+    g_byte_array_append(a, head, sizeof head);
+    for (int i = 0; i < 256; i++) {
+        guint8 bgra[4] = { (guint8)i, (guint8)(255 - i), (guint8)(i * 3), 0 };
+        g_byte_array_append(a, bgra, 4);
+    }
+    g_byte_array_append(a, rows->data, rows->len);
+    g_byte_array_unref(rows);
+    return g_byte_array_free_to_bytes(a);
+}
+
+static void test_cut_rle_bmp(void)
+{
+    g_autoptr(GBytes) whole = rle8_bmp();
+    load_bytes_ok(whole, "rle.bmp");
+    gsize len = g_bytes_get_size(whole);
+    for (int eighth = 1; eighth < 8; eighth++)
+        load_bytes_fails(g_bytes_get_data(whole, NULL), len * eighth / 8, "rle.bmp",
+                         IMAGE_FILE_ERROR_TRUNCATED, "truncated");
+}
+
+/* Where the JPEG segment with `marker` starts (its 0xFF), walking segments from the start. */
+static gsize jpeg_segment(const guint8 *d, gsize n, guint8 marker)
+{
+    for (gsize i = 2; i + 4 <= n;) {
+        g_assert_cmpint(d[i], ==, 0xFF);
+        if (d[i + 1] == marker)
+            return i;
+        i += 2 + ((gsize)d[i + 2] << 8 | d[i + 3]);
+    }
+    g_assert_not_reached();
+}
+
+/* A JPEG whose scan data stops early but whose end marker is there: the structure is whole,
+ * the picture is not. With its header made to claim 6000 x 6000 pixels, a few kilobytes
+ * would become a 36-megapixel grey image. */
+static void test_jpeg_short_scan(void)
+{
+    g_autoptr(GBytes) whole = noise_file("jpeg");
+    gsize len;
+    const guint8 *jpeg = g_bytes_get_data(whole, &len);
+    gsize sos = jpeg_segment(jpeg, len, 0xDA);
+    GByteArray *a = g_byte_array_new();
+    g_byte_array_append(a, jpeg, (guint)(sos + (len - sos) / 4));
+    static const guint8 eoi[2] = { 0xFF, 0xD9 };
+    g_byte_array_append(a, eoi, 2);
+    load_bytes_fails(a->data, a->len, "short-scan.jpg", IMAGE_FILE_ERROR_TRUNCATED,
+                     "truncated");
+
+    gsize sof = jpeg_segment(a->data, a->len, 0xC0);
+    a->data[sof + 5] = 6000 >> 8; /* height */
+    a->data[sof + 6] = 6000 & 0xFF;
+    a->data[sof + 7] = 6000 >> 8; /* width */
+    a->data[sof + 8] = 6000 & 0xFF;
+    load_bytes_fails(a->data, a->len, "huge-short.jpg", IMAGE_FILE_ERROR_TRUNCATED,
+                     "truncated");
+    g_byte_array_unref(a);
+}
+
+/* GIFs cut anywhere: the decoder says so itself (CORRUPT); the whole file keeps working. */
+static void test_cut_gif(void)
+{
+    g_autofree char *path = test_image("animated.gif");
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    for (int eighth = 1; eighth < 8; eighth++)
+        load_bytes_fails(data, len * eighth / 8, "animated.gif", IMAGE_FILE_ERROR_CORRUPT, NULL);
+    load_bytes_fails(data, len - 1, "animated.gif", IMAGE_FILE_ERROR_CORRUPT, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Formats: six are read, every other is refused before a decoder sees the data
+ */
+
+#define ACCEPTED "PNG, JPEG, WebP, GIF, BMP or TIFF"
+
+static void refused_everywhere(const void *data, gsize len, const char *name, const char *dir)
+{
+    load_bytes_fails(data, len, name, IMAGE_FILE_ERROR_UNSUPPORTED_FORMAT, ACCEPTED);
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+    write_file(path, data, len);
+    load_fails(path, IMAGE_FILE_ERROR_UNSUPPORTED_FORMAT, ACCEPTED);
+}
+
+/* Each of these is a valid picture that an installed gdk-pixbuf loader would decode (SVG
+ * through librsvg, whose run time and memory a 265-byte file can make unbounded); the names
+ * do not matter, the content does. */
+static void test_refused_formats(void)
+{
+    g_autofree char *dir = make_tmpdir();
+    static const char svg[] = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"64\" height=\"48\">"
+                              "<rect width=\"64\" height=\"48\" fill=\"#c00\"/></svg>\n";
+    refused_everywhere(svg, strlen(svg), "drawing.svg", dir);
+    refused_everywhere(svg, strlen(svg), "drawing.png", dir);
+    static const char xml_svg[] = "<?xml version=\"1.0\"?>\n" /* the same, with a prolog */
+                                  "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"8\" "
+                                  "height=\"8\"/>\n";
+    refused_everywhere(xml_svg, strlen(xml_svg), "prolog.svg", dir);
+    static const char xpm[] = "/* XPM */\nstatic char *x[] = {\n\"2 2 2 1\",\n"
+                              "\"a c #FF0000\",\n\"b c #0000FF\",\n\"ab\",\n\"ba\"};\n";
+    refused_everywhere(xpm, strlen(xpm), "icon.xpm", dir);
+    static const char xbm[] = "#define x_width 8\n#define x_height 2\n"
+                              "static unsigned char x_bits[] = { 0x01, 0x02 };\n";
+    refused_everywhere(xbm, strlen(xbm), "mask.xbm", dir);
+    static const char ppm[] = "P6\n2 2\n255\n\xff\0\0\0\xff\0\0\0\xff\xff\xff\xff";
+    refused_everywhere(ppm, sizeof ppm - 1, "photo.ppm", dir);
+    /* uncompressed 2 x 2 true-colour TGA */
+    static const guint8 tga[18 + 12] = { 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 24, 0 };
+    refused_everywhere(tga, sizeof tga, "shot.tga", dir);
+
+    g_autoptr(GdkPixbuf) p = pattern();
+    gchar *buf;
+    gsize len;
+    g_autoptr(GError) error = NULL;
+    if (!gdk_pixbuf_save_to_buffer(p, &buf, &len, "ico", &error, NULL))
+        g_error("saving ico: %s", error->message);
+    refused_everywhere(buf, len, "favicon.ico", dir);
+    g_free(buf);
+    remove_tmpdir(dir);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The file size limit
+ */
+
+/* A sparse file one byte over the limit, starting like a PNG: refused from its size, before
+ * it is read (the process stays small), whether given as a path or mapped into memory. */
+static void test_file_too_large(void)
+{
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *path = g_build_filename(dir, "huge.png", NULL);
+    g_autoptr(GBytes) png = gray_png(10, 10, TRUE);
+    write_file(path, g_bytes_get_data(png, NULL), g_bytes_get_size(png));
+    g_assert_cmpint(truncate(path, (off_t)VL2_IMAGE_FILE_MAX_BYTES + 1), ==, 0);
+    g_autofree char *limit = g_strdup_printf("(%" G_GSIZE_FORMAT ")", VL2_IMAGE_FILE_MAX_BYTES);
+    load_fails(path, IMAGE_FILE_ERROR_TOO_LARGE, limit);
+
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) none = image_file_read(path, &error);
+    g_assert_null(none);
+    g_assert_error(error, IMAGE_FILE_ERROR, IMAGE_FILE_ERROR_TOO_LARGE);
+    g_clear_error(&error);
+
+    g_autoptr(GMappedFile) mapped = g_mapped_file_new(path, FALSE, &error);
+    g_assert_no_error(error);
+    g_autoptr(GBytes) bytes = g_mapped_file_get_bytes(mapped);
+    g_auto(ImageRgb) im = { 0 };
+    gboolean ok = image_file_load_bytes(bytes, "huge.png", &im, &error);
+    check_error(ok, &im, error, "huge.png", IMAGE_FILE_ERROR_TOO_LARGE, limit);
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    g_test_message("peak resident set: %ld KB", ru.ru_maxrss);
+    g_assert_cmpint(ru.ru_maxrss, <, 200 * 1024);
+    remove_tmpdir(dir);
+}
+
+/* image_file_read(): the bytes of an image file, with the same refusals as image_file_load()
+ * but no decoding (the app keeps the file as it came). */
+static void test_read(void)
+{
+    g_autofree char *gray8 = test_image("gray8.png");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GBytes) bytes = image_file_read(gray8, &error);
+    g_assert_no_error(error);
+    g_autofree char *want = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(gray8, &want, &len, NULL));
+    g_assert_cmpmem(g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes), want, len);
+
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *fifo = g_build_filename(dir, "pipe.png", NULL);
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    const struct {
+        const char *path;
+        ImageFileError code;
+    } bad[] = { { fifo, IMAGE_FILE_ERROR_NOT_REGULAR }, { dir, IMAGE_FILE_ERROR_NOT_REGULAR },
+                { "/dev/zero", IMAGE_FILE_ERROR_NOT_REGULAR },
+                { "/nonexistent/x.png", IMAGE_FILE_ERROR_NOT_FOUND } };
+    alarm(20);
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GError) e = NULL;
+        g_autoptr(GBytes) b = image_file_read(bad[i].path, &e);
+        g_assert_null(b);
+        g_assert_error(e, IMAGE_FILE_ERROR, (int)bad[i].code);
+        g_assert_nonnull(strstr(e->message, bad[i].path));
+    }
+    alarm(0);
+    remove_tmpdir(dir);
+}
+
 /* The clear function is idempotent; a NULL GError ** is allowed. */
 static void test_clear(void)
 {
@@ -579,6 +867,13 @@ int main(int argc, char **argv)
     g_test_add_func("/imagefile/image-file/limits", test_limits);
     g_test_add_func("/imagefile/image-file/cut-files", test_cut_files);
     g_test_add_func("/imagefile/image-file/jpeg-end", test_jpeg_end);
+    g_test_add_func("/imagefile/image-file/cut-interlaced-png", test_cut_interlaced_png);
+    g_test_add_func("/imagefile/image-file/cut-rle-bmp", test_cut_rle_bmp);
+    g_test_add_func("/imagefile/image-file/jpeg-short-scan", test_jpeg_short_scan);
+    g_test_add_func("/imagefile/image-file/cut-gif", test_cut_gif);
+    g_test_add_func("/imagefile/image-file/refused-formats", test_refused_formats);
+    g_test_add_func("/imagefile/image-file/file-too-large", test_file_too_large);
+    g_test_add_func("/imagefile/image-file/read", test_read);
     g_test_add_func("/imagefile/image-file/clear", test_clear);
     g_test_add_func("/imagefile/image-file/golden-images", test_golden_images);
     return g_test_run();

@@ -38,6 +38,17 @@ vl2_status vl2_set_error(vl2_error *err, vl2_status code, const char *fmt, ...)
         for (char *p = err->message; *p; p++)
             if (*p == '\n' || *p == '\r')
                 *p = ' ';
+        /* and UTF-8, as vl2.h promises: a character cut by the end of the buffer is dropped,
+         * any other invalid byte (quoted from a file, a name) becomes '?' */
+        const char *end;
+        while (!g_utf8_validate(err->message, -1, &end)) {
+            char *bad = (char *)end;
+            if (g_utf8_get_char_validated(bad, -1) == (gunichar)-2) {
+                *bad = 0;
+                break;
+            }
+            *bad = '?';
+        }
     }
     return code;
 }

@@ -292,6 +292,30 @@ static void test_deep_json(void)
     expect_error(commented, VL2_ERR_FORMAT, "nested more than");
 }
 
+/* Error messages promise UTF-8 (vl2.h): a parse error quoting invalid bytes of the file, or a
+ * message cut at its 1024 bytes inside a character, broke the promise. */
+static void test_error_utf8(void)
+{
+    vl2_config cfg;
+    vl2_error err;
+    static const char invalid[] = "{\"model_type\": \xff\xfe\"x\"}";
+    g_assert_cmpint(vl2_config_parse(invalid, sizeof invalid - 1, "config.json", &cfg, &err), ==,
+                    VL2_ERR_FORMAT);
+    g_assert_true(g_utf8_validate(err.message, -1, NULL));
+    g_assert_nonnull(strstr(err.message, "config.json"));
+    for (size_t pad = 0; pad < 4; pad++) {
+        /* a name of 2-byte characters that runs past the message's end at every alignment */
+        GString *name = g_string_new(NULL);
+        g_string_append_len(name, "xxx", (gssize)pad);
+        for (int i = 0; i < 600; i++)
+            g_string_append(name, "\xc3\xa9");
+        g_assert_cmpint(vl2_config_parse("[", 1, name->str, &cfg, &err), ==, VL2_ERR_FORMAT);
+        g_assert_true(g_utf8_validate(err.message, -1, NULL));
+        g_assert_cmpuint(strlen(err.message), >=, sizeof err.message - 4);
+        g_string_free(name, TRUE);
+    }
+}
+
 /* A named pipe in place of config.json: open() waited for a writer forever. */
 static void test_fifo(void)
 {
@@ -324,5 +348,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/config/missing-file", test_missing_file);
     g_test_add_func("/engine/config/deep-json", test_deep_json);
     g_test_add_func("/engine/config/fifo", test_fifo);
+    g_test_add_func("/engine/config/error-utf8", test_error_utf8);
     return g_test_run();
 }

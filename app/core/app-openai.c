@@ -172,7 +172,7 @@ parse_json (const char *text,
       return NULL;
     }
   parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, text, length, &local))
+  if (!vl2_json_load_data (parser, text, length, NULL, &local))
     {
       set_error (error, APP_OPENAI_ERROR_INVALID_JSON, NULL,
                  "The request body is not valid JSON: %s", local->message);

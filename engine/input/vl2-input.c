@@ -230,21 +230,18 @@ gboolean vl2_json_load_data(JsonParser *parser, const char *text, gsize length,
                     name ? ": " : "", VL2_JSON_MAX_DEPTH);
         return FALSE;
     }
-    GError *local = NULL;
+    g_autoptr(GError) local = NULL;
     if (json_parser_load_from_data(parser, text, (gssize)length, &local))
         return TRUE;
-    if (name) {
-        /* json-glib says "<data>:line:col: ..." */
-        const char *msg = local->message;
-        if (g_str_has_prefix(msg, "<data>:"))
-            g_set_error(error, local->domain, local->code, "%s:%s", name,
-                        msg + strlen("<data>:"));
-        else
-            g_set_error(error, local->domain, local->code, "%s: %s", name, msg);
-        g_error_free(local);
-    } else {
-        g_propagate_error(error, local);
-    }
+    /* json-glib quotes the text around the error cut at a byte count, which can split a
+     * character: the message is made valid UTF-8 */
+    g_autofree char *msg = g_utf8_make_valid(local->message, -1);
+    if (!name)
+        g_set_error_literal(error, local->domain, local->code, msg);
+    else if (g_str_has_prefix(msg, "<data>:")) /* json-glib says "<data>:line:col: ..." */
+        g_set_error(error, local->domain, local->code, "%s:%s", name, msg + strlen("<data>:"));
+    else
+        g_set_error(error, local->domain, local->code, "%s: %s", name, msg);
     return FALSE;
 }
 

@@ -74,7 +74,7 @@ gboolean vl2_input_read(const char *path, gsize max_bytes, char **contents, gsiz
 int vl2_json_depth(const char *text, gsize length, int limit);
 
 /* json_parser_load_from_data() once the text nests at most VL2_JSON_MAX_DEPTH deep. With a
- * `name`, messages begin with it (in place of json-glib's "<data>"). */
+ * `name`, messages begin with it (in place of json-glib's "<data>"). Messages are valid UTF-8. */
 gboolean vl2_json_load_data(JsonParser *parser, const char *text, gsize length,
                             const char *name, GError **error);
 

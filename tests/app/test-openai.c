@@ -231,6 +231,30 @@ test_parse_deep (void)
  * comments and single-quoted strings, and reads on past a lone surrogate escape (closing quote
  * included). Each of these overflowed json-glib's stack; each is refused instead. A body that
  * is strict JSON with escaped emoji (a surrogate pair) and many objects is still taken. */
+/* json-glib's parse error quotes the text around the error cut at a byte count, which split
+ * the two-byte character here: the 400 body carried invalid UTF-8 (invalid JSON). */
+static void
+test_parse_error_utf8 (void)
+{
+  static const char body[] = "{\"odel\": \"m\", \"mges\": [{\"role\": \"user\", \"co\": \"unt\"}, "
+                             "'{\"e\"\x1b: \"asss\": [{\"role\", \"content\": \xde\x83" "ent\"}, 'ti";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(AppOpenAIRequest) r = parse (body, &error);
+  g_autofree char *json = NULL;
+  g_autoptr(JsonNode) root = NULL;
+  guint status = 0;
+
+  g_assert_true (g_utf8_validate (body, -1, NULL));
+  g_assert_null (r);
+  g_assert_error (error, APP_OPENAI_ERROR, APP_OPENAI_ERROR_INVALID_JSON);
+  g_assert_true (g_utf8_validate (error->message, -1, NULL));
+  json = app_openai_error_json (error, &status);
+  g_assert_cmpuint (status, ==, 400);
+  g_assert_true (g_utf8_validate (json, -1, NULL));
+  root = json_from_string (json, NULL);
+  g_assert_nonnull (root);
+}
+
 static void
 test_parse_deep_disguised (void)
 {
@@ -500,6 +524,7 @@ main (int    argc,
   g_test_add_func ("/app/openai/parse-errors", test_parse_errors);
   g_test_add_func ("/app/openai/parse-deep", test_parse_deep);
   g_test_add_func ("/app/openai/parse-deep-disguised", test_parse_deep_disguised);
+  g_test_add_func ("/app/openai/parse-error-utf8", test_parse_error_utf8);
   g_test_add_func ("/app/openai/data-url", test_data_url);
   g_test_add_func ("/app/openai/responses", test_responses);
   g_test_add_func ("/app/openai/vllm-replay", test_vllm_replay);

@@ -11,6 +11,7 @@
  * from xoshiro256** seeded through splitmix64, so a seed reproduces a generation exactly.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,11 +137,18 @@ int32_t vl2_sample(const float *logits, int n_vocab, const vl2_generate_params *
             if (seen[i])
                 v[i] = v[i] < 0 ? v[i] * p->repetition_penalty : v[i] / p->repetition_penalty;
 
+    /* NaN or +inf is a broken model, not a choice; -inf is a banned token, but not all of them */
+    bool any = false;
+    for (int i = 0; i < n_vocab; i++) {
+        if (isnan(v[i]) || v[i] == INFINITY)
+            return -1;
+        any |= v[i] != -INFINITY;
+    }
+    if (!any)
+        return -1;
+
     if (!(p->temperature > 0))
         return argmax(v, n_vocab);
-
-    for (int i = 0; i < n_vocab; i++)
-        v[i] /= p->temperature;
 
     int n = n_vocab;
     for (int i = 0; i < n; i++)
@@ -149,11 +157,13 @@ int32_t vl2_sample(const float *logits, int n_vocab, const vl2_generate_params *
         n = keep_top_k(v, idx, n, p->top_k, scratch->select);
 
     /* Candidates in descending order; probabilities over the candidates only, since top-k's
-     * removed tokens are -inf to transformers' TopPLogitsWarper. */
+     * removed tokens are -inf to transformers' TopPLogitsWarper. The temperature divides the
+     * distance to the best logit (the order does not change): a small one cannot overflow. */
     g_qsort_with_data(idx, n, sizeof *idx, by_value_desc, v);
-    double mx = v[idx[0]], sum = 0;
+    const double mx = v[idx[0]], inv_t = 1.0 / p->temperature;
+    double sum = 0;
     for (int i = 0; i < n; i++)
-        sum += exp((double)v[idx[i]] - mx);
+        sum += exp(((double)v[idx[i]] - mx) * inv_t);
 
     if (p->top_p > 0 && p->top_p < 1) {
         /* Keep the prefix (in descending order) until the mass of what is dropped would exceed
@@ -162,7 +172,7 @@ int32_t vl2_sample(const float *logits, int n_vocab, const vl2_generate_params *
         double below = 0;
         int keep = n;
         for (int i = n - 1; i > 0; i--) {
-            double pr = exp((double)v[idx[i]] - mx) / sum;
+            double pr = exp(((double)v[idx[i]] - mx) * inv_t) / sum;
             if (below + pr <= 1.0 - p->top_p) {
                 below += pr;
                 keep = i;
@@ -173,14 +183,20 @@ int32_t vl2_sample(const float *logits, int n_vocab, const vl2_generate_params *
         n = keep;
         sum = 0;
         for (int i = 0; i < n; i++)
-            sum += exp((double)v[idx[i]] - mx);
+            sum += exp(((double)v[idx[i]] - mx) * inv_t);
     }
 
+    /* the best candidate has weight 1, so sum >= 1; rounding can leave u past the last sum:
+     * then the last candidate with a weight (never a banned one) */
     double u = vl2_rng_uniform(rng) * sum, acc = 0;
+    int last = idx[0];
     for (int i = 0; i < n; i++) {
-        acc += exp((double)v[idx[i]] - mx);
+        double w = exp(((double)v[idx[i]] - mx) * inv_t);
+        if (w > 0)
+            last = idx[i];
+        acc += w;
         if (u < acc)
             return idx[i];
     }
-    return idx[n - 1];
+    return last;
 }

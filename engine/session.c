@@ -343,6 +343,15 @@ static vl2_status check_weights(vl2_session *s, vl2_error *err)
     return st;
 }
 
+static bool logits_finite(const float *logits, int n)
+{
+    /* one sum is enough: a NaN or infinity anywhere makes it NaN or infinite */
+    float acc = 0;
+    for (int i = 0; i < n; i++)
+        acc += logits[i] * 0.0f;
+    return acc == 0;
+}
+
 /* Runs positions [n_past, to) through the decoder in chunks; keys[0..] describe them in order.
  * The logits of the last position are kept. */
 static vl2_status run_positions(vl2_session *s, const embed_source *src, const uint64_t *keys,
@@ -359,6 +368,13 @@ static vl2_status run_positions(vl2_session *s, const embed_source *src, const u
                                             err);
         if (st != VL2_OK)
             return st;
+        if (last && !logits_finite(s->logits, s->m->cfg.lm.vocab_size)) {
+            /* what the cache holds from this chunk is as broken: none of it is kept */
+            vl2_session_reset(s);
+            return vl2_set_error(err, VL2_ERR_FORMAT, "the model computed logits that are not "
+                                 "numbers (NaN or infinite): its weights or config.json are "
+                                 "broken");
+        }
         memcpy(s->keys + c, keys + (c - from), (size_t)T * sizeof *keys);
         s->n_past = c + T;
         s->have_logits = last;
@@ -753,6 +769,13 @@ vl2_status vl2_session_step(vl2_session *s, vl2_step *out, vl2_error *err)
     const vl2_model *m = s->m;
     int32_t id = vl2_sample(s->logits, m->cfg.lm.vocab_size, &s->gen, s->seen, &s->rng,
                             &s->sampler);
+    if (id < 0) {
+        /* the logits are finite (run_positions checks): the biases or the penalty made them not */
+        s->generating = false;
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "no token can be chosen: with the "
+                             "logit biases and repetition penalty given, a token is at +infinity "
+                             "or every one at -infinity");
+    }
     out->id = id;
     s->n_generated++;
 

@@ -417,7 +417,8 @@ typedef struct vl2_sampler_scratch {
 
 /* Picks the next token the way transformers' generate() does with the same settings:
  * repetition penalty over every id marked in `seen`, then greedy (temperature <= 0) or
- * temperature, top-k, top-p and a draw from the remaining distribution. */
+ * temperature, top-k, top-p and a draw from the remaining distribution. Returns -1 when a
+ * logit (after biases and penalty) is NaN or +inf, or all are -inf: a broken model. */
 int32_t vl2_sample(const float *logits, int n_vocab, const vl2_generate_params *p,
                    const uint8_t *seen, vl2_rng *rng, vl2_sampler_scratch *scratch);
 

@@ -138,6 +138,37 @@ static void test_seed_reproducible(void)
     g_assert_true(memcmp(a, c, sizeof a) != 0);
 }
 
+/* NaN or infinite logits (broken weights, a broken config) made top-k keep no candidate and
+ * the draw read idx[-1]; a greedy pick returned token 0. They are an error (-1) in every mode,
+ * and tokens at -inf (banned) are never drawn. */
+static void test_non_finite(void)
+{
+    sampler sm;
+    sampler_init(&sm, 4, 7);
+    const vl2_generate_params modes[] = {
+        params(0, 1, 0, 1), params(0.7f, 1, 0, 1), params(0.7f, 0.9f, 2, 1.1f),
+        params(1, 0.5f, 1, 1),
+    };
+    const float bad[][4] = {
+        { NAN, NAN, NAN, NAN }, { 1, NAN, 2, 3 }, { 1, 2, INFINITY, 0 },
+        { -INFINITY, -INFINITY, -INFINITY, -INFINITY }, { NAN, -INFINITY, INFINITY, 1 },
+    };
+    uint8_t seen[4] = { 1, 1, 0, 0 };
+    for (size_t m = 0; m < G_N_ELEMENTS(modes); m++)
+        for (size_t b = 0; b < G_N_ELEMENTS(bad); b++)
+            g_assert_cmpint(vl2_sample(bad[b], 4, &modes[m], seen, &sm.rng, &sm.s), ==, -1);
+    /* a finite logit beside banned ones: always it */
+    const float banned[4] = { -INFINITY, 0.5f, -INFINITY, -INFINITY };
+    for (size_t m = 0; m < G_N_ELEMENTS(modes); m++)
+        for (int i = 0; i < 50; i++)
+            g_assert_cmpint(vl2_sample(banned, 4, &modes[m], seen, &sm.rng, &sm.s), ==, 1);
+    /* a tiny temperature scales finite logits past the float range: still a draw, the best */
+    const float big[4] = { 3e38f, -3e38f, 1e38f, 0 };
+    vl2_generate_params cold = params(1e-30f, 1, 0, 1);
+    g_assert_cmpint(vl2_sample(big, 4, &cold, NULL, &sm.rng, &sm.s), ==, 0);
+    sampler_clear(&sm);
+}
+
 static void test_rng_uniform(void)
 {
     vl2_rng r;
@@ -161,5 +192,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/sampler/top-k", test_top_k);
     g_test_add_func("/engine/sampler/seed", test_seed_reproducible);
     g_test_add_func("/engine/sampler/rng", test_rng_uniform);
+    g_test_add_func("/engine/sampler/non-finite", test_non_finite);
     return g_test_run();
 }

@@ -884,6 +884,84 @@ static void test_prefill_progress(void)
     g_free(b.pixels);
 }
 
+/* A copy of mini-tiny whose final norm weights are NaN: the logits are all NaN. */
+static char *copy_with_nan_norm(void)
+{
+    g_autofree char *src = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    char *dst = test_make_tmpdir();
+    GDir *d = g_dir_open(src, 0, NULL);
+    g_assert_nonnull(d);
+    for (const char *name; (name = g_dir_read_name(d));) {
+        g_autofree char *from = g_build_filename(src, name, NULL), *to = NULL, *data = NULL;
+        gsize len;
+        g_assert_true(g_file_get_contents(from, &data, &len, NULL));
+        if (g_str_equal(name, "model.safetensors")) {
+            guint64 n;
+            memcpy(&n, data, 8);
+            g_autoptr(JsonNode) h = json_from_string(g_strndup(data + 8, n), NULL);
+            JsonObject *t = json_object_get_object_member(json_node_get_object(h),
+                                                          "language.model.norm.weight");
+            g_assert_cmpstr(json_object_get_string_member(t, "dtype"), ==, "BF16");
+            JsonArray *off = json_object_get_array_member(t, "data_offsets");
+            for (gint64 o = json_array_get_int_element(off, 0);
+                 o < json_array_get_int_element(off, 1); o += 2)
+                memcpy(data + 8 + n + o, "\xc0\x7f", 2); /* bf16 quiet NaN */
+        }
+        to = g_build_filename(dst, name, NULL);
+        test_write_file(to, data, (gssize)len);
+    }
+    g_dir_close(d);
+    return dst;
+}
+
+/* Non-finite weights made NaN logits, from which the sampler read out of bounds (or, greedy,
+ * silently chose token 0): the prefill is an error, the session usable after it. */
+static void test_non_finite_logits(void)
+{
+    g_autofree char *dir = copy_with_nan_norm();
+    vl2_model_params mp = vl2_model_default_params();
+    mp.n_threads = 2;
+    vl2_model *m;
+    vl2_error err;
+    g_assert_cmpint(vl2_model_load(dir, &mp, &m, &err), ==, VL2_OK);
+    vl2_session_params sp = vl2_session_default_params();
+    sp.n_ctx = 256;
+    vl2_session *s;
+    g_assert_cmpint(vl2_session_new(m, &sp, &s, &err), ==, VL2_OK);
+    vl2_conversation conv = { hello, 2, NULL };
+    vl2_prompt *p;
+    g_assert_cmpint(vl2_prompt_new(m, &conv, &p, &err), ==, VL2_OK);
+    vl2_generate_params gps[2] = { greedy(4), vl2_generate_default_params() };
+    for (int i = 0; i < 2; i++) {
+        g_assert_cmpint(vl2_session_prefill(s, p, &gps[i], &err), ==, VL2_ERR_FORMAT);
+        g_assert_nonnull(strstr(err.message, "not numbers"));
+        vl2_step st;
+        g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    }
+    vl2_prompt_free(p);
+    vl2_session_free(s);
+    vl2_model_free(m);
+    test_rmtree(dir);
+}
+
+/* Biases that put a token at +inf, or every token at -inf, leave nothing to choose. */
+static void test_infinite_bias(void)
+{
+    vl2_session *s = make_session(256);
+    vl2_prompt *p = make_prompt(hello, 2, NULL);
+    vl2_logit_bias up = { 5, INFINITY };
+    vl2_generate_params gp = greedy(4);
+    gp.logit_bias = &up;
+    gp.n_logit_bias = 1;
+    vl2_error err;
+    g_assert_cmpint(vl2_session_prefill(s, p, &gp, &err), ==, VL2_OK);
+    vl2_step st;
+    g_assert_cmpint(vl2_session_step(s, &st, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_nonnull(strstr(err.message, "no token can be chosen"));
+    vl2_prompt_free(p);
+    vl2_session_free(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -913,6 +991,8 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/session/put-aside", test_put_aside);
     g_test_add_func("/engine/session/cancel-vision", test_cancel_vision);
     g_test_add_func("/engine/session/prefill-progress", test_prefill_progress);
+    g_test_add_func("/engine/session/non-finite-logits", test_non_finite_logits);
+    g_test_add_func("/engine/session/infinite-bias", test_infinite_bias);
     int rc = g_test_run();
     vl2_model_free(model);
     return rc;

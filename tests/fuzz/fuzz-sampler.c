@@ -86,7 +86,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   vl2_rng_seed (&rng, p.seed);
 
   id = vl2_sample (logits, n_vocab, &p, (flags & 16) ? NULL : seen, &rng, &scratch);
-  FUZZ_CHECK (id >= 0 && id < n_vocab, "token %d of a vocabulary of %d", id, n_vocab);
+  FUZZ_CHECK (id >= -1 && id < n_vocab, "token %d of a vocabulary of %d", id, n_vocab);
+  if (id < 0)
+    {
+      /* refused: only when the values it chooses from cannot all be ordinary numbers */
+      gboolean ordinary = p.repetition_penalty >= 1e-3f && p.repetition_penalty <= 1e3f;
+
+      for (int i = 0; i < n_vocab; i++)
+        ordinary &= isfinite (logits[i]) && fabsf (logits[i]) < 1e30f;
+      for (int i = 0; i < n_bias; i++)
+        ordinary &= isfinite (bias[i].bias) && fabsf (bias[i].bias) < 1e30f;
+      FUZZ_CHECK (!ordinary, "no token chosen from finite logits");
+    }
 
   g_free (scratch.values);
   g_free (scratch.index);

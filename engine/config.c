@@ -96,6 +96,22 @@ static bool get_double(ctx *c, JsonObject *o, const char *key, double def, doubl
     return true;
 }
 
+/* get_double() within [lo, hi] (above lo only, when lo_open): numbers outside make the forward
+ * pass overflow to infinity or NaN. */
+static bool get_double_in(ctx *c, JsonObject *o, const char *key, double def, double lo,
+                          bool lo_open, double hi, double *out)
+{
+    if (!get_double(c, o, key, def, out))
+        return false;
+    if (*out < lo || (lo_open && *out == lo) || *out > hi) {
+        char what[96];
+        snprintf(what, sizeof what, "is %g, outside %s%g, %g]", *out, lo_open ? "(" : "[", lo,
+                 hi);
+        return fail(c, VL2_ERR_FORMAT, key, what);
+    }
+    return true;
+}
+
 static bool get_bool(ctx *c, JsonObject *o, const char *key, bool def, bool *out)
 {
     JsonNode *n = member(o, key);
@@ -166,16 +182,16 @@ static bool parse_rope_scaling(ctx *c, JsonObject *o, vl2_lm_config *lm)
      * defaults of DeepseekV2YarnRotaryEmbedding. */
     if (!member(rs, "factor"))
         return fail(c, VL2_ERR_FORMAT, "rope_scaling.factor", "is missing");
-    if (!get_double(c, rs, "factor", 1.0, &s->factor) ||
+    c->section = "language_config.rope_scaling";
+    if (!get_double_in(c, rs, "factor", 1.0, 0, true, 1e4, &s->factor) ||
         !get_int(c, rs, "original_max_position_embeddings", 4096, 1, MAX_POSITIONS,
                  &s->original_max_position_embeddings) ||
-        !get_double(c, rs, "beta_fast", 32.0, &s->beta_fast) ||
-        !get_double(c, rs, "beta_slow", 1.0, &s->beta_slow) ||
-        !get_double(c, rs, "mscale", 1.0, &s->mscale) ||
-        !get_double(c, rs, "mscale_all_dim", 0.0, &s->mscale_all_dim))
+        !get_double_in(c, rs, "beta_fast", 32.0, -1e4, false, 1e4, &s->beta_fast) ||
+        !get_double_in(c, rs, "beta_slow", 1.0, -1e4, false, 1e4, &s->beta_slow) ||
+        !get_double_in(c, rs, "mscale", 1.0, -1e3, false, 1e3, &s->mscale) ||
+        !get_double_in(c, rs, "mscale_all_dim", 0.0, -1e3, false, 1e3, &s->mscale_all_dim))
         return false;
-    if (s->factor <= 0)
-        return fail(c, VL2_ERR_FORMAT, "rope_scaling.factor", "must be positive");
+    c->section = "language_config";
     lm->has_rope_scaling = true;
     return true;
 }
@@ -213,9 +229,10 @@ static bool parse_language(ctx *c, JsonObject *o, vl2_lm_config *lm)
         !get_string(c, o, "scoring_func", "softmax", &scoring) ||
         !get_string(c, o, "hidden_act", "silu", &act) ||
         !get_bool(c, o, "norm_topk_prob", false, &lm->norm_topk_prob) ||
-        !get_double(c, o, "routed_scaling_factor", 1.0, &lm->routed_scaling_factor) ||
-        !get_double(c, o, "rms_norm_eps", 1e-6, &lm->rms_norm_eps) ||
-        !get_double(c, o, "rope_theta", 10000.0, &lm->rope_theta) ||
+        !get_double_in(c, o, "routed_scaling_factor", 1.0, 0, true, 1e3,
+                       &lm->routed_scaling_factor) ||
+        !get_double_in(c, o, "rms_norm_eps", 1e-6, 0, false, 1, &lm->rms_norm_eps) ||
+        !get_double_in(c, o, "rope_theta", 10000.0, 0, true, 1e9, &lm->rope_theta) ||
         !get_bool(c, o, "attention_bias", false, &lm->attention_bias) ||
         !get_bool(c, o, "tie_word_embeddings", false, &lm->tie_word_embeddings) ||
         !parse_rope_scaling(c, o, lm))
@@ -392,6 +409,43 @@ static bool parse_candidates(ctx *c, JsonObject *o, vl2_config *cfg)
     return true;
 }
 
+/* Each candidate is whole tiles, at most VL2_MAX_LOCAL_TILES of them, and its image tokens fit
+ * the context: nothing the tiling rule can choose then needs more than that. */
+static void check_candidates(ctx *c, const vl2_config *cfg)
+{
+    const int S = cfg->vision.image_size;
+    for (int i = 0; i < cfg->n_candidate_resolutions; i++) {
+        const int w = cfg->candidate_resolutions[i][0], h = cfg->candidate_resolutions[i][1];
+        char what[160];
+        if (w % S || h % S) {
+            fail(c, VL2_ERR_FORMAT, "candidate_resolutions",
+                 "holds a size that is not a multiple of the vision image_size");
+            return;
+        }
+        const int64_t tiles = (int64_t)(w / S) * (h / S);
+        if (tiles > VL2_MAX_LOCAL_TILES) {
+            snprintf(what, sizeof what, "holds %d x %d: %lld tiles, more than the %d the "
+                     "engine cuts an image into", w, h, (long long)tiles, VL2_MAX_LOCAL_TILES);
+            fail(c, VL2_ERR_FORMAT, "candidate_resolutions", what);
+            return;
+        }
+        if ((int64_t)w * h > VL2_MAX_IMAGE_PIXELS) {
+            snprintf(what, sizeof what, "holds %d x %d, more than the %d pixels an image may "
+                     "have", w, h, VL2_MAX_IMAGE_PIXELS);
+            fail(c, VL2_ERR_FORMAT, "candidate_resolutions", what);
+            return;
+        }
+        const int64_t tokens = vl2_image_token_count(cfg, w / S, h / S);
+        if (tokens > cfg->lm.max_position_embeddings) {
+            snprintf(what, sizeof what, "holds %d x %d, whose image takes %lld tokens, more than "
+                     "language_config.max_position_embeddings (%d)", w, h, (long long)tokens,
+                     cfg->lm.max_position_embeddings);
+            fail(c, VL2_ERR_FORMAT, "candidate_resolutions", what);
+            return;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Entry points
  */
@@ -454,13 +508,7 @@ vl2_status vl2_config_parse(const char *json, size_t len, const char *name, vl2_
         fail(&c, VL2_ERR_FORMAT, "projector_config.n_embed",
              "differs from language_config.hidden_size");
     else
-        for (int i = 0; i < cfg->n_candidate_resolutions; i++)
-            if (cfg->candidate_resolutions[i][0] % cfg->vision.image_size ||
-                cfg->candidate_resolutions[i][1] % cfg->vision.image_size) {
-                fail(&c, VL2_ERR_FORMAT, "candidate_resolutions",
-                     "holds a size that is not a multiple of the vision image_size");
-                break;
-            }
+        check_candidates(&c, cfg);
 out:
     if (c.status != VL2_OK)
         vl2_config_clear(cfg);

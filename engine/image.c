@@ -284,13 +284,14 @@ vl2_status vl2_image_check(const vl2_image *im, int index, vl2_error *err)
     return VL2_OK;
 }
 
-int vl2_image_token_count(const vl2_config *cfg, int width_tiles, int height_tiles)
+int64_t vl2_image_token_count(const vl2_config *cfg, int width_tiles, int height_tiles)
 {
-    /* h = w = ceil((image_size // patch_size) / downsample_ratio): 14 for 384 / 14 / 2 */
-    int g = cfg->vision.image_size / cfg->vision.patch_size;
-    int r = cfg->projector.downsample_ratio;
-    int hw = (g + r - 1) / r;
-    return hw * (hw + 1) + 1 + height_tiles * hw * (width_tiles * hw + 1);
+    /* h = w = ceil((image_size // patch_size) / downsample_ratio): 14 for 384 / 14 / 2. In 64
+     * bits: the config's limits keep every factor below 2^24. */
+    int64_t g = cfg->vision.image_size / cfg->vision.patch_size;
+    int64_t r = cfg->projector.downsample_ratio;
+    int64_t hw = (g + r - 1) / r;
+    return hw * (hw + 1) + 1 + (int64_t)height_tiles * hw * ((int64_t)width_tiles * hw + 1);
 }
 
 /* The canvas the local view is cut from. The processor tiles only when the whole conversation
@@ -314,11 +315,8 @@ vl2_status vl2_prompt_add_image_ids(const vl2_model *model, vl2_prompt *p,
                              model->dir);
     int bw, bh;
     local_canvas(&model->cfg, p, image, &bw, &bh);
-    int n_tokens = vl2_image_token_count(&model->cfg, bw / p->tile_size, bh / p->tile_size);
-    if (!vl2_ids_reserve(&p->ids, p->ids.len + (size_t)n_tokens))
-        return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory counting the prompt");
-    for (int i = 0; i < n_tokens; i++)
-        p->ids.data[p->ids.len++] = model->image_id;
+    p->n_ids_counted += (size_t)vl2_image_token_count(&model->cfg, bw / p->tile_size,
+                                                      bh / p->tile_size);
     p->n_images++;
     return VL2_OK;
 }
@@ -336,8 +334,15 @@ vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2
     const int S = p->tile_size;
     int bw, bh;
     local_canvas(cfg, p, image, &bw, &bh);
-    const int tw = bw / S, th = bh / S, n_tiles = 1 + tw * th;
+    const int tw = bw / S, th = bh / S, n_tiles = 1 + tw * th; /* <= 1 + VL2_MAX_LOCAL_TILES */
     const size_t tile_bytes = (size_t)S * S * 3;
+    /* known from the image's size alone: a prompt that cannot fit is refused before tiling */
+    const int64_t n_tokens = vl2_image_token_count(cfg, tw, th);
+    if ((int64_t)p->ids.len + n_tokens > cfg->lm.max_position_embeddings)
+        return vl2_set_error(err, VL2_ERR_CONTEXT_OVERFLOW, "image %d takes %lld tokens, which "
+                             "take the prompt to %lld, past the model's context of %d",
+                             p->n_images + 1, (long long)n_tokens,
+                             (long long)p->ids.len + n_tokens, cfg->lm.max_position_embeddings);
 
     uint8_t *tiles = realloc(p->tiles, ((size_t)p->n_tiles + (size_t)n_tiles) * tile_bytes);
     int (*grid)[2] = realloc(p->grid, ((size_t)p->n_images + 1) * sizeof *grid);
@@ -382,14 +387,13 @@ vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2
     for (size_t i = 0; i < (size_t)n_tiles * tile_bytes; i++)
         hv = (hv ^ out[i]) * 0x100000001b3ull;
 
-    int n_tokens = vl2_image_token_count(cfg, tw, th);
     p->grid[p->n_images][0] = tw;
     p->grid[p->n_images][1] = th;
     p->image_offset[p->n_images] = (int)p->ids.len;
     p->image_hash[p->n_images] = hv;
     if (!vl2_ids_reserve(&p->ids, p->ids.len + (size_t)n_tokens))
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory building the prompt");
-    for (int i = 0; i < n_tokens; i++)
+    for (int64_t i = 0; i < n_tokens; i++)
         p->ids.data[p->ids.len++] = model->image_id;
     p->n_tiles += n_tiles;
     p->n_images++;

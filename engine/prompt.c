@@ -256,7 +256,7 @@ vl2_status vl2_prompt_count_tokens(const vl2_model *model, const vl2_conversatio
     vl2_prompt *p = NULL;
     vl2_status s = build(model, conv, true, &p, err);
     if (s == VL2_OK)
-        *n_tokens = p->ids.len;
+        *n_tokens = p->ids.len + p->n_ids_counted;
     vl2_prompt_free(p);
     return s;
 }

@@ -369,6 +369,7 @@ vl2_status vl2_quantize_model(vl2_model *m, struct vl2_pool *pool, vl2_weights_f
 
 struct vl2_prompt {
     vl2_ids ids;
+    size_t n_ids_counted;        /* counting only: <image> ids counted, not stored in ids */
     int n_images_total;          /* in the whole conversation: 3 or more disables tiling */
     int n_images;                /* added so far */
     int (*grid)[2];              /* [n_images][width_tiles, height_tiles] */
@@ -382,11 +383,17 @@ struct vl2_prompt {
  * Images (image.c): tiling exactly like the processor
  */
 
-/* Appends one image: its tiles to the prompt and its run of <image> ids to the ids. */
+/* The most tiles of an image's local view (a candidate resolution of more is refused at
+ * load): the published checkpoints' largest candidates are 9 tiles. */
+#define VL2_MAX_LOCAL_TILES 256
+
+/* Appends one image: its tiles to the prompt and its run of <image> ids to the ids. An image
+ * whose ids would take the prompt past max_position_embeddings is VL2_ERR_CONTEXT_OVERFLOW,
+ * before any tile is made. */
 vl2_status vl2_prompt_add_image(const vl2_model *model, vl2_prompt *p, const vl2_image *image,
                                 vl2_error *err);
-/* Appends only its run of <image> ids, for counting: the image's width and height are read,
- * its pixels are not (rgb may be NULL), and no tiles are made. */
+/* Counts only its run of <image> ids (in n_ids_counted), for counting: the image's width and
+ * height are read, its pixels are not (rgb may be NULL), and no tiles are made. */
 vl2_status vl2_prompt_add_image_ids(const vl2_model *model, vl2_prompt *p,
                                     const vl2_image *image, vl2_error *err);
 vl2_status vl2_image_check(const vl2_image *im, int index, vl2_error *err);
@@ -395,7 +402,7 @@ vl2_status vl2_image_check_size(const vl2_image *im, int index, vl2_error *err);
 void vl2_select_best_resolution(const vl2_config *cfg, int width, int height, int *best_w,
                                 int *best_h);
 /* <image> ids of one image with a width_tiles x height_tiles local view. */
-int vl2_image_token_count(const vl2_config *cfg, int width_tiles, int height_tiles);
+int64_t vl2_image_token_count(const vl2_config *cfg, int width_tiles, int height_tiles);
 
 /* ---------------------------------------------------------------------------------------------
  * Sampling (sampler.c)

@@ -265,6 +265,66 @@ static void test_hostile(void)
                  VL2_ERR_UNSUPPORTED, "projector_type");
 }
 
+/* Numbers that make the forward pass NaN or infinite (rope_theta <= 0, a negative
+ * rms_norm_eps, absurd scaling factors) loaded, and the sampler then read out of bounds. */
+#define LM_WITH(x) "\"language_config\": {\"hidden_size\": 32, \"num_hidden_layers\": 2, " \
+                   "\"num_attention_heads\": 4, \"num_key_value_heads\": 4, " \
+                   "\"use_mla\": false, \"vocab_size\": 1000, " x "}"
+static void test_non_finite_numbers(void)
+{
+    static const struct {
+        const char *member, *needle;
+    } cases[] = {
+        { "\"rope_theta\": 0", "rope_theta" },
+        { "\"rope_theta\": -10000", "rope_theta" },
+        { "\"rope_theta\": 1e300", "rope_theta" },
+        { "\"rms_norm_eps\": -1e-6", "rms_norm_eps" },
+        { "\"rms_norm_eps\": 1e30", "rms_norm_eps" },
+        { "\"routed_scaling_factor\": 1e300", "routed_scaling_factor" },
+        { "\"routed_scaling_factor\": -1", "routed_scaling_factor" },
+        { "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 1e300}", "rope_scaling.factor" },
+        { "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 40, \"mscale\": 1e300}",
+          "rope_scaling.mscale" },
+        { "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 40, \"beta_fast\": -1e300}",
+          "rope_scaling.beta_fast" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *json = g_strdup_printf("{\"model_type\": \"deepseek_vl_v2\", "
+                                                LM_WITH("%s") ", " VALID_VISION "}",
+                                                cases[i].member);
+        expect_error(json, VL2_ERR_FORMAT, cases[i].needle);
+    }
+    /* the published values load */
+    const char *ok = "{\"model_type\": \"deepseek_vl_v2\", " LM_WITH(
+        "\"rope_theta\": 10000, \"rms_norm_eps\": 1e-6, \"routed_scaling_factor\": 2.0, "
+        "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 40, \"mscale\": 0.707, "
+        "\"mscale_all_dim\": 0.707, \"beta_fast\": 32, \"beta_slow\": 1}") ", " VALID_VISION "}";
+    vl2_config cfg;
+    vl2_error err;
+    g_assert_cmpint(vl2_config_parse(ok, strlen(ok), "c.json", &cfg, &err), ==, VL2_OK);
+    vl2_config_clear(&cfg);
+}
+
+/* A candidate resolution of 65536 x 65536 with image_size 1 overflowed the tile count (int) in
+ * image.c: a 3-byte buffer, then 2^32 tiles written; [[23040, 23040]] with 384 allocated
+ * 3.2 GB before the context was checked. A candidate whose image tokens cannot fit the
+ * context, or of more tiles than the engine cuts, is refused at load. */
+static void test_huge_candidates(void)
+{
+    expect_error("{\"model_type\": \"deepseek_vl_v2\", " VALID_LM ", " VALID_VISION
+                 ", \"candidate_resolutions\": [[384, 384], [23040, 23040]]}",
+                 VL2_ERR_FORMAT, "candidate_resolutions");
+    expect_error("{\"model_type\": \"deepseek_vl_v2\", " VALID_LM ", \"vision_config\": "
+                 "{\"width\": 48, \"layers\": 1, \"heads\": 3, \"patch_size\": 1, "
+                 "\"image_size\": 1}, \"projector_config\": {\"input_dim\": 48, \"n_embed\": 32}, "
+                 "\"candidate_resolutions\": [[65536, 65536]]}",
+                 VL2_ERR_FORMAT, "candidate_resolutions");
+    /* image tokens of one tile (the global view) beyond the context */
+    expect_error("{\"model_type\": \"deepseek_vl_v2\", " LM_WITH("\"max_position_embeddings\": 16")
+                 ", " VALID_VISION "}",
+                 VL2_ERR_FORMAT, "max_position_embeddings");
+}
+
 static void test_missing_file(void)
 {
     vl2_config cfg;
@@ -349,5 +409,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/config/deep-json", test_deep_json);
     g_test_add_func("/engine/config/fifo", test_fifo);
     g_test_add_func("/engine/config/error-utf8", test_error_utf8);
+    g_test_add_func("/engine/config/non-finite-numbers", test_non_finite_numbers);
+    g_test_add_func("/engine/config/huge-candidates", test_huge_candidates);
     return g_test_run();
 }

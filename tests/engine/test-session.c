@@ -488,6 +488,31 @@ static void test_image_errors(void)
     g_free(ok.pixels);
 }
 
+/* Images whose tokens cannot fit the context were tiled first (3.2 GB for one huge candidate):
+ * the prompt is refused from the images' sizes, before any tile is made; counting still
+ * counts. Two 1 x 9-tile images take 2 x 2101 tokens of mini-tiny's 4096. */
+static void test_images_past_context(void)
+{
+    synth_image tall = make_image(400, 3600, 3);
+    vl2_image two[2] = { tall.img, tall.img };
+    vl2_message q = { VL2_ROLE_USER, "Compare.", two, 2 };
+    vl2_conversation c = { &q, 1, NULL };
+    vl2_prompt *p = NULL;
+    vl2_error err;
+    g_assert_cmpint(vl2_prompt_new(model, &c, &p, &err), ==, VL2_ERR_CONTEXT_OVERFLOW);
+    g_assert_null(p);
+    g_assert_nonnull(strstr(err.message, "image 2 takes 2101 tokens"));
+    size_t n = 0;
+    g_assert_cmpint(vl2_prompt_count_tokens(model, &c, &n, &err), ==, VL2_OK);
+    g_assert_cmpuint(n, >, 4096);
+    /* one of them fits */
+    q.n_images = 1;
+    g_assert_cmpint(vl2_prompt_new(model, &c, &p, &err), ==, VL2_OK);
+    g_assert_cmpint(vl2_prompt_n_tiles(p), ==, 10);
+    vl2_prompt_free(p);
+    g_free(tall.pixels);
+}
+
 static bool same_ids(const vl2_prompt *a, const vl2_prompt *b)
 {
     return vl2_prompt_n_tokens(a) == vl2_prompt_n_tokens(b) &&
@@ -993,6 +1018,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/session/prefill-progress", test_prefill_progress);
     g_test_add_func("/engine/session/non-finite-logits", test_non_finite_logits);
     g_test_add_func("/engine/session/infinite-bias", test_infinite_bias);
+    g_test_add_func("/engine/session/images-past-context", test_images_past_context);
     int rc = g_test_run();
     vl2_model_free(model);
     return rc;

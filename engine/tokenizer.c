@@ -547,6 +547,9 @@ static vl2_status load_vocab(vl2_tokenizer *tok, JsonObject *model, vl2_error *e
     if (!vocab)
         return vl2_set_error(err, VL2_ERR_FORMAT, "%s: model.vocab is missing or not an object",
                              tok->name);
+    /* The id tables are sized by the largest id: one far beyond the file's own tokens would
+     * cost gigabytes. A vocabulary's ids are 0..n-1; half of them missing is already absurd. */
+    const int64_t id_limit = 2 * (int64_t)json_object_get_size(vocab) + 1024;
     JsonObjectIter it;
     const char *key;
     JsonNode *value;
@@ -557,6 +560,10 @@ static vl2_status load_vocab(vl2_tokenizer *tok, JsonObject *model, vl2_error *e
             return vl2_set_error(err, VL2_ERR_FORMAT,
                                  "%s: model.vocab[\"%s\"] is not a non-negative 32-bit id",
                                  tok->name, key);
+        if (id >= id_limit)
+            return vl2_set_error(err, VL2_ERR_FORMAT, "%s: model.vocab[\"%s\"] has id %d, far "
+                                 "beyond the vocabulary's %u tokens", tok->name, key, id,
+                                 json_object_get_size(vocab));
         if (!g_utf8_validate(key, -1, NULL))
             return vl2_set_error(err, VL2_ERR_FORMAT, "%s: model.vocab has a key that is not UTF-8",
                                  tok->name);

@@ -416,6 +416,24 @@ static void expect_synth_error(const synth *s, vl2_status want, const char *what
     expect_error(st, want, &err, "synthetic.json");
 }
 
+/* One id of 300,000,000 in a 13-token file sized the id tables for all of them (4.75 GB): ids
+ * are bounded by the file's own count of tokens. */
+static void test_huge_id(void)
+{
+    vl2_tokenizer *tok = NULL;
+    vl2_error err;
+    synth s = { 0 };
+    s.vocab = "{\"a\": 0, \"b\": 1, \"c\": 2, \"x\": 3, \"\xC4\xA0\": 4, \"ab\": 5, "
+              "\"abc\": 6, \"A\": 7, \"B\": 8, \"C\": 9, \"bc\": 300000000}";
+    expect_error(synth_parse(&s, &tok, &err), VL2_ERR_FORMAT, &err, "300000000");
+    g_assert_null(tok);
+    s.vocab = NULL;
+    s.added = "[{\"id\": 2000000000, \"content\": \"<big>\", \"single_word\": false, "
+              "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}]";
+    expect_error(synth_parse(&s, &tok, &err), VL2_ERR_FORMAT, &err, "2000000000");
+    g_assert_null(tok);
+}
+
 static void test_hostile_files(void)
 {
     vl2_tokenizer *tok;
@@ -857,6 +875,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/tokenizer/synthetic", test_synthetic);
     g_test_add_func("/engine/tokenizer/hostile-files", test_hostile_files);
     g_test_add_func("/engine/tokenizer/deep-json", test_deep_json);
+    g_test_add_func("/engine/tokenizer/huge-id", test_huge_id);
     g_test_add_func("/engine/tokenizer/not-a-file", test_not_a_file);
     g_test_add_func("/engine/tokenizer/invalid-text", test_invalid_text);
     g_test_add_func("/engine/tokenizer/public-api", test_public_api);

@@ -114,6 +114,7 @@ vl2_pool *vl2_pool_new(int n_threads)
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
+            p->n_threads = 1; /* no thread started: nothing to join */
             vl2_pool_free(p);
             return NULL;
         }

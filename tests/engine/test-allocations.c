@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "test-util.h"
 #include "vl2.h"
 
@@ -21,22 +22,32 @@ extern void __libc_free(void *p);
 
 static atomic_bool counting;
 static atomic_long allocations;
+/* while counting: the allocation of this number (1, 2, ...) made by malloc or calloc fails */
+static atomic_long fail_at;
 
-static void count(void)
+/* Counts the call; false when it is the one to fail. */
+static bool count(void)
 {
-    if (atomic_load_explicit(&counting, memory_order_relaxed))
-        atomic_fetch_add_explicit(&allocations, 1, memory_order_relaxed);
+    if (!atomic_load_explicit(&counting, memory_order_relaxed))
+        return true;
+    long n = atomic_fetch_add_explicit(&allocations, 1, memory_order_relaxed) + 1;
+    if (n != atomic_load_explicit(&fail_at, memory_order_relaxed))
+        return true;
+    errno = ENOMEM; /* as the allocator's failures set it (glibc's own callers check) */
+    return false;
 }
 
 void *malloc(size_t size)
 {
-    count();
+    if (!count())
+        return NULL;
     return __libc_malloc(size);
 }
 
 void *calloc(size_t n, size_t size)
 {
-    count();
+    if (!count())
+        return NULL;
     return __libc_calloc(n, size);
 }
 
@@ -130,6 +141,28 @@ static void test_decode_steps(gconstpointer data)
     vl2_model_free(m);
 }
 
+/* A failed allocation in vl2_pool_new() is NULL, never a crash: the cleanup joined threads
+ * through the NULL array the failed calloc left. Each of its allocations fails in turn. */
+static void test_pool_allocation_failures(void)
+{
+    /* in a child: threads that failed to start leave the allocator's per-thread state behind,
+     * which the decode cases would count */
+    if (!g_test_subprocess()) {
+        g_test_trap_subprocess(NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+        g_test_trap_assert_passed();
+        return;
+    }
+    for (long k = 1; k <= 12; k++) {
+        atomic_store(&allocations, 0);
+        atomic_store(&fail_at, k);
+        atomic_store(&counting, true);
+        vl2_pool *p = vl2_pool_new(4);
+        atomic_store(&counting, false);
+        atomic_store(&fail_at, 0);
+        vl2_pool_free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -149,5 +182,6 @@ int main(int argc, char **argv)
             c->temperature > 0 ? "sampled" : "greedy");
         g_test_add_data_func(path, c, test_decode_steps);
     }
+    g_test_add_func("/engine/allocations/pool-failures", test_pool_allocation_failures);
     return g_test_run();
 }

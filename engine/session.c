@@ -130,19 +130,18 @@ vl2_status vl2_session_new(const vl2_model *m, const vl2_session_params *params,
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "n_ctx %d is outside 1..%d "
                              "(max_position_embeddings)", params->n_ctx, max);
 
+    if (params->compute < VL2_COMPUTE_F32 || params->compute > VL2_COMPUTE_BF16)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown compute mode %d",
+                             (int)params->compute);
+    if (params->kv_type < VL2_KV_F16 || params->kv_type > VL2_KV_F32)
+        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown KV cache type %d",
+                             (int)params->kv_type);
+
     vl2_session *s = calloc(1, sizeof *s);
     if (!s)
         return vl2_set_error(err, VL2_ERR_NO_MEMORY, "out of memory");
     s->m = m;
     const size_t V = (size_t)m->cfg.lm.vocab_size;
-    if (params->compute < VL2_COMPUTE_F32 || params->compute > VL2_COMPUTE_BF16) {
-        free(s);
-        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown compute mode %d",
-                             (int)params->compute);
-    }
-    if (params->kv_type < VL2_KV_F16 || params->kv_type > VL2_KV_F32)
-        return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "unknown KV cache type %d",
-                             (int)params->kv_type);
     vl2_status st = vl2_kv_cache_init(&s->kv, m, n_ctx, params->kv_type, err);
     if (st != VL2_OK) {
         free(s);

@@ -157,6 +157,18 @@ static void test_bad_generate_params(void)
     vl2_session_params sp = { .n_ctx = 1 << 20 };
     vl2_session *big;
     g_assert_cmpint(vl2_session_new(model, &sp, &big, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    /* an unknown KV type or compute mode leaked the session allocated before the check
+     * (LeakSanitizer, under the asan setup) */
+    vl2_session_params bad_kv = vl2_session_default_params();
+    bad_kv.kv_type = (vl2_kv_type)99;
+    g_assert_cmpint(vl2_session_new(model, &bad_kv, &big, &err), ==, VL2_ERR_INVALID_ARGUMENT);
+    g_assert_null(big);
+    g_assert_nonnull(strstr(err.message, "KV cache type"));
+    vl2_session_params bad_compute = vl2_session_default_params();
+    bad_compute.compute = (vl2_compute)99;
+    g_assert_cmpint(vl2_session_new(model, &bad_compute, &big, &err), ==,
+                    VL2_ERR_INVALID_ARGUMENT);
+    g_assert_null(big);
     vl2_prompt_free(p);
     vl2_session_free(s);
 }

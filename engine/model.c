@@ -35,12 +35,13 @@ static int32_t special_id(const vl2_tokenizer *tok, JsonObject *tc, const char *
     if (!tc || !json_object_has_member(tc, key))
         return def;
     JsonNode *n = json_object_get_member(tc, key);
+    /* "bos_token": "<｜begin▁of▁sentence｜>" or {"content": "<｜begin▁of▁sentence｜>", ...};
+     * anything else (a wrong type) is ignored like a token the tokenizer does not know */
+    if (JSON_NODE_HOLDS_OBJECT(n))
+        n = json_object_get_member(json_node_get_object(n), "content");
     const char *content = NULL;
-    if (JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING)
+    if (n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING)
         content = json_node_get_string(n);
-    else if (JSON_NODE_HOLDS_OBJECT(n) &&
-             json_object_has_member(json_node_get_object(n), "content"))
-        content = json_object_get_string_member(json_node_get_object(n), "content");
     int32_t id = content ? vl2_tokenizer_find(tok, content) : -1;
     return id >= 0 ? id : def;
 }

@@ -110,6 +110,15 @@ static bool add_image(conversation *c, const char *file, char **error)
     return true;
 }
 
+/* The string value of o[key]; NULL when it is missing or of another type. */
+static const char *string_member(JsonObject *o, const char *key)
+{
+    JsonNode *n = json_object_get_member(o, key);
+    return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING
+               ? json_node_get_string(n)
+               : NULL;
+}
+
 /* Reads CASE.json: {conversation: [{role, content, images?}], system_prompt?}. */
 static bool load_case(const char *path, const char *images_dir, conversation *c, char **error)
 {
@@ -130,17 +139,22 @@ static bool load_case(const char *path, const char *images_dir, conversation *c,
     c->messages = g_array_new(FALSE, TRUE, sizeof(vl2_message));
     c->images = g_array_new(FALSE, TRUE, sizeof(vl2_image));
     if (o && json_object_has_member(o, "system_prompt") &&
-        JSON_NODE_HOLDS_VALUE(json_object_get_member(o, "system_prompt")))
-        c->system_prompt = g_strdup(json_object_get_string_member(o, "system_prompt"));
+        !JSON_NODE_HOLDS_NULL(json_object_get_member(o, "system_prompt"))) {
+        const char *system = string_member(o, "system_prompt");
+        if (!system) {
+            *error = g_strdup_printf("%s: \"system_prompt\" is not a string", path);
+            return false;
+        }
+        c->system_prompt = g_strdup(system);
+    }
 
     JsonArray *a = json_node_get_array(conv);
     GArray *counts = g_array_new(FALSE, TRUE, sizeof(int));
     for (guint i = 0; i < json_array_get_length(a); i++) {
         JsonNode *mn = json_array_get_element(a, i);
         JsonObject *mo = JSON_NODE_HOLDS_OBJECT(mn) ? json_node_get_object(mn) : NULL;
-        const char *role = mo ? json_object_get_string_member_with_default(mo, "role", NULL) : NULL;
-        const char *content =
-            mo ? json_object_get_string_member_with_default(mo, "content", NULL) : NULL;
+        const char *role = mo ? string_member(mo, "role") : NULL;
+        const char *content = mo ? string_member(mo, "content") : NULL;
         vl2_message msg = { 0 };
         if (!role || !content || !parse_role(role, &msg.role)) {
             *error = g_strdup_printf("%s: message %u needs a role (<|User|> or <|Assistant|>) "

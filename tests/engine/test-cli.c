@@ -890,6 +890,28 @@ static void test_eval_case_deep(void)
     test_rmtree(tmp);
 }
 
+/* Members of the wrong JSON type (a role or content that is an object, a system prompt that
+ * is a list) reached json-glib's string getters: GLib CRITICALs (fatal in the tests). Each is
+ * the eval case's one-line error. */
+static void test_eval_case_wrong_types(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_autofree char *path = g_build_filename(tmp, "case.json", NULL);
+    static const char *const cases[] = {
+        "{\"conversation\": [{\"role\": {}, \"content\": \"Hi\"}]}",
+        "{\"conversation\": [{\"role\": \"<|User|>\", \"content\": [1]}]}",
+        "{\"system_prompt\": [\"x\"], \"conversation\": [{\"role\": \"<|User|>\", "
+        "\"content\": 5}]}",
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        test_write_file(path, cases[i], -1);
+        expect_failure_bounded((const char *[]){ "eval", "--model", model, "--case", path, NULL },
+                               "case.json");
+    }
+    test_rmtree(tmp);
+}
+
 /* An eval case that is a named pipe waited forever in open(); one of 3 GB (sparse) was read
  * whole. Both are refused before reading, with the file named. */
 static void test_eval_case_not_a_file(void)
@@ -939,5 +961,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/bench", test_bench);
     g_test_add_func("/engine/cli/eval-case-deep", test_eval_case_deep);
     g_test_add_func("/engine/cli/eval-case-not-a-file", test_eval_case_not_a_file);
+    g_test_add_func("/engine/cli/eval-case-wrong-types", test_eval_case_wrong_types);
     return g_test_run();
 }

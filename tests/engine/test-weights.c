@@ -582,6 +582,20 @@ static void test_config_and_tokenizer_files(void)
     scratch_clear(&s);
 }
 
+/* tokenizer_config.json's special tokens of the wrong JSON type ("bos_token": {"content": {}})
+ * reached json-glib's string getter: a GLib CRITICAL (fatal in the tests). They are ignored,
+ * and config.json's ids used, like a token the tokenizer does not know. */
+static void test_special_tokens_wrong_types(void)
+{
+    scratch_model s;
+    scratch_init(&s, true);
+    g_autofree char *tc = scratch_path(&s, "tokenizer_config.json");
+    test_write_file(tc, "{\"bos_token\": {\"content\": {}}, \"eos_token\": {\"content\": 5}, "
+                        "\"pad_token\": [\"<pad>\"]}", -1);
+    expect_load(&s, VL2_OK, NULL, NULL);
+    scratch_clear(&s);
+}
+
 static void test_bad_arguments(void)
 {
     vl2_model *m = (vl2_model *)0x1;
@@ -808,5 +822,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/weights/resident", test_resident);
     g_test_add_func("/engine/weights/deep-json", test_deep_json);
     g_test_add_func("/engine/weights/fifo", test_fifo);
+    g_test_add_func("/engine/weights/special-tokens-wrong-types", test_special_tokens_wrong_types);
     return g_test_run();
 }

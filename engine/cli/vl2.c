@@ -110,6 +110,23 @@ static bool add_image(conversation *c, const char *file, char **error)
     return true;
 }
 
+/* A text argument as UTF-8: taken as it is when it is UTF-8 (the encoding of nearly every
+ * terminal, and the only reading of non-ASCII bytes in the C locale), else converted from the
+ * locale's encoding. False when it is neither. */
+static bool text_argument(char **arg)
+{
+    if (g_utf8_validate(*arg, -1, NULL))
+        return true;
+    char *utf8 = g_locale_to_utf8(*arg, -1, NULL, NULL, NULL);
+    if (!utf8 || !g_utf8_validate(utf8, -1, NULL)) {
+        g_free(utf8);
+        return false;
+    }
+    g_free(*arg);
+    *arg = utf8;
+    return true;
+}
+
 /* The string value of o[key]; NULL when it is missing or of another type. */
 static const char *string_member(JsonObject *o, const char *key)
 {
@@ -502,8 +519,10 @@ static int cmd_run(int argc, char **argv)
         { "model", 0, 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder", "DIR" },
         { "image", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &images, "Image to ask about (repeatable)",
           "FILE" },
-        { "prompt", 0, 0, G_OPTION_ARG_STRING, &prompt_text, "The question", "TEXT" },
-        { "system", 0, 0, G_OPTION_ARG_STRING, &system, "System prompt", "TEXT" },
+        /* as bytes (GOption would convert from the locale's encoding, which fails for any
+         * non-ASCII text in the C locale): text_argument() makes them UTF-8 */
+        { "prompt", 0, 0, G_OPTION_ARG_FILENAME, &prompt_text, "The question", "TEXT" },
+        { "system", 0, 0, G_OPTION_ARG_FILENAME, &system, "System prompt", "TEXT" },
         { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &temperature, temperature_help, "T" },
         { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p, top_p_help, "P" },
         { "top-k", 0, 0, G_OPTION_ARG_INT, &top_k, top_k_help, "K" },
@@ -527,6 +546,10 @@ static int cmd_run(int argc, char **argv)
         return vl2_cli_usage(ctx, gerr->message);
     if (!model_dir || !prompt_text)
         return vl2_cli_usage(ctx, "run needs --model and --prompt");
+    if (!text_argument(&prompt_text))
+        return vl2_cli_usage(ctx, "--prompt is not text in UTF-8 or this locale's encoding");
+    if (system && !text_argument(&system))
+        return vl2_cli_usage(ctx, "--system is not text in UTF-8 or this locale's encoding");
     vl2_weights_format wformat;
     if (!parse_weights(weights, &wformat))
         return vl2_cli_usage(ctx, "--weights is q8 or q4");

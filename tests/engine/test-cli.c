@@ -770,6 +770,43 @@ static void test_run_with_image(void)
     test_run_clear(&r);
 }
 
+/* A question and system prompt that are not ASCII were refused in every locale ("Invalid byte
+ * sequence in conversion input"): setlocale() was never called, and GOption converts from the
+ * locale's encoding. They are read as UTF-8 in a UTF-8 locale and in the C locale (where
+ * scripts and services often run); the prompt counts the same tokens either way. */
+static void test_run_non_ascii(void)
+{
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    const char *args[] = { "run", "--model", model, "--prompt", "Qu'est-ce que c'est ? 这是什么？",
+                           "--system", "Réponds en français.", "--max-new-tokens", "2",
+                           "--temperature", "0", NULL };
+    const char *locales[] = { "C.UTF-8", "C" };
+    char *first = NULL;
+    for (size_t i = 0; i < G_N_ELEMENTS(locales); i++) {
+        g_setenv("LC_ALL", locales[i], TRUE);
+        test_run_result r = test_run_cli(args);
+        g_unsetenv("LC_ALL");
+        if (r.status != 0)
+            g_error("vl2 run in the %s locale: %s", locales[i], r.err);
+        const char *count = strstr(r.err, "prompt tokens");
+        g_assert_nonnull(count);
+        if (!first)
+            first = g_strndup(r.err, (gsize)(count - r.err));
+        else
+            g_assert_true(g_str_has_prefix(r.err, first)); /* "[N prompt tokens" */
+        test_run_clear(&r);
+    }
+    g_free(first);
+    /* bytes that are not UTF-8 in a UTF-8 locale: refused, named */
+    g_setenv("LC_ALL", "C.UTF-8", TRUE);
+    const char *bad[] = { "run", "--model", model, "--prompt", "caf\xe9", NULL };
+    test_run_result r = test_run_cli(bad);
+    g_unsetenv("LC_ALL");
+    g_assert_cmpint(r.status, ==, 2);
+    g_assert_nonnull(strstr(r.err, "--prompt"));
+    test_run_clear(&r);
+}
+
 /* run's help shows the engine's defaults, with no numbers of its own. */
 static void test_run_help(void)
 {
@@ -962,5 +999,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/eval-case-deep", test_eval_case_deep);
     g_test_add_func("/engine/cli/eval-case-not-a-file", test_eval_case_not_a_file);
     g_test_add_func("/engine/cli/eval-case-wrong-types", test_eval_case_wrong_types);
+    g_test_add_func("/engine/cli/run-non-ascii", test_run_non_ascii);
     return g_test_run();
 }

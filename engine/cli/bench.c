@@ -34,6 +34,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,11 +173,16 @@ static double run_threads(int n, void (*fn)(void *ctx, int i), void *ctx)
  * The machine's floors
  */
 
+/* far above any machine this runs on (each thread is a real thread of the probe) */
+#define BENCH_MAX_THREADS 1024
+/* the test image is 384 * (tiles - 1) pixels wide: at most VL2_MAX_IMAGE_SIDE */
+#define BENCH_MAX_TILES (1 + VL2_MAX_IMAGE_SIDE / 384)
+
 typedef struct {
     const uint64_t *buf;
     size_t n_words;       /* per thread */
     int n_threads;
-    uint64_t sink[64];
+    uint64_t *sink;       /* [n_threads]: what each read, so that the reads are not dropped */
 } read_job;
 
 /* Reads its slice with the widest loads the CPU has (64-byte vectors, four accumulators): the
@@ -231,7 +237,7 @@ static bool bw_probe_init(bw_probe *p, int n_threads, size_t bytes)
 #endif
     for (size_t i = 0; i < p->len / 8; i++)
         p->buf[i] = i * 0x9e3779b97f4a7c15ull;
-    p->job = (read_job){ p->buf, words, n_threads, { 0 } };
+    p->job = (read_job){ p->buf, words, n_threads, g_new0(uint64_t, n_threads) };
     run_threads(n_threads, read_slice, &p->job); /* warm up */
     return true;
 }
@@ -247,6 +253,7 @@ static void bw_probe_clear(bw_probe *p)
     if (p->buf && p->buf != MAP_FAILED)
         munmap(p->buf, p->len);
     p->buf = NULL;
+    g_clear_pointer(&p->job.sink, g_free);
 }
 
 typedef struct {
@@ -467,6 +474,18 @@ static bool prefill(bench *b, const vl2_conversation *conv, int gen, vl2_timings
 }
 
 /* A text of about n tokens: plain English, as a prompt would be. */
+/* Sets *err (vl2_set_error() is the engine's own) and returns false. */
+G_GNUC_PRINTF(3, 4)
+static bool bench_error(vl2_error *err, vl2_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    g_vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
 static char *long_text(vl2_model *model, int n)
 {
     static const char *sentences[] = {
@@ -477,13 +496,28 @@ static char *long_text(vl2_model *model, int n)
         "Memory bandwidth decides how fast a token comes out; arithmetic decides how fast a "
         "prompt is read. ",
     };
+    /* Sentences are added by an estimate from their own counts, then the whole is counted
+     * (counting it after each sentence was quadratic in n); a tokenizer that gives English
+     * no tokens at all gives no text. */
+    size_t per[3];
+    for (int k = 0; k < 3; k++) {
+        per[k] = 0;
+        vl2_tokenize(model, sentences[k], strlen(sentences[k]), NULL, 0, &per[k], NULL);
+        if (!per[k])
+            return NULL;
+    }
     GString *s = g_string_new(NULL);
+    size_t estimate = 0;
     for (int i = 0;; i++) {
-        size_t n_ids = 0;
-        vl2_tokenize(model, s->str, s->len, NULL, 0, &n_ids, NULL);
-        if ((int)n_ids >= n - 16)
-            break;
+        if ((int64_t)estimate >= n - 16) {
+            size_t n_ids = 0;
+            vl2_tokenize(model, s->str, s->len, NULL, 0, &n_ids, NULL);
+            if ((int64_t)n_ids >= n - 16)
+                break;
+            estimate = n_ids;
+        }
         g_string_append(s, sentences[i % 3]);
+        estimate += per[i % 3];
     }
     return g_string_free(s, FALSE);
 }
@@ -636,7 +670,13 @@ static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, resul
     /* vision: one image whose tiling gives `tiles` tiles (a global view and tiles-1 local) */
     if (tiles > 0) {
         int w = 384 * (tiles > 1 ? tiles - 1 : 1), h = 384;
-        uint8_t *px = malloc((size_t)w * h * 3);
+        uint8_t *px = g_try_malloc((size_t)w * h * 3);
+        if (!px) {
+            g_free(v);
+            g_free(frac);
+            g_free(frac_bf16);
+            return bench_error(err, VL2_ERR_NO_MEMORY, "no memory for a %d x %d test image", w, h);
+        }
         for (size_t i = 0; i < (size_t)w * h * 3; i++)
             px[i] = (uint8_t)((i * 2654435761u) >> 24);
         vl2_image img = { w, h, w * 3, px };
@@ -654,7 +694,7 @@ static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, resul
         }
         r->seconds_per_tile = median(v, b->repeats);
         r->vision_fraction = (peaks){ median(frac, b->repeats), median(frac_bf16, b->repeats) };
-        free(px);
+        g_free(px);
     }
     g_free(v);
     g_free(frac);
@@ -666,6 +706,8 @@ static bool run_workloads(bench *b, int tiles, int prompt_tokens, int gen, resul
 
     /* prefill of a long prompt, then decoding after it */
     g_autofree char *text = long_text(b->model, prompt_tokens);
+    if (!text)
+        ok = bench_error(err, VL2_ERR_FORMAT, "the tokenizer gives no tokens for English text");
     vl2_message m = { VL2_ROLE_USER, text, NULL, 0 };
     vl2_conversation c = { &m, 1, NULL };
     if (ok)
@@ -727,6 +769,14 @@ int vl2_cmd_bench(int argc, char **argv)
                         "or bf16; counts must be positive\n\n%s", help);
         return 2;
     }
+    /* what the runs allocate follows from these: each is bounded before anything is made */
+    if (threads < 0 || threads > BENCH_MAX_THREADS || tiles > BENCH_MAX_TILES ||
+        repeats > 1000 || gen > (1 << 20) || prompt_tokens > (1 << 22)) {
+        fprintf(stderr, "vl2 bench: --threads is 0 (all CPUs) to %d, --tiles at most %d, "
+                        "--repeats at most 1000, --gen-tokens at most %d, --prompt-tokens at "
+                        "most the model's context\n", BENCH_MAX_THREADS, BENCH_MAX_TILES, 1 << 20);
+        return 2;
+    }
     mp.n_threads = threads;
     mp.resident = resident;
     mp.weights = !weights || g_str_equal(weights, "bf16") ? VL2_WEIGHTS_STORED
@@ -747,6 +797,12 @@ int vl2_cmd_bench(int argc, char **argv)
         return bench_fail(&b, err.message);
     vl2_model_get_info(b.model, &b.info);
     const vl2_model_info info = b.info;
+    if (prompt_tokens + gen > info.n_ctx_max) {
+        g_autofree char *msg = g_strdup_printf("--prompt-tokens %d and --gen-tokens %d do not "
+                                               "fit the model's context of %d tokens",
+                                               prompt_tokens, gen, info.n_ctx_max);
+        return bench_fail(&b, msg);
+    }
     /* quantized matrices, whether quantized while loading or read from a quantized checkpoint,
      * are always held in memory (vl2_model_params.resident) */
     const bool in_memory = resident || !strcmp(info.weights_format, "q8") ||

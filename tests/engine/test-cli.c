@@ -756,6 +756,35 @@ static void test_bench(void)
                    "--compute is f32 or bf16");
     expect_failure((const char *[]){ "bench", "--model", "/nonexistent", NULL }, 1,
                    "/nonexistent");
+    /* unbounded counts: a --tiles overflowing the test image's size (int) and its unchecked
+     * malloc, a --prompt-tokens far past the context built quadratically before the context
+     * refused it, absurd thread counts */
+    expect_failure((const char *[]){ "bench", "--model", model, "--tiles", "2000000000", NULL },
+                   2, "--tiles at most");
+    expect_failure((const char *[]){ "bench", "--model", model, "--threads", "100000", NULL }, 2,
+                   "--threads is 0");
+    expect_failure((const char *[]){ "bench", "--model", model, "--threads", "2",
+                                     "--prompt-tokens", "100000", NULL },
+                   1, "do not fit the model's context of 4096 tokens");
+}
+
+/* More than 64 threads (the default on a machine with more than 64 CPUs) wrote past a 64-entry
+ * array of the bandwidth probe. */
+static void test_bench_many_threads(void)
+{
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    const char *args[] = { "bench", "--model", model, "--threads", "65", "--repeats", "1",
+                           "--tiles", "0", "--prompt-tokens", "32", "--gen-tokens", "2",
+                           "--json", NULL };
+    test_run_result r = test_run_cli(args);
+    if (r.status != 0)
+        g_error("vl2 bench --threads 65: status %d: %s", r.status, r.err);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, r.out, -1, NULL));
+    JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+    g_assert_cmpint(json_object_get_int_member(o, "threads"), ==, 65);
+    g_assert_cmpfloat(json_object_get_double_member(o, "bandwidth_gbs"), >, 0);
+    test_run_clear(&r);
 }
 
 static void test_run_with_image(void)
@@ -1000,5 +1029,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/eval-case-not-a-file", test_eval_case_not_a_file);
     g_test_add_func("/engine/cli/eval-case-wrong-types", test_eval_case_wrong_types);
     g_test_add_func("/engine/cli/run-non-ascii", test_run_non_ascii);
+    g_test_add_func("/engine/cli/bench-many-threads", test_bench_many_threads);
     return g_test_run();
 }

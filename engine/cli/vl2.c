@@ -453,6 +453,15 @@ static int cmd_eval(int argc, char **argv)
         vl2_cli_fail("%s", err.message);
         goto out;
     }
+    /* the greedy steps' records are allocated up front: bounded by what the context holds */
+    vl2_model_info info;
+    vl2_model_get_info(model, &info);
+    const int64_t room = (int64_t)info.n_ctx_max - (int64_t)vl2_prompt_n_tokens(prompt);
+    if (max_new > room) {
+        vl2_cli_fail("--max-new-tokens %d does not fit: the prompt takes %zu of the model's %d "
+                     "tokens of context", max_new, vl2_prompt_n_tokens(prompt), info.n_ctx_max);
+        goto out;
+    }
     vl2_generate_params gp = vl2_generate_default_params();
     gp.temperature = 0;
     gp.repetition_penalty = 1;

@@ -956,6 +956,19 @@ static void test_eval_case_deep(void)
     test_rmtree(tmp);
 }
 
+/* --max-new-tokens 2000000000 asked GLib for 160 GB of step records up front and aborted:
+ * steps past the context are refused, with the numbers. */
+static void test_eval_max_new_tokens(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *c = write_case(tmp, "text_only");
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    expect_failure_bounded((const char *[]){ "eval", "--model", model, "--case", c,
+                                             "--max-new-tokens", "2000000000", NULL },
+                           "--max-new-tokens 2000000000 does not fit");
+    test_rmtree(tmp);
+}
+
 /* Members of the wrong JSON type (a role or content that is an object, a system prompt that
  * is a list) reached json-glib's string getters: GLib CRITICALs (fatal in the tests). Each is
  * the eval case's one-line error. */
@@ -1029,6 +1042,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/eval-case-not-a-file", test_eval_case_not_a_file);
     g_test_add_func("/engine/cli/eval-case-wrong-types", test_eval_case_wrong_types);
     g_test_add_func("/engine/cli/run-non-ascii", test_run_non_ascii);
+    g_test_add_func("/engine/cli/eval-max-new-tokens", test_eval_max_new_tokens);
     g_test_add_func("/engine/cli/bench-many-threads", test_bench_many_threads);
     return g_test_run();
 }

@@ -23,6 +23,7 @@
 #include "app-grounding.h"
 #include "app-thumbnail.h"
 #include "image-file.h"
+#include "vl2-input.h"
 
 /* Pending images: this high, as wide as their shape asks up to three times that, in a strip
  * that scrolls sideways: the box keeps its height whatever is attached. */
@@ -337,17 +338,110 @@ app_composer_add_files (AppComposer *self,
     }
 }
 
-void
-app_composer_add_texture (AppComposer *self,
-                          GdkTexture  *texture)
+/* A pasted or dropped picture's bytes, read as they come (at most VL2_IMAGE_FILE_MAX_BYTES),
+ * then imported like a file's: image-file decides by their content whether they are an image
+ * the app reads. GTK is never asked to decode them (it would use any gdk-pixbuf loader, SVG
+ * included). */
+typedef struct
 {
-  g_autoptr(GBytes) png = NULL;
+  AppComposer  *self;
+  GInputStream *stream;
+  GByteArray   *data;
+  char         *name;
+} StreamRead;
+
+static void
+stream_read_free (StreamRead *r)
+{
+  g_object_unref (r->self);
+  g_object_unref (r->stream);
+  g_byte_array_unref (r->data);
+  g_free (r->name);
+  g_free (r);
+}
+
+static void stream_read_next (StreamRead *r);
+
+static void
+stream_read_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  StreamRead *r = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) chunk = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result,
+                                                              &error);
+
+  if (!chunk)
+    {
+      g_autofree char *message = g_strdup_printf (_("%s: cannot read it: %s"), r->name,
+                                                  error->message);
+
+      g_signal_emit (r->self, signals[IMPORT_FAILED], 0, message);
+      stream_read_free (r);
+      return;
+    }
+  if (g_bytes_get_size (chunk) == 0)
+    {
+      g_autoptr(GBytes) bytes = g_byte_array_free_to_bytes (g_steal_pointer (&r->data));
+
+      r->data = g_byte_array_new ();
+      import_async (r->self, NULL, bytes, r->name);
+      stream_read_free (r);
+      return;
+    }
+  if (r->data->len + g_bytes_get_size (chunk) > VL2_IMAGE_FILE_MAX_BYTES)
+    {
+      g_autofree char *message = g_strdup_printf (_("%s: cannot read this image: it is larger "
+                                                    "than %u MiB"),
+                                                  r->name,
+                                                  (guint) (VL2_IMAGE_FILE_MAX_BYTES >> 20));
+
+      g_signal_emit (r->self, signals[IMPORT_FAILED], 0, message);
+      stream_read_free (r);
+      return;
+    }
+  g_byte_array_append (r->data, g_bytes_get_data (chunk, NULL), g_bytes_get_size (chunk));
+  stream_read_next (r);
+}
+
+static void
+stream_read_next (StreamRead *r)
+{
+  g_input_stream_read_bytes_async (r->stream, 1 << 16, G_PRIORITY_DEFAULT, NULL, stream_read_cb,
+                                   r);
+}
+
+void
+app_composer_add_image_stream (AppComposer  *self,
+                               GInputStream *stream,
+                               const char   *name)
+{
+  StreamRead *r;
 
   g_return_if_fail (APP_IS_COMPOSER (self));
+  g_return_if_fail (G_IS_INPUT_STREAM (stream));
 
-  /* A pasted or dragged picture has no file: keep it losslessly as PNG. */
-  png = gdk_texture_save_to_png_bytes (texture);
-  import_async (self, NULL, png, _("Pasted image"));
+  r = g_new0 (StreamRead, 1);
+  r->self = g_object_ref (self);
+  r->stream = g_object_ref (stream);
+  r->data = g_byte_array_new ();
+  r->name = g_strdup (name ? name : _("Pasted image"));
+  stream_read_next (r);
+}
+
+const char * const *
+app_composer_image_mime_types (void)
+{
+  /* the formats image-file reads, then any other picture a program offers (which image-file
+   * refuses by name, rather than it being silently ignored) */
+  static const char *const types[] = {
+    "image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff",
+    "image/svg+xml", "image/x-xpixmap", "image/x-tga", "image/x-icon", "image/vnd.microsoft.icon",
+    "image/avif", "image/heif", "image/jxl", NULL
+  };
+
+  return (const char * const *) types;
 }
 
 void
@@ -707,19 +801,28 @@ buffer_changed_cb (AppComposer *self)
 
 /* Ctrl+V with a picture (or image files) on the clipboard attaches it; text pastes as text. */
 static void
-paste_texture_cb (GObject      *source,
-                  GAsyncResult *result,
-                  gpointer      user_data)
+paste_image_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
 {
   g_autoptr(AppComposer) self = user_data;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GdkTexture) texture = gdk_clipboard_read_texture_finish (GDK_CLIPBOARD (source),
-                                                                     result, &error);
+  g_autoptr(GInputStream) stream = gdk_clipboard_read_finish (GDK_CLIPBOARD (source), result,
+                                                              NULL, &error);
 
-  if (texture)
-    app_composer_add_texture (self, texture);
+  if (stream)
+    app_composer_add_image_stream (self, stream, _("Pasted image"));
   else
     g_signal_emit (self, signals[IMPORT_FAILED], 0, error->message);
+}
+
+static gboolean
+offers_image (GdkContentFormats *formats)
+{
+  for (const char * const *t = app_composer_image_mime_types (); *t; t++)
+    if (gdk_content_formats_contain_mime_type (formats, *t))
+      return TRUE;
+  return FALSE;
 }
 
 static void
@@ -750,9 +853,12 @@ paste_clipboard_cb (GtkTextView *view,
                                       paste_files_cb, g_object_ref (self));
       g_signal_stop_emission_by_name (view, "paste-clipboard");
     }
-  else if (gdk_content_formats_contain_gtype (formats, GDK_TYPE_TEXTURE))
+  else if (offers_image (formats) || gdk_content_formats_contain_gtype (formats, GDK_TYPE_TEXTURE))
     {
-      gdk_clipboard_read_texture_async (clipboard, NULL, paste_texture_cb, g_object_ref (self));
+      /* the bytes, not a texture: GTK would decode them (a picture put on the clipboard by
+       * this app is a texture, offered as PNG bytes too) */
+      gdk_clipboard_read_async (clipboard, (const char **) app_composer_image_mime_types (),
+                                G_PRIORITY_DEFAULT, NULL, paste_image_cb, g_object_ref (self));
       g_signal_stop_emission_by_name (view, "paste-clipboard");
     }
 }

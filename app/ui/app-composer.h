@@ -61,8 +61,13 @@ void             app_composer_add_image_id     (AppComposer     *self,
 /* Imports files or image data (drop, paste, file chooser) in a worker thread. */
 void             app_composer_add_files        (AppComposer     *self,
                                                 GSList          *files);
-void             app_composer_add_texture      (AppComposer     *self,
-                                                GdkTexture      *texture);
+/* The bytes of a picture pasted or dropped, read from `stream` and imported like a file (its
+ * content decides whether it is an image the app reads); `name` is used in messages. */
+void             app_composer_add_image_stream (AppComposer     *self,
+                                                GInputStream    *stream,
+                                                const char      *name);
+/* The MIME types to ask a clipboard or a drop for, most wanted first (NULL-terminated). */
+const char * const *app_composer_image_mime_types (void);
 
 /* While generating, the send button becomes a stop button. */
 void             app_composer_set_generating   (AppComposer     *self,

@@ -1641,13 +1641,68 @@ drop_cb (GtkDropTarget *target,
       toast (self, _("Open a model folder first, then drop images."));
       return FALSE;
     }
-  if (G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
-    app_composer_add_files (self->composer, g_value_get_boxed (value));
-  else if (G_VALUE_HOLDS (value, GDK_TYPE_TEXTURE))
-    app_composer_add_texture (self->composer, g_value_get_object (value));
-  else
+  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
     return FALSE;
+  app_composer_add_files (self->composer, g_value_get_boxed (value));
   app_composer_focus (self->composer);
+  return TRUE;
+}
+
+/* A picture dropped without a file (from a browser, say): its bytes, read without GTK
+ * decoding them (it would use any gdk-pixbuf loader, SVG included); the composer's import
+ * decides by their content whether the app reads them. */
+typedef struct
+{
+  AppWindow *self;
+  GdkDrop   *drop;
+} DropRead;
+
+static void
+drop_read_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  DropRead *d = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInputStream) stream = gdk_drop_read_finish (GDK_DROP (source), result, NULL,
+                                                         &error);
+
+  gdk_drop_finish (d->drop, stream ? GDK_ACTION_COPY : 0);
+  if (stream)
+    {
+      app_composer_add_image_stream (d->self->composer, stream, _("Dropped image"));
+      app_composer_focus (d->self->composer);
+    }
+  else
+    toast (d->self, error->message);
+  g_object_unref (d->self);
+  g_object_unref (d->drop);
+  g_free (d);
+}
+
+static gboolean
+drop_bytes_cb (GtkDropTargetAsync *target,
+               GdkDrop            *drop,
+               double              x,
+               double              y,
+               AppWindow          *self)
+{
+  DropRead *d;
+
+  app_drop_highlight_set_active (self->drop_highlight, FALSE);
+  /* files are the other target's */
+  if (gdk_content_formats_contain_gtype (gdk_drop_get_formats (drop), GDK_TYPE_FILE_LIST))
+    return FALSE;
+  if (g_strcmp0 (gtk_stack_get_visible_child_name (self->main_stack), "chat") != 0)
+    {
+      toast (self, _("Open a model folder first, then drop images."));
+      return FALSE;
+    }
+  d = g_new0 (DropRead, 1);
+  d->self = g_object_ref (self);
+  d->drop = g_object_ref (drop);
+  gdk_drop_read_async (drop, (const char **) app_composer_image_mime_types (), G_PRIORITY_DEFAULT,
+                       NULL, drop_read_cb, d);
   return TRUE;
 }
 
@@ -2022,7 +2077,9 @@ static void
 app_window_init (AppWindow *self)
 {
   GtkDropTarget *drop;
-  GType types[] = { GDK_TYPE_FILE_LIST, GDK_TYPE_TEXTURE };
+  GtkDropTargetAsync *drop_bytes;
+  GdkContentFormats *image_formats, *all_formats;
+  GType types[] = { GDK_TYPE_FILE_LIST };
   GtkWidget *overlay, *content;
 
   gtk_widget_init_template (GTK_WIDGET (self));
@@ -2039,11 +2096,21 @@ app_window_init (AppWindow *self)
   gtk_drop_target_set_gtypes (drop, types, G_N_ELEMENTS (types));
   g_signal_connect (drop, "drop", G_CALLBACK (drop_cb), self);
   gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+  image_formats = gdk_content_formats_new ((const char **) app_composer_image_mime_types (),
+                                           g_strv_length ((char **) app_composer_image_mime_types ()));
+  drop_bytes = gtk_drop_target_async_new (gdk_content_formats_ref (image_formats),
+                                          GDK_ACTION_COPY);
+  g_signal_connect (drop_bytes, "drop", G_CALLBACK (drop_bytes_cb), self);
+  gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop_bytes));
 
   /* while images are dragged over the window, over everything it shows, what a drop does */
   self->drop_highlight = app_drop_highlight_new ();
-  app_drop_highlight_track (self->drop_highlight, GTK_WIDGET (self),
-                            gtk_drop_target_get_formats (drop));
+  all_formats = gdk_content_formats_union (gdk_content_formats_ref (
+                                             gtk_drop_target_get_formats (drop)),
+                                           image_formats);
+  app_drop_highlight_track (self->drop_highlight, GTK_WIDGET (self), all_formats);
+  gdk_content_formats_unref (all_formats);
+  gdk_content_formats_unref (image_formats);
   overlay = gtk_overlay_new ();
   content = g_object_ref (adw_application_window_get_content (ADW_APPLICATION_WINDOW (self)));
   adw_application_window_set_content (ADW_APPLICATION_WINDOW (self), overlay);

@@ -278,15 +278,46 @@ vl2_status vl2_quantize_checkpoint(const char *src_dir, const char *dst_dir,
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "source or destination is NULL");
     if (format != VL2_WEIGHTS_Q8 && format != VL2_WEIGHTS_Q4)
         return vl2_set_error(err, VL2_ERR_INVALID_ARGUMENT, "quantize to q8 or q4");
+    /* "out/" names the folder out: its parent is where the work folder goes */
+    g_autofree char *dst = g_strdup(dst_dir);
+    for (size_t n = strlen(dst); n > 1 && dst[n - 1] == '/'; n--)
+        dst[n - 1] = 0;
+    dst_dir = dst;
     if (g_file_test(dst_dir, G_FILE_TEST_EXISTS))
         return vl2_set_error(err, VL2_ERR_IO, "%s already exists; choose a new folder", dst_dir);
+
+    /* Written into a hidden sibling and renamed: a failure never leaves a folder that loads.
+     * Made first, so that a destination that cannot be written is said before the work. */
+    g_autofree char *parent = g_path_get_dirname(dst_dir);
+    g_autofree char *tmpl = g_build_filename(parent, ".vl2-quantize-XXXXXX", NULL);
+    char *tmp = g_mkdtemp(tmpl);
+    if (!tmp)
+        return vl2_set_error(err, VL2_ERR_IO, "cannot create a folder beside %s: %s", dst_dir,
+                             g_strerror(errno));
+    g_chmod(tmp, 0755); /* a model folder like any other, not mkdtemp's private one */
 
     vl2_model_params mp = vl2_model_default_params();
     mp.weights = format;
     vl2_model *m = NULL;
     vl2_status st = vl2_model_load(src_dir, &mp, &m, err);
-    if (st != VL2_OK)
+    if (st != VL2_OK) {
+        remove_tree(tmp);
         return st;
+    }
+    /* the checkpoint's own tensors (not what loading made of them): a quantized matrix is
+     * stored with its "<name>.scales" (QUANT.md) */
+    GHashTableIter it;
+    gpointer stored_name;
+    g_hash_table_iter_init(&it, m->weights.index);
+    while (st == VL2_OK && g_hash_table_iter_next(&it, &stored_name, NULL))
+        if (g_str_has_suffix(stored_name, ".scales"))
+            st = vl2_set_error(err, VL2_ERR_UNSUPPORTED, "%s is already quantized; quantize the "
+                               "bf16 checkpoint it was made from", src_dir);
+    if (st != VL2_OK) {
+        vl2_model_free(m);
+        remove_tree(tmp);
+        return st;
+    }
 
     /* every tensor of the table, in its order: the quantized ones as values + scales */
     GPtrArray *table = vl2_tensor_table(&m->cfg, NULL);
@@ -358,15 +389,6 @@ vl2_status vl2_quantize_checkpoint(const char *src_dir, const char *dst_dir,
     g_autofree char *header = json_generator_to_data(gen, &hlen);
     size_t padded = (hlen + 7) / 8 * 8;
 
-    /* written into a hidden sibling and renamed: a failure never leaves a folder that loads */
-    g_autofree char *parent = g_path_get_dirname(dst_dir);
-    g_autofree char *tmpl = g_build_filename(parent, ".vl2-quantize-XXXXXX", NULL);
-    char *tmp = st == VL2_OK ? g_mkdtemp(tmpl) : NULL;
-    if (st == VL2_OK && !tmp)
-        st = vl2_set_error(err, VL2_ERR_IO, "cannot create a folder beside %s: %s", dst_dir,
-                           g_strerror(errno));
-    if (tmp)
-        g_chmod(tmp, 0755); /* a model folder like any other, not mkdtemp's private one */
     if (st == VL2_OK) {
         g_autofree char *path = g_build_filename(tmp, "model.safetensors", NULL);
         FILE *f = fopen(path, "wb");
@@ -400,9 +422,9 @@ vl2_status vl2_quantize_checkpoint(const char *src_dir, const char *dst_dir,
         if (st == VL2_OK && g_rename(tmp, dst_dir) != 0)
             st = vl2_set_error(err, VL2_ERR_IO, "cannot rename %s to %s: %s", tmp, dst_dir,
                                g_strerror(errno));
-        if (st != VL2_OK)
-            remove_tree(tmp);
     }
+    if (st != VL2_OK)
+        remove_tree(tmp);
     g_array_unref(entries);
     g_ptr_array_unref(table);
     vl2_model_free(m);

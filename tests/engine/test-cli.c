@@ -684,6 +684,40 @@ static void test_quantize(void)
     test_rmtree(tmp);
 }
 
+/* Destinations: "out/" failed after all the work ("cannot create a folder beside out/"); a
+ * destination that cannot be written was found only after the model was loaded and
+ * quantized (here the missing source is never looked at: the destination is checked first);
+ * quantizing a quantized checkpoint said a tensor "cannot be written". */
+static void test_quantize_destinations(void)
+{
+    g_autofree char *tmp = test_make_tmpdir();
+    g_autofree char *model = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    g_autofree char *slash = g_strconcat(tmp, "/q8/", NULL);
+    g_autofree char *q8 = g_build_filename(tmp, "q8", NULL);
+    g_assert_true(g_str_has_suffix(slash, "/"));
+    test_run_result r = test_run_cli((const char *[]){ "quantize", "--to", "q8", model, slash,
+                                                       NULL });
+    if (r.status != 0)
+        g_error("vl2 quantize to %s: %s", slash, r.err);
+    test_run_clear(&r);
+    g_autofree char *weights = g_build_filename(q8, "model.safetensors", NULL);
+    g_assert_true(g_file_test(weights, G_FILE_TEST_IS_REGULAR));
+
+    g_autofree char *file = g_build_filename(tmp, "file", NULL);
+    test_write_file(file, "x", 1);
+    g_autofree char *under_file = g_build_filename(file, "out", NULL);
+    expect_failure((const char *[]){ "quantize", "--to", "q4", "/nonexistent", under_file, NULL },
+                   1, "cannot create a folder beside");
+
+    g_autofree char *q4 = g_build_filename(tmp, "q4", NULL);
+    expect_failure((const char *[]){ "quantize", "--to", "q4", q8, q4, NULL }, 1,
+                   "is already quantized");
+    g_assert_false(g_file_test(q4, G_FILE_TEST_EXISTS));
+    unlink(file);
+    expect_no_leftovers(tmp);
+    test_rmtree(tmp);
+}
+
 /* `vl2 bench --json` on a small model: every figure present and plausible. */
 static void test_bench(void)
 {
@@ -1042,6 +1076,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/eval-case-not-a-file", test_eval_case_not_a_file);
     g_test_add_func("/engine/cli/eval-case-wrong-types", test_eval_case_wrong_types);
     g_test_add_func("/engine/cli/run-non-ascii", test_run_non_ascii);
+    g_test_add_func("/engine/cli/quantize-destinations", test_quantize_destinations);
     g_test_add_func("/engine/cli/eval-max-new-tokens", test_eval_max_new_tokens);
     g_test_add_func("/engine/cli/bench-many-threads", test_bench_many_threads);
     return g_test_run();

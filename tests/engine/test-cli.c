@@ -802,6 +802,77 @@ static void test_bench(void)
                    1, "do not fit the model's context of 4096 tokens");
 }
 
+static void expect_failure_bounded(const char *const *args, const char *needle);
+
+/* A copy of mini-tiny whose tokenizer has no token for any English word or letter (its
+ * vocabulary without them, renumbered; no merges): English text encodes to nothing. */
+static char *model_without_english(void)
+{
+    g_autofree char *src = g_build_filename(test_fixture_dir(), "mini-tiny", NULL);
+    char *dst = test_make_tmpdir();
+    static const char *const kept[] = { "config.json", "model.safetensors",
+                                        "tokenizer_config.json" };
+    for (size_t i = 0; i < G_N_ELEMENTS(kept); i++) {
+        g_autofree char *from = g_build_filename(src, kept[i], NULL);
+        g_autofree char *to = g_build_filename(dst, kept[i], NULL);
+        g_assert_cmpint(symlink(from, to), ==, 0);
+    }
+    g_autofree char *tok_path = g_build_filename(src, "tokenizer.json", NULL);
+    JsonNode *root = test_load_json(tok_path);
+    JsonObject *model = json_object_get_object_member(json_node_get_object(root), "model");
+    JsonObject *vocab = json_object_get_object_member(model, "vocab");
+    g_autoptr(GRegex) english = g_regex_new("^[A-Za-z\u0120.,;:'\\-]+$", 0, 0, NULL);
+    /* ids in order, the English ones left out */
+    guint n = json_object_get_size(vocab);
+    const char **by_id = g_new0(const char *, n);
+    JsonObjectIter it;
+    const char *key;
+    JsonNode *value;
+    json_object_iter_init(&it, vocab);
+    while (json_object_iter_next(&it, &key, &value)) {
+        gint64 id = json_node_get_int(value);
+        g_assert_true(id >= 0 && id < n);
+        by_id[id] = key;
+    }
+    JsonObject *kept_vocab = json_object_new();
+    gint64 next = 0;
+    for (guint i = 0; i < n; i++)
+        if (by_id[i] && !g_regex_match(english, by_id[i], 0, NULL))
+            json_object_set_int_member(kept_vocab, by_id[i], next++);
+    g_free(by_id);
+    JsonArray *added = json_object_get_array_member(json_node_get_object(root), "added_tokens");
+    for (guint i = 0; i < json_array_get_length(added); i++) {
+        JsonObject *a = json_array_get_object_element(added, i);
+        const char *content = json_object_get_string_member(a, "content");
+        json_object_set_int_member(a, "id", json_object_has_member(kept_vocab, content)
+                                                ? json_object_get_int_member(kept_vocab, content)
+                                                : next++);
+    }
+    json_object_set_object_member(model, "vocab", kept_vocab);
+    json_object_set_array_member(model, "merges", json_array_new());
+    g_autofree char *text = json_to_string(root, FALSE);
+    g_autofree char *out = g_build_filename(dst, "tokenizer.json", NULL);
+    test_write_file(out, text, -1);
+    json_node_unref(root);
+    return dst;
+}
+
+/* With a tokenizer that gives English no tokens, the long prompt was built forever. */
+static void test_bench_no_tokens(void)
+{
+    g_autofree char *model = model_without_english();
+    test_run_result t = test_run_cli((const char *[]){ "tokenize", "--model", model,
+                                                       "The engine reads the prompt.", NULL });
+    g_assert_cmpint(t.status, ==, 0);
+    g_assert_cmpstr(g_strstrip(t.out), ==, "");
+    test_run_clear(&t);
+    expect_failure_bounded((const char *[]){ "bench", "--model", model, "--threads", "2",
+                                             "--repeats", "1", "--tiles", "0", "--gen-tokens",
+                                             "1", "--prompt-tokens", "64", NULL },
+                           "the tokenizer gives no tokens for English text");
+    test_rmtree(model);
+}
+
 /* More than 64 threads (the default on a machine with more than 64 CPUs) wrote past a 64-entry
  * array of the bandwidth probe. */
 static void test_bench_many_threads(void)
@@ -1079,5 +1150,6 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/cli/quantize-destinations", test_quantize_destinations);
     g_test_add_func("/engine/cli/eval-max-new-tokens", test_eval_max_new_tokens);
     g_test_add_func("/engine/cli/bench-many-threads", test_bench_many_threads);
+    g_test_add_func("/engine/cli/bench-no-tokens", test_bench_no_tokens);
     return g_test_run();
 }

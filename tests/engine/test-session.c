@@ -935,7 +935,8 @@ static char *copy_with_nan_norm(void)
         if (g_str_equal(name, "model.safetensors")) {
             guint64 n;
             memcpy(&n, data, 8);
-            g_autoptr(JsonNode) h = json_from_string(g_strndup(data + 8, n), NULL);
+            g_autofree char *header = g_strndup(data + 8, n);
+            g_autoptr(JsonNode) h = json_from_string(header, NULL);
             JsonObject *t = json_object_get_object_member(json_node_get_object(h),
                                                           "language.model.norm.weight");
             g_assert_cmpstr(json_object_get_string_member(t, "dtype"), ==, "BF16");

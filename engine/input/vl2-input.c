@@ -212,6 +212,39 @@ loose:
     return deepest;
 }
 
+/* Whether every string and member name under `node` is UTF-8. json-glib reads a \u escape of
+ * half a surrogate pair ("\udc00", "\ude1 ") into bytes that are not, which would then reach
+ * names, messages and the screen. The depth is bounded by the check before parsing. */
+static gboolean json_strings_valid(JsonNode *node)
+{
+    switch (json_node_get_node_type(node)) {
+    case JSON_NODE_OBJECT: {
+        JsonObjectIter iter;
+        const char *member;
+        JsonNode *child;
+        json_object_iter_init(&iter, json_node_get_object(node));
+        while (json_object_iter_next(&iter, &member, &child))
+            if (!g_utf8_validate(member, -1, NULL) || !json_strings_valid(child))
+                return FALSE;
+        return TRUE;
+    }
+    case JSON_NODE_ARRAY: {
+        JsonArray *array = json_node_get_array(node);
+        guint n = json_array_get_length(array);
+        for (guint i = 0; i < n; i++)
+            if (!json_strings_valid(json_array_get_element(array, i)))
+                return FALSE;
+        return TRUE;
+    }
+    case JSON_NODE_VALUE:
+        return json_node_get_value_type(node) != G_TYPE_STRING ||
+               g_utf8_validate(json_node_get_string(node), -1, NULL);
+    case JSON_NODE_NULL:
+    default:
+        return TRUE;
+    }
+}
+
 gboolean vl2_json_load_data(JsonParser *parser, const char *text, gsize length,
                             const char *name, GError **error)
 {
@@ -231,8 +264,15 @@ gboolean vl2_json_load_data(JsonParser *parser, const char *text, gsize length,
         return FALSE;
     }
     g_autoptr(GError) local = NULL;
-    if (json_parser_load_from_data(parser, text, (gssize)length, &local))
-        return TRUE;
+    if (json_parser_load_from_data(parser, text, (gssize)length, &local)) {
+        JsonNode *root = json_parser_get_root(parser);
+        if (!root || json_strings_valid(root))
+            return TRUE;
+        g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                    "%s%sa string is not valid UTF-8 (a \\u escape of half a surrogate pair)",
+                    name ? name : "", name ? ": " : "");
+        return FALSE;
+    }
     /* json-glib quotes the text around the error cut at a byte count, which can split a
      * character: the message is made valid UTF-8 */
     g_autofree char *msg = g_utf8_make_valid(local->message, -1);

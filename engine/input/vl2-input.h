@@ -73,8 +73,10 @@ gboolean vl2_input_read(const char *path, gsize max_bytes, char **contents, gsiz
  * its own rules): from there on every opening bracket counts as a level. */
 int vl2_json_depth(const char *text, gsize length, int limit);
 
-/* json_parser_load_from_data() once the text nests at most VL2_JSON_MAX_DEPTH deep. With a
- * `name`, messages begin with it (in place of json-glib's "<data>"). Messages are valid UTF-8. */
+/* json_parser_load_from_data() once the text nests at most VL2_JSON_MAX_DEPTH deep; a document
+ * holding a string that is not UTF-8 (json-glib makes one of a lone surrogate escape) is refused
+ * with JSON_PARSER_ERROR_INVALID_DATA. With a `name`, messages begin with it (in place of
+ * json-glib's "<data>"). Messages are valid UTF-8. */
 gboolean vl2_json_load_data(JsonParser *parser, const char *text, gsize length,
                             const char *name, GError **error);
 

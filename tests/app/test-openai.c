@@ -255,6 +255,41 @@ test_parse_error_utf8 (void)
   g_assert_nonnull (root);
 }
 
+/* json-glib turns a lone surrogate escape ("\ude1 ", "\udc00") into bytes that are not UTF-8:
+ * such a request is refused as JSON, and the refusal (which once quoted the broken value) is a
+ * well-formed error body. */
+static void
+test_parse_broken_escape (void)
+{
+  static const char *const bodies[] = {
+    /* the fuzzer's input: the content part's type quoted in the refusal */
+    "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\":\"li mag\\ude1 \"image_url\", \"image_url\": \"}https://example.com/a.png\"}]}]}",
+    "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"a\\udc00b\"}]}]}",
+    "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\\ud800 \"}]}",
+    "{\"model\": \"m\", \"messages\": [{\"role\": \"\\udfff\", \"content\": \"hi\"}]}",
+    "{\"model\": \"\\ude12x\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+    "{\"model\": \"m\", \"logit_bias\": {\"\\udc01\": 1}, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (bodies); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(AppOpenAIRequest) r = parse (bodies[i], &error);
+      g_autofree char *json = NULL;
+      g_autoptr(JsonNode) root = NULL;
+      guint status = 0;
+
+      g_test_message ("body %u: %s", i, bodies[i]);
+      g_assert_null (r);
+      g_assert_error (error, APP_OPENAI_ERROR, APP_OPENAI_ERROR_INVALID_JSON);
+      g_assert_true (g_utf8_validate (error->message, -1, NULL));
+      json = app_openai_error_json (error, &status);
+      g_assert_cmpuint (status, ==, 400);
+      root = json_from_string (json, NULL);
+      g_assert_nonnull (root);
+    }
+}
+
 static void
 test_parse_deep_disguised (void)
 {
@@ -525,6 +560,7 @@ main (int    argc,
   g_test_add_func ("/app/openai/parse-deep", test_parse_deep);
   g_test_add_func ("/app/openai/parse-deep-disguised", test_parse_deep_disguised);
   g_test_add_func ("/app/openai/parse-error-utf8", test_parse_error_utf8);
+  g_test_add_func ("/app/openai/parse-broken-escape", test_parse_broken_escape);
   g_test_add_func ("/app/openai/data-url", test_data_url);
   g_test_add_func ("/app/openai/responses", test_responses);
   g_test_add_func ("/app/openai/vllm-replay", test_vllm_replay);

@@ -352,6 +352,17 @@ static void test_deep_json(void)
     expect_error(commented, VL2_ERR_FORMAT, "nested more than");
 }
 
+/* json-glib reads a lone surrogate escape as bytes that are not UTF-8; a config with one is
+ * refused (its strings would reach messages and names). */
+static void test_broken_escape(void)
+{
+    expect_error("{\"model_type\": \"deepseek\\udc00 \", " VALID_LM ", " VALID_VISION "}",
+                 VL2_ERR_FORMAT, "not valid UTF-8");
+    expect_error("{\"model_type\": \"deepseek_vl_v2\", \"\\ud800 \": 1, " VALID_LM ", " VALID_VISION
+                 "}",
+                 VL2_ERR_FORMAT, "not valid UTF-8");
+}
+
 /* Error messages promise UTF-8 (vl2.h): a parse error quoting invalid bytes of the file, or a
  * message cut at its 1024 bytes inside a character, broke the promise. */
 static void test_error_utf8(void)
@@ -409,6 +420,7 @@ int main(int argc, char **argv)
     g_test_add_func("/engine/config/deep-json", test_deep_json);
     g_test_add_func("/engine/config/fifo", test_fifo);
     g_test_add_func("/engine/config/error-utf8", test_error_utf8);
+    g_test_add_func("/engine/config/broken-escape", test_broken_escape);
     g_test_add_func("/engine/config/non-finite-numbers", test_non_finite_numbers);
     g_test_add_func("/engine/config/huge-candidates", test_huge_candidates);
     return g_test_run();

@@ -294,3 +294,196 @@ gboolean vl2_json_load_file(JsonParser *parser, const char *path, gsize max_byte
         return FALSE;
     return vl2_json_load_data(parser, text, length, path, error);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Walking a large document member by member
+ */
+
+/* Sets `error` to what is wrong at the walk's place; FALSE. */
+static gboolean walk_error(Vl2JsonWalk *w, GError **error, const char *what)
+{
+    g_set_error(error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_DATA,
+                "%s at byte %" G_GSIZE_FORMAT, what, w->at);
+    return FALSE;
+}
+
+/* walk_error() for vl2_json_walk_next(), which also takes back the name it gave: -1. */
+static int walk_fail(Vl2JsonWalk *w, GError **error, char **name, const char *what)
+{
+    g_clear_pointer(name, g_free);
+    if (what)
+        walk_error(w, error, what);
+    return -1;
+}
+
+static void skip_space(Vl2JsonWalk *w)
+{
+    while (w->at < w->length && strchr(" \t\r\n", w->text[w->at]) && w->text[w->at])
+        w->at++;
+}
+
+/* Moves past the string at w->at, as strict JSON writes one. */
+static gboolean skip_string(Vl2JsonWalk *w, GError **error)
+{
+    const char *t = w->text;
+    gsize i = w->at + 1;
+    for (; i < w->length && t[i] != '"'; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c < 0x20) {
+            w->at = i;
+            return walk_error(w, error, "a control character in a string");
+        }
+        if (c != '\\')
+            continue;
+        char e = i + 1 < w->length ? t[i + 1] : '\0';
+        i++;
+        if (e == 'u') {
+            int unit = hex4(t, w->length, i + 1);
+            if (unit < 0) {
+                w->at = i;
+                return walk_error(w, error, "a \\u escape without four hex digits");
+            }
+            i += 4;
+            if (unit >= 0xd800 && unit <= 0xdfff) {
+                int low = i + 2 < w->length && t[i + 1] == '\\' && t[i + 2] == 'u'
+                              ? hex4(t, w->length, i + 3)
+                              : -1;
+                if (unit > 0xdbff || low < 0xdc00 || low > 0xdfff) {
+                    w->at = i;
+                    return walk_error(w, error, "half of a surrogate pair in a string");
+                }
+                i += 6;
+            }
+        } else if (!e || !strchr("\"\\/bfnrt", e)) {
+            w->at = i;
+            return walk_error(w, error, "an escape JSON does not have");
+        }
+    }
+    if (i >= w->length)
+        return walk_error(w, error, "a string without its end");
+    w->at = i + 1;
+    return TRUE;
+}
+
+/* Moves past the value at w->at: a string, a number or word, or an object or array whose
+ * strings are skipped as such (json-glib checks the rest when the value is parsed). */
+static gboolean skip_value(Vl2JsonWalk *w, GError **error)
+{
+    const char *t = w->text;
+    if (w->at >= w->length)
+        return walk_error(w, error, "a value missing");
+    if (t[w->at] == '"')
+        return skip_string(w, error);
+    if (t[w->at] != '{' && t[w->at] != '[') {
+        gsize start = w->at;
+        while (w->at < w->length && (g_ascii_isalnum(t[w->at]) || strchr("+-.", t[w->at])) &&
+               t[w->at])
+            w->at++;
+        return w->at > start || walk_error(w, error, "a value missing");
+    }
+    /* the brackets open, the walked container's own first */
+    char open[VL2_JSON_MAX_DEPTH + 1];
+    int depth = 1;
+    open[0] = w->close == '}' ? '{' : '[';
+    while (w->at < w->length) {
+        char c = t[w->at];
+        if (c == '"') {
+            if (!skip_string(w, error))
+                return FALSE;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            if (depth == VL2_JSON_MAX_DEPTH) {
+                g_set_error(error, VL2_INPUT_ERROR, VL2_INPUT_ERROR_TOO_DEEP,
+                            "JSON nested more than %d levels deep", VL2_JSON_MAX_DEPTH);
+                return FALSE;
+            }
+            open[depth++] = c;
+        } else if (c == '}' || c == ']') {
+            if (open[depth - 1] != (c == '}' ? '{' : '['))
+                return walk_error(w, error, "a bracket that does not match");
+            if (--depth == 1) {
+                w->at++;
+                return TRUE;
+            }
+        } else if (c == '/' || c == '\'') {
+            return walk_error(w, error, "a comment or a single-quoted string");
+        }
+        w->at++;
+    }
+    return walk_error(w, error, "a value without its end");
+}
+
+gboolean vl2_json_walk_begin(Vl2JsonWalk *walk, const char *text, gsize length, char open,
+                             GError **error)
+{
+    g_return_val_if_fail(open == '{' || open == '[', FALSE);
+    *walk = (Vl2JsonWalk){ .text = text, .length = length, .close = open == '{' ? '}' : ']' };
+    skip_space(walk);
+    if (walk->at >= length || text[walk->at] != open)
+        return walk_error(walk, error, open == '{' ? "not a JSON object" : "not a JSON array");
+    walk->at++;
+    return TRUE;
+}
+
+int vl2_json_walk_next(Vl2JsonWalk *walk, char **name, const char **value, gsize *value_length,
+                       GError **error)
+{
+    const char *t = walk->text;
+    *name = NULL;
+    if (walk->done)
+        return 0;
+    skip_space(walk);
+    if (walk->at < walk->length && t[walk->at] == walk->close) {
+        if (walk->count > 0)
+            return walk_fail(walk, error, name, "a comma before the end");
+        walk->at++;
+        walk->done = TRUE; /* an empty object or array */
+        skip_space(walk);
+        return walk->at < walk->length ? walk_fail(walk, error, name, "text after the end") : 0;
+    }
+    if (walk->close == '}') {
+        if (walk->at >= walk->length || t[walk->at] != '"')
+            return walk_fail(walk, error, name, "a member name missing");
+        gsize start = walk->at;
+        if (!skip_string(walk, error))
+            return -1;
+        const char *quoted = t + start;
+        gsize n = walk->at - start;
+        if (!memchr(quoted, '\\', n)) {
+            *name = g_strndup(quoted + 1, n - 2);
+        } else {
+            /* escapes: json-glib reads them */
+            g_autoptr(JsonParser) parser = json_parser_new_immutable();
+            if (!json_parser_load_from_data(parser, quoted, (gssize)n, error))
+                return -1;
+            *name = g_strdup(json_node_get_string(json_parser_get_root(parser)));
+        }
+        if (!*name || !g_utf8_validate(*name, -1, NULL)) {
+            walk->at = start;
+            return walk_fail(walk, error, name, "a member name that is not UTF-8");
+        }
+        skip_space(walk);
+        if (walk->at >= walk->length || t[walk->at] != ':')
+            return walk_fail(walk, error, name, "a ':' missing");
+        walk->at++;
+        skip_space(walk);
+    }
+    gsize start = walk->at;
+    if (!skip_value(walk, error))
+        return walk_fail(walk, error, name, NULL);
+    *value = t + start;
+    *value_length = walk->at - start;
+    walk->count++;
+    skip_space(walk);
+    if (walk->at < walk->length && t[walk->at] == ',') {
+        walk->at++;
+        return 1;
+    }
+    if (walk->at >= walk->length || t[walk->at] != walk->close)
+        return walk_fail(walk, error, name, "a ',' missing");
+    walk->at++;
+    walk->done = TRUE; /* the last member */
+    skip_space(walk);
+    return walk->at < walk->length ? walk_fail(walk, error, name, "text after the end") : 1;
+}

@@ -80,6 +80,29 @@ int vl2_json_depth(const char *text, gsize length, int limit);
 gboolean vl2_json_load_data(JsonParser *parser, const char *text, gsize length,
                             const char *name, GError **error);
 
+/* Walks the members of a JSON object (or the elements of an array) one at a time, so that a
+ * large document never stands whole in memory as json-glib's tree (about ten times its text):
+ * each value's text is handed over to be parsed on its own (vl2_json_load_data()). Only the
+ * structure of the top level is read here; the walk refuses what strict JSON does not allow
+ * there, nesting deeper than VL2_JSON_MAX_DEPTH and half a surrogate pair in a string. */
+typedef struct {
+    const char *text;
+    gsize length;
+    gsize at;      /* the next byte to read */
+    char close;    /* '}' or ']' */
+    int count;     /* members given so far */
+    gboolean done;
+} Vl2JsonWalk;
+
+/* Starts a walk over `text`, which must hold an object (open '{') or an array (open '['). */
+gboolean vl2_json_walk_begin(Vl2JsonWalk *walk, const char *text, gsize length, char open,
+                             GError **error);
+/* 1: the next member, its name in *name (g_free it; NULL in an array) and its value's text in
+ * *value, *value_length (inside the walked text); 0: the end, with nothing but white space
+ * after it; -1: `error` set (JSON_PARSER_ERROR or VL2_INPUT_ERROR_TOO_DEEP). */
+int vl2_json_walk_next(Vl2JsonWalk *walk, char **name, const char **value, gsize *value_length,
+                       GError **error);
+
 /* vl2_input_read() then vl2_json_load_data(); every message names the file. */
 gboolean vl2_json_load_file(JsonParser *parser, const char *path, gsize max_bytes,
                             GError **error);

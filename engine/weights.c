@@ -271,26 +271,36 @@ vl2_status vl2_st_open(const char *path, vl2_st_file **out, vl2_error *err)
                           "the file (%zu bytes); not a safetensors file", path, hlen, size);
         goto fail;
     }
-    parser = json_parser_new();
-    if (!vl2_json_load_data(parser, (const char *)bytes + 8, (gsize)hlen, NULL, &gerr)) {
-        s = vl2_set_error(err, VL2_ERR_FORMAT, "%s: header is not valid JSON: %s", path,
-                          gerr->message);
-        goto fail;
-    }
-    JsonNode *root = json_parser_get_root(parser);
-    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+    /* Member by member: json-glib's tree of a whole header is about ten times its text, and a
+     * model may list a hundred thousand tensors. */
+    Vl2JsonWalk walk;
+    if (!vl2_json_walk_begin(&walk, (const char *)bytes + 8, (gsize)hlen, '{', &gerr)) {
         s = vl2_set_error(err, VL2_ERR_FORMAT, "%s: header is not a JSON object", path);
         goto fail;
     }
-    JsonObjectIter it;
-    const char *name;
-    JsonNode *node;
+    parser = json_parser_new_immutable();
     int64_t max_end = 0;
-    json_object_iter_init(&it, json_node_get_object(root));
-    while (json_object_iter_next(&it, &name, &node)) {
+    for (;;) {
+        g_autofree char *name = NULL;
+        const char *value;
+        gsize value_len;
+        int r = vl2_json_walk_next(&walk, &name, &value, &value_len, &gerr);
+        if (r == 0)
+            break;
+        if (r < 0 || !vl2_json_load_data(parser, value, value_len, name, &gerr)) {
+            s = vl2_set_error(err, VL2_ERR_FORMAT, "%s: header is not valid JSON: %s", path,
+                              gerr->message);
+            goto fail;
+        }
         if (!strcmp(name, "__metadata__"))
             continue;
-        s = parse_entry(f, name, node, bytes + 8 + hlen, size - 8 - hlen, &max_end, err);
+        if (g_hash_table_contains(f->tensors, name)) {
+            s = vl2_set_error(err, VL2_ERR_FORMAT, "%s: header lists tensor \"%s\" twice", path,
+                              name);
+            goto fail;
+        }
+        s = parse_entry(f, name, json_parser_get_root(parser), bytes + 8 + hlen, size - 8 - hlen,
+                        &max_end, err);
         if (s != VL2_OK)
             goto fail;
     }

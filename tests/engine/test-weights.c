@@ -467,6 +467,16 @@ static void test_bad_header_json(void)
     const char notobj[] = "\x08\0\0\0\0\0\0\0[1,2,3]     ";
     test_write_file(p, notobj, sizeof notobj - 1);
     expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "not a JSON object");
+    /* one name twice: which of the two is meant cannot be told */
+    const char twice[] = "\x7a\0\0\0\0\0\0\0{\"a\": {\"dtype\": \"F32\", \"shape\": [1], "
+                         "\"data_offsets\": [0, 4]}, \"a\": {\"dtype\": \"F32\", \"shape\": [1], "
+                         "\"data_offsets\": [4, 8]}}\0\0\0\0\0\0\0\0";
+    test_write_file(p, twice, sizeof twice - 1);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "lists tensor \"a\" twice");
+    /* a string json-glib would read into bytes that are not UTF-8 */
+    const char lone[] = "\x2b\0\0\0\0\0\0\0{\"a\\udc00 \": {\"dtype\": \"F32\", \"shape\": []}}";
+    test_write_file(p, lone, sizeof lone - 1);
+    expect_load(&s, VL2_ERR_FORMAT, "model.safetensors", "not valid JSON");
     scratch_clear(&s);
 }
 

@@ -692,8 +692,8 @@ load_file (const char  *path,
            gsize       *length_out,
            GError     **error)
 {
-  g_autoptr(JsonParser) parser = NULL;
   g_autoptr(GError) local = NULL;
+  AppChat *chat;
   gsize length;
 
   /* Never waits on a named pipe, and never reads more than a chat can be (a link to
@@ -721,14 +721,10 @@ load_file (const char  *path,
       return NULL;
     }
 
-  parser = json_parser_new ();
-  if (!vl2_json_load_data (parser, *contents, length, NULL, &local))
-    {
-      input_error (error, local);
-      return NULL;
-    }
-
-  return app_chat_new_from_json (json_parser_get_root (parser), error);
+  chat = app_chat_new_from_text (*contents, length, &local);
+  if (chat == NULL)
+    input_error (error, local);
+  return chat;
 }
 
 /* Any thread: reads every chat file, and makes the store the owner of those it read. */

@@ -31,6 +31,7 @@
 #include "app-chat-store.h"
 #include "app-enums.h"
 #include "app-grounding.h"
+#include "vl2-input.h"
 
 /* Version 1 was a flat list of messages; version 2 adds each message's parent and the version
  * shown (see app-chat.h). Version 1 files are still read. */
@@ -1671,9 +1672,49 @@ draft_from_json (Reader     *parent,
   return TRUE;
 }
 
-AppChat *
-app_chat_new_from_json (JsonNode  *node,
-                        GError   **error)
+/* Where a chat's messages come from: the array of a parsed document, or the text of that array
+ * in a chat file, parsed one message at a time. */
+typedef struct
+{
+  JsonArray    *array;
+  guint         next;
+  gboolean      walking;
+  Vl2JsonWalk   walk;
+  JsonParser   *parser;
+} Messages;
+
+/* 1 with the next message in *node (valid until the next call), 0 after the last, -1 with
+ * `error` set. */
+static int
+messages_next (Messages  *messages,
+               JsonNode **node,
+               GError   **error)
+{
+  g_autofree char *name = NULL;
+  const char *value;
+  gsize length;
+  int r;
+
+  if (!messages->walking)
+    {
+      if (messages->next >= json_array_get_length (messages->array))
+        return 0;
+      *node = json_array_get_element (messages->array, messages->next++);
+      return 1;
+    }
+  r = vl2_json_walk_next (&messages->walk, &name, &value, &length, error);
+  if (r <= 0)
+    return r;
+  if (!vl2_json_load_data (messages->parser, value, length, NULL, error))
+    return -1;
+  *node = json_parser_get_root (messages->parser);
+  return 1;
+}
+
+static AppChat *
+chat_from_object (JsonObject  *object,
+                  Messages    *messages,
+                  GError     **error)
 {
   g_autoptr(AppChat) chat = NULL;
   g_autoptr(GPtrArray) nodes = NULL;
@@ -1685,7 +1726,6 @@ app_chat_new_from_json (JsonNode  *node,
   Reader reader = { NULL, "" };
   JsonNode *version_node;
   JsonNode *messages_node;
-  JsonArray *array;
   const char *id;
   const char *title;
   const char *model;
@@ -1693,18 +1733,8 @@ app_chat_new_from_json (JsonNode  *node,
   gint64 created = 0;
   gint64 modified = 0;
   gint64 version = 0;
-  guint n;
 
-  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
-
-  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
-    {
-      g_set_error_literal (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT,
-                           _("not a JSON object"));
-      return NULL;
-    }
-
-  reader.object = json_node_get_object (node);
+  reader.object = object;
 
   /* The version comes first: a newer format may change the meaning of everything else. */
   version_node = reader_get (&reader, "version");
@@ -1756,20 +1786,26 @@ app_chat_new_from_json (JsonNode  *node,
       return NULL;
     }
 
-  array = json_node_get_array (messages_node);
-  n = json_array_get_length (array);
+  if (!messages->walking)
+    messages->array = json_node_get_array (messages_node);
   chat = g_object_new (APP_TYPE_CHAT, "id", id, NULL);
-  nodes = g_ptr_array_new_full (n, NULL);
+  nodes = g_ptr_array_new_full (messages->array ? json_array_get_length (messages->array) : 0,
+                                NULL);
   chosen = g_hash_table_new (g_direct_hash, g_direct_equal);
-  for (guint i = 0; i < n; i++)
+  for (guint i = 0;; i++)
     {
       g_autoptr(AppMessage) message = NULL;
       gint64 parent_index = -1;
       gboolean selected = FALSE;
+      JsonNode *element;
       Node *parent;
+      int r = messages_next (messages, &element, error);
 
-      message = message_from_json (json_array_get_element (array, i), i, version,
-                                   &parent_index, &selected, error);
+      if (r < 0)
+        return NULL;
+      if (r == 0)
+        break;
+      message = message_from_json (element, i, version, &parent_index, &selected, error);
       if (message == NULL)
         return NULL;
 
@@ -1809,4 +1845,70 @@ app_chat_new_from_json (JsonNode  *node,
   app_chat_set_model (chat, model);
 
   return g_steal_pointer (&chat);
+}
+
+AppChat *
+app_chat_new_from_json (JsonNode  *node,
+                        GError   **error)
+{
+  Messages messages = { 0 };
+
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error_literal (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_CORRUPT,
+                           _("not a JSON object"));
+      return NULL;
+    }
+  return chat_from_object (json_node_get_object (node), &messages, error);
+}
+
+AppChat *
+app_chat_new_from_text (const char  *text,
+                        gsize        length,
+                        GError     **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new_immutable ();
+  g_autoptr(JsonObject) head = json_object_new ();
+  Messages messages = { 0 };
+  Vl2JsonWalk walk;
+  const char *messages_text = NULL;
+  gsize messages_length = 0;
+
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!vl2_json_walk_begin (&walk, text, length, '{', error))
+    return NULL;
+  for (;;)
+    {
+      g_autofree char *name = NULL;
+      const char *value;
+      gsize value_length;
+      int r = vl2_json_walk_next (&walk, &name, &value, &value_length, error);
+
+      if (r < 0)
+        return NULL;
+      if (r == 0)
+        break;
+      if (g_str_equal (name, "messages") && value[0] == '[')
+        {
+          /* read after the rest, which says how (the version), one message at a time */
+          messages_text = value;
+          messages_length = value_length;
+          json_object_set_array_member (head, name, json_array_new ());
+          continue;
+        }
+      if (!vl2_json_load_data (parser, value, value_length, NULL, error))
+        return NULL;
+      json_object_set_member (head, name, json_node_copy (json_parser_get_root (parser)));
+    }
+  if (messages_text != NULL)
+    {
+      if (!vl2_json_walk_begin (&messages.walk, messages_text, messages_length, '[', error))
+        return NULL;
+      messages.walking = TRUE;
+      messages.parser = parser;
+    }
+  return chat_from_object (head, &messages, error);
 }

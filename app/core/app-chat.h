@@ -112,5 +112,11 @@ gboolean         app_chat_is_blank             (AppChat         *self);
 JsonNode        *app_chat_to_json              (AppChat         *self);
 AppChat         *app_chat_new_from_json        (JsonNode        *node,
                                                 GError         **error);
+/* The same from a chat file's text, read member by member and message by message so that the
+ * file never stands whole in memory as a JSON tree; errors of the JSON itself are json-glib's
+ * or vl2-input.h's. */
+AppChat         *app_chat_new_from_text        (const char      *text,
+                                                gsize            length,
+                                                GError         **error);
 
 G_END_DECLS

@@ -1,7 +1,8 @@
 /* fuzz-chat-file.c - one chat file read by the chat store (app/core/app-chat-store.c), the way
  * the app reads its chats folder at launch: the input is written as the only chat file of a
  * temporary data folder and the store loads it. A chat that loads is written back to JSON,
- * read again (which must give the same JSON), searched and touched.
+ * read again (which must give the same JSON, from a tree and from text), compared with the
+ * file read whole as a tree, searched and touched.
  *
  * The file is named after the id the seeds use, so that inputs mutated from them load as
  * chats rather than as misnamed files. */
@@ -84,6 +85,16 @@ to_text (AppChat *chat)
   return app_json_to_data (node, FALSE, NULL);
 }
 
+/* to_text() without the time of the last change, which reading makes "now" when it is later */
+static char *
+to_text_untimed (AppChat *chat)
+{
+  g_autoptr(JsonNode) node = app_chat_to_json (chat);
+
+  json_object_remove_member (json_node_get_object (node), "modified");
+  return app_json_to_data (node, FALSE, NULL);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data,
                         size_t         size)
@@ -111,6 +122,32 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
         g_autofree char *text_again = to_text (again);
         FUZZ_CHECK (strcmp (text, text_again) == 0, "JSON changed on a round trip:\n%s\n%s", text,
                     text_again);
+      }
+
+      /* read as the store reads it (member by member), the same text is the same chat */
+      {
+        g_autoptr(AppChat) streamed = app_chat_new_from_text (text, strlen (text), &error);
+        g_autofree char *text_streamed = NULL;
+
+        FUZZ_CHECK (streamed, "the chat's JSON is refused from text: %s", error->message);
+        text_streamed = to_text (streamed);
+        FUZZ_CHECK (strcmp (text, text_streamed) == 0, "JSON changed read from text:\n%s\n%s",
+                    text, text_streamed);
+      }
+      /* and the file it loaded from, read whole as a tree, is that chat too */
+      {
+        g_autoptr(JsonParser) parser = json_parser_new ();
+        g_autoptr(AppChat) whole = NULL;
+        g_autofree char *text_whole = NULL;
+        g_autofree char *text_untimed = to_text_untimed (chat);
+
+        FUZZ_CHECK (json_parser_load_from_data (parser, (const char *) data, (gssize) size, NULL),
+                    "a chat loaded from a file json-glib cannot parse");
+        whole = app_chat_new_from_json (json_parser_get_root (parser), &error);
+        FUZZ_CHECK (whole, "the file's tree is refused: %s", error->message);
+        text_whole = to_text_untimed (whole);
+        FUZZ_CHECK (strcmp (text_untimed, text_whole) == 0,
+                    "the file read whole differs:\n%s\n%s", text_untimed, text_whole);
       }
 
       images = app_chat_collect_images (chat);

@@ -31,6 +31,7 @@
 #include "app-config.h"
 #include "app-json.h"
 #include "app-openai.h"
+#include "app-read.h"
 #include "image-file.h"
 #include "vl2.h"
 
@@ -1022,12 +1023,11 @@ typedef struct
   Job *job;
   AppOpenAIImage *image;
   SoupMessage *msg;
-  GInputStream *stream;
-  GByteArray *data;
 } Fetch;
 
 static void
 fetch_finish (Fetch  *f,
+              GBytes *data,
               GError *error)
 {
   Job *job = f->job;
@@ -1036,23 +1036,12 @@ fetch_finish (Fetch  *f,
     job->fetch_error = g_error_new (APP_OPENAI_ERROR, APP_OPENAI_ERROR_INVALID_IMAGE,
                                     "messages\x1f%s", error->message);
   else if (!error)
-    f->image->data = g_byte_array_free_to_bytes (g_steal_pointer (&f->data));
-  g_clear_pointer (&f->data, g_byte_array_unref);
-  g_clear_object (&f->stream);
+    f->image->data = g_bytes_ref (data);
   g_clear_object (&f->msg);
   g_free (f);
   if (--job->images_fetching == 0)
     enqueue (job);
   job_unref (job);
-}
-
-static void fetch_read_cb (GObject *source, GAsyncResult *res, gpointer user_data);
-
-static void
-fetch_read_next (Fetch *f)
-{
-  g_input_stream_read_bytes_async (f->stream, 64 * KIB, G_PRIORITY_DEFAULT, NULL, fetch_read_cb,
-                                   f);
 }
 
 static void
@@ -1062,32 +1051,18 @@ fetch_read_cb (GObject      *source,
 {
   Fetch *f = user_data;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) bytes = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), res,
-                                                              &error);
-  gsize n;
+  g_autoptr(GBytes) data = app_read_all_finish (G_INPUT_STREAM (source), res, &error);
 
-  if (!bytes)
-    {
-      fetch_finish (f, error);
-      return;
-    }
-  n = g_bytes_get_size (bytes);
-  if (n == 0)
-    {
-      fetch_finish (f, NULL);
-      return;
-    }
-  if ((gint64) (f->data->len + n) > f->job->server->opt.max_body)
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
     {
       g_autoptr(GError) e = g_error_new (G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
                                          "An image URL's image is larger than this server "
                                          "takes (%" G_GINT64_FORMAT " bytes).",
                                          f->job->server->opt.max_body);
-      fetch_finish (f, e);
+      fetch_finish (f, NULL, e);
       return;
     }
-  g_byte_array_append (f->data, g_bytes_get_data (bytes, NULL), (guint) n);
-  fetch_read_next (f);
+  fetch_finish (f, data, error);
 }
 
 static void
@@ -1097,12 +1072,13 @@ fetch_sent_cb (GObject      *source,
 {
   Fetch *f = user_data;
   g_autoptr(GError) error = NULL;
+  g_autoptr(GInputStream) stream = NULL;
   guint status;
 
-  f->stream = soup_session_send_finish (SOUP_SESSION (source), res, &error);
-  if (!f->stream)
+  stream = soup_session_send_finish (SOUP_SESSION (source), res, &error);
+  if (!stream)
     {
-      fetch_finish (f, error);
+      fetch_finish (f, NULL, error);
       return;
     }
   status = soup_message_get_status (f->msg);
@@ -1110,10 +1086,10 @@ fetch_sent_cb (GObject      *source,
     {
       g_autoptr(GError) e = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED,
                                          "An image URL gave HTTP %u.", status);
-      fetch_finish (f, e);
+      fetch_finish (f, NULL, e);
       return;
     }
-  fetch_read_next (f);
+  app_read_all_async (stream, (gsize) f->job->server->opt.max_body, NULL, fetch_read_cb, f);
 }
 
 static void
@@ -1136,7 +1112,6 @@ fetch_images (Job *job)
           f = g_new0 (Fetch, 1);
           f->job = job_ref (job);
           f->image = im;
-          f->data = g_byte_array_new ();
           f->msg = soup_message_new ("GET", im->url);
           if (!f->msg)
             {
@@ -1144,7 +1119,7 @@ fetch_images (Job *job)
                                                  "An image URL is not a valid URL.");
 
               job->images_fetching++;
-              fetch_finish (f, e);
+              fetch_finish (f, NULL, e);
               continue;
             }
           job->images_fetching++;

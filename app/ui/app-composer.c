@@ -21,6 +21,7 @@
 
 #include "app-context-bar.h"
 #include "app-grounding.h"
+#include "app-read.h"
 #include "app-thumbnail.h"
 #include "image-file.h"
 #include "vl2-input.h"
@@ -344,23 +345,9 @@ app_composer_add_files (AppComposer *self,
  * included). */
 typedef struct
 {
-  AppComposer  *self;
-  GInputStream *stream;
-  GByteArray   *data;
-  char         *name;
+  AppComposer *self;
+  char        *name;
 } StreamRead;
-
-static void
-stream_read_free (StreamRead *r)
-{
-  g_object_unref (r->self);
-  g_object_unref (r->stream);
-  g_byte_array_unref (r->data);
-  g_free (r->name);
-  g_free (r);
-}
-
-static void stream_read_next (StreamRead *r);
 
 static void
 stream_read_cb (GObject      *source,
@@ -369,47 +356,24 @@ stream_read_cb (GObject      *source,
 {
   StreamRead *r = user_data;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) chunk = g_input_stream_read_bytes_finish (G_INPUT_STREAM (source), result,
-                                                              &error);
+  g_autoptr(GBytes) bytes = app_read_all_finish (G_INPUT_STREAM (source), result, &error);
 
-  if (!chunk)
+  if (bytes != NULL)
+    import_async (r->self, NULL, bytes, r->name);
+  else
     {
-      g_autofree char *message = g_strdup_printf (_("%s: cannot read it: %s"), r->name,
-                                                  error->message);
+      g_autofree char *message = NULL;
 
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
+        message = g_strdup_printf (_("%s: cannot read this image: it is larger than %u MiB"),
+                                   r->name, (guint) (VL2_IMAGE_FILE_MAX_BYTES >> 20));
+      else
+        message = g_strdup_printf (_("%s: cannot read it: %s"), r->name, error->message);
       g_signal_emit (r->self, signals[IMPORT_FAILED], 0, message);
-      stream_read_free (r);
-      return;
     }
-  if (g_bytes_get_size (chunk) == 0)
-    {
-      g_autoptr(GBytes) bytes = g_byte_array_free_to_bytes (g_steal_pointer (&r->data));
-
-      r->data = g_byte_array_new ();
-      import_async (r->self, NULL, bytes, r->name);
-      stream_read_free (r);
-      return;
-    }
-  if (r->data->len + g_bytes_get_size (chunk) > VL2_IMAGE_FILE_MAX_BYTES)
-    {
-      g_autofree char *message = g_strdup_printf (_("%s: cannot read this image: it is larger "
-                                                    "than %u MiB"),
-                                                  r->name,
-                                                  (guint) (VL2_IMAGE_FILE_MAX_BYTES >> 20));
-
-      g_signal_emit (r->self, signals[IMPORT_FAILED], 0, message);
-      stream_read_free (r);
-      return;
-    }
-  g_byte_array_append (r->data, g_bytes_get_data (chunk, NULL), g_bytes_get_size (chunk));
-  stream_read_next (r);
-}
-
-static void
-stream_read_next (StreamRead *r)
-{
-  g_input_stream_read_bytes_async (r->stream, 1 << 16, G_PRIORITY_DEFAULT, NULL, stream_read_cb,
-                                   r);
+  g_object_unref (r->self);
+  g_free (r->name);
+  g_free (r);
 }
 
 void
@@ -424,10 +388,8 @@ app_composer_add_image_stream (AppComposer  *self,
 
   r = g_new0 (StreamRead, 1);
   r->self = g_object_ref (self);
-  r->stream = g_object_ref (stream);
-  r->data = g_byte_array_new ();
   r->name = g_strdup (name ? name : _("Pasted image"));
-  stream_read_next (r);
+  app_read_all_async (stream, VL2_IMAGE_FILE_MAX_BYTES, NULL, stream_read_cb, r);
 }
 
 const char * const *

@@ -8,13 +8,15 @@ usage: test-server.py VL2_SERVER VL2 MODEL_DIR GOLDEN_DIR
 - a follow-up question reuses the KV cache of the conversation it extends;
 - every hostile or wrong request gets OpenAI's JSON error with the right status while the
   server keeps serving: malformed JSON, JSON nested too deep, an oversized body, a missing or
-  wrong API key, an image that is not one, too many images, an http image URL, an unknown
+  wrong API key, an image that is not one, too many images, an http image URL (refused by
+  default; fetched when allowed, and refused past the body limit or on an HTTP error), an unknown
   model, max_tokens beyond the limit, unsupported members, wrong paths and methods;
 - two clients at once on two slots; a client that disconnects stops its answer; a full queue
   answers 503 with Retry-After; SIGTERM stops the server cleanly.
 """
 import base64
 import http.client
+import http.server
 import json
 import os
 import signal
@@ -378,6 +380,49 @@ def main():
     finally:
         if b.proc.poll() is None:
             b.proc.kill()
+
+    # image URLs, when allowed: fetched from a web server on loopback, bounded by the body limit
+    png = base64.b64decode(png_data_url(32, 32).split(",", 1)[1])
+    files = {"/small.png": png, "/big.png": png + b"\0" * (2 * 1024 * 1024)}
+
+    class Files(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = files.get(self.path)
+            self.send_response(200 if data is not None else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, *args):
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    d = Server("--allow-image-urls", "--max-body-mib", "1")
+    try:
+        def ask(path):
+            return d.chat({"model": MODEL_ID, "max_tokens": 2, "messages": [
+                {"role": "user", "content": [
+                    {"type": "image_url",
+                     "image_url": {"url": f"http://127.0.0.1:{web.server_port}{path}"}},
+                    {"type": "text", "text": "What is this?"}]}]}, key=None)
+
+        status, _, body, raw = ask("/small.png")
+        check(status == 200, "an image URL on a server that allows them is fetched and answered",
+              raw[:300])
+        for path, code, words in (("/big.png", 400, "larger than this server takes"),
+                                  ("/missing.png", 400, "gave HTTP 404")):
+            status, _, body, raw = ask(path)
+            err = body.get("error") if isinstance(body, dict) else None
+            check(status == code and err and err.get("code") == "invalid_image"
+                  and words in err.get("message", "") and d.healthy(),
+                  f"an image URL {path}: {code} invalid_image ({words}), and the server goes on",
+                  raw[:300])
+        check(d.stop() == 0, "SIGTERM stops the server cleanly")
+    finally:
+        web.shutdown()
+        if d.proc.poll() is None:
+            d.proc.kill()
 
     # two clients at once, each on its own slot
     c = Server("--parallel", "2")

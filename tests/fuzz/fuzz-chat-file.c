@@ -85,13 +85,19 @@ to_text (AppChat *chat)
   return app_json_to_data (node, FALSE, NULL);
 }
 
-/* to_text() without the time of the last change, which reading makes "now" when it is later */
+/* to_text() without the chat's and its messages' times, which reading makes "now" when they
+ * are implausible (two reads a moment apart differ there) */
 static char *
 to_text_untimed (AppChat *chat)
 {
   g_autoptr(JsonNode) node = app_chat_to_json (chat);
+  JsonObject *o = json_node_get_object (node);
+  JsonArray *messages = json_object_get_array_member (o, "messages");
 
-  json_object_remove_member (json_node_get_object (node), "modified");
+  json_object_remove_member (o, "created");
+  json_object_remove_member (o, "modified");
+  for (guint i = 0; i < json_array_get_length (messages); i++)
+    json_object_remove_member (json_array_get_object_element (messages, i), "created");
   return app_json_to_data (node, FALSE, NULL);
 }
 

@@ -41,6 +41,7 @@
 #include "app-chat-store.h"
 #include "app-json.h"
 #include "app-chat-private.h"
+#include "image-file.h"
 #include "vl2-input.h"
 
 /* Image files changed this recently are left to a later sweep. */
@@ -1418,20 +1419,21 @@ app_chat_store_read_image_file (GFile         *file,
   path = g_file_get_path (file);
   if (path != NULL)
     {
+      /* image-file's reading, with its refusals in the words this file's callers expect */
       g_autoptr(GError) local = NULL;
+      GBytes *bytes = image_file_read (path, &local);
 
-      if (vl2_input_read (path, VL2_IMAGE_FILE_MAX_BYTES, &contents, &length, &local))
-        return g_bytes_new_take (contents, length);
-      if (g_error_matches (local, VL2_INPUT_ERROR, VL2_INPUT_ERROR_NOT_REGULAR))
+      if (bytes != NULL)
+        return bytes;
+      if (g_error_matches (local, IMAGE_FILE_ERROR, IMAGE_FILE_ERROR_NOT_REGULAR))
         g_set_error (error, APP_CHAT_STORE_ERROR, APP_CHAT_STORE_ERROR_IO,
                      _("%s is not a regular file"), name);
-      else if (g_error_matches (local, VL2_INPUT_ERROR, VL2_INPUT_ERROR_TOO_LARGE))
+      else if (g_error_matches (local, IMAGE_FILE_ERROR, IMAGE_FILE_ERROR_TOO_LARGE))
         image_too_large (error, name);
+      else if (g_error_matches (local, IMAGE_FILE_ERROR, IMAGE_FILE_ERROR_NOT_FOUND))
+        g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, local->message);
       else
-        g_set_error_literal (error, G_IO_ERROR,
-                             g_error_matches (local, VL2_INPUT_ERROR, VL2_INPUT_ERROR_NOT_FOUND)
-                             ? G_IO_ERROR_NOT_FOUND : G_IO_ERROR_FAILED,
-                             local->message);
+        g_propagate_error (error, g_steal_pointer (&local));
       return NULL;
     }
 

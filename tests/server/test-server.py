@@ -424,35 +424,50 @@ def main():
         if d.proc.poll() is None:
             d.proc.kill()
 
-    # two clients at once, each on its own slot
+    # two clients at once, each on its own slot: a short answer asked for while a long one
+    # streams is given in full before the long one ends (with one slot it would wait for it).
+    # The long answer (3000 tokens, about 4.5 s here) leaves a wide margin for a loaded machine;
+    # two short answers (60 tokens, about 60 ms) overlapped only by chance.
     c = Server("--parallel", "2")
     try:
-        times = {0: [], 1: []}
-        outcome = {}
+        long_events, short = [], {}
+        started, long_done = threading.Event(), {}
 
-        def client(i):
-            req = {"model": MODEL_ID, "temperature": 0, "max_tokens": 60,
-                   "messages": [{"role": "user", "content": ["Hello!", "Who are you?"][i]}]}
-            outcome[i] = stream(c, req, key=None,
-                                on_event=lambda e: times[i].append(time.monotonic()))
+        def on_long_event(e):
+            long_events.append(e)
+            if len(long_events) == 2:
+                started.set()
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-        both = all(outcome.get(i, (0,))[0] == 200 and outcome[i][1][-1] == "[DONE]"
-                   for i in range(2))
-        overlap = both and times[0][1] < times[1][-2] and times[1][1] < times[0][-2]
+        def long_client():
+            long_done["outcome"] = stream(
+                c, {"model": MODEL_ID, "temperature": 0, "max_tokens": 3000,
+                    "messages": [{"role": "user", "content": "Count."}]},
+                key=None, on_event=on_long_event)
+            started.set()
+
+        t = threading.Thread(target=long_client)
+        t.start()
+        started.wait(timeout=120)
+        short["outcome"] = stream(c, {"model": MODEL_ID, "temperature": 0, "max_tokens": 60,
+                                      "messages": [{"role": "user", "content": "Who are you?"}]},
+                                  key=None)
+        long_seen = len(long_events)
+        t.join(timeout=300)
+        outcome = [long_done.get("outcome", (0, [None])), short["outcome"]]
+        both = all(o[0] == 200 and o[1][-1] == "[DONE]" for o in outcome)
+        overlap = both and 2 <= long_seen < len(outcome[0][1])
         separate = both and {e["id"] for e in outcome[0][1] if isinstance(e, dict)} != {
             e["id"] for e in outcome[1][1] if isinstance(e, dict)}
         check(both and overlap and separate,
-              "two clients at once on two slots: both streams run together and complete",
-              f"{outcome}")
+              "two clients at once on two slots: a short answer is given in full while a long "
+              "one streams, and both complete",
+              f"long answer: {long_seen} events when the short one ended, then "
+              f"{outcome[0][0]} {outcome[0][1][-2:]}; short answer: {outcome[1][0]}, "
+              f"{len(outcome[1][1])} events, ending {outcome[1][1][-2:]}")
         # and each equals what one client alone gets
         alone = c.chat({"model": MODEL_ID, "temperature": 0, "max_tokens": 60,
-                        "messages": [{"role": "user", "content": "Hello!"}]}, key=None)[2]
-        check(both and content_of(outcome[0][1]) == alone["choices"][0]["message"]["content"],
+                        "messages": [{"role": "user", "content": "Who are you?"}]}, key=None)[2]
+        check(both and content_of(outcome[1][1]) == alone["choices"][0]["message"]["content"],
               "an answer given beside another equals the one given alone")
         check(c.stop() == 0, "SIGTERM stops the server cleanly")
     finally:

@@ -148,6 +148,59 @@ static int hex4(const char *text, gsize length, gsize at)
     return v;
 }
 
+/* The end of the string whose opening quote is at text[at], as strict JSON writes one: the
+ * index of its closing quote, TRUE. Anything else in one (a raw control character, an escape
+ * JSON does not have, half of a surrogate pair, no end) and json-glib's scanner may see its
+ * end elsewhere: FALSE, with where it went wrong in *end and what in *what. */
+static gboolean strict_string_end(const char *text, gsize length, gsize at, gsize *end,
+                                  const char **what)
+{
+    gsize i = at + 1;
+    for (; i < length && text[i] != '"'; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20) {
+            *what = "a control character in a string";
+            goto wrong;
+        }
+        if (c != '\\')
+            continue;
+        char e = i + 1 < length ? text[i + 1] : '\0';
+        i++;
+        if (e == 'u') {
+            int unit = hex4(text, length, i + 1);
+            if (unit < 0) {
+                *what = "a \\u escape without four hex digits";
+                goto wrong;
+            }
+            i += 4;
+            /* Half of a surrogate pair: json-glib 1.6 reads on past a lone one (closing quote
+             * included), so only a whole pair is strict. */
+            if (unit >= 0xd800 && unit <= 0xdfff) {
+                int low = i + 2 < length && text[i + 1] == '\\' && text[i + 2] == 'u'
+                              ? hex4(text, length, i + 3)
+                              : -1;
+                if (unit > 0xdbff || low < 0xdc00 || low > 0xdfff) {
+                    *what = "half of a surrogate pair in a string";
+                    goto wrong;
+                }
+                i += 6;
+            }
+        } else if (!e || !strchr("\"\\/bfnrt", e)) {
+            *what = "an escape JSON does not have";
+            goto wrong;
+        }
+    }
+    if (i < length) {
+        *end = i;
+        return TRUE;
+    }
+    *what = "a string without its end";
+    i = length;
+wrong:
+    *end = MIN(i, length);
+    return FALSE;
+}
+
 int vl2_json_depth(const char *text, gsize length, int limit)
 {
     int depth = 0, deepest = 0;
@@ -155,42 +208,13 @@ int vl2_json_depth(const char *text, gsize length, int limit)
     for (; i < length; i++) {
         char c = text[i];
         if (c == '"') {
-            /* A string as strict JSON writes it. Anything else in one (a raw control character,
-             * an escape JSON does not have) and json-glib's scanner may see its end elsewhere. */
-            gsize start = i;
-            for (i++; i < length && text[i] != '"'; i++) {
-                unsigned char s = (unsigned char)text[i];
-                if (s < 0x20)
-                    goto loose;
-                if (s == '\\') {
-                    if (i + 1 >= length)
-                        goto loose;
-                    char e = text[++i];
-                    if (e == 'u') {
-                        int unit = hex4(text, length, i + 1);
-                        if (unit < 0)
-                            goto loose;
-                        i += 4;
-                        /* Half of a surrogate pair: json-glib 1.6 reads on past a lone one
-                         * (closing quote included), so only a whole pair is strict. */
-                        if (unit >= 0xd800 && unit <= 0xdfff) {
-                            int low = i + 2 < length && text[i + 1] == '\\' &&
-                                              text[i + 2] == 'u'
-                                          ? hex4(text, length, i + 3)
-                                          : -1;
-                            if (unit > 0xdbff || low < 0xdc00 || low > 0xdfff)
-                                goto loose;
-                            i += 6;
-                        }
-                    } else if (!e || !strchr("\"\\/bfnrt", e)) {
-                        goto loose;
-                    }
-                }
-            }
-            if (i >= length) {
-                i = start;
+            gsize end;
+            const char *what;
+            if (!strict_string_end(text, length, i, &end, &what)) {
+                i = end < length ? end : i; /* a string without its end: look inside it */
                 goto loose;
             }
+            i = end;
         } else if (c == '[' || c == '{') {
             if (++depth > deepest && (deepest = depth) > limit)
                 return deepest;
@@ -325,43 +349,14 @@ static void skip_space(Vl2JsonWalk *w)
 /* Moves past the string at w->at, as strict JSON writes one. */
 static gboolean skip_string(Vl2JsonWalk *w, GError **error)
 {
-    const char *t = w->text;
-    gsize i = w->at + 1;
-    for (; i < w->length && t[i] != '"'; i++) {
-        unsigned char c = (unsigned char)t[i];
-        if (c < 0x20) {
-            w->at = i;
-            return walk_error(w, error, "a control character in a string");
-        }
-        if (c != '\\')
-            continue;
-        char e = i + 1 < w->length ? t[i + 1] : '\0';
-        i++;
-        if (e == 'u') {
-            int unit = hex4(t, w->length, i + 1);
-            if (unit < 0) {
-                w->at = i;
-                return walk_error(w, error, "a \\u escape without four hex digits");
-            }
-            i += 4;
-            if (unit >= 0xd800 && unit <= 0xdfff) {
-                int low = i + 2 < w->length && t[i + 1] == '\\' && t[i + 2] == 'u'
-                              ? hex4(t, w->length, i + 3)
-                              : -1;
-                if (unit > 0xdbff || low < 0xdc00 || low > 0xdfff) {
-                    w->at = i;
-                    return walk_error(w, error, "half of a surrogate pair in a string");
-                }
-                i += 6;
-            }
-        } else if (!e || !strchr("\"\\/bfnrt", e)) {
-            w->at = i;
-            return walk_error(w, error, "an escape JSON does not have");
-        }
+    gsize end;
+    const char *what;
+    if (!strict_string_end(w->text, w->length, w->at, &end, &what)) {
+        if (end < w->length)
+            w->at = end;
+        return walk_error(w, error, what);
     }
-    if (i >= w->length)
-        return walk_error(w, error, "a string without its end");
-    w->at = i + 1;
+    w->at = end + 1;
     return TRUE;
 }
 

@@ -147,29 +147,46 @@ app_model_manager_use (AppModelManager *self,
   g_settings_set_string (self->settings, "model-folder", path ? path : "");
 }
 
+/* Adds `path` to the folders listed by hand, unless it is listed already (the models folder's
+ * own checkpoints and the Hugging Face cache's are found anyway). */
+static void
+list_folder (AppModelManager *self,
+             const char      *path)
+{
+  g_auto(GStrv) added = g_settings_get_strv (self->settings, "added-models");
+  g_autoptr(GStrvBuilder) b = NULL;
+  g_auto(GStrv) next = NULL;
+
+  if (g_strv_contains ((const char * const *) added, path) || app_model_manager_find (self, path))
+    return;
+  b = g_strv_builder_new ();
+  g_strv_builder_addv (b, (const char **) added);
+  g_strv_builder_add (b, path);
+  next = g_strv_builder_end (b);
+  g_settings_set_strv (self->settings, "added-models", (const char * const *) next);
+}
+
+/* The folder in use is always among the listed models: one set by other means (the settings
+ * of a version before the Models page, gsettings, a test) is listed as if it had been chosen
+ * by hand, so that the header bar's switcher and the Models page name it. A server's model
+ * and a folder that is gone are left alone. */
+static void
+list_current_folder (AppModelManager *self)
+{
+  g_autofree char *current = g_settings_get_string (self->settings, "model-folder");
+
+  if (g_path_is_absolute (current) && g_file_test (current, G_FILE_TEST_IS_DIR))
+    list_folder (self, current);
+}
+
 void
 app_model_manager_add_folder (AppModelManager *self,
                               const char      *path)
 {
-  g_auto(GStrv) added = NULL;
-  g_autofree char *folder = NULL;
-
   g_return_if_fail (APP_IS_MODEL_MANAGER (self));
   g_return_if_fail (path != NULL);
 
-  added = g_settings_get_strv (self->settings, "added-models");
-  folder = app_model_manager_get_folder (self);
-  /* the models folder's own checkpoints are found anyway */
-  if (!g_strv_contains ((const char * const *) added, path) && !app_model_manager_find (self, path))
-    {
-      g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
-      g_auto(GStrv) next = NULL;
-
-      g_strv_builder_addv (b, (const char **) added);
-      g_strv_builder_add (b, path);
-      next = g_strv_builder_end (b);
-      g_settings_set_strv (self->settings, "added-models", (const char * const *) next);
-    }
+  list_folder (self, path);
   app_model_manager_rescan (self);
   app_model_manager_use (self, path);
 }
@@ -953,5 +970,8 @@ app_model_manager_new (GSettings *settings,
   g_signal_connect_object (settings, "changed::added-models",
                            G_CALLBACK (app_model_manager_rescan), self, G_CONNECT_SWAPPED);
   folder_changed_cb (self);
+  g_signal_connect_object (settings, "changed::model-folder", G_CALLBACK (list_current_folder),
+                           self, G_CONNECT_SWAPPED);
+  list_current_folder (self);
   return self;
 }

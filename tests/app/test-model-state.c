@@ -7,7 +7,7 @@
  * warning icon. With no chat at all the welcome page takes the conversation's place and says
  * the same. Then a model loading: the banner shows the folder, the percentage, a progress bar
  * and Cancel; Cancel leaves no model and no error. Last, the model loads: the banner counts to
- * 100 % and goes.
+ * 100 % and goes, and the header bar's switcher names the folder.
  */
 #include <glib/gstdio.h>
 #include <string.h>
@@ -243,6 +243,7 @@ test_loading_cancel (void)
   GtkWidget *cancel, *label, *bar;
   double fraction = 0;
   gboolean counted = FALSE;
+  AppModelEntry *current;
 
   ui_harness_wait_for (chat_shown, NULL, "the chat");
   set_folder (folder);
@@ -282,6 +283,14 @@ test_loading_cancel (void)
   ui_harness_wait_for (banner_gone, NULL, "the banner to go");
   app_composer_set_text (APP_COMPOSER (ui_find_any (window (), APP_TYPE_COMPOSER)), "Hello?");
   g_assert_true (gtk_widget_get_sensitive (send_button ()));
+
+  /* a folder set as the model in use, by whatever means, is listed with the models and named
+   * by the header bar's switcher (it said "No Model" over the model answering) */
+  current = app_model_manager_get_current (app_application_get_models (app));
+  g_assert_nonnull (current);
+  g_assert_cmpstr (app_model_entry_get_path (current), ==, folder);
+  g_assert_nonnull (ui_find_label (window (), app_model_entry_get_name (current)));
+  g_assert_null (ui_find_label (window (), "No Model"));
 }
 
 int
